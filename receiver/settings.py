@@ -1,0 +1,51 @@
+"""One typed settings object, read once at startup (pydantic-settings).
+
+Every value comes from a constructor argument (the CLI passes its flags), else from the
+environment variable named beside it, else from the default. Nothing mutates a
+:class:`Settings` after it is built.
+
+| field | environment variable | default |
+|---|---|---|
+| ``database_url`` | ``AGENT_PROVISION_DATABASE_URL`` | ``sqlite:///agent_provision.db`` (relative to the working directory) |
+| ``admin_token`` | ``AGENT_PROVISION_ADMIN_TOKEN`` | none: the admin JSON API answers 401 |
+| ``max_body_bytes`` | ``AGENT_PROVISION_MAX_BODY_BYTES`` | 5 MiB (5,242,880 bytes) |
+| ``processed_retention_hours`` | ``AGENT_PROVISION_PROCESSED_RETENTION_HOURS`` | 168 (7 days); at least 48 |
+| ``secret_key`` | ``AGENT_PROVISION_SECRET_KEY`` | none: a Fernet key is generated and kept beside the store (see ``receiver.secrets``) |
+| ``log_level`` | ``AGENT_PROVISION_LOG_LEVEL`` | ``info`` |
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["DEFAULT_DATABASE_URL", "Settings"]
+
+DEFAULT_DATABASE_URL = "sqlite:///agent_provision.db"
+
+
+class Settings(BaseSettings):
+    """The receiver's and CLI's configuration. Frozen once built."""
+
+    model_config = SettingsConfigDict(env_prefix="AGENT_PROVISION_", frozen=True, extra="ignore")
+
+    database_url: str = DEFAULT_DATABASE_URL
+    admin_token: SecretStr | None = None
+    max_body_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
+    processed_retention_hours: float = Field(default=168.0, ge=48.0)
+    secret_key: SecretStr | None = None
+    log_level: str = "info"
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalise_url(cls, value: str) -> str:
+        """Rewrite ``postgres://`` and ``postgresql://`` to the psycopg 3 driver URL."""
+        for prefix in ("postgres://", "postgresql://"):
+            if value.startswith(prefix):
+                return "postgresql+psycopg://" + value[len(prefix) :]
+        return value
+
+    @field_validator("admin_token", "secret_key", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value

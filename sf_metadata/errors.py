@@ -1,0 +1,189 @@
+"""The one error tree of agent-auto-provision.
+
+Every error the toolkit raises on purpose is a subclass of :class:`AgentProvisionError`.
+Callers catch at the level they care about; the CLI maps the tree to exit codes in one
+place (``receiver/cli/_errors.py``); the receiver maps it to HTTP status and SOAP faults in
+one place (``receiver/webhook.py``).
+
+::
+
+    AgentProvisionError                    root; ``.problems`` lists one line per problem
+    ├── UsageError                         caller's fault, fixable by proper use (CLI exit 2)
+    │   ├── InvalidOrganizationName        ORGANIZATION not 1-63 of [a-z0-9-], first [a-z0-9]
+    │   ├── OrganizationExists             ``org add`` for a name already registered
+    │   ├── OrganizationNotFound           no such organization in the store (CLI exit 4)
+    │   ├── InvalidSalesforceId            not 15/18 alphanumerics, or wrong key prefix
+    │   └── CredentialsError               no complete credential set, unreadable key file
+    ├── EnvelopeError                      an Outbound Message that cannot be taken (HTTP 400)
+    │   ├── MalformedXml                   not well-formed, truncated, not UTF-8
+    │   ├── ForbiddenXml                   DTD, entity declaration, external reference
+    │   ├── NotAnOutboundMessage           not a SOAP 1.1 envelope with ``notifications``
+    │   ├── MissingOrganizationId          no (or an invalid) ``OrganizationId``
+    │   └── TooManyNotifications           more than 100 ``Notification`` elements
+    ├── NotificationError                  one notification cannot be decided: recorded as
+    │                                      failed and acknowledged (permanent)
+    ├── StoreUnavailable                   the store cannot be reached or the transaction
+    │                                      failed for a transient reason: never acknowledged
+    │                                      (HTTP 503 / CLI exit 75), Salesforce retries
+    └── SalesforceError                    a Salesforce org answered, or could not be reached
+        ├── AuthenticationError            login failed / expired session that cannot be
+        │                                  refreshed (CLI exit 3)
+        ├── PreflightError                 ``check`` found problems; ``.problems`` has each,
+        │                                  with its Setup label and API name (CLI exit 5)
+        ├── DeployFailed                   the Metadata API deploy finished with failures,
+        │                                  or the flow stayed inactive (CLI exit 6)
+        └── DeployTimeout                  checkDeployStatus did not finish in time; carries
+                                           ``.deploy_id`` so it can be followed up (CLI exit 7)
+
+Permanent vs transient, for the receiver (reference ``outbound-receiver-bugs.md`` B15 and
+``provisioning-pitfalls.md`` B12): :class:`EnvelopeError` and organization/token problems
+are answered with a SOAP fault so an admin can fix the configuration while Salesforce
+retries; :class:`NotificationError` is permanent (recorded, acknowledged);
+:class:`StoreUnavailable` is transient (503, no Ack).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+__all__ = [
+    "AgentProvisionError",
+    "AuthenticationError",
+    "CredentialsError",
+    "DeployFailed",
+    "DeployTimeout",
+    "EnvelopeError",
+    "ForbiddenXml",
+    "InvalidOrganizationName",
+    "InvalidSalesforceId",
+    "MalformedXml",
+    "MissingOrganizationId",
+    "NotAnOutboundMessage",
+    "NotificationError",
+    "OrganizationExists",
+    "OrganizationNotFound",
+    "PreflightError",
+    "SalesforceError",
+    "StoreUnavailable",
+    "TooManyNotifications",
+    "UsageError",
+]
+
+
+class AgentProvisionError(Exception):
+    """Root of the tree.
+
+    ``message`` is one line naming what to fix. ``problems`` (a tuple of such lines) holds
+    every problem when one error reports several at once (preflight); it defaults to
+    ``(message,)``.
+    """
+
+    def __init__(self, message: str, *, problems: Iterable[str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.problems: tuple[str, ...] = tuple(problems) if problems is not None else (message,)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(AgentProvisionError):
+    """The caller's input or configuration is wrong; fixable by proper use."""
+
+
+class InvalidOrganizationName(UsageError):
+    """ORGANIZATION is not 1-63 lowercase letters, digits and hyphens starting with a letter
+    or digit (CONTRACT section 4)."""
+
+
+class OrganizationExists(UsageError):
+    """``org add`` named an organization that is already registered."""
+
+
+class OrganizationNotFound(UsageError):
+    """No organization of that name is registered in the store."""
+
+
+class InvalidSalesforceId(UsageError):
+    """A value is not a Salesforce id: 15 or 18 ASCII letters and digits (optionally of an
+    expected key prefix such as ``00D`` or ``005``)."""
+
+
+class CredentialsError(UsageError):
+    """No complete set of Salesforce credentials, or one that cannot be used (unreadable
+    private key file, unknown domain)."""
+
+
+class EnvelopeError(AgentProvisionError):
+    """The request body is not an Outbound Message we can take; answered 400 + SOAP fault."""
+
+
+class MalformedXml(EnvelopeError):
+    """Not well-formed XML (truncated, bad encoding, junk after the root)."""
+
+
+class ForbiddenXml(EnvelopeError):
+    """A DTD, entity declaration or external reference: refused before any expansion."""
+
+
+class NotAnOutboundMessage(EnvelopeError):
+    """Well-formed XML that is not a SOAP 1.1 envelope whose Body holds
+    ``{http://soap.sforce.com/2005/09/outbound}notifications``."""
+
+
+class MissingOrganizationId(EnvelopeError):
+    """The ``notifications`` element has no ``OrganizationId``, or one that is not a
+    Salesforce organization id."""
+
+
+class TooManyNotifications(EnvelopeError):
+    """More than 100 ``Notification`` elements (Salesforce sends at most 100 per message,
+    per the Outbound Messaging WSDL ``maxOccurs="100"``)."""
+
+
+class NotificationError(AgentProvisionError):
+    """One notification cannot be decided (no IsActive, no ``sf:Id``, invalid id, username
+    collision). Permanent: recorded as failed with this message as reason, and acknowledged."""
+
+
+class StoreUnavailable(AgentProvisionError):
+    """The store cannot be reached, or a transaction failed for a transient reason
+    (connection lost, lock timeout, serialization failure). Nothing was applied; the
+    receiver answers 503 without an Ack so Salesforce retries."""
+
+
+class SalesforceError(AgentProvisionError):
+    """A Salesforce org answered with an error, or could not be reached."""
+
+
+class AuthenticationError(SalesforceError):
+    """Login failed, or the session expired and the credential kind cannot refresh it."""
+
+
+class PreflightError(SalesforceError):
+    """The deploy preflight found problems; ``problems`` lists each, naming the Setup
+    label and the API name to fix."""
+
+
+class DeployFailed(SalesforceError):
+    """A Metadata API deploy finished without our components succeeding.
+
+    ``deploy_id`` is the Salesforce deploy id (``0Af…``) when one was given.
+    """
+
+    def __init__(
+        self, message: str, *, problems: Iterable[str] | None = None, deploy_id: str | None = None
+    ) -> None:
+        super().__init__(message, problems=problems)
+        self.deploy_id = deploy_id
+
+
+class DeployTimeout(SalesforceError):
+    """checkDeployStatus did not report ``done`` before the overall timeout.
+
+    ``deploy_id`` lets an admin follow the deploy up in Setup > Deployment Status.
+    """
+
+    def __init__(self, message: str, *, deploy_id: str) -> None:
+        super().__init__(message)
+        self.deploy_id = deploy_id
