@@ -11,13 +11,17 @@ Rules: ``../shared/CONTRACT.md`` section 2 (lifecycle, order, duplicates, collis
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
-from sf_metadata.mapping import AgentRecord
+from sf_metadata.errors import InvalidSalesforceId, NotificationError
+from sf_metadata.ids import USER, canonical_id
+from sf_metadata.mapping import AgentRecord, map_user, parse_boolean
+from sf_metadata.metadata_names import SOBJECT_TYPE
+from sf_metadata.outbound import Notification
 
-__all__ = ["Action", "Decision", "StoredState", "StoredUser", "plan_message"]
+__all__ = ["Action", "Decision", "StoredState", "StoredUser", "parse_stamp", "plan_message"]
 
 
 class Action(enum.StrEnum):
@@ -85,3 +89,212 @@ class Decision:
     stamp: datetime | None
     agent: AgentRecord | None
     mark_processed: bool
+
+
+def _utc(value: datetime) -> datetime:
+    """Aware UTC; a naive value (as SQLite returns it) is taken as UTC."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def parse_stamp(fields: Mapping[str, str | None]) -> datetime | None:
+    """The ordering stamp of a User notification: ``SystemModstamp``, else
+    ``LastModifiedDate`` (``xsd:dateTime`` such as ``2026-11-20T10:00:00.000Z``; Salesforce
+    always sends UTC, ``outbound-wire-format.md`` 1.3), as an aware UTC datetime; ``None``
+    when both are absent/empty (then arrival order decides).
+
+    Raises :class:`NotificationError` when the chosen field is not a dateTime.
+    """
+    for name in ("SystemModstamp", "LastModifiedDate"):
+        text = fields.get(name)
+        if text:
+            try:
+                return _utc(datetime.fromisoformat(text.strip()))
+            except ValueError:
+                shown = text if len(text) <= 40 else text[:40] + "..."
+                raise NotificationError(
+                    f"{name} is {shown!r}, not an xsd:dateTime"
+                ) from None
+    return None
+
+
+def _try_id(value: str | None, prefix: str | None = None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return canonical_id(value.strip(), prefix)
+    except InvalidSalesforceId:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    index: int
+    notification_id: str
+    crm_id: str
+    stamp: datetime | None
+    agent: AgentRecord
+    active: bool
+
+
+def _rank(c: _Candidate) -> tuple[int, datetime, int]:
+    # A missing stamp means arrival order: newer than any stamped change; then doc order.
+    return (1, datetime.min.replace(tzinfo=UTC), c.index) if c.stamp is None else (
+        0,
+        c.stamp,
+        c.index,
+    )
+
+
+def plan_message(
+    notifications: Sequence[Notification], state: StoredState, *, feature_enabled: bool
+) -> list[Decision]:
+    """Decide every notification of one message; one :class:`Decision` each, in document
+    order (CONTRACT section 2: lifecycle, order, duplicates, collisions).
+
+    Rules, first match wins:
+
+    - feature disabled: IGNORED, not marked processed (a later enable can take a retry);
+    - ``sobject_type`` is not ``User``: IGNORED, marked processed;
+    - ``Notification/Id`` missing or not an id: FAILED, not marked (nothing to mark);
+    - id in ``state.processed_ids`` or earlier in this message: DUPLICATE;
+    - no/invalid ``sf:Id``, no/bad ``IsActive``, bad stamp, bad related id: FAILED
+      (permanent, marked processed);
+    - several notifications for one user: the newest stamp wins (ties: later in the
+      document); the others are STALE;
+    - stamp older than the stored ``system_modstamp``: STALE (equal applies);
+    - ``IsActive`` true: CREATED / UPDATED / RESTORED (tombstone with an agent id);
+      false: DEPROVISIONED if provisioned, else IGNORED (crm id and stamp kept so the
+      store can keep or advance a tombstone);
+    - the mapped username (casefolded) held by another user (stored owners, or claimed
+      earlier in this message and not released by an earlier deprovision/rename):
+      FAILED, nothing merged. A ``None`` username never collides.
+
+    Pure; raises nothing for bad notification content (it becomes FAILED).
+    """
+    decisions: list[Decision | None] = [None] * len(notifications)
+    candidates: list[_Candidate] = []
+    seen: set[str] = set()
+
+    for index, n in enumerate(notifications):
+        notification_id = _try_id(n.notification_id)
+        crm_guess = _try_id(n.record_id, USER)
+
+        def done(
+            action: Action,
+            reason: str,
+            mark: bool,
+            i: int = index,
+            nid: str | None = notification_id,
+            crm: str | None = crm_guess,
+        ) -> None:
+            decisions[i] = Decision(i, nid, crm, action, reason, None, None, mark)
+
+        if not feature_enabled:
+            done(Action.IGNORED, "feature disabled", False)
+            continue
+        if n.sobject_type != SOBJECT_TYPE:
+            done(
+                Action.IGNORED,
+                f"{n.sobject_type or 'untyped'} notifications are not provisioned, only User",
+                notification_id is not None and notification_id not in seen
+                and notification_id not in state.processed_ids,
+            )
+            if notification_id is not None:
+                seen.add(notification_id)
+            continue
+        if notification_id is None:
+            reason = (
+                "the notification has no Id"
+                if n.notification_id is None
+                else f"notification Id {n.notification_id[:40]!r} is not a Salesforce id"
+            )
+            done(Action.FAILED, reason, False)
+            continue
+        if notification_id in state.processed_ids:
+            done(Action.DUPLICATE, f"notification {notification_id} was already processed",
+                 False)
+            continue
+        if notification_id in seen:
+            done(Action.DUPLICATE, f"notification {notification_id} is repeated in this message",
+                 False)
+            continue
+        seen.add(notification_id)
+
+        if n.record_id is None or not n.record_id.strip():
+            done(Action.FAILED, "the User notification has no sf:Id", True)
+            continue
+        try:
+            agent = map_user(n.record_id, n.fields)
+            stamp = parse_stamp(n.fields)
+            active = parse_boolean("IsActive", n.fields.get("IsActive") or None)
+        except NotificationError as exc:
+            done(Action.FAILED, exc.message, True)
+            continue
+        candidates.append(
+            _Candidate(index, notification_id, agent.crm_id, stamp, agent, active)
+        )
+
+    winners: dict[str, _Candidate] = {}
+    for c in candidates:
+        best = winners.get(c.crm_id)
+        if best is None or _rank(c) > _rank(best):
+            winners[c.crm_id] = c
+
+    owners = dict(state.username_owners)
+    for c in candidates:
+        if winners[c.crm_id] is not c:
+            decisions[c.index] = Decision(
+                c.index, c.notification_id, c.crm_id, Action.STALE,
+                "superseded by a newer change in the same message", c.stamp, None, True,
+            )
+            continue
+        decisions[c.index] = _decide(c, state.users.get(c.crm_id), owners)
+    return [d for d in decisions if d is not None]
+
+
+def _release(owners: dict[str, str], crm_id: str) -> None:
+    for key in [k for k, v in owners.items() if v == crm_id]:
+        del owners[key]
+
+
+def _decide(c: _Candidate, stored: StoredUser | None, owners: dict[str, str]) -> Decision:
+    def make(action: Action, reason: str, agent: AgentRecord | None = None) -> Decision:
+        return Decision(c.index, c.notification_id, c.crm_id, action, reason, c.stamp, agent,
+                        True)
+
+    if stored is not None and stored.system_modstamp is not None and c.stamp is not None:
+        stored_stamp = _utc(stored.system_modstamp)
+        if c.stamp < stored_stamp:
+            return make(
+                Action.STALE,
+                f"older than the stored change (SystemModstamp {c.stamp.isoformat()} < "
+                f"{stored_stamp.isoformat()})",
+            )
+    if not c.active:
+        if stored is not None and stored.provisioned:
+            _release(owners, c.crm_id)
+            return make(Action.DEPROVISIONED, "IsActive is false")
+        return make(Action.IGNORED, "user is not provisioned")
+
+    username = c.agent.username
+    if username is not None:
+        key = username.casefold()
+        owner = owners.get(key)
+        if owner is not None and owner != c.crm_id:
+            return make(
+                Action.FAILED,
+                f"username {username} is already used by Salesforce user {owner}",
+            )
+    _release(owners, c.crm_id)
+    if username is not None:
+        owners[username.casefold()] = c.crm_id
+    if stored is None:
+        return make(Action.CREATED, "IsActive is true: new agent", c.agent)
+    if stored.provisioned:
+        return make(Action.UPDATED, "IsActive is true: agent updated", c.agent)
+    if stored.agent_id is not None:
+        return make(Action.RESTORED, "IsActive is true: deprovisioned agent restored", c.agent)
+    return make(Action.CREATED, "IsActive is true: new agent (user was never provisioned)",
+                c.agent)

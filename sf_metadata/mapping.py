@@ -10,7 +10,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["AgentRecord", "PhoneNumber"]
+from email_validator import EmailNotValidError, validate_email
+
+from sf_metadata.errors import InvalidSalesforceId, NotificationError
+from sf_metadata.ids import USER, canonical_id
+
+__all__ = ["AgentRecord", "PhoneNumber", "agent_username", "map_user", "parse_boolean"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,3 +96,121 @@ class AgentRecord:
             user_type=crm["userType"],
             custom_fields=dict(crm["customFields"]),
         )
+
+
+_TRUE = frozenset({"true", "1"})
+_FALSE = frozenset({"false", "0"})
+
+
+def parse_boolean(name: str, value: str | None) -> bool:
+    """An ``xsd:boolean`` field value: ``true``/``false``/``1``/``0``, case-insensitive,
+    surrounding whitespace ignored (reference ``provisioning-pitfalls.md`` B2: never treat a
+    string such as ``"False"`` as truthy).
+
+    Raises :class:`NotificationError` naming the field for anything else, ``None`` or ``""``.
+    """
+    if value is not None:
+        text = value.strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        shown = value if len(value) <= 40 else value[:40] + "..."
+        raise NotificationError(f"{name} is {shown!r}, not a boolean (true/false/1/0)")
+    raise NotificationError(f"{name} is missing")
+
+
+def _value(fields: Mapping[str, str | None], name: str) -> str | None:
+    """A standard field's text; absent, ``xsi:nil`` and empty all count as null."""
+    value = fields.get(name)
+    return value if value else None
+
+
+def _is_username_email(value: str) -> bool:
+    try:
+        validate_email(value, check_deliverability=False)
+    except EmailNotValidError:
+        return False
+    return True
+
+
+def agent_username(fields: Mapping[str, str | None]) -> str | None:
+    """The agent ``username`` (CONTRACT section 2): ``Username`` if it is a valid e-mail
+    address by email-validator syntax rules (``check_deliverability=False``, so no DNS;
+    special-use domains such as ``.invalid`` or ``.test`` are not valid), else ``Email``
+    (``None`` if that is null too). Values are kept as sent, not normalised.
+
+    Sandbox usernames such as ``jane@acme.com.uat`` are valid (reference
+    ``provisioning-pitfalls.md`` B7); ``jane@acme.com.invalid`` falls back to ``Email``.
+    """
+    username = _value(fields, "Username")
+    if username is not None and _is_username_email(username):
+        return username
+    return _value(fields, "Email")
+
+
+def _optional_id(fields: Mapping[str, str | None], name: str) -> str | None:
+    # Shape only, no key-prefix check: a related id Salesforce sent is never rejected for
+    # its prefix (reference outbound-receiver-bugs.md B17: strict validation loses traffic).
+    value = _value(fields, name)
+    if value is None:
+        return None
+    try:
+        return canonical_id(value.strip())
+    except InvalidSalesforceId as exc:
+        raise NotificationError(f"{name}: {exc}") from None
+
+
+def map_user(crm_id: str, fields: Mapping[str, str | None]) -> AgentRecord:
+    """Map one User notification to an :class:`AgentRecord` (every row of CONTRACT
+    section 2; Tenfold "Agent Auto Provision" Table 1).
+
+    ``crm_id`` is the User ``Id`` (15 or 18 characters; stored as 18). ``fields`` are the
+    notification's fields by API name (text as sent, ``None`` for nil; absent = null; an
+    empty element counts as null for the standard fields). ``IsActive`` must be present.
+    ``customFields`` holds every ``..__c`` field, the text as sent (``None`` for nil).
+
+    Raises :class:`NotificationError` (permanent, with the reason) when ``IsActive`` is
+    missing or not a boolean, or an id field (Id, CallCenterId, ProfileId, UserRoleId) is
+    not a Salesforce id (15/18 letters and digits; ``Id`` must be a ``005`` User id).
+    """
+    try:
+        crm = canonical_id(crm_id.strip(), USER)
+    except InvalidSalesforceId as exc:
+        raise NotificationError(f"Id: {exc}") from None
+    is_active = parse_boolean("IsActive", _value(fields, "IsActive"))
+    call_center_id = _optional_id(fields, "CallCenterId")
+    inbound_enabled = is_active and call_center_id is not None
+
+    name = _value(fields, "Name")
+    if name is None:
+        joined = " ".join(
+            part for part in (_value(fields, "FirstName"), _value(fields, "LastName")) if part
+        ).strip()
+        name = joined or None
+
+    phones = tuple(
+        PhoneNumber(kind, number)
+        for kind, number in (
+            ("mobile", _value(fields, "MobilePhone")),
+            ("other", _value(fields, "Phone")),
+        )
+        if number is not None
+    )
+    return AgentRecord(
+        username=agent_username(fields),
+        crm_id=crm,
+        crm_user=_value(fields, "Username"),
+        name=name,
+        picture_url=_value(fields, "SmallPhotoUrl"),
+        disabled=not inbound_enabled,
+        inbound_enabled=inbound_enabled,
+        phone_numbers=phones,
+        call_center_id=call_center_id,
+        email=_value(fields, "Email"),
+        language=_value(fields, "LanguageLocaleKey"),
+        profile_id=_optional_id(fields, "ProfileId"),
+        user_role_id=_optional_id(fields, "UserRoleId"),
+        user_type=_value(fields, "UserType"),
+        custom_fields={k: v for k, v in sorted(fields.items()) if k.endswith("__c")},
+    )

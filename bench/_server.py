@@ -1,0 +1,230 @@
+"""Run the receiver as a real subprocess on loopback, and drive its CLI.
+
+The server is ``agent-provision serve --host 127.0.0.1 --port P [--workers N]
+--database-url URL`` (CONTRACT section 4), started in its own process group so that a stop
+(or a SIGKILL in a fault test) reaches the uvicorn supervisor and every worker. Peak RSS is
+sampled over the whole process tree with psutil.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+__all__ = ["Cli", "ServerProcess", "free_port", "harness_env"]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _agent_provision() -> list[str]:
+    """The console script beside the running interpreter (the project's venv)."""
+    script = Path(sys.executable).with_name("agent-provision")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "from receiver.cli import main; main()"]
+
+
+def harness_env() -> dict[str, str]:
+    """Environment for one harness run: a fresh ``AGENT_PROVISION_SECRET_KEY`` (Fernet),
+    so no key file is written into the working tree."""
+    from cryptography.fernet import Fernet
+
+    return {"AGENT_PROVISION_SECRET_KEY": Fernet.generate_key().decode("ascii")}
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Cli:
+    """Runs ``agent-provision`` subcommands against one store.
+
+    Every call passes ``--database-url``; a non-zero exit raises ``RuntimeError`` with the
+    command's standard error (these are harness failures, not project errors).
+    """
+
+    def __init__(self, database_url: str, *, env: dict[str, str] | None = None) -> None:
+        self.database_url = database_url
+        self.env = {**os.environ, **(env or {})}
+
+    def run(self, *args: str, timeout: float = 120.0) -> str:
+        """Standard output of ``agent-provision ARGS --database-url URL``."""
+        cmd = [*_agent_provision(), *args, "--database-url", self.database_url]
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout, env=self.env, cwd=REPO_ROOT
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(args)} exited {proc.returncode}: {proc.stderr.strip()}")
+        return proc.stdout
+
+    def add_org(self, name: str, salesforce_org_id: str, *, base_url: str) -> str:
+        """Register and enable ``name``; return its webhook URL (token included)."""
+        added = json.loads(
+            self.run(
+                "org", "add", name, "--salesforce-org-id", salesforce_org_id,
+                "--base-url", base_url, "--json",
+            )
+        )
+        self.run("org", "enable", name)
+        return str(added["webhookUrl"])
+
+    def users(self, name: str) -> list[dict[str, Any]]:
+        """``users NAME --json``: the agent list."""
+        data = json.loads(self.run("users", name, "--json"))
+        assert isinstance(data, list)
+        return data
+
+
+class ServerProcess:
+    """``agent-provision serve`` on 127.0.0.1 in its own process group.
+
+    ``start()`` waits until the webhook answers (any HTTP status) or raises
+    ``RuntimeError`` after ``start_timeout`` seconds; ``kill()`` sends SIGKILL to the whole
+    group; ``stop()`` sends SIGTERM then SIGKILL. ``peak_rss`` (bytes) is the largest sum of
+    RSS over the process tree seen by the sampler while running.
+    """
+
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        port: int | None = None,
+        workers: int = 1,
+        env: dict[str, str] | None = None,
+        log_path: Path | None = None,
+    ) -> None:
+        self.database_url = database_url
+        self.port = port or free_port()
+        self.workers = workers
+        self.env = {**os.environ, **(env or {})}
+        self.log_path = log_path
+        self.peak_rss = 0
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._sampler: threading.Thread | None = None
+        self._sampling = threading.Event()
+        self._log: Any = None
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT``."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, *, start_timeout: float = 60.0) -> ServerProcess:
+        """Start the server and wait until it answers HTTP."""
+        cmd = [
+            *_agent_provision(), "serve", "--host", "127.0.0.1", "--port", str(self.port),
+            "--workers", str(self.workers), "--database-url", self.database_url,
+        ]
+        self._log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        self._proc = subprocess.Popen(
+            cmd, stdout=self._log, stderr=self._log, env=self.env, cwd=REPO_ROOT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + start_timeout
+        while True:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"serve exited {self._proc.returncode} (log: {self.log_path})")
+            try:
+                httpx.get(self.base_url + "/", timeout=1.0)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"serve did not answer in {start_timeout} s") from None
+                time.sleep(0.1)
+        # uvicorn --workers: the supervisor answers nothing itself; wait for every worker.
+        if self.workers > 1:
+            while len(self._tree()) < self.workers + 1 and time.monotonic() < deadline:
+                time.sleep(0.1)
+        self._sampling.set()
+        self._sampler = threading.Thread(target=self._sample, daemon=True)
+        self._sampler.start()
+        return self
+
+    def _tree(self) -> list[psutil.Process]:
+        if self._proc is None:
+            return []
+        try:
+            root = psutil.Process(self._proc.pid)
+            return [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def _sample(self) -> None:
+        while self._sampling.is_set():
+            total = 0
+            for proc in self._tree():
+                try:
+                    total += proc.memory_info().rss
+                except psutil.NoSuchProcess:
+                    continue
+            self.peak_rss = max(self.peak_rss, total)
+            time.sleep(0.05)
+
+    def _signal(self, sig: signal.Signals) -> None:
+        if self._proc is None or self._proc.poll() is not None:
+            return
+        try:
+            os.killpg(self._proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def kill(self) -> None:
+        """SIGKILL the server's whole process group (supervisor and workers) and reap it."""
+        self._sampling.clear()
+        tree = self._tree()
+        self._signal(signal.SIGKILL)
+        for proc in tree:  # a worker may have left the group: kill it by pid too
+            try:
+                proc.kill()
+            except psutil.NoSuchProcess:
+                pass
+        if self._proc is not None:
+            self._proc.wait(timeout=30)
+        psutil.wait_procs(tree, timeout=10)
+        self._close_log()
+
+    def stop(self) -> None:
+        """SIGTERM the process group; SIGKILL it if it is still there after 15 s."""
+        self._sampling.clear()
+        if self._proc is None:
+            return
+        tree = self._tree()
+        self._signal(signal.SIGTERM)
+        try:
+            self._proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self._signal(signal.SIGKILL)
+            self._proc.wait(timeout=15)
+        _gone, alive = psutil.wait_procs(tree, timeout=5)
+        for proc in alive:
+            try:
+                proc.kill()
+            except psutil.NoSuchProcess:
+                pass
+        self._close_log()
+
+    def _close_log(self) -> None:
+        if self._log not in (None, subprocess.DEVNULL):
+            self._log.close()
+        self._log = None
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

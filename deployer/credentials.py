@@ -1,0 +1,228 @@
+"""The four Salesforce credential kinds of CONTRACT section 4, and logging in with them.
+
+The first complete set, in this order, is used (each value from its flag, else from the
+environment variable named beside it):
+
+1. ``session``: ``--instance-url``/``SF_INSTANCE_URL`` + ``--access-token``/``SF_ACCESS_TOKEN``;
+   an existing session, which cannot be refreshed (an expired one is a clear error);
+2. ``jwt``: ``--username``/``SF_USERNAME`` + ``--consumer-key``/``SF_CONSUMER_KEY`` +
+   ``--private-key-file``/``SF_PRIVATE_KEY_FILE``; ``--domain``/``SF_DOMAIN`` ``login``
+   (default) or ``test``;
+3. ``client-credentials``: ``--consumer-key`` + ``--consumer-secret``/``SF_CONSUMER_SECRET`` +
+   ``--domain`` set to the org's My Domain (``acme.my``, ``acme--uat.sandbox.my``);
+4. ``soap-login``: ``--username`` + ``--password``/``SF_PASSWORD`` +
+   ``--security-token``/``SF_SECURITY_TOKEN``; Salesforce's SOAP ``login()`` is unavailable
+   from API 65.0
+   (https://developer.salesforce.com/docs/platform/api/guide/sforce-api-calls-login.html).
+
+Login goes through simple-salesforce's ``Salesforce`` constructor (reference
+``metadata-simple-salesforce.md`` section 1). Secrets are held so that ``repr`` never shows
+them and are never logged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import requests
+from simple_salesforce import Salesforce
+from simple_salesforce.exceptions import SalesforceAuthenticationFailed, SalesforceError as _SfError
+
+from sf_metadata.errors import AuthenticationError, CredentialsError, SalesforceError
+
+__all__ = [
+    "CREDENTIAL_OPTIONS",
+    "SOAP_LOGIN_MAX_API_VERSION",
+    "CredentialKind",
+    "Credentials",
+    "login",
+    "resolve_credentials",
+]
+
+CredentialKind = Literal["session", "jwt", "client-credentials", "soap-login"]
+
+#: SOAP login() is unavailable in API 65.0 and later.
+SOAP_LOGIN_MAX_API_VERSION = 64.0
+
+#: option name (as the CLI passes it) -> environment variable.
+CREDENTIAL_OPTIONS: dict[str, str] = {
+    "instance_url": "SF_INSTANCE_URL",
+    "access_token": "SF_ACCESS_TOKEN",
+    "username": "SF_USERNAME",
+    "consumer_key": "SF_CONSUMER_KEY",
+    "private_key_file": "SF_PRIVATE_KEY_FILE",
+    "consumer_secret": "SF_CONSUMER_SECRET",
+    "domain": "SF_DOMAIN",
+    "password": "SF_PASSWORD",
+    "security_token": "SF_SECURITY_TOKEN",
+}
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """One complete credential set. ``repr`` shows the kind and non-secret names only."""
+
+    kind: CredentialKind
+    instance_url: str | None = None
+    username: str | None = None
+    consumer_key: str | None = field(default=None, repr=False)
+    private_key_file: str | None = None
+    domain: str = "login"
+    access_token: str | None = field(default=None, repr=False)
+    consumer_secret: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+    security_token: str | None = field(default=None, repr=False)
+
+    @property
+    def refreshable(self) -> bool:
+        """Whether an expired session can be replaced by logging in again."""
+        return self.kind != "session"
+
+    def describe(self) -> str:
+        """A one-line, secret-free description (for messages)."""
+        who = self.username or self.instance_url or self.domain
+        return f"{self.kind} credentials ({who})"
+
+
+def _pick(options: Mapping[str, str | None], environ: Mapping[str, str], name: str) -> str | None:
+    value = options.get(name)
+    if value is None or value == "":
+        value = environ.get(CREDENTIAL_OPTIONS[name]) or None
+    return value
+
+
+def resolve_credentials(
+    options: Mapping[str, str | None], environ: Mapping[str, str]
+) -> Credentials:
+    """Pick the first complete credential set (CONTRACT section 4 order).
+
+    ``options`` maps the keys of :data:`CREDENTIAL_OPTIONS` to flag values (``None`` when
+    absent); ``environ`` is the process environment. Raises :class:`CredentialsError` when
+    no set is complete, naming what each kind needs, or when a private key file is
+    unreadable.
+    """
+    v = {name: _pick(options, environ, name) for name in CREDENTIAL_OPTIONS}
+    if v["instance_url"] and v["access_token"]:
+        if not v["instance_url"].startswith("https://"):
+            raise CredentialsError(
+                "--instance-url/SF_INSTANCE_URL must be an https:// URL such as "
+                "https://acme.my.salesforce.com"
+            )
+        return Credentials(
+            kind="session", instance_url=v["instance_url"], access_token=v["access_token"]
+        )
+    if v["username"] and v["consumer_key"] and v["private_key_file"]:
+        key_path = Path(v["private_key_file"])
+        if not key_path.is_file():
+            raise CredentialsError(
+                f"--private-key-file/SF_PRIVATE_KEY_FILE: cannot read {key_path}: "
+                "give the PEM private key of the connected app's certificate"
+            )
+        domain = v["domain"] or "login"
+        return Credentials(
+            kind="jwt",
+            username=v["username"],
+            consumer_key=v["consumer_key"],
+            private_key_file=str(key_path),
+            domain=domain,
+        )
+    if v["consumer_key"] and v["consumer_secret"]:
+        domain = v["domain"]
+        if not domain or domain in ("login", "test"):
+            raise CredentialsError(
+                "client credentials need --domain/SF_DOMAIN set to the org's My Domain, "
+                "such as acme.my or acme--uat.sandbox.my (not login or test)"
+            )
+        return Credentials(
+            kind="client-credentials",
+            consumer_key=v["consumer_key"],
+            consumer_secret=v["consumer_secret"],
+            domain=domain,
+        )
+    if v["username"] and v["password"] and v["security_token"]:
+        return Credentials(
+            kind="soap-login",
+            username=v["username"],
+            password=v["password"],
+            security_token=v["security_token"],
+            domain=v["domain"] or "login",
+        )
+    raise CredentialsError(
+        "no complete Salesforce credentials: give --instance-url + --access-token "
+        "(SF_INSTANCE_URL, SF_ACCESS_TOKEN), or --username + --consumer-key + "
+        "--private-key-file (JWT), or --consumer-key + --consumer-secret + --domain "
+        "(client credentials), or --username + --password + --security-token (SOAP login)"
+    )
+
+
+def login(
+    credentials: Credentials,
+    *,
+    api_version: str,
+    session: requests.Session | None = None,
+) -> Salesforce:
+    """Log in with ``credentials`` at ``api_version`` (``"NN.0"``) through simple-salesforce.
+
+    A ``session`` credential makes no request. Raises :class:`CredentialsError` for SOAP
+    login at API 65.0 or later, :class:`AuthenticationError` when Salesforce refuses the
+    login, :class:`SalesforceError` when it cannot be reached.
+    """
+    try:
+        if credentials.kind == "session":
+            return Salesforce(
+                instance_url=credentials.instance_url,
+                session_id=credentials.access_token,
+                version=api_version,
+                session=session,
+            )
+        if credentials.kind == "jwt":
+            return Salesforce(
+                username=credentials.username,
+                consumer_key=credentials.consumer_key,
+                privatekey_file=credentials.private_key_file,
+                domain=credentials.domain,
+                version=api_version,
+                session=session,
+            )
+        if credentials.kind == "client-credentials":
+            return Salesforce(
+                consumer_key=credentials.consumer_key,
+                consumer_secret=credentials.consumer_secret,
+                domain=credentials.domain,
+                version=api_version,
+                session=session,
+            )
+        if float(api_version) > SOAP_LOGIN_MAX_API_VERSION:
+            raise CredentialsError(
+                f"SOAP login (--username/--password/--security-token) is unavailable from "
+                f"API 65.0; API {api_version} was asked: use JWT or client credentials"
+            )
+        return Salesforce(
+            username=credentials.username,
+            password=credentials.password,
+            security_token=credentials.security_token,
+            domain=credentials.domain,
+            version=api_version,
+            session=session,
+        )
+    except SalesforceAuthenticationFailed as exc:
+        raise AuthenticationError(
+            f"Salesforce refused the login with {credentials.describe()}: "
+            f"{_auth_reason(exc)}; check the credentials and the connected app"
+        ) from None
+    except _SfError as exc:
+        raise SalesforceError(f"Salesforce login failed with HTTP {exc.status}") from None
+    except requests.RequestException as exc:
+        raise SalesforceError(
+            f"cannot reach Salesforce to log in ({type(exc).__name__})"
+        ) from None
+
+
+def _auth_reason(exc: SalesforceAuthenticationFailed) -> str:
+    code = getattr(exc, "code", None)
+    message = getattr(exc, "message", None)
+    text = " ".join(str(p) for p in (code, message) if p)
+    return text[:200] or "authentication failed"

@@ -1,0 +1,312 @@
+"""Deploy and undeploy: the Refresh Webhook operations.
+
+:func:`deploy_package` sends one in-memory zip with rollbackOnError (``checkOnly`` for a
+validation), polls checkDeployStatus, and judges success by our components appearing in
+``componentSuccesses`` (a "Succeeded" with 0 components happened in the wild, reference
+``metadata-deploy-bugs.md`` #1). Deploying one trigger retires the other if we deployed it
+before, in the same run: a workflow rule is removed by ``destructiveChangesPost.xml`` in the
+flow's own deploy; a flow is deactivated through the Tooling API just before the rule is
+deployed (reactivated if that deploy fails) and its versions deleted after. After a flow
+deploy the Tooling API ``FlowDefinition`` tells whether the flow version is active (a
+production org may keep it inactive).
+
+:func:`undeploy` removes what the store recorded: the flow deactivated before it is deleted
+(destructive Flow deletes hit known issue W-10538057, reference ``metadata-deploy-bugs.md``
+#7, so flow versions are deleted through the Tooling API), then the rule and Outbound
+Message by a destructive deploy with ignoreWarnings, so that running it again succeeds.
+
+Nothing here touches the store: results are returned as :class:`DeployOutcome`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from deployer._client import OrgClient
+from deployer._poll import Timing, submit, wait
+from deployer.envelopes import DeployResult
+from deployer.package import (
+    FLOW,
+    OUTBOUND_MESSAGE,
+    WORKFLOW_RULE,
+    PackageSpec,
+    Trigger,
+    deploy_components,
+    parse_component,
+    render_deploy_package,
+    render_removal_package,
+    zip_package,
+)
+from deployer.preflight import soql_quote
+from sf_metadata.errors import DeployFailed, DeployTimeout
+
+__all__ = ["DeployOutcome", "Kind", "Outcome", "Timing", "deploy_package", "undeploy"]
+
+Kind = Literal["check-only", "deploy", "undeploy"]
+Outcome = Literal["succeeded", "failed", "timeout", "inactive-flow"]
+OnDeployId = Callable[[str], None]
+
+_WORKFLOW_END = (
+    "Workflow Rules reached end of support on December 31, 2025 and this org refused the "
+    "rule: deploy the same Outbound Message from a record-triggered flow with --trigger flow"
+)
+
+
+@dataclass(frozen=True)
+class DeployOutcome:
+    """The result of one deploy / undeploy run, as the store records it.
+
+    ``components`` are ``"Type:FullName"``; ``retired`` the other trigger's components
+    removed in the same run; ``problems`` one line each.
+    """
+
+    kind: Kind
+    trigger: Trigger | None
+    api_version: str
+    components: tuple[str, ...]
+    deploy_id: str | None
+    outcome: Outcome
+    problems: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    retired: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready dict for ``--json``."""
+        return {
+            "kind": self.kind,
+            "trigger": self.trigger,
+            "apiVersion": self.api_version,
+            "components": list(self.components),
+            "retired": list(self.retired),
+            "deployId": self.deploy_id,
+            "outcome": self.outcome,
+            "problems": list(self.problems),
+            "warnings": list(self.warnings),
+        }
+
+    def raise_for_outcome(self) -> None:
+        """Raise :class:`DeployTimeout` (timeout) or :class:`DeployFailed` (failed,
+        inactive-flow); return for ``succeeded``."""
+        if self.outcome == "succeeded":
+            return
+        if self.outcome == "timeout" and self.deploy_id:
+            raise DeployTimeout(
+                f"deploy {self.deploy_id} did not finish in time: follow it up in Setup > "
+                "Deployment Status, then run the command again",
+                deploy_id=self.deploy_id,
+            )
+        first = self.problems[0] if self.problems else f"{self.kind} {self.outcome}"
+        raise DeployFailed(first, problems=self.problems or None, deploy_id=self.deploy_id)
+
+
+def _judge(
+    result: DeployResult, expected: Iterable[str], *, workflow: bool
+) -> tuple[Outcome, list[str], list[str]]:
+    problems: list[str] = []
+    warnings = [m.describe() for m in result.component_failures if m.problem_type == "Warning"]
+    failures = [m for m in result.component_failures if m.problem_type != "Warning"]
+    problems.extend(m.describe() for m in failures)
+    if result.error_message:
+        code = f"{result.error_status_code}: " if result.error_status_code else ""
+        problems.append(f"Deploy {result.deploy_id} failed: {code}{result.error_message}")
+    succeeded = {m.component for m in result.component_successes}
+    missing = [c for c in expected if c not in succeeded]
+    if result.status != "Succeeded" or not result.success:
+        if not problems:
+            problems.append(
+                f"Deploy {result.deploy_id} ended {result.status or 'without a status'} "
+                "with no reason given: see Setup > Deployment Status"
+            )
+    elif missing:
+        problems.append(
+            f"Deploy {result.deploy_id} succeeded but did not deploy {', '.join(missing)}: "
+            "see Setup > Deployment Status"
+        )
+    if workflow and any(
+        m.component_type == "WorkflowRule" or m.component == WORKFLOW_RULE for m in failures
+    ):
+        problems.append(_WORKFLOW_END)
+    return ("failed" if problems else "succeeded"), problems, warnings
+
+
+def _flow_definition(client: OrgClient, flow_name: str) -> dict[str, Any] | None:
+    rows = client.tooling_query(
+        "SELECT Id, DeveloperName, ActiveVersionId, LatestVersionId FROM FlowDefinition "
+        f"WHERE DeveloperName = {soql_quote(flow_name)}"
+    )
+    return rows[0] if rows else None
+
+
+def _set_flow_active_version(client: OrgClient, definition_id: str, number: int) -> None:
+    client.tooling_patch(
+        f"sobjects/FlowDefinition/{definition_id}", {"Metadata": {"activeVersionNumber": number}}
+    )
+
+
+def _deactivate_flow(client: OrgClient, flow_name: str) -> tuple[str, int] | None:
+    """Deactivate the flow; return ``(definition id, version number)`` to restore it."""
+    definition = _flow_definition(client, flow_name)
+    if not definition or not definition.get("ActiveVersionId"):
+        return None
+    active_id = soql_quote(str(definition["ActiveVersionId"]))
+    active = client.tooling_query(f"SELECT Id, VersionNumber FROM Flow WHERE Id = {active_id}")
+    number = int(active[0]["VersionNumber"]) if active else 0
+    _set_flow_active_version(client, str(definition["Id"]), 0)
+    return str(definition["Id"]), number
+
+
+def _delete_flow_versions(client: OrgClient, flow_name: str) -> int:
+    rows = client.tooling_query(
+        f"SELECT Id FROM Flow WHERE Definition.DeveloperName = {soql_quote(flow_name)}"
+    )
+    return sum(client.tooling_delete(f"sobjects/Flow/{row['Id']}") for row in rows)
+
+
+def _run(
+    client: OrgClient,
+    files: dict[str, bytes],
+    *,
+    check_only: bool,
+    ignore_warnings: bool,
+    timing: Timing,
+    on_deploy_id: OnDeployId | None,
+) -> tuple[str, DeployResult | None]:
+    deploy_id = submit(
+        client, zip_package(files), check_only=check_only, ignore_warnings=ignore_warnings
+    )
+    if on_deploy_id is not None:
+        on_deploy_id(deploy_id)
+    return deploy_id, wait(client, deploy_id, timing)
+
+
+def deploy_package(
+    client: OrgClient,
+    spec: PackageSpec,
+    *,
+    check_only: bool = False,
+    previous_trigger: Trigger | None = None,
+    timing: Timing | None = None,
+    on_deploy_id: OnDeployId | None = None,
+) -> DeployOutcome:
+    """Deploy (or validate, ``check_only``) ``spec`` to the org behind ``client``.
+
+    ``previous_trigger`` is the trigger the store says we deployed before; when it differs,
+    the other trigger is retired in the same run (not for ``check_only``). ``on_deploy_id``
+    is called with the deploy id as soon as Salesforce gives it. Never raises for a failed,
+    timed-out or inactive result (see :meth:`DeployOutcome.raise_for_outcome`); raises
+    :class:`AuthenticationError` / :class:`SalesforceError` when Salesforce cannot be used.
+    """
+    timing = timing or Timing()
+    kind: Kind = "check-only" if check_only else "deploy"
+    components = deploy_components(spec.trigger)
+    retire: tuple[str, ...] = ()
+    if previous_trigger == "workflow" and spec.trigger == "flow" and not check_only:
+        retire = (WORKFLOW_RULE,)
+    spec = PackageSpec(
+        trigger=spec.trigger,
+        api_version=spec.api_version,
+        endpoint_url=spec.endpoint_url,
+        integration_user=spec.integration_user,
+        custom_fields=spec.custom_fields,
+        retire=retire,
+    )
+    files = render_deploy_package(spec)
+    flow_name = parse_component(FLOW)[1]
+    restore: tuple[str, int] | None = None
+    if previous_trigger == "flow" and spec.trigger == "workflow" and not check_only:
+        restore = _deactivate_flow(client, flow_name)
+        retire = (FLOW,)
+    deploy_id, result = _run(
+        client, files, check_only=check_only, ignore_warnings=False, timing=timing,
+        on_deploy_id=on_deploy_id,
+    )
+
+    def outcome(result_outcome: Outcome, problems: Iterable[str] = (),
+                warnings: Iterable[str] = ()) -> DeployOutcome:
+        return DeployOutcome(
+            kind=kind, trigger=spec.trigger, api_version=spec.api_version,
+            components=components, deploy_id=deploy_id, outcome=result_outcome,
+            problems=tuple(problems), warnings=tuple(warnings),
+            retired=retire if result_outcome != "failed" else (),
+        )
+
+    if result is None:
+        return outcome("timeout", [f"Deploy {deploy_id} did not finish in time"])
+    verdict, problems, warnings = _judge(
+        result, (*components, *(c for c in retire if c != FLOW)),
+        workflow=spec.trigger == "workflow",
+    )
+    if verdict == "failed":
+        if restore is not None:
+            _set_flow_active_version(client, *restore)
+            warnings.append(f"The flow {flow_name} was reactivated because the deploy failed")
+        return outcome("failed", problems, warnings)
+    if restore is not None or (FLOW in retire):
+        _delete_flow_versions(client, flow_name)
+    if spec.trigger == "flow" and not check_only:
+        definition = _flow_definition(client, flow_name)
+        active = definition and definition.get("ActiveVersionId")
+        latest = definition and definition.get("LatestVersionId")
+        if not active or active != latest:
+            return outcome(
+                "inactive-flow",
+                [
+                    f"The flow {flow_name} (Flow) deployed but its latest version is not "
+                    "active (FlowDefinition.ActiveVersionId): activate it in Setup > Flows, "
+                    'or in production enable "Deploy processes and flows as active" in '
+                    "Setup > Process Automation Settings and deploy again"
+                ],
+                warnings,
+            )
+    return outcome("succeeded", (), warnings)
+
+
+def undeploy(
+    client: OrgClient,
+    components: Iterable[str],
+    *,
+    timing: Timing | None = None,
+    on_deploy_id: OnDeployId | None = None,
+) -> DeployOutcome:
+    """Remove ``components`` (``"Type:FullName"``, what the store recorded) from the org.
+
+    The flow is deactivated, then its versions deleted through the Tooling API; the rule
+    and Outbound Message are removed by one destructive deploy with ignoreWarnings, so a
+    component that is already gone is a warning, not a failure. Never raises for a failed
+    result (see :meth:`DeployOutcome.raise_for_outcome`).
+    """
+    timing = timing or Timing()
+    wanted = sorted(set(components))
+    for component in wanted:
+        parse_component(component)
+    if FLOW in wanted:
+        flow_name = parse_component(FLOW)[1]
+        _deactivate_flow(client, flow_name)
+        _delete_flow_versions(client, flow_name)
+    rest = [c for c in wanted if c != FLOW]
+    if not rest:
+        return DeployOutcome(
+            kind="undeploy", trigger=None, api_version=client.api_version,
+            components=tuple(wanted), deploy_id=None, outcome="succeeded",
+        )
+    # The rule references the Outbound Message: list both; Salesforce deletes the rule first.
+    ordered = sorted(rest, key=lambda c: (c == OUTBOUND_MESSAGE, c))
+    files = render_removal_package(ordered, client.api_version)
+    deploy_id, result = _run(
+        client, files, check_only=False, ignore_warnings=True, timing=timing,
+        on_deploy_id=on_deploy_id,
+    )
+    if result is None:
+        return DeployOutcome(
+            kind="undeploy", trigger=None, api_version=client.api_version,
+            components=tuple(wanted), deploy_id=deploy_id, outcome="timeout",
+            problems=(f"Removal deploy {deploy_id} did not finish in time",),
+        )
+    verdict, problems, warnings = _judge(result, (), workflow=False)
+    return DeployOutcome(
+        kind="undeploy", trigger=None, api_version=client.api_version,
+        components=tuple(wanted), deploy_id=deploy_id, outcome=verdict,
+        problems=tuple(problems), warnings=tuple(warnings),
+    )

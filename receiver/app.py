@@ -1,0 +1,118 @@
+"""The receiver's Starlette application: the webhook route and the admin JSON API.
+
+:func:`create_app` wires the pieces (settings, engine, clock, session hooks) that the
+routes find in ``app.state.context`` (a :class:`ReceiverContext`). The store is migrated
+to the newest schema at startup (lifespan), in a worker thread. :func:`app_from_environment`
+is the factory ``agent-provision serve`` hands to uvicorn (``factory=True``) so that
+``--workers N`` starts N processes that each build their own engine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy.engine import Engine
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from receiver import admin, webhook
+from receiver._logging import LOGGER_NAME
+from receiver.db import make_engine, migrate
+from receiver.sessions import SessionHooks
+from receiver.settings import Settings
+
+__all__ = ["Clock", "Maintenance", "ReceiverContext", "app_from_environment", "create_app", "utc_now"]
+
+log = logging.getLogger(LOGGER_NAME)
+
+#: A clock returns the current time as an aware UTC datetime.
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    """The wall clock, aware UTC (the default :data:`Clock`)."""
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class Maintenance:
+    """Per-process bookkeeping: when processed notification ids were last pruned."""
+
+    last_prune: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiverContext:
+    """What the routes need, built once per app: ``settings``; ``engine`` (the store);
+    ``clock`` (aware UTC now); ``hooks`` (session-ended callbacks for the host app, or
+    ``None``); ``maintenance`` (per-process bookkeeping)."""
+
+    settings: Settings
+    engine: Engine
+    clock: Clock
+    hooks: SessionHooks | None
+    maintenance: Maintenance = field(default_factory=Maintenance)
+
+
+async def _index(_request: Request) -> Response:
+    return PlainTextResponse(
+        "agent-auto-provision receiver: Salesforce Outbound Messages are POSTed to "
+        "/v2/features/agent-auto-provision/organizations/{organization}/integrations/"
+        "provider/webhook; the admin API is under /v2/organizations (bearer token).\n"
+    )
+
+
+def create_app(
+    settings: Settings,
+    *,
+    engine: Engine | None = None,
+    clock: Clock | None = None,
+    hooks: SessionHooks | None = None,
+) -> Starlette:
+    """Build the receiver app.
+
+    - ``settings``: the :class:`Settings` read once (body limit, admin token...).
+    - ``engine``: the store's engine; by default ``make_engine(settings.database_url)``
+      (then disposed at shutdown).
+    - ``clock``: returns aware UTC ``datetime`` (default :func:`utc_now`); tests pass a
+      fixed one.
+    - ``hooks``: :class:`~receiver.sessions.SessionHooks` told when sessions end.
+
+    The store is migrated at startup (lifespan); a store that cannot be reached then
+    raises :class:`~sf_metadata.errors.StoreUnavailable` and the server does not start.
+    """
+    owns_engine = engine is None
+    the_engine = engine if engine is not None else make_engine(settings.database_url)
+    context = ReceiverContext(settings=settings, engine=the_engine,
+                              clock=clock or utc_now, hooks=hooks)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        await run_in_threadpool(migrate, the_engine)
+        log.info("receiver ready (store %s)", the_engine.url.render_as_string(hide_password=True))
+        try:
+            yield
+        finally:
+            if owns_engine:
+                the_engine.dispose()
+
+    app = Starlette(
+        routes=[Route("/", _index, methods=["GET"]), *webhook.routes(), *admin.routes()],
+        lifespan=lifespan,
+    )
+    app.state.context = context
+    return app
+
+
+def app_from_environment() -> Starlette:
+    """App factory for ``uvicorn.run("receiver.app:app_from_environment", factory=True)``:
+    :class:`Settings` from the environment (``agent-provision serve`` exports its
+    ``--database-url`` as ``AGENT_PROVISION_DATABASE_URL`` first)."""
+    return create_app(Settings())

@@ -1,0 +1,131 @@
+"""Shared click options and the per-invocation state of the CLI.
+
+``--database-url`` is accepted by the group and by every subcommand (so it may come
+after a command's arguments: ``agent-provision users demo --json --database-url URL``,
+CONTRACT section 1). The value named last wins; absent everywhere, ``Settings`` reads
+``AGENT_PROVISION_DATABASE_URL`` or uses ``sqlite:///agent_provision.db``.
+:func:`settings_from` builds the :class:`~receiver.settings.Settings` once per invocation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import click
+from pydantic import ValidationError
+from sqlmodel import Session
+
+from receiver.settings import Settings
+from sf_metadata.errors import UsageError
+
+__all__ = [
+    "CliState",
+    "database_url_option",
+    "json_option",
+    "secret_key_from",
+    "settings_from",
+    "state_from",
+    "store_session",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class CliState:
+    """Mutable per-invocation state kept in ``click.Context.obj``."""
+
+    database_url: str | None = None
+    settings: Settings | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def state_from(ctx: click.Context) -> CliState:
+    """The :class:`CliState` of this invocation (created on first use)."""
+    root = ctx.find_root()
+    if not isinstance(root.obj, CliState):
+        root.obj = CliState()
+    return root.obj
+
+
+def _remember_url(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        state = state_from(ctx)
+        state.database_url = value
+        state.settings = None
+
+
+def database_url_option(func: F) -> F:
+    """``--database-url URL``: a SQLAlchemy URL (``sqlite:///path``,
+    ``postgresql+psycopg://...``); also read from ``AGENT_PROVISION_DATABASE_URL``."""
+    return click.option(
+        "--database-url",
+        metavar="URL",
+        default=None,
+        expose_value=False,
+        callback=_remember_url,
+        is_eager=True,
+        help="SQLAlchemy URL of the store (env AGENT_PROVISION_DATABASE_URL; "
+        "default sqlite:///agent_provision.db).",
+    )(func)
+
+
+def json_option(func: F) -> F:
+    """``--json``: print machine-readable JSON instead of text."""
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(func)
+
+
+def settings_from(ctx: click.Context) -> Settings:
+    """Build :class:`Settings` once for this invocation (flags, then environment).
+
+    Raises :class:`~sf_metadata.errors.UsageError` naming each invalid setting.
+    """
+    state = state_from(ctx)
+    if state.settings is None:
+        kwargs: dict[str, Any] = {}
+        if state.database_url is not None:
+            kwargs["database_url"] = state.database_url
+        try:
+            state.settings = Settings(**kwargs)
+        except ValidationError as error:
+            problems = [
+                f"setting {'.'.join(str(p) for p in e['loc']) or '?'}: {e['msg']} "
+                f"(check its AGENT_PROVISION_ environment variable or flag)"
+                for e in error.errors()
+            ]
+            raise UsageError(problems[0], problems=problems) from None
+    return state.settings
+
+
+@contextmanager
+def store_session(ctx: click.Context) -> Iterator[Session]:
+    """Open the store of this invocation (migrated to the newest schema) and yield a
+    session inside one transaction, committed when the block ends.
+
+    Raises :class:`~sf_metadata.errors.StoreUnavailable` when it cannot be reached and
+    :class:`~sf_metadata.errors.UsageError` for an unusable URL.
+    """
+    from receiver.db import make_engine, migrate, transaction
+
+    settings = settings_from(ctx)
+    engine = make_engine(settings.database_url)
+    try:
+        migrate(engine)
+        with transaction(engine) as session:
+            yield session
+    finally:
+        engine.dispose()
+
+
+def secret_key_from(ctx: click.Context) -> bytes:
+    """The Fernet key of the store (``AGENT_PROVISION_SECRET_KEY`` or the key file beside
+    the store, see ``receiver.secrets``). Raises
+    :class:`~sf_metadata.errors.CredentialsError`."""
+    from receiver.secrets import load_key
+
+    settings = settings_from(ctx)
+    secret = settings.secret_key.get_secret_value() if settings.secret_key else None
+    return load_key(settings.database_url, secret)

@@ -1,0 +1,202 @@
+"""``agent-provision org ...``: register and manage organizations (CONTRACT section 4).
+
+Subcommands: ``add``, ``enable``, ``disable``, ``list``, ``show``, ``update``,
+``rotate-token`` and ``url`` (prints only the webhook URL, for scripts and the README).
+The webhook URL holds the organization's secret token: it is printed on standard output
+on purpose (``add``, ``show``, ``update``, ``rotate-token``, ``url``), never logged.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from receiver.cli._options import (
+    database_url_option,
+    json_option,
+    secret_key_from,
+    store_session,
+)
+from receiver.models import Organization
+from receiver.organizations import (
+    DEFAULT_BASE_URL,
+    add_organization,
+    get_organization,
+    list_organizations,
+    organization_json,
+    reveal_token,
+    rotate_token,
+    set_enabled,
+    update_organization,
+    webhook_url,
+)
+from sf_metadata.errors import UsageError
+
+__all__ = ["org"]
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _summary(org: Organization) -> dict[str, Any]:
+    """An organization without its token (for ``org list``)."""
+    return {
+        "organization": org.id,
+        "salesforceOrgId": org.salesforce_org_id,
+        "enabled": org.enabled,
+        "baseUrl": org.base_url,
+    }
+
+
+@click.group()
+@database_url_option
+def org() -> None:
+    """Register and manage organizations (our id <-> a Salesforce org)."""
+
+
+@org.command("add")
+@click.argument("organization")
+@click.option("--salesforce-org-id", required=True, metavar="ID",
+              help="The Salesforce org id (00D..., 15 or 18 characters).")
+@click.option("--base-url", default=DEFAULT_BASE_URL, show_default=True, metavar="URL",
+              help="Where Salesforce reaches this service.")
+@json_option
+@database_url_option
+@click.pass_context
+def add(ctx: click.Context, organization: str, salesforce_org_id: str, base_url: str,
+        as_json: bool) -> None:
+    """Register ORGANIZATION (feature disabled) and print its webhook URL."""
+    key = secret_key_from(ctx)
+    with store_session(ctx) as session:
+        record, token = add_organization(session, name=organization,
+                                         salesforce_org_id=salesforce_org_id,
+                                         key=key, base_url=base_url)
+        out = organization_json(record, key, details=False)
+        url = webhook_url(record, token)
+    if as_json:
+        _echo_json(out)
+    else:
+        click.echo(url)
+        click.echo(f"organization {organization} registered, feature disabled: turn it on "
+                   f"with `agent-provision org enable {organization}`", err=True)
+
+
+def _set_enabled(ctx: click.Context, organization: str, enabled: bool) -> None:
+    with store_session(ctx) as session:
+        set_enabled(session, name=organization, enabled=enabled)
+    click.echo(f"organization {organization}: {'enabled' if enabled else 'disabled'}")
+
+
+@org.command("enable")
+@click.argument("organization")
+@database_url_option
+@click.pass_context
+def enable(ctx: click.Context, organization: str) -> None:
+    """Turn agent auto provisioning on for ORGANIZATION."""
+    _set_enabled(ctx, organization, True)
+
+
+@org.command("disable")
+@click.argument("organization")
+@database_url_option
+@click.pass_context
+def disable(ctx: click.Context, organization: str) -> None:
+    """Turn it off: messages are still acknowledged and logged as ignored."""
+    _set_enabled(ctx, organization, False)
+
+
+@org.command("list")
+@json_option
+@database_url_option
+@click.pass_context
+def list_(ctx: click.Context, as_json: bool) -> None:
+    """List the organizations (without tokens)."""
+    with store_session(ctx) as session:
+        rows = [_summary(o) for o in list_organizations(session)]
+    if as_json:
+        _echo_json(rows)
+        return
+    if not rows:
+        click.echo("no organizations: add one with `agent-provision org add`")
+        return
+    width = max(len("ORGANIZATION"), *(len(r["organization"]) for r in rows))
+    click.echo(f"{'ORGANIZATION':<{width}}  SALESFORCE ORG ID   ENABLED  BASE URL")
+    for r in rows:
+        click.echo(f"{r['organization']:<{width}}  {r['salesforceOrgId']:<18}  "
+                   f"{'yes' if r['enabled'] else 'no':<7}  {r['baseUrl']}")
+
+
+@org.command("show")
+@click.argument("organization")
+@json_option
+@database_url_option
+@click.pass_context
+def show(ctx: click.Context, organization: str, as_json: bool) -> None:
+    """Show ORGANIZATION, its webhook URL included."""
+    key = secret_key_from(ctx)
+    with store_session(ctx) as session:
+        out = organization_json(get_organization(session, organization), key, details=True)
+    if as_json:
+        _echo_json(out)
+        return
+    click.echo(f"organization:      {out['organization']}")
+    click.echo(f"salesforce org id: {out['salesforceOrgId']}")
+    click.echo(f"enabled:           {'yes' if out['enabled'] else 'no'}")
+    click.echo(f"base url:          {out['baseUrl']}")
+    click.echo(f"created:           {out['createdAt']}")
+    click.echo(f"webhook url:       {out['webhookUrl']}")
+
+
+@org.command("url")
+@click.argument("organization")
+@database_url_option
+@click.pass_context
+def url(ctx: click.Context, organization: str) -> None:
+    """Print only the webhook URL of ORGANIZATION (token included)."""
+    key = secret_key_from(ctx)
+    with store_session(ctx) as session:
+        record = get_organization(session, organization)
+        out = webhook_url(record, reveal_token(record, key))
+    click.echo(out)
+
+
+@org.command("update")
+@click.argument("organization")
+@click.option("--base-url", default=None, metavar="URL",
+              help="New address where Salesforce reaches this service.")
+@click.option("--salesforce-org-id", default=None, metavar="ID",
+              help="New Salesforce org id (after a sandbox refresh, say).")
+@database_url_option
+@click.pass_context
+def update(ctx: click.Context, organization: str, base_url: str | None,
+           salesforce_org_id: str | None) -> None:
+    """Change the base URL and/or Salesforce org id of ORGANIZATION (token kept)."""
+    if base_url is None and salesforce_org_id is None:
+        raise UsageError("org update: give --base-url and/or --salesforce-org-id")
+    key = secret_key_from(ctx)
+    with store_session(ctx) as session:
+        record = update_organization(session, name=organization, base_url=base_url,
+                                     salesforce_org_id=salesforce_org_id)
+        out = organization_json(record, key, details=True)
+    click.echo(out["webhookUrl"])
+    if base_url is not None:
+        click.echo(f"the webhook URL changed: refresh the Outbound Message endpoint "
+                   f"(agent-provision deploy {organization})", err=True)
+
+
+@org.command("rotate-token")
+@click.argument("organization")
+@database_url_option
+@click.pass_context
+def rotate(ctx: click.Context, organization: str) -> None:
+    """Issue a new token for ORGANIZATION and print the new webhook URL."""
+    key = secret_key_from(ctx)
+    with store_session(ctx) as session:
+        token = rotate_token(session, name=organization, key=key)
+        out = webhook_url(get_organization(session, organization), token)
+    click.echo(out)
+    click.echo(f"the old token no longer works: refresh the Outbound Message endpoint "
+               f"(agent-provision deploy {organization})", err=True)

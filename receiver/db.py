@@ -1,0 +1,225 @@
+"""Engine, migrations and transactions of the agent store.
+
+- :func:`make_engine` builds the engine for a SQLAlchemy URL. SQLite (the default,
+  ``sqlite:///agent_provision.db`` relative to the working directory): the parent directory
+  is created, WAL journal, ``busy_timeout`` 30 s, foreign keys on, and every write
+  transaction starts with ``BEGIN IMMEDIATE`` so concurrent writers (threads or worker
+  processes) queue on the database lock instead of failing mid-transaction
+  (https://www.sqlite.org/lang_transaction.html). PostgreSQL: ``postgresql+psycopg://``
+  (psycopg 3; ``postgres://`` and ``postgresql://`` are rewritten to it), ``pool_pre_ping``.
+- :func:`migrate` runs ``alembic upgrade head`` from the migrations shipped in the package
+  (``receiver/migrations``, no ``alembic.ini`` needed), in one transaction holding a lock
+  (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: ``pg_advisory_xact_lock``), so several
+  processes may call it at once.
+- :func:`transaction` yields a :class:`sqlmodel.Session` inside one transaction, commits at
+  the end, and maps transient database failures to
+  :class:`~sf_metadata.errors.StoreUnavailable` (nothing of the transaction is applied).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event, exc, text
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine.url import URL
+from sqlmodel import Session, create_engine
+
+from sf_metadata.errors import StoreUnavailable
+
+__all__ = [
+    "MIGRATIONS_DIR",
+    "current_revision",
+    "make_engine",
+    "migrate",
+    "normalise_url",
+    "sqlite_database_path",
+    "transaction",
+]
+
+#: The alembic script directory, shipped as package data.
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+#: Execution option naming a read-only transaction (SQLite: plain deferred ``BEGIN``).
+_READ_ONLY = "agent_provision_read_only"
+#: Arbitrary constant key of the PostgreSQL advisory lock taken around migrations.
+_MIGRATION_LOCK_KEY = 0x61617070  # "aapp"
+_SQLITE_BUSY_TIMEOUT_S = 30
+
+
+def normalise_url(url: str | URL) -> URL:
+    """The URL with ``postgres://`` / ``postgresql://`` rewritten to psycopg 3.
+
+    Raises :class:`~sf_metadata.errors.UsageError` for a string that is not a URL.
+    """
+    from sf_metadata.errors import UsageError
+
+    if isinstance(url, str):
+        for prefix in ("postgres://", "postgresql://"):
+            if url.startswith(prefix):
+                url = "postgresql+psycopg://" + url[len(prefix) :]
+        try:
+            return make_url(url)
+        except exc.ArgumentError:
+            raise UsageError(
+                "--database-url is not a SQLAlchemy URL: use sqlite:///PATH or "
+                "postgresql+psycopg://USER@HOST/DB"
+            ) from None
+    return url
+
+
+def sqlite_database_path(url: str | URL) -> Path | None:
+    """The absolute file path of a SQLite URL, or ``None`` (in-memory, or not SQLite)."""
+    u = normalise_url(url)
+    if u.get_backend_name() != "sqlite":
+        return None
+    database = u.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    return Path(database).expanduser().resolve()
+
+
+def make_engine(url: str | URL, **kwargs: Any) -> Engine:
+    """An engine for ``url`` (a SQLAlchemy URL string or object); see the module docstring.
+
+    ``kwargs`` go to :func:`sqlalchemy.create_engine`. Raises
+    :class:`~sf_metadata.errors.UsageError` for an unparsable URL or a SQLite directory that
+    cannot be created; connecting happens later.
+    """
+    u = normalise_url(url)
+    if u.get_backend_name() == "sqlite":
+        path = sqlite_database_path(u)
+        if path is not None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                from sf_metadata.errors import UsageError
+
+                raise UsageError(
+                    f"cannot create the directory of the SQLite store {path}: "
+                    f"{error.strerror or error}; fix --database-url"
+                ) from None
+            u = u.set(database=str(path))
+        connect_args = dict(kwargs.pop("connect_args", {}))
+        connect_args.setdefault("timeout", _SQLITE_BUSY_TIMEOUT_S)
+        connect_args.setdefault("check_same_thread", False)
+        engine = create_engine(u, connect_args=connect_args, **kwargs)
+        _install_sqlite_events(engine, wal=path is not None)
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(u, **kwargs)
+
+
+def _install_sqlite_events(engine: Engine, *, wal: bool) -> None:
+    """Take transaction control from pysqlite and begin write transactions IMMEDIATE
+    (SQLAlchemy docs, "Serializable isolation / Savepoints / Transactional DDL" for pysqlite)."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {_SQLITE_BUSY_TIMEOUT_S * 1000}")
+            cursor.execute("PRAGMA foreign_keys = ON")
+            if wal:
+                cursor.execute("PRAGMA journal_mode = WAL")
+                cursor.execute("PRAGMA synchronous = NORMAL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        if conn.get_execution_options().get(_READ_ONLY):
+            conn.exec_driver_sql("BEGIN")
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _alembic_config(connection: Connection) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest revision (``alembic upgrade head``), idempotently.
+
+    Safe to call from several processes at once (the lock is described in the module
+    docstring). Raises :class:`~sf_metadata.errors.StoreUnavailable` when the store cannot
+    be reached.
+    """
+    try:
+        with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
+                )
+            command.upgrade(_alembic_config(connection), "head")
+    except exc.SQLAlchemyError as error:
+        if _is_transient(error):
+            raise _unavailable(error) from None
+        raise
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The store's alembic revision, ``None`` for an empty store."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+_TRANSIENT = (exc.OperationalError, exc.InterfaceError, exc.TimeoutError, exc.DisconnectionError)
+
+
+def _unavailable(error: BaseException) -> StoreUnavailable:
+    """A StoreUnavailable naming the driver's first message line, never SQL parameters."""
+    orig = getattr(error, "orig", None)
+    detail = str(orig if orig is not None else error).strip().splitlines()
+    first = detail[0][:200] if detail else type(error).__name__
+    return StoreUnavailable(f"the store is unavailable ({type(error).__name__}: {first}); retry")
+
+
+def _is_transient(error: BaseException) -> bool:
+    """Transient: the connection or lock failed, or the SQLite file is unusable (not a
+    database / corrupt: plain ``sqlite3.DatabaseError``), which an admin must fix while
+    Salesforce retries."""
+    if isinstance(error, _TRANSIENT):
+        return True
+    if not isinstance(error, exc.DBAPIError):
+        return False
+    if error.connection_invalidated:
+        return True
+    return type(error.orig) is sqlite3.DatabaseError
+
+
+@contextmanager
+def transaction(engine: Engine, *, read_only: bool = False) -> Iterator[Session]:
+    """One transaction: yields a Session (``expire_on_commit=False``), commits when the block
+    ends, rolls back when it raises.
+
+    ``read_only=True`` begins a deferred transaction on SQLite (readers do not queue behind
+    writers); it changes nothing on PostgreSQL.
+
+    Raises :class:`~sf_metadata.errors.StoreUnavailable` for a lost connection, lock or busy
+    timeout, serialization failure or deadlock (SQLAlchemy ``OperationalError``,
+    ``InterfaceError``, pool timeout, invalidated connection), from the block or the commit;
+    the original error is not chained, so no SQL parameter reaches a log. Other errors
+    propagate unchanged after the rollback.
+    """
+    bind = engine.execution_options(**{_READ_ONLY: True}) if read_only else engine
+    try:
+        with Session(bind, expire_on_commit=False) as session:
+            with session.begin():
+                yield session
+    except exc.SQLAlchemyError as error:
+        if _is_transient(error):
+            raise _unavailable(error) from None
+        raise

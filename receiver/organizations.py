@@ -1,0 +1,242 @@
+"""Organizations: our name for a customer, its Salesforce org id, its webhook token.
+
+Every function takes the caller's :class:`sqlmodel.Session` (keyword-only ``session``) and
+does not commit: run it inside ``receiver.db.transaction``. Tokens are described in
+``receiver.secrets`` (SHA-256 for the check, Fernet ciphertext to show it again).
+
+Rules (CONTRACT sections 3 and 4): ORGANIZATION is 1 to 63 of ``[a-z0-9-]``, starting with a
+letter or digit; the Salesforce org id (key prefix ``00D``, 15 or 18 characters) is stored
+as its 18-character form; a new organization has the feature disabled; the webhook URL is
+``{base_url}/v2/features/agent-auto-provision/organizations/{name}/integrations/provider/webhook?token={token}``.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlmodel import Session, select
+
+from receiver.models import Organization
+from receiver.secrets import decrypt_token, encrypt_token, hash_token, new_token, token_matches
+from sf_metadata.errors import (
+    InvalidOrganizationName,
+    InvalidSalesforceId,
+    OrganizationExists,
+    OrganizationNotFound,
+    UsageError,
+)
+from sf_metadata.ids import ORGANIZATION, canonical_id
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "add_organization",
+    "get_organization",
+    "list_organizations",
+    "organization_json",
+    "reveal_token",
+    "rotate_token",
+    "set_enabled",
+    "update_organization",
+    "validate_base_url",
+    "validate_organization_name",
+    "verify_token",
+    "webhook_path",
+    "webhook_url",
+]
+
+DEFAULT_BASE_URL = "http://127.0.0.1:8000"
+_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+
+
+def _now(now: datetime | None) -> datetime:
+    return now if now is not None else datetime.now(UTC)
+
+
+def validate_organization_name(name: str) -> str:
+    """``name`` unchanged if it is 1-63 of ``[a-z0-9-]`` starting with ``[a-z0-9]``.
+
+    Raises :class:`~sf_metadata.errors.InvalidOrganizationName`.
+    """
+    if not isinstance(name, str) or _NAME.fullmatch(name) is None:
+        raise InvalidOrganizationName(
+            f"organization name {name!r} is invalid: use 1 to 63 lowercase letters, digits and "
+            "hyphens, starting with a letter or digit"
+        )
+    return name
+
+
+def validate_base_url(base_url: str) -> str:
+    """``base_url`` without a trailing slash, if it is an absolute http(s) URL with no query
+    or fragment. Raises :class:`~sf_metadata.errors.UsageError`."""
+    parts = urlsplit(base_url.strip()) if isinstance(base_url, str) else None
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.netloc
+        or parts.query
+        or parts.fragment
+    ):
+        raise UsageError(
+            f"--base-url {base_url!r} is invalid: give where Salesforce reaches this service, "
+            "such as https://provision.example.com"
+        )
+    return base_url.strip().rstrip("/")
+
+
+def _org_id(salesforce_org_id: str) -> str:
+    try:
+        return canonical_id(salesforce_org_id, ORGANIZATION)
+    except InvalidSalesforceId as error:
+        raise InvalidSalesforceId(
+            f"--salesforce-org-id: {error.message} (Setup > Company Information shows the "
+            "Salesforce.com Organization ID, 00D...)"
+        ) from None
+
+
+def get_organization(session: Session, name: str) -> Organization:
+    """The organization called ``name``. Raises
+    :class:`~sf_metadata.errors.OrganizationNotFound`."""
+    org = session.get(Organization, name) if isinstance(name, str) else None
+    if org is None:
+        raise OrganizationNotFound(
+            f"organization {name!r} is not registered: see `agent-provision org list`, or add "
+            "it with `agent-provision org add`"
+        )
+    return org
+
+
+def list_organizations(session: Session) -> list[Organization]:
+    """All organizations, by name."""
+    return list(session.exec(select(Organization).order_by(Organization.id)).all())  # type: ignore[arg-type]
+
+
+def add_organization(
+    session: Session,
+    *,
+    name: str,
+    salesforce_org_id: str,
+    key: bytes,
+    base_url: str = DEFAULT_BASE_URL,
+    now: datetime | None = None,
+) -> tuple[Organization, str]:
+    """Register an organization (feature disabled) with a new token; returns it and the token.
+
+    Raises :class:`InvalidOrganizationName`, :class:`InvalidSalesforceId` (not a ``00D``
+    id), :class:`UsageError` (bad base URL), :class:`OrganizationExists`.
+    """
+    validate_organization_name(name)
+    org_id = _org_id(salesforce_org_id)
+    base = validate_base_url(base_url)
+    if session.get(Organization, name) is not None:
+        raise OrganizationExists(
+            f"organization {name!r} is already registered: use `agent-provision org show "
+            f"{name}` or choose another name"
+        )
+    token = new_token()
+    stamp = _now(now)
+    org = Organization(
+        id=name,
+        salesforce_org_id=org_id,
+        base_url=base,
+        token_hash=hash_token(token),
+        token_encrypted=encrypt_token(token, key),
+        enabled=False,
+        created_at=stamp,
+        updated_at=stamp,
+    )
+    session.add(org)
+    session.flush()
+    return org, token
+
+
+def set_enabled(
+    session: Session, *, name: str, enabled: bool, now: datetime | None = None
+) -> Organization:
+    """Turn the feature on or off. Raises :class:`OrganizationNotFound`."""
+    org = get_organization(session, name)
+    org.enabled = enabled
+    org.updated_at = _now(now)
+    session.add(org)
+    session.flush()
+    return org
+
+
+def update_organization(
+    session: Session,
+    *,
+    name: str,
+    base_url: str | None = None,
+    salesforce_org_id: str | None = None,
+    now: datetime | None = None,
+) -> Organization:
+    """Change the base URL and/or Salesforce org id (after a sandbox refresh, say); the
+    token is kept. Raises :class:`OrganizationNotFound`, :class:`InvalidSalesforceId`,
+    :class:`UsageError`."""
+    org = get_organization(session, name)
+    if base_url is not None:
+        org.base_url = validate_base_url(base_url)
+    if salesforce_org_id is not None:
+        org.salesforce_org_id = _org_id(salesforce_org_id)
+    org.updated_at = _now(now)
+    session.add(org)
+    session.flush()
+    return org
+
+
+def rotate_token(
+    session: Session, *, name: str, key: bytes, now: datetime | None = None
+) -> str:
+    """Replace the token (the old one stops working at commit); returns the new one.
+    Raises :class:`OrganizationNotFound`."""
+    org = get_organization(session, name)
+    token = new_token()
+    org.token_hash = hash_token(token)
+    org.token_encrypted = encrypt_token(token, key)
+    org.updated_at = _now(now)
+    session.add(org)
+    session.flush()
+    return token
+
+
+def verify_token(org: Organization, token: str | None) -> bool:
+    """True if ``token`` is the organization's token (constant-time comparison)."""
+    return token_matches(token, org.token_hash)
+
+
+def reveal_token(org: Organization, key: bytes) -> str:
+    """The stored token in plain text. Raises :class:`~sf_metadata.errors.CredentialsError`
+    when ``key`` is not the key it was stored with."""
+    return decrypt_token(org.token_encrypted, key)
+
+
+def webhook_path(name: str) -> str:
+    """The route path for organization ``name`` (no query string)."""
+    return f"/v2/features/agent-auto-provision/organizations/{name}/integrations/provider/webhook"
+
+
+def webhook_url(org: Organization, token: str) -> str:
+    """The endpoint URL Salesforce posts to, token included (a secret: print, never log)."""
+    return f"{org.base_url}{webhook_path(org.id)}?token={token}"
+
+
+def organization_json(org: Organization, key: bytes, *, details: bool = True) -> dict[str, Any]:
+    """The ``org add/show --json`` object::
+
+        {"organization": str, "salesforceOrgId": str (18), "webhookUrl": str, "enabled": bool,
+         "baseUrl": str, "createdAt": ISO 8601 UTC}     # the last two when ``details``
+
+    Raises :class:`~sf_metadata.errors.CredentialsError` if the token cannot be decrypted.
+    """
+    out: dict[str, Any] = {
+        "organization": org.id,
+        "salesforceOrgId": org.salesforce_org_id,
+        "webhookUrl": webhook_url(org, reveal_token(org, key)),
+        "enabled": org.enabled,
+    }
+    if details:
+        out["baseUrl"] = org.base_url
+        out["createdAt"] = org.created_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return out

@@ -1,0 +1,149 @@
+"""The provisioning log: every message that passed the token check, with its outcome, and
+every notification of it with its action and reason (CONTRACT section 3).
+
+Written by ``receiver.provisioning`` (applied messages) and by the webhook route
+(:func:`record_message` for messages rejected after the token check: body too large, not an
+Outbound Message, another org). Read newest first, paged by message id
+(:func:`list_messages`). The log never holds a SessionId, a token or field values: only
+ids, actions, counts and reasons.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import insert
+from sqlmodel import Session, col, select
+
+from receiver.models import ProvisioningEvent, ProvisioningMessage
+from sf_metadata.decision import Decision
+
+__all__ = [
+    "MAX_PAGE_SIZE",
+    "LogPage",
+    "list_messages",
+    "record_events",
+    "record_message",
+]
+
+MAX_PAGE_SIZE = 500
+_MAX_DETAIL = 1000
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def record_message(
+    session: Session,
+    *,
+    organization_id: str,
+    received_at: datetime,
+    outcome: str,
+    action_id: str | None = None,
+    notification_count: int = 0,
+    detail: str | None = None,
+) -> int:
+    """Insert one ``provisioning_message``; returns its id. ``outcome`` is one word
+    (``processed``, ``ignored``, ``empty``, or the route's ``rejected``); ``detail`` one
+    sentence (cut at 1000 characters); ``action_id`` is cut at 64 characters."""
+    row = ProvisioningMessage(
+        organization_id=organization_id,
+        received_at=received_at,
+        action_id=action_id[:64] if action_id else None,
+        outcome=outcome[:40],
+        notification_count=notification_count,
+        detail=detail[:_MAX_DETAIL] if detail else None,
+    )
+    session.add(row)
+    session.flush()
+    assert row.id is not None
+    return row.id
+
+
+def record_events(session: Session, *, message_id: int, decisions: Iterable[Decision]) -> None:
+    """Insert one ``provisioning_event`` per decision (one bulk statement)."""
+    rows = [
+        {
+            "message_id": message_id,
+            "position": d.index,
+            "notification_id": d.notification_id,
+            "crm_id": d.crm_id,
+            "action": d.action.value,
+            "reason": d.reason[:_MAX_DETAIL],
+        }
+        for d in decisions
+    ]
+    if rows:
+        session.exec(insert(ProvisioningEvent), params=rows)
+
+
+@dataclass(frozen=True, slots=True)
+class LogPage:
+    """One page: ``messages`` newest first; ``next_before_id`` is the ``before_id`` of the
+    next page, ``None`` on the last one."""
+
+    messages: list[dict[str, Any]]
+    next_before_id: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"messages": [...], "nextBeforeId": int | null}``."""
+        return {"messages": self.messages, "nextBeforeId": self.next_before_id}
+
+
+def list_messages(
+    session: Session,
+    *,
+    organization_id: str,
+    limit: int = 50,
+    before_id: int | None = None,
+) -> LogPage:
+    """A page of the organization's log, newest first (two queries). ``limit`` is clamped to
+    1..500. Each message is::
+
+        {"id": int, "receivedAt": "2026-...Z", "outcome": str, "actionId": str | null,
+         "notificationCount": int, "detail": str | null,
+         "notifications": [{"position": int, "notificationId": str | null,
+                            "crmId": str | null, "action": str, "reason": str}, ...]}
+    """
+    limit = max(1, min(int(limit), MAX_PAGE_SIZE))
+    query = select(ProvisioningMessage).where(
+        ProvisioningMessage.organization_id == organization_id
+    )
+    if before_id is not None:
+        query = query.where(col(ProvisioningMessage.id) < before_id)
+    rows = list(session.exec(query.order_by(col(ProvisioningMessage.id).desc()).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    events: dict[int, list[dict[str, Any]]] = {r.id: [] for r in rows if r.id is not None}
+    if events:
+        for e in session.exec(
+            select(ProvisioningEvent)
+            .where(col(ProvisioningEvent.message_id).in_(list(events)))
+            .order_by(col(ProvisioningEvent.message_id), col(ProvisioningEvent.position))
+        ):
+            events[e.message_id].append(
+                {
+                    "position": e.position,
+                    "notificationId": e.notification_id,
+                    "crmId": e.crm_id,
+                    "action": e.action,
+                    "reason": e.reason,
+                }
+            )
+    messages = [
+        {
+            "id": r.id,
+            "receivedAt": _iso(r.received_at),
+            "outcome": r.outcome,
+            "actionId": r.action_id,
+            "notificationCount": r.notification_count,
+            "detail": r.detail,
+            "notifications": events.get(r.id, []) if r.id is not None else [],
+        }
+        for r in rows
+    ]
+    return LogPage(messages, rows[-1].id if more and rows else None)

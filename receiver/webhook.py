@@ -1,0 +1,262 @@
+"""The Outbound Message route (CONTRACT section 3): checks in order, one transaction, Ack.
+
+``POST /v2/features/agent-auto-provision/organizations/{organization}/integrations/provider/webhook?token=``
+
+Checks run in this order; the first that fails answers (a SOAP fault, so Salesforce keeps
+retrying while an admin fixes the configuration; reference ``outbound-receiver-bugs.md``
+B15/B16 and ``outbound-wire-format.md`` section 2.2):
+
+==========================================================  ======  ==================
+case                                                        status  body
+==========================================================  ======  ==================
+unknown ``{organization}``                                  404     SOAP fault
+missing or wrong ``token`` (constant time)                  401     SOAP fault
+body larger than ``Settings.max_body_bytes``                413     SOAP fault
+:class:`~sf_metadata.errors.EnvelopeError` from the parser  400     SOAP fault
+``OrganizationId`` not the registered org (first 15 chars)  403     SOAP fault
+:class:`~sf_metadata.errors.StoreUnavailable`               503     SOAP fault
+otherwise (applied in one transaction, committed)           200     ``notificationsResponse``/``Ack`` true
+==========================================================  ======  ==================
+
+Every message that passes the token check lands in the provisioning log: applied ones
+through ``receiver.provisioning.apply_message``; the 413/400/403 rejections through
+:func:`record_rejection` (outcome ``"rejected"``). Unauthenticated rejections and 503s go
+to the process log only (logger ``agent_provision.receiver``). No log line, fault or
+record holds the token or a SessionId.
+
+Blocking store work runs in a worker thread (``starlette.concurrency.run_in_threadpool``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.engine import Engine
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from sf_metadata.errors import EnvelopeError, StoreUnavailable
+from sf_metadata.ids import same_org_id
+from sf_metadata.outbound import OutboundMessage
+from sf_metadata.soap import (
+    ACK_CONTENT_TYPE,
+    FAULT_CLIENT,
+    FAULT_SERVER,
+    parse_outbound_message,
+    render_ack,
+    render_fault,
+)
+
+from receiver._logging import LOGGER_NAME
+from receiver.db import transaction
+from receiver.models import Organization
+from receiver.organizations import verify_token
+from receiver.provisioning import apply_message, prune_processed
+from receiver.provisioning_log import record_message
+
+if TYPE_CHECKING:
+    from receiver.app import ReceiverContext
+
+__all__ = ["WEBHOOK_PATH", "read_limited_body", "record_rejection", "routes", "webhook"]
+
+WEBHOOK_PATH = (
+    "/v2/features/agent-auto-provision/organizations/{organization}"
+    "/integrations/provider/webhook"
+)
+
+log = logging.getLogger(LOGGER_NAME)
+
+#: How often (at most) a process forgets processed notification ids past the retention.
+PRUNE_INTERVAL = timedelta(hours=1)
+
+_CLIENT = FAULT_CLIENT
+_SERVER = FAULT_SERVER
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    status: int
+    body: bytes
+
+
+def _fault(status: int, message: str) -> _Answer:
+    code = _SERVER if status >= 500 else _CLIENT
+    return _Answer(status, render_fault(code, message))
+
+
+def _respond(answer: _Answer) -> Response:
+    return Response(answer.body, status_code=answer.status, media_type=None,
+                    headers={"content-type": ACK_CONTENT_TYPE})
+
+
+async def read_limited_body(request: Request, limit: int) -> bytes | None:
+    """Read the request body, or return ``None`` as soon as it is longer than ``limit``
+    bytes (a ``Content-Length`` above the limit is refused before reading anything).
+
+    ``limit`` is in bytes. Never raises for an oversized body; a client that disconnects
+    mid-body raises ``starlette.requests.ClientDisconnect``.
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                return None
+        except ValueError:
+            pass
+    buffer = bytearray()
+    async for chunk in request.stream():
+        buffer += chunk
+        if len(buffer) > limit:
+            return None
+    return bytes(buffer)
+
+
+async def webhook(request: Request) -> Response:
+    """Handle one Outbound Message POST; see the module docstring for the table."""
+    context: ReceiverContext = request.app.state.context
+    name = request.path_params["organization"]
+    try:
+        answer = await _handle(context, request, name)
+    except StoreUnavailable as error:
+        log.warning("webhook organization=%s: store unavailable, not acknowledged: %s",
+                    name, error.message)
+        answer = _fault(503, "The agent store is unavailable; nothing was applied. "
+                             "Salesforce will retry the message.")
+    return _respond(answer)
+
+
+async def _handle(context: ReceiverContext, request: Request, name: str) -> _Answer:
+    token = request.query_params.get("token")
+    registered = await run_in_threadpool(_authenticate, context.engine, name, token)
+    if registered == _UNKNOWN:
+        log.info("webhook organization=%s: unknown organization (404)", name)
+        return _fault(404, f"Organization {name} is not registered with this service.")
+    if registered == _BAD_TOKEN:
+        log.info("webhook organization=%s: missing or wrong token (401)", name)
+        return _fault(401, f"The webhook token for organization {name} is missing or wrong; "
+                           f"put the URL of 'agent-provision org url {name}' in the Outbound "
+                           "Message endpoint.")
+
+    limit = context.settings.max_body_bytes
+    body = await read_limited_body(request, limit)
+    if body is None:
+        reason = (f"Request body is larger than the limit of {limit} bytes "
+                  "(setting AGENT_PROVISION_MAX_BODY_BYTES).")
+        return await _reject(context, name, 413, reason, None)
+
+    try:
+        message = parse_outbound_message(body)
+    except EnvelopeError as error:
+        reason = f"Not an acceptable Outbound Message: {error.message}"
+        return await _reject(context, name, 400, reason, None)
+
+    if not same_org_id(message.organization_id, registered):
+        reason = (f"OrganizationId {message.organization_id} is not the Salesforce org "
+                  f"registered for organization {name} ({registered}); if the org changed "
+                  f"(sandbox refresh), run: agent-provision org update {name} "
+                  "--salesforce-org-id ID")
+        return await _reject(context, name, 403, reason, message)
+
+    result = await run_in_threadpool(_apply, context, name, message)
+    log.info("webhook organization=%s: %d notification(s), outcome %s",
+             name, len(message.notifications), getattr(result, "outcome", "processed"))
+    await _maybe_prune(context)
+    return _Answer(200, render_ack())
+
+
+async def _maybe_prune(context: ReceiverContext) -> None:
+    """Forget processed notification ids older than the retention, at most once per
+    ``PRUNE_INTERVAL`` per process; a failure is logged, never answered."""
+    now = context.clock()
+    last = context.maintenance.last_prune
+    if last is not None and now - last < PRUNE_INTERVAL:
+        return
+    context.maintenance.last_prune = now
+    older_than = now - timedelta(hours=context.settings.processed_retention_hours)
+    try:
+        pruned = await run_in_threadpool(_prune, context.engine, older_than)
+    except StoreUnavailable as error:
+        log.warning("pruning processed notification ids failed: %s", error.message)
+        return
+    if pruned:
+        log.info("forgot %d processed notification id(s) older than %s", pruned,
+                 older_than.isoformat())
+
+
+async def _reject(context: ReceiverContext, name: str, status: int, reason: str,
+                  message: OutboundMessage | None) -> _Answer:
+    log.info("webhook organization=%s: rejected (%d): %s", name, status, reason)
+    await run_in_threadpool(record_rejection, context.engine, organization=name,
+                            now=context.clock(), reason=reason, message=message)
+    return _fault(status, reason)
+
+
+# --- store glue (blocking; called in a worker thread) -----------------------------------
+
+_UNKNOWN = "unknown"
+_BAD_TOKEN = "bad-token"
+
+
+def _authenticate(engine: Engine, name: str, token: str | None) -> str:
+    """The registered Salesforce org id of ``name``, or ``_UNKNOWN`` / ``_BAD_TOKEN``."""
+    with transaction(engine, read_only=True) as session:
+        organization = session.get(Organization, name)
+        if organization is None:
+            return _UNKNOWN
+        if not token or not verify_token(organization, token):
+            return _BAD_TOKEN
+        return organization.salesforce_org_id
+
+
+def _apply(context: ReceiverContext, name: str, message: OutboundMessage) -> Any:
+    with transaction(context.engine) as session:
+        organization = session.get(Organization, name)
+        if organization is None:  # removed between the checks: let Salesforce retry
+            raise StoreUnavailable(f"organization {name} disappeared during the request")
+        return apply_message(session, organization=organization, message=message,
+                             now=context.clock(), hooks=context.hooks)
+
+
+def _prune(engine: Engine, older_than: datetime) -> int:
+    with transaction(engine) as session:
+        return prune_processed(session, older_than=older_than)
+
+
+def record_rejection(engine: Engine, *, organization: str, now: datetime, reason: str,
+                     message: OutboundMessage | None) -> None:
+    """Record a message rejected after the token check (413, 400, 403) in the provisioning
+    log: one ``provisioning_message`` with outcome ``"rejected"`` and ``reason`` as detail.
+
+    ``now`` is an aware UTC datetime. Raises :class:`StoreUnavailable` (the caller answers
+    503 so Salesforce retries and the rejection is recorded then).
+    """
+    with transaction(engine) as session:
+        record_message(
+            session,
+            organization_id=organization,
+            received_at=now,
+            outcome="rejected",
+            action_id=message.action_id if message is not None else None,
+            notification_count=len(message.notifications) if message is not None else 0,
+            detail=reason,
+        )
+
+
+async def method_not_allowed(request: Request) -> Response:
+    """A GET (or anything but POST) on the webhook path: a harmless 405 SOAP fault."""
+    return Response(render_fault(_CLIENT, "Salesforce Outbound Messages are POSTed here."),
+                    status_code=405, headers={"allow": "POST",
+                                              "content-type": ACK_CONTENT_TYPE})
+
+
+def routes() -> list[Route]:
+    """The webhook route (POST) and its harmless 405 for other methods."""
+    return [
+        Route(WEBHOOK_PATH, webhook, methods=["POST"]),
+        Route(WEBHOOK_PATH, method_not_allowed, methods=["GET", "PUT", "PATCH", "DELETE"]),
+    ]

@@ -1,0 +1,155 @@
+"""Salesforce record ids: 15/18-character conversion, validation and comparison.
+
+A 15-character id is base-62 and case-sensitive; the 18-character form appends a 3-character
+suffix that encodes the case of the 15 characters, so 18-character ids stay unique under
+case-insensitive comparison. Sources: reference ``outbound-wire-format.md`` section 4;
+https://salesforce.stackexchange.com/tags/salesforce-id/info
+
+Rules kept here:
+
+- Canonical form is 18 characters with the suffix RECOMPUTED from the first 15 characters:
+  sanitised fixtures and hand-edited messages carry wrong suffixes, so a wrong suffix is
+  corrected, never rejected.
+- 15-character ids are compared case-sensitively (``to_15`` / ``same_org_id``); never
+  case-insensitively.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+
+from sf_metadata.errors import InvalidSalesforceId
+
+__all__ = [
+    "CALL_CENTER",
+    "KEY_PREFIXES",
+    "ORGANIZATION",
+    "OUTBOUND_MESSAGE_ACTION",
+    "OUTBOUND_NOTIFICATION",
+    "PROFILE",
+    "USER",
+    "USER_ROLE",
+    "canonical_id",
+    "checksum_suffix",
+    "is_salesforce_id",
+    "same_org_id",
+    "to_15",
+    "to_18",
+]
+
+#: Key prefixes (first three characters) by object. Source: reference
+#: ``outbound-wire-format.md`` section 4 and the Object Reference "Standard Field Record ID
+#: Prefix Decoder" (https://help.salesforce.com/s/articleView?id=000385203).
+ORGANIZATION = "00D"
+USER = "005"
+PROFILE = "00e"
+USER_ROLE = "00E"
+CALL_CENTER = "04v"
+OUTBOUND_MESSAGE_ACTION = "04k"
+OUTBOUND_NOTIFICATION = "04l"
+
+KEY_PREFIXES: dict[str, str] = {
+    ORGANIZATION: "Organization",
+    USER: "User",
+    PROFILE: "Profile",
+    USER_ROLE: "UserRole",
+    CALL_CENTER: "CallCenter",
+    OUTBOUND_MESSAGE_ACTION: "WorkflowOutboundMessage",
+    OUTBOUND_NOTIFICATION: "outbound notification",
+}
+
+_SUFFIX_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
+_ID_RE = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")
+
+
+def _is_id_text(value: object) -> bool:
+    return isinstance(value, str) and _ID_RE.fullmatch(value) is not None
+
+
+def checksum_suffix(id15: str) -> str:
+    """The 3-character case-safe suffix of a 15-character id.
+
+    Split the 15 characters into 3 chunks of 5; in each chunk set bit ``i`` (0..4, left to
+    right) when character ``i`` is ``A``-``Z``; map 0..31 to ``A``-``Z0``-``5``
+    (``outbound-wire-format.md`` section 4; e.g. ``70130000001tcyI`` -> ``AAQ``).
+
+    Raises :class:`InvalidSalesforceId` if ``id15`` is not 15 ASCII letters/digits.
+    """
+    if not (_is_id_text(id15) and len(id15) == 15):
+        raise InvalidSalesforceId(
+            f"{id15!r} is not a 15-character Salesforce id (15 ASCII letters and digits)"
+        )
+    return "".join(
+        _SUFFIX_ALPHABET[
+            sum(1 << i for i, ch in enumerate(id15[start : start + 5]) if "A" <= ch <= "Z")
+        ]
+        for start in (0, 5, 10)
+    )
+
+
+def is_salesforce_id(value: object, prefix: str | None = None) -> bool:
+    """True if ``value`` is a str of 15 or 18 ASCII letters/digits, starting with ``prefix``
+    (a key prefix such as ``"005"``, compared case-sensitively) when one is given.
+
+    The suffix of an 18-character id is not checked (it is recomputed by :func:`to_18`).
+    """
+    if not _is_id_text(value):
+        return False
+    assert isinstance(value, str)
+    return prefix is None or value.startswith(prefix)
+
+
+def canonical_id(value: object, prefix: str | None = None) -> str:
+    """The canonical 18-character id for ``value`` (15 or 18 characters in; the suffix is
+    recomputed from the first 15 characters).
+
+    Raises :class:`InvalidSalesforceId` naming the problem when ``value`` is not an id or
+    does not start with ``prefix``.
+    """
+    if not _is_id_text(value):
+        shown = repr(value) if not isinstance(value, str) or len(value) <= 40 else repr(
+            value[:40] + "..."
+        )
+        raise InvalidSalesforceId(
+            f"{shown} is not a Salesforce id: expected 15 or 18 ASCII letters and digits"
+        )
+    assert isinstance(value, str)
+    if prefix is not None and not value.startswith(prefix):
+        kind = KEY_PREFIXES.get(prefix, prefix)
+        raise InvalidSalesforceId(
+            f"{value!r} is not a {kind} id: expected the key prefix {prefix!r}"
+        )
+    id15 = value[:15]
+    return id15 + checksum_suffix(id15)
+
+
+def to_18(value: str) -> str:
+    """18-character form of a 15- or 18-character id, suffix recomputed (canonicalised).
+
+    Raises :class:`InvalidSalesforceId` when ``value`` is not an id.
+    """
+    return canonical_id(value)
+
+
+def to_15(value: str) -> str:
+    """15-character (case-sensitive) form: the first 15 characters of a 15/18-character id.
+
+    Raises :class:`InvalidSalesforceId` when ``value`` is not an id.
+    """
+    if not _is_id_text(value):
+        raise InvalidSalesforceId(
+            f"{value!r} is not a Salesforce id: expected 15 or 18 ASCII letters and digits"
+        )
+    return value[:15]
+
+
+def same_org_id(a: str, b: str) -> bool:
+    """True if two org ids name the same organization: the first 15 characters compared
+    case-sensitively in constant time (``hmac.compare_digest``), as Salesforce's docs ask
+    ("validate that messages contain your organization Id", ``outbound-wire-format.md``
+    section 3 item 5). False (never an error) when either is not a Salesforce id.
+    """
+    if not (_is_id_text(a) and _is_id_text(b)):
+        return False
+    return hmac.compare_digest(a[:15].encode("ascii"), b[:15].encode("ascii"))

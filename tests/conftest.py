@@ -1,0 +1,174 @@
+"""Shared fixtures: a store on SQLite and on PostgreSQL, and factories.
+
+- ``database_url``: parametrized ``sqlite`` (a file in ``tmp_path``) and ``postgresql``
+  (marked ``postgres``): a fresh database per test on the server named by
+  ``AGENT_PROVISION_TEST_POSTGRES_URL`` (e.g.
+  ``postgresql+psycopg://postgres@/postgres?host=/tmp/pg``), dropped afterwards. When the
+  variable is unset the PostgreSQL params are skipped, except with ``CI=true``: then they
+  fail, so CI cannot go green without PostgreSQL. A test that also uses ``engine`` gets its
+  PostgreSQL database cloned from a template migrated once per session; otherwise the
+  database is empty.
+- ``engine``: a migrated engine on ``database_url``.
+- ``key``: a fresh Fernet key. ``now``: a fixed aware UTC datetime.
+- ``make_organization(session, **kw) -> (Organization, token)``: registers an organization
+  (defaults: a unique name, a valid 00D id, ``enabled=True``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from cryptography.fernet import Fernet
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.pool import NullPool
+from sqlmodel import Session
+
+from receiver.db import make_engine, migrate
+from receiver.models import Organization
+from receiver.organizations import add_organization, set_enabled
+from sf_metadata.ids import checksum_suffix
+
+POSTGRES_ENV = "AGENT_PROVISION_TEST_POSTGRES_URL"
+
+_org_counter = itertools.count(1)
+
+
+def _server_url() -> str:
+    url = os.environ.get(POSTGRES_ENV, "").strip()
+    if not url:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true but {POSTGRES_ENV} is not set: CI must run the PostgreSQL tests")
+        pytest.skip(f"{POSTGRES_ENV} is not set")
+    if url.startswith(("postgres://", "postgresql://")):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def _database_url(server_url: str, name: str) -> str:
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+def _admin_engine(server_url: str) -> Engine:
+    return create_engine(server_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+
+
+def _create_database(server_url: str, name: str, template: str) -> None:
+    admin = _admin_engine(server_url)
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    finally:
+        admin.dispose()
+
+
+def _drop_database(server_url: str, name: str) -> None:
+    admin = _admin_engine(server_url)
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def _postgres_template() -> Iterator[tuple[str, str]]:
+    """(server URL, name of a migrated template database), created once per session."""
+    server_url = _server_url()
+    name = f"aap_template_{uuid.uuid4().hex[:12]}"
+    _create_database(server_url, name, "template0")
+    try:
+        engine = make_engine(_database_url(server_url, name), poolclass=NullPool)
+        try:
+            migrate(engine)
+        finally:
+            engine.dispose()
+        yield server_url, name
+    finally:
+        _drop_database(server_url, name)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
+    """A fresh store URL on each backend (see the module docstring)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store' / 'agent_provision.db'}"
+        return
+    if "engine" in request.fixturenames:
+        server_url, template = request.getfixturevalue("_postgres_template")
+    else:
+        server_url, template = _server_url(), "template0"
+    name = f"aap_test_{uuid.uuid4().hex[:12]}"
+    _create_database(server_url, name, template)
+    try:
+        yield _database_url(server_url, name)
+    finally:
+        _drop_database(server_url, name)
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    """A migrated engine on ``database_url``; disposed after the test."""
+    eng = make_engine(database_url)
+    try:
+        migrate(eng)
+        yield eng
+    finally:
+        eng.dispose()
+
+
+@pytest.fixture
+def key() -> bytes:
+    """A fresh Fernet key."""
+    return Fernet.generate_key()
+
+
+@pytest.fixture
+def now() -> datetime:
+    """A fixed aware UTC instant."""
+    return datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
+
+
+def org_sf_id(n: int) -> str:
+    """A valid 18-character 00D id for organization number ``n``."""
+    id15 = f"00DAb{n:010d}"
+    return id15 + checksum_suffix(id15)
+
+
+MakeOrganization = Callable[..., tuple[Organization, str]]
+
+
+@pytest.fixture
+def make_organization(key: bytes, now: datetime) -> MakeOrganization:
+    """Factory: ``make_organization(session, *, name=None, salesforce_org_id=None,
+    base_url="http://127.0.0.1:8000", enabled=True) -> (Organization, token)``; flushes,
+    does not commit."""
+
+    def factory(
+        session: Session,
+        *,
+        name: str | None = None,
+        salesforce_org_id: str | None = None,
+        base_url: str = "http://127.0.0.1:8000",
+        enabled: bool = True,
+    ) -> tuple[Organization, str]:
+        n = next(_org_counter)
+        org, token = add_organization(
+            session,
+            name=name or f"org-{n}",
+            salesforce_org_id=salesforce_org_id or org_sf_id(n),
+            base_url=base_url,
+            key=key,
+            now=now,
+        )
+        if enabled:
+            org = set_enabled(session, name=org.id, enabled=True, now=now)
+        return org, token
+
+    return factory

@@ -1,0 +1,64 @@
+"""``receiver/deployments.py``: what undeploy removes and which trigger was deployed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+from sqlmodel import Session
+
+from receiver.db import make_engine, migrate
+from receiver.deployments import (
+    components_to_remove,
+    deployed_trigger,
+    latest_deployments,
+    record_deployment,
+)
+from receiver.models import DeploymentCreate
+from receiver.organizations import add_organization
+
+OM = "WorkflowOutboundMessage:User.OM"
+RULE = "WorkflowRule:User.Rule"
+FLOW = "Flow:F"
+
+
+@pytest.fixture
+def session(tmp_path: Path) -> Iterator[Session]:
+    engine = make_engine(f"sqlite:///{tmp_path / 's.db'}")
+    migrate(engine)
+    with Session(engine) as s:
+        add_organization(s, name="acme", salesforce_org_id="00D000000000001",
+                         key=Fernet.generate_key())
+        s.commit()
+        yield s
+    engine.dispose()
+
+
+def _row(session: Session, kind: str, trigger: str | None, outcome: str, *components: str) -> None:
+    record_deployment(session, DeploymentCreate(
+        organization_id="acme", kind=kind, trigger=trigger, api_version="62.0",
+        components=list(components), deploy_id="0Af1", outcome=outcome, problems=[]),
+        now=datetime(2026, 11, 2, tzinfo=UTC))
+
+
+def test_nothing_recorded(session: Session) -> None:
+    assert deployed_trigger(session, "acme") is None
+    assert components_to_remove(session, "acme") == []
+
+
+def test_trigger_follows_installed_deploys_and_undeploy(session: Session) -> None:
+    _row(session, "deploy", "workflow", "succeeded", OM, RULE)
+    _row(session, "check-only", "flow", "succeeded", OM, FLOW)
+    _row(session, "deploy", "flow", "failed", OM, FLOW)
+    assert deployed_trigger(session, "acme") == "workflow"
+    _row(session, "deploy", "flow", "inactive-flow", OM, FLOW)
+    assert deployed_trigger(session, "acme") == "flow"
+    assert components_to_remove(session, "acme") == [FLOW, OM, RULE]
+    _row(session, "undeploy", None, "succeeded", FLOW, OM, RULE)
+    assert deployed_trigger(session, "acme") is None
+    newest = latest_deployments(session, "acme", limit=2)
+    assert [d.kind for d in newest] == ["undeploy", "deploy"]
+    assert newest[0].created_at.tzinfo is not None

@@ -1,0 +1,535 @@
+"""The webhook route: every row of CONTRACT section 3's table, in order, and every bad
+input of issue 2, on SQLite and PostgreSQL (``database_url`` fixture), in-process with
+Starlette's TestClient."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from xml.etree import ElementTree
+
+import pytest
+from sqlalchemy import event, exc
+from sqlalchemy.engine import Engine
+from sqlmodel import select
+from starlette.exceptions import StarletteDeprecationWarning
+
+from receiver.app import create_app
+from receiver.db import transaction
+from receiver.models import Agent, ProcessedNotification, ProvisioningEvent, ProvisioningMessage
+from receiver.organizations import set_enabled, webhook_path
+from receiver.settings import Settings
+from sf_metadata.ids import to_15
+from sf_metadata.soap import render_ack
+from tests.conftest import MakeOrganization, org_sf_id
+from tests.factories import (
+    OMIT,
+    make_notification,
+    make_outbound_message,
+    sf_id,
+)
+
+with warnings.catch_warnings():  # starlette 1.x prefers httpx2; httpx works the same here
+    warnings.simplefilter("ignore", StarletteDeprecationWarning)
+    from starlette.testclient import TestClient
+
+SOAPENV = "http://schemas.xmlsoap.org/soap/envelope/"
+OUTBOUND = "http://soap.sforce.com/2005/09/outbound"
+NOW = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
+
+
+@dataclass
+class Receiver:
+    """A running app plus the organization it serves."""
+
+    client: TestClient
+    engine: Engine
+    name: str
+    token: str
+    salesforce_org_id: str
+
+    def post(self, body: bytes, *, token: str | None = "default", name: str | None = None,
+             headers: dict[str, str] | None = None) -> Any:
+        path = webhook_path(name or self.name)
+        tok = self.token if token == "default" else token
+        params = {} if tok is None else {"token": tok}
+        return self.client.post(path, params=params, content=body, headers={
+            "content-type": "text/xml; charset=UTF-8", "soapaction": '""', **(headers or {})})
+
+    def message(self, *notifications: dict[str, Any], **kw: Any) -> bytes:
+        kw.setdefault("organization_id", self.salesforce_org_id)
+        return make_outbound_message(list(notifications), **kw)
+
+    def agents(self) -> dict[str, Agent]:
+        with transaction(self.engine) as session:
+            rows = session.exec(select(Agent).where(Agent.organization_id == self.name))
+            return {a.crm_id: a for a in rows}
+
+    def log(self) -> list[tuple[ProvisioningMessage, list[ProvisioningEvent]]]:
+        with transaction(self.engine) as session:
+            messages = list(session.exec(
+                select(ProvisioningMessage)
+                .where(ProvisioningMessage.organization_id == self.name)
+                .order_by(ProvisioningMessage.id)))  # type: ignore[arg-type]
+            out = []
+            for m in messages:
+                events = list(session.exec(
+                    select(ProvisioningEvent).where(ProvisioningEvent.message_id == m.id)
+                    .order_by(ProvisioningEvent.position)))  # type: ignore[arg-type]
+                out.append((m, events))
+            return out
+
+    def actions(self) -> list[str]:
+        """Actions of the last logged message's notifications, in document order."""
+        return [e.action for e in self.log()[-1][1]]
+
+
+MakeReceiver = Callable[..., Receiver]
+
+
+@pytest.fixture
+def make_receiver(engine: Engine, database_url: str,
+                  make_organization: MakeOrganization) -> Iterator[MakeReceiver]:
+    """Factory: ``make_receiver(enabled=True, max_body_bytes=5 MiB) -> Receiver``."""
+    clients: list[TestClient] = []
+
+    def factory(*, enabled: bool = True, max_body_bytes: int = 5 * 1024 * 1024) -> Receiver:
+        with transaction(engine) as session:
+            org, token = make_organization(session, enabled=enabled)
+            name, sf_org = org.id, org.salesforce_org_id
+        settings = Settings(database_url=database_url, max_body_bytes=max_body_bytes,
+                            admin_token="admin-secret")
+        client = TestClient(create_app(settings, engine=engine, clock=lambda: NOW))
+        client.__enter__()
+        clients.append(client)
+        return Receiver(client, engine, name, token, sf_org)
+
+    yield factory
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def receiver(make_receiver: MakeReceiver) -> Receiver:
+    return make_receiver()
+
+
+def fault_string(response: Any) -> str:
+    root = ElementTree.fromstring(response.content)
+    fault = root.find(f"{{{SOAPENV}}}Body/{{{SOAPENV}}}Fault")
+    assert fault is not None, response.text
+    assert response.headers["content-type"] == "text/xml; charset=utf-8"
+    return fault.findtext("faultstring") or ""
+
+
+def assert_ack(response: Any) -> None:
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "text/xml; charset=utf-8"
+    assert response.content == render_ack()
+    root = ElementTree.fromstring(response.content)
+    assert root.tag == f"{{{SOAPENV}}}Envelope"
+    ack = root.find(f"{{{SOAPENV}}}Body/{{{OUTBOUND}}}notificationsResponse/{{{OUTBOUND}}}Ack")
+    assert ack is not None and ack.text == "true"
+
+
+# --- the table, row by row, in order ------------------------------------------------------
+
+
+def test_unknown_organization_is_404_before_anything_else(receiver: Receiver) -> None:
+    body = b"<not even xml" * 10
+    response = receiver.post(body, name="no-such-org", token=None)
+    assert response.status_code == 404
+    assert "no-such-org is not registered" in fault_string(response)
+    assert receiver.log() == []
+
+
+@pytest.mark.parametrize("token", [None, "", "wrong-token"])
+def test_missing_or_wrong_token_is_401_and_not_logged(receiver: Receiver,
+                                                      token: str | None) -> None:
+    response = receiver.post(b"<not xml", token=token)
+    assert response.status_code == 401
+    assert "token" in fault_string(response)
+    assert receiver.log() == []
+    assert receiver.agents() == {}
+
+
+def test_token_of_another_organization_is_401(make_receiver: MakeReceiver) -> None:
+    first, second = make_receiver(), make_receiver()
+    response = first.post(first.message(make_notification()), token=second.token)
+    assert response.status_code == 401
+
+
+def test_body_over_the_limit_is_413_and_logged_as_rejected(make_receiver: MakeReceiver) -> None:
+    receiver = make_receiver(max_body_bytes=4096)
+    body = receiver.message(*[make_notification() for _ in range(10)])
+    assert len(body) > 4096
+    response = receiver.post(body)
+    assert response.status_code == 413
+    assert "4096 bytes" in fault_string(response)
+    assert receiver.agents() == {}
+    [(message, events)] = receiver.log()
+    assert message.outcome == "rejected" and events == []
+
+
+def test_chunked_body_over_the_limit_is_413_without_content_length(
+        make_receiver: MakeReceiver) -> None:
+    receiver = make_receiver(max_body_bytes=4096)
+    body = receiver.message(*[make_notification() for _ in range(10)])
+
+    def chunks() -> Iterator[bytes]:
+        for i in range(0, len(body), 1000):
+            yield body[i:i + 1000]
+
+    response = receiver.client.post(webhook_path(receiver.name),
+                                    params={"token": receiver.token}, content=chunks())
+    assert response.status_code == 413
+    assert receiver.agents() == {}
+
+
+def test_body_at_the_limit_is_taken(make_receiver: MakeReceiver) -> None:
+    probe = make_receiver()
+    body = probe.message(make_notification())
+    receiver = make_receiver(max_body_bytes=len(body) + 200)
+    assert_ack(receiver.post(receiver.message(make_notification())))
+
+
+def test_wrong_token_wins_over_a_large_body(make_receiver: MakeReceiver) -> None:
+    receiver = make_receiver(max_body_bytes=100)
+    response = receiver.post(b"x" * 1000, token="wrong")
+    assert response.status_code == 401
+
+
+BILLION_LAUGHS = b"""<?xml version="1.0"?>
+<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">]>
+<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body>
+<notifications xmlns="http://soap.sforce.com/2005/09/outbound"><OrganizationId>&lol3;</OrganizationId>
+</notifications></soapenv:Body></soapenv:Envelope>"""
+
+EXTERNAL_ENTITY = b"""<?xml version="1.0"?>
+<!DOCTYPE x [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>
+<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body>
+<notifications xmlns="http://soap.sforce.com/2005/09/outbound"><OrganizationId>&xxe;</OrganizationId>
+</notifications></soapenv:Body></soapenv:Envelope>"""
+
+DTD_ONLY = b"""<?xml version="1.0"?>
+<!DOCTYPE soapenv:Envelope SYSTEM "http://127.0.0.1:9/evil.dtd">
+<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body/>
+</soapenv:Envelope>"""
+
+
+def _bad_bodies(receiver: Receiver) -> dict[str, bytes]:
+    good = receiver.message(make_notification())
+    return {
+        "billion laughs": BILLION_LAUGHS,
+        "external entity": EXTERNAL_ENTITY,
+        "dtd": DTD_ONLY,
+        "truncated": good[: len(good) // 2],
+        "empty body": b"",
+        "non-soap json": b'{"OrganizationId": "00D"}',
+        "non-soap xml": b"<html><body>hello</body></html>",
+        "wrong envelope namespace": good.replace(
+            b"http://schemas.xmlsoap.org/soap/envelope/",
+            b"http://www.w3.org/2003/05/soap-envelope"),
+        "wrong outbound namespace": good.replace(
+            b"http://soap.sforce.com/2005/09/outbound", b"http://soap.sforce.com/2005/09/inbound"),
+        "no OrganizationId": receiver.message(make_notification(), organization_id=OMIT),
+        "invalid OrganizationId": receiver.message(make_notification(),
+                                                   organization_id="not-an-org-id"),
+        "101 notifications": receiver.message(*[make_notification() for _ in range(101)]),
+    }
+
+
+BAD_CASES = ["billion laughs", "external entity", "dtd", "truncated", "empty body",
+             "non-soap json", "non-soap xml", "wrong envelope namespace",
+             "wrong outbound namespace", "no OrganizationId", "invalid OrganizationId",
+             "101 notifications"]
+
+
+@pytest.mark.parametrize("case", BAD_CASES)
+def test_unacceptable_envelope_is_400_fault_recorded_nothing_applied(
+        receiver: Receiver, case: str) -> None:
+    response = receiver.post(_bad_bodies(receiver)[case])
+    assert response.status_code == 400, response.text
+    text = fault_string(response)
+    assert text.startswith("Not an acceptable Outbound Message")
+    assert "root:" not in text  # no expanded file content
+    assert receiver.agents() == {}
+    [(message, events)] = receiver.log()
+    assert message.outcome == "rejected"
+    assert message.detail == text
+    assert events == []
+
+
+def test_exactly_100_notifications_are_taken(receiver: Receiver) -> None:
+    assert_ack(receiver.post(receiver.message(*[make_notification() for _ in range(100)])))
+    assert len(receiver.agents()) == 100
+
+
+def test_organization_id_of_another_org_is_403(receiver: Receiver) -> None:
+    other = org_sf_id(999_999)
+    response = receiver.post(receiver.message(make_notification(), organization_id=other))
+    assert response.status_code == 403
+    text = fault_string(response)
+    assert f"OrganizationId {other} is not the Salesforce org registered for organization " \
+           f"{receiver.name}" in text
+    assert receiver.agents() == {}
+    [(message, _)] = receiver.log()
+    assert message.outcome == "rejected" and message.notification_count == 1
+
+
+def test_15_character_id_of_another_org_is_403(receiver: Receiver) -> None:
+    other = to_15(org_sf_id(999_998))
+    response = receiver.post(receiver.message(make_notification(), organization_id=other))
+    assert response.status_code == 403
+
+
+def test_organization_id_differing_only_in_case_is_403(receiver: Receiver) -> None:
+    registered15 = to_15(receiver.salesforce_org_id)
+    swapped = registered15[:3] + registered15[3:].swapcase()
+    assert swapped != registered15
+    response = receiver.post(receiver.message(make_notification(), organization_id=swapped))
+    assert response.status_code == 403
+
+
+@pytest.mark.parametrize("form", ["15", "18"])
+def test_own_organization_id_in_15_or_18_characters_is_taken(receiver: Receiver,
+                                                             form: str) -> None:
+    org_id = to_15(receiver.salesforce_org_id) if form == "15" else receiver.salesforce_org_id
+    assert_ack(receiver.post(receiver.message(make_notification(), organization_id=org_id)))
+    assert len(receiver.agents()) == 1
+
+
+# --- 503: the store goes away in the middle of a request ----------------------------------
+
+
+def _fail_on(engine: Engine, prefix: str) -> Callable[..., None]:
+    def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith(prefix):
+            raise exc.OperationalError(statement, {}, Exception("server closed the connection"))
+
+    event.listen(engine, "before_cursor_execute", before)
+    return before
+
+
+@pytest.mark.parametrize("failing", ["INSERT INTO PROVISIONING_EVENT",
+                                     "INSERT INTO PROCESSED_NOTIFICATION"])
+def test_store_failure_mid_request_is_503_nothing_applied_then_retry_succeeds(
+        receiver: Receiver, failing: str) -> None:
+    body = receiver.message(make_notification(), make_notification(), make_notification())
+    hook = _fail_on(receiver.engine, failing)
+    try:
+        response = receiver.post(body)
+    finally:
+        event.remove(receiver.engine, "before_cursor_execute", hook)
+    assert response.status_code == 503
+    assert "unavailable" in fault_string(response)
+    assert receiver.agents() == {}
+    assert receiver.log() == []
+    with transaction(receiver.engine) as session:
+        assert list(session.exec(select(ProcessedNotification))) == []
+
+    assert_ack(receiver.post(body))
+    assert len(receiver.agents()) == 3
+    assert receiver.actions() == ["created"] * 3
+    assert_ack(receiver.post(body))
+    assert receiver.actions() == ["duplicate"] * 3
+
+
+def test_store_unavailable_at_the_organization_lookup_is_503(receiver: Receiver) -> None:
+    hook = _fail_on(receiver.engine, "SELECT")
+    try:
+        response = receiver.post(receiver.message(make_notification()))
+    finally:
+        event.remove(receiver.engine, "before_cursor_execute", hook)
+    assert response.status_code == 503
+
+
+# --- 200: processed, ignored, empty --------------------------------------------------------
+
+
+def test_valid_message_is_applied_then_acknowledged(receiver: Receiver) -> None:
+    user = sf_id("005", 1001)
+    response = receiver.post(receiver.message(make_notification(
+        user_id=user, Username="ada@acme.com", Name="Ada Lovelace")))
+    assert_ack(response)
+    agent = receiver.agents()[user]
+    assert agent.data["username"] == "ada@acme.com"
+    assert agent.data["name"] == "Ada Lovelace"
+    assert agent.data["disabled"] is False
+    [(message, events)] = receiver.log()
+    assert message.outcome == "processed"
+    assert [e.action for e in events] == ["created"]
+
+
+def test_empty_notifications_are_acknowledged(receiver: Receiver) -> None:
+    assert_ack(receiver.post(receiver.message()))
+    [(message, events)] = receiver.log()
+    assert message.notification_count == 0 and events == []
+
+
+def test_feature_disabled_is_acknowledged_and_ignored(make_receiver: MakeReceiver) -> None:
+    receiver = make_receiver(enabled=False)
+    assert_ack(receiver.post(receiver.message(make_notification(), make_notification())))
+    assert receiver.agents() == {}
+    assert receiver.actions() == ["ignored", "ignored"]
+
+
+def test_enabling_later_applies_new_messages(make_receiver: MakeReceiver) -> None:
+    receiver = make_receiver(enabled=False)
+    assert_ack(receiver.post(receiver.message(make_notification())))
+    with transaction(receiver.engine) as session:
+        set_enabled(session, name=receiver.name, enabled=True)
+    assert_ack(receiver.post(receiver.message(make_notification())))
+    assert len(receiver.agents()) == 1
+
+
+def test_non_user_sobject_is_ignored(receiver: Receiver) -> None:
+    contact = make_notification(sobject_type="Contact", user_id=sf_id("003", 5), LastName="X")
+    user = make_notification()
+    assert_ack(receiver.post(receiver.message(contact, user)))
+    assert receiver.actions() == ["ignored", "created"]
+    assert len(receiver.agents()) == 1
+
+
+def test_notification_without_sf_id_fails_others_apply(receiver: Receiver) -> None:
+    assert_ack(receiver.post(receiver.message(make_notification(user_id=OMIT),
+                                              make_notification())))
+    assert receiver.actions() == ["failed", "created"]
+    events = receiver.log()[-1][1]
+    assert "sf:Id" in events[0].reason
+
+
+def test_notification_without_notification_id_is_acknowledged(receiver: Receiver) -> None:
+    assert_ack(receiver.post(receiver.message(make_notification(notification_id=OMIT))))
+    [(message, events)] = receiver.log()
+    assert message.notification_count == 1 and len(events) == 1
+
+
+@pytest.mark.parametrize("bad_id", ["not-an-id", "005abc", "001Ab0000000001AAA"])
+def test_invalid_user_id_fails_others_apply(receiver: Receiver, bad_id: str) -> None:
+    assert_ack(receiver.post(receiver.message(make_notification(user_id=bad_id),
+                                              make_notification())))
+    assert receiver.actions() == ["failed", "created"]
+    assert len(receiver.agents()) == 1
+
+
+def test_without_is_active_fails(receiver: Receiver) -> None:
+    assert_ack(receiver.post(receiver.message(make_notification(IsActive=None))))
+    assert receiver.actions() == ["failed"]
+    assert receiver.agents() == {}
+
+
+def test_duplicate_delivery_is_applied_once(receiver: Receiver) -> None:
+    user = sf_id("005", 2001)
+    body = receiver.message(make_notification(user_id=user, Name="First"))
+    assert_ack(receiver.post(body))
+    assert_ack(receiver.post(body))
+    assert receiver.actions() == ["duplicate"]
+    assert receiver.agents()[user].data["name"] == "First"
+
+
+def test_older_message_after_a_newer_one_is_stale(receiver: Receiver) -> None:
+    user = sf_id("005", 3001)
+    newer = make_notification(user_id=user, Name="Newer",
+                              SystemModstamp="2026-11-20T12:00:00.000Z")
+    older = make_notification(user_id=user, Name="Older",
+                              SystemModstamp="2026-11-20T11:00:00.000Z")
+    assert_ack(receiver.post(receiver.message(newer)))
+    assert_ack(receiver.post(receiver.message(older)))
+    assert receiver.actions() == ["stale"]
+    assert receiver.agents()[user].data["name"] == "Newer"
+
+
+def test_deactivate_then_reactivate_restores_the_same_agent(receiver: Receiver) -> None:
+    user = sf_id("005", 4001)
+    stamps = ["2026-11-20T10:00:00.000Z", "2026-11-20T11:00:00.000Z", "2026-11-20T12:00:00.000Z"]
+    assert_ack(receiver.post(receiver.message(make_notification(
+        user_id=user, Username="rosa@acme.com", SystemModstamp=stamps[0]))))
+    agent_id = receiver.agents()[user].id
+    assert_ack(receiver.post(receiver.message(make_notification(
+        user_id=user, Username="rosa@acme.com", IsActive="false", SystemModstamp=stamps[1]))))
+    assert receiver.actions() == ["deprovisioned"]
+    assert user not in receiver.agents()
+    # a late retry of the older "active" change cannot bring it back
+    assert_ack(receiver.post(receiver.message(make_notification(
+        user_id=user, Username="rosa@acme.com", SystemModstamp=stamps[0]))))
+    assert receiver.actions() == ["stale"]
+    assert user not in receiver.agents()
+    assert_ack(receiver.post(receiver.message(make_notification(
+        user_id=user, Username="rosa@acme.com", SystemModstamp=stamps[2]))))
+    assert receiver.actions() == ["restored"]
+    assert receiver.agents()[user].id == agent_id
+
+
+def test_username_collision_fails_the_second_user(receiver: Receiver) -> None:
+    first, second = sf_id("005", 5001), sf_id("005", 5002)
+    assert_ack(receiver.post(receiver.message(
+        make_notification(user_id=first, Username="same@acme.com"))))
+    assert_ack(receiver.post(receiver.message(
+        make_notification(user_id=second, Username="SAME@acme.com"))))
+    assert receiver.actions() == ["failed"]
+    agents = receiver.agents()
+    assert set(agents) == {first}
+    assert agents[first].data["username"] == "same@acme.com"
+
+
+def test_one_message_updating_one_user_twice_keeps_the_newest(receiver: Receiver) -> None:
+    user = sf_id("005", 6001)
+    newer = make_notification(user_id=user, Name="Newer",
+                              SystemModstamp="2026-11-20T12:00:00.000Z")
+    older = make_notification(user_id=user, Name="Older",
+                              SystemModstamp="2026-11-20T11:00:00.000Z")
+    assert_ack(receiver.post(receiver.message(newer, older)))
+    assert receiver.agents()[user].data["name"] == "Newer"
+
+
+def test_real_world_variants_are_taken(receiver: Receiver) -> None:
+    body = receiver.message(make_notification(Name="Jürgen Groß & Søn"), bom=True,
+                            declaration=False, compact=True,
+                            prefixes={"soapenv": "s", "outbound": "out", "sf": "q"})
+    assert_ack(receiver.post(body))
+    [agent] = receiver.agents().values()
+    assert agent.data["name"] == "Jürgen Groß & Søn"
+
+
+# --- secrets stay out of logs ------------------------------------------------------------
+
+
+def test_token_and_session_id_never_reach_logs_or_faults(
+        make_receiver: MakeReceiver, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    receiver = make_receiver(max_body_bytes=20_000)
+    session_id = receiver.salesforce_org_id[:15] + "!AQ4AQFakeSessionSecretValue"
+    other = org_sf_id(888_888)
+    responses = [
+        receiver.post(receiver.message(make_notification(), session_id=session_id)),
+        receiver.post(receiver.message(make_notification(), session_id=session_id,
+                                       organization_id=other)),
+        receiver.post(b"<x/>"),
+        receiver.post(b"<x/>", token=receiver.token + "x"),
+        receiver.post(receiver.message(*[make_notification() for _ in range(40)],
+                                       session_id=session_id)),
+    ]
+    assert [r.status_code for r in responses] == [200, 403, 400, 401, 413]
+    for r in responses:
+        assert receiver.token not in r.text and session_id not in r.text
+    ours = [r for r in caplog.records if not r.name.startswith(("httpx", "httpcore"))]
+    assert any(r.name == "agent_provision.receiver" for r in ours)
+    for record in ours:  # the test client's own request log is not the process log
+        assert receiver.token not in record.getMessage()
+        assert session_id not in record.getMessage()
+    for message, events in receiver.log():
+        assert session_id not in (message.detail or "")
+        assert all(session_id not in e.reason for e in events)
+
+
+def test_get_on_the_webhook_is_a_harmless_405(receiver: Receiver) -> None:
+    response = receiver.client.get(webhook_path(receiver.name),
+                                   params={"token": receiver.token})
+    assert response.status_code == 405
+    assert receiver.log() == []
