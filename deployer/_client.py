@@ -89,14 +89,18 @@ class OrgClient:
         self.sf = self._login(self.credentials, api_version=self.api_version, session=self._session)
         self.use_version(self.api_version)
 
-    def _call(self, fn: Callable[[], Any], what: str) -> Any:
+    def _call(self, fn: Callable[[], Any], what: str, *, missing_ok: bool = False) -> Any:
+        """Run ``fn``; a 404 re-raises ``SalesforceResourceNotFound`` only when
+        ``missing_ok``, else it becomes :class:`SalesforceError` like every other failure."""
         for _ in range(2):
             try:
                 return fn()
             except SalesforceExpiredSession:
                 self._expired()
-            except SalesforceResourceNotFound:
-                raise
+            except SalesforceResourceNotFound as exc:
+                if missing_ok:
+                    raise
+                raise SalesforceError(f"Salesforce found no {what}: {_rest_error(exc)}") from None
             except SalesforceMalformedRequest as exc:
                 raise SalesforceError(f"Salesforce refused {what}: {_rest_error(exc)}") from None
             except _SfError as exc:
@@ -130,7 +134,8 @@ class OrgClient:
     def tooling_delete(self, path: str) -> bool:
         """DELETE a Tooling sobject; ``False`` when it was already gone (404)."""
         try:
-            self._call(lambda: self.sf.toolingexecute(path, method="DELETE"), path)
+            self._call(lambda: self.sf.toolingexecute(path, method="DELETE"), path,
+                       missing_ok=True)
         except SalesforceResourceNotFound:
             return False
         return True
@@ -140,9 +145,18 @@ class OrgClient:
         return dict(self._call(lambda: getattr(self.sf, sobject).describe(), f"describe {sobject}"))
 
     def userinfo(self) -> dict[str, Any]:
-        """``GET /services/oauth2/userinfo``: ``user_id``, ``organization_id``,
-        ``preferred_username`` of the logged-in user."""
-        return dict(self._call(lambda: self.sf.oauth2("userinfo") or {}, "userinfo"))
+        """The logged-in user: ``{"user_id", "preferred_username"}`` from
+        ``GET /services/oauth2/userinfo``; a token without the ``openid``/``id`` scope may be
+        refused there, so ``GET chatter/users/me`` is asked next (``id``, ``username``)."""
+        try:
+            return dict(self._call(lambda: self.sf.oauth2("userinfo") or {}, "userinfo"))
+        except SalesforceError as first:
+            try:
+                me = self._call(lambda: self.sf.restful("chatter/users/me"), "chatter/users/me")
+            except SalesforceError:
+                raise SalesforceError(str(first)) from None
+            me = me or {}
+            return {"user_id": me.get("id"), "preferred_username": me.get("username")}
 
     def max_api_version(self) -> str:
         """The highest API version the org serves (``GET /services/data/``)."""

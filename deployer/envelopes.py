@@ -1,9 +1,9 @@
 """Metadata API SOAP envelopes (Jinja-rendered) and their answers (parsed with defusedxml).
 
 Calls: ``deploy(ZipFile, DeployOptions)`` and ``checkDeployStatus(asyncProcessId,
-includeDetails)`` at ``/services/Soap/m/{version}``
-(https://developer.salesforce.com/docs/platform/api-metadata/references/file-based-calls/meta-checkdeploystatus.html;
-DeployOptions / DeployResult / DeployMessage shapes from the WSDL bundled with
+includeDetails)`` at ``/services/Soap/m/{version}``, see
+https://developer.salesforce.com/docs/platform/api-metadata/references/file-based-calls/meta-checkdeploystatus.html
+(DeployOptions / DeployResult / DeployMessage shapes from the WSDL bundled with
 simple-salesforce, reference ``metadata-deploy.md`` section 3). simple-salesforce's own
 deploy helpers render booleans as ``True``, insert literal ``None`` and drop ``errorMessage``,
 ``fullName`` and line numbers (reference ``metadata-simple-salesforce.md`` section 2), so the

@@ -8,8 +8,8 @@ Shapes (reference ``metadata-deploy.md`` section 1, ``metadata-examples/``):
 - flow trigger: ``Flow`` ``<flow>`` + ``WorkflowOutboundMessage`` ``User.<om>``, the flow
   record-triggered on User (after save, create and update, active);
 - removal: ``package.xml`` with only ``<version>`` and ``destructiveChanges.xml`` naming
-  the child types
-  (https://developer.salesforce.com/docs/atlas.en-us.api_meta.meta/api_meta/meta_deploy_deleting_files.htm).
+  the child types, see
+  https://developer.salesforce.com/docs/atlas.en-us.api_meta.meta/api_meta/meta_deploy_deleting_files.htm
 
 Components are named ``"Type:FullName"`` strings everywhere (the store keeps them so).
 No I/O except :func:`write_package`.

@@ -282,7 +282,12 @@ def preflight(
     org_id, sandbox = (org[0], org[1]) if org else (None, None)
     if org:
         problems.extend(org[2])
-    info = guarded("Reading the logged-in user", client.userinfo) or {}
+    try:
+        info = client.userinfo()
+    except AuthenticationError:
+        raise
+    except SalesforceError:
+        info = {}  # only needed as the default integration user (problem below)
     deploying_user = info.get("preferred_username")
     problems.extend(
         guarded("Reading UserPermissionAccess", lambda: _check_permissions(client)) or []
@@ -298,8 +303,8 @@ def preflight(
         )
     else:
         problems.append(
-            "The integration user is unknown: pass --integration-user USERNAME "
-            "(the Outbound Message's User to send as)"
+            "Cannot tell which user these credentials log in as (OAuth userinfo): pass "
+            "--integration-user USERNAME (the Outbound Message's User to send as)"
         )
     problems.extend(_check_call_center(client))
     problems.extend(

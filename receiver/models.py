@@ -236,7 +236,9 @@ class ProvisioningMessage(SQLModel, table=True):
 
     __tablename__ = "provisioning_message"
     __table_args__ = (
-        sa.Index("ix_provisioning_message_organization_id_id", "organization_id", sa.text("id DESC")),
+        sa.Index(
+            "ix_provisioning_message_organization_id_id", "organization_id", sa.text("id DESC")
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -334,7 +336,9 @@ class Deployment(DeploymentBase, table=True):
     components: list[str] = Field(
         default_factory=list, sa_column=sa.Column(sa.JSON(), nullable=False)
     )
-    problems: list[str] = Field(default_factory=list, sa_column=sa.Column(sa.JSON(), nullable=False))
+    problems: list[str] = Field(
+        default_factory=list, sa_column=sa.Column(sa.JSON(), nullable=False)
+    )
 
 
 metadata = SQLModel.metadata

@@ -7,7 +7,8 @@ does not commit: run it inside ``receiver.db.transaction``. Tokens are described
 Rules (CONTRACT sections 3 and 4): ORGANIZATION is 1 to 63 of ``[a-z0-9-]``, starting with a
 letter or digit; the Salesforce org id (key prefix ``00D``, 15 or 18 characters) is stored
 as its 18-character form; a new organization has the feature disabled; the webhook URL is
-``{base_url}/v2/features/agent-auto-provision/organizations/{name}/integrations/provider/webhook?token={token}``.
+``{base_url}`` + ``/v2/features/agent-auto-provision/organizations/{name}`` +
+``/integrations/provider/webhook?token={token}``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from receiver.models import Organization
 from receiver.secrets import decrypt_token, encrypt_token, hash_token, new_token, token_matches
@@ -110,7 +111,8 @@ def get_organization(session: Session, name: str) -> Organization:
 
 def list_organizations(session: Session) -> list[Organization]:
     """All organizations, by name."""
-    return list(session.exec(select(Organization).order_by(Organization.id)).all())  # type: ignore[arg-type]
+    query = select(Organization).order_by(col(Organization.id))
+    return list(session.exec(query).all())
 
 
 def add_organization(

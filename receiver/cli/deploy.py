@@ -223,6 +223,12 @@ def deploy(ctx: click.Context, organization: str, trigger: Trigger, check_only: 
     report = _run_preflight(client, facts, trigger, integration_user, api_version)
     _warn(report.warnings)
     if not report.ok:
+        if as_json:  # scripts still get one JSON document: nothing was deployed
+            click.echo(json.dumps(DeployOutcome(
+                kind="check-only" if check_only else "deploy", trigger=trigger,
+                api_version=report.api_version, components=(), deploy_id=None,
+                outcome="failed", problems=report.problems, warnings=report.warnings,
+            ).to_json(), indent=2))
         raise PreflightError(report.problems[0], problems=report.problems)
     assert report.integration_user is not None
     spec = PackageSpec(

@@ -157,6 +157,14 @@ def test_preflight_missing_permission(harness: Harness) -> None:
     assert harness.deployments() == []
 
 
+def test_preflight_failure_with_json_still_prints_one_document(harness: Harness) -> None:
+    result = harness.run("preflight_no_call_center", [*_deploy(), "--json"])
+    assert result.exit_code == 5
+    data = json.loads(result.stdout)
+    assert data["deployId"] is None and data["outcome"] == "failed"
+    assert any("CallCenter" in p for p in data["problems"])
+
+
 def test_preflight_no_call_center(harness: Harness) -> None:
     result = harness.run("preflight_no_call_center", ["check", ORG, "--integration-user",
                                                       INTEGRATION_USER, *SESSION_ARGS])

@@ -1,0 +1,172 @@
+"""deploy_package / undeploy logic with an in-memory org (paths the cassettes do not take:
+switching from flow back to workflow, with and without a failed deploy)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, cast
+
+import pytest
+
+from deployer._client import OrgClient
+from deployer.deploy import Timing, deploy_package, undeploy
+from deployer.package import FLOW, OUTBOUND_MESSAGE, WORKFLOW_RULE, PackageSpec
+from sf_metadata.errors import DeployFailed, DeployTimeout
+from tests.deployer.cassette_builder import FLOW_OK, WORKFLOW_OK, failure, status_call
+
+WF = "workflows/User.workflow"
+
+
+class FakeOrg:
+    """Answers Tooling queries for one flow and replays checkDeployStatus bodies."""
+
+    def __init__(self, statuses: list[bytes], *, flow_active: bool = True) -> None:
+        self.api_version = "62.0"
+        self.statuses = statuses
+        self.flow_active = flow_active
+        self.calls: list[tuple[str, Any]] = []
+
+    def tooling_query(self, soql: str) -> list[dict[str, Any]]:
+        self.calls.append(("query", soql.split(" FROM ")[1].split(" ")[0]))
+        if "FROM FlowDefinition" in soql:
+            active = "301A" if self.flow_active else None
+            return [{"Id": "300A", "ActiveVersionId": active, "LatestVersionId": "301A"}]
+        if "WHERE Id =" in soql:
+            return [{"Id": "301A", "VersionNumber": 3}]
+        return [{"Id": "301A"}]
+
+    def tooling_patch(self, path: str, data: dict[str, Any]) -> None:
+        self.calls.append(("patch", data["Metadata"]["activeVersionNumber"]))
+        self.flow_active = data["Metadata"]["activeVersionNumber"] != 0
+
+    def tooling_delete(self, path: str) -> bool:
+        self.calls.append(("delete", path))
+        return True
+
+    def metadata_call(self, action: str, render: Callable[[str], bytes]) -> bytes:
+        body = render("SESSION").decode()
+        if action == "deploy":
+            check_only = "<met:checkOnly>true</met:checkOnly>" in body
+            self.calls.append(("deploy", "checkOnly" if check_only else "deploy"))
+            return (b'<e:Envelope xmlns:e="http://schemas.xmlsoap.org/soap/envelope/" '
+                    b'xmlns="http://soap.sforce.com/2006/04/metadata"><e:Body><deployResponse>'
+                    b"<result><id>0Af1</id></result></deployResponse></e:Body></e:Envelope>")
+        return self.statuses.pop(0)
+
+
+def _status(*args: Any, **kwargs: Any) -> bytes:
+    return cast(bytes, status_call(*args, **kwargs)[1]["body"]["string"])
+
+
+def _spec(trigger: str) -> PackageSpec:
+    return PackageSpec(trigger=trigger, api_version="62.0",  # type: ignore[arg-type]
+                       endpoint_url="https://hooks.example.com/w?token=t",
+                       integration_user="i@example.com")
+
+
+def _client(org: FakeOrg) -> OrgClient:
+    return cast(OrgClient, org)
+
+
+def test_flow_to_workflow_deactivates_first_and_deletes_after() -> None:
+    org = FakeOrg([_status("Succeeded", done=True, ok=True, details=WORKFLOW_OK)])
+    outcome = deploy_package(_client(org), _spec("workflow"), previous_trigger="flow")
+    assert outcome.outcome == "succeeded"
+    assert outcome.retired == (FLOW,)
+    kinds = [c[0] for c in org.calls]
+    assert kinds.index("patch") < kinds.index("deploy") < kinds.index("delete")
+    assert ("patch", 0) in org.calls
+
+
+def test_flow_to_workflow_failure_reactivates_the_flow() -> None:
+    org = FakeOrg([_status("Failed", done=True, details=[
+        failure(WORKFLOW_RULE, WF, "no new workflow rules")])])
+    outcome = deploy_package(_client(org), _spec("workflow"), previous_trigger="flow")
+    assert outcome.outcome == "failed"
+    assert outcome.retired == ()
+    assert [c for c in org.calls if c[0] == "patch"] == [("patch", 0), ("patch", 3)]
+    assert not any(c[0] == "delete" for c in org.calls)
+    assert any("reactivated" in w for w in outcome.warnings)
+    assert any("--trigger flow" in p for p in outcome.problems)
+    with pytest.raises(DeployFailed) as raised:
+        outcome.raise_for_outcome()
+    assert raised.value.deploy_id == "0Af1"
+
+
+def test_check_only_never_retires() -> None:
+    org = FakeOrg([_status("Succeeded", done=True, ok=True, check_only=True, details=FLOW_OK)])
+    outcome = deploy_package(_client(org), _spec("flow"), check_only=True,
+                             previous_trigger="workflow")
+    assert outcome.kind == "check-only" and outcome.outcome == "succeeded"
+    assert org.calls == [("deploy", "checkOnly")]
+
+
+def test_succeeded_without_our_components_is_a_failure() -> None:
+    org = FakeOrg([_status("Succeeded", done=True, ok=True, details=[])])
+    outcome = deploy_package(_client(org), _spec("workflow"))
+    assert outcome.outcome == "failed"
+    assert OUTBOUND_MESSAGE in outcome.problems[0] and WORKFLOW_RULE in outcome.problems[0]
+
+
+def test_timeout_is_raised_with_the_deploy_id() -> None:
+    clock = [0.0]
+
+    def sleep(seconds: float) -> None:
+        clock[0] += seconds
+
+    org = FakeOrg([_status("InProgress", done=False)] * 10)
+    outcome = deploy_package(_client(org), _spec("workflow"),
+                             timing=Timing(timeout=3.0, sleep=sleep, clock=lambda: clock[0]))
+    assert outcome.outcome == "timeout"
+    with pytest.raises(DeployTimeout) as raised:
+        outcome.raise_for_outcome()
+    assert raised.value.deploy_id == "0Af1"
+
+
+def test_undeploy_flow_only_needs_no_destructive_deploy() -> None:
+    org = FakeOrg([])
+    outcome = undeploy(_client(org), [FLOW])
+    assert outcome.outcome == "succeeded" and outcome.deploy_id is None
+    assert ("patch", 0) in org.calls and any(c[0] == "delete" for c in org.calls)
+    assert not any(c[0] == "deploy" for c in org.calls)
+
+
+def test_client_maps_simple_salesforce_errors_into_the_tree() -> None:
+    from simple_salesforce.exceptions import (
+        SalesforceExpiredSession,
+        SalesforceResourceNotFound,
+    )
+
+    from deployer.credentials import Credentials
+    from sf_metadata.errors import AuthenticationError, SalesforceError
+
+    logins: list[str] = []
+
+    def fake_login(credentials: Credentials, *, api_version: str, session: object) -> Any:
+        logins.append(api_version)
+
+        class Sf:
+            sf_instance = "orgname.my.salesforce.com"
+
+        return Sf()
+
+    def expired() -> None:
+        raise SalesforceExpiredSession("u", 401, "r", [{"errorCode": "INVALID_SESSION_ID"}])
+
+    def missing() -> None:
+        raise SalesforceResourceNotFound("u", 404, "r", [{"errorCode": "NOT_FOUND",
+                                                           "message": "gone"}])
+
+    session_client = OrgClient(Credentials(kind="session", instance_url="https://x",
+                                           access_token="t"), api_version="62.0",
+                               login_fn=fake_login)
+    with pytest.raises(AuthenticationError, match="cannot be refreshed"):
+        session_client._call(expired, "a query")
+    with pytest.raises(SalesforceError, match="NOT_FOUND: gone"):
+        session_client._call(missing, "describe X")
+    refreshable = OrgClient(Credentials(kind="client-credentials", consumer_key="k",
+                                        consumer_secret="s", domain="acme.my"),
+                            api_version="62.0", login_fn=fake_login)
+    with pytest.raises(AuthenticationError, match="again"):
+        refreshable._call(expired, "a query")
+    assert logins == ["62.0", "62.0", "62.0"]  # two clients + exactly one re-login
