@@ -26,6 +26,7 @@ if __package__ in (None, ""):
 
 from cryptography.fernet import Fernet  # noqa: E402
 
+from bench._experiments import apply as apply_experiments  # noqa: E402
 from bench._messages import BENCH_ORG_ID, bench_changes, render_message  # noqa: E402
 from bench._pg import create_database, drop_database, is_postgres  # noqa: E402
 from receiver.db import make_engine, migrate, transaction  # noqa: E402
@@ -76,37 +77,6 @@ def _run(url: str, bodies: Sequence[bytes], profile: bool) -> tuple[float, float
     return parse_s, apply_s, count
 
 
-def _patch_experiment() -> None:
-    """Monkeypatch, in this process only, the two hot spots the profile shows (see
-    docs/benchmarks.md): ``sf_metadata.mapping._is_username_email`` (email-validator, called
-    twice per notification) memoised, and ``sf_metadata.ids.checksum_suffix`` with a C-level
-    ``str.translate`` + ``int(..., 2)`` per 5-character chunk. Same results, by construction
-    (the checksum is compared with the original on the bench ids before patching)."""
-    import functools
-    import string
-
-    from sf_metadata import ids, mapping
-
-    upper = str.maketrans({c: "1" for c in string.ascii_uppercase} | {
-        c: "0" for c in string.ascii_lowercase + string.digits
-    })
-    original = ids.checksum_suffix
-    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
-
-    def fast_suffix(id15: str) -> str:
-        if len(id15) != 15 or not id15.isascii() or not id15.isalnum():
-            return original(id15)  # the original raises the typed error
-        bits = id15.translate(upper)
-        return "".join(alphabet[int(bits[i : i + 5][::-1], 2)] for i in (0, 5, 10))
-
-    for sample in ("70130000001tcyI", "a0BA0000000L2ZC", "AaaAABbbBBCccCC", "005xx000001Sv6E"):
-        assert fast_suffix(sample) == original(sample)
-    ids.checksum_suffix = fast_suffix  # type: ignore[assignment]
-    mapping._is_username_email = functools.lru_cache(maxsize=65536)(  # type: ignore[assignment]
-        mapping._is_username_email
-    )
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns 0."""
     parser = argparse.ArgumentParser(prog="python -m bench.profile_apply")
@@ -115,13 +85,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="print a pyinstrument tree")
     parser.add_argument(
         "--experiment",
-        action="store_true",
-        help="measure proposed speed-ups in this process only: memoise the e-mail syntax "
-        "check of Username and compute id checksums with str.translate",
+        default="",
+        help="comma-separated speed-ups to measure in this process (bench/_experiments.py): "
+        "fast-core, sqlite-lock",
     )
     args = parser.parse_args(argv)
-    if args.experiment:
-        _patch_experiment()
+    apply_experiments(args.experiment)
     bodies = [render_message(b) for b in bench_changes(args.messages, run="p")]
     with tempfile.TemporaryDirectory() as tmp:
         if args.database_url and is_postgres(args.database_url):

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -119,7 +119,7 @@ async def read_limited_body(request: Request, limit: int) -> bytes | None:
 async def webhook(request: Request) -> Response:
     """Handle one Outbound Message POST; see the module docstring for the table."""
     context: ReceiverContext = request.app.state.context
-    name = request.path_params["organization"]
+    name = _printable(request.path_params["organization"])
     try:
         answer = await _handle(context, request, name)
     except StoreUnavailable as error:
@@ -127,7 +127,22 @@ async def webhook(request: Request) -> Response:
                     name, error.message)
         answer = _fault(503, "The agent store is unavailable; nothing was applied. "
                              "Salesforce will retry the message.")
+    except ClientDisconnect:
+        log.info("webhook organization=%s: client disconnected before the body ended", name)
+        answer = _fault(400, "The request body ended early.")
+    except Exception:  # noqa: BLE001 - never an Ack; the traceback names no secret
+        log.exception("webhook organization=%s: unexpected error, not acknowledged", name)
+        answer = _fault(500, "Internal error; nothing was acknowledged. Salesforce will "
+                             "retry the message.")
     return _respond(answer)
+
+
+def _printable(name: str) -> str:
+    """``name`` for logs and faults: at most 80 characters, control characters escaped
+    (the path parameter is attacker-controlled)."""
+    cut = name[:80]
+    return cut if cut.isprintable() and cut == name else repr(cut)[1:-1] + (
+        "..." if len(name) > 80 else "")
 
 
 async def _handle(context: ReceiverContext, request: Request, name: str) -> _Answer:

@@ -533,3 +533,46 @@ def test_get_on_the_webhook_is_a_harmless_405(receiver: Receiver) -> None:
                                    params={"token": receiver.token})
     assert response.status_code == 405
     assert receiver.log() == []
+
+
+def test_organization_name_with_control_characters_cannot_forge_log_lines(
+        receiver: Receiver, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="agent_provision.receiver")
+    response = receiver.client.post(
+        "/v2/features/agent-auto-provision/organizations/x%0AINFO%20forged"
+        "/integrations/provider/webhook", content=b"<x/>")
+    assert response.status_code == 404
+    messages = [r.getMessage() for r in caplog.records if r.name == "agent_provision.receiver"]
+    assert messages and all("\n" not in m for m in messages)
+
+
+def test_unexpected_error_is_a_500_fault_without_ack(receiver: Receiver,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import receiver.webhook as webhook_module
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(webhook_module, "apply_message", broken)
+    response = receiver.post(receiver.message(make_notification()))
+    assert response.status_code == 500
+    assert "Internal error" in fault_string(response)
+    assert receiver.agents() == {}
+
+
+def test_concurrent_deliveries_for_one_user_lose_no_update(receiver: Receiver) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    user = sf_id("005", 7001)
+    bodies = [receiver.message(make_notification(
+        user_id=user, Username="conc@acme.com", Name=f"Version {i:02d}",
+        SystemModstamp=f"2026-11-20T10:{i:02d}:00.000Z")) for i in range(12)]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        responses = list(pool.map(receiver.post, reversed(bodies)))
+    assert [r.status_code for r in responses] == [200] * 12
+    agents = receiver.agents()
+    assert list(agents) == [user]
+    assert agents[user].data["name"] == "Version 11"
+    actions = sorted(e.action for _, events in receiver.log() for e in events)
+    assert actions.count("created") == 1
+    assert set(actions) <= {"created", "updated", "stale"}
