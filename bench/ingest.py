@@ -77,6 +77,11 @@ def machine() -> str:
     return f"{cpu}, nproc={os.cpu_count()}, RAM {mem:.1f} GiB, Python {platform.python_version()}"
 
 
+def _loadavg() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f} (1/5/15 min)"
+
+
 @contextmanager
 def store(database_url: str | None, keep: bool) -> Iterator[str]:
     """A store URL for one run: a temporary SQLite file, or a fresh database on the
@@ -122,6 +127,7 @@ def run_ingest(args: argparse.Namespace) -> int:
     bodies = [render_message(batch) for batch in batches]
     total = args.messages * args.per_message
     say(f"machine: {machine()}")
+    say(f"load average before: {_loadavg()}")
     with store(args.database_url, args.keep) as url, tempfile.TemporaryDirectory() as tmp:
         backend = "postgresql" if is_postgres(url) else url.split(":", 1)[0]
         say(f"store: {backend}, serve --workers {args.workers}"
@@ -141,13 +147,15 @@ def run_ingest(args: argparse.Namespace) -> int:
             say((Path(tmp) / "serve.log").read_text()[-4000:])
     acks = [d.ack_seconds * 1000 for d in deliveries if d.ack_seconds is not None]
     e2e = total / elapsed
+    say(f"load average after: {_loadavg()}")
     say(f"end to end: {e2e:,.0f} notifications/s ({total} in {elapsed:.2f} s)")
     if acks:
         say(f"time to Ack per message: p50 {percentile(acks, 50):.1f} ms, "
               f"p99 {percentile(acks, 99):.1f} ms")
     say(f"server peak RSS (process tree): {server.peak_rss / 2**20:.0f} MiB")
     floor = measure_floor(bodies, rounds=args.floor_rounds)
-    say(f"floor lxml (parse + extract, 1 process): {floor['lxml']:,.0f} notifications/s")
+    say(f"floor lxml (parse + extract, 1 process): {floor['lxml']:,.0f} notifications/s"
+        " (per CPU second)")
     say(f"floor defusedxml: {floor['defusedxml']:,.0f} notifications/s")
     if "receiver_parser" in floor:
         say(f"receiver parser (sf_metadata.soap): {floor['receiver_parser']:,.0f} notifications/s")

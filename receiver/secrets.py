@@ -146,10 +146,12 @@ def _create_key_file(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".agent_provision_key.", dir=path.parent)
     try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, Fernet.generate_key() + b"\n")
-        os.fsync(fd)
-        os.close(fd)
+        try:
+            os.fchmod(fd, 0o600)
+            os.write(fd, Fernet.generate_key() + b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         try:
             os.link(tmp, path)
         except FileExistsError:
