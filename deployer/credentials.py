@@ -29,7 +29,8 @@ from typing import Literal
 
 import requests
 from simple_salesforce import Salesforce
-from simple_salesforce.exceptions import SalesforceAuthenticationFailed, SalesforceError as _SfError
+from simple_salesforce.exceptions import SalesforceAuthenticationFailed
+from simple_salesforce.exceptions import SalesforceError as _SfError
 
 from sf_metadata.errors import AuthenticationError, CredentialsError, SalesforceError
 

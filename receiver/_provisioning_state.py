@@ -15,16 +15,15 @@ from sqlmodel import Session, col, select
 
 from receiver.models import Agent, Organization, ProcessedNotification, Tombstone
 from sf_metadata.decision import Action, Decision, StoredState, StoredUser
-from sf_metadata.errors import InvalidSalesforceId, NotificationError, OrganizationNotFound
-from sf_metadata.ids import USER, canonical_id
-from sf_metadata.mapping import agent_username, parse_boolean
+from sf_metadata.errors import NotificationError, OrganizationNotFound
+from sf_metadata.ids import USER, try_canonical_id
+from sf_metadata.mapping import agent_username, parse_boolean, username_key
 from sf_metadata.metadata_names import SOBJECT_TYPE
 from sf_metadata.outbound import Notification
 
 __all__ = [
     "AgentState",
     "TombState",
-    "canon",
     "load_state",
     "lock_organization",
     "replay",
@@ -48,17 +47,6 @@ class TombState:
     deprovisioned_at: datetime
 
 
-def canon(value: str | None, prefix: str | None = None) -> str | None:
-    if value is None:
-        return None
-    try:
-        return canonical_id(value.strip(), prefix)
-    except InvalidSalesforceId:
-        return None
-
-
-def _username_key(username: str | None) -> str | None:
-    return username.casefold() if username else None
 
 
 def _later(a: datetime | None, b: datetime | None) -> datetime | None:
@@ -89,13 +77,13 @@ def load_state(
     username_keys: set[str] = set()
     notification_ids: set[str] = set()
     for n in notifications:
-        crm = canon(n.record_id, USER)
+        crm = try_canonical_id(n.record_id, USER)
         if crm is not None:
             crm_ids.add(crm)
-        key = _username_key(agent_username(n.fields))
+        key = username_key(agent_username(n.fields))
         if key is not None:
             username_keys.add(key)
-        nid = canon(n.notification_id)
+        nid = try_canonical_id(n.notification_id)
         if nid is not None:
             notification_ids.add(nid)
 
@@ -280,7 +268,7 @@ def _agent_row(org_id: str, crm: str, a: AgentState | None, now: datetime) -> di
         "organization_id": org_id,
         "crm_id": crm,
         "username": a.username,
-        "username_key": _username_key(a.username),
+        "username_key": username_key(a.username),
         "system_modstamp": a.stamp,
         "data": a.data,
         "created_at": a.created_at or now,

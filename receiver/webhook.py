@@ -40,6 +40,12 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from receiver._logging import LOGGER_NAME
+from receiver.db import transaction
+from receiver.models import Organization
+from receiver.organizations import verify_token
+from receiver.provisioning import apply_message, prune_processed
+from receiver.provisioning_log import record_message
 from sf_metadata.errors import EnvelopeError, StoreUnavailable
 from sf_metadata.ids import same_org_id
 from sf_metadata.outbound import OutboundMessage
@@ -51,13 +57,6 @@ from sf_metadata.soap import (
     render_ack,
     render_fault,
 )
-
-from receiver._logging import LOGGER_NAME
-from receiver.db import transaction
-from receiver.models import Organization
-from receiver.organizations import verify_token
-from receiver.provisioning import apply_message, prune_processed
-from receiver.provisioning_log import record_message
 
 if TYPE_CHECKING:
     from receiver.app import ReceiverContext

@@ -15,9 +15,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sf_metadata.errors import InvalidSalesforceId, NotificationError
-from sf_metadata.ids import USER, canonical_id
-from sf_metadata.mapping import AgentRecord, map_user, parse_boolean
+from sf_metadata.errors import NotificationError
+from sf_metadata.ids import USER, try_canonical_id
+from sf_metadata.mapping import AgentRecord, map_user, parse_boolean, username_key
 from sf_metadata.metadata_names import SOBJECT_TYPE
 from sf_metadata.outbound import Notification
 
@@ -119,14 +119,6 @@ def parse_stamp(fields: Mapping[str, str | None]) -> datetime | None:
     return None
 
 
-def _try_id(value: str | None, prefix: str | None = None) -> str | None:
-    if value is None:
-        return None
-    try:
-        return canonical_id(value.strip(), prefix)
-    except InvalidSalesforceId:
-        return None
-
 
 @dataclass(frozen=True, slots=True)
 class _Candidate:
@@ -178,8 +170,8 @@ def plan_message(
     seen: set[str] = set()
 
     for index, n in enumerate(notifications):
-        notification_id = _try_id(n.notification_id)
-        crm_guess = _try_id(n.record_id, USER)
+        notification_id = try_canonical_id(n.notification_id)
+        crm_guess = try_canonical_id(n.record_id, USER)
 
         def done(
             action: Action,
@@ -280,7 +272,7 @@ def _decide(c: _Candidate, stored: StoredUser | None, owners: dict[str, str]) ->
 
     username = c.agent.username
     if username is not None:
-        key = username.casefold()
+        key = username_key(username)
         owner = owners.get(key)
         if owner is not None and owner != c.crm_id:
             return make(
@@ -289,7 +281,7 @@ def _decide(c: _Candidate, stored: StoredUser | None, owners: dict[str, str]) ->
             )
     _release(owners, c.crm_id)
     if username is not None:
-        owners[username.casefold()] = c.crm_id
+        owners[username_key(username)] = c.crm_id
     if stored is None:
         return make(Action.CREATED, "IsActive is true: new agent", c.agent)
     if stored.provisioned:

@@ -22,6 +22,7 @@ import re
 from sf_metadata.errors import InvalidSalesforceId
 
 __all__ = [
+    "try_canonical_id",
     "CALL_CENTER",
     "KEY_PREFIXES",
     "ORGANIZATION",
@@ -122,6 +123,17 @@ def canonical_id(value: object, prefix: str | None = None) -> str:
         )
     id15 = value[:15]
     return id15 + checksum_suffix(id15)
+
+
+def try_canonical_id(value: str | None, prefix: str | None = None) -> str | None:
+    """:func:`canonical_id` of ``value`` with surrounding white space removed, or ``None``
+    when ``value`` is ``None`` or not a Salesforce id (of ``prefix``, if given)."""
+    if value is None:
+        return None
+    try:
+        return canonical_id(value.strip(), prefix)
+    except InvalidSalesforceId:
+        return None
 
 
 def to_18(value: str) -> str:

@@ -15,7 +15,14 @@ from email_validator import EmailNotValidError, validate_email
 from sf_metadata.errors import InvalidSalesforceId, NotificationError
 from sf_metadata.ids import USER, canonical_id
 
-__all__ = ["AgentRecord", "PhoneNumber", "agent_username", "map_user", "parse_boolean"]
+__all__ = [
+    "AgentRecord",
+    "PhoneNumber",
+    "agent_username",
+    "map_user",
+    "parse_boolean",
+    "username_key",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +139,12 @@ def _is_username_email(value: str) -> bool:
     except EmailNotValidError:
         return False
     return True
+
+
+def username_key(username: str | None) -> str | None:
+    """The key under which usernames collide in one organization: the casefolded
+    username, or ``None`` (no username never collides)."""
+    return username.casefold() if username else None
 
 
 def agent_username(fields: Mapping[str, str | None]) -> str | None:

@@ -262,4 +262,4 @@ def render_fault(faultcode: str, faultstring: str) -> bytes:
         "  </soapenv:Fault>\n"
         " </soapenv:Body>\n"
         "</soapenv:Envelope>\n"
-    ).encode("utf-8")
+    ).encode()

@@ -24,7 +24,8 @@ import click
 from deployer._client import OrgClient
 from deployer._urlcheck import check_webhook_url
 from deployer.credentials import CREDENTIAL_OPTIONS, resolve_credentials
-from deployer.deploy import DeployOutcome, Timing, deploy_package, undeploy as run_undeploy
+from deployer.deploy import DeployOutcome, Timing, deploy_package
+from deployer.deploy import undeploy as run_undeploy
 from deployer.package import (
     PINNED_API_VERSION,
     PackageSpec,
