@@ -114,9 +114,13 @@ def _serve(url: str, args: argparse.Namespace, log: Path) -> tuple[ServerProcess
         env["AGENT_BENCH_EXPERIMENTS"] = args.experiment
     server = ServerProcess(url, port=free_port(), workers=args.workers, env=env, log_path=log)
     server.start()
-    cli = Cli(url, env=env)
-    org = f"bench-{secrets.token_hex(3)}"
-    webhook = cli.add_org(org, BENCH_ORG_ID, base_url=server.base_url)
+    try:
+        cli = Cli(url, env=env)
+        org = f"bench-{secrets.token_hex(3)}"
+        webhook = cli.add_org(org, BENCH_ORG_ID, base_url=server.base_url)
+    except BaseException:
+        server.stop()
+        raise
     return server, cli, org, webhook
 
 
@@ -133,7 +137,7 @@ def run_ingest(args: argparse.Namespace) -> int:
         say(f"store: {backend}, serve --workers {args.workers}"
             + (f", experiments: {args.experiment}" if args.experiment else ""))
         say(f"load: {args.messages} messages x {args.per_message} notifications, "
-              f"{args.clients} concurrent clients ({sum(map(len, bodies)) / 2**20:.1f} MiB)")
+            f"{args.clients} concurrent clients ({sum(map(len, bodies)) / 2**20:.1f} MiB)")
         server, cli, org, webhook = _serve(url, args, Path(tmp) / "serve.log")
         try:
             start = time.perf_counter()
@@ -151,7 +155,7 @@ def run_ingest(args: argparse.Namespace) -> int:
     say(f"end to end: {e2e:,.0f} notifications/s ({total} in {elapsed:.2f} s)")
     if acks:
         say(f"time to Ack per message: p50 {percentile(acks, 50):.1f} ms, "
-              f"p99 {percentile(acks, 99):.1f} ms")
+            f"p99 {percentile(acks, 99):.1f} ms")
     say(f"server peak RSS (process tree): {server.peak_rss / 2**20:.0f} MiB")
     floor = measure_floor(bodies, rounds=args.floor_rounds)
     say(f"floor lxml (parse + extract, 1 process): {floor['lxml']:,.0f} notifications/s"
@@ -179,11 +183,11 @@ def run_soak(args: argparse.Namespace) -> int:
     notes = sum(len(b) for b in scenario.batches)
     say(f"machine: {machine()}")
     say(f"soak: {args.users} users x {args.versions} changes = {len(scenario.changes)} changes "
-          f"in {len(scenario.messages)} messages ({notes} notifications with re-batched and "
-          f"duplicate deliveries), {args.clients} clients, seed {args.seed}")
+        f"in {len(scenario.messages)} messages ({notes} notifications with re-batched and "
+        f"duplicate deliveries), {args.clients} clients, seed {args.seed}")
     with store(args.database_url, args.keep) as url, tempfile.TemporaryDirectory() as tmp:
         say(f"store: {'postgresql' if is_postgres(url) else url.split(':', 1)[0]}, "
-              f"serve --workers {args.workers}")
+            f"serve --workers {args.workers}")
         server, cli, org, webhook = _serve(url, args, Path(tmp) / "serve.log")
         try:
             start = time.perf_counter()
@@ -199,7 +203,7 @@ def run_soak(args: argparse.Namespace) -> int:
     twice = sorted(n for n, count in applied.items() if count > 1)
     missing = sorted({c.notification_id for c in scenario.changes} - logged)
     say(f"sent {poster.attempts} requests in {elapsed:.2f} s "
-          f"({notes / elapsed:,.0f} notifications/s); {len(agents)} agents")
+        f"({notes / elapsed:,.0f} notifications/s); {len(agents)} agents")
     for line in problems[:20]:
         say(f"MISMATCH {line}")
     checks = {
