@@ -37,7 +37,7 @@ def check_webhook_url(url: str, *, real_deploy: bool) -> tuple[list[str], list[s
     if parts.scheme not in ("http", "https") or not parts.hostname:
         problems.append(
             f"Webhook URL {shown!r} (Outbound Message endpointUrl) is not an http(s) URL: "
-            "fix the organization's base URL with `agent-provision org update --base-url`"
+            "fix the organization's base URL with `agent-provision org update ORGANIZATION --base-url URL`"
         )
         return problems, warnings
     unreachable: list[str] = []
@@ -60,7 +60,7 @@ def check_webhook_url(url: str, *, real_deploy: bool) -> tuple[list[str], list[s
     for reason in unreachable:
         line = (
             f"Salesforce cannot reach the webhook URL {shown} (Outbound Message endpointUrl): "
-            f"{reason}; set a public base URL with `agent-provision org update --base-url`"
+            f"{reason}; set a public base URL with `agent-provision org update ORGANIZATION --base-url URL`"
         )
         (problems if real_deploy else warnings).append(line)
     if parts.scheme == "http":

@@ -11,7 +11,7 @@ environment variable named beside it, else from the default. Nothing mutates a
 | ``max_body_bytes`` | ``AGENT_PROVISION_MAX_BODY_BYTES`` | 5 MiB (5,242,880 bytes) |
 | ``processed_retention_hours`` | ``AGENT_PROVISION_PROCESSED_RETENTION_HOURS`` | 168 (7 days); at least 48 |
 | ``secret_key`` | ``AGENT_PROVISION_SECRET_KEY`` | none: a Fernet key is generated and kept beside the store (see ``receiver.secrets``) |
-| ``log_level`` | ``AGENT_PROVISION_LOG_LEVEL`` | ``info`` |
+| ``log_level`` | ``AGENT_PROVISION_LOG_LEVEL`` | ``info`` (one of critical, error, warning, info, debug) |
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ from __future__ import annotations
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["DEFAULT_DATABASE_URL", "Settings"]
+__all__ = ["DEFAULT_DATABASE_URL", "LOG_LEVELS", "Settings"]
 
 DEFAULT_DATABASE_URL = "sqlite:///agent_provision.db"
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 
 class Settings(BaseSettings):
@@ -44,6 +45,15 @@ class Settings(BaseSettings):
             if value.startswith(prefix):
                 return "postgresql+psycopg://" + value[len(prefix) :]
         return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        """One of uvicorn's and logging's level names, lower case."""
+        level = value.strip().lower()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"log level must be one of {', '.join(LOG_LEVELS)}")
+        return level
 
     @field_validator("admin_token", "secret_key", mode="before")
     @classmethod

@@ -22,8 +22,34 @@ from sf_metadata.errors import AgentProvisionError
 __all__ = ["main"]
 
 
+#: Subcommand name -> (module, attribute). Imported on first use only, so that
+#: ``org url`` does not pay for the Salesforce client (click's documented lazy-group
+#: pattern: https://click.palletsprojects.com/en/stable/complex/#lazily-loading-subcommands).
+_COMMANDS: dict[str, tuple[str, str]] = {
+    "check": ("receiver.cli.deploy", "check"),
+    "deploy": ("receiver.cli.deploy", "deploy"),
+    "org": ("receiver.cli.org", "org"),
+    "serve": ("receiver.cli.serve", "serve"),
+    "undeploy": ("receiver.cli.deploy", "undeploy"),
+    "users": ("receiver.cli.users", "users"),
+}
+
+
 class _Main(click.Group):
-    """The root group: maps :class:`AgentProvisionError` to stderr lines + exit code."""
+    """The root group: loads subcommands lazily and maps :class:`AgentProvisionError` to
+    stderr lines + exit code (``receiver/cli/_errors.py``)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in _COMMANDS:
+            module_name, attribute = _COMMANDS[cmd_name]
+            command = getattr(importlib.import_module(module_name), attribute)
+            if not isinstance(command, click.Command):  # pragma: no cover - wiring error
+                raise TypeError(f"{module_name}.{attribute} is not a click command")
+            return command
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -42,26 +68,3 @@ def main() -> None:
     AGENT_PROVISION_DATABASE_URL; default sqlite:///agent_provision.db.
     """
     logging.getLogger("alembic").setLevel(logging.WARNING)
-
-
-def _register() -> None:
-    from receiver.cli.org import org
-    from receiver.cli.serve import serve
-    from receiver.cli.users import users
-
-    main.add_command(serve)
-    main.add_command(org)
-    main.add_command(users)
-    try:  # the deployer's commands, written by another engineer; optional until it lands
-        deploy_module = importlib.import_module("receiver.cli.deploy")
-    except ModuleNotFoundError as error:
-        if error.name != "receiver.cli.deploy":
-            raise
-        return
-    for name in ("check", "deploy", "undeploy"):
-        command = getattr(deploy_module, name, None)
-        if isinstance(command, click.Command):
-            main.add_command(command, name)
-
-
-_register()

@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 import click
+from sqlmodel import Session
 
 from receiver.cli._options import (
     database_url_option,
@@ -33,6 +34,7 @@ from receiver.organizations import (
     webhook_url,
 )
 from sf_metadata.errors import UsageError
+from sf_metadata.ids import same_org_id, to_18
 
 __all__ = ["org"]
 
@@ -76,12 +78,33 @@ def add(ctx: click.Context, organization: str, salesforce_org_id: str, base_url:
                                          key=key, base_url=base_url)
         out = organization_json(record, key, details=False)
         url = webhook_url(record, token)
+        notes = _org_id_notes(session, organization, salesforce_org_id)
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
     if as_json:
         _echo_json(out)
     else:
         click.echo(url)
         click.echo(f"organization {organization} registered, feature disabled: turn it on "
                    f"with `agent-provision org enable {organization}`", err=True)
+
+
+def _org_id_notes(session: Session, organization: str, given: str) -> list[str]:
+    """Warnings (never errors) about a Salesforce org id just stored for ``organization``:
+    a case-safe suffix that was recomputed, and other organizations registered for the
+    same Salesforce org (allowed, e.g. two receivers for one org, but usually a mistake)."""
+    notes: list[str] = []
+    given = given.strip()
+    stored = to_18(given)
+    if len(given) == 18 and given != stored:
+        notes.append(f"{given} has a wrong case-safe suffix; stored as {stored} "
+                     "(the first 15 characters decide)")
+    others = sorted(o.id for o in list_organizations(session)
+                    if o.id != organization and same_org_id(o.salesforce_org_id, stored))
+    if others:
+        notes.append(f"Salesforce org {stored} is also registered as organization(s) "
+                     f"{', '.join(others)}")
+    return notes
 
 
 def _set_enabled(ctx: click.Context, organization: str, enabled: bool) -> None:
@@ -181,6 +204,10 @@ def update(ctx: click.Context, organization: str, base_url: str | None,
         record = update_organization(session, name=organization, base_url=base_url,
                                      salesforce_org_id=salesforce_org_id)
         out = organization_json(record, key, details=True)
+        notes = (_org_id_notes(session, organization, salesforce_org_id)
+                 if salesforce_org_id is not None else [])
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
     click.echo(out["webhookUrl"])
     if base_url is not None:
         click.echo(f"the webhook URL changed: refresh the Outbound Message endpoint "
