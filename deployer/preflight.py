@@ -124,10 +124,15 @@ def choose_api_version(
     return version, problems
 
 
+_COMPOUND_TYPES = frozenset({"location", "address"})
+
+
 def custom_user_fields(describe: dict[str, Any]) -> tuple[str, ...]:
     """Custom User fields for the Outbound Message from ``describe(User)``: every
-    ``custom`` field ending in ``__c``, except long text areas (``textarea`` longer than 255)
-    and encrypted fields; sorted."""
+    ``custom`` field ending in ``__c``, except long text areas (``textarea`` longer than 255),
+    encrypted fields and compound fields (``location``, ``address``: the Outbound Message
+    WSDL types every field as a simple value, and the receiver refuses nested elements);
+    sorted."""
     names: list[str] = []
     for f in describe.get("fields", []):
         name = str(f.get("name", ""))
@@ -136,6 +141,8 @@ def custom_user_fields(describe: dict[str, Any]) -> tuple[str, ...]:
         if f.get("type") == "textarea" and int(f.get("length") or 0) > 255:
             continue
         if f.get("encrypted") or f.get("type") == "encryptedstring":
+            continue
+        if f.get("type") in _COMPOUND_TYPES:
             continue
         names.append(name)
     return tuple(sorted(names))

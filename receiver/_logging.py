@@ -35,14 +35,17 @@ __all__ = [
 LOGGER_NAME = "agent_provision.receiver"
 
 _SECRET_PATTERNS = (
-    (re.compile(r"(?i)(token=)[^&\s\"']*"), r"\1[redacted]"),
+    (re.compile(r"(?i)(token(?:=|%3D))[^&\s\"']*"), r"\1[redacted]"),
     (re.compile(r"(?i)(bearer\s+)[^\s\"']+"), r"\1[redacted]"),
 )
 
 
 def strip_query(path: str) -> str:
-    """Return ``path`` without its query string (``/a/b?token=x`` -> ``/a/b``)."""
-    return path.split("?", 1)[0]
+    """Return ``path`` without its query string (``/a/b?token=x`` -> ``/a/b``); a
+    percent-encoded ``?`` (``%3F``) counts too, so a token pasted into the path is cut."""
+    cut = path.split("?", 1)[0]
+    encoded = cut.lower().find("%3f")
+    return cut if encoded < 0 else cut[:encoded]
 
 
 def redact(text: str) -> str:

@@ -145,7 +145,8 @@ def _printable(name: str) -> str:
 
 
 async def _handle(context: ReceiverContext, request: Request, name: str) -> _Answer:
-    token = request.query_params.get("token")
+    tokens = request.query_params.getlist("token")
+    token = tokens[0] if len(tokens) == 1 else None  # a repeated token is no token
     registered = await run_in_threadpool(_authenticate, context.engine, name, token)
     if registered == _UNKNOWN:
         log.info("webhook organization=%s: unknown organization (404)", name)

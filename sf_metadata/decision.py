@@ -21,7 +21,16 @@ from sf_metadata.mapping import AgentRecord, map_user, parse_boolean, username_k
 from sf_metadata.metadata_names import SOBJECT_TYPE
 from sf_metadata.outbound import Notification
 
-__all__ = ["Action", "Decision", "StoredState", "StoredUser", "parse_stamp", "plan_message"]
+__all__ = [
+    "Action",
+    "Decision",
+    "StoredState",
+    "StoredUser",
+    "UserChange",
+    "parse_stamp",
+    "plan_message",
+    "read_user_changes",
+]
 
 
 class Action(enum.StrEnum):
@@ -104,20 +113,58 @@ def parse_stamp(fields: Mapping[str, str | None]) -> datetime | None:
     always sends UTC, ``outbound-wire-format.md`` 1.3), as an aware UTC datetime; ``None``
     when both are absent/empty (then arrival order decides).
 
-    Raises :class:`NotificationError` when the chosen field is not a dateTime.
+    Raises :class:`NotificationError` naming the field when the chosen field is not a
+    dateTime, or is one that has no UTC equivalent in years 1..9999.
     """
     for name in ("SystemModstamp", "LastModifiedDate"):
         text = fields.get(name)
         if text:
             try:
                 return _utc(datetime.fromisoformat(text.strip()))
-            except ValueError:
+            except (ValueError, OverflowError):
+                # OverflowError: an offset pushes an edge value such as
+                # 9999-12-31T23:59:59-05:00 out of datetime's range when converted to UTC.
                 shown = text if len(text) <= 40 else text[:40] + "..."
                 raise NotificationError(
                     f"{name} is {shown!r}, not an xsd:dateTime"
                 ) from None
     return None
 
+
+@dataclass(frozen=True, slots=True)
+class UserChange:
+    """The content of one User notification, read once (mapping, stamp, ``IsActive``).
+
+    Either ``error`` is ``None`` and ``agent`` is the mapped record, ``stamp`` the
+    ordering stamp (see :func:`parse_stamp`) and ``active`` the parsed ``IsActive``; or
+    ``error`` is the reason it cannot be decided (then ``agent`` is ``None``).
+    """
+
+    agent: AgentRecord | None
+    stamp: datetime | None
+    active: bool
+    error: str | None
+
+
+def _read_user_change(n: Notification) -> UserChange | None:
+    if n.sobject_type != SOBJECT_TYPE or n.record_id is None or not n.record_id.strip():
+        return None
+    try:
+        agent = map_user(n.record_id, n.fields)
+        stamp = parse_stamp(n.fields)
+        active = parse_boolean("IsActive", n.fields.get("IsActive") or None)
+    except NotificationError as exc:
+        return UserChange(None, None, False, exc.message)
+    return UserChange(agent, stamp, active, None)
+
+
+def read_user_changes(notifications: Sequence[Notification]) -> tuple[UserChange | None, ...]:
+    """One :class:`UserChange` per notification, in document order (``None`` for a
+    notification that is not about a User or has no ``sf:Id``). Pure; the e-mail syntax
+    check of the username runs here once per notification, so the store can compute this
+    before it takes its write lock and pass it to both its state load and
+    :func:`plan_message`. Raises nothing for bad content (it becomes ``error``)."""
+    return tuple(_read_user_change(n) for n in notifications)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,10 +187,17 @@ def _rank(c: _Candidate) -> tuple[int, datetime, int]:
 
 
 def plan_message(
-    notifications: Sequence[Notification], state: StoredState, *, feature_enabled: bool
+    notifications: Sequence[Notification],
+    state: StoredState,
+    *,
+    feature_enabled: bool,
+    changes: Sequence[UserChange | None] | None = None,
 ) -> list[Decision]:
     """Decide every notification of one message; one :class:`Decision` each, in document
     order (CONTRACT section 2: lifecycle, order, duplicates, collisions).
+
+    ``changes`` is :func:`read_user_changes` of ``notifications`` when the caller already
+    computed it (same length and order); ``None`` computes it here.
 
     Rules, first match wins:
 
@@ -160,11 +214,19 @@ def plan_message(
       false: DEPROVISIONED if provisioned, else IGNORED (crm id and stamp kept so the
       store can keep or advance a tombstone);
     - the mapped username (casefolded) held by another user (stored owners, or claimed
-      earlier in this message and not released by an earlier deprovision/rename):
-      FAILED, nothing merged. A ``None`` username never collides.
+      by an earlier change of this message and not released by an earlier
+      deprovision/rename): FAILED, nothing merged. A ``None`` username never collides.
+      "Earlier" is the order the changes are applied in: the winning notification of
+      each user, by stamp (a missing stamp is newest: arrival order), equal stamps in
+      document order. So a username released by an older change that comes later in the
+      document is free for a newer claim (Salesforce usernames are unique at any instant).
 
     Pure; raises nothing for bad notification content (it becomes FAILED).
     """
+    if changes is None:
+        changes = read_user_changes(notifications)
+    if len(changes) != len(notifications):
+        raise ValueError("changes must hold one entry per notification")
     decisions: list[Decision | None] = [None] * len(notifications)
     candidates: list[_Candidate] = []
     seen: set[str] = set()
@@ -217,15 +279,14 @@ def plan_message(
         if n.record_id is None or not n.record_id.strip():
             done(Action.FAILED, "the User notification has no sf:Id", True)
             continue
-        try:
-            agent = map_user(n.record_id, n.fields)
-            stamp = parse_stamp(n.fields)
-            active = parse_boolean("IsActive", n.fields.get("IsActive") or None)
-        except NotificationError as exc:
-            done(Action.FAILED, exc.message, True)
+        change = changes[index]
+        if change is None or change.agent is None:
+            done(Action.FAILED, change.error if change and change.error else
+                 "the User notification could not be read", True)
             continue
         candidates.append(
-            _Candidate(index, notification_id, agent.crm_id, stamp, agent, active)
+            _Candidate(index, notification_id, change.agent.crm_id, change.stamp,
+                       change.agent, change.active)
         )
 
     winners: dict[str, _Candidate] = {}
@@ -234,14 +295,15 @@ def plan_message(
         if best is None or _rank(c) > _rank(best):
             winners[c.crm_id] = c
 
-    owners = dict(state.username_owners)
     for c in candidates:
         if winners[c.crm_id] is not c:
             decisions[c.index] = Decision(
                 c.index, c.notification_id, c.crm_id, Action.STALE,
                 "superseded by a newer change in the same message", c.stamp, None, True,
             )
-            continue
+    # Usernames are released and claimed in the order the changes happened in Salesforce.
+    owners = dict(state.username_owners)
+    for c in sorted(winners.values(), key=_rank):
         decisions[c.index] = _decide(c, state.users.get(c.crm_id), owners)
     return [d for d in decisions if d is not None]
 

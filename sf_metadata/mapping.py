@@ -16,6 +16,8 @@ from sf_metadata.errors import InvalidSalesforceId, NotificationError
 from sf_metadata.ids import USER, canonical_id
 
 __all__ = [
+    "MAX_EMAIL_ADDRESS_LENGTH",
+    "MAX_USERNAME_LENGTH",
     "AgentRecord",
     "PhoneNumber",
     "agent_username",
@@ -105,6 +107,16 @@ class AgentRecord:
         )
 
 
+#: No e-mail address is longer than 254 characters (RFC 5321 section 4.5.3.1.3 path limit,
+#: as email-validator enforces it): a longer ``Username`` is not an address, decided at once
+#: without running the validator over it (its cost is linear in the length).
+MAX_EMAIL_ADDRESS_LENGTH = 254
+
+#: The longest agent ``username`` the store holds (``agent.username`` and
+#: ``agent.username_key`` are VARCHAR(320): 64-character local part, ``@``, 255-character
+#: domain, RFC 3696 section 3); checked on the value and on its casefolded key.
+MAX_USERNAME_LENGTH = 320
+
 _TRUE = frozenset({"true", "1"})
 _FALSE = frozenset({"false", "0"})
 
@@ -134,6 +146,8 @@ def _value(fields: Mapping[str, str | None], name: str) -> str | None:
 
 
 def _is_username_email(value: str) -> bool:
+    if len(value) > MAX_EMAIL_ADDRESS_LENGTH:
+        return False
     try:
         validate_email(value, check_deliverability=False)
     except EmailNotValidError:
@@ -155,6 +169,8 @@ def agent_username(fields: Mapping[str, str | None]) -> str | None:
 
     Sandbox usernames such as ``jane@acme.com.uat`` are valid (reference
     ``provisioning-pitfalls.md`` B7); ``jane@acme.com.invalid`` falls back to ``Email``.
+    A ``Username`` longer than 254 characters is never an address (not validated).
+    The length limit of the store is checked by :func:`map_user`, not here.
     """
     username = _value(fields, "Username")
     if username is not None and _is_username_email(username):
@@ -174,6 +190,17 @@ def _optional_id(fields: Mapping[str, str | None], name: str) -> str | None:
         raise NotificationError(f"{name}: {exc}") from None
 
 
+def _check_username_length(username: str | None) -> None:
+    if username is None:
+        return
+    longest = max(len(username), len(username.casefold()))
+    if longest > MAX_USERNAME_LENGTH:
+        raise NotificationError(
+            f"the username (from Username or Email) is {longest} characters long "
+            f"(casefolded); the store holds at most {MAX_USERNAME_LENGTH}"
+        )
+
+
 def map_user(crm_id: str, fields: Mapping[str, str | None]) -> AgentRecord:
     """Map one User notification to an :class:`AgentRecord` (every row of CONTRACT
     section 2; Tenfold "Agent Auto Provision" Table 1).
@@ -184,8 +211,10 @@ def map_user(crm_id: str, fields: Mapping[str, str | None]) -> AgentRecord:
     ``customFields`` holds every ``..__c`` field, the text as sent (``None`` for nil).
 
     Raises :class:`NotificationError` (permanent, with the reason) when ``IsActive`` is
-    missing or not a boolean, or an id field (Id, CallCenterId, ProfileId, UserRoleId) is
-    not a Salesforce id (15/18 letters and digits; ``Id`` must be a ``005`` User id).
+    missing or not a boolean, an id field (Id, CallCenterId, ProfileId, UserRoleId) is
+    not a Salesforce id (15/18 letters and digits; ``Id`` must be a ``005`` User id), or
+    the agent ``username`` (or its casefolded key) is longer than
+    :data:`MAX_USERNAME_LENGTH` characters (the store could not hold it).
     """
     try:
         crm = canonical_id(crm_id.strip(), USER)
@@ -210,8 +239,10 @@ def map_user(crm_id: str, fields: Mapping[str, str | None]) -> AgentRecord:
         )
         if number is not None
     )
+    username = agent_username(fields)
+    _check_username_length(username)
     return AgentRecord(
-        username=agent_username(fields),
+        username=username,
         crm_id=crm,
         crm_user=_value(fields, "Username"),
         name=name,

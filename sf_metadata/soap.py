@@ -64,6 +64,7 @@ _SESSION_ID = f"{{{OUTBOUND_NS}}}SessionId"
 _ENTERPRISE_URL = f"{{{OUTBOUND_NS}}}EnterpriseUrl"
 _PARTNER_URL = f"{{{OUTBOUND_NS}}}PartnerUrl"
 _ID = f"{{{OUTBOUND_NS}}}Id"
+_HEADER_TAGS = frozenset({_ORGANIZATION_ID, _ACTION_ID, _SESSION_ID, _ENTERPRISE_URL, _PARTNER_URL})
 _SOBJECT = f"{{{OUTBOUND_NS}}}sObject"
 _XSI_TYPE = f"{{{XSI_NS}}}type"
 _XSI_NIL = f"{{{XSI_NS}}}nil"
@@ -122,7 +123,9 @@ def parse_outbound_message(data: bytes) -> OutboundMessage:
         tag = child.tag
         if tag == _NOTIFICATION:
             elements.append(child)
-        elif tag not in header:
+        elif tag in header and tag in _HEADER_TAGS:
+            raise NotAnOutboundMessage(f"the notifications element repeats {_local(tag)}")
+        else:
             header[tag] = child
 
     organization_id = _organization_id(_text(header.get(_ORGANIZATION_ID)))
@@ -142,6 +145,10 @@ def parse_outbound_message(data: bytes) -> OutboundMessage:
     )
 
 
+def _local(tag: str) -> str:
+    return tag.rpartition("}")[2]
+
+
 def _first(parent: Any, tag: str) -> Any:
     for child in parent:
         if child.tag == tag:
@@ -153,9 +160,13 @@ def _notification(element: Any) -> Notification:
     notification_id_el = sobject = None
     for child in element:
         tag = child.tag
-        if tag == _ID and notification_id_el is None:
+        if tag == _ID:
+            if notification_id_el is not None:
+                raise NotAnOutboundMessage("a Notification repeats its Id")
             notification_id_el = child
-        elif tag == _SOBJECT and sobject is None:
+        elif tag == _SOBJECT:
+            if sobject is not None:
+                raise NotAnOutboundMessage("a Notification holds more than one sObject")
             sobject = child
     sobject_type: str | None = None
     record_id: str | None = None
@@ -204,6 +215,11 @@ def _fields(sobject: Any) -> tuple[str | None, dict[str, str | None]]:
         name = tag[_FIELD_PREFIX_LEN:]
         if name == "fieldsToNull":
             continue
+        if len(el):
+            raise NotAnOutboundMessage(
+                f"the sObject field {_xml.describe(name)} holds elements; the Outbound "
+                "Message WSDL types every field as a simple value"
+            )
         nil = el.get(_XSI_NIL)
         fields[name] = None if nil is not None and nil.strip() in _NIL_TRUE else (el.text or "")
         count += 1

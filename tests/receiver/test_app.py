@@ -205,3 +205,12 @@ def test_configured_access_log_output_has_no_token(capsys: pytest.CaptureFixture
         for h in list(logger.handlers):
             logger.removeHandler(h)
             h.close()
+
+
+def test_a_token_pasted_into_the_path_is_cut_from_logs() -> None:
+    from receiver._logging import redact, strip_query
+
+    assert strip_query("/v2/x/webhook%3Ftoken%3DSECRET") == "/v2/x/webhook"
+    assert strip_query("/v2/x/webhook%3ftoken%3dSECRET") == "/v2/x/webhook"
+    assert strip_query("/v2/x/webhook?token=SECRET") == "/v2/x/webhook"
+    assert "SECRET" not in redact("POST /v2/x/webhook%3Ftoken%3DSECRET HTTP/1.1")

@@ -163,6 +163,17 @@ def test_token_of_another_organization_is_401(make_receiver: MakeReceiver) -> No
     assert response.status_code == 401
 
 
+def test_a_repeated_token_parameter_is_401_even_with_the_right_one(receiver: Receiver) -> None:
+    url = webhook_path(receiver.name)
+    body = receiver.message(make_notification())
+    for params in ([("token", "wrong"), ("token", receiver.token)],
+                   [("token", receiver.token), ("token", receiver.token)]):
+        response = receiver.client.post(url, params=params, content=body,
+                                        headers={"content-type": "text/xml; charset=UTF-8"})
+        assert response.status_code == 401
+    assert receiver.agents() == {}
+
+
 def test_body_over_the_limit_is_413_and_logged_as_rejected(make_receiver: MakeReceiver) -> None:
     receiver = make_receiver(max_body_bytes=4096)
     body = receiver.message(*[make_notification() for _ in range(10)])
