@@ -14,10 +14,10 @@ from sqlalchemy import delete, insert, or_, update
 from sqlmodel import Session, col, select
 
 from receiver.models import Agent, Organization, ProcessedNotification, Tombstone
-from sf_metadata.decision import Action, Decision, StoredState, StoredUser
+from sf_metadata.decision import Action, Decision, StoredState, StoredUser, UserChange
 from sf_metadata.errors import NotificationError, OrganizationNotFound
 from sf_metadata.ids import USER, try_canonical_id
-from sf_metadata.mapping import agent_username, parse_boolean, username_key
+from sf_metadata.mapping import parse_boolean, username_key
 from sf_metadata.metadata_names import SOBJECT_TYPE
 from sf_metadata.outbound import Notification
 
@@ -71,16 +71,21 @@ def lock_organization(session: Session, organization: Organization | str) -> Org
 
 
 def load_state(
-    session: Session, org_id: str, notifications: tuple[Notification, ...]
+    session: Session,
+    org_id: str,
+    notifications: tuple[Notification, ...],
+    changes: tuple[UserChange | None, ...],
 ) -> tuple[StoredState, dict[str, AgentState], dict[str, TombState]]:
+    """The stored state of one message; ``changes`` is ``read_user_changes(notifications)``
+    (the usernames looked up are those of the readable User notifications)."""
     crm_ids: set[str] = set()
     username_keys: set[str] = set()
     notification_ids: set[str] = set()
-    for n in notifications:
+    for n, change in zip(notifications, changes, strict=True):
         crm = try_canonical_id(n.record_id, USER)
         if crm is not None:
             crm_ids.add(crm)
-        key = username_key(agent_username(n.fields))
+        key = username_key(change.agent.username) if change and change.agent else None
         if key is not None:
             username_keys.add(key)
         nid = try_canonical_id(n.notification_id)
@@ -124,11 +129,11 @@ def load_state(
     users: dict[str, StoredUser] = {}
     for crm in crm_ids:
         if crm in agents:
-            a = agents[crm]
-            users[crm] = StoredUser(crm, a.id, True, a.stamp, a.username)
+            held = agents[crm]
+            users[crm] = StoredUser(crm, held.id, True, held.stamp, held.username)
         elif crm in tombs:
-            t = tombs[crm]
-            users[crm] = StoredUser(crm, t.agent_id, False, t.stamp, None)
+            left = tombs[crm]
+            users[crm] = StoredUser(crm, left.agent_id, False, left.stamp, None)
     return StoredState(users, owners, processed), agents, tombs
 
 
@@ -169,8 +174,8 @@ def replay(
             stamp = _later(
                 agent.stamp if agent else None, _later(tomb.stamp if tomb else None, d.stamp)
             )
-            agent_id = agent.id if agent else (tomb.agent_id if tomb else None)
-            tombs[crm] = TombState(agent_id, stamp, now)
+            kept_id = agent.id if agent else (tomb.agent_id if tomb else None)
+            tombs[crm] = TombState(kept_id, stamp, now)
             agents[crm] = None
         elif (
             d.action is Action.IGNORED
@@ -194,9 +199,15 @@ def write_changes(
     now: datetime,
     order: Mapping[str, int],
 ) -> list[str]:
-    """Set-based writes of the difference, agents in document order (so a username
-    released earlier in the message is free when a later notification takes it); returns
-    the ids of deleted agents."""
+    """Set-based writes of the difference; returns the ids of deleted agents.
+
+    Usernames move between agents within one message (handovers, swaps, chains), and the
+    unique index (organization, username_key) is checked row by row. So: deleted agents
+    go first, then every surviving agent whose username key changes has its username
+    cleared (NULL), then the updates and inserts write the final values. The decisions
+    guarantee the final usernames do not collide, so no intermediate state can, whatever
+    the order; ``order`` (crm id -> index of the applied decision) only makes the order
+    of the statements' rows deterministic."""
     deleted = [c for c, a in agents.items() if a is None and c in before_agents]
     inserted = sorted(
         (c for c, a in agents.items() if a is not None and c not in before_agents),
@@ -217,12 +228,12 @@ def write_changes(
     ]
     if deleted:
         session.exec(
-            delete(Agent).where(Agent.organization_id == org_id, col(Agent.crm_id).in_(deleted))
+            delete(Agent).where(col(Agent.organization_id) == org_id, col(Agent.crm_id).in_(deleted))
         )
     if tomb_gone:
         session.exec(
             delete(Tombstone).where(
-                Tombstone.organization_id == org_id, col(Tombstone.crm_id).in_(tomb_gone)
+                col(Tombstone.organization_id) == org_id, col(Tombstone.crm_id).in_(tomb_gone)
             )
         )
     if tomb_changed:
@@ -231,6 +242,13 @@ def write_changes(
         )
     if tomb_new:
         session.exec(insert(Tombstone), params=[_tomb_row(org_id, c, tombs[c]) for c in tomb_new])
+    renamed = [c for c in updated if _key_of(agents[c]) != _key_of(before_agents[c])]
+    if renamed:
+        session.exec(
+            update(Agent)
+            .where(col(Agent.organization_id) == org_id, col(Agent.crm_id).in_(renamed))
+            .values(username=None, username_key=None)
+        )
     if updated:
         session.exec(
             update(Agent),
@@ -248,6 +266,10 @@ def write_changes(
             insert(Agent), params=[_agent_row(org_id, c, agents[c], now) for c in inserted]
         )
     return [before_agents[c].id for c in deleted]
+
+
+def _key_of(a: AgentState | None) -> str | None:
+    return username_key(a.username) if a is not None else None
 
 
 def _tomb_row(org_id: str, crm: str, t: TombState | None) -> dict[str, Any]:

@@ -50,6 +50,8 @@ log = logging.getLogger(LOGGER_NAME)
 
 DEFAULT_LOG_LIMIT = 50
 MAX_LOG_LIMIT = 500
+#: Largest message id (``provisioning_message.id`` is a 32-bit INTEGER on PostgreSQL).
+MAX_MESSAGE_ID = 2**31 - 1
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -70,6 +72,16 @@ def is_authorized(request: Request, admin_token: str | None) -> bool:
     return hmac.compare_digest(value.strip().encode("utf-8"), admin_token.encode("utf-8"))
 
 
+_PARAM_NOUNS = {"organization": "organization", "crm_id": "agent", "session_id": "session"}
+
+
+def _has_control(value: object) -> bool:
+    """True if ``value`` is a str holding a C0/C1 control character (NUL included)."""
+    return isinstance(value, str) and any(
+        ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F for ch in value
+    )
+
+
 def _guarded(handler: Handler) -> Handler:
     """Check the bearer token, then run ``handler``; map store errors to JSON answers."""
 
@@ -80,6 +92,11 @@ def _guarded(handler: Handler) -> Handler:
             return JSONResponse(
                 {"error": "missing or wrong bearer token (AGENT_PROVISION_ADMIN_TOKEN)"},
                 status_code=401, headers={"www-authenticate": "Bearer"})
+        bad = next((k for k, v in request.path_params.items() if _has_control(v)), None)
+        if bad is not None:
+            # No organization, user or session id holds a control character (PostgreSQL
+            # text cannot even hold NUL): unknown, answered before touching the store.
+            return _error(404, f"no such {_PARAM_NOUNS.get(bad, bad)}")
         try:
             return await handler(request)
         except OrganizationNotFound as error:
@@ -121,9 +138,12 @@ def _int_param(request: Request, name: str, default: int | None, low: int,
     except ValueError:
         raise ValueError(f"query parameter {name} must be an integer") from None
     if value < low or (high is not None and value > high):
-        bound = f"{low} to {high}" if high is not None else f"at least {low}"
-        raise ValueError(f"query parameter {name} must be {bound}")
+        raise ValueError(f"query parameter {name} must be {_bounds(low, high)}")
     return value
+
+
+def _bounds(low: int, high: int | None) -> str:
+    return f"from {low} to {high}" if high is not None else f"at least {low}"
 
 
 async def provisioning_log(request: Request) -> Response:
@@ -132,7 +152,7 @@ async def provisioning_log(request: Request) -> Response:
     name = request.path_params["organization"]
     try:
         limit = _int_param(request, "limit", DEFAULT_LOG_LIMIT, 1, MAX_LOG_LIMIT)
-        before = _int_param(request, "before", None, 1, None)
+        before = _int_param(request, "before", None, 1, MAX_MESSAGE_ID)
     except ValueError as error:
         return _error(400, str(error))
 

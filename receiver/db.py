@@ -90,8 +90,9 @@ def make_engine(url: str | URL, **kwargs: Any) -> Engine:
     """An engine for ``url`` (a SQLAlchemy URL string or object); see the module docstring.
 
     ``kwargs`` go to :func:`sqlalchemy.create_engine`. Raises
-    :class:`~sf_metadata.errors.UsageError` for an unparsable URL or a SQLite directory that
-    cannot be created; connecting happens later.
+    :class:`~sf_metadata.errors.UsageError` for an unparsable URL, an unsupported backend or
+    driver (e.g. ``nosuch://x``, ``mysql://...`` without its driver), or a SQLite directory
+    that cannot be created; connecting happens later.
     """
     u = normalise_url(url)
     if u.get_backend_name() == "sqlite":
@@ -110,11 +111,29 @@ def make_engine(url: str | URL, **kwargs: Any) -> Engine:
         connect_args = dict(kwargs.pop("connect_args", {}))
         connect_args.setdefault("timeout", _SQLITE_BUSY_TIMEOUT_S)
         connect_args.setdefault("check_same_thread", False)
-        engine = create_engine(u, connect_args=connect_args, **kwargs)
+        engine = _create_engine(u, connect_args=connect_args, **kwargs)
         _install_sqlite_events(engine, wal=path is not None)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(u, **kwargs)
+    return _create_engine(u, **kwargs)
+
+
+def _create_engine(u: URL, **kwargs: Any) -> Engine:
+    """:func:`sqlmodel.create_engine`, an unknown dialect or missing driver as UsageError."""
+    try:
+        return create_engine(u, **kwargs)
+    except (exc.NoSuchModuleError, exc.ArgumentError, ModuleNotFoundError):
+        from sf_metadata.errors import UsageError
+
+        raise UsageError(
+            f"unsupported database URL {_shown_url(u)} in --database-url: use "
+            "sqlite:///PATH or postgresql+psycopg://USER@HOST/DB"
+        ) from None
+
+
+def _shown_url(u: URL) -> str:
+    """The URL without its password (never shown), quoted."""
+    return repr(u.render_as_string(hide_password=True))
 
 
 def _install_sqlite_events(engine: Engine, *, wal: bool) -> None:

@@ -2,6 +2,8 @@
 
 :func:`apply_message` runs inside the caller's transaction (``receiver.db.transaction``):
 
+0. read every User notification once (mapping, stamp, ``IsActive``: the pure
+   :func:`~sf_metadata.decision.read_user_changes`), before the first query;
 1. lock the organization row (PostgreSQL ``SELECT ... FOR UPDATE``; SQLite's write
    transaction already began ``BEGIN IMMEDIATE``), so two deliveries for one organization
    serialize: no lost update, no duplicate agent (``docs/architecture.md``);
@@ -9,7 +11,9 @@
    id or username key, tombstones, processed notification ids; ids canonicalised to 18
    characters with ``sf_metadata.ids``);
 3. decide with the pure :func:`~sf_metadata.decision.plan_message` (CONTRACT section 2);
-4. write the result with set-based statements (bulk insert / update / delete): agents
+4. write the result with set-based statements (bulk insert / update / delete; usernames
+   that change are cleared first, so handovers, swaps and chains of usernames within one
+   message never trip the unique index on the way): agents
    created, updated or restored (a restore re-inserts the SAME agent id, kept in the
    tombstone); a deprovision deletes the agent, keeps a tombstone (crm id, agent id,
    SystemModstamp) and ends all the agent's sessions (reason ``"deprovisioned"``); an
@@ -51,7 +55,13 @@ from receiver.sessions import (
     SessionHooks,
     end_agent_sessions,
 )
-from sf_metadata.decision import Action, Decision, plan_message
+from sf_metadata.decision import (
+    Action,
+    Decision,
+    UserChange,
+    plan_message,
+    read_user_changes,
+)
 from sf_metadata.outbound import OutboundMessage
 
 __all__ = [
@@ -67,6 +77,9 @@ __all__ = [
 OUTCOME_PROCESSED = "processed"
 OUTCOME_IGNORED = "ignored"
 OUTCOME_EMPTY = "empty"
+
+#: Decisions that change a user's stored state (the one applied decision per user).
+_APPLIED = frozenset({Action.CREATED, Action.UPDATED, Action.RESTORED, Action.DEPROVISIONED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,23 +107,32 @@ def apply_message(
     message: OutboundMessage,
     now: datetime,
     hooks: SessionHooks | None = None,
+    changes: tuple[UserChange | None, ...] | None = None,
 ) -> MessageResult:
     """Apply ``message`` (already checked to belong to ``organization``) in the caller's
-    transaction; see the module docstring. ``now`` is an aware UTC datetime.
+    transaction; see the module docstring. ``now`` is an aware UTC datetime. ``changes``
+    is ``read_user_changes(message.notifications)`` when the caller computed it before
+    opening the transaction (so the e-mail checks run outside the store's write lock);
+    ``None`` computes it here.
 
     Raises :class:`~sf_metadata.errors.OrganizationNotFound` if the organization is gone,
     and whatever the session raises (``receiver.db.transaction`` maps transient failures to
     :class:`~sf_metadata.errors.StoreUnavailable`).
     """
-    org = lock_organization(session, organization)
     notifications = tuple(message.notifications)
-    state, before_agents, before_tombs = load_state(session, org.id, notifications)
-    decisions = list(plan_message(notifications, state, feature_enabled=org.enabled))
+    # Pure and the costliest part (e-mail syntax checks): once, before the lock query.
+    if changes is None or len(changes) != len(notifications):
+        changes = read_user_changes(notifications)
+    org = lock_organization(session, organization)
+    state, before_agents, before_tombs = load_state(session, org.id, notifications, changes)
+    decisions = list(
+        plan_message(notifications, state, feature_enabled=org.enabled, changes=changes)
+    )
 
     agents: dict[str, AgentState | None] = dict(before_agents)
     tombs: dict[str, TombState | None] = dict(before_tombs)
     replay(decisions, notifications, agents, tombs, enabled=org.enabled, now=now)
-    order = {d.crm_id: d.index for d in decisions if d.crm_id is not None}
+    order = {d.crm_id: d.index for d in decisions if d.crm_id and d.action in _APPLIED}
     deleted_agent_ids = write_changes(
         session, org.id, before_agents, before_tombs, agents, tombs, now, order
     )

@@ -225,8 +225,6 @@ def plan_message(
     """
     if changes is None:
         changes = read_user_changes(notifications)
-    if len(changes) != len(notifications):
-        raise ValueError("changes must hold one entry per notification")
     decisions: list[Decision | None] = [None] * len(notifications)
     candidates: list[_Candidate] = []
     seen: set[str] = set()
@@ -333,8 +331,8 @@ def _decide(c: _Candidate, stored: StoredUser | None, owners: dict[str, str]) ->
         return make(Action.IGNORED, "user is not provisioned")
 
     username = c.agent.username
-    if username is not None:
-        key = username_key(username)
+    key = username_key(username)
+    if key is not None:
         owner = owners.get(key)
         if owner is not None and owner != c.crm_id:
             return make(
@@ -342,8 +340,8 @@ def _decide(c: _Candidate, stored: StoredUser | None, owners: dict[str, str]) ->
                 f"username {username} is already used by Salesforce user {owner}",
             )
     _release(owners, c.crm_id)
-    if username is not None:
-        owners[username_key(username)] = c.crm_id
+    if key is not None:
+        owners[key] = c.crm_id
     if stored is None:
         return make(Action.CREATED, "IsActive is true: new agent", c.agent)
     if stored.provisioned:

@@ -118,8 +118,9 @@ def canonical_id(value: object, prefix: str | None = None) -> str:
     assert isinstance(value, str)
     if prefix is not None and not value.startswith(prefix):
         kind = KEY_PREFIXES.get(prefix, prefix)
+        article = "an" if kind[:1].lower() in "aeio" else "a"
         raise InvalidSalesforceId(
-            f"{value!r} is not a {kind} id: expected the key prefix {prefix!r}"
+            f"{value!r} is not {article} {kind} id: expected the key prefix {prefix!r}"
         )
     id15 = value[:15]
     return id15 + checksum_suffix(id15)

@@ -127,6 +127,28 @@ def test_provisioning_log_bad_paging_is_400(admin: Admin, params: dict[str, str]
     assert "query parameter" in response.json()["error"]
 
 
+@pytest.mark.parametrize("before", ["2147483648", "99999999999999999999"])
+def test_provisioning_log_before_beyond_the_id_range_is_400(admin: Admin, before: str) -> None:
+    response = admin.client.get(f"/v2/organizations/{admin.name}/provisioning-log",
+                                params={"before": before}, headers=AUTH)
+    assert response.status_code == 400
+    assert "2147483647" in response.json()["error"]
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("get", "/v2/organizations/a%00b/users"),
+    ("get", "/v2/organizations/a%01b/provisioning-log"),
+    ("post", "/v2/organizations/{name}/users/005%00/sessions"),
+    ("get", "/v2/sessions/a%00b"),
+    ("delete", "/v2/sessions/a%7Fb"),
+])
+def test_control_character_in_a_path_parameter_is_unknown(admin: Admin, method: str,
+                                                          path: str) -> None:
+    response = getattr(admin.client, method)(path.format(name=admin.name), headers=AUTH)
+    assert response.status_code == 404
+    assert response.json()["error"].startswith("no such ")
+
+
 @pytest.mark.parametrize("form", ["18", "15"])
 def test_session_lifecycle(admin: Admin, form: str) -> None:
     user = sf_id("005", 77)

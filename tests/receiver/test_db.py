@@ -180,6 +180,14 @@ def test_unparsable_url_is_a_usage_error() -> None:
         make_engine("not a url")
 
 
+@pytest.mark.parametrize("url", ["nosuch://x", "mysql://user:pw@127.0.0.1/db",
+                                 "sqlite+nosuch:///store.db"])
+def test_unsupported_backend_or_driver_is_a_usage_error(url: str) -> None:
+    with pytest.raises(UsageError, match="--database-url") as caught:
+        make_engine(url)
+    assert "sqlite:///PATH" in caught.value.message and "pw" not in caught.value.message
+
+
 def test_transaction_commits_at_the_end(engine: Engine, make_organization, key: bytes) -> None:  # type: ignore[no-untyped-def]
     with transaction(engine) as session:
         make_organization(session, name="kept")

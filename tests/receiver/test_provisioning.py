@@ -31,7 +31,13 @@ from sf_metadata.decision import Action
 from sf_metadata.errors import OrganizationNotFound, StoreUnavailable
 from sf_metadata.outbound import Notification, OutboundMessage
 from sf_metadata.soap import parse_outbound_message
-from tests.factories import make_notification, make_outbound_message, make_user_fields, next_id, sf_id
+from tests.factories import (
+    make_notification,
+    make_outbound_message,
+    make_user_fields,
+    next_id,
+    sf_id,
+)
 
 SECRET_SESSION = "00DSECRETSESSION!AQ4AQ.very-secret-session-id"
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
@@ -314,6 +320,56 @@ def test_rename_then_take_the_old_username_in_one_message(engine: Engine, org: O
     )
     assert actions(result) == [Action.UPDATED, Action.UPDATED]
     assert agent_row(engine, 2).username == "a@acme.com"  # type: ignore[union-attr]
+
+
+def test_username_chain_in_reverse_document_order_applies_in_stamp_order(
+    engine: Engine, org: Organization
+) -> None:
+    """C takes B's old name, B takes A's old name, A renames: each release is older than the
+    claim it enables, but the document lists them newest first. Decided in stamp order and
+    written with the changing usernames cleared first, so the unique index never trips."""
+    apply(engine, org, *(note(n, 0, Username=f"{c}@acme.com") for n, c in ((1, "a"), (2, "b"),
+                                                                           (3, "c"))))
+    result = apply(
+        engine, org,
+        note(3, 3, Username="b@acme.com"),
+        note(2, 2, Username="a@acme.com"),
+        note(1, 1, Username="z@acme.com"),
+    )
+    assert actions(result) == [Action.UPDATED] * 3
+    assert [agent_row(engine, n).username for n in (1, 2, 3)] == [  # type: ignore[union-attr]
+        "z@acme.com", "a@acme.com", "b@acme.com"]
+
+
+def test_handover_followed_by_a_stale_notification_of_the_releaser(
+    engine: Engine, org: Organization
+) -> None:
+    """The write order follows the applied decision, not the last notification of a user."""
+    apply(engine, org, note(1, 0, Username="a@acme.com"), note(2, 0, Username="b@acme.com"))
+    result = apply(
+        engine, org,
+        note(1, 2, Username="z@acme.com"),
+        note(2, 2, Username="a@acme.com"),
+        note(1, 1, Username="old@acme.com"),
+    )
+    assert actions(result) == [Action.UPDATED, Action.UPDATED, Action.STALE]
+    assert agent_row(engine, 1).username == "z@acme.com"  # type: ignore[union-attr]
+    assert agent_row(engine, 2).username == "a@acme.com"  # type: ignore[union-attr]
+
+
+def test_username_too_long_for_the_store_fails_only_that_notification(
+    engine: Engine, org: Organization
+) -> None:
+    long_email = "a" * 300 + "@" + "b" * 60 + ".com"
+    result = apply(
+        engine, org,
+        note(1, 0, Username="not an e-mail", Email=long_email),
+        note(2, 0, Username="also not one", Email="\u00df" * 200 + "@acme.com"),
+        note(3, 0),
+    )
+    assert actions(result) == [Action.FAILED, Action.FAILED, Action.CREATED]
+    assert "320" in result.decisions[0].reason and "320" in result.decisions[1].reason
+    assert [a["crmId"] for a in agents(engine, org)] == [user(3)]
 
 
 def test_existing_agent_is_matched_by_crm_id_not_duplicated(engine: Engine, org: Organization) -> None:
@@ -611,3 +667,15 @@ def test_prune_processed_forgets_only_old_ids(engine: Engine, org: Organization)
     assert [a["crmId"] for a in agents(engine, org)] == [user(1), user(2)]
 
 
+
+
+def test_changes_read_before_the_transaction_are_used(engine: Engine, org: Organization) -> None:
+    from sf_metadata.decision import read_user_changes
+
+    notes = (note(1, 0, Username="pre@acme.com"), note(2, 0, IsActive="maybe"))
+    changes = read_user_changes(notes)
+    with transaction(engine) as session:
+        result = apply_message(session, organization=org.id, message=message(org, *notes),
+                               now=T0, changes=changes)
+    assert actions(result) == [Action.CREATED, Action.FAILED]
+    assert agent_row(engine, 1).username == "pre@acme.com"  # type: ignore[union-attr]

@@ -5,7 +5,14 @@ from typing import Any
 
 import pytest
 
-from sf_metadata.decision import Action, StoredState, StoredUser, parse_stamp, plan_message
+from sf_metadata.decision import (
+    Action,
+    StoredState,
+    StoredUser,
+    parse_stamp,
+    plan_message,
+    read_user_changes,
+)
 from sf_metadata.errors import NotificationError
 from sf_metadata.outbound import Notification
 from tests.factories import OMIT, make_notification, sf_id
@@ -230,18 +237,72 @@ def test_username_claimed_earlier_in_the_same_message_fails() -> None:
 
 
 def test_username_released_by_earlier_deprovision_or_rename() -> None:
+    # "Earlier" is the order of application: by stamp, equal stamps in document order.
     st = state(stored(BOB, username="jane@acme.com"))
     off, take = plan(note(BOB, IsActive="false", SystemModstamp=T2),
-                     note(ALICE, Username="jane@acme.com"), st=st)
+                     note(ALICE, Username="jane@acme.com", SystemModstamp=T2), st=st)
     assert (off.action, take.action) == (Action.DEPROVISIONED, Action.CREATED)
 
     rename, take = plan(note(BOB, Username="bob@acme.com", SystemModstamp=T2),
-                        note(ALICE, Username="jane@acme.com"), st=st)
+                        note(ALICE, Username="jane@acme.com", SystemModstamp=T2), st=st)
     assert (rename.action, take.action) == (Action.UPDATED, Action.CREATED)
 
-    take, later = plan(note(ALICE, Username="jane@acme.com"),
+    take, later = plan(note(ALICE, Username="jane@acme.com", SystemModstamp=T2),
                        note(BOB, IsActive="false", SystemModstamp=T2), st=st)
     assert (take.action, later.action) == (Action.FAILED, Action.DEPROVISIONED)
+
+    take, later = plan(note(ALICE, Username="jane@acme.com", SystemModstamp=T0),
+                       note(BOB, IsActive="false", SystemModstamp=T2), st=st)
+    assert (take.action, later.action) == (Action.FAILED, Action.DEPROVISIONED)
+
+
+def test_username_released_by_an_older_change_later_in_the_document() -> None:
+    st = state(stored(BOB, username="jane@acme.com", stamp=DT0))
+    take, rename = plan(note(ALICE, Username="jane@acme.com", SystemModstamp=T2),
+                        note(BOB, Username="bob@acme.com", SystemModstamp=T1), st=st)
+    assert (take.action, rename.action) == (Action.CREATED, Action.UPDATED)
+
+    take, off = plan(note(ALICE, Username="jane@acme.com", SystemModstamp=T2),
+                     note(BOB, IsActive="false", SystemModstamp=T1), st=st)
+    assert (take.action, off.action) == (Action.CREATED, Action.DEPROVISIONED)
+
+    # the release that counts is the user's winning change: a superseded rename frees nothing
+    take, rename, back = plan(note(ALICE, Username="jane@acme.com", SystemModstamp=T1),
+                              note(BOB, Username="bob@acme.com", SystemModstamp=T0),
+                              note(BOB, Username="jane@acme.com", SystemModstamp=T2), st=st)
+    assert (take.action, rename.action, back.action) == (
+        Action.FAILED, Action.STALE, Action.UPDATED)
+
+
+def test_username_chain_is_decided_in_stamp_order() -> None:
+    carol = sf_id("005", 103)
+    st = state(stored(ALICE, username="a@acme.com", stamp=DT0),
+               stored(BOB, username="b@acme.com", stamp=DT0, agent_id="agent-2"),
+               stored(carol, username="c@acme.com", stamp=DT0, agent_id="agent-3"))
+    decisions = plan(note(carol, Username="b@acme.com", SystemModstamp="2026-11-20T13:00:00Z"),
+                     note(BOB, Username="a@acme.com", SystemModstamp=T2),
+                     note(ALICE, Username="z@acme.com", SystemModstamp=T1), st=st)
+    assert [d.action for d in decisions] == [Action.UPDATED] * 3
+    assert [d.index for d in decisions] == [0, 1, 2]
+
+
+@pytest.mark.parametrize("field", ["SystemModstamp", "LastModifiedDate"])
+@pytest.mark.parametrize("text", ["9999-12-31T23:59:59-05:00", "0001-01-01T00:00:00+01:00"])
+def test_stamp_out_of_the_datetime_range_fails_that_notification(field: str, text: str) -> None:
+    fields = {"SystemModstamp": None, field: text}
+    with pytest.raises(NotificationError, match=field):
+        parse_stamp(fields)
+    bad, good = plan(note(**fields), note(BOB))
+    assert bad.action is Action.FAILED and field in bad.reason and bad.mark_processed
+    assert good.action is Action.CREATED
+
+
+def test_precomputed_changes_give_the_same_decisions() -> None:
+    notes = [note(ALICE, Username="jane@acme.com"), note(BOB, IsActive="maybe"),
+             note(sobject_type="Contact")]
+    changes = read_user_changes(notes)
+    assert changes[2] is None and changes[1] is not None and changes[1].error
+    assert plan_message(notes, EMPTY, feature_enabled=True, changes=changes) == plan(*notes)
 
 
 def test_none_username_never_collides() -> None:

@@ -181,3 +181,41 @@ def test_custom_fields_are_kept_as_sent() -> None:
     assert mapped().custom_fields == {}
     nil = map_user(USER_ID, {**make_user_fields(), "Gone__c": None})
     assert nil.custom_fields == {"Gone__c": None}
+
+
+def test_username_over_254_characters_is_not_validated_as_an_address(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sf_metadata.mapping as mapping
+
+    calls: list[str] = []
+
+    def spy(value: str, **kwargs: Any) -> Any:
+        calls.append(value)
+        raise AssertionError("the validator must not see an over-long Username")
+
+    monkeypatch.setattr(mapping, "validate_email", spy)
+    fields = make_user_fields(Username="a" * 250 + "@acme.com", Email="jane@acme.com")
+    assert agent_username(fields) == "jane@acme.com"
+    assert calls == []
+
+
+def test_username_of_254_characters_is_still_an_address() -> None:
+    username = "a" * 64 + "@" + ".".join(["b" * 60, "b" * 60, "b" * 63]) + ".com"
+    assert len(username) == 254
+    assert agent_username(make_user_fields(Username=username, Email="x@acme.com")) == username
+
+
+@pytest.mark.parametrize("email", [
+    "a" * 300 + "@" + "b" * 60 + ".com",  # 365 characters
+    "\u00df" * 200 + "@acme.com",  # 209 characters, casefolds to 409
+])
+def test_username_longer_than_the_store_holds_is_a_notification_error(email: str) -> None:
+    with pytest.raises(NotificationError, match="320"):
+        mapped(Username="not an e-mail", Email=email)
+
+
+def test_username_of_320_characters_is_kept() -> None:
+    email = "a" * 64 + "@" + "b" * 251 + ".com"
+    assert len(email) == 320
+    assert mapped(Username="not an e-mail", Email=email).username == email
