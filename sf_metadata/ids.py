@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hmac
 import re
+import string
 
 from sf_metadata.errors import InvalidSalesforceId
 
@@ -61,6 +62,10 @@ KEY_PREFIXES: dict[str, str] = {
 }
 
 _SUFFIX_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
+_CASE_BITS = str.maketrans(
+    {**dict.fromkeys(string.ascii_uppercase, "1"),
+     **dict.fromkeys(string.ascii_lowercase + string.digits, "0")}
+)
 _ID_RE = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")
 
 
@@ -81,11 +86,11 @@ def checksum_suffix(id15: str) -> str:
         raise InvalidSalesforceId(
             f"{id15!r} is not a 15-character Salesforce id (15 ASCII letters and digits)"
         )
-    return "".join(
-        _SUFFIX_ALPHABET[
-            sum(1 << i for i, ch in enumerate(id15[start : start + 5]) if "A" <= ch <= "Z")
-        ]
-        for start in (0, 5, 10)
+    bits = id15.translate(_CASE_BITS)  # "1" for A-Z, "0" for the rest
+    return (
+        _SUFFIX_ALPHABET[int(bits[4::-1], 2)]
+        + _SUFFIX_ALPHABET[int(bits[9:4:-1], 2)]
+        + _SUFFIX_ALPHABET[int(bits[14:9:-1], 2)]
     )
 
 

@@ -10,8 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from email_validator import EmailNotValidError, validate_email
-
+from sf_metadata._email import is_email_address
 from sf_metadata.errors import InvalidSalesforceId, NotificationError
 from sf_metadata.ids import USER, canonical_id
 
@@ -146,13 +145,7 @@ def _value(fields: Mapping[str, str | None], name: str) -> str | None:
 
 
 def _is_username_email(value: str) -> bool:
-    if len(value) > MAX_EMAIL_ADDRESS_LENGTH:
-        return False
-    try:
-        validate_email(value, check_deliverability=False)
-    except EmailNotValidError:
-        return False
-    return True
+    return len(value) <= MAX_EMAIL_ADDRESS_LENGTH and is_email_address(value)
 
 
 def username_key(username: str | None) -> str | None:
