@@ -10,9 +10,10 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, or_, update
+from sqlalchemy import delete, or_, update
 from sqlmodel import Session, col, select
 
+from receiver.db import insert_rows
 from receiver.models import Agent, Organization, ProcessedNotification, Tombstone
 from sf_metadata.decision import Action, Decision, StoredState, StoredUser, UserChange
 from sf_metadata.errors import NotificationError, OrganizationNotFound
@@ -241,7 +242,7 @@ def write_changes(
             update(Tombstone), params=[_tomb_row(org_id, c, tombs[c]) for c in tomb_changed]
         )
     if tomb_new:
-        session.exec(insert(Tombstone), params=[_tomb_row(org_id, c, tombs[c]) for c in tomb_new])
+        insert_rows(session, Tombstone, [_tomb_row(org_id, c, tombs[c]) for c in tomb_new])
     renamed = [c for c in updated if _key_of(agents[c]) != _key_of(before_agents[c])]
     if renamed:
         session.exec(
@@ -262,9 +263,7 @@ def write_changes(
             ],
         )
     if inserted:
-        session.exec(
-            insert(Agent), params=[_agent_row(org_id, c, agents[c], now) for c in inserted]
-        )
+        insert_rows(session, Agent, [_agent_row(org_id, c, agents[c], now) for c in inserted])
     return [before_agents[c].id for c in deleted]
 
 

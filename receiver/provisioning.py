@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import delete, insert
+from sqlalchemy import delete
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
@@ -46,7 +46,7 @@ from receiver._provisioning_state import (
     replay,
     write_changes,
 )
-from receiver.db import transaction
+from receiver.db import insert_rows, transaction
 from receiver.models import Organization, ProcessedNotification
 from receiver.provisioning_log import record_events, record_message
 from receiver.sessions import (
@@ -150,12 +150,11 @@ def apply_message(
         }
     )
     if new_ids:
-        session.exec(
-            insert(ProcessedNotification),
-            params=[
-                {"organization_id": org.id, "notification_id": nid, "processed_at": now}
-                for nid in new_ids
-            ],
+        insert_rows(
+            session,
+            ProcessedNotification,
+            [{"organization_id": org.id, "notification_id": nid, "processed_at": now}
+             for nid in new_ids],
         )
 
     if not notifications:

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert
 from sqlmodel import Session, col, select
 
+from receiver.db import insert_rows
 from receiver.models import ProvisioningEvent, ProvisioningMessage
 from sf_metadata.decision import Decision
 
@@ -78,7 +78,7 @@ def record_events(session: Session, *, message_id: int, decisions: Iterable[Deci
         for d in decisions
     ]
     if rows:
-        session.exec(insert(ProvisioningEvent), params=rows)
+        insert_rows(session, ProvisioningEvent, rows)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hmac
 import re
 import string
+from functools import lru_cache
 
 from sf_metadata.errors import InvalidSalesforceId
 
@@ -127,7 +128,13 @@ def canonical_id(value: object, prefix: str | None = None) -> str:
         raise InvalidSalesforceId(
             f"{value!r} is not {article} {kind} id: expected the key prefix {prefix!r}"
         )
-    id15 = value[:15]
+    return _with_suffix(value[:15])
+
+
+@lru_cache(maxsize=65536)
+def _with_suffix(id15: str) -> str:
+    """``id15`` plus its checksum suffix; cached, as one message names each id several
+    times (state load, decision, mapping)."""
     return id15 + checksum_suffix(id15)
 
 
