@@ -108,10 +108,6 @@ def store(database_url: str | None, keep: bool) -> Iterator[str]:
 
 def _serve(url: str, args: argparse.Namespace, log: Path) -> tuple[ServerProcess, Cli, str, str]:
     env = harness_env()
-    if args.experiment:
-        site = Path(__file__).resolve().parent / "_site"
-        env["PYTHONPATH"] = os.pathsep.join([str(site), str(site.parent.parent)])
-        env["AGENT_BENCH_EXPERIMENTS"] = args.experiment
     server = ServerProcess(url, port=free_port(), workers=args.workers, env=env, log_path=log)
     server.start()
     try:
@@ -134,8 +130,7 @@ def run_ingest(args: argparse.Namespace) -> int:
     say(f"load average before: {_loadavg()}")
     with store(args.database_url, args.keep) as url, tempfile.TemporaryDirectory() as tmp:
         backend = "postgresql" if is_postgres(url) else url.split(":", 1)[0]
-        say(f"store: {backend}, serve --workers {args.workers}"
-            + (f", experiments: {args.experiment}" if args.experiment else ""))
+        say(f"store: {backend}, serve --workers {args.workers}")
         say(f"load: {args.messages} messages x {args.per_message} notifications, "
             f"{args.clients} concurrent clients ({sum(map(len, bodies)) / 2**20:.1f} MiB)")
         server, cli, org, webhook = _serve(url, args, Path(tmp) / "serve.log")
@@ -231,12 +226,6 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--keep", action="store_true", help="keep the store after the run")
     parser.add_argument("--floor-rounds", type=int, default=5, help="floor passes (best kept)")
     parser.add_argument("--show-log", action="store_true", help="print the tail of the server log")
-    parser.add_argument(
-        "--experiment",
-        default="",
-        help="comma-separated speed-ups applied in the serve process only "
-        "(bench/_experiments.py): fast-core, sqlite-lock",
-    )
     parser.add_argument("--soak", action="store_true", help="run the ordering soak instead")
     parser.add_argument("--users", type=int, default=1000, help="soak: users")
     parser.add_argument("--versions", type=int, default=6, help="soak: changes per user")

@@ -26,7 +26,6 @@ if __package__ in (None, ""):
 
 from cryptography.fernet import Fernet  # noqa: E402
 
-from bench._experiments import apply as apply_experiments  # noqa: E402
 from bench._messages import BENCH_ORG_ID, bench_changes, render_message  # noqa: E402
 from bench._pg import create_database, drop_database, is_postgres  # noqa: E402
 from receiver.db import make_engine, migrate, transaction  # noqa: E402
@@ -83,14 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, default=50)
     parser.add_argument("--database-url")
     parser.add_argument("--profile", action="store_true", help="print a pyinstrument tree")
-    parser.add_argument(
-        "--experiment",
-        default="",
-        help="comma-separated speed-ups to measure in this process (bench/_experiments.py): "
-        "fast-core, sqlite-lock",
-    )
     args = parser.parse_args(argv)
-    apply_experiments(args.experiment)
     bodies = [render_message(b) for b in bench_changes(args.messages, run="p")]
     with tempfile.TemporaryDirectory() as tmp:
         if args.database_url and is_postgres(args.database_url):
