@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
-from simple_salesforce import Salesforce
+from simple_salesforce.api import Salesforce
 from simple_salesforce.exceptions import (
     SalesforceError as _SfError,
 )

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Literal
 
 import requests
-from simple_salesforce import Salesforce
+from simple_salesforce.api import Salesforce
 from simple_salesforce.exceptions import SalesforceAuthenticationFailed
 from simple_salesforce.exceptions import SalesforceError as _SfError
 
@@ -131,8 +131,8 @@ def resolve_credentials(
             domain=domain,
         )
     if v["consumer_key"] and v["consumer_secret"]:
-        domain = v["domain"]
-        if not domain or domain in ("login", "test"):
+        my_domain = v["domain"]
+        if not my_domain or my_domain in ("login", "test"):
             raise CredentialsError(
                 "client credentials need --domain/SF_DOMAIN set to the org's My Domain, "
                 "such as acme.my or acme--uat.sandbox.my (not login or test)"
@@ -141,7 +141,7 @@ def resolve_credentials(
             kind="client-credentials",
             consumer_key=v["consumer_key"],
             consumer_secret=v["consumer_secret"],
-            domain=domain,
+            domain=my_domain,
         )
     if v["username"] and v["password"] and v["security_token"]:
         return Credentials(

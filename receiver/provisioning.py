@@ -208,4 +208,4 @@ def prune_processed(session: Session, *, older_than: datetime) -> int:
     result = session.exec(
         delete(ProcessedNotification).where(col(ProcessedNotification.processed_at) < older_than)
     )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return int(result.rowcount or 0)

@@ -176,7 +176,7 @@ def _run_preflight(client: OrgClient, facts: _OrgFacts, trigger: Trigger,
 @json_option
 @database_url_option
 @click.pass_context
-def check(ctx: click.Context, organization: str, trigger: Trigger,
+def check(ctx: click.Context, /, organization: str, trigger: Trigger,
           integration_user: str | None, api_version: str | None, as_json: bool,
           **credentials: str | None) -> None:
     """Run the deploy preflight against the org of ORGANIZATION; deploy nothing."""
@@ -211,7 +211,7 @@ def check(ctx: click.Context, organization: str, trigger: Trigger,
 @json_option
 @database_url_option
 @click.pass_context
-def deploy(ctx: click.Context, organization: str, trigger: Trigger, check_only: bool,
+def deploy(ctx: click.Context, /, organization: str, trigger: Trigger, check_only: bool,
            integration_user: str | None, api_version: str | None,
            custom_fields: tuple[str, ...], dry_run: bool, out: Path | None, as_json: bool,
            **credentials: str | None) -> None:
@@ -295,7 +295,7 @@ def _dry_run(facts: _OrgFacts, trigger: Trigger, integration_user: str | None,
 @json_option
 @database_url_option
 @click.pass_context
-def undeploy(ctx: click.Context, organization: str, as_json: bool,
+def undeploy(ctx: click.Context, /, organization: str, as_json: bool,
              **credentials: str | None) -> None:
     """Remove from the org what deploy created there (re-runnable)."""
     facts = _org_facts(ctx, organization)
