@@ -34,6 +34,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.engine.url import URL
 from sqlmodel import Session, SQLModel, create_engine
 
+from receiver._sqlite_queue import WriteQueue
 from sf_metadata.errors import StoreUnavailable
 
 __all__ = [
@@ -264,9 +265,12 @@ def transaction(engine: Engine, *, read_only: bool = False) -> Iterator[Session]
     """
     bind = engine.execution_options(**{_READ_ONLY: True}) if read_only else engine
     lock = None if read_only else _sqlite_write_lock(engine)
-    if lock is not None and not lock.acquire(timeout=_SQLITE_BUSY_TIMEOUT_S):
-        raise StoreUnavailable("the SQLite store stayed locked by other requests of this "
-                               f"process for {_SQLITE_BUSY_TIMEOUT_S} s")
+    try:
+        if lock is not None and not lock.acquire(timeout=_SQLITE_BUSY_TIMEOUT_S):
+            raise StoreUnavailable("the SQLite store stayed locked by other requests of "
+                                   f"this process for {_SQLITE_BUSY_TIMEOUT_S} s")
+    except OSError as error:
+        raise StoreUnavailable(f"cannot open the SQLite writer lock file: {error}") from None
     try:
         with Session(bind, expire_on_commit=False) as session:
             with session.begin():
@@ -280,25 +284,22 @@ def transaction(engine: Engine, *, read_only: bool = False) -> Iterator[Session]
             lock.release()
 
 
-_WRITE_LOCKS: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
-_WRITE_LOCKS_GUARD = threading.Lock()
+_WRITE_QUEUES: weakref.WeakKeyDictionary[Engine, WriteQueue] = weakref.WeakKeyDictionary()
+_WRITE_QUEUES_GUARD = threading.Lock()
 
 
-def _sqlite_write_lock(engine: Engine) -> threading.RLock | None:
-    """The lock that queues this process's SQLite write transactions, or None elsewhere.
-
-    SQLite admits one writer; threads waiting in its busy handler sleep and retry, so later
-    requests overtake earlier ones and the slowest wait seconds (``bench/ingest.py``
-    measured a p99 of about 3 s at 4 clients). Waiting on one in-process lock instead
-    keeps the queue short and fair enough; other processes still meet ``BEGIN IMMEDIATE``.
-    """
+def _sqlite_write_lock(engine: Engine) -> WriteQueue | None:
+    """The queue of this SQLite store's write transactions (``receiver._sqlite_queue``), or
+    None for other backends (PostgreSQL queues on the organization row lock)."""
     if engine.dialect.name != "sqlite":
         return None
-    with _WRITE_LOCKS_GUARD:
-        lock = _WRITE_LOCKS.get(engine)
-        if lock is None:
-            lock = _WRITE_LOCKS[engine] = threading.RLock()
-        return lock
+    with _WRITE_QUEUES_GUARD:
+        queue = _WRITE_QUEUES.get(engine)
+        if queue is None:
+            path = sqlite_database_path(engine.url)
+            lock_path = path.with_name(path.name + "-writer.lock") if path is not None else None
+            queue = _WRITE_QUEUES[engine] = WriteQueue(lock_path)
+        return queue
 
 
 def insert_rows(session: Session, model: type[SQLModel], rows: list[dict[str, Any]]) -> None:
