@@ -151,12 +151,46 @@ def resolve_credentials(
             security_token=v["security_token"],
             domain=v["domain"] or "login",
         )
+    partial = _nearest_partial_set(v)
+    if partial is not None:
+        raise CredentialsError(partial)
     raise CredentialsError(
         "no complete Salesforce credentials: give --instance-url + --access-token "
         "(SF_INSTANCE_URL, SF_ACCESS_TOKEN), or --username + --consumer-key + "
         "--private-key-file (JWT), or --consumer-key + --consumer-secret + --domain "
         "(client credentials), or --username + --password + --security-token (SOAP login)"
     )
+
+
+#: Each credential kind (CONTRACT section 4 order): its name and its pieces.
+_SETS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("an existing session", ("instance_url", "access_token")),
+    ("JWT bearer", ("username", "consumer_key", "private_key_file")),
+    ("client credentials", ("consumer_key", "consumer_secret")),
+    ("SOAP login", ("username", "password", "security_token")),
+)
+
+
+def _flag(name: str) -> str:
+    return f"--{name.replace('_', '-')}/{CREDENTIAL_OPTIONS[name]}"
+
+
+def _nearest_partial_set(v: Mapping[str, str | None]) -> str | None:
+    """One line naming what the nearest incomplete set lacks, or ``None`` when no piece
+    was given. Nearest: the largest share of its pieces given, then the first in order."""
+    best: tuple[tuple[float, int], str, list[str]] | None = None
+    for order, (label, names) in enumerate(_SETS):
+        given = [n for n in names if v.get(n)]
+        if not given:
+            continue
+        score = (len(given) / len(names), -order)
+        if best is None or score > best[0]:
+            best = (score, label, [n for n in names if not v.get(n)])
+    if best is None:
+        return None
+    _, label, missing = best
+    return (f"{label} also needs {' and '.join(_flag(n) for n in missing)} "
+            "(or give another complete set of credentials, see --help)")
 
 
 def login(

@@ -5,8 +5,10 @@ validation), polls checkDeployStatus, and judges success by our components appea
 ``componentSuccesses`` (a "Succeeded" with 0 components happened in the wild, reference
 ``metadata-deploy-bugs.md`` #1). Deploying one trigger retires the other if we deployed it
 before, in the same run: a workflow rule is removed by ``destructiveChangesPost.xml`` in the
-flow's own deploy; a flow is deactivated through the Tooling API just before the rule is
-deployed (reactivated if that deploy fails) and its versions deleted after. After a flow
+flow's own deploy, sent with ignoreWarnings so that a rule already gone is only a warning
+(reference ``metadata-deploy-bugs.md`` #5); a flow is deactivated through the Tooling API
+just before the rule is deployed (reactivated if that deploy fails or cannot be followed;
+left off, and said so, when it times out) and its versions deleted after. After a flow
 deploy the Tooling API ``FlowDefinition`` tells whether the flow version is active (a
 production org may keep it inactive).
 
@@ -40,12 +42,14 @@ from deployer.package import (
     zip_package,
 )
 from deployer.preflight import soql_quote
-from sf_metadata.errors import DeployFailed, DeployTimeout
+from sf_metadata.errors import DeployFailed, DeployTimeout, SalesforceError
 
 __all__ = ["DeployOutcome", "Kind", "Outcome", "Timing", "deploy_package", "undeploy"]
 
 Kind = Literal["check-only", "deploy", "undeploy"]
-Outcome = Literal["succeeded", "failed", "timeout", "inactive-flow"]
+#: ``unknown``: Salesforce could not be asked how a submitted deploy ended (recorded by
+#: the CLI; :func:`deploy_package` never returns it).
+Outcome = Literal["succeeded", "failed", "timeout", "inactive-flow", "unknown"]
 OnDeployId = Callable[[str], None]
 
 _WORKFLOW_END = (
@@ -87,33 +91,53 @@ class DeployOutcome:
         }
 
     def raise_for_outcome(self) -> None:
-        """Raise :class:`DeployTimeout` (timeout) or :class:`DeployFailed` (failed,
-        inactive-flow); return for ``succeeded``."""
+        """Raise :class:`DeployTimeout` (timeout; its ``problems`` carry any further
+        problem lines) or :class:`DeployFailed` (failed, inactive-flow, unknown); return for
+        ``succeeded``."""
         if self.outcome == "succeeded":
             return
         if self.outcome == "timeout" and self.deploy_id:
-            raise DeployTimeout(
+            error = DeployTimeout(
                 f"deploy {self.deploy_id} did not finish in time: follow it up in Setup > "
                 "Deployment Status, then run the command again",
                 deploy_id=self.deploy_id,
             )
+            # the first problem says the same; the others (a flow left off) must be seen
+            error.problems = (error.message, *self.problems[1:])
+            raise error
         first = self.problems[0] if self.problems else f"{self.kind} {self.outcome}"
         raise DeployFailed(first, problems=self.problems or None, deploy_id=self.deploy_id)
 
 
 def _judge(
-    result: DeployResult, expected: Iterable[str], *, workflow: bool
+    result: DeployResult, expected: Iterable[str], *, workflow: bool,
+    retiring: Iterable[str] = (),
 ) -> tuple[Outcome, list[str], list[str]]:
+    """``(verdict, problems, warnings)`` for a finished deploy.
+
+    ``retiring`` are components the package deletes: one Salesforce reports as a Warning
+    ("No WorkflowRule named … found", reference ``metadata-deploy-bugs.md`` #5) is already
+    gone, which is what we wanted. A deploy that did not succeed and names no error gets its
+    warnings as problems (Salesforce fails a deploy on a warning without ignoreWarnings).
+    """
     problems: list[str] = []
-    warnings = [m.describe() for m in result.component_failures if m.problem_type == "Warning"]
+    warned = [m for m in result.component_failures if m.problem_type == "Warning"]
+    warnings = [m.describe() for m in warned]
     failures = [m for m in result.component_failures if m.problem_type != "Warning"]
     problems.extend(m.describe() for m in failures)
     if result.error_message:
         code = f"{result.error_status_code}: " if result.error_status_code else ""
         problems.append(f"Deploy {result.deploy_id} failed: {code}{result.error_message}")
     succeeded = {m.component for m in result.component_successes}
-    missing = [c for c in expected if c not in succeeded]
+    already_gone = {m.component for m in warned} & set(retiring)
+    missing = [c for c in expected if c not in succeeded and c not in already_gone]
     if result.status != "Succeeded" or not result.success:
+        if not problems and warnings:
+            problems.extend(
+                f"{line} (Deploy {result.deploy_id} ended {result.status or 'without a status'}"
+                " on this warning)" for line in warnings
+            )
+            warnings = []
         if not problems:
             problems.append(
                 f"Deploy {result.deploy_id} ended {result.status or 'without a status'} "
@@ -181,6 +205,16 @@ def _run(
     return deploy_id, wait(client, deploy_id, timing)
 
 
+def _reactivate(client: OrgClient, restore: tuple[str, int], flow_name: str) -> str | None:
+    """Reactivate the flow; return a problem line when that fails."""
+    try:
+        _set_flow_active_version(client, *restore)
+    except SalesforceError as exc:
+        return (f"The flow {flow_name} (Flow) was deactivated for this deploy and could not "
+                f"be reactivated ({exc}): reactivate version {restore[1]} in Setup > Flows")
+    return None
+
+
 def deploy_package(
     client: OrgClient,
     spec: PackageSpec,
@@ -192,11 +226,16 @@ def deploy_package(
 ) -> DeployOutcome:
     """Deploy (or validate, ``check_only``) ``spec`` to the org behind ``client``.
 
-    ``previous_trigger`` is the trigger the store says we deployed before; when it differs,
-    the other trigger is retired in the same run (not for ``check_only``). ``on_deploy_id``
-    is called with the deploy id as soon as Salesforce gives it. Never raises for a failed,
-    timed-out or inactive result (see :meth:`DeployOutcome.raise_for_outcome`); raises
-    :class:`AuthenticationError` / :class:`SalesforceError` when Salesforce cannot be used.
+    ``previous_trigger`` is the trigger the store says we (may have) deployed before; when
+    it differs, the other trigger is retired in the same run (not for ``check_only``): a
+    package that retires the rule is sent with ignoreWarnings, so a rule that is already
+    gone is a warning (reference ``metadata-deploy-bugs.md`` #5); a flow that is absent is
+    simply not deactivated. ``on_deploy_id`` is called with the deploy id as soon as
+    Salesforce gives it. Never raises for a failed, timed-out or inactive result (see
+    :meth:`DeployOutcome.raise_for_outcome`); failures of the Tooling steps after the deploy
+    finished become problems or warnings. Raises :class:`AuthenticationError` /
+    :class:`SalesforceError` when Salesforce cannot be used before the deploy finished (a
+    flow deactivated for it is reactivated first).
     """
     timing = timing or Timing()
     kind: Kind = "check-only" if check_only else "deploy"
@@ -218,35 +257,66 @@ def deploy_package(
     if previous_trigger == "flow" and spec.trigger == "workflow" and not check_only:
         restore = _deactivate_flow(client, flow_name)
         retire = (FLOW,)
-    deploy_id, result = _run(
-        client, files, check_only=check_only, ignore_warnings=False, timing=timing,
-        on_deploy_id=on_deploy_id,
-    )
+    try:
+        deploy_id, result = _run(
+            client, files, check_only=check_only, ignore_warnings=bool(spec.retire),
+            timing=timing, on_deploy_id=on_deploy_id,
+        )
+    except BaseException:
+        if restore is not None:
+            problem = _reactivate(client, restore, flow_name)
+            if problem is not None:
+                raise SalesforceError(problem) from None
+        raise
 
     def outcome(result_outcome: Outcome, problems: Iterable[str] = (),
                 warnings: Iterable[str] = ()) -> DeployOutcome:
+        installed = result_outcome in ("succeeded", "inactive-flow")
         return DeployOutcome(
             kind=kind, trigger=spec.trigger, api_version=spec.api_version,
             components=components, deploy_id=deploy_id, outcome=result_outcome,
             problems=tuple(problems), warnings=tuple(warnings),
-            retired=retire if result_outcome != "failed" else (),
+            retired=retire if installed else (),
         )
 
     if result is None:
-        return outcome("timeout", [f"Deploy {deploy_id} did not finish in time"])
+        problems = [f"Deploy {deploy_id} did not finish in time"]
+        if restore is not None:
+            problems.append(
+                f"The flow {flow_name} (Flow) was deactivated for this deploy and stays "
+                f"inactive while it runs: if deploy {deploy_id} fails, reactivate the flow "
+                "in Setup > Flows"
+            )
+        return outcome("timeout", problems)
     verdict, problems, warnings = _judge(
         result, (*components, *(c for c in retire if c != FLOW)),
-        workflow=spec.trigger == "workflow",
+        workflow=spec.trigger == "workflow", retiring=spec.retire,
     )
     if verdict == "failed":
         if restore is not None:
-            _set_flow_active_version(client, *restore)
-            warnings.append(f"The flow {flow_name} was reactivated because the deploy failed")
+            problem = _reactivate(client, restore, flow_name)
+            if problem is None:
+                warnings.append(f"The flow {flow_name} was reactivated because the deploy failed")
+            else:
+                problems.append(problem)
         return outcome("failed", problems, warnings)
-    if restore is not None or (FLOW in retire):
-        _delete_flow_versions(client, flow_name)
+    if FLOW in retire:
+        try:
+            _delete_flow_versions(client, flow_name)
+        except SalesforceError as exc:
+            warnings.append(
+                f"The flow {flow_name} (Flow) is inactive but its versions could not be "
+                f"deleted ({exc}): delete them in Setup > Flows"
+            )
     if spec.trigger == "flow" and not check_only:
-        definition = _flow_definition(client, flow_name)
+        try:
+            definition = _flow_definition(client, flow_name)
+        except SalesforceError as exc:
+            warnings.append(
+                f"Deploy {deploy_id} succeeded but whether the flow {flow_name} is active "
+                f"could not be read (FlowDefinition: {exc}): check it in Setup > Flows"
+            )
+            return outcome("succeeded", (), warnings)
         active = definition and definition.get("ActiveVersionId")
         latest = definition and definition.get("LatestVersionId")
         if not active or active != latest:

@@ -220,8 +220,31 @@ def zip_package(files: Mapping[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
+#: Files a package of ours may hold, relative to its root: removed from ``--out`` before a
+#: dry run writes there, so a package for the other trigger leaves nothing stale behind.
+_OWN_FILES = (
+    "package.xml",
+    "destructiveChanges.xml",
+    "destructiveChangesPre.xml",
+    "destructiveChangesPost.xml",
+    f"flows/{FLOW_NAME}.flow",
+    f"workflows/{SOBJECT_TYPE}.workflow",
+)
+
+
 def write_package(files: Mapping[str, bytes], out_dir: Path) -> list[Path]:
-    """Write the package unzipped under ``out_dir`` (created if needed); return the paths."""
+    """Write the package unzipped under ``out_dir`` (created if needed); return the paths.
+
+    Files an earlier package of ours left there (``package.xml``, ``destructiveChanges*.xml``,
+    our flow and ``workflows/User.workflow``) are removed first, and ``flows/`` /
+    ``workflows/`` too when that leaves them empty; nothing else in ``out_dir`` is touched.
+    """
+    for name in _OWN_FILES:
+        out_dir.joinpath(*name.split("/")).unlink(missing_ok=True)
+    for folder in ("flows", "workflows"):
+        path = out_dir / folder
+        if path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
     written: list[Path] = []
     for name in sorted(files):
         path = out_dir.joinpath(*name.split("/"))

@@ -102,20 +102,21 @@ def soql_quote(value: str) -> str:
 
 
 def choose_api_version(
-    requested: str | None, org_max: str, trigger: Trigger
+    requested: str | None, org_max: str | None, trigger: Trigger
 ) -> tuple[str, list[str]]:
     """Return ``(version, problems)``: ``requested`` if the org serves it, else the pinned
-    version capped at ``org_max``; a flow needs 53.0 or later."""
+    version capped at ``org_max``; a flow needs 53.0 or later. ``org_max`` ``None`` means
+    no org is involved (a dry run): any valid version is accepted."""
     problems: list[str] = []
     if requested is not None:
         version = validate_api_version(requested)
-        if float(version) > float(org_max):
+        if org_max is not None and float(version) > float(org_max):
             problems.append(
                 f"API version {version} (--api-version) is not available in this org: its "
                 f"maximum is {org_max}"
             )
     else:
-        version = min(PINNED_API_VERSION, org_max, key=float)
+        version = min(PINNED_API_VERSION, org_max or PINNED_API_VERSION, key=float)
     if trigger == "flow" and float(version) < MIN_FLOW_API_VERSION:
         problems.append(
             f"--trigger flow needs API version 53.0 or later (Outbound Message actions in "
@@ -215,6 +216,8 @@ def _check_integration_user(client: OrgClient, username: str) -> list[str]:
 def _check_call_center(client: OrgClient) -> list[str]:
     try:
         rows = client.query("SELECT Id, Name FROM CallCenter LIMIT 1")
+    except AuthenticationError:
+        raise
     except SalesforceError as exc:
         return [
             f"Cannot read call centers (CallCenter): {exc}; the deploying user needs "

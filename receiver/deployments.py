@@ -17,15 +17,22 @@ from receiver.models import Deployment, DeploymentCreate, DeploymentPublic
 
 __all__ = [
     "INSTALLED_OUTCOMES",
+    "UNSURE_OUTCOMES",
     "components_to_remove",
     "deployed_trigger",
     "latest_deployments",
+    "possibly_installed_triggers",
     "record_deployment",
 ]
 
 #: Outcomes of a real deploy after which our components exist in the org (an inactive
 #: flow is deployed all the same).
 INSTALLED_OUTCOMES = ("succeeded", "inactive-flow")
+
+#: Outcomes after which we cannot tell: the deploy was submitted and may have gone through
+#: server-side (``timeout``: not done before our timeout; ``unknown``: Salesforce could not
+#: be asked). For retiring purposes these count as installed.
+UNSURE_OUTCOMES = ("timeout", "unknown")
 
 
 def record_deployment(
@@ -61,12 +68,33 @@ def _all(session: Session, organization_id: str) -> Iterable[Deployment]:
     ).all()
 
 
+def possibly_installed_triggers(session: Session, organization_id: str) -> list[str]:
+    """The triggers (``"workflow"``/``"flow"``, sorted) our deploys may have left in the org.
+
+    A deploy that installed (``INSTALLED_OUTCOMES``) replaced the other trigger in the same
+    run, so it leaves only its own; one whose end is unknown (``UNSURE_OUTCOMES``) may or
+    may not have gone through, so it adds its own to what was there; a failed deploy rolled
+    back (rollbackOnError) and changes nothing; a successful undeploy removed everything.
+    """
+    triggers: set[str] = set()
+    for row in _all(session, organization_id):
+        if row.kind == "deploy" and row.trigger:
+            if row.outcome in INSTALLED_OUTCOMES:
+                triggers = {row.trigger}
+            elif row.outcome in UNSURE_OUTCOMES:
+                triggers.add(row.trigger)
+        elif row.kind == "undeploy" and row.outcome == "succeeded":
+            triggers = set()
+    return sorted(triggers)
+
+
 def deployed_trigger(session: Session, organization_id: str) -> str | None:
-    """The trigger (``"workflow"``/``"flow"``) of our last real deploy that installed
-    components, unless a successful undeploy came after it; else ``None``."""
+    """The trigger (``"workflow"``/``"flow"``) of our last real deploy that installed or
+    may have installed components (a timed-out or unknown one counts: retiring something
+    that is absent is harmless), unless a successful undeploy came after it; else ``None``."""
     trigger: str | None = None
     for row in _all(session, organization_id):
-        if row.kind == "deploy" and row.outcome in INSTALLED_OUTCOMES:
+        if row.kind == "deploy" and row.outcome in (*INSTALLED_OUTCOMES, *UNSURE_OUTCOMES):
             trigger = row.trigger
         elif row.kind == "undeploy" and row.outcome == "succeeded":
             trigger = None
@@ -75,8 +103,8 @@ def deployed_trigger(session: Session, organization_id: str) -> str | None:
 
 def components_to_remove(session: Session, organization_id: str) -> list[str]:
     """Every component any real deploy of ours may have left in the org, sorted: the union
-    over deploys that installed components (and those that failed or timed out, which may
-    have gone through server-side). Removing one that is already gone is harmless, so
+    over all deploy rows, whatever the outcome (installed, failed, ``timeout`` or
+    ``unknown``: those may have gone through server-side). Removing one that is already gone is harmless, so
     ``undeploy`` stays re-runnable."""
     names: set[str] = set()
     for row in _all(session, organization_id):

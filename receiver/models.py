@@ -295,7 +295,9 @@ class DeploymentBase(SQLModel):
     - ``trigger``: ``"workflow" | "flow" | None``
     - ``components``: e.g. ``["WorkflowOutboundMessage:User.X", "WorkflowRule:User.Y"]``
     - ``deploy_id``: the Salesforce deploy id (``0Af...``) when one was given
-    - ``outcome``: ``"succeeded" | "failed" | "timeout" | "inactive-flow"``
+    - ``outcome``: ``"succeeded" | "failed" | "timeout" | "inactive-flow" | "unknown"``
+      (``unknown``: an error after Salesforce gave the deploy id; the components may be in
+      the org, so ``undeploy`` removes them too)
     - ``problems``: one line per problem
     """
 

@@ -5,7 +5,12 @@ what was deployed before; ``deployer`` gets plain values and returns results, wh
 recorded here in the ``deployment`` table. Salesforce credentials come from flags or the
 environment (``deployer.credentials``) and are never printed. A real deploy prints its
 deploy id as soon as Salesforce gives it (with ``--json``, on standard error, so standard
-output stays one JSON document).
+output stays one JSON document). When Salesforce cannot be asked how a submitted deploy
+ended, the run is recorded with outcome ``unknown`` and the components it carried (so
+``undeploy`` removes them) and, with ``--json``, printed before the error. A trigger that a
+timed-out or unknown deploy may have installed is retired by the next deploy of the other
+trigger. ``--dry-run`` contacts no org, so any valid ``--api-version`` is taken (a flow
+still needs 53.0 or later).
 
 Tests may put a ``deployer.deploy.Timing`` in ``CliState.extra["deploy_timing"]``.
 """
@@ -30,6 +35,7 @@ from deployer.package import (
     PINNED_API_VERSION,
     PackageSpec,
     Trigger,
+    deploy_components,
     render_deploy_package,
     validate_api_version,
     write_package,
@@ -42,7 +48,11 @@ from receiver.cli._options import (
     state_from,
     store_session,
 )
-from receiver.deployments import components_to_remove, deployed_trigger, record_deployment
+from receiver.deployments import (
+    components_to_remove,
+    possibly_installed_triggers,
+    record_deployment,
+)
 from receiver.models import DeploymentCreate
 from receiver.organizations import get_organization, reveal_token, webhook_url
 from sf_metadata.errors import PreflightError, SalesforceError, UsageError
@@ -88,25 +98,33 @@ class _OrgFacts:
     name: str
     salesforce_org_id: str
     webhook_url: str
-    previous_trigger: Trigger | None
+    installed_triggers: tuple[Trigger, ...]
     recorded_components: list[str]
+
+    def previous_trigger(self, trigger: Trigger) -> Trigger | None:
+        """The trigger a deploy of ``trigger`` must treat as deployed before: the other
+        one whenever it may be installed (so it is retired), else ``trigger`` or ``None``."""
+        others = [t for t in self.installed_triggers if t != trigger]
+        if others:
+            return others[0]
+        return trigger if trigger in self.installed_triggers else None
 
 
 def _org_facts(ctx: click.Context, organization: str) -> _OrgFacts:
     with store_session(ctx) as session:
         org = get_organization(session, organization)
         url = webhook_url(org, reveal_token(org, secret_key_from(ctx)))
-        previous = deployed_trigger(session, org.id)
-        trigger: Trigger | None = None
-        if previous == "workflow":
-            trigger = "workflow"
-        elif previous == "flow":
-            trigger = "flow"
+        installed: list[Trigger] = []
+        for name in possibly_installed_triggers(session, org.id):
+            if name == "workflow":
+                installed.append("workflow")
+            elif name == "flow":
+                installed.append("flow")
         return _OrgFacts(
             name=org.id,
             salesforce_org_id=org.salesforce_org_id,
             webhook_url=url,
-            previous_trigger=trigger,
+            installed_triggers=tuple(installed),
             recorded_components=components_to_remove(session, org.id),
         )
 
@@ -238,6 +256,7 @@ def deploy(ctx: click.Context, /, organization: str, trigger: Trigger, check_onl
         custom_fields=tuple(sorted({*report.custom_fields, *custom_fields})),
     )
     seen: list[str] = []
+    previous = facts.previous_trigger(trigger)
 
     def announce(deploy_id: str) -> None:
         seen.append(deploy_id)
@@ -245,18 +264,33 @@ def deploy(ctx: click.Context, /, organization: str, trigger: Trigger, check_onl
 
     try:
         outcome = deploy_package(client, spec, check_only=check_only,
-                                 previous_trigger=facts.previous_trigger,
+                                 previous_trigger=previous,
                                  timing=_timing(ctx), on_deploy_id=announce)
     except SalesforceError as error:
-        if seen:
-            _record(ctx, facts, DeployOutcome(
+        if seen:  # submitted: it may have gone through, so record what it carried
+            unknown = DeployOutcome(
                 kind="check-only" if check_only else "deploy", trigger=trigger,
-                api_version=spec.api_version, components=(), deploy_id=seen[0],
-                outcome="failed", problems=error.problems))
+                api_version=spec.api_version,
+                components=(*deploy_components(trigger), *_retiring(trigger, previous,
+                                                                     check_only)),
+                deploy_id=seen[0], outcome="unknown",
+                problems=(*error.problems, f"How deploy {seen[0]} ended is unknown: see "
+                          "Setup > Deployment Status"))
+            _record(ctx, facts, unknown)
+            if as_json:
+                click.echo(json.dumps(unknown.to_json(), indent=2))
         raise
     _record(ctx, facts, outcome)
     _print_outcome(outcome, as_json)
     outcome.raise_for_outcome()
+
+
+def _retiring(trigger: Trigger, previous: Trigger | None, check_only: bool) -> tuple[str, ...]:
+    """What :func:`deploy_package` retires when switching from ``previous`` to ``trigger``."""
+    if check_only or previous is None or previous == trigger:
+        return ()
+    ours = deploy_components(trigger)
+    return tuple(c for c in deploy_components(previous) if c not in ours)
 
 
 def _dry_run(facts: _OrgFacts, trigger: Trigger, integration_user: str | None,
@@ -270,7 +304,7 @@ def _dry_run(facts: _OrgFacts, trigger: Trigger, integration_user: str | None,
     if problems:
         raise UsageError(problems[0], problems=problems)
     assert out is not None and integration_user is not None
-    version, version_problems = choose_api_version(api_version, PINNED_API_VERSION, trigger)
+    version, version_problems = choose_api_version(api_version, None, trigger)
     if version_problems:
         raise UsageError(version_problems[0], problems=version_problems)
     _, warnings = check_webhook_url(facts.webhook_url, real_deploy=False)

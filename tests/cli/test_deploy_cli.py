@@ -258,3 +258,68 @@ def test_no_credentials_names_every_kind(harness: Harness) -> None:
     assert result.exit_code == 2
     for flag in ("--access-token", "--private-key-file", "--consumer-secret", "--security-token"):
         assert flag in result.stderr
+
+
+def test_switch_to_flow_when_the_rule_is_already_gone(harness: Harness) -> None:
+    first = harness.run("deploy_workflow", _deploy())
+    assert first.exit_code == 0, first.stderr
+    switch = harness.run("switch_workflow_to_flow_rule_gone", _deploy("--trigger", "flow"))
+    assert switch.exit_code == 0, switch.stderr
+    assert "warning: " in switch.stderr and "No WorkflowRule named" in switch.stderr
+    assert f"retired: {RULE}" in switch.stdout
+    assert harness.deployments()[-1]["outcome"] == "succeeded"
+
+
+def test_status_fault_after_the_deploy_id_records_what_the_deploy_carried(
+        harness: Harness) -> None:
+    result = harness.run("deploy_status_fault", [*_deploy(), "--json"])
+    assert result.exit_code != 0
+    data = json.loads(result.stdout)
+    assert data["deployId"] == DEPLOY_ID and data["outcome"] == "unknown"
+    assert data["components"] == [OM, RULE]
+    assert any("UNKNOWN_EXCEPTION" in p for p in data["problems"])
+    assert "UNKNOWN_EXCEPTION" in result.stderr
+    [row] = harness.deployments()
+    assert row["outcome"] == "unknown" and row["components"] == [OM, RULE]
+    assert row["deploy_id"] == DEPLOY_ID
+
+
+def test_after_a_timed_out_workflow_deploy_a_flow_deploy_retires_the_rule(
+        tmp_path: Path) -> None:
+    harness = Harness(tmp_path, timeout=2.0)
+    harness.add_org()
+    timed_out = harness.run("deploy_timeout", _deploy())
+    assert timed_out.exit_code == 7
+    switch = harness.run("switch_workflow_to_flow", _deploy("--trigger", "flow"))
+    assert switch.exit_code == 0, switch.stderr
+    assert f"retired: {RULE}" in switch.stdout
+
+
+def test_dry_run_takes_any_api_version_the_org_cannot_refuse(harness: Harness,
+                                                             tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = harness.run("no_such_cassette", [
+        "deploy", ORG, "--dry-run", "--out", str(out), "--api-version", "64.0",
+        "--integration-user", INTEGRATION_USER], all_played=False)
+    assert result.exit_code == 0, result.stderr
+    assert "<version>64.0</version>" in (out / "package.xml").read_text()
+    low = harness.run("no_such_cassette", [
+        "deploy", ORG, "--dry-run", "--out", str(out), "--api-version", "52.0",
+        "--trigger", "flow", "--integration-user", INTEGRATION_USER], all_played=False)
+    assert low.exit_code == 2 and "53.0" in low.stderr
+
+
+def test_dry_run_removes_its_own_earlier_files_only(harness: Harness, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    base = ["deploy", ORG, "--dry-run", "--out", str(out), "--integration-user",
+            INTEGRATION_USER]
+    first = harness.run("no_such_cassette", [*base, "--trigger", "flow"], all_played=False)
+    assert first.exit_code == 0, first.stderr
+    (out / "notes.txt").write_text("mine")
+    (out / "destructiveChangesPost.xml").write_text("<Package/>")
+    second = harness.run("no_such_cassette", [*base, "--trigger", "workflow"],
+                         all_played=False)
+    assert second.exit_code == 0, second.stderr
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert written == ["notes.txt", "package.xml", "workflows/User.workflow"]
+    assert not (out / "flows").exists()

@@ -1,7 +1,7 @@
 """vcrpy set-up for the deployer's cassettes (``cassettes/`` at the project root).
 
 ``record_mode="none"``: tests never touch the network. The recording hooks
-(:class:`Scrubber`) remove session ids, access tokens, client secrets, JWT assertions,
+(:class:`Scrubber`) remove session ids, SOAP login usernames / passwords, access tokens, client secrets, JWT assertions,
 webhook tokens and real org ids / instance hosts before anything is written, and replace
 the base64 deploy zip with the list of its files (so matching still sees what was sent).
 vcrpy applies the request hook at playback too, so live requests match scrubbed ones.
@@ -33,7 +33,10 @@ _PLACEHOLDER_ORG = re.compile(r"^00D0{9}[0-9]{3}")
 _SESSION_ID = re.compile(r"00D[0-9A-Za-z]{12,15}![0-9A-Za-z._]+")
 _SF_HOST = re.compile(r"\b[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*\.(?:salesforce|force)\.com\b")
 _KEEP_HOSTS = {HOST, "login.salesforce.com", "test.salesforce.com"}
-_XML_SECRET = re.compile(r"<(?P<p>(?:\w+:)?sessionId)>[^<]*</(?P=p)>")
+_XML_SECRET = re.compile(
+    r"<(?P<p>(?:[\w.-]+:)?(?:sessionId|password|username|securityToken))(?P<a>\s[^>]*)?>"
+    r"[^<]*</(?P=p)\s*>"
+)
 _ZIP = re.compile(r"<(?P<p>(?:\w+:)?ZipFile)>(?P<zip>[^<]*)</(?P=p)>")
 _JSON_SECRETS = ("access_token", "refresh_token", "signature", "id_token")
 _FORM_SECRETS = ("client_secret", "client_id", "assertion", "password", "username")
@@ -59,7 +62,7 @@ class Scrubber:
     def text(self, text: str) -> str:
         """Scrub one body or URI."""
         text = _SESSION_ID.sub(ELIDED, text)
-        text = _XML_SECRET.sub(lambda m: f"<{m['p']}>{ELIDED}</{m['p']}>", text)
+        text = _XML_SECRET.sub(lambda m: f"<{m['p']}{m['a'] or ''}>{ELIDED}</{m['p']}>", text)
         text = _ZIP.sub(lambda m: f"<{m['p']}>{zip_listing(m['zip'])}</{m['p']}>", text)
         text = _WEBHOOK_TOKEN.sub(lambda m: m.group(1) + ELIDED, text)
         text = _ORG_ID.sub(self._org, text)

@@ -331,7 +331,21 @@ def scenarios() -> dict[str, list[Interaction]]:
                                     token_call(), done_wf],
         "expired_session_direct": [rest("/services/data/", [{"message": "Session expired or invalid",
                                                              "errorCode": "INVALID_SESSION_ID"}], status=401)],
-        "switch_workflow_to_flow": [*preflight_calls(), deploy_call(switch_files),
+        # Salesforce took the deploy, then checkDeployStatus failed: how it ended is unknown
+        "deploy_status_fault": [*preflight_calls(), deploy_call(wf_files),
+                                status_call("InProgress", done=False, deployed=1, total=3),
+                                fault_call("checkDeployStatus", "UNKNOWN_EXCEPTION",
+                                           "An unexpected error occurred")],
+        # the rule is already gone (deleted in Setup): ignoreWarnings turns Salesforce's
+        # "No WorkflowRule named" into a warning (reference metadata-deploy-bugs.md #5)
+        "switch_workflow_to_flow_rule_gone": [
+            *preflight_calls(), deploy_call(switch_files, ignore_warnings=True),
+            status_call("Succeeded", done=True, ok=True, deployed=3, total=4, details=[
+                *FLOW_OK, failure(WORKFLOW_RULE, "destructiveChangesPost.xml",
+                                  f"No WorkflowRule named: User.{WORKFLOW_RULE.split('.', 1)[1]} found",
+                                  problem_type="Warning")]),
+            flow_definition(active=FLOW_V2, latest=FLOW_V2)],
+        "switch_workflow_to_flow": [*preflight_calls(), deploy_call(switch_files, ignore_warnings=True),
                                     status_call("Succeeded", done=True, ok=True, deployed=4, total=4,
                                                 details=[*FLOW_OK, success(WORKFLOW_RULE, WF, deleted=True)]),
                                     flow_definition(active=FLOW_V2, latest=FLOW_V2)],

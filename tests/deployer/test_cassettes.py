@@ -18,7 +18,12 @@ SCENARIOS = [
     "deploy_flow_inactive", "deploy_timeout", "preflight_missing_permission",
     "preflight_no_call_center", "preflight_other_org", "expired_session_refresh",
     "expired_session_direct", "switch_workflow_to_flow", "undeploy", "undeploy_rerun",
+    "switch_workflow_to_flow_rule_gone", "deploy_status_fault",
 ]
+#: Elements a SOAP login (or any envelope) carries secrets in, with any namespace prefix.
+XML_SECRETS = re.compile(
+    r"<((?:[\w.-]+:)?(?:sessionId|password|username|securityToken))(?:\s[^>]*)?>([^<]*)<"
+)
 SESSION_ID = re.compile(r"00D[0-9A-Za-z]{12,15}![0-9A-Za-z._]+")
 ORG_ID = re.compile(r"\b00D[0-9A-Za-z]{12}(?:[0-9A-Za-z]{3})?\b")
 PLACEHOLDER = re.compile(r"^00D0{9}[0-9]{3}")
@@ -41,8 +46,10 @@ def test_cassette_holds_no_secret(name: str) -> None:
         assert pattern not in text
     for match in re.finditer(r"token=([^&\"'<\s]+)", text):
         assert match.group(1) in (ELIDED, "%2A%2AElided%2A%2A")
-    for match in re.finditer(r"<(?:\w+:)?(sessionId|ZipFile)>([^<]*)<", text):
-        assert match.group(2) == ELIDED or match.group(2).startswith("files=")
+    for match in re.finditer(r"<(?:\w+:)?ZipFile>([^<]*)<", text):
+        assert match.group(1).startswith("files=")
+    for match in XML_SECRETS.finditer(text):
+        assert match.group(2) == ELIDED, match.group(1)
     for interaction in data["interactions"]:
         body = interaction["response"]["body"]["string"]
         if body.startswith("{"):
@@ -77,3 +84,27 @@ def test_scrubber_removes_what_a_live_recording_holds() -> None:
     soap = scrubber.text("<sessionId>00D5g000004XyZa!AQ0AQreal</sessionId>"
                          "<endpointUrl>https://h.example.com/w?token=abc&amp;x=1</endpointUrl>")
     assert "AQ0AQreal" not in soap and "token=abc" not in soap
+
+
+SOAP_LOGIN = (
+    '<?xml version="1.0" encoding="utf-8" ?><env:Envelope '
+    'xmlns:env="http://schemas.xmlsoap.org/soap/envelope/"><env:Body>'
+    '<n1:login xmlns:n1="urn:partner.soap.sforce.com">'
+    "<n1:username>admin@acme-real.example.com</n1:username>"
+    "<n1:password>Hunter2&amp;pw1234TOKENabcdef</n1:password></n1:login>"
+    "</env:Body></env:Envelope>"
+)
+
+
+def test_scrubber_removes_soap_login_username_and_password() -> None:
+    request = Request("POST", "https://login.salesforce.com/services/Soap/u/62.0",
+                      SOAP_LOGIN.encode(), {"SOAPAction": "login"})
+    body = Scrubber().request(request).body.decode()
+    assert "Hunter2" not in body and "TOKENabcdef" not in body
+    assert "admin@acme-real" not in body
+    assert f"<n1:password>{ELIDED}</n1:password>" in body
+    assert f"<n1:username>{ELIDED}</n1:username>" in body
+    for variant in ("<password>pw</password>", '<urn:password xsi:type="x">pw</urn:password>',
+                    "<sf.x:securityToken>pw</sf.x:securityToken>"):
+        scrubbed = Scrubber().text(variant)
+        assert ">pw<" not in scrubbed and ELIDED in scrubbed

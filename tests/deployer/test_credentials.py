@@ -52,7 +52,25 @@ def test_unreadable_key_file_and_nothing_complete() -> None:
         resolve_credentials({"username": "u", "consumer_key": "c",
                              "private_key_file": "/nonexistent/key.pem"}, {})
     with pytest.raises(CredentialsError, match="no complete Salesforce credentials"):
-        resolve_credentials(NONE, {"SF_USERNAME": "only-a-username"})
+        resolve_credentials(NONE, {})
+
+
+@pytest.mark.parametrize(("given", "needs"), [
+    ({"username": "u", "consumer_key": "c"},
+     "JWT bearer also needs --private-key-file/SF_PRIVATE_KEY_FILE ("),
+    ({"instance_url": "https://a.my.salesforce.com"},
+     "an existing session also needs --access-token/SF_ACCESS_TOKEN ("),
+    ({"consumer_key": "c"}, "client credentials also needs --consumer-secret/SF_CONSUMER_SECRET"),
+    ({"username": "u", "password": "p"},
+     "SOAP login also needs --security-token/SF_SECURITY_TOKEN ("),
+    ({"username": "u"}, "JWT bearer also needs --consumer-key/SF_CONSUMER_KEY and "
+                        "--private-key-file/SF_PRIVATE_KEY_FILE"),
+])
+def test_partial_credentials_name_the_missing_piece(given: dict[str, str | None],
+                                                    needs: str) -> None:
+    with pytest.raises(CredentialsError) as raised:
+        resolve_credentials(given, {})
+    assert str(raised.value).startswith(needs)
 
 
 def test_repr_hides_secrets() -> None:

@@ -11,8 +11,8 @@ import pytest
 from deployer._client import OrgClient
 from deployer.deploy import Timing, deploy_package, undeploy
 from deployer.package import FLOW, OUTBOUND_MESSAGE, WORKFLOW_RULE, PackageSpec
-from sf_metadata.errors import DeployFailed, DeployTimeout
-from tests.deployer.cassette_builder import FLOW_OK, WORKFLOW_OK, failure, status_call
+from sf_metadata.errors import AuthenticationError, DeployFailed, DeployTimeout, SalesforceError
+from tests.deployer.cassette_builder import FLOW_OK, WORKFLOW_OK, failure, status_call, success
 
 WF = "workflows/User.workflow"
 
@@ -20,14 +20,24 @@ WF = "workflows/User.workflow"
 class FakeOrg:
     """Answers Tooling queries for one flow and replays checkDeployStatus bodies."""
 
-    def __init__(self, statuses: list[bytes], *, flow_active: bool = True) -> None:
+    def __init__(self, statuses: list[bytes], *, flow_active: bool = True,
+                 flow_exists: bool = True) -> None:
         self.api_version = "62.0"
         self.statuses = statuses
         self.flow_active = flow_active
+        self.flow_exists = flow_exists
         self.calls: list[tuple[str, Any]] = []
+        self.ignore_warnings: list[bool] = []
+        #: raised by the named call (``"status"``, ``"delete"``, ``"definition"``)
+        self.fail: dict[str, Exception] = {}
 
     def tooling_query(self, soql: str) -> list[dict[str, Any]]:
         self.calls.append(("query", soql.split(" FROM ")[1].split(" ")[0]))
+        if "FROM FlowDefinition" in soql and "definition" in self.fail and any(
+                c[0] == "deploy" for c in self.calls):
+            raise self.fail["definition"]
+        if not self.flow_exists:
+            return []
         if "FROM FlowDefinition" in soql:
             active = "301A" if self.flow_active else None
             return [{"Id": "300A", "ActiveVersionId": active, "LatestVersionId": "301A"}]
@@ -41,6 +51,8 @@ class FakeOrg:
 
     def tooling_delete(self, path: str) -> bool:
         self.calls.append(("delete", path))
+        if "delete" in self.fail:
+            raise self.fail["delete"]
         return True
 
     def metadata_call(self, action: str, render: Callable[[str], bytes]) -> bytes:
@@ -48,9 +60,12 @@ class FakeOrg:
         if action == "deploy":
             check_only = "<met:checkOnly>true</met:checkOnly>" in body
             self.calls.append(("deploy", "checkOnly" if check_only else "deploy"))
+            self.ignore_warnings.append("<met:ignoreWarnings>true</met:ignoreWarnings>" in body)
             return (b'<e:Envelope xmlns:e="http://schemas.xmlsoap.org/soap/envelope/" '
                     b'xmlns="http://soap.sforce.com/2006/04/metadata"><e:Body><deployResponse>'
                     b"<result><id>0Af1</id></result></deployResponse></e:Body></e:Envelope>")
+        if "status" in self.fail:
+            raise self.fail["status"]
         return self.statuses.pop(0)
 
 
@@ -170,3 +185,101 @@ def test_client_maps_simple_salesforce_errors_into_the_tree() -> None:
     with pytest.raises(AuthenticationError, match="again"):
         refreshable._call(expired, "a query")
     assert logins == ["62.0", "62.0", "62.0"]  # two clients + exactly one re-login
+
+
+RULE_GONE = f"No WorkflowRule named: User.{WORKFLOW_RULE.split('.', 1)[1]} found"
+
+
+def _clocked(timeout: float) -> Timing:
+    clock = [0.0]
+
+    def sleep(seconds: float) -> None:
+        clock[0] += seconds
+
+    return Timing(timeout=timeout, sleep=sleep, clock=lambda: clock[0])
+
+
+def test_workflow_to_flow_sends_ignore_warnings_and_takes_a_rule_already_gone() -> None:
+    org = FakeOrg([_status("Succeeded", done=True, ok=True, details=[
+        *FLOW_OK, failure(WORKFLOW_RULE, "destructiveChangesPost.xml", RULE_GONE,
+                          problem_type="Warning")])])
+    outcome = deploy_package(_client(org), _spec("flow"), previous_trigger="workflow")
+    assert org.ignore_warnings == [True]
+    assert outcome.outcome == "succeeded", outcome.problems
+    assert outcome.retired == (WORKFLOW_RULE,)
+    assert any(RULE_GONE in w for w in outcome.warnings)
+
+
+def test_plain_deploy_keeps_warnings_fatal() -> None:
+    org = FakeOrg([_status("Succeeded", done=True, ok=True, details=WORKFLOW_OK)])
+    deploy_package(_client(org), _spec("workflow"))
+    assert org.ignore_warnings == [False]
+
+
+def test_failed_deploy_with_only_warnings_reports_them_as_problems() -> None:
+    org = FakeOrg([_status("Failed", done=True, details=[
+        failure(WORKFLOW_RULE, "destructiveChangesPost.xml", RULE_GONE, problem_type="Warning")])])
+    outcome = deploy_package(_client(org), _spec("flow"), previous_trigger="workflow")
+    assert outcome.outcome == "failed"
+    assert RULE_GONE in outcome.problems[0]
+    assert not any("no reason given" in p for p in outcome.problems)
+    assert outcome.retired == ()
+
+
+@pytest.mark.parametrize("error", [SalesforceError("network down"),
+                                   AuthenticationError("session expired")])
+def test_flow_to_workflow_reactivates_the_flow_when_the_deploy_raises(error: Exception) -> None:
+    org = FakeOrg([])
+    org.fail["status"] = error
+    with pytest.raises(type(error)) as raised:
+        deploy_package(_client(org), _spec("workflow"), previous_trigger="flow")
+    assert raised.value is error
+    assert [c for c in org.calls if c[0] == "patch"] == [("patch", 0), ("patch", 3)]
+    assert org.flow_active
+
+
+def test_flow_to_workflow_timeout_keeps_the_flow_off_and_says_so() -> None:
+    org = FakeOrg([_status("InProgress", done=False)] * 10)
+    outcome = deploy_package(_client(org), _spec("workflow"), previous_trigger="flow",
+                             timing=_clocked(3.0))
+    assert outcome.outcome == "timeout"
+    assert outcome.retired == ()
+    assert [c for c in org.calls if c[0] == "patch"] == [("patch", 0)]
+    assert not any(c[0] == "delete" for c in org.calls)
+    [note] = [p for p in outcome.problems if "Agent_Auto_Provision_User_Sync_Flow" in p]
+    assert "Setup > Flows" in note and "0Af1" in note
+    with pytest.raises(DeployTimeout) as raised:
+        outcome.raise_for_outcome()
+    assert note in raised.value.problems
+
+
+def test_flow_to_workflow_with_the_flow_already_gone() -> None:
+    org = FakeOrg([_status("Succeeded", done=True, ok=True, details=WORKFLOW_OK)],
+                  flow_exists=False)
+    outcome = deploy_package(_client(org), _spec("workflow"), previous_trigger="flow")
+    assert outcome.outcome == "succeeded"
+    assert not any(c[0] in ("patch", "delete") for c in org.calls)
+
+
+def test_tooling_errors_after_the_deploy_become_warnings() -> None:
+    org = FakeOrg([_status("Succeeded", done=True, ok=True, details=WORKFLOW_OK)])
+    org.fail["delete"] = SalesforceError("HTTP 500")
+    outcome = deploy_package(_client(org), _spec("workflow"), previous_trigger="flow")
+    assert outcome.outcome == "succeeded" and outcome.deploy_id == "0Af1"
+    assert outcome.retired == (FLOW,)
+    assert any("could not be deleted" in w and "HTTP 500" in w for w in outcome.warnings)
+
+    org = FakeOrg([_status("Succeeded", done=True, ok=True, details=FLOW_OK)])
+    org.fail["definition"] = SalesforceError("HTTP 503")
+    outcome = deploy_package(_client(org), _spec("flow"))
+    assert outcome.outcome == "succeeded"
+    assert any("FlowDefinition" in w and "HTTP 503" in w for w in outcome.warnings)
+
+
+def test_rule_gone_is_only_excused_for_what_we_retire() -> None:
+    org = FakeOrg([_status("Succeeded", done=True, ok=True, details=[
+        success(OUTBOUND_MESSAGE, WF),
+        failure(WORKFLOW_RULE, WF, RULE_GONE, problem_type="Warning")])])
+    outcome = deploy_package(_client(org), _spec("workflow"))
+    assert outcome.outcome == "failed"
+    assert WORKFLOW_RULE in outcome.problems[0]

@@ -15,6 +15,7 @@ from receiver.deployments import (
     components_to_remove,
     deployed_trigger,
     latest_deployments,
+    possibly_installed_triggers,
     record_deployment,
 )
 from receiver.models import DeploymentCreate
@@ -62,3 +63,23 @@ def test_trigger_follows_installed_deploys_and_undeploy(session: Session) -> Non
     newest = latest_deployments(session, "acme", limit=2)
     assert [d.kind for d in newest] == ["undeploy", "deploy"]
     assert newest[0].created_at.tzinfo is not None
+
+
+@pytest.mark.parametrize("outcome", ["timeout", "unknown"])
+def test_an_unsure_deploy_may_have_installed_its_trigger(session: Session, outcome: str) -> None:
+    _row(session, "deploy", "workflow", "succeeded", OM, RULE)
+    _row(session, "deploy", "flow", outcome, OM, FLOW)
+    assert deployed_trigger(session, "acme") == "flow"
+    assert possibly_installed_triggers(session, "acme") == ["flow", "workflow"]
+    assert components_to_remove(session, "acme") == [FLOW, OM, RULE]
+    _row(session, "deploy", "workflow", "succeeded", OM, RULE)  # retired the flow
+    assert possibly_installed_triggers(session, "acme") == ["workflow"]
+    _row(session, "deploy", "flow", "failed", OM, FLOW)  # rolled back
+    assert possibly_installed_triggers(session, "acme") == ["workflow"]
+    _row(session, "undeploy", None, "succeeded", FLOW, OM, RULE)
+    assert possibly_installed_triggers(session, "acme") == []
+
+
+def test_components_of_an_unknown_deploy_are_removed(session: Session) -> None:
+    _row(session, "deploy", "flow", "unknown", OM, FLOW)
+    assert components_to_remove(session, "acme") == [FLOW, OM]

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import pytest
 
-from deployer.preflight import choose_api_version, custom_user_fields, soql_quote
-from sf_metadata.errors import UsageError
+from deployer._client import OrgClient
+from deployer.preflight import (
+    _check_call_center,
+    choose_api_version,
+    custom_user_fields,
+    soql_quote,
+)
+from sf_metadata.errors import AuthenticationError, SalesforceError, UsageError
 
 
 def test_pinned_version_capped_at_org_max() -> None:
@@ -37,3 +45,25 @@ def test_custom_fields_leave_out_long_text_and_encrypted() -> None:
 
 def test_soql_quote_escapes() -> None:
     assert soql_quote("o'brien\\x@example.com") == "'o\\'brien\\\\x@example.com'"
+
+
+def test_dry_run_version_has_no_org_maximum() -> None:
+    assert choose_api_version("64.0", None, "flow") == ("64.0", [])
+    assert choose_api_version(None, None, "workflow") == ("62.0", [])
+    _, problems = choose_api_version("52.0", None, "flow")
+    assert "53.0" in problems[0]
+
+
+class _Failing:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def query(self, soql: str) -> list[dict[str, Any]]:
+        raise self.error
+
+
+def test_call_center_check_lets_an_expired_session_through() -> None:
+    with pytest.raises(AuthenticationError):
+        _check_call_center(cast(OrgClient, _Failing(AuthenticationError("expired"))))
+    [problem] = _check_call_center(cast(OrgClient, _Failing(SalesforceError("HTTP 403"))))
+    assert "PermissionsViewSetup" in problem
