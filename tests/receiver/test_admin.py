@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from sqlalchemy.engine import Engine
-from starlette.exceptions import StarletteDeprecationWarning
 
 from receiver.app import create_app
 from receiver.db import transaction
@@ -20,14 +17,10 @@ from receiver.settings import Settings
 from sf_metadata.ids import to_15
 from tests.conftest import MakeOrganization
 from tests.factories import make_notification, make_outbound_message, sf_id
-
-with warnings.catch_warnings():  # starlette 1.x prefers httpx2; httpx works the same here
-    warnings.simplefilter("ignore", StarletteDeprecationWarning)
-    from starlette.testclient import TestClient
+from tests.receiver._harness import NOW, TestClient
 
 ADMIN = "admin-secret-for-tests"
 AUTH = {"authorization": f"Bearer {ADMIN}"}
-NOW = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
 
 
 @dataclass

@@ -13,140 +13,42 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-import warnings
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Callable
 from typing import Any
-from xml.etree import ElementTree
 
 import pytest
 from click.testing import CliRunner
-from pydantic import SecretStr
-from sqlalchemy.engine import Engine
 from sqlmodel import select
-from starlette.exceptions import StarletteDeprecationWarning
 
-from receiver.app import create_app
 from receiver.cli import main
 from receiver.db import transaction
-from receiver.models import Agent, AgentSession, ProvisioningEvent, ProvisioningMessage
+from receiver.models import AgentSession
 from receiver.organizations import webhook_path
 from receiver.provisioning import apply_and_commit
 from receiver.sessions import StartStatus, is_session_active, start_session
-from receiver.settings import Settings
 from sf_metadata.ids import to_15
 from sf_metadata.mapping import agent_username
-from sf_metadata.soap import parse_outbound_message, render_ack
-from tests.conftest import MakeOrganization, org_sf_id
-from tests.factories import NIL, make_notification, make_outbound_message, sf_id
+from sf_metadata.soap import parse_outbound_message
+from tests.conftest import org_sf_id
+from tests.factories import NIL, make_notification, sf_id
+from tests.receiver._harness import (
+    ADMIN_TOKEN,
+    NOW,
+    SOAPENV,
+    MakeReceiver,
+    Receiver,
+    assert_ack,
+    fault_string,
+)
 
-with warnings.catch_warnings():  # starlette 1.x prefers httpx2; httpx works the same here
-    warnings.simplefilter("ignore", StarletteDeprecationWarning)
-    from starlette.testclient import TestClient
-
-SOAPENV = "http://schemas.xmlsoap.org/soap/envelope/"
-OUTBOUND = "http://soap.sforce.com/2005/09/outbound"
-NOW = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
-ADMIN = {"authorization": "Bearer admin-secret"}
+ADMIN = {"authorization": f"Bearer {ADMIN_TOKEN}"}
 T0, T1, T2, T3 = (f"2026-11-20T1{h}:00:00.000Z" for h in range(4))
-
-
-@dataclass
-class Receiver:
-    """A running app (TestClient) plus the organization it serves."""
-
-    client: TestClient
-    engine: Engine
-    name: str
-    token: str
-    salesforce_org_id: str
-    app: Any
-
-    def post(self, body: bytes, *, params: Any = "default",
-             headers: dict[str, str] | None = None) -> Any:
-        query = {"token": self.token} if params == "default" else params
-        return self.client.post(webhook_path(self.name), params=query, content=body,
-                                headers={"content-type": "text/xml; charset=UTF-8",
-                                         **(headers or {})})
-
-    def message(self, *notifications: dict[str, Any], **kw: Any) -> bytes:
-        kw.setdefault("organization_id", self.salesforce_org_id)
-        return make_outbound_message(list(notifications), **kw)
-
-    def agents(self) -> dict[str, Agent]:
-        with transaction(self.engine) as session:
-            rows = session.exec(select(Agent).where(Agent.organization_id == self.name))
-            return {a.crm_id: a for a in rows}
-
-    def usernames(self) -> dict[str, str | None]:
-        return {crm: a.username for crm, a in self.agents().items()}
-
-    def log(self) -> list[tuple[ProvisioningMessage, list[ProvisioningEvent]]]:
-        with transaction(self.engine) as session:
-            messages = list(session.exec(
-                select(ProvisioningMessage)
-                .where(ProvisioningMessage.organization_id == self.name)
-                .order_by(ProvisioningMessage.id)))  # type: ignore[arg-type]
-            out = []
-            for m in messages:
-                events = list(session.exec(
-                    select(ProvisioningEvent).where(ProvisioningEvent.message_id == m.id)
-                    .order_by(ProvisioningEvent.position)))  # type: ignore[arg-type]
-                out.append((m, events))
-            return out
-
-    def actions(self) -> list[str]:
-        """Actions of the last logged message's notifications, in document order."""
-        return [e.action for e in self.log()[-1][1]]
-
-    def reasons(self) -> list[str]:
-        return [e.reason for e in self.log()[-1][1]]
-
-
-MakeReceiver = Callable[..., Receiver]
-
-
-@pytest.fixture
-def make_receiver(engine: Engine, database_url: str,
-                  make_organization: MakeOrganization) -> Iterator[MakeReceiver]:
-    """Factory: ``make_receiver(enabled=True, max_body_bytes=5 MiB) -> Receiver``; server
-    exceptions become 500 answers (as in production) instead of raising in the test."""
-    clients: list[TestClient] = []
-
-    def factory(*, enabled: bool = True, max_body_bytes: int = 5 * 1024 * 1024) -> Receiver:
-        with transaction(engine) as session:
-            org, token = make_organization(session, enabled=enabled)
-            name, sf_org = org.id, org.salesforce_org_id
-        settings = Settings(database_url=database_url, max_body_bytes=max_body_bytes,
-                            admin_token=SecretStr("admin-secret"))
-        app = create_app(settings, engine=engine, clock=lambda: NOW)
-        client = TestClient(app, raise_server_exceptions=False)
-        client.__enter__()
-        clients.append(client)
-        return Receiver(client, engine, name, token, sf_org, app)
-
-    yield factory
-    for client in clients:
-        client.__exit__(None, None, None)
 
 
 @pytest.fixture
 def receiver(make_receiver: MakeReceiver) -> Receiver:
-    return make_receiver()
-
-
-def assert_ack(response: Any) -> None:
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"] == "text/xml; charset=utf-8"
-    assert response.content == render_ack()
-
-
-def fault_string(response: Any) -> str:
-    root = ElementTree.fromstring(response.content)
-    fault = root.find(f"{{{SOAPENV}}}Body/{{{SOAPENV}}}Fault")
-    assert fault is not None, response.text
-    return fault.findtext("faultstring") or ""
+    """Server exceptions become 500 answers (as in production) instead of raising here."""
+    return make_receiver(raise_server_exceptions=False)
 
 
 def assert_rejected_400(receiver: Receiver, response: Any) -> None:
@@ -512,7 +414,7 @@ def _asgi_post(receiver: Receiver, chunks: list[bytes], content_length: str | No
 
 def test_content_length_understating_the_body_cannot_pass_the_limit(
         make_receiver: MakeReceiver) -> None:
-    receiver = make_receiver(max_body_bytes=4096)
+    receiver = make_receiver(max_body_bytes=4096, raise_server_exceptions=False)
     body = receiver.message(*[make_notification() for _ in range(10)])
     assert len(body) > 4096
     chunks = [body[i:i + 700] for i in range(0, len(body), 700)]
@@ -524,7 +426,7 @@ def test_content_length_understating_the_body_cannot_pass_the_limit(
 
 
 def test_content_length_overstating_is_413_before_reading(make_receiver: MakeReceiver) -> None:
-    receiver = make_receiver(max_body_bytes=4096)
+    receiver = make_receiver(max_body_bytes=4096, raise_server_exceptions=False)
     status, body = _asgi_post(receiver, [receiver.message(make_notification())], "999999999999")
     assert status == 413 and b"4096 bytes" in body
 
@@ -755,7 +657,7 @@ def test_inactive_user_never_provisioned_then_older_active_is_stale(receiver: Re
 def test_disabled_feature_does_not_burn_notification_ids(make_receiver: MakeReceiver) -> None:
     from receiver.organizations import set_enabled
 
-    receiver = make_receiver(enabled=False)
+    receiver = make_receiver(enabled=False, raise_server_exceptions=False)
     body = receiver.message(make_notification(user_id=sf_id("005", 86_400)))
     assert_ack(receiver.post(body))
     assert receiver.actions() == ["ignored"]

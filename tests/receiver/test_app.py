@@ -4,14 +4,11 @@ posted through the app give exactly the agents the mapping (CONTRACT section 2) 
 from __future__ import annotations
 
 import logging
-import warnings
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy.engine import Engine
-from starlette.exceptions import StarletteDeprecationWarning
 
 from receiver._logging import (
     RedactSecretsFilter,
@@ -25,14 +22,10 @@ from receiver.app import create_app
 from receiver.db import transaction
 from receiver.organizations import add_organization, set_enabled, webhook_url
 from receiver.settings import Settings
-
-with warnings.catch_warnings():  # starlette 1.x prefers httpx2; httpx works the same here
-    warnings.simplefilter("ignore", StarletteDeprecationWarning)
-    from starlette.testclient import TestClient
+from tests.receiver._harness import NOW, TestClient
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 DEMO_SALESFORCE_ORG_ID = "00D000000000001EAA"
-NOW = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
 
 PROFILE = "00eDn00000PrAg1IAF"
 ROLE = "00EDn00000RoLe1MAF"

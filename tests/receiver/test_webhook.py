@@ -5,136 +5,25 @@ Starlette's TestClient."""
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
-from xml.etree import ElementTree
 
 import pytest
 from sqlalchemy import event, exc
 from sqlalchemy.engine import Engine
 from sqlmodel import select
-from starlette.exceptions import StarletteDeprecationWarning
 
-from receiver.app import create_app
 from receiver.db import transaction
-from receiver.models import Agent, ProcessedNotification, ProvisioningEvent, ProvisioningMessage
+from receiver.models import ProcessedNotification
 from receiver.organizations import set_enabled, webhook_path
-from receiver.settings import Settings
 from sf_metadata.ids import to_15
-from sf_metadata.soap import render_ack
-from tests.conftest import MakeOrganization, org_sf_id
+from tests.conftest import org_sf_id
 from tests.factories import (
     OMIT,
     make_notification,
-    make_outbound_message,
     sf_id,
 )
-
-with warnings.catch_warnings():  # starlette 1.x prefers httpx2; httpx works the same here
-    warnings.simplefilter("ignore", StarletteDeprecationWarning)
-    from starlette.testclient import TestClient
-
-SOAPENV = "http://schemas.xmlsoap.org/soap/envelope/"
-OUTBOUND = "http://soap.sforce.com/2005/09/outbound"
-NOW = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
-
-
-@dataclass
-class Receiver:
-    """A running app plus the organization it serves."""
-
-    client: TestClient
-    engine: Engine
-    name: str
-    token: str
-    salesforce_org_id: str
-
-    def post(self, body: bytes, *, token: str | None = "default", name: str | None = None,
-             headers: dict[str, str] | None = None) -> Any:
-        path = webhook_path(name or self.name)
-        tok = self.token if token == "default" else token
-        params = {} if tok is None else {"token": tok}
-        return self.client.post(path, params=params, content=body, headers={
-            "content-type": "text/xml; charset=UTF-8", "soapaction": '""', **(headers or {})})
-
-    def message(self, *notifications: dict[str, Any], **kw: Any) -> bytes:
-        kw.setdefault("organization_id", self.salesforce_org_id)
-        return make_outbound_message(list(notifications), **kw)
-
-    def agents(self) -> dict[str, Agent]:
-        with transaction(self.engine) as session:
-            rows = session.exec(select(Agent).where(Agent.organization_id == self.name))
-            return {a.crm_id: a for a in rows}
-
-    def log(self) -> list[tuple[ProvisioningMessage, list[ProvisioningEvent]]]:
-        with transaction(self.engine) as session:
-            messages = list(session.exec(
-                select(ProvisioningMessage)
-                .where(ProvisioningMessage.organization_id == self.name)
-                .order_by(ProvisioningMessage.id)))  # type: ignore[arg-type]
-            out = []
-            for m in messages:
-                events = list(session.exec(
-                    select(ProvisioningEvent).where(ProvisioningEvent.message_id == m.id)
-                    .order_by(ProvisioningEvent.position)))  # type: ignore[arg-type]
-                out.append((m, events))
-            return out
-
-    def actions(self) -> list[str]:
-        """Actions of the last logged message's notifications, in document order."""
-        return [e.action for e in self.log()[-1][1]]
-
-
-MakeReceiver = Callable[..., Receiver]
-
-
-@pytest.fixture
-def make_receiver(engine: Engine, database_url: str,
-                  make_organization: MakeOrganization) -> Iterator[MakeReceiver]:
-    """Factory: ``make_receiver(enabled=True, max_body_bytes=5 MiB) -> Receiver``."""
-    clients: list[TestClient] = []
-
-    def factory(*, enabled: bool = True, max_body_bytes: int = 5 * 1024 * 1024) -> Receiver:
-        with transaction(engine) as session:
-            org, token = make_organization(session, enabled=enabled)
-            name, sf_org = org.id, org.salesforce_org_id
-        settings = Settings(database_url=database_url, max_body_bytes=max_body_bytes,
-                            admin_token="admin-secret")
-        client = TestClient(create_app(settings, engine=engine, clock=lambda: NOW))
-        client.__enter__()
-        clients.append(client)
-        return Receiver(client, engine, name, token, sf_org)
-
-    yield factory
-    for client in clients:
-        client.__exit__(None, None, None)
-
-
-@pytest.fixture
-def receiver(make_receiver: MakeReceiver) -> Receiver:
-    return make_receiver()
-
-
-def fault_string(response: Any) -> str:
-    root = ElementTree.fromstring(response.content)
-    fault = root.find(f"{{{SOAPENV}}}Body/{{{SOAPENV}}}Fault")
-    assert fault is not None, response.text
-    assert response.headers["content-type"] == "text/xml; charset=utf-8"
-    return fault.findtext("faultstring") or ""
-
-
-def assert_ack(response: Any) -> None:
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"] == "text/xml; charset=utf-8"
-    assert response.content == render_ack()
-    root = ElementTree.fromstring(response.content)
-    assert root.tag == f"{{{SOAPENV}}}Envelope"
-    ack = root.find(f"{{{SOAPENV}}}Body/{{{OUTBOUND}}}notificationsResponse/{{{OUTBOUND}}}Ack")
-    assert ack is not None and ack.text == "true"
-
+from tests.receiver._harness import MakeReceiver, Receiver, assert_ack, fault_string
 
 # --- the table, row by row, in order ------------------------------------------------------
 
