@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import requests
 from simple_salesforce.api import Salesforce
@@ -205,44 +205,13 @@ def login(
     login at API 65.0 or later, :class:`AuthenticationError` when Salesforce refuses the
     login, :class:`SalesforceError` when it cannot be reached.
     """
-    try:
-        if credentials.kind == "session":
-            return Salesforce(
-                instance_url=credentials.instance_url,
-                session_id=credentials.access_token,
-                version=api_version,
-                session=session,
-            )
-        if credentials.kind == "jwt":
-            return Salesforce(
-                username=credentials.username,
-                consumer_key=credentials.consumer_key,
-                privatekey_file=credentials.private_key_file,
-                domain=credentials.domain,
-                version=api_version,
-                session=session,
-            )
-        if credentials.kind == "client-credentials":
-            return Salesforce(
-                consumer_key=credentials.consumer_key,
-                consumer_secret=credentials.consumer_secret,
-                domain=credentials.domain,
-                version=api_version,
-                session=session,
-            )
-        if float(api_version) > SOAP_LOGIN_MAX_API_VERSION:
-            raise CredentialsError(
-                f"SOAP login (--username/--password/--security-token) is unavailable from "
-                f"API 65.0; API {api_version} was asked: use JWT or client credentials"
-            )
-        return Salesforce(
-            username=credentials.username,
-            password=credentials.password,
-            security_token=credentials.security_token,
-            domain=credentials.domain,
-            version=api_version,
-            session=session,
+    if credentials.kind == "soap-login" and float(api_version) > SOAP_LOGIN_MAX_API_VERSION:
+        raise CredentialsError(
+            f"SOAP login (--username/--password/--security-token) is unavailable from "
+            f"API 65.0; API {api_version} was asked: use JWT or client credentials"
         )
+    try:
+        return Salesforce(**_login_arguments(credentials), version=api_version, session=session)
     except SalesforceAuthenticationFailed as exc:
         raise AuthenticationError(
             f"Salesforce refused the login with {credentials.describe()}: "
@@ -254,6 +223,23 @@ def login(
         raise SalesforceError(
             f"cannot reach Salesforce to log in ({type(exc).__name__})"
         ) from None
+
+
+def _login_arguments(credentials: Credentials) -> dict[str, Any]:
+    """simple-salesforce ``Salesforce(...)`` keyword arguments for each credential kind
+    (``simple_salesforce/api.py``: session id + instance, JWT bearer, client credentials,
+    SOAP username-password login)."""
+    c = credentials
+    if c.kind == "session":
+        return {"instance_url": c.instance_url, "session_id": c.access_token}
+    if c.kind == "jwt":
+        return {"username": c.username, "consumer_key": c.consumer_key,
+                "privatekey_file": c.private_key_file, "domain": c.domain}
+    if c.kind == "client-credentials":
+        return {"consumer_key": c.consumer_key, "consumer_secret": c.consumer_secret,
+                "domain": c.domain}
+    return {"username": c.username, "password": c.password,
+            "security_token": c.security_token, "domain": c.domain}
 
 
 def _auth_reason(exc: SalesforceAuthenticationFailed) -> str:

@@ -47,7 +47,7 @@ from receiver.organizations import verify_token
 from receiver.provisioning import apply_message, prune_processed
 from receiver.provisioning_log import record_message
 from sf_metadata.decision import read_user_changes
-from sf_metadata.errors import EnvelopeError, StoreUnavailable
+from sf_metadata.errors import EnvelopeError, OrganizationNotFound, StoreUnavailable
 from sf_metadata.ids import same_org_id
 from sf_metadata.outbound import OutboundMessage
 from sf_metadata.soap import (
@@ -232,12 +232,13 @@ def _authenticate(engine: Engine, name: str, token: str | None) -> str:
 def _apply(context: ReceiverContext, name: str, message: OutboundMessage) -> Any:
     # The mapping is pure and the costliest CPU part: do it before taking the write lock.
     changes = read_user_changes(message.notifications)
-    with transaction(context.engine) as session:
-        organization = session.get(Organization, name)
-        if organization is None:  # removed between the checks: let Salesforce retry
-            raise StoreUnavailable(f"organization {name} disappeared during the request")
-        return apply_message(session, organization=organization, message=message,
-                             now=context.clock(), hooks=context.hooks, changes=changes)
+    try:
+        with transaction(context.engine) as session:
+            # apply_message locks and reads the organization row itself.
+            return apply_message(session, organization=name, message=message,
+                                 now=context.clock(), hooks=context.hooks, changes=changes)
+    except OrganizationNotFound:  # removed between the checks: let Salesforce retry
+        raise StoreUnavailable(f"organization {name} disappeared during the request") from None
 
 
 def _prune(engine: Engine, older_than: datetime) -> int:
