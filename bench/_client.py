@@ -129,7 +129,9 @@ class Poster:
         queue: asyncio.Queue[int] = asyncio.Queue()
         for i in range(len(self.bodies)):
             queue.put_nowait(i)
-        limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
+        limits = httpx.Limits(
+            max_connections=self.concurrency, max_keepalive_connections=self.concurrency
+        )
         timeout = httpx.Timeout(self.request_timeout)
         async with httpx.AsyncClient(limits=limits, timeout=timeout, trust_env=False) as client:
             workers = [

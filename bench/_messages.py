@@ -63,7 +63,9 @@ _LANGS = ("en_US", "de", "fr", "es", "ja")
 
 def stamp_text(stamp: datetime) -> str:
     """``xsd:dateTime`` as Salesforce sends it: UTC, milliseconds, ``Z``."""
-    return stamp.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
+    return (
+        stamp.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +165,9 @@ def render_message(changes: Sequence[UserChange], *, organization_id: str = BENC
     return (head + body + tail).encode("utf-8")
 
 
-def bench_changes(messages: int, per_message: int = 100, *, run: str = "b") -> list[list[UserChange]]:
+def bench_changes(
+    messages: int, per_message: int = 100, *, run: str = "b"
+) -> list[list[UserChange]]:
     """``messages`` lists of ``per_message`` creates of distinct active users.
 
     User ``i`` of message ``m`` is user number ``m * per_message + i``; notification ids

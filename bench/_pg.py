@@ -58,7 +58,9 @@ def set_outage(server_url: str, database_url: str, down: bool) -> None:
     name = make_url(database_url).database
     engine = _admin(server_url)
     with engine.connect() as conn:
-        conn.execute(sa.text(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS {str(not down).lower()}'))
+        conn.execute(
+            sa.text(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS {str(not down).lower()}')
+        )
         if down:
             _terminate(conn, str(name))
     engine.dispose()

@@ -79,8 +79,14 @@ class Cli:
         """Register and enable ``name``; return its webhook URL (token included)."""
         added = json.loads(
             self.run(
-                "org", "add", name, "--salesforce-org-id", salesforce_org_id,
-                "--base-url", base_url, "--json",
+                "org",
+                "add",
+                name,
+                "--salesforce-org-id",
+                salesforce_org_id,
+                "--base-url",
+                base_url,
+                "--json",
             )
         )
         self.run("org", "enable", name)
@@ -131,12 +137,24 @@ class ServerProcess:
     def start(self, *, start_timeout: float = 60.0) -> ServerProcess:
         """Start the server and wait until it answers HTTP."""
         cmd = [
-            *_agent_provision(), "serve", "--host", "127.0.0.1", "--port", str(self.port),
-            "--workers", str(self.workers), "--database-url", self.database_url,
+            *_agent_provision(),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            str(self.workers),
+            "--database-url",
+            self.database_url,
         ]
         self._log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self._proc = subprocess.Popen(
-            cmd, stdout=self._log, stderr=self._log, env=self.env, cwd=REPO_ROOT,
+            cmd,
+            stdout=self._log,
+            stderr=self._log,
+            env=self.env,
+            cwd=REPO_ROOT,
             start_new_session=True,
         )
         deadline = time.monotonic() + start_timeout

@@ -46,7 +46,9 @@ class Scenario:
     messages: tuple[bytes, ...]
 
 
-def _history(rng: random.Random, user: int, versions: int, run: str, serial: list[int]) -> list[UserChange]:
+def _history(
+    rng: random.Random, user: int, versions: int, run: str, serial: list[int]
+) -> list[UserChange]:
     out: list[UserChange] = []
     active = True
     for version in range(1, versions + 1):

@@ -131,8 +131,10 @@ def run_ingest(args: argparse.Namespace) -> int:
     with store(args.database_url, args.keep) as url, tempfile.TemporaryDirectory() as tmp:
         backend = "postgresql" if is_postgres(url) else url.split(":", 1)[0]
         say(f"store: {backend}, serve --workers {args.workers}")
-        say(f"load: {args.messages} messages x {args.per_message} notifications, "
-            f"{args.clients} concurrent clients ({sum(map(len, bodies)) / 2**20:.1f} MiB)")
+        say(
+            f"load: {args.messages} messages x {args.per_message} notifications, "
+            f"{args.clients} concurrent clients ({sum(map(len, bodies)) / 2**20:.1f} MiB)"
+        )
         server, cli, org, webhook = _serve(url, args, Path(tmp) / "serve.log")
         try:
             start = time.perf_counter()
@@ -149,12 +151,16 @@ def run_ingest(args: argparse.Namespace) -> int:
     say(f"load average after: {_loadavg()}")
     say(f"end to end: {e2e:,.0f} notifications/s ({total} in {elapsed:.2f} s)")
     if acks:
-        say(f"time to Ack per message: p50 {percentile(acks, 50):.1f} ms, "
-            f"p99 {percentile(acks, 99):.1f} ms")
+        say(
+            f"time to Ack per message: p50 {percentile(acks, 50):.1f} ms, "
+            f"p99 {percentile(acks, 99):.1f} ms"
+        )
     say(f"server peak RSS (process tree): {server.peak_rss / 2**20:.0f} MiB")
     floor = measure_floor(bodies, rounds=args.floor_rounds)
-    say(f"floor lxml (parse + extract, 1 process): {floor['lxml']:,.0f} notifications/s"
-        " (per CPU second)")
+    say(
+        f"floor lxml (parse + extract, 1 process): {floor['lxml']:,.0f} notifications/s"
+        " (per CPU second)"
+    )
     say(f"floor defusedxml: {floor['defusedxml']:,.0f} notifications/s")
     if "receiver_parser" in floor:
         say(f"receiver parser (sf_metadata.soap): {floor['receiver_parser']:,.0f} notifications/s")
@@ -177,12 +183,16 @@ def run_soak(args: argparse.Namespace) -> int:
     scenario = build_scenario(users=args.users, versions=args.versions, seed=args.seed, run=run)
     notes = sum(len(b) for b in scenario.batches)
     say(f"machine: {machine()}")
-    say(f"soak: {args.users} users x {args.versions} changes = {len(scenario.changes)} changes "
+    say(
+        f"soak: {args.users} users x {args.versions} changes = {len(scenario.changes)} changes "
         f"in {len(scenario.messages)} messages ({notes} notifications with re-batched and "
-        f"duplicate deliveries), {args.clients} clients, seed {args.seed}")
+        f"duplicate deliveries), {args.clients} clients, seed {args.seed}"
+    )
     with store(args.database_url, args.keep) as url, tempfile.TemporaryDirectory() as tmp:
-        say(f"store: {'postgresql' if is_postgres(url) else url.split(':', 1)[0]}, "
-            f"serve --workers {args.workers}")
+        say(
+            f"store: {'postgresql' if is_postgres(url) else url.split(':', 1)[0]}, "
+            f"serve --workers {args.workers}"
+        )
         server, cli, org, webhook = _serve(url, args, Path(tmp) / "serve.log")
         try:
             start = time.perf_counter()
@@ -197,8 +207,10 @@ def run_soak(args: argparse.Namespace) -> int:
     lost = [d.index for d in deliveries if not d.acked]
     twice = sorted(n for n, count in applied.items() if count > 1)
     missing = sorted({c.notification_id for c in scenario.changes} - logged)
-    say(f"sent {poster.attempts} requests in {elapsed:.2f} s "
-        f"({notes / elapsed:,.0f} notifications/s); {len(agents)} agents")
+    say(
+        f"sent {poster.attempts} requests in {elapsed:.2f} s "
+        f"({notes / elapsed:,.0f} notifications/s); {len(agents)} agents"
+    )
     for line in problems[:20]:
         say(f"MISMATCH {line}")
     checks = {
@@ -213,7 +225,9 @@ def run_soak(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bench.ingest", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.ingest", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--messages", type=int, default=200, help="messages to post (M)")
     parser.add_argument("--per-message", type=int, default=100, help="notifications per message")
     parser.add_argument("--clients", type=int, default=4, help="concurrent clients (K)")

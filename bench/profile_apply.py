@@ -47,8 +47,12 @@ def _run(url: str, bodies: Sequence[bytes], profile: bool) -> tuple[float, float
     now = datetime.now(UTC)
     with transaction(engine) as session:
         add_organization(
-            session, name="profile", salesforce_org_id=BENCH_ORG_ID,
-            base_url="http://127.0.0.1:8000", key=Fernet.generate_key(), now=now,
+            session,
+            name="profile",
+            salesforce_org_id=BENCH_ORG_ID,
+            base_url="http://127.0.0.1:8000",
+            key=Fernet.generate_key(),
+            now=now,
         )
         set_enabled(session, name="profile", enabled=True, now=now)
     profiler = None
@@ -95,12 +99,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.database_url and is_postgres(args.database_url):
                 drop_database(args.database_url, url)
     total = parse_s + apply_s
-    say(f"{count} notifications in {total:.2f} s = {count / total:,.0f} notifications/s "
-          "(1 process, no HTTP)")
-    say(f"parse: {parse_s:.2f} s ({parse_s / total:.0%}), "
-          f"apply + commit: {apply_s:.2f} s ({apply_s / total:.0%})")
-    say(f"per message: parse {parse_s / len(bodies) * 1000:.1f} ms, "
-          f"apply {apply_s / len(bodies) * 1000:.1f} ms")
+    say(
+        f"{count} notifications in {total:.2f} s = {count / total:,.0f} notifications/s "
+        "(1 process, no HTTP)"
+    )
+    say(
+        f"parse: {parse_s:.2f} s ({parse_s / total:.0%}), "
+        f"apply + commit: {apply_s:.2f} s ({apply_s / total:.0%})"
+    )
+    say(
+        f"per message: parse {parse_s / len(bodies) * 1000:.1f} ms, "
+        f"apply {apply_s / len(bodies) * 1000:.1f} ms"
+    )
     return 0
 
 

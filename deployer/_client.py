@@ -134,8 +134,7 @@ class OrgClient:
     def tooling_delete(self, path: str) -> bool:
         """DELETE a Tooling sobject; ``False`` when it was already gone (404)."""
         try:
-            self._call(lambda: self.sf.toolingexecute(path, method="DELETE"), path,
-                       missing_ok=True)
+            self._call(lambda: self.sf.toolingexecute(path, method="DELETE"), path, missing_ok=True)
         except SalesforceResourceNotFound:
             return False
         return True

@@ -189,8 +189,10 @@ def _nearest_partial_set(v: Mapping[str, str | None]) -> str | None:
     if best is None:
         return None
     _, label, missing = best
-    return (f"{label} also needs {' and '.join(_flag(n) for n in missing)} "
-            "(or give another complete set of credentials, see --help)")
+    return (
+        f"{label} also needs {' and '.join(_flag(n) for n in missing)} "
+        "(or give another complete set of credentials, see --help)"
+    )
 
 
 def login(
@@ -220,9 +222,7 @@ def login(
     except _SfError as exc:
         raise SalesforceError(f"Salesforce login failed with HTTP {exc.status}") from None
     except requests.RequestException as exc:
-        raise SalesforceError(
-            f"cannot reach Salesforce to log in ({type(exc).__name__})"
-        ) from None
+        raise SalesforceError(f"cannot reach Salesforce to log in ({type(exc).__name__})") from None
 
 
 def _login_arguments(credentials: Credentials) -> dict[str, Any]:
@@ -233,13 +233,24 @@ def _login_arguments(credentials: Credentials) -> dict[str, Any]:
     if c.kind == "session":
         return {"instance_url": c.instance_url, "session_id": c.access_token}
     if c.kind == "jwt":
-        return {"username": c.username, "consumer_key": c.consumer_key,
-                "privatekey_file": c.private_key_file, "domain": c.domain}
+        return {
+            "username": c.username,
+            "consumer_key": c.consumer_key,
+            "privatekey_file": c.private_key_file,
+            "domain": c.domain,
+        }
     if c.kind == "client-credentials":
-        return {"consumer_key": c.consumer_key, "consumer_secret": c.consumer_secret,
-                "domain": c.domain}
-    return {"username": c.username, "password": c.password,
-            "security_token": c.security_token, "domain": c.domain}
+        return {
+            "consumer_key": c.consumer_key,
+            "consumer_secret": c.consumer_secret,
+            "domain": c.domain,
+        }
+    return {
+        "username": c.username,
+        "password": c.password,
+        "security_token": c.security_token,
+        "domain": c.domain,
+    }
 
 
 def _auth_reason(exc: SalesforceAuthenticationFailed) -> str:

@@ -110,7 +110,10 @@ class DeployOutcome:
 
 
 def _judge(
-    result: DeployResult, expected: Iterable[str], *, workflow: bool,
+    result: DeployResult,
+    expected: Iterable[str],
+    *,
+    workflow: bool,
     retiring: Iterable[str] = (),
 ) -> tuple[Outcome, list[str], list[str]]:
     """``(verdict, problems, warnings)`` for a finished deploy.
@@ -135,7 +138,8 @@ def _judge(
         if not problems and warnings:
             problems.extend(
                 f"{line} (Deploy {result.deploy_id} ended {result.status or 'without a status'}"
-                " on this warning)" for line in warnings
+                " on this warning)"
+                for line in warnings
             )
             warnings = []
         if not problems:
@@ -210,8 +214,10 @@ def _reactivate(client: OrgClient, restore: tuple[str, int], flow_name: str) -> 
     try:
         _set_flow_active_version(client, *restore)
     except SalesforceError as exc:
-        return (f"The flow {flow_name} (Flow) was deactivated for this deploy and could not "
-                f"be reactivated ({exc}): reactivate version {restore[1]} in Setup > Flows")
+        return (
+            f"The flow {flow_name} (Flow) was deactivated for this deploy and could not "
+            f"be reactivated ({exc}): reactivate version {restore[1]} in Setup > Flows"
+        )
     return None
 
 
@@ -259,8 +265,12 @@ def deploy_package(
         retire = (FLOW,)
     try:
         deploy_id, result = _run(
-            client, files, check_only=check_only, ignore_warnings=bool(spec.retire),
-            timing=timing, on_deploy_id=on_deploy_id,
+            client,
+            files,
+            check_only=check_only,
+            ignore_warnings=bool(spec.retire),
+            timing=timing,
+            on_deploy_id=on_deploy_id,
         )
     except BaseException:
         if restore is not None:
@@ -269,13 +279,19 @@ def deploy_package(
                 raise SalesforceError(problem) from None
         raise
 
-    def outcome(result_outcome: Outcome, problems: Iterable[str] = (),
-                warnings: Iterable[str] = ()) -> DeployOutcome:
+    def outcome(
+        result_outcome: Outcome, problems: Iterable[str] = (), warnings: Iterable[str] = ()
+    ) -> DeployOutcome:
         installed = result_outcome in ("succeeded", "inactive-flow")
         return DeployOutcome(
-            kind=kind, trigger=spec.trigger, api_version=spec.api_version,
-            components=components, deploy_id=deploy_id, outcome=result_outcome,
-            problems=tuple(problems), warnings=tuple(warnings),
+            kind=kind,
+            trigger=spec.trigger,
+            api_version=spec.api_version,
+            components=components,
+            deploy_id=deploy_id,
+            outcome=result_outcome,
+            problems=tuple(problems),
+            warnings=tuple(warnings),
             retired=retire if installed else (),
         )
 
@@ -289,8 +305,10 @@ def deploy_package(
             )
         return outcome("timeout", problems)
     verdict, problems, warnings = _judge(
-        result, (*components, *(c for c in retire if c != FLOW)),
-        workflow=spec.trigger == "workflow", retiring=spec.retire,
+        result,
+        (*components, *(c for c in retire if c != FLOW)),
+        workflow=spec.trigger == "workflow",
+        retiring=spec.retire,
     )
     if verdict == "failed":
         if restore is not None:
@@ -358,25 +376,42 @@ def undeploy(
     rest = [c for c in wanted if c != FLOW]
     if not rest:
         return DeployOutcome(
-            kind="undeploy", trigger=None, api_version=client.api_version,
-            components=tuple(wanted), deploy_id=None, outcome="succeeded",
+            kind="undeploy",
+            trigger=None,
+            api_version=client.api_version,
+            components=tuple(wanted),
+            deploy_id=None,
+            outcome="succeeded",
         )
     # The rule references the Outbound Message: list both; Salesforce deletes the rule first.
     ordered = sorted(rest, key=lambda c: (c == OUTBOUND_MESSAGE, c))
     files = render_removal_package(ordered, client.api_version)
     deploy_id, result = _run(
-        client, files, check_only=False, ignore_warnings=True, timing=timing,
+        client,
+        files,
+        check_only=False,
+        ignore_warnings=True,
+        timing=timing,
         on_deploy_id=on_deploy_id,
     )
     if result is None:
         return DeployOutcome(
-            kind="undeploy", trigger=None, api_version=client.api_version,
-            components=tuple(wanted), deploy_id=deploy_id, outcome="timeout",
+            kind="undeploy",
+            trigger=None,
+            api_version=client.api_version,
+            components=tuple(wanted),
+            deploy_id=deploy_id,
+            outcome="timeout",
             problems=(f"Removal deploy {deploy_id} did not finish in time",),
         )
     verdict, problems, warnings = _judge(result, (), workflow=False)
     return DeployOutcome(
-        kind="undeploy", trigger=None, api_version=client.api_version,
-        components=tuple(wanted), deploy_id=deploy_id, outcome=verdict,
-        problems=tuple(problems), warnings=tuple(warnings),
+        kind="undeploy",
+        trigger=None,
+        api_version=client.api_version,
+        components=tuple(wanted),
+        deploy_id=deploy_id,
+        outcome=verdict,
+        problems=tuple(problems),
+        warnings=tuple(warnings),
     )

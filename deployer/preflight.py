@@ -149,9 +149,7 @@ def custom_user_fields(describe: dict[str, Any]) -> tuple[str, ...]:
     return tuple(sorted(names))
 
 
-def check_org(
-    client: OrgClient, expected_org_id: str
-) -> tuple[str | None, bool | None, list[str]]:
+def check_org(client: OrgClient, expected_org_id: str) -> tuple[str | None, bool | None, list[str]]:
     """Return ``(Organization.Id as 18 characters, IsSandbox, problems)``; a problem when
     the org is not ``expected_org_id`` (first 15 characters, case-sensitive)."""
     rows = client.query("SELECT Id, IsSandbox, OrganizationType FROM Organization")
@@ -184,9 +182,7 @@ def _check_permissions(client: OrgClient) -> list[str]:
     problems: list[str] = []
     for name in ("PermissionsApiEnabled", "PermissionsCustomizeApplication"):
         if not granted.get(name):
-            problems.append(
-                f'The deploying user lacks "{labels[name]}" ({name}): {_GRANT}'
-            )
+            problems.append(f'The deploying user lacks "{labels[name]}" ({name}): {_GRANT}')
     if not (granted.get("PermissionsModifyMetadata") or granted.get("PermissionsModifyAllData")):
         problems.append(
             'The deploying user lacks "Modify Metadata Through Metadata API Functions" '
@@ -318,8 +314,11 @@ def preflight(
         )
     problems.extend(_check_call_center(client))
     problems.extend(
-        guarded("Reading existing Outbound Messages (Tooling WorkflowOutboundMessage)",
-                lambda: _check_existing_om(client, webhook_url)) or []
+        guarded(
+            "Reading existing Outbound Messages (Tooling WorkflowOutboundMessage)",
+            lambda: _check_existing_om(client, webhook_url),
+        )
+        or []
     )
     url_problems, url_warnings = check_webhook_url(webhook_url, real_deploy=True)
     problems.extend(url_problems)

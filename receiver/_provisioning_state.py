@@ -48,8 +48,6 @@ class TombState:
     deprovisioned_at: datetime
 
 
-
-
 def _later(a: datetime | None, b: datetime | None) -> datetime | None:
     if a is None:
         return b
@@ -229,7 +227,9 @@ def write_changes(
     ]
     if deleted:
         session.exec(
-            delete(Agent).where(col(Agent.organization_id) == org_id, col(Agent.crm_id).in_(deleted))
+            delete(Agent).where(
+                col(Agent.organization_id) == org_id, col(Agent.crm_id).in_(deleted)
+            )
         )
     if tomb_gone:
         session.exec(

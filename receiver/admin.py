@@ -77,9 +77,7 @@ _PARAM_NOUNS = {"organization": "organization", "crm_id": "agent", "session_id":
 
 def _has_control(value: object) -> bool:
     """True if ``value`` is a str holding a C0/C1 control character (NUL included)."""
-    return isinstance(value, str) and any(
-        ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F for ch in value
-    )
+    return isinstance(value, str) and any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F for ch in value)
 
 
 def _guarded(handler: Handler) -> Handler:
@@ -91,7 +89,9 @@ def _guarded(handler: Handler) -> Handler:
         if not is_authorized(request, secret.get_secret_value() if secret else None):
             return JSONResponse(
                 {"error": "missing or wrong bearer token (AGENT_PROVISION_ADMIN_TOKEN)"},
-                status_code=401, headers={"www-authenticate": "Bearer"})
+                status_code=401,
+                headers={"www-authenticate": "Bearer"},
+            )
         bad = next((k for k, v in request.path_params.items() if _has_control(v)), None)
         if bad is not None:
             # No organization, user or session id holds a control character (PostgreSQL
@@ -102,8 +102,12 @@ def _guarded(handler: Handler) -> Handler:
         except OrganizationNotFound as error:
             return _error(404, error.message)
         except StoreUnavailable as error:
-            log.warning("admin %s %s: store unavailable: %s", request.method,
-                        request.url.path, error.message)
+            log.warning(
+                "admin %s %s: store unavailable: %s",
+                request.method,
+                request.url.path,
+                error.message,
+            )
             return _error(503, "the agent store is unavailable; retry")
 
     return wrapper
@@ -128,8 +132,9 @@ async def users(request: Request) -> Response:
     return JSONResponse(await run_in_threadpool(work))
 
 
-def _int_param(request: Request, name: str, default: int | None, low: int,
-               high: int | None) -> int | None:
+def _int_param(
+    request: Request, name: str, default: int | None, low: int, high: int | None
+) -> int | None:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
@@ -159,8 +164,9 @@ async def provisioning_log(request: Request) -> Response:
     def work() -> Any:
         with transaction(context.engine, read_only=True) as session:
             get_organization(session, name)
-            page = list_messages(session, organization_id=name,
-                                 limit=limit or DEFAULT_LOG_LIMIT, before_id=before)
+            page = list_messages(
+                session, organization_id=name, limit=limit or DEFAULT_LOG_LIMIT, before_id=before
+            )
         return page.to_json()
 
     return JSONResponse(await run_in_threadpool(work))
@@ -174,15 +180,17 @@ async def start(request: Request) -> Response:
 
     def work() -> Any:
         with transaction(context.engine) as session:
-            return start_session(session, organization_id=name, crm_id=crm_id,
-                                 now=context.clock())
+            return start_session(session, organization_id=name, crm_id=crm_id, now=context.clock())
 
     result = await run_in_threadpool(work)
     if result.status is StartStatus.STARTED:
         return JSONResponse({"sessionId": result.session_id}, status_code=201)
     if result.status is StartStatus.DISABLED:
-        return _error(403, f"agent {crm_id} of organization {name} is disabled "
-                           "(inactive or without a call center)")
+        return _error(
+            403,
+            f"agent {crm_id} of organization {name} is disabled "
+            "(inactive or without a call center)",
+        )
     return _error(404, f"agent {crm_id} is not provisioned in organization {name}")
 
 
@@ -207,8 +215,9 @@ async def session_end(request: Request) -> Response:
 
     def work() -> bool:
         with transaction(context.engine) as session:
-            return end_session(session, session_id=session_id, now=context.clock(),
-                               hooks=context.hooks)
+            return end_session(
+                session, session_id=session_id, now=context.clock(), hooks=context.hooks
+            )
 
     await run_in_threadpool(work)
     return Response(status_code=204)
@@ -218,10 +227,16 @@ def routes() -> list[Route]:
     """The admin and sessions routes, each behind the bearer token check."""
     return [
         Route("/v2/organizations/{organization}/users", _guarded(users), methods=["GET"]),
-        Route("/v2/organizations/{organization}/provisioning-log", _guarded(provisioning_log),
-              methods=["GET"]),
-        Route("/v2/organizations/{organization}/users/{crm_id}/sessions", _guarded(start),
-              methods=["POST"]),
+        Route(
+            "/v2/organizations/{organization}/provisioning-log",
+            _guarded(provisioning_log),
+            methods=["GET"],
+        ),
+        Route(
+            "/v2/organizations/{organization}/users/{crm_id}/sessions",
+            _guarded(start),
+            methods=["POST"],
+        ),
         Route("/v2/sessions/{session_id}", _guarded(session_status), methods=["GET"]),
         Route("/v2/sessions/{session_id}", _guarded(session_end), methods=["DELETE"]),
     ]

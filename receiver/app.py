@@ -28,7 +28,14 @@ from receiver.db import make_engine, migrate
 from receiver.sessions import SessionHooks
 from receiver.settings import Settings
 
-__all__ = ["Clock", "Maintenance", "ReceiverContext", "app_from_environment", "create_app", "utc_now"]
+__all__ = [
+    "Clock",
+    "Maintenance",
+    "ReceiverContext",
+    "app_from_environment",
+    "create_app",
+    "utc_now",
+]
 
 log = logging.getLogger(LOGGER_NAME)
 
@@ -90,8 +97,9 @@ def create_app(
     """
     owns_engine = engine is None
     the_engine = engine if engine is not None else make_engine(settings.database_url)
-    context = ReceiverContext(settings=settings, engine=the_engine,
-                              clock=clock or utc_now, hooks=hooks)
+    context = ReceiverContext(
+        settings=settings, engine=the_engine, clock=clock or utc_now, hooks=hooks
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:

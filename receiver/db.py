@@ -267,8 +267,10 @@ def transaction(engine: Engine, *, read_only: bool = False) -> Iterator[Session]
     lock = None if read_only else _sqlite_write_lock(engine)
     try:
         if lock is not None and not lock.acquire(timeout=_SQLITE_BUSY_TIMEOUT_S):
-            raise StoreUnavailable("the SQLite store stayed locked by other requests of "
-                                   f"this process for {_SQLITE_BUSY_TIMEOUT_S} s")
+            raise StoreUnavailable(
+                "the SQLite store stayed locked by other requests of "
+                f"this process for {_SQLITE_BUSY_TIMEOUT_S} s"
+            )
     except OSError as error:
         raise StoreUnavailable(f"cannot open the SQLite writer lock file: {error}") from None
     try:

@@ -188,9 +188,7 @@ def update_organization(
     return org
 
 
-def rotate_token(
-    session: Session, *, name: str, key: bytes, now: datetime | None = None
-) -> str:
+def rotate_token(session: Session, *, name: str, key: bytes, now: datetime | None = None) -> str:
     """Replace the token (the old one stops working at commit); returns the new one.
     Raises :class:`OrganizationNotFound`."""
     org = get_organization(session, name)

@@ -153,8 +153,10 @@ def apply_message(
         insert_rows(
             session,
             ProcessedNotification,
-            [{"organization_id": org.id, "notification_id": nid, "processed_at": now}
-             for nid in new_ids],
+            [
+                {"organization_id": org.id, "notification_id": nid, "processed_at": now}
+                for nid in new_ids
+            ],
         )
 
     if not notifications:

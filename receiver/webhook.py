@@ -65,8 +65,7 @@ if TYPE_CHECKING:
 __all__ = ["WEBHOOK_PATH", "read_limited_body", "record_rejection", "routes", "webhook"]
 
 WEBHOOK_PATH = (
-    "/v2/features/agent-auto-provision/organizations/{organization}"
-    "/integrations/provider/webhook"
+    "/v2/features/agent-auto-provision/organizations/{organization}/integrations/provider/webhook"
 )
 
 log = logging.getLogger(LOGGER_NAME)
@@ -90,8 +89,12 @@ def _fault(status: int, message: str) -> _Answer:
 
 
 def _respond(answer: _Answer) -> Response:
-    return Response(answer.body, status_code=answer.status, media_type=None,
-                    headers={"content-type": ACK_CONTENT_TYPE})
+    return Response(
+        answer.body,
+        status_code=answer.status,
+        media_type=None,
+        headers={"content-type": ACK_CONTENT_TYPE},
+    )
 
 
 async def read_limited_body(request: Request, limit: int) -> bytes | None:
@@ -123,17 +126,22 @@ async def webhook(request: Request) -> Response:
     try:
         answer = await _handle(context, request, name)
     except StoreUnavailable as error:
-        log.warning("webhook organization=%s: store unavailable, not acknowledged: %s",
-                    name, error.message)
-        answer = _fault(503, "The agent store is unavailable; nothing was applied. "
-                             "Salesforce will retry the message.")
+        log.warning(
+            "webhook organization=%s: store unavailable, not acknowledged: %s", name, error.message
+        )
+        answer = _fault(
+            503,
+            "The agent store is unavailable; nothing was applied. "
+            "Salesforce will retry the message.",
+        )
     except ClientDisconnect:
         log.info("webhook organization=%s: client disconnected before the body ended", name)
         answer = _fault(400, "The request body ended early.")
     except Exception:  # noqa: BLE001 - never an Ack; the traceback names no secret
         log.exception("webhook organization=%s: unexpected error, not acknowledged", name)
-        answer = _fault(500, "Internal error; nothing was acknowledged. Salesforce will "
-                             "retry the message.")
+        answer = _fault(
+            500, "Internal error; nothing was acknowledged. Salesforce will retry the message."
+        )
     return _respond(answer)
 
 
@@ -141,8 +149,11 @@ def _printable(name: str) -> str:
     """``name`` for logs and faults: at most 80 characters, control characters escaped
     (the path parameter is attacker-controlled)."""
     cut = name[:80]
-    return cut if cut.isprintable() and cut == name else repr(cut)[1:-1] + (
-        "..." if len(name) > 80 else "")
+    return (
+        cut
+        if cut.isprintable() and cut == name
+        else repr(cut)[1:-1] + ("..." if len(name) > 80 else "")
+    )
 
 
 async def _handle(context: ReceiverContext, request: Request, name: str) -> _Answer:
@@ -154,15 +165,20 @@ async def _handle(context: ReceiverContext, request: Request, name: str) -> _Ans
         return _fault(404, f"Organization {name} is not registered with this service.")
     if registered == _BAD_TOKEN:
         log.info("webhook organization=%s: missing or wrong token (401)", name)
-        return _fault(401, f"The webhook token for organization {name} is missing or wrong; "
-                           f"put the URL of 'agent-provision org url {name}' in the Outbound "
-                           "Message endpoint.")
+        return _fault(
+            401,
+            f"The webhook token for organization {name} is missing or wrong; "
+            f"put the URL of 'agent-provision org url {name}' in the Outbound "
+            "Message endpoint.",
+        )
 
     limit = context.settings.max_body_bytes
     body = await read_limited_body(request, limit)
     if body is None:
-        reason = (f"Request body is larger than the limit of {limit} bytes "
-                  "(setting AGENT_PROVISION_MAX_BODY_BYTES).")
+        reason = (
+            f"Request body is larger than the limit of {limit} bytes "
+            "(setting AGENT_PROVISION_MAX_BODY_BYTES)."
+        )
         return await _reject(context, name, 413, reason, None)
 
     try:
@@ -172,15 +188,21 @@ async def _handle(context: ReceiverContext, request: Request, name: str) -> _Ans
         return await _reject(context, name, 400, reason, None)
 
     if not same_org_id(message.organization_id, registered):
-        reason = (f"OrganizationId {message.organization_id} is not the Salesforce org "
-                  f"registered for organization {name} ({registered}); if the org changed "
-                  f"(sandbox refresh), run: agent-provision org update {name} "
-                  "--salesforce-org-id ID")
+        reason = (
+            f"OrganizationId {message.organization_id} is not the Salesforce org "
+            f"registered for organization {name} ({registered}); if the org changed "
+            f"(sandbox refresh), run: agent-provision org update {name} "
+            "--salesforce-org-id ID"
+        )
         return await _reject(context, name, 403, reason, message)
 
     result = await run_in_threadpool(_apply, context, name, message)
-    log.info("webhook organization=%s: %d notification(s), outcome %s",
-             name, len(message.notifications), getattr(result, "outcome", "processed"))
+    log.info(
+        "webhook organization=%s: %d notification(s), outcome %s",
+        name,
+        len(message.notifications),
+        getattr(result, "outcome", "processed"),
+    )
     await _maybe_prune(context)
     return _Answer(200, render_ack())
 
@@ -200,15 +222,23 @@ async def _maybe_prune(context: ReceiverContext) -> None:
         log.warning("pruning processed notification ids failed: %s", error.message)
         return
     if pruned:
-        log.info("forgot %d processed notification id(s) older than %s", pruned,
-                 older_than.isoformat())
+        log.info(
+            "forgot %d processed notification id(s) older than %s", pruned, older_than.isoformat()
+        )
 
 
-async def _reject(context: ReceiverContext, name: str, status: int, reason: str,
-                  message: OutboundMessage | None) -> _Answer:
+async def _reject(
+    context: ReceiverContext, name: str, status: int, reason: str, message: OutboundMessage | None
+) -> _Answer:
     log.info("webhook organization=%s: rejected (%d): %s", name, status, reason)
-    await run_in_threadpool(record_rejection, context.engine, organization=name,
-                            now=context.clock(), reason=reason, message=message)
+    await run_in_threadpool(
+        record_rejection,
+        context.engine,
+        organization=name,
+        now=context.clock(),
+        reason=reason,
+        message=message,
+    )
     return _fault(status, reason)
 
 
@@ -235,8 +265,14 @@ def _apply(context: ReceiverContext, name: str, message: OutboundMessage) -> Any
     try:
         with transaction(context.engine) as session:
             # apply_message locks and reads the organization row itself.
-            return apply_message(session, organization=name, message=message,
-                                 now=context.clock(), hooks=context.hooks, changes=changes)
+            return apply_message(
+                session,
+                organization=name,
+                message=message,
+                now=context.clock(),
+                hooks=context.hooks,
+                changes=changes,
+            )
     except OrganizationNotFound:  # removed between the checks: let Salesforce retry
         raise StoreUnavailable(f"organization {name} disappeared during the request") from None
 
@@ -246,8 +282,14 @@ def _prune(engine: Engine, older_than: datetime) -> int:
         return prune_processed(session, older_than=older_than)
 
 
-def record_rejection(engine: Engine, *, organization: str, now: datetime, reason: str,
-                     message: OutboundMessage | None) -> None:
+def record_rejection(
+    engine: Engine,
+    *,
+    organization: str,
+    now: datetime,
+    reason: str,
+    message: OutboundMessage | None,
+) -> None:
     """Record a message rejected after the token check (413, 400, 403) in the provisioning
     log: one ``provisioning_message`` with outcome ``"rejected"`` and ``reason`` as detail.
 
@@ -268,9 +310,11 @@ def record_rejection(engine: Engine, *, organization: str, now: datetime, reason
 
 async def method_not_allowed(request: Request) -> Response:
     """A GET (or anything but POST) on the webhook path: a harmless 405 SOAP fault."""
-    return Response(render_fault(_CLIENT, "Salesforce Outbound Messages are POSTed here."),
-                    status_code=405, headers={"allow": "POST",
-                                              "content-type": ACK_CONTENT_TYPE})
+    return Response(
+        render_fault(_CLIENT, "Salesforce Outbound Messages are POSTed here."),
+        status_code=405,
+        headers={"allow": "POST", "content-type": ACK_CONTENT_TYPE},
+    )
 
 
 def routes() -> list[Route]:

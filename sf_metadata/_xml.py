@@ -57,13 +57,21 @@ def _doctype(name: str, sysid: str | None, pubid: str | None, _subset: int) -> N
     raise DTDForbidden(name, sysid, pubid)
 
 
-def _entity(name: str, _is_pe: int, value: str | None, base: str | None, sysid: str | None,
-            pubid: str | None, _notation: str | None) -> NoReturn:
+def _entity(
+    name: str,
+    _is_pe: int,
+    value: str | None,
+    base: str | None,
+    sysid: str | None,
+    pubid: str | None,
+    _notation: str | None,
+) -> NoReturn:
     raise EntitiesForbidden(name, value, base, sysid, pubid, _notation)
 
 
-def _unparsed(name: str, base: str | None, sysid: str | None, pubid: str | None,
-              notation: str | None) -> NoReturn:
+def _unparsed(
+    name: str, base: str | None, sysid: str | None, pubid: str | None, notation: str | None
+) -> NoReturn:
     raise EntitiesForbidden(name, None, base, sysid, pubid, notation)
 
 

@@ -125,9 +125,7 @@ def parse_stamp(fields: Mapping[str, str | None]) -> datetime | None:
                 # OverflowError: an offset pushes an edge value such as
                 # 9999-12-31T23:59:59-05:00 out of datetime's range when converted to UTC.
                 shown = text if len(text) <= 40 else text[:40] + "..."
-                raise NotificationError(
-                    f"{name} is {shown!r}, not an xsd:dateTime"
-                ) from None
+                raise NotificationError(f"{name} is {shown!r}, not an xsd:dateTime") from None
     return None
 
 
@@ -179,10 +177,14 @@ class _Candidate:
 
 def _rank(c: _Candidate) -> tuple[int, datetime, int]:
     # A missing stamp means arrival order: newer than any stamped change; then doc order.
-    return (1, datetime.min.replace(tzinfo=UTC), c.index) if c.stamp is None else (
-        0,
-        c.stamp,
-        c.index,
+    return (
+        (1, datetime.min.replace(tzinfo=UTC), c.index)
+        if c.stamp is None
+        else (
+            0,
+            c.stamp,
+            c.index,
+        )
     )
 
 
@@ -250,7 +252,8 @@ def plan_message(
             done(
                 Action.IGNORED,
                 f"{n.sobject_type or 'untyped'} notifications are not provisioned, only User",
-                notification_id is not None and notification_id not in seen
+                notification_id is not None
+                and notification_id not in seen
                 and notification_id not in state.processed_ids,
             )
             if notification_id is not None:
@@ -265,12 +268,14 @@ def plan_message(
             done(Action.FAILED, reason, False)
             continue
         if notification_id in state.processed_ids:
-            done(Action.DUPLICATE, f"notification {notification_id} was already processed",
-                 False)
+            done(Action.DUPLICATE, f"notification {notification_id} was already processed", False)
             continue
         if notification_id in seen:
-            done(Action.DUPLICATE, f"notification {notification_id} is repeated in this message",
-                 False)
+            done(
+                Action.DUPLICATE,
+                f"notification {notification_id} is repeated in this message",
+                False,
+            )
             continue
         seen.add(notification_id)
 
@@ -279,12 +284,23 @@ def plan_message(
             continue
         change = changes[index]
         if change is None or change.agent is None:
-            done(Action.FAILED, change.error if change and change.error else
-                 "the User notification could not be read", True)
+            done(
+                Action.FAILED,
+                change.error
+                if change and change.error
+                else "the User notification could not be read",
+                True,
+            )
             continue
         candidates.append(
-            _Candidate(index, notification_id, change.agent.crm_id, change.stamp,
-                       change.agent, change.active)
+            _Candidate(
+                index,
+                notification_id,
+                change.agent.crm_id,
+                change.stamp,
+                change.agent,
+                change.active,
+            )
         )
 
     winners: dict[str, _Candidate] = {}
@@ -296,8 +312,14 @@ def plan_message(
     for c in candidates:
         if winners[c.crm_id] is not c:
             decisions[c.index] = Decision(
-                c.index, c.notification_id, c.crm_id, Action.STALE,
-                "superseded by a newer change in the same message", c.stamp, None, True,
+                c.index,
+                c.notification_id,
+                c.crm_id,
+                Action.STALE,
+                "superseded by a newer change in the same message",
+                c.stamp,
+                None,
+                True,
             )
     # Usernames are released and claimed in the order the changes happened in Salesforce.
     owners = dict(state.username_owners)
@@ -313,8 +335,7 @@ def _release(owners: dict[str, str], crm_id: str) -> None:
 
 def _decide(c: _Candidate, stored: StoredUser | None, owners: dict[str, str]) -> Decision:
     def make(action: Action, reason: str, agent: AgentRecord | None = None) -> Decision:
-        return Decision(c.index, c.notification_id, c.crm_id, action, reason, c.stamp, agent,
-                        True)
+        return Decision(c.index, c.notification_id, c.crm_id, action, reason, c.stamp, agent, True)
 
     if stored is not None and stored.system_modstamp is not None and c.stamp is not None:
         stored_stamp = _utc(stored.system_modstamp)
@@ -348,5 +369,4 @@ def _decide(c: _Candidate, stored: StoredUser | None, owners: dict[str, str]) ->
         return make(Action.UPDATED, "IsActive is true: agent updated", c.agent)
     if stored.agent_id is not None:
         return make(Action.RESTORED, "IsActive is true: deprovisioned agent restored", c.agent)
-    return make(Action.CREATED, "IsActive is true: new agent (user was never provisioned)",
-                c.agent)
+    return make(Action.CREATED, "IsActive is true: new agent (user was never provisioned)", c.agent)

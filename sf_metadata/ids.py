@@ -64,8 +64,10 @@ KEY_PREFIXES: dict[str, str] = {
 
 _SUFFIX_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 _CASE_BITS = str.maketrans(
-    {**dict.fromkeys(string.ascii_uppercase, "1"),
-     **dict.fromkeys(string.ascii_lowercase + string.digits, "0")}
+    {
+        **dict.fromkeys(string.ascii_uppercase, "1"),
+        **dict.fromkeys(string.ascii_lowercase + string.digits, "0"),
+    }
 )
 _ID_RE = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")
 
@@ -115,8 +117,10 @@ def canonical_id(value: object, prefix: str | None = None) -> str:
     does not start with ``prefix``.
     """
     if not _is_id_text(value):
-        shown = repr(value) if not isinstance(value, str) or len(value) <= 40 else repr(
-            value[:40] + "..."
+        shown = (
+            repr(value)
+            if not isinstance(value, str) or len(value) <= 40
+            else repr(value[:40] + "...")
         )
         raise InvalidSalesforceId(
             f"{shown} is not a Salesforce id: expected 15 or 18 ASCII letters and digits"

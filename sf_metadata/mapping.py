@@ -58,10 +58,10 @@ class AgentRecord:
     def to_json(self) -> dict[str, Any]:
         """The agent JSON of CONTRACT section 2, keys in the contract's order::
 
-            {"username", "crmId", "crmUser", "name", "pictureUrl", "disabled",
-             "inboundEnabled", "phoneNumbers": [{"type", "number"}...],
-             "crm": {"callCenterId", "email", "language", "profileId", "userRoleId",
-                     "userType", "customFields": {...}}}
+        {"username", "crmId", "crmUser", "name", "pictureUrl", "disabled",
+         "inboundEnabled", "phoneNumbers": [{"type", "number"}...],
+         "crm": {"callCenterId", "email", "language", "profileId", "userRoleId",
+                 "userType", "customFields": {...}}}
         """
         return {
             "username": self.username,

@@ -259,9 +259,11 @@ def render_fault(faultcode: str, faultstring: str) -> bytes:
     code becomes ``soapenv:Server``. ``faultstring`` is one human line; it is XML-escaped
     and characters XML forbids are replaced. Never put secrets in it.
     """
-    local = faultcode.rpartition(":")[2] if faultcode.startswith("soapenv:") or ":" not in (
-        faultcode
-    ) else ""
+    local = (
+        faultcode.rpartition(":")[2]
+        if faultcode.startswith("soapenv:") or ":" not in (faultcode)
+        else ""
+    )
     base = local.split(".", 1)[0]
     valid = base in _FAULT_CODES and all(
         part and part.replace("_", "").replace("-", "").isalnum() and part.isascii()

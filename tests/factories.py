@@ -220,9 +220,7 @@ def make_outbound_message(
         stype = n.get("sobject_type", OMIT)
         qname = f"{sf}:{stype}" if sf else str(stype)
         type_attr = "" if stype is OMIT else f" {xsi}:type={quoteattr(qname)}"
-        lines.append(
-            f"{ind(4)}<{o('sObject')}{type_attr} {sf_decl}={quoteattr(sf_namespace)}>"
-        )
+        lines.append(f"{ind(4)}<{o('sObject')}{type_attr} {sf_decl}={quoteattr(sf_namespace)}>")
         rid = n.get("record_id", OMIT)
         if rid is not OMIT:
             lines.append(f"{ind(5)}{_render_field(sf, xsi, 'Id', rid)}")

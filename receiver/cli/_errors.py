@@ -62,6 +62,7 @@ def report_error(error: AgentProvisionError) -> int:
         click.echo(f"error: {problem}", err=True)
     deploy_id = getattr(error, "deploy_id", None)
     if isinstance(error, (DeployFailed, DeployTimeout)) and deploy_id:
-        click.echo(f"error: deploy id {deploy_id}: follow it up in Setup > Deployment Status",
-                   err=True)
+        click.echo(
+            f"error: deploy id {deploy_id}: follow it up in Setup > Deployment Status", err=True
+        )
     return exit_code_for(error)

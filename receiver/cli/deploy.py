@@ -68,8 +68,11 @@ _CREDENTIAL_FLAGS: tuple[tuple[str, str], ...] = (
     ("--consumer-key", "JWT bearer or client credentials: the connected app's consumer key"),
     ("--private-key-file", "JWT bearer: PEM private key of the connected app's certificate"),
     ("--consumer-secret", "client credentials: the connected app's consumer secret"),
-    ("--domain", "login (default) or test for JWT/SOAP login; the My Domain (acme.my) for "
-                 "client credentials"),
+    (
+        "--domain",
+        "login (default) or test for JWT/SOAP login; the My Domain (acme.my) for "
+        "client credentials",
+    ),
     ("--password", "SOAP login (retired from API 65.0): the password"),
     ("--security-token", "SOAP login: the user's security token"),
 )
@@ -80,14 +83,17 @@ def credential_options(func: F) -> F:
     for flag, text in reversed(_CREDENTIAL_FLAGS):
         dest = flag[2:].replace("-", "_")
         env = CREDENTIAL_OPTIONS[dest]
-        func = click.option(flag, dest, default=None, metavar="VALUE",
-                            help=f"{text} (env {env}).")(func)
+        func = click.option(flag, dest, default=None, metavar="VALUE", help=f"{text} (env {env}).")(
+            func
+        )
     return func
 
 
 def _trigger_option(func: F) -> F:
     return click.option(
-        "--trigger", type=click.Choice(["workflow", "flow"]), default="workflow",
+        "--trigger",
+        type=click.Choice(["workflow", "flow"]),
+        default="workflow",
         show_default=True,
         help="Workflow Rule (end of support since 2025-12-31) or record-triggered Flow.",
     )(func)
@@ -169,34 +175,60 @@ def _print_outcome(outcome: DeployOutcome, as_json: bool) -> None:
     _warn(outcome.warnings)
     if outcome.outcome == "succeeded":
         verb = {"check-only": "validated", "deploy": "deployed", "undeploy": "removed"}
-        click.echo(f"{outcome.kind} succeeded: {verb[outcome.kind]} "
-                   f"{', '.join(outcome.components) or 'nothing'}")
+        click.echo(
+            f"{outcome.kind} succeeded: {verb[outcome.kind]} "
+            f"{', '.join(outcome.components) or 'nothing'}"
+        )
         if outcome.retired:
             click.echo(f"retired: {', '.join(outcome.retired)}")
 
 
-def _run_preflight(client: OrgClient, facts: _OrgFacts, trigger: Trigger,
-                   integration_user: str | None, api_version: str | None) -> PreflightReport:
+def _run_preflight(
+    client: OrgClient,
+    facts: _OrgFacts,
+    trigger: Trigger,
+    integration_user: str | None,
+    api_version: str | None,
+) -> PreflightReport:
     return preflight(
-        client, expected_org_id=facts.salesforce_org_id, webhook_url=facts.webhook_url,
-        trigger=trigger, integration_user=integration_user, api_version=api_version,
+        client,
+        expected_org_id=facts.salesforce_org_id,
+        webhook_url=facts.webhook_url,
+        trigger=trigger,
+        integration_user=integration_user,
+        api_version=api_version,
     )
 
 
 @click.command()
 @click.argument("organization")
 @_trigger_option
-@click.option("--integration-user", metavar="USERNAME", default=None,
-              help="The Outbound Message's User to send as (default: the logged-in user).")
-@click.option("--api-version", metavar="V", default=None,
-              help=f"Metadata API version (default {PINNED_API_VERSION}, capped at the org's).")
+@click.option(
+    "--integration-user",
+    metavar="USERNAME",
+    default=None,
+    help="The Outbound Message's User to send as (default: the logged-in user).",
+)
+@click.option(
+    "--api-version",
+    metavar="V",
+    default=None,
+    help=f"Metadata API version (default {PINNED_API_VERSION}, capped at the org's).",
+)
 @credential_options
 @json_option
 @database_url_option
 @click.pass_context
-def check(ctx: click.Context, /, organization: str, trigger: Trigger,
-          integration_user: str | None, api_version: str | None, as_json: bool,
-          **credentials: str | None) -> None:
+def check(
+    ctx: click.Context,
+    /,
+    organization: str,
+    trigger: Trigger,
+    integration_user: str | None,
+    api_version: str | None,
+    as_json: bool,
+    **credentials: str | None,
+) -> None:
     """Run the deploy preflight against the org of ORGANIZATION; deploy nothing."""
     facts = _org_facts(ctx, organization)
     client = _client(credentials, api_version)
@@ -206,8 +238,10 @@ def check(ctx: click.Context, /, organization: str, trigger: Trigger,
     else:
         _warn(report.warnings)
         if report.ok:
-            click.echo(f"check passed: org {report.salesforce_org_id}, API {report.api_version}, "
-                       f"integration user {report.integration_user}, trigger {trigger}")
+            click.echo(
+                f"check passed: org {report.salesforce_org_id}, API {report.api_version}, "
+                f"integration user {report.integration_user}, trigger {trigger}"
+            )
     if not report.ok:
         raise PreflightError(report.problems[0], problems=report.problems)
 
@@ -216,23 +250,50 @@ def check(ctx: click.Context, /, organization: str, trigger: Trigger,
 @click.argument("organization")
 @_trigger_option
 @click.option("--check-only", is_flag=True, help="Validate only (checkOnly): nothing changes.")
-@click.option("--integration-user", metavar="USERNAME", default=None,
-              help="The Outbound Message's User to send as (default: the logged-in user).")
-@click.option("--api-version", metavar="V", default=None,
-              help=f"Metadata API version (default {PINNED_API_VERSION}, capped at the org's).")
-@click.option("--custom-field", "custom_fields", metavar="NAME", multiple=True,
-              help="A custom User field to send (dry run; a real deploy adds those found).")
+@click.option(
+    "--integration-user",
+    metavar="USERNAME",
+    default=None,
+    help="The Outbound Message's User to send as (default: the logged-in user).",
+)
+@click.option(
+    "--api-version",
+    metavar="V",
+    default=None,
+    help=f"Metadata API version (default {PINNED_API_VERSION}, capped at the org's).",
+)
+@click.option(
+    "--custom-field",
+    "custom_fields",
+    metavar="NAME",
+    multiple=True,
+    help="A custom User field to send (dry run; a real deploy adds those found).",
+)
 @click.option("--dry-run", is_flag=True, help="Write the package to --out and contact nobody.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Directory for --dry-run.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Directory for --dry-run.",
+)
 @credential_options
 @json_option
 @database_url_option
 @click.pass_context
-def deploy(ctx: click.Context, /, organization: str, trigger: Trigger, check_only: bool,
-           integration_user: str | None, api_version: str | None,
-           custom_fields: tuple[str, ...], dry_run: bool, out: Path | None, as_json: bool,
-           **credentials: str | None) -> None:
+def deploy(
+    ctx: click.Context,
+    /,
+    organization: str,
+    trigger: Trigger,
+    check_only: bool,
+    integration_user: str | None,
+    api_version: str | None,
+    custom_fields: tuple[str, ...],
+    dry_run: bool,
+    out: Path | None,
+    as_json: bool,
+    **credentials: str | None,
+) -> None:
     """Refresh Webhook: deploy the User Outbound Message and its trigger to the org."""
     facts = _org_facts(ctx, organization)
     if dry_run:
@@ -243,15 +304,27 @@ def deploy(ctx: click.Context, /, organization: str, trigger: Trigger, check_onl
     _warn(report.warnings)
     if not report.ok:
         if as_json:  # scripts still get one JSON document: nothing was deployed
-            click.echo(json.dumps(DeployOutcome(
-                kind="check-only" if check_only else "deploy", trigger=trigger,
-                api_version=report.api_version, components=(), deploy_id=None,
-                outcome="failed", problems=report.problems, warnings=report.warnings,
-            ).to_json(), indent=2))
+            click.echo(
+                json.dumps(
+                    DeployOutcome(
+                        kind="check-only" if check_only else "deploy",
+                        trigger=trigger,
+                        api_version=report.api_version,
+                        components=(),
+                        deploy_id=None,
+                        outcome="failed",
+                        problems=report.problems,
+                        warnings=report.warnings,
+                    ).to_json(),
+                    indent=2,
+                )
+            )
         raise PreflightError(report.problems[0], problems=report.problems)
     assert report.integration_user is not None
     spec = PackageSpec(
-        trigger=trigger, api_version=report.api_version, endpoint_url=facts.webhook_url,
+        trigger=trigger,
+        api_version=report.api_version,
+        endpoint_url=facts.webhook_url,
         integration_user=report.integration_user,
         custom_fields=tuple(sorted({*report.custom_fields, *custom_fields})),
     )
@@ -263,19 +336,28 @@ def deploy(ctx: click.Context, /, organization: str, trigger: Trigger, check_onl
         click.echo(f"deploy id: {deploy_id}", err=as_json)
 
     try:
-        outcome = deploy_package(client, spec, check_only=check_only,
-                                 previous_trigger=previous,
-                                 timing=_timing(ctx), on_deploy_id=announce)
+        outcome = deploy_package(
+            client,
+            spec,
+            check_only=check_only,
+            previous_trigger=previous,
+            timing=_timing(ctx),
+            on_deploy_id=announce,
+        )
     except SalesforceError as error:
         if seen:  # submitted: it may have gone through, so record what it carried
             unknown = DeployOutcome(
-                kind="check-only" if check_only else "deploy", trigger=trigger,
+                kind="check-only" if check_only else "deploy",
+                trigger=trigger,
                 api_version=spec.api_version,
-                components=(*deploy_components(trigger), *_retiring(trigger, previous,
-                                                                     check_only)),
-                deploy_id=seen[0], outcome="unknown",
-                problems=(*error.problems, f"How deploy {seen[0]} ended is unknown: see "
-                          "Setup > Deployment Status"))
+                components=(*deploy_components(trigger), *_retiring(trigger, previous, check_only)),
+                deploy_id=seen[0],
+                outcome="unknown",
+                problems=(
+                    *error.problems,
+                    f"How deploy {seen[0]} ended is unknown: see Setup > Deployment Status",
+                ),
+            )
             _record(ctx, facts, unknown)
             if as_json:
                 click.echo(json.dumps(unknown.to_json(), indent=2))
@@ -293,9 +375,15 @@ def _retiring(trigger: Trigger, previous: Trigger | None, check_only: bool) -> t
     return tuple(c for c in deploy_components(previous) if c not in ours)
 
 
-def _dry_run(facts: _OrgFacts, trigger: Trigger, integration_user: str | None,
-             api_version: str | None, custom_fields: tuple[str, ...], out: Path | None,
-             as_json: bool) -> None:
+def _dry_run(
+    facts: _OrgFacts,
+    trigger: Trigger,
+    integration_user: str | None,
+    api_version: str | None,
+    custom_fields: tuple[str, ...],
+    out: Path | None,
+    as_json: bool,
+) -> None:
     problems = []
     if out is None:
         problems.append("--dry-run needs --out DIR (where to write the package)")
@@ -308,15 +396,30 @@ def _dry_run(facts: _OrgFacts, trigger: Trigger, integration_user: str | None,
     if version_problems:
         raise UsageError(version_problems[0], problems=version_problems)
     _, warnings = check_webhook_url(facts.webhook_url, real_deploy=False)
-    files = render_deploy_package(PackageSpec(
-        trigger=trigger, api_version=version, endpoint_url=facts.webhook_url,
-        integration_user=integration_user, custom_fields=custom_fields,
-    ))
+    files = render_deploy_package(
+        PackageSpec(
+            trigger=trigger,
+            api_version=version,
+            endpoint_url=facts.webhook_url,
+            integration_user=integration_user,
+            custom_fields=custom_fields,
+        )
+    )
     written = write_package(files, out)
     if as_json:
-        click.echo(json.dumps({"dryRun": True, "trigger": trigger, "apiVersion": version,
-                               "out": str(out), "files": sorted(files),
-                               "warnings": warnings}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "dryRun": True,
+                    "trigger": trigger,
+                    "apiVersion": version,
+                    "out": str(out),
+                    "files": sorted(files),
+                    "warnings": warnings,
+                },
+                indent=2,
+            )
+        )
         return
     _warn(warnings)
     for path in written:
@@ -329,14 +432,24 @@ def _dry_run(facts: _OrgFacts, trigger: Trigger, integration_user: str | None,
 @json_option
 @database_url_option
 @click.pass_context
-def undeploy(ctx: click.Context, /, organization: str, as_json: bool,
-             **credentials: str | None) -> None:
+def undeploy(
+    ctx: click.Context, /, organization: str, as_json: bool, **credentials: str | None
+) -> None:
     """Remove from the org what deploy created there (re-runnable)."""
     facts = _org_facts(ctx, organization)
     if not facts.recorded_components:
         if as_json:
-            click.echo(json.dumps({"kind": "undeploy", "outcome": "succeeded",
-                                   "components": [], "deployId": None, "problems": []}))
+            click.echo(
+                json.dumps(
+                    {
+                        "kind": "undeploy",
+                        "outcome": "succeeded",
+                        "components": [],
+                        "deployId": None,
+                        "problems": [],
+                    }
+                )
+            )
         else:
             click.echo(f"nothing to remove: no deploy is recorded for {facts.name}")
         return
@@ -346,8 +459,12 @@ def undeploy(ctx: click.Context, /, organization: str, as_json: bool,
     _, _, problems = check_org(client, facts.salesforce_org_id)
     if problems:
         raise PreflightError(problems[0], problems=problems)
-    outcome = run_undeploy(client, facts.recorded_components, timing=_timing(ctx),
-                           on_deploy_id=lambda d: click.echo(f"deploy id: {d}", err=as_json))
+    outcome = run_undeploy(
+        client,
+        facts.recorded_components,
+        timing=_timing(ctx),
+        on_deploy_id=lambda d: click.echo(f"deploy id: {d}", err=as_json),
+    )
     _record(ctx, facts, outcome)
     _print_outcome(outcome, as_json)
     outcome.raise_for_outcome()

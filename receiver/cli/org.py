@@ -61,21 +61,35 @@ def org() -> None:
 
 @org.command("add")
 @click.argument("organization")
-@click.option("--salesforce-org-id", required=True, metavar="ID",
-              help="The Salesforce org id (00D..., 15 or 18 characters).")
-@click.option("--base-url", default=DEFAULT_BASE_URL, show_default=True, metavar="URL",
-              help="Where Salesforce reaches this service.")
+@click.option(
+    "--salesforce-org-id",
+    required=True,
+    metavar="ID",
+    help="The Salesforce org id (00D..., 15 or 18 characters).",
+)
+@click.option(
+    "--base-url",
+    default=DEFAULT_BASE_URL,
+    show_default=True,
+    metavar="URL",
+    help="Where Salesforce reaches this service.",
+)
 @json_option
 @database_url_option
 @click.pass_context
-def add(ctx: click.Context, organization: str, salesforce_org_id: str, base_url: str,
-        as_json: bool) -> None:
+def add(
+    ctx: click.Context, organization: str, salesforce_org_id: str, base_url: str, as_json: bool
+) -> None:
     """Register ORGANIZATION (feature disabled) and print its webhook URL."""
     key = secret_key_from(ctx)
     with store_session(ctx) as session:
-        record, token = add_organization(session, name=organization,
-                                         salesforce_org_id=salesforce_org_id,
-                                         key=key, base_url=base_url)
+        record, token = add_organization(
+            session,
+            name=organization,
+            salesforce_org_id=salesforce_org_id,
+            key=key,
+            base_url=base_url,
+        )
         out = organization_json(record, key, details=False)
         url = webhook_url(record, token)
         notes = _org_id_notes(session, organization, salesforce_org_id)
@@ -85,8 +99,11 @@ def add(ctx: click.Context, organization: str, salesforce_org_id: str, base_url:
         _echo_json(out)
     else:
         click.echo(url)
-        click.echo(f"organization {organization} registered, feature disabled: turn it on "
-                   f"with `agent-provision org enable {organization}`", err=True)
+        click.echo(
+            f"organization {organization} registered, feature disabled: turn it on "
+            f"with `agent-provision org enable {organization}`",
+            err=True,
+        )
 
 
 def _org_id_notes(session: Session, organization: str, given: str) -> list[str]:
@@ -97,13 +114,19 @@ def _org_id_notes(session: Session, organization: str, given: str) -> list[str]:
     given = given.strip()
     stored = to_18(given)
     if len(given) == 18 and given != stored:
-        notes.append(f"{given} has a wrong case-safe suffix; stored as {stored} "
-                     "(the first 15 characters decide)")
-    others = sorted(o.id for o in list_organizations(session)
-                    if o.id != organization and same_org_id(o.salesforce_org_id, stored))
+        notes.append(
+            f"{given} has a wrong case-safe suffix; stored as {stored} "
+            "(the first 15 characters decide)"
+        )
+    others = sorted(
+        o.id
+        for o in list_organizations(session)
+        if o.id != organization and same_org_id(o.salesforce_org_id, stored)
+    )
     if others:
-        notes.append(f"Salesforce org {stored} is also registered as organization(s) "
-                     f"{', '.join(others)}")
+        notes.append(
+            f"Salesforce org {stored} is also registered as organization(s) {', '.join(others)}"
+        )
     return notes
 
 
@@ -148,8 +171,10 @@ def list_(ctx: click.Context, as_json: bool) -> None:
     width = max(len("ORGANIZATION"), *(len(r["organization"]) for r in rows))
     click.echo(f"{'ORGANIZATION':<{width}}  SALESFORCE ORG ID   ENABLED  BASE URL")
     for r in rows:
-        click.echo(f"{r['organization']:<{width}}  {r['salesforceOrgId']:<18}  "
-                   f"{'yes' if r['enabled'] else 'no':<7}  {r['baseUrl']}")
+        click.echo(
+            f"{r['organization']:<{width}}  {r['salesforceOrgId']:<18}  "
+            f"{'yes' if r['enabled'] else 'no':<7}  {r['baseUrl']}"
+        )
 
 
 @org.command("show")
@@ -188,30 +213,46 @@ def url(ctx: click.Context, organization: str) -> None:
 
 @org.command("update")
 @click.argument("organization")
-@click.option("--base-url", default=None, metavar="URL",
-              help="New address where Salesforce reaches this service.")
-@click.option("--salesforce-org-id", default=None, metavar="ID",
-              help="New Salesforce org id (after a sandbox refresh, say).")
+@click.option(
+    "--base-url",
+    default=None,
+    metavar="URL",
+    help="New address where Salesforce reaches this service.",
+)
+@click.option(
+    "--salesforce-org-id",
+    default=None,
+    metavar="ID",
+    help="New Salesforce org id (after a sandbox refresh, say).",
+)
 @database_url_option
 @click.pass_context
-def update(ctx: click.Context, organization: str, base_url: str | None,
-           salesforce_org_id: str | None) -> None:
+def update(
+    ctx: click.Context, organization: str, base_url: str | None, salesforce_org_id: str | None
+) -> None:
     """Change the base URL and/or Salesforce org id of ORGANIZATION (token kept)."""
     if base_url is None and salesforce_org_id is None:
         raise UsageError("org update: give --base-url and/or --salesforce-org-id")
     key = secret_key_from(ctx)
     with store_session(ctx) as session:
-        record = update_organization(session, name=organization, base_url=base_url,
-                                     salesforce_org_id=salesforce_org_id)
+        record = update_organization(
+            session, name=organization, base_url=base_url, salesforce_org_id=salesforce_org_id
+        )
         out = organization_json(record, key, details=True)
-        notes = (_org_id_notes(session, organization, salesforce_org_id)
-                 if salesforce_org_id is not None else [])
+        notes = (
+            _org_id_notes(session, organization, salesforce_org_id)
+            if salesforce_org_id is not None
+            else []
+        )
     for note in notes:
         click.echo(f"note: {note}", err=True)
     click.echo(out["webhookUrl"])
     if base_url is not None:
-        click.echo(f"the webhook URL changed: refresh the Outbound Message endpoint "
-                   f"(agent-provision deploy {organization})", err=True)
+        click.echo(
+            f"the webhook URL changed: refresh the Outbound Message endpoint "
+            f"(agent-provision deploy {organization})",
+            err=True,
+        )
 
 
 @org.command("rotate-token")
@@ -225,5 +266,8 @@ def rotate(ctx: click.Context, organization: str) -> None:
         token = rotate_token(session, name=organization, key=key)
         out = webhook_url(get_organization(session, organization), token)
     click.echo(out)
-    click.echo(f"the old token no longer works: refresh the Outbound Message endpoint "
-               f"(agent-provision deploy {organization})", err=True)
+    click.echo(
+        f"the old token no longer works: refresh the Outbound Message endpoint "
+        f"(agent-provision deploy {organization})",
+        err=True,
+    )

@@ -22,10 +22,12 @@ __all__ = ["serve"]
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535),
-              help="TCP port.")
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
-              help="Worker processes.")
+@click.option(
+    "--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="TCP port."
+)
+@click.option(
+    "--workers", default=1, show_default=True, type=click.IntRange(1, 64), help="Worker processes."
+)
 @database_url_option
 @click.pass_context
 def serve(ctx: click.Context, host: str, port: int, workers: int) -> None:
@@ -39,8 +41,11 @@ def serve(ctx: click.Context, host: str, port: int, workers: int) -> None:
     finally:
         engine.dispose()
     os.environ["AGENT_PROVISION_DATABASE_URL"] = settings.database_url
-    click.echo(f"Serving on http://{host}:{port} (store {_safe_url(settings.database_url)}, "
-               f"{workers} worker(s)); Ctrl-C stops it.", err=True)
+    click.echo(
+        f"Serving on http://{host}:{port} (store {_safe_url(settings.database_url)}, "
+        f"{workers} worker(s)); Ctrl-C stops it.",
+        err=True,
+    )
     uvicorn.run(
         "receiver.app:app_from_environment",
         factory=True,

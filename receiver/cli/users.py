@@ -27,20 +27,30 @@ def _phones(agent: AgentRecord) -> str:
 def users(ctx: click.Context, organization: str, as_json: bool) -> None:
     """List the provisioned agents of ORGANIZATION."""
     with store_session(ctx) as session:
-        agents = sorted(list_agents(session, organization_id=organization),
-                        key=lambda a: a.crm_id.encode("ascii"))
+        agents = sorted(
+            list_agents(session, organization_id=organization),
+            key=lambda a: a.crm_id.encode("ascii"),
+        )
     if as_json:
         click.echo(json.dumps([a.to_json() for a in agents], indent=2, ensure_ascii=False))
         return
     if not agents:
         click.echo(f"organization {organization} has no provisioned agents")
         return
-    rows = [(a.crm_id, a.username or "-", a.name or "-",
-             "disabled" if a.disabled else "enabled", _phones(a)) for a in agents]
+    rows = [
+        (
+            a.crm_id,
+            a.username or "-",
+            a.name or "-",
+            "disabled" if a.disabled else "enabled",
+            _phones(a),
+        )
+        for a in agents
+    ]
     header = ("CRM ID", "USERNAME", "NAME", "STATUS", "PHONES")
     widths = [max(len(header[i]), *(len(r[i]) for r in rows)) for i in range(4)]
-    click.echo("  ".join(h.ljust(w) for h, w in zip(header[:4], widths, strict=True))
-               + "  " + header[4])
+    click.echo(
+        "  ".join(h.ljust(w) for h, w in zip(header[:4], widths, strict=True)) + "  " + header[4]
+    )
     for r in rows:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True))
-                   + "  " + r[4])
+        click.echo("  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True)) + "  " + r[4])

@@ -34,8 +34,9 @@ def _deploy(*extra: str) -> list[str]:
 
 
 def test_check_passes_and_records_nothing(harness: Harness) -> None:
-    result = harness.run("check_ok", ["check", ORG, "--integration-user", INTEGRATION_USER,
-                                      *SESSION_ARGS, "--json"])
+    result = harness.run(
+        "check_ok", ["check", ORG, "--integration-user", INTEGRATION_USER, *SESSION_ARGS, "--json"]
+    )
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["ok"] is True
@@ -151,8 +152,9 @@ def test_preflight_missing_permission(harness: Harness) -> None:
     assert result.exit_code == 5
     errors = result.stderr.splitlines()
     assert any('"Customize Application" (PermissionsCustomizeApplication)' in e for e in errors)
-    assert any("(PermissionsModifyMetadata)" in e and "(PermissionsModifyAllData)" in e
-               for e in errors)
+    assert any(
+        "(PermissionsModifyMetadata)" in e and "(PermissionsModifyAllData)" in e for e in errors
+    )
     assert not any("API Enabled" in e for e in errors)
     assert harness.deployments() == []
 
@@ -166,8 +168,10 @@ def test_preflight_failure_with_json_still_prints_one_document(harness: Harness)
 
 
 def test_preflight_no_call_center(harness: Harness) -> None:
-    result = harness.run("preflight_no_call_center", ["check", ORG, "--integration-user",
-                                                      INTEGRATION_USER, *SESSION_ARGS])
+    result = harness.run(
+        "preflight_no_call_center",
+        ["check", ORG, "--integration-user", INTEGRATION_USER, *SESSION_ARGS],
+    )
     assert result.exit_code == 5
     assert "No call center exists in this org (CallCenter)" in result.stderr
     assert "Setup > Call Centers" in result.stderr
@@ -218,8 +222,12 @@ def test_switch_workflow_to_flow_then_undeploy_twice(harness: Harness) -> None:
     assert data["outcome"] == "succeeded"
     assert len(data["warnings"]) == 2
     kinds = [(r["kind"], r["trigger"], r["outcome"]) for r in harness.deployments()]
-    assert kinds == [("deploy", "workflow", "succeeded"), ("deploy", "flow", "succeeded"),
-                     ("undeploy", None, "succeeded"), ("undeploy", None, "succeeded")]
+    assert kinds == [
+        ("deploy", "workflow", "succeeded"),
+        ("deploy", "flow", "succeeded"),
+        ("undeploy", None, "succeeded"),
+        ("undeploy", None, "succeeded"),
+    ]
     assert harness.deployments()[2]["components"] == [FLOW, OM, RULE]
 
 
@@ -230,12 +238,27 @@ def test_undeploy_with_nothing_recorded_contacts_nobody(harness: Harness) -> Non
 
 
 @pytest.mark.parametrize("trigger", ["workflow", "flow"])
-def test_dry_run_writes_package_and_contacts_nobody(harness: Harness, tmp_path: Path,
-                                                     trigger: str) -> None:
+def test_dry_run_writes_package_and_contacts_nobody(
+    harness: Harness, tmp_path: Path, trigger: str
+) -> None:
     out = tmp_path / f"out-{trigger}"
-    result = harness.run("no_such_cassette", [
-        "deploy", ORG, "--dry-run", "--out", str(out), "--trigger", trigger,
-        "--integration-user", INTEGRATION_USER, "--custom-field", "Badge__c"], all_played=False)
+    result = harness.run(
+        "no_such_cassette",
+        [
+            "deploy",
+            ORG,
+            "--dry-run",
+            "--out",
+            str(out),
+            "--trigger",
+            trigger,
+            "--integration-user",
+            INTEGRATION_USER,
+            "--custom-field",
+            "Badge__c",
+        ],
+        all_played=False,
+    )
     assert result.exit_code == 0, result.stderr
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     expected = ["package.xml", "workflows/User.workflow"]
@@ -270,8 +293,7 @@ def test_switch_to_flow_when_the_rule_is_already_gone(harness: Harness) -> None:
     assert harness.deployments()[-1]["outcome"] == "succeeded"
 
 
-def test_status_fault_after_the_deploy_id_records_what_the_deploy_carried(
-        harness: Harness) -> None:
+def test_status_fault_after_the_deploy_id_records_what_the_deploy_carried(harness: Harness) -> None:
     result = harness.run("deploy_status_fault", [*_deploy(), "--json"])
     assert result.exit_code != 0
     data = json.loads(result.stdout)
@@ -284,8 +306,7 @@ def test_status_fault_after_the_deploy_id_records_what_the_deploy_carried(
     assert row["deploy_id"] == DEPLOY_ID
 
 
-def test_after_a_timed_out_workflow_deploy_a_flow_deploy_retires_the_rule(
-        tmp_path: Path) -> None:
+def test_after_a_timed_out_workflow_deploy_a_flow_deploy_retires_the_rule(tmp_path: Path) -> None:
     harness = Harness(tmp_path, timeout=2.0)
     harness.add_org()
     timed_out = harness.run("deploy_timeout", _deploy())
@@ -295,30 +316,55 @@ def test_after_a_timed_out_workflow_deploy_a_flow_deploy_retires_the_rule(
     assert f"retired: {RULE}" in switch.stdout
 
 
-def test_dry_run_takes_any_api_version_the_org_cannot_refuse(harness: Harness,
-                                                             tmp_path: Path) -> None:
+def test_dry_run_takes_any_api_version_the_org_cannot_refuse(
+    harness: Harness, tmp_path: Path
+) -> None:
     out = tmp_path / "out"
-    result = harness.run("no_such_cassette", [
-        "deploy", ORG, "--dry-run", "--out", str(out), "--api-version", "64.0",
-        "--integration-user", INTEGRATION_USER], all_played=False)
+    result = harness.run(
+        "no_such_cassette",
+        [
+            "deploy",
+            ORG,
+            "--dry-run",
+            "--out",
+            str(out),
+            "--api-version",
+            "64.0",
+            "--integration-user",
+            INTEGRATION_USER,
+        ],
+        all_played=False,
+    )
     assert result.exit_code == 0, result.stderr
     assert "<version>64.0</version>" in (out / "package.xml").read_text()
-    low = harness.run("no_such_cassette", [
-        "deploy", ORG, "--dry-run", "--out", str(out), "--api-version", "52.0",
-        "--trigger", "flow", "--integration-user", INTEGRATION_USER], all_played=False)
+    low = harness.run(
+        "no_such_cassette",
+        [
+            "deploy",
+            ORG,
+            "--dry-run",
+            "--out",
+            str(out),
+            "--api-version",
+            "52.0",
+            "--trigger",
+            "flow",
+            "--integration-user",
+            INTEGRATION_USER,
+        ],
+        all_played=False,
+    )
     assert low.exit_code == 2 and "53.0" in low.stderr
 
 
 def test_dry_run_removes_its_own_earlier_files_only(harness: Harness, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    base = ["deploy", ORG, "--dry-run", "--out", str(out), "--integration-user",
-            INTEGRATION_USER]
+    base = ["deploy", ORG, "--dry-run", "--out", str(out), "--integration-user", INTEGRATION_USER]
     first = harness.run("no_such_cassette", [*base, "--trigger", "flow"], all_played=False)
     assert first.exit_code == 0, first.stderr
     (out / "notes.txt").write_text("mine")
     (out / "destructiveChangesPost.xml").write_text("<Package/>")
-    second = harness.run("no_such_cassette", [*base, "--trigger", "workflow"],
-                         all_played=False)
+    second = harness.run("no_such_cassette", [*base, "--trigger", "workflow"], all_played=False)
     assert second.exit_code == 0, second.stderr
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert written == ["notes.txt", "package.xml", "workflows/User.workflow"]

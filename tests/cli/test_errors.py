@@ -11,22 +11,25 @@ from receiver.cli._errors import exit_code_for, report_error
 from sf_metadata import errors as e
 
 
-@pytest.mark.parametrize(("error", "code"), [
-    (e.UsageError("x"), 2),
-    (e.InvalidOrganizationName("x"), 2),
-    (e.OrganizationExists("x"), 2),
-    (e.InvalidSalesforceId("x"), 2),
-    (e.CredentialsError("x"), 2),
-    (e.OrganizationNotFound("x"), 4),
-    (e.AuthenticationError("x"), 3),
-    (e.PreflightError("x"), 5),
-    (e.DeployFailed("x"), 6),
-    (e.DeployTimeout("x", deploy_id="0Af000000000001"), 7),
-    (e.StoreUnavailable("x"), 75),
-    (e.SalesforceError("x"), 1),
-    (e.MalformedXml("x"), 1),
-    (e.AgentProvisionError("x"), 1),
-])
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (e.UsageError("x"), 2),
+        (e.InvalidOrganizationName("x"), 2),
+        (e.OrganizationExists("x"), 2),
+        (e.InvalidSalesforceId("x"), 2),
+        (e.CredentialsError("x"), 2),
+        (e.OrganizationNotFound("x"), 4),
+        (e.AuthenticationError("x"), 3),
+        (e.PreflightError("x"), 5),
+        (e.DeployFailed("x"), 6),
+        (e.DeployTimeout("x", deploy_id="0Af000000000001"), 7),
+        (e.StoreUnavailable("x"), 75),
+        (e.SalesforceError("x"), 1),
+        (e.MalformedXml("x"), 1),
+        (e.AgentProvisionError("x"), 1),
+    ],
+)
 def test_exit_codes(error: e.AgentProvisionError, code: int) -> None:
     assert exit_code_for(error) == code
 

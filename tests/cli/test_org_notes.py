@@ -27,7 +27,8 @@ def test_a_wrong_suffix_is_stored_canonical_and_said(run) -> None:  # type: igno
     assert result.exit_code == 0
     assert '"salesforceOrgId": "00D000000000001EAA"' in result.stdout
     assert "00D000000000001ZZZ has a wrong case-safe suffix; stored as 00D000000000001EAA" in (
-        result.stderr)
+        result.stderr
+    )
 
 
 def test_a_correct_id_gets_no_note(run) -> None:  # type: ignore[no-untyped-def]
@@ -48,8 +49,9 @@ def test_a_second_organization_for_one_salesforce_org_is_said(run) -> None:  # t
     assert "also registered as organization(s) prod, prod-2" in moved.stderr
 
 
-def test_an_unknown_log_level_is_one_error_line(monkeypatch: pytest.MonkeyPatch,
-                                                tmp_path: Path) -> None:
+def test_an_unknown_log_level_is_one_error_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("AGENT_PROVISION_LOG_LEVEL", "loud")
     result = CliRunner().invoke(main, ["serve", "--port", "1"], catch_exceptions=False)

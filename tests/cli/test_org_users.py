@@ -53,10 +53,12 @@ def _ok(result: Result) -> str:
 
 def test_org_add_prints_the_webhook_url_with_its_token(run: Run, database_url: str) -> None:
     out = _ok(run("org", "add", "demo", "--salesforce-org-id", ORG_ID)).strip()
-    prefix = ("http://127.0.0.1:8000/v2/features/agent-auto-provision/organizations/demo"
-              "/integrations/provider/webhook?token=")
+    prefix = (
+        "http://127.0.0.1:8000/v2/features/agent-auto-provision/organizations/demo"
+        "/integrations/provider/webhook?token="
+    )
     assert out.startswith(prefix)
-    token = out[len(prefix):]
+    token = out[len(prefix) :]
     engine = make_engine(database_url)
     try:
         with transaction(engine) as session:
@@ -68,8 +70,20 @@ def test_org_add_prints_the_webhook_url_with_its_token(run: Run, database_url: s
 
 
 def test_org_add_json_and_15_character_id(run: Run) -> None:
-    out = json.loads(_ok(run("org", "add", "acme-uat", "--salesforce-org-id", ORG_ID[:15],
-                             "--base-url", "https://provision.example.com/", "--json")))
+    out = json.loads(
+        _ok(
+            run(
+                "org",
+                "add",
+                "acme-uat",
+                "--salesforce-org-id",
+                ORG_ID[:15],
+                "--base-url",
+                "https://provision.example.com/",
+                "--json",
+            )
+        )
+    )
     assert list(out) == ["organization", "salesforceOrgId", "webhookUrl", "enabled"]
     assert out["organization"] == "acme-uat"
     assert out["salesforceOrgId"] == ORG_ID
@@ -77,20 +91,27 @@ def test_org_add_json_and_15_character_id(run: Run) -> None:
     assert out["webhookUrl"].startswith("https://provision.example.com/v2/features/")
 
 
-@pytest.mark.parametrize(("args", "code", "words"), [
-    (["org", "add", "Bad_Name", "--salesforce-org-id", ORG_ID], 2, "organization name"),
-    (["org", "add", "x", "--salesforce-org-id", "005000000000001AAA"], 2, "salesforce-org-id"),
-    (["org", "add", "x", "--salesforce-org-id", ORG_ID, "--base-url", "ftp://x"], 2,
-     "--base-url"),
-    (["org", "enable", "nope"], 4, "nope"),
-    (["org", "show", "nope"], 4, "nope"),
-    (["org", "url", "nope"], 4, "nope"),
-    (["org", "rotate-token", "nope"], 4, "nope"),
-    (["org", "update", "nope", "--base-url", "http://x"], 4, "nope"),
-    (["users", "nope"], 4, "nope"),
-])
-def test_errors_are_one_line_on_stderr_with_exit_codes(run: Run, args: list[str], code: int,
-                                                       words: str) -> None:
+@pytest.mark.parametrize(
+    ("args", "code", "words"),
+    [
+        (["org", "add", "Bad_Name", "--salesforce-org-id", ORG_ID], 2, "organization name"),
+        (["org", "add", "x", "--salesforce-org-id", "005000000000001AAA"], 2, "salesforce-org-id"),
+        (
+            ["org", "add", "x", "--salesforce-org-id", ORG_ID, "--base-url", "ftp://x"],
+            2,
+            "--base-url",
+        ),
+        (["org", "enable", "nope"], 4, "nope"),
+        (["org", "show", "nope"], 4, "nope"),
+        (["org", "url", "nope"], 4, "nope"),
+        (["org", "rotate-token", "nope"], 4, "nope"),
+        (["org", "update", "nope", "--base-url", "http://x"], 4, "nope"),
+        (["users", "nope"], 4, "nope"),
+    ],
+)
+def test_errors_are_one_line_on_stderr_with_exit_codes(
+    run: Run, args: list[str], code: int, words: str
+) -> None:
     result = run(*args)
     assert result.exit_code == code
     assert result.stdout == ""
@@ -116,8 +137,7 @@ def test_org_enable_disable_list_show_url(run: Run) -> None:
     _ok(run("org", "add", "b-org", "--salesforce-org-id", "00D000000000002"))
     assert _ok(run("org", "enable", "demo")).strip() == "organization demo: enabled"
     listed = json.loads(_ok(run("org", "list", "--json")))
-    assert [(o["organization"], o["enabled"]) for o in listed] == [("b-org", False),
-                                                                   ("demo", True)]
+    assert [(o["organization"], o["enabled"]) for o in listed] == [("b-org", False), ("demo", True)]
     assert all("webhookUrl" not in o for o in listed)
     table = _ok(run("org", "list"))
     assert "demo" in table and "token=" not in table
@@ -132,8 +152,17 @@ def test_org_enable_disable_list_show_url(run: Run) -> None:
 def test_org_update_keeps_the_token_and_rotate_token_replaces_it(run: Run) -> None:
     url = _ok(run("org", "add", "demo", "--salesforce-org-id", ORG_ID)).strip()
     token = url.split("token=")[1]
-    updated = _ok(run("org", "update", "demo", "--base-url", "https://p.example.com",
-                      "--salesforce-org-id", "00D000000000009")).strip()
+    updated = _ok(
+        run(
+            "org",
+            "update",
+            "demo",
+            "--base-url",
+            "https://p.example.com",
+            "--salesforce-org-id",
+            "00D000000000009",
+        )
+    ).strip()
     assert updated.startswith("https://p.example.com/") and updated.endswith(token)
     shown = json.loads(_ok(run("org", "show", "demo", "--json")))
     assert shown["salesforceOrgId"].startswith("00D000000000009")
@@ -143,7 +172,8 @@ def test_org_update_keeps_the_token_and_rotate_token_replaces_it(run: Run) -> No
 
 
 def test_database_url_from_the_environment_and_before_the_command(
-        run: Run, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    run: Run, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("AGENT_PROVISION_DATABASE_URL", database_url)
     _ok(run("org", "add", "demo", "--salesforce-org-id", ORG_ID, url=False))
     assert "demo" in _ok(run("--database-url", database_url, "org", "list", url=False))
@@ -152,7 +182,8 @@ def test_database_url_from_the_environment_and_before_the_command(
 
 
 def test_default_store_is_agent_provision_db_in_the_working_directory(
-        run: Run, tmp_path: Path) -> None:
+    run: Run, tmp_path: Path
+) -> None:
     _ok(run("org", "add", "demo", "--salesforce-org-id", ORG_ID, url=False))
     assert (tmp_path / "agent_provision.db").exists()
     assert (tmp_path / "agent_provision.db.key").exists()
@@ -167,8 +198,11 @@ def _deliver(database_url: str, body: bytes) -> None:
             with transaction(engine) as session:
                 org = session.get(Organization, "demo")
                 assert org is not None
-            url = CliRunner().invoke(main, ["org", "url", "demo", "--database-url",
-                                            database_url]).stdout.strip()
+            url = (
+                CliRunner()
+                .invoke(main, ["org", "url", "demo", "--database-url", database_url])
+                .stdout.strip()
+            )
             path = url.split("8000", 1)[1]
             assert path.startswith(webhook_path("demo"))
             response = c.post(path, content=body)
@@ -184,8 +218,8 @@ def test_users_json_is_the_agent_list_sorted_by_crm_id(run: Run, database_url: s
     # ids that sort differently case-insensitively: byte order puts "B" before "a"
     upper, lower = "005Ab0000000Bxx", "005Ab0000000axx"
     body = make_outbound_message(
-        [make_notification(user_id=lower), make_notification(user_id=upper)],
-        organization_id=ORG_ID)
+        [make_notification(user_id=lower), make_notification(user_id=upper)], organization_id=ORG_ID
+    )
     _deliver(database_url, body)
     agents: list[dict[str, Any]] = json.loads(_ok(run("users", "demo", "--json")))
     assert [a["crmId"][:15] for a in agents] == [upper, lower]
@@ -200,8 +234,10 @@ def test_users_after_the_examples(run: Run, database_url: str) -> None:
     for name in sorted(p.name for p in EXAMPLES.glob("*.xml")):
         _deliver(database_url, (EXAMPLES / name).read_bytes())
     agents = json.loads(_ok(run("users", "demo", "--json")))
-    assert [(a["name"], a["disabled"]) for a in agents] == [("Ada Lovelace", False),
-                                                            ("Jürgen Groß", False)]
+    assert [(a["name"], a["disabled"]) for a in agents] == [
+        ("Ada Lovelace", False),
+        ("Jürgen Groß", False),
+    ]
 
 
 def test_unreachable_store_exits_75(run: Run, tmp_path: Path) -> None:

@@ -18,8 +18,10 @@ def _blocks() -> list[str]:
 
 def test_run_and_test_commands_come_first_and_are_executable() -> None:
     first = _blocks()[0]
-    assert [line.split()[0] for line in first.strip().splitlines()] == ["scripts/demo",
-                                                                       "scripts/test"]
+    assert [line.split()[0] for line in first.strip().splitlines()] == [
+        "scripts/demo",
+        "scripts/test",
+    ]
     for script in ("scripts/demo", "scripts/test", ".ci/run"):
         assert os.access(ROOT / script, os.X_OK), script
     assert "scripts/test" in (ROOT / ".ci/run").read_text()
@@ -28,9 +30,11 @@ def test_run_and_test_commands_come_first_and_are_executable() -> None:
 def test_quick_start_posts_existing_examples_to_the_demo_organization() -> None:
     lines = [b for b in _blocks() if "curl" in b][0].strip().splitlines()
     posted = [re.search(r"@(examples/\S+)", line) for line in lines if line.startswith("curl")]
-    assert [m.group(1) for m in posted if m] == ["examples/01-create-users.xml",
-                                                 "examples/02-update-user.xml",
-                                                 "examples/03-deactivate-user.xml"]
+    assert [m.group(1) for m in posted if m] == [
+        "examples/01-create-users.xml",
+        "examples/02-update-user.xml",
+        "examples/03-deactivate-user.xml",
+    ]
     for line in lines:
         if line.startswith("curl"):
             assert line.endswith('"$(.venv/bin/agent-provision org url demo)"')

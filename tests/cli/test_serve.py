@@ -35,14 +35,23 @@ def _cli(*args: str) -> str:
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_serve_takes_messages_and_logs_no_token(tmp_path: Path, workers: int,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_serve_takes_messages_and_logs_no_token(
+    tmp_path: Path, workers: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("AGENT_PROVISION_DATABASE_URL", raising=False)
     url_flag = ["--database-url", f"sqlite:///{tmp_path / 'store.db'}"]
     port = _free_port()
-    _cli("org", "add", "demo", "--salesforce-org-id", ORG_ID,
-         "--base-url", f"http://127.0.0.1:{port}", *url_flag)
+    _cli(
+        "org",
+        "add",
+        "demo",
+        "--salesforce-org-id",
+        ORG_ID,
+        "--base-url",
+        f"http://127.0.0.1:{port}",
+        *url_flag,
+    )
     _cli("org", "enable", "demo", *url_flag)
     webhook = _cli("org", "url", "demo", *url_flag)
     token = webhook.split("token=")[1]
@@ -51,10 +60,23 @@ def test_serve_takes_messages_and_logs_no_token(tmp_path: Path, workers: int,
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_PROVISION_")}
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-c", "from receiver.cli import main; main()", "serve",
-             "--port", str(port), "--workers", str(workers), *url_flag],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-            cwd=tmp_path)
+            [
+                sys.executable,
+                "-c",
+                "from receiver.cli import main; main()",
+                "serve",
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+                *url_flag,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=tmp_path,
+        )
         try:
             deadline = time.monotonic() + 60
             while True:
@@ -67,11 +89,14 @@ def test_serve_takes_messages_and_logs_no_token(tmp_path: Path, workers: int,
                 assert time.monotonic() < deadline, "serve did not start"
                 time.sleep(0.2)
             body = (EXAMPLES / "01-create-users.xml").read_bytes()
-            ok = httpx.post(webhook, content=body,
-                            headers={"content-type": "text/xml; charset=UTF-8"}, timeout=30)
+            ok = httpx.post(
+                webhook,
+                content=body,
+                headers={"content-type": "text/xml; charset=UTF-8"},
+                timeout=30,
+            )
             assert ok.status_code == 200 and b"<Ack>true</Ack>" in ok.content
-            wrong = httpx.post(webhook.replace(token, token[:-2] + "xx"), content=body,
-                               timeout=30)
+            wrong = httpx.post(webhook.replace(token, token[:-2] + "xx"), content=body, timeout=30)
             assert wrong.status_code == 401
         finally:
             process.send_signal(signal.SIGINT)
@@ -81,8 +106,8 @@ def test_serve_takes_messages_and_logs_no_token(tmp_path: Path, workers: int,
                 process.kill()
                 process.wait()
     output = log_path.read_text()
-    assert "/integrations/provider/webhook HTTP/1.1\" 200" in output
-    assert "/integrations/provider/webhook HTTP/1.1\" 401" in output
+    assert '/integrations/provider/webhook HTTP/1.1" 200' in output
+    assert '/integrations/provider/webhook HTTP/1.1" 401' in output
     assert token not in output
     assert "token=" not in output
     users = _cli("users", "demo", "--json", *url_flag)

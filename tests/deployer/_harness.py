@@ -17,8 +17,14 @@ from receiver.cli._options import CliState
 from tests.deployer._vcr import HOST, make_vcr
 
 SESSION_ARGS = ["--instance-url", f"https://{HOST}", "--access-token", "test-access-token"]
-CLIENT_CREDENTIAL_ARGS = ["--consumer-key", "test-consumer-key", "--consumer-secret",
-                          "test-consumer-secret", "--domain", "orgname.my"]
+CLIENT_CREDENTIAL_ARGS = [
+    "--consumer-key",
+    "test-consumer-key",
+    "--consumer-secret",
+    "test-consumer-secret",
+    "--domain",
+    "orgname.my",
+]
 ORG = "acme"
 REGISTERED_ORG_ID = "00D000000000001"
 INTEGRATION_USER = "integration@acme.example.com"
@@ -59,13 +65,20 @@ class Harness:
 
     def invoke(self, args: list[str]) -> Result:
         timing = Timing(timeout=self.timeout, sleep=self.clock.sleep, clock=self.clock.clock)
-        return CliRunner().invoke(main, args, obj=CliState(extra={"deploy_timing": timing}),
-                                  env=self.env(), catch_exceptions=False)
+        return CliRunner().invoke(
+            main,
+            args,
+            obj=CliState(extra={"deploy_timing": timing}),
+            env=self.env(),
+            catch_exceptions=False,
+        )
 
-    def add_org(self, *, base_url: str = "https://hooks.example.com",
-                org_id: str = REGISTERED_ORG_ID) -> str:
-        result = self.invoke(["org", "add", ORG, "--salesforce-org-id", org_id,
-                              "--base-url", base_url, "--json"])
+    def add_org(
+        self, *, base_url: str = "https://hooks.example.com", org_id: str = REGISTERED_ORG_ID
+    ) -> str:
+        result = self.invoke(
+            ["org", "add", ORG, "--salesforce-org-id", org_id, "--base-url", base_url, "--json"]
+        )
         assert result.exit_code == 0, result.output
         return str(json.loads(result.stdout)["webhookUrl"])
 

@@ -106,9 +106,7 @@ class Scrubber:
         text = body.decode("utf-8") if isinstance(body, bytes) else str(body)
         response["body"]["string"] = self.text(self._json(text)).encode("utf-8")
         headers = response.get("headers", {})
-        response["headers"] = {
-            k: v for k, v in headers.items() if k.lower() in ("content-type",)
-        }
+        response["headers"] = {k: v for k, v in headers.items() if k.lower() in ("content-type",)}
         return response
 
 

@@ -13,12 +13,25 @@ from vcr.request import Request
 from tests.deployer._vcr import CASSETTES, ELIDED, HOST, Scrubber
 
 SCENARIOS = [
-    "check_ok", "deploy_workflow", "deploy_flow", "deploy_check_only",
-    "deploy_component_failure", "deploy_component_failures_list", "deploy_error_message_only",
-    "deploy_flow_inactive", "deploy_timeout", "preflight_missing_permission",
-    "preflight_no_call_center", "preflight_other_org", "expired_session_refresh",
-    "expired_session_direct", "switch_workflow_to_flow", "undeploy", "undeploy_rerun",
-    "switch_workflow_to_flow_rule_gone", "deploy_status_fault",
+    "check_ok",
+    "deploy_workflow",
+    "deploy_flow",
+    "deploy_check_only",
+    "deploy_component_failure",
+    "deploy_component_failures_list",
+    "deploy_error_message_only",
+    "deploy_flow_inactive",
+    "deploy_timeout",
+    "preflight_missing_permission",
+    "preflight_no_call_center",
+    "preflight_other_org",
+    "expired_session_refresh",
+    "expired_session_direct",
+    "switch_workflow_to_flow",
+    "undeploy",
+    "undeploy_rerun",
+    "switch_workflow_to_flow_rule_gone",
+    "deploy_status_fault",
 ]
 #: Elements a SOAP login (or any envelope) carries secrets in, with any namespace prefix.
 XML_SECRETS = re.compile(
@@ -61,7 +74,8 @@ def test_cassette_holds_no_secret(name: str) -> None:
 def test_scrubber_removes_what_a_live_recording_holds() -> None:
     scrubber = Scrubber()
     request = Request(
-        "POST", "https://acme.my.salesforce.com/services/oauth2/token?x=1",
+        "POST",
+        "https://acme.my.salesforce.com/services/oauth2/token?x=1",
         b"grant_type=client_credentials&client_id=3MVGreal&client_secret=realsecret",
         {"Authorization": "Bearer 00D5g000004XyZa!AQ0AQreal", "SOAPAction": "deploy"},
     )
@@ -72,17 +86,24 @@ def test_scrubber_removes_what_a_live_recording_holds() -> None:
     response = {
         "status": {"code": 200, "message": "OK"},
         "headers": {"Content-Type": ["application/json"], "Set-Cookie": ["sid=x"]},
-        "body": {"string": json.dumps({
-            "access_token": "00D5g000004XyZa!AQ0AQreal",
-            "instance_url": "https://na99.salesforce.com",
-            "id": "https://login.salesforce.com/id/00D5g000004XyZaEAK/0055g000001"}).encode()},
+        "body": {
+            "string": json.dumps(
+                {
+                    "access_token": "00D5g000004XyZa!AQ0AQreal",
+                    "instance_url": "https://na99.salesforce.com",
+                    "id": "https://login.salesforce.com/id/00D5g000004XyZaEAK/0055g000001",
+                }
+            ).encode()
+        },
     }
     out = scrubber.response(response)["body"]["string"].decode()
     assert "00D5g000004XyZa" not in out and "na99" not in out
     assert json.loads(out)["access_token"] == ELIDED
     assert "00D000000000001EAK" in out  # same org, same placeholder
-    soap = scrubber.text("<sessionId>00D5g000004XyZa!AQ0AQreal</sessionId>"
-                         "<endpointUrl>https://h.example.com/w?token=abc&amp;x=1</endpointUrl>")
+    soap = scrubber.text(
+        "<sessionId>00D5g000004XyZa!AQ0AQreal</sessionId>"
+        "<endpointUrl>https://h.example.com/w?token=abc&amp;x=1</endpointUrl>"
+    )
     assert "AQ0AQreal" not in soap and "token=abc" not in soap
 
 
@@ -97,14 +118,21 @@ SOAP_LOGIN = (
 
 
 def test_scrubber_removes_soap_login_username_and_password() -> None:
-    request = Request("POST", "https://login.salesforce.com/services/Soap/u/62.0",
-                      SOAP_LOGIN.encode(), {"SOAPAction": "login"})
+    request = Request(
+        "POST",
+        "https://login.salesforce.com/services/Soap/u/62.0",
+        SOAP_LOGIN.encode(),
+        {"SOAPAction": "login"},
+    )
     body = Scrubber().request(request).body.decode()
     assert "Hunter2" not in body and "TOKENabcdef" not in body
     assert "admin@acme-real" not in body
     assert f"<n1:password>{ELIDED}</n1:password>" in body
     assert f"<n1:username>{ELIDED}</n1:username>" in body
-    for variant in ("<password>pw</password>", '<urn:password xsi:type="x">pw</urn:password>',
-                    "<sf.x:securityToken>pw</sf.x:securityToken>"):
+    for variant in (
+        "<password>pw</password>",
+        '<urn:password xsi:type="x">pw</urn:password>',
+        "<sf.x:securityToken>pw</sf.x:securityToken>",
+    ):
         scrubbed = Scrubber().text(variant)
         assert ">pw<" not in scrubbed and ELIDED in scrubbed

@@ -20,8 +20,9 @@ WF = "workflows/User.workflow"
 class FakeOrg:
     """Answers Tooling queries for one flow and replays checkDeployStatus bodies."""
 
-    def __init__(self, statuses: list[bytes], *, flow_active: bool = True,
-                 flow_exists: bool = True) -> None:
+    def __init__(
+        self, statuses: list[bytes], *, flow_active: bool = True, flow_exists: bool = True
+    ) -> None:
         self.api_version = "62.0"
         self.statuses = statuses
         self.flow_active = flow_active
@@ -33,8 +34,11 @@ class FakeOrg:
 
     def tooling_query(self, soql: str) -> list[dict[str, Any]]:
         self.calls.append(("query", soql.split(" FROM ")[1].split(" ")[0]))
-        if "FROM FlowDefinition" in soql and "definition" in self.fail and any(
-                c[0] == "deploy" for c in self.calls):
+        if (
+            "FROM FlowDefinition" in soql
+            and "definition" in self.fail
+            and any(c[0] == "deploy" for c in self.calls)
+        ):
             raise self.fail["definition"]
         if not self.flow_exists:
             return []
@@ -61,9 +65,11 @@ class FakeOrg:
             check_only = "<met:checkOnly>true</met:checkOnly>" in body
             self.calls.append(("deploy", "checkOnly" if check_only else "deploy"))
             self.ignore_warnings.append("<met:ignoreWarnings>true</met:ignoreWarnings>" in body)
-            return (b'<e:Envelope xmlns:e="http://schemas.xmlsoap.org/soap/envelope/" '
-                    b'xmlns="http://soap.sforce.com/2006/04/metadata"><e:Body><deployResponse>'
-                    b"<result><id>0Af1</id></result></deployResponse></e:Body></e:Envelope>")
+            return (
+                b'<e:Envelope xmlns:e="http://schemas.xmlsoap.org/soap/envelope/" '
+                b'xmlns="http://soap.sforce.com/2006/04/metadata"><e:Body><deployResponse>'
+                b"<result><id>0Af1</id></result></deployResponse></e:Body></e:Envelope>"
+            )
         if "status" in self.fail:
             raise self.fail["status"]
         return self.statuses.pop(0)
@@ -74,9 +80,12 @@ def _status(*args: Any, **kwargs: Any) -> bytes:
 
 
 def _spec(trigger: str) -> PackageSpec:
-    return PackageSpec(trigger=trigger, api_version="62.0",  # type: ignore[arg-type]
-                       endpoint_url="https://hooks.example.com/w?token=t",
-                       integration_user="i@example.com")
+    return PackageSpec(
+        trigger=trigger,
+        api_version="62.0",  # type: ignore[arg-type]
+        endpoint_url="https://hooks.example.com/w?token=t",
+        integration_user="i@example.com",
+    )
 
 
 def _client(org: FakeOrg) -> OrgClient:
@@ -94,8 +103,13 @@ def test_flow_to_workflow_deactivates_first_and_deletes_after() -> None:
 
 
 def test_flow_to_workflow_failure_reactivates_the_flow() -> None:
-    org = FakeOrg([_status("Failed", done=True, details=[
-        failure(WORKFLOW_RULE, WF, "no new workflow rules")])])
+    org = FakeOrg(
+        [
+            _status(
+                "Failed", done=True, details=[failure(WORKFLOW_RULE, WF, "no new workflow rules")]
+            )
+        ]
+    )
     outcome = deploy_package(_client(org), _spec("workflow"), previous_trigger="flow")
     assert outcome.outcome == "failed"
     assert outcome.retired == ()
@@ -110,8 +124,9 @@ def test_flow_to_workflow_failure_reactivates_the_flow() -> None:
 
 def test_check_only_never_retires() -> None:
     org = FakeOrg([_status("Succeeded", done=True, ok=True, check_only=True, details=FLOW_OK)])
-    outcome = deploy_package(_client(org), _spec("flow"), check_only=True,
-                             previous_trigger="workflow")
+    outcome = deploy_package(
+        _client(org), _spec("flow"), check_only=True, previous_trigger="workflow"
+    )
     assert outcome.kind == "check-only" and outcome.outcome == "succeeded"
     assert org.calls == [("deploy", "checkOnly")]
 
@@ -130,8 +145,11 @@ def test_timeout_is_raised_with_the_deploy_id() -> None:
         clock[0] += seconds
 
     org = FakeOrg([_status("InProgress", done=False)] * 10)
-    outcome = deploy_package(_client(org), _spec("workflow"),
-                             timing=Timing(timeout=3.0, sleep=sleep, clock=lambda: clock[0]))
+    outcome = deploy_package(
+        _client(org),
+        _spec("workflow"),
+        timing=Timing(timeout=3.0, sleep=sleep, clock=lambda: clock[0]),
+    )
     assert outcome.outcome == "timeout"
     with pytest.raises(DeployTimeout) as raised:
         outcome.raise_for_outcome()
@@ -169,19 +187,26 @@ def test_client_maps_simple_salesforce_errors_into_the_tree() -> None:
         raise SalesforceExpiredSession("u", 401, "r", [{"errorCode": "INVALID_SESSION_ID"}])
 
     def missing() -> None:
-        raise SalesforceResourceNotFound("u", 404, "r", [{"errorCode": "NOT_FOUND",
-                                                           "message": "gone"}])
+        raise SalesforceResourceNotFound(
+            "u", 404, "r", [{"errorCode": "NOT_FOUND", "message": "gone"}]
+        )
 
-    session_client = OrgClient(Credentials(kind="session", instance_url="https://x",
-                                           access_token="t"), api_version="62.0",
-                               login_fn=fake_login)
+    session_client = OrgClient(
+        Credentials(kind="session", instance_url="https://x", access_token="t"),
+        api_version="62.0",
+        login_fn=fake_login,
+    )
     with pytest.raises(AuthenticationError, match="cannot be refreshed"):
         session_client._call(expired, "a query")
     with pytest.raises(SalesforceError, match="NOT_FOUND: gone"):
         session_client._call(missing, "describe X")
-    refreshable = OrgClient(Credentials(kind="client-credentials", consumer_key="k",
-                                        consumer_secret="s", domain="acme.my"),
-                            api_version="62.0", login_fn=fake_login)
+    refreshable = OrgClient(
+        Credentials(
+            kind="client-credentials", consumer_key="k", consumer_secret="s", domain="acme.my"
+        ),
+        api_version="62.0",
+        login_fn=fake_login,
+    )
     with pytest.raises(AuthenticationError, match="again"):
         refreshable._call(expired, "a query")
     assert logins == ["62.0", "62.0", "62.0"]  # two clients + exactly one re-login
@@ -200,9 +225,24 @@ def _clocked(timeout: float) -> Timing:
 
 
 def test_workflow_to_flow_sends_ignore_warnings_and_takes_a_rule_already_gone() -> None:
-    org = FakeOrg([_status("Succeeded", done=True, ok=True, details=[
-        *FLOW_OK, failure(WORKFLOW_RULE, "destructiveChangesPost.xml", RULE_GONE,
-                          problem_type="Warning")])])
+    org = FakeOrg(
+        [
+            _status(
+                "Succeeded",
+                done=True,
+                ok=True,
+                details=[
+                    *FLOW_OK,
+                    failure(
+                        WORKFLOW_RULE,
+                        "destructiveChangesPost.xml",
+                        RULE_GONE,
+                        problem_type="Warning",
+                    ),
+                ],
+            )
+        ]
+    )
     outcome = deploy_package(_client(org), _spec("flow"), previous_trigger="workflow")
     assert org.ignore_warnings == [True]
     assert outcome.outcome == "succeeded", outcome.problems
@@ -217,8 +257,22 @@ def test_plain_deploy_keeps_warnings_fatal() -> None:
 
 
 def test_failed_deploy_with_only_warnings_reports_them_as_problems() -> None:
-    org = FakeOrg([_status("Failed", done=True, details=[
-        failure(WORKFLOW_RULE, "destructiveChangesPost.xml", RULE_GONE, problem_type="Warning")])])
+    org = FakeOrg(
+        [
+            _status(
+                "Failed",
+                done=True,
+                details=[
+                    failure(
+                        WORKFLOW_RULE,
+                        "destructiveChangesPost.xml",
+                        RULE_GONE,
+                        problem_type="Warning",
+                    )
+                ],
+            )
+        ]
+    )
     outcome = deploy_package(_client(org), _spec("flow"), previous_trigger="workflow")
     assert outcome.outcome == "failed"
     assert RULE_GONE in outcome.problems[0]
@@ -226,8 +280,9 @@ def test_failed_deploy_with_only_warnings_reports_them_as_problems() -> None:
     assert outcome.retired == ()
 
 
-@pytest.mark.parametrize("error", [SalesforceError("network down"),
-                                   AuthenticationError("session expired")])
+@pytest.mark.parametrize(
+    "error", [SalesforceError("network down"), AuthenticationError("session expired")]
+)
 def test_flow_to_workflow_reactivates_the_flow_when_the_deploy_raises(error: Exception) -> None:
     org = FakeOrg([])
     org.fail["status"] = error
@@ -240,8 +295,9 @@ def test_flow_to_workflow_reactivates_the_flow_when_the_deploy_raises(error: Exc
 
 def test_flow_to_workflow_timeout_keeps_the_flow_off_and_says_so() -> None:
     org = FakeOrg([_status("InProgress", done=False)] * 10)
-    outcome = deploy_package(_client(org), _spec("workflow"), previous_trigger="flow",
-                             timing=_clocked(3.0))
+    outcome = deploy_package(
+        _client(org), _spec("workflow"), previous_trigger="flow", timing=_clocked(3.0)
+    )
     assert outcome.outcome == "timeout"
     assert outcome.retired == ()
     assert [c for c in org.calls if c[0] == "patch"] == [("patch", 0)]
@@ -254,8 +310,9 @@ def test_flow_to_workflow_timeout_keeps_the_flow_off_and_says_so() -> None:
 
 
 def test_flow_to_workflow_with_the_flow_already_gone() -> None:
-    org = FakeOrg([_status("Succeeded", done=True, ok=True, details=WORKFLOW_OK)],
-                  flow_exists=False)
+    org = FakeOrg(
+        [_status("Succeeded", done=True, ok=True, details=WORKFLOW_OK)], flow_exists=False
+    )
     outcome = deploy_package(_client(org), _spec("workflow"), previous_trigger="flow")
     assert outcome.outcome == "succeeded"
     assert not any(c[0] in ("patch", "delete") for c in org.calls)
@@ -277,9 +334,19 @@ def test_tooling_errors_after_the_deploy_become_warnings() -> None:
 
 
 def test_rule_gone_is_only_excused_for_what_we_retire() -> None:
-    org = FakeOrg([_status("Succeeded", done=True, ok=True, details=[
-        success(OUTBOUND_MESSAGE, WF),
-        failure(WORKFLOW_RULE, WF, RULE_GONE, problem_type="Warning")])])
+    org = FakeOrg(
+        [
+            _status(
+                "Succeeded",
+                done=True,
+                ok=True,
+                details=[
+                    success(OUTBOUND_MESSAGE, WF),
+                    failure(WORKFLOW_RULE, WF, RULE_GONE, problem_type="Warning"),
+                ],
+            )
+        ]
+    )
     outcome = deploy_package(_client(org), _spec("workflow"))
     assert outcome.outcome == "failed"
     assert WORKFLOW_RULE in outcome.problems[0]

@@ -31,18 +31,29 @@ def session(tmp_path: Path) -> Iterator[Session]:
     engine = make_engine(f"sqlite:///{tmp_path / 's.db'}")
     migrate(engine)
     with Session(engine) as s:
-        add_organization(s, name="acme", salesforce_org_id="00D000000000001",
-                         key=Fernet.generate_key())
+        add_organization(
+            s, name="acme", salesforce_org_id="00D000000000001", key=Fernet.generate_key()
+        )
         s.commit()
         yield s
     engine.dispose()
 
 
 def _row(session: Session, kind: str, trigger: str | None, outcome: str, *components: str) -> None:
-    record_deployment(session, DeploymentCreate(
-        organization_id="acme", kind=kind, trigger=trigger, api_version="62.0",
-        components=list(components), deploy_id="0Af1", outcome=outcome, problems=[]),
-        now=datetime(2026, 11, 2, tzinfo=UTC))
+    record_deployment(
+        session,
+        DeploymentCreate(
+            organization_id="acme",
+            kind=kind,
+            trigger=trigger,
+            api_version="62.0",
+            components=list(components),
+            deploy_id="0Af1",
+            outcome=outcome,
+            problems=[],
+        ),
+        now=datetime(2026, 11, 2, tzinfo=UTC),
+    )
 
 
 def test_nothing_recorded(session: Session) -> None:

@@ -39,8 +39,9 @@ def metadata_schema() -> etree.XMLSchema:
     wsdl = etree.parse(str(wsdl_path))
     source = wsdl.find(f".//{{{XSD}}}schema")
     assert source is not None
-    root = etree.Element(f"{{{XSD}}}schema", nsmap={"xsd": XSD, "tns": MD},
-                         attrib=dict(source.attrib))
+    root = etree.Element(
+        f"{{{XSD}}}schema", nsmap={"xsd": XSD, "tns": MD}, attrib=dict(source.attrib)
+    )
     for child in source:
         root.append(child.__copy__())
     declared = {e.get("name") for e in source.findall(f"{{{XSD}}}element")}
@@ -59,7 +60,9 @@ def assert_schema_valid(name: str, content: bytes) -> None:
 def _spec(trigger: str, **kw: object) -> PackageSpec:
     return PackageSpec(
         trigger=trigger,  # type: ignore[arg-type]
-        api_version="62.0", endpoint_url=URL, integration_user=INTEGRATION_USER,
+        api_version="62.0",
+        endpoint_url=URL,
+        integration_user=INTEGRATION_USER,
         **kw,  # type: ignore[arg-type]
     )
 
@@ -69,8 +72,21 @@ def test_dry_run_output_is_schema_valid(tmp_path: Path, trigger: str) -> None:
     harness = Harness(tmp_path)
     harness.add_org()
     out = tmp_path / "out"
-    result = harness.invoke(["deploy", ORG, "--dry-run", "--out", str(out), "--trigger", trigger,
-                             "--integration-user", INTEGRATION_USER, "--custom-field", "Badge__c"])
+    result = harness.invoke(
+        [
+            "deploy",
+            ORG,
+            "--dry-run",
+            "--out",
+            str(out),
+            "--trigger",
+            trigger,
+            "--integration-user",
+            INTEGRATION_USER,
+            "--custom-field",
+            "Badge__c",
+        ]
+    )
     assert result.exit_code == 0, result.stderr
     files = [p for p in out.rglob("*") if p.is_file()]
     assert len(files) == (3 if trigger == "flow" else 2)
@@ -79,9 +95,11 @@ def test_dry_run_output_is_schema_valid(tmp_path: Path, trigger: str) -> None:
 
 
 def test_every_rendered_file_is_schema_valid_except_destructive_manifests() -> None:
-    packages = [render_deploy_package(_spec("workflow")),
-                render_deploy_package(_spec("flow", retire=(WORKFLOW_RULE,))),
-                render_removal_package([WORKFLOW_RULE, OUTBOUND_MESSAGE, FLOW], "62.0")]
+    packages = [
+        render_deploy_package(_spec("workflow")),
+        render_deploy_package(_spec("flow", retire=(WORKFLOW_RULE,))),
+        render_removal_package([WORKFLOW_RULE, OUTBOUND_MESSAGE, FLOW], "62.0"),
+    ]
     for files in packages:
         for name, content in files.items():
             if name.startswith("destructiveChanges"):
@@ -92,7 +110,8 @@ def test_every_rendered_file_is_schema_valid_except_destructive_manifests() -> N
 def test_schema_check_catches_element_order() -> None:
     content = render_deploy_package(_spec("workflow"))["workflows/User.workflow"]
     swapped = content.replace(b"<protected>false</protected>", b"").replace(
-        b"<includeSessionId>", b"<protected>false</protected><includeSessionId>")
+        b"<includeSessionId>", b"<protected>false</protected><includeSessionId>"
+    )
     with pytest.raises(AssertionError, match="protected"):
         assert_schema_valid("User.workflow", swapped)
 
@@ -105,10 +124,14 @@ def test_workflow_package_names_child_types_only() -> None:
     files = render_deploy_package(_spec("workflow"))
     assert sorted(files) == ["package.xml", "workflows/User.workflow"]
     manifest = _tree(files["package.xml"])
-    types = {t.findtext(f"{{{MD}}}name"): [m.text for m in t.findall(f"{{{MD}}}members")]
-             for t in manifest.findall(f"{{{MD}}}types")}
-    assert types == {"WorkflowOutboundMessage": ["User.Agent_Auto_Provision_Outbound_Message"],
-                     "WorkflowRule": ["User.Agent_Auto_Provision_User_Sync"]}
+    types = {
+        t.findtext(f"{{{MD}}}name"): [m.text for m in t.findall(f"{{{MD}}}members")]
+        for t in manifest.findall(f"{{{MD}}}types")
+    }
+    assert types == {
+        "WorkflowOutboundMessage": ["User.Agent_Auto_Provision_Outbound_Message"],
+        "WorkflowRule": ["User.Agent_Auto_Provision_User_Sync"],
+    }
     workflow = _tree(files["workflows/User.workflow"])
     assert [etree.QName(c).localname for c in workflow] == ["outboundMessages", "rules"]
     rule = workflow.find(f"{{{MD}}}rules")
@@ -147,7 +170,8 @@ def test_flow_is_record_triggered_after_save_and_active() -> None:
     assert flow.findtext(f"{{{MD}}}processType") == "AutoLaunchedFlow"
     assert flow.findtext(f"{{{MD}}}actionCalls/{{{MD}}}actionType") == "outboundMessage"
     assert flow.findtext(f"{{{MD}}}actionCalls/{{{MD}}}actionName") == (
-        "User.Agent_Auto_Provision_Outbound_Message")
+        "User.Agent_Auto_Provision_Outbound_Message"
+    )
     workflow = _tree(files["workflows/User.workflow"])
     assert [etree.QName(c).localname for c in workflow] == ["outboundMessages"]
 

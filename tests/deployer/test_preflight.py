@@ -32,14 +32,16 @@ def test_requested_version_must_exist_in_org() -> None:
 
 
 def test_custom_fields_leave_out_long_text_and_encrypted() -> None:
-    describe = {"fields": [
-        {"name": "Email", "custom": False, "type": "email"},
-        {"name": "Z__c", "custom": True, "type": "string", "length": 10},
-        {"name": "A__c", "custom": True, "type": "textarea", "length": 255},
-        {"name": "Long__c", "custom": True, "type": "textarea", "length": 256},
-        {"name": "Enc__c", "custom": True, "type": "string", "encrypted": True},
-        {"name": "Enc2__c", "custom": True, "type": "encryptedstring"},
-    ]}
+    describe = {
+        "fields": [
+            {"name": "Email", "custom": False, "type": "email"},
+            {"name": "Z__c", "custom": True, "type": "string", "length": 10},
+            {"name": "A__c", "custom": True, "type": "textarea", "length": 255},
+            {"name": "Long__c", "custom": True, "type": "textarea", "length": 256},
+            {"name": "Enc__c", "custom": True, "type": "string", "encrypted": True},
+            {"name": "Enc2__c", "custom": True, "type": "encryptedstring"},
+        ]
+    }
     assert custom_user_fields(describe) == ("A__c", "Z__c")
 
 

@@ -35,8 +35,19 @@ with warnings.catch_warnings():  # starlette 1.x prefers httpx2; httpx works the
     warnings.simplefilter("ignore", StarletteDeprecationWarning)
     from starlette.testclient import TestClient
 
-__all__ = ["ADMIN_TOKEN", "NOW", "OUTBOUND", "SOAPENV", "MakeReceiver", "Receiver",
-           "TestClient", "assert_ack", "fault_string", "make_receiver", "receiver"]
+__all__ = [
+    "ADMIN_TOKEN",
+    "NOW",
+    "OUTBOUND",
+    "SOAPENV",
+    "MakeReceiver",
+    "Receiver",
+    "TestClient",
+    "assert_ack",
+    "fault_string",
+    "make_receiver",
+    "receiver",
+]
 
 SOAPENV = "http://schemas.xmlsoap.org/soap/envelope/"
 OUTBOUND = "http://soap.sforce.com/2005/09/outbound"
@@ -57,8 +68,15 @@ class Receiver:
     salesforce_org_id: str
     app: Any
 
-    def post(self, body: bytes, *, token: str | None = "default", name: str | None = None,
-             params: Any = None, headers: dict[str, str] | None = None) -> Any:
+    def post(
+        self,
+        body: bytes,
+        *,
+        token: str | None = "default",
+        name: str | None = None,
+        params: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
         """POST ``body`` to the webhook of organization ``name`` (default: this one).
 
         The query is ``params`` exactly as given when it is not None (a dict or a list of
@@ -68,9 +86,16 @@ class Receiver:
         if params is None:
             tok = self.token if token == "default" else token
             params = {} if tok is None else {"token": tok}
-        return self.client.post(webhook_path(name or self.name), params=params, content=body,
-                                headers={"content-type": "text/xml; charset=UTF-8",
-                                         "soapaction": '""', **(headers or {})})
+        return self.client.post(
+            webhook_path(name or self.name),
+            params=params,
+            content=body,
+            headers={
+                "content-type": "text/xml; charset=UTF-8",
+                "soapaction": '""',
+                **(headers or {}),
+            },
+        )
 
     def message(self, *notifications: dict[str, Any], **kw: Any) -> bytes:
         """An Outbound Message with ``notifications``, from this organization by default."""
@@ -91,15 +116,22 @@ class Receiver:
         """This organization's provisioning log: messages in id order, each with its events
         in document order."""
         with transaction(self.engine) as session:
-            messages = list(session.exec(
-                select(ProvisioningMessage)
-                .where(ProvisioningMessage.organization_id == self.name)
-                .order_by(ProvisioningMessage.id)))  # type: ignore[arg-type]
+            messages = list(
+                session.exec(
+                    select(ProvisioningMessage)
+                    .where(ProvisioningMessage.organization_id == self.name)
+                    .order_by(ProvisioningMessage.id)
+                )
+            )  # type: ignore[arg-type]
             out = []
             for m in messages:
-                events = list(session.exec(
-                    select(ProvisioningEvent).where(ProvisioningEvent.message_id == m.id)
-                    .order_by(ProvisioningEvent.position)))  # type: ignore[arg-type]
+                events = list(
+                    session.exec(
+                        select(ProvisioningEvent)
+                        .where(ProvisioningEvent.message_id == m.id)
+                        .order_by(ProvisioningEvent.position)
+                    )
+                )  # type: ignore[arg-type]
                 out.append((m, events))
             return out
 
@@ -116,8 +148,9 @@ MakeReceiver = Callable[..., Receiver]
 
 
 @pytest.fixture
-def make_receiver(engine: Engine, database_url: str,
-                  make_organization: MakeOrganization) -> Iterator[MakeReceiver]:
+def make_receiver(
+    engine: Engine, database_url: str, make_organization: MakeOrganization
+) -> Iterator[MakeReceiver]:
     """Factory: ``make_receiver(*, enabled=True, max_body_bytes=5 MiB,
     raise_server_exceptions=True) -> Receiver`` for a new organization; the app's clock is
     ``NOW`` and its admin token ``ADMIN_TOKEN``. With ``raise_server_exceptions=False``
@@ -125,13 +158,20 @@ def make_receiver(engine: Engine, database_url: str,
     test. Every client is closed at teardown."""
     clients: list[TestClient] = []
 
-    def factory(*, enabled: bool = True, max_body_bytes: int = 5 * 1024 * 1024,
-                raise_server_exceptions: bool = True) -> Receiver:
+    def factory(
+        *,
+        enabled: bool = True,
+        max_body_bytes: int = 5 * 1024 * 1024,
+        raise_server_exceptions: bool = True,
+    ) -> Receiver:
         with transaction(engine) as session:
             org, token = make_organization(session, enabled=enabled)
             name, sf_org = org.id, org.salesforce_org_id
-        settings = Settings(database_url=database_url, max_body_bytes=max_body_bytes,
-                            admin_token=SecretStr(ADMIN_TOKEN))
+        settings = Settings(
+            database_url=database_url,
+            max_body_bytes=max_body_bytes,
+            admin_token=SecretStr(ADMIN_TOKEN),
+        )
         app = create_app(settings, engine=engine, clock=lambda: NOW)
         client = TestClient(app, raise_server_exceptions=raise_server_exceptions)
         client.__enter__()

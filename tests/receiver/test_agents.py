@@ -19,8 +19,17 @@ from tests.factories import make_user_fields, next_id
 
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 # 15-character ids differing only in case sort differently by bytes and by locale
-IDS = [canonical_id(x) for x in ("005zz0000000001", "005AA0000000001", "005aa0000000001",
-                                 "005Zz0000000001", "00500000000000b", "00500000000000B")]
+IDS = [
+    canonical_id(x)
+    for x in (
+        "005zz0000000001",
+        "005AA0000000001",
+        "005aa0000000001",
+        "005Zz0000000001",
+        "00500000000000b",
+        "00500000000000B",
+    )
+]
 
 
 @pytest.fixture
@@ -46,7 +55,10 @@ def test_list_is_sorted_by_crm_id_in_byte_order(engine: Engine, org: Organizatio
 def test_get_agent(engine: Engine, org: Organization) -> None:
     crm = IDS[0]
     msg = OutboundMessage(
-        org.salesforce_org_id, None, None, None,
+        org.salesforce_org_id,
+        None,
+        None,
+        None,
         (Notification(next_id("04l"), "User", crm, make_user_fields(Name="Ana")),),
     )
     apply_and_commit(engine, organization=org.id, message=msg, now=T0)

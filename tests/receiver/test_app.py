@@ -39,11 +39,19 @@ ADA = {
     "pictureUrl": "https://acme.my.salesforce.com/profilephoto/005/T",
     "disabled": False,
     "inboundEnabled": True,
-    "phoneNumbers": [{"type": "mobile", "number": "+1 415 555 0101"},
-                     {"type": "other", "number": "+1 415 555 0100"}],
-    "crm": {"callCenterId": CALL_CENTER, "email": "ada@acme.com", "language": "en_US",
-            "profileId": PROFILE, "userRoleId": ROLE, "userType": "Standard",
-            "customFields": {"Agent_Team__c": "Tier 1 & Escalations"}},
+    "phoneNumbers": [
+        {"type": "mobile", "number": "+1 415 555 0101"},
+        {"type": "other", "number": "+1 415 555 0100"},
+    ],
+    "crm": {
+        "callCenterId": CALL_CENTER,
+        "email": "ada@acme.com",
+        "language": "en_US",
+        "profileId": PROFILE,
+        "userRoleId": ROLE,
+        "userType": "Standard",
+        "customFields": {"Agent_Team__c": "Tier 1 & Escalations"},
+    },
 }
 JUERGEN_CREATED = {
     "username": "juergen.gross@acme.com",
@@ -54,9 +62,15 @@ JUERGEN_CREATED = {
     "disabled": True,
     "inboundEnabled": False,
     "phoneNumbers": [],
-    "crm": {"callCenterId": None, "email": "juergen.gross@acme.com", "language": "de",
-            "profileId": PROFILE, "userRoleId": None, "userType": "Standard",
-            "customFields": {}},
+    "crm": {
+        "callCenterId": None,
+        "email": "juergen.gross@acme.com",
+        "language": "de",
+        "profileId": PROFILE,
+        "userRoleId": None,
+        "userType": "Standard",
+        "customFields": {},
+    },
 }
 JUERGEN_UPDATED = {
     **JUERGEN_CREATED,
@@ -74,16 +88,23 @@ KATHERINE = {
     "disabled": False,
     "inboundEnabled": True,
     "phoneNumbers": [{"type": "other", "number": "+1 757 555 0199"}],
-    "crm": {"callCenterId": CALL_CENTER, "email": "katherine.johnson@acme.com",
-            "language": "en_US", "profileId": PROFILE, "userRoleId": None,
-            "userType": "Standard", "customFields": {}},
+    "crm": {
+        "callCenterId": CALL_CENTER,
+        "email": "katherine.johnson@acme.com",
+        "language": "en_US",
+        "profileId": PROFILE,
+        "userRoleId": None,
+        "userType": "Standard",
+        "customFields": {},
+    },
 }
 
 
 def _demo(engine: Engine, key: bytes) -> str:
     with transaction(engine) as session:
-        org, token = add_organization(session, name="demo", key=key,
-                                      salesforce_org_id=DEMO_SALESFORCE_ORG_ID)
+        org, token = add_organization(
+            session, name="demo", key=key, salesforce_org_id=DEMO_SALESFORCE_ORG_ID
+        )
         set_enabled(session, name="demo", enabled=True)
         return webhook_url(org, token)
 
@@ -94,14 +115,18 @@ def _agents(engine: Engine) -> list[dict[str, Any]]:
 
 
 def _post(client: TestClient, url: str, name: str) -> None:
-    response = client.post(url, content=(EXAMPLES / name).read_bytes(),
-                           headers={"content-type": "text/xml; charset=UTF-8"})
+    response = client.post(
+        url,
+        content=(EXAMPLES / name).read_bytes(),
+        headers={"content-type": "text/xml; charset=UTF-8"},
+    )
     assert response.status_code == 200, response.text
     assert b"<Ack>true</Ack>" in response.content
 
 
-def test_examples_give_the_agents_the_mapping_says(engine: Engine, database_url: str,
-                                                   key: bytes) -> None:
+def test_examples_give_the_agents_the_mapping_says(
+    engine: Engine, database_url: str, key: bytes
+) -> None:
     url = _demo(engine, key)
     settings = Settings(database_url=database_url)
     with TestClient(create_app(settings, engine=engine, clock=lambda: NOW)) as client:
@@ -146,9 +171,15 @@ def test_unknown_path_is_404(engine: Engine, database_url: str) -> None:
 
 
 def _access_record(path: str) -> logging.LogRecord:
-    return logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1,
-                             '%s - "%s %s HTTP/%s" %d',
-                             ("127.0.0.1:5000", "POST", path, "1.1", 200), None)
+    return logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "POST", path, "1.1", 200),
+        None,
+    )
 
 
 def test_strip_query_filter_removes_the_token_from_access_records() -> None:
@@ -158,8 +189,15 @@ def test_strip_query_filter_removes_the_token_from_access_records() -> None:
 
 
 def test_redact_filter_hides_tokens_anywhere() -> None:
-    record = logging.LogRecord("x", logging.INFO, __file__, 1, "got %s and %s",
-                               ("url?token=SECRET123", "Authorization: Bearer ADMINSECRET"), None)
+    record = logging.LogRecord(
+        "x",
+        logging.INFO,
+        __file__,
+        1,
+        "got %s and %s",
+        ("url?token=SECRET123", "Authorization: Bearer ADMINSECRET"),
+        None,
+    )
     assert RedactSecretsFilter().filter(record)
     assert "SECRET123" not in record.getMessage()
     assert "ADMINSECRET" not in record.getMessage()
@@ -180,16 +218,23 @@ def test_configured_access_log_output_has_no_token(capsys: pytest.CaptureFixture
 
     config = uvicorn_log_config()
     config["disable_existing_loggers"] = False
-    config["loggers"] = {"test.access.copy": {"handlers": ["access"], "level": "INFO",
-                                              "propagate": False}}
+    config["loggers"] = {
+        "test.access.copy": {"handlers": ["access"], "level": "INFO", "propagate": False}
+    }
     config["handlers"] = {"access": config["handlers"]["access"]}
     config["formatters"] = {"access": config["formatters"]["access"]}
     logging.config.dictConfig(config)
     logger = logging.getLogger("test.access.copy")
     try:
-        logger.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:1", "POST",
-                    "/v2/features/agent-auto-provision/organizations/demo/integrations/provider"
-                    "/webhook?token=TOPSECRET", "1.1", 200)
+        logger.info(
+            '%s - "%s %s HTTP/%s" %d',
+            "127.0.0.1:1",
+            "POST",
+            "/v2/features/agent-auto-provision/organizations/demo/integrations/provider"
+            "/webhook?token=TOPSECRET",
+            "1.1",
+            200,
+        )
         out = capsys.readouterr()
         text = out.out + out.err
         assert "/integrations/provider/webhook HTTP/1.1" in text

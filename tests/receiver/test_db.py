@@ -180,8 +180,9 @@ def test_unparsable_url_is_a_usage_error() -> None:
         make_engine("not a url")
 
 
-@pytest.mark.parametrize("url", ["nosuch://x", "mysql://user:pw@127.0.0.1/db",
-                                 "sqlite+nosuch:///store.db"])
+@pytest.mark.parametrize(
+    "url", ["nosuch://x", "mysql://user:pw@127.0.0.1/db", "sqlite+nosuch:///store.db"]
+)
 def test_unsupported_backend_or_driver_is_a_usage_error(url: str) -> None:
     with pytest.raises(UsageError, match="--database-url") as caught:
         make_engine(url)
@@ -195,9 +196,7 @@ def test_transaction_commits_at_the_end(engine: Engine, make_organization, key: 
         assert session.get(Organization, "kept") is not None
 
 
-def test_transaction_rolls_back_when_the_block_raises(
-    engine: Engine, make_organization
-) -> None:  # type: ignore[no-untyped-def]
+def test_transaction_rolls_back_when_the_block_raises(engine: Engine, make_organization) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(RuntimeError), transaction(engine) as session:
         make_organization(session, name="gone")
         raise RuntimeError("boom")

@@ -88,7 +88,11 @@ def test_sigkill_in_the_middle_of_requests_loses_nothing_and_applies_nothing_twi
 ) -> None:
     scenario = _scenario(seed=21)
     poster = Poster(
-        harness.webhook, scenario.messages, concurrency=4, retry=True, max_attempts=80,
+        harness.webhook,
+        scenario.messages,
+        concurrency=4,
+        retry=True,
+        max_attempts=80,
         request_timeout=20,
     ).start()
     kills = 0
@@ -109,7 +113,11 @@ def test_store_outage_in_the_middle_of_a_run_loses_nothing(
 ) -> None:
     scenario = _scenario(seed=33)
     poster = Poster(
-        harness.webhook, scenario.messages, concurrency=4, retry=True, max_attempts=80,
+        harness.webhook,
+        scenario.messages,
+        concurrency=4,
+        retry=True,
+        max_attempts=80,
         request_timeout=60,
     )
     if is_postgres(database_url):

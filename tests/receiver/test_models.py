@@ -28,7 +28,9 @@ def _agent(org: str, n: int, username: str | None, now: datetime, **kw: object) 
     )
 
 
-def test_timestamps_round_trip_as_aware_utc(engine: Engine, make_organization, now: datetime) -> None:  # type: ignore[no-untyped-def]
+def test_timestamps_round_trip_as_aware_utc(
+    engine: Engine, make_organization, now: datetime
+) -> None:  # type: ignore[no-untyped-def]
     paris = timezone(timedelta(hours=1))
     stamp = datetime(2026, 11, 20, 11, 0, 0, 123000, tzinfo=paris)
     with transaction(engine) as session:
@@ -40,7 +42,9 @@ def test_timestamps_round_trip_as_aware_utc(engine: Engine, make_organization, n
         assert agent.system_modstamp is not None and agent.system_modstamp.tzinfo == UTC
         assert agent.system_modstamp.hour == 10
         org_row = session.get(Organization, "acme")
-        assert org_row is not None and org_row.created_at == now and org_row.created_at.tzinfo == UTC
+        assert (
+            org_row is not None and org_row.created_at == now and org_row.created_at.tzinfo == UTC
+        )
         assert agent.data["ünïcode"] == "名前"
 
 
@@ -51,7 +55,9 @@ def test_naive_datetimes_are_refused(engine: Engine, make_organization) -> None:
             session.add(_agent(org.id, 1, None, datetime(2026, 1, 1)))  # noqa: DTZ001
 
 
-def test_agent_crm_id_is_unique_per_organization(engine: Engine, make_organization, now: datetime) -> None:  # type: ignore[no-untyped-def]
+def test_agent_crm_id_is_unique_per_organization(
+    engine: Engine, make_organization, now: datetime
+) -> None:  # type: ignore[no-untyped-def]
     with transaction(engine) as session:
         a, _ = make_organization(session)
         b, _ = make_organization(session)
@@ -81,7 +87,9 @@ def test_username_key_unique_per_organization_but_null_is_free(
         assert len(session.exec(select(Agent)).all()) == 3
 
 
-def test_deployment_json_columns_round_trip(engine: Engine, make_organization, now: datetime) -> None:  # type: ignore[no-untyped-def]
+def test_deployment_json_columns_round_trip(
+    engine: Engine, make_organization, now: datetime
+) -> None:  # type: ignore[no-untyped-def]
     with transaction(engine) as session:
         org, _ = make_organization(session)
         session.add(
@@ -107,18 +115,22 @@ def test_deployment_json_columns_round_trip(engine: Engine, make_organization, n
 def test_foreign_keys_are_enforced(engine: Engine, now: datetime) -> None:
     with pytest.raises(exc.IntegrityError):
         with transaction(engine) as session:
-            session.add(Tombstone(organization_id="nobody", crm_id=sf_id("005", 1), deprovisioned_at=now))
+            session.add(
+                Tombstone(organization_id="nobody", crm_id=sf_id("005", 1), deprovisioned_at=now)
+            )
 
 
-def test_deleting_an_organization_cascades(engine: Engine, make_organization, now: datetime) -> None:  # type: ignore[no-untyped-def]
+def test_deleting_an_organization_cascades(
+    engine: Engine, make_organization, now: datetime
+) -> None:  # type: ignore[no-untyped-def]
     with transaction(engine) as session:
         org, _ = make_organization(session, name="gone")
         session.add(_agent(org.id, 1, "a@acme.com", now))
-        session.add(ProvisioningMessage(organization_id=org.id, received_at=now, outcome="processed"))
+        session.add(
+            ProvisioningMessage(organization_id=org.id, received_at=now, outcome="processed")
+        )
     with transaction(engine) as session:
         session.delete(session.get(Organization, "gone"))
     with transaction(engine) as session:
         assert session.exec(select(Agent)).all() == []
         assert session.exec(select(ProvisioningMessage)).all() == []
-
-

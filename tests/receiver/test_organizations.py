@@ -95,9 +95,7 @@ def test_add_twice_is_organization_exists(engine: Engine, key: bytes) -> None:
 def test_bad_base_url_is_a_usage_error(engine: Engine, key: bytes, base: str) -> None:
     with pytest.raises(UsageError, match="base-url"):
         with transaction(engine) as session:
-            add_organization(
-                session, name="acme", salesforce_org_id=ORG_18, key=key, base_url=base
-            )
+            add_organization(session, name="acme", salesforce_org_id=ORG_18, key=key, base_url=base)
 
 
 def test_webhook_url_and_json(engine: Engine, key: bytes, now: datetime) -> None:

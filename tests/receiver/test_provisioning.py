@@ -129,18 +129,26 @@ def test_active_user_is_created_with_the_mapped_json(engine: Engine, org: Organi
 def test_update_keeps_the_agent_id_and_replaces_the_data(engine: Engine, org: Organization) -> None:
     apply(engine, org, note(1, 0, Name="Jane", Custom_A__c="1"))
     before = agent_row(engine, 1)
-    result = apply(engine, org, note(1, 5, Name="Jane Doe", Username="jane.doe@acme.com"),
-                   now=T0 + timedelta(minutes=5))
+    result = apply(
+        engine,
+        org,
+        note(1, 5, Name="Jane Doe", Username="jane.doe@acme.com"),
+        now=T0 + timedelta(minutes=5),
+    )
     assert actions(result) == [Action.UPDATED]
     after = agent_row(engine, 1)
     assert before is not None and after is not None
     assert after.id == before.id and after.created_at == before.created_at
     assert after.updated_at == T0 + timedelta(minutes=5)
     assert after.data["name"] == "Jane Doe" and after.data["crm"]["customFields"] == {}
-    assert after.username == "jane.doe@acme.com" and after.system_modstamp == T0 + timedelta(minutes=5)
+    assert after.username == "jane.doe@acme.com" and after.system_modstamp == T0 + timedelta(
+        minutes=5
+    )
 
 
-def test_active_user_without_call_center_is_a_disabled_agent(engine: Engine, org: Organization) -> None:
+def test_active_user_without_call_center_is_a_disabled_agent(
+    engine: Engine, org: Organization
+) -> None:
     apply(engine, org, note(1, CallCenterId=None))
     (agent,) = agents(engine, org)
     assert agent["disabled"] is True and agent["inboundEnabled"] is False
@@ -163,8 +171,11 @@ def test_deactivation_deletes_the_agent_keeps_a_tombstone_and_ends_sessions(
     hooks.on_session_ended(lambda *args: heard.append(args))
     later = T0 + timedelta(minutes=1)
     result = apply_and_commit(
-        engine, organization=org.id, message=message(org, note(1, 1, IsActive="false")),
-        now=later, hooks=hooks,
+        engine,
+        organization=org.id,
+        message=message(org, note(1, 1, IsActive="false")),
+        now=later,
+        hooks=hooks,
     )
     assert actions(result) == [Action.DEPROVISIONED]
     assert agent_row(engine, 1) is None
@@ -178,11 +189,15 @@ def test_deactivation_deletes_the_agent_keeps_a_tombstone_and_ends_sessions(
         assert is_session_active(session, other.session_id or "")
         ended = session.exec(select(AgentSession).where(AgentSession.agent_id == agent.id)).all()
         assert {(s.end_reason, s.ended_at) for s in ended} == {("deprovisioned", later)}
-        assert start_session(session, organization_id=org.id, crm_id=user(1), now=later).status \
+        assert (
+            start_session(session, organization_id=org.id, crm_id=user(1), now=later).status
             is StartStatus.NOT_PROVISIONED
+        )
     assert sorted(heard) == sorted(
-        [(s1.session_id, user(1), org.id, "deprovisioned"),
-         (s2.session_id, user(1), org.id, "deprovisioned")]
+        [
+            (s1.session_id, user(1), org.id, "deprovisioned"),
+            (s2.session_id, user(1), org.id, "deprovisioned"),
+        ]
     )
     assert {e.session_id for e in result.ended_sessions} == {s1.session_id, s2.session_id}
 
@@ -271,16 +286,23 @@ def test_duplicate_inside_one_message(engine: Engine, org: Organization) -> None
         assert session.exec(select(func.count()).select_from(ProcessedNotification)).one() == 1
 
 
-def test_newest_notification_of_a_user_in_one_message_wins(engine: Engine, org: Organization) -> None:
+def test_newest_notification_of_a_user_in_one_message_wins(
+    engine: Engine, org: Organization
+) -> None:
     result = apply(
-        engine, org,
-        note(1, 5, Name="Newest"), note(1, 1, Name="Older"), note(1, 5, Name="Tie, later"),
+        engine,
+        org,
+        note(1, 5, Name="Newest"),
+        note(1, 1, Name="Older"),
+        note(1, 5, Name="Tie, later"),
     )
     assert actions(result) == [Action.STALE, Action.STALE, Action.CREATED]
     assert agent_row(engine, 1).data["name"] == "Tie, later"  # type: ignore[union-attr]
 
 
-def test_undecidable_notifications_fail_and_the_others_apply(engine: Engine, org: Organization) -> None:
+def test_undecidable_notifications_fail_and_the_others_apply(
+    engine: Engine, org: Organization
+) -> None:
     no_active = note(2, IsActive=None)
     bad_id = Notification(next_id("04l"), "User", "not-an-id", make_user_fields())
     no_id = Notification(next_id("04l"), "User", None, make_user_fields())
@@ -306,14 +328,14 @@ def test_username_collision_fails_the_second_user(engine: Engine, org: Organizat
 
 def test_deprovisioned_agent_frees_its_username(engine: Engine, org: Organization) -> None:
     apply(engine, org, note(1, 0, Username="desk@acme.com"))
-    result = apply(
-        engine, org, note(1, 1, IsActive="false"), note(2, 1, Username="desk@acme.com")
-    )
+    result = apply(engine, org, note(1, 1, IsActive="false"), note(2, 1, Username="desk@acme.com"))
     assert actions(result) == [Action.DEPROVISIONED, Action.CREATED]
     assert agent_row(engine, 2).username == "desk@acme.com"  # type: ignore[union-attr]
 
 
-def test_rename_then_take_the_old_username_in_one_message(engine: Engine, org: Organization) -> None:
+def test_rename_then_take_the_old_username_in_one_message(
+    engine: Engine, org: Organization
+) -> None:
     apply(engine, org, note(1, 0, Username="a@acme.com"), note(2, 0, Username="b@acme.com"))
     result = apply(
         engine, org, note(1, 1, Username="a2@acme.com"), note(2, 1, Username="a@acme.com")
@@ -328,17 +350,24 @@ def test_username_chain_in_reverse_document_order_applies_in_stamp_order(
     """C takes B's old name, B takes A's old name, A renames: each release is older than the
     claim it enables, but the document lists them newest first. Decided in stamp order and
     written with the changing usernames cleared first, so the unique index never trips."""
-    apply(engine, org, *(note(n, 0, Username=f"{c}@acme.com") for n, c in ((1, "a"), (2, "b"),
-                                                                           (3, "c"))))
+    apply(
+        engine,
+        org,
+        *(note(n, 0, Username=f"{c}@acme.com") for n, c in ((1, "a"), (2, "b"), (3, "c"))),
+    )
     result = apply(
-        engine, org,
+        engine,
+        org,
         note(3, 3, Username="b@acme.com"),
         note(2, 2, Username="a@acme.com"),
         note(1, 1, Username="z@acme.com"),
     )
     assert actions(result) == [Action.UPDATED] * 3
     assert [agent_row(engine, n).username for n in (1, 2, 3)] == [  # type: ignore[union-attr]
-        "z@acme.com", "a@acme.com", "b@acme.com"]
+        "z@acme.com",
+        "a@acme.com",
+        "b@acme.com",
+    ]
 
 
 def test_handover_followed_by_a_stale_notification_of_the_releaser(
@@ -347,7 +376,8 @@ def test_handover_followed_by_a_stale_notification_of_the_releaser(
     """The write order follows the applied decision, not the last notification of a user."""
     apply(engine, org, note(1, 0, Username="a@acme.com"), note(2, 0, Username="b@acme.com"))
     result = apply(
-        engine, org,
+        engine,
+        org,
         note(1, 2, Username="z@acme.com"),
         note(2, 2, Username="a@acme.com"),
         note(1, 1, Username="old@acme.com"),
@@ -362,7 +392,8 @@ def test_username_too_long_for_the_store_fails_only_that_notification(
 ) -> None:
     long_email = "a" * 300 + "@" + "b" * 60 + ".com"
     result = apply(
-        engine, org,
+        engine,
+        org,
         note(1, 0, Username="not an e-mail", Email=long_email),
         note(2, 0, Username="also not one", Email="\u00df" * 200 + "@acme.com"),
         note(3, 0),
@@ -372,7 +403,9 @@ def test_username_too_long_for_the_store_fails_only_that_notification(
     assert [a["crmId"] for a in agents(engine, org)] == [user(3)]
 
 
-def test_existing_agent_is_matched_by_crm_id_not_duplicated(engine: Engine, org: Organization) -> None:
+def test_existing_agent_is_matched_by_crm_id_not_duplicated(
+    engine: Engine, org: Organization
+) -> None:
     apply(engine, org, note(1, 0, Username="jane@acme.com"))
     result = apply(engine, org, note(1, 1, Username="jane.doe@acme.com"))
     assert actions(result) == [Action.UPDATED]
@@ -424,7 +457,9 @@ def test_non_user_objects_are_ignored(engine: Engine, org: Organization) -> None
     assert agents(engine, org) == []
 
 
-def test_log_records_every_notification_and_no_session_id(engine: Engine, org: Organization) -> None:
+def test_log_records_every_notification_and_no_session_id(
+    engine: Engine, org: Organization
+) -> None:
     result = apply(engine, org, note(1, 0), note(2, 0, IsActive=None))
     with transaction(engine, read_only=True) as session:
         msg = session.get(ProvisioningMessage, result.message_id)
@@ -454,8 +489,15 @@ def _dump(engine: Engine) -> str:
         return repr(
             [
                 conn.exec_driver_sql(f"SELECT * FROM {t}").all()
-                for t in ("organization", "agent", "tombstone", "agent_session",
-                          "processed_notification", "provisioning_message", "provisioning_event")
+                for t in (
+                    "organization",
+                    "agent",
+                    "tombstone",
+                    "agent_session",
+                    "processed_notification",
+                    "provisioning_message",
+                    "provisioning_event",
+                )
             ]
         )
 
@@ -560,14 +602,24 @@ def test_hooks_passed_to_apply_message_fire_only_after_commit(
     hooks.on_session_ended(lambda *a: heard.append(a))
 
     with pytest.raises(RuntimeError), transaction(engine) as session:
-        apply_message(session, organization=org.id,
-                      message=message(org, note(1, 1, IsActive="false")), now=T0, hooks=hooks)
+        apply_message(
+            session,
+            organization=org.id,
+            message=message(org, note(1, 1, IsActive="false")),
+            now=T0,
+            hooks=hooks,
+        )
         raise RuntimeError("caller failed after apply")
     assert heard == [] and agent_row(engine, 1) is not None
 
     with transaction(engine) as session:
-        apply_message(session, organization=org.id,
-                      message=message(org, note(2, 1, IsActive="false")), now=T0, hooks=hooks)
+        apply_message(
+            session,
+            organization=org.id,
+            message=message(org, note(2, 1, IsActive="false")),
+            now=T0,
+            hooks=hooks,
+        )
         assert heard == []
     assert [h[1] for h in heard] == [user(2)]
 
@@ -587,8 +639,11 @@ def test_a_failing_hook_is_logged_and_does_not_break_the_caller(
 
     hooks.on_session_ended(lambda *a: heard.append(a))
     result = apply_and_commit(
-        engine, organization=org.id, message=message(org, note(1, 1, IsActive="false")),
-        now=T0, hooks=hooks,
+        engine,
+        organization=org.id,
+        message=message(org, note(1, 1, IsActive="false")),
+        now=T0,
+        hooks=hooks,
     )
     assert actions(result) == [Action.DEPROVISIONED] and len(heard) == 1
     assert "host app bug" in caplog.text and "broken" in caplog.text
@@ -616,7 +671,9 @@ def _run_threads(targets: list[Any]) -> list[BaseException]:
     return errors
 
 
-def test_concurrent_deliveries_for_one_user_lose_no_update(engine: Engine, org: Organization) -> None:
+def test_concurrent_deliveries_for_one_user_lose_no_update(
+    engine: Engine, org: Organization
+) -> None:
     minutes = list(range(12))
     random.Random(7).shuffle(minutes)
     notes = [note(1, m, Name=f"Version {m}") for m in minutes]
@@ -667,15 +724,14 @@ def test_prune_processed_forgets_only_old_ids(engine: Engine, org: Organization)
     assert [a["crmId"] for a in agents(engine, org)] == [user(1), user(2)]
 
 
-
-
 def test_changes_read_before_the_transaction_are_used(engine: Engine, org: Organization) -> None:
     from sf_metadata.decision import read_user_changes
 
     notes = (note(1, 0, Username="pre@acme.com"), note(2, 0, IsActive="maybe"))
     changes = read_user_changes(notes)
     with transaction(engine) as session:
-        result = apply_message(session, organization=org.id, message=message(org, *notes),
-                               now=T0, changes=changes)
+        result = apply_message(
+            session, organization=org.id, message=message(org, *notes), now=T0, changes=changes
+        )
     assert actions(result) == [Action.CREATED, Action.FAILED]
     assert agent_row(engine, 1).username == "pre@acme.com"  # type: ignore[union-attr]

@@ -40,7 +40,10 @@ def _apply(engine: Engine, org: Organization, *notes: Notification, at: datetime
 
 def _note(n: int, **fields: Any) -> Notification:
     return Notification(
-        next_id("04l"), "User", sf_id("005", n), make_user_fields(Username=f"l{n}@acme.com", **fields)
+        next_id("04l"),
+        "User",
+        sf_id("005", n),
+        make_user_fields(Username=f"l{n}@acme.com", **fields),
     )
 
 

@@ -133,8 +133,9 @@ def test_end_agent_sessions_ends_only_active_sessions_of_those_agents(
         agent_id = session.get(AgentSession, a1).agent_id  # type: ignore[union-attr]
     later = T0 + timedelta(minutes=3)
     with transaction(engine) as session:
-        ended = end_agent_sessions(session, agent_ids=[agent_id, "unknown"], now=later,
-                                   reason="deprovisioned")
+        ended = end_agent_sessions(
+            session, agent_ids=[agent_id, "unknown"], now=later, reason="deprovisioned"
+        )
         assert ended == [EndedSession(a1, user(1), org.id, "deprovisioned")]
         assert end_agent_sessions(session, agent_ids=[], now=later, reason="x") == []
     with transaction(engine) as session:

@@ -24,8 +24,9 @@ else:
 
 
 def _other_process_sees(lock_path: Path) -> str:
-    return subprocess.run([sys.executable, "-c", _PROBE, str(lock_path)], check=True,
-                          capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        [sys.executable, "-c", _PROBE, str(lock_path)], check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def test_another_process_waits_while_a_writer_holds_the_queue(tmp_path: Path) -> None:
@@ -63,11 +64,17 @@ def test_in_memory_stores_queue_threads_only(tmp_path: Path) -> None:
 def test_the_lock_is_released_for_others_when_the_holder_process_dies(tmp_path: Path) -> None:
     lock_path = tmp_path / "w.lock"
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import fcntl, os, sys, time\n"
-         "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)\n"
-         "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('held', flush=True)\ntime.sleep(60)\n",
-         str(lock_path)], stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys, time\n"
+            "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('held', flush=True)\ntime.sleep(60)\n",
+            str(lock_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         fd = os.open(lock_path, os.O_RDWR)

@@ -38,16 +38,25 @@ def note(user_id: str = ALICE, **fields: Any) -> Notification:
     )
 
 
-def state(*users: StoredUser, owners: dict[str, str] | None = None,
-          processed: set[str] | None = None) -> StoredState:
-    owner_map = owners if owners is not None else {
-        u.username.casefold(): u.crm_id for u in users if u.provisioned and u.username
-    }
+def state(
+    *users: StoredUser, owners: dict[str, str] | None = None, processed: set[str] | None = None
+) -> StoredState:
+    owner_map = (
+        owners
+        if owners is not None
+        else {u.username.casefold(): u.crm_id for u in users if u.provisioned and u.username}
+    )
     return StoredState({u.crm_id: u for u in users}, owner_map, frozenset(processed or ()))
 
 
-def stored(crm_id: str = ALICE, *, provisioned: bool = True, stamp: datetime | None = DT1,
-           username: str | None = "alice@acme.com", agent_id: str | None = "agent-1") -> StoredUser:
+def stored(
+    crm_id: str = ALICE,
+    *,
+    provisioned: bool = True,
+    stamp: datetime | None = DT1,
+    username: str | None = "alice@acme.com",
+    agent_id: str | None = "agent-1",
+) -> StoredUser:
     return StoredUser(crm_id, agent_id, provisioned, stamp, username if provisioned else None)
 
 
@@ -195,15 +204,21 @@ def test_within_message_newest_wins_ties_go_to_the_later() -> None:
     assert d_new.action is Action.CREATED and d_new.agent is not None
     assert d_new.agent.name == "New"
     assert (d_old.action, d_old.reason, d_old.mark_processed) == (
-        Action.STALE, "superseded by a newer change in the same message", True)
+        Action.STALE,
+        "superseded by a newer change in the same message",
+        True,
+    )
 
     first, second = plan(note(SystemModstamp=T1, Name="A"), note(SystemModstamp=T1, Name="B"))
     assert first.action is Action.STALE
     assert second.action is Action.CREATED and second.agent is not None
     assert second.agent.name == "B"
 
-    active, inactive = plan(note(SystemModstamp=T1), note(SystemModstamp=T2, IsActive="false"),
-                            st=state(stored(stamp=DT0)))
+    active, inactive = plan(
+        note(SystemModstamp=T1),
+        note(SystemModstamp=T2, IsActive="false"),
+        st=state(stored(stamp=DT0)),
+    )
     assert (active.action, inactive.action) == (Action.STALE, Action.DEPROVISIONED)
 
 
@@ -239,49 +254,78 @@ def test_username_claimed_earlier_in_the_same_message_fails() -> None:
 def test_username_released_by_earlier_deprovision_or_rename() -> None:
     # "Earlier" is the order of application: by stamp, equal stamps in document order.
     st = state(stored(BOB, username="jane@acme.com"))
-    off, take = plan(note(BOB, IsActive="false", SystemModstamp=T2),
-                     note(ALICE, Username="jane@acme.com", SystemModstamp=T2), st=st)
+    off, take = plan(
+        note(BOB, IsActive="false", SystemModstamp=T2),
+        note(ALICE, Username="jane@acme.com", SystemModstamp=T2),
+        st=st,
+    )
     assert (off.action, take.action) == (Action.DEPROVISIONED, Action.CREATED)
 
-    rename, take = plan(note(BOB, Username="bob@acme.com", SystemModstamp=T2),
-                        note(ALICE, Username="jane@acme.com", SystemModstamp=T2), st=st)
+    rename, take = plan(
+        note(BOB, Username="bob@acme.com", SystemModstamp=T2),
+        note(ALICE, Username="jane@acme.com", SystemModstamp=T2),
+        st=st,
+    )
     assert (rename.action, take.action) == (Action.UPDATED, Action.CREATED)
 
-    take, later = plan(note(ALICE, Username="jane@acme.com", SystemModstamp=T2),
-                       note(BOB, IsActive="false", SystemModstamp=T2), st=st)
+    take, later = plan(
+        note(ALICE, Username="jane@acme.com", SystemModstamp=T2),
+        note(BOB, IsActive="false", SystemModstamp=T2),
+        st=st,
+    )
     assert (take.action, later.action) == (Action.FAILED, Action.DEPROVISIONED)
 
-    take, later = plan(note(ALICE, Username="jane@acme.com", SystemModstamp=T0),
-                       note(BOB, IsActive="false", SystemModstamp=T2), st=st)
+    take, later = plan(
+        note(ALICE, Username="jane@acme.com", SystemModstamp=T0),
+        note(BOB, IsActive="false", SystemModstamp=T2),
+        st=st,
+    )
     assert (take.action, later.action) == (Action.FAILED, Action.DEPROVISIONED)
 
 
 def test_username_released_by_an_older_change_later_in_the_document() -> None:
     st = state(stored(BOB, username="jane@acme.com", stamp=DT0))
-    take, rename = plan(note(ALICE, Username="jane@acme.com", SystemModstamp=T2),
-                        note(BOB, Username="bob@acme.com", SystemModstamp=T1), st=st)
+    take, rename = plan(
+        note(ALICE, Username="jane@acme.com", SystemModstamp=T2),
+        note(BOB, Username="bob@acme.com", SystemModstamp=T1),
+        st=st,
+    )
     assert (take.action, rename.action) == (Action.CREATED, Action.UPDATED)
 
-    take, off = plan(note(ALICE, Username="jane@acme.com", SystemModstamp=T2),
-                     note(BOB, IsActive="false", SystemModstamp=T1), st=st)
+    take, off = plan(
+        note(ALICE, Username="jane@acme.com", SystemModstamp=T2),
+        note(BOB, IsActive="false", SystemModstamp=T1),
+        st=st,
+    )
     assert (take.action, off.action) == (Action.CREATED, Action.DEPROVISIONED)
 
     # the release that counts is the user's winning change: a superseded rename frees nothing
-    take, rename, back = plan(note(ALICE, Username="jane@acme.com", SystemModstamp=T1),
-                              note(BOB, Username="bob@acme.com", SystemModstamp=T0),
-                              note(BOB, Username="jane@acme.com", SystemModstamp=T2), st=st)
+    take, rename, back = plan(
+        note(ALICE, Username="jane@acme.com", SystemModstamp=T1),
+        note(BOB, Username="bob@acme.com", SystemModstamp=T0),
+        note(BOB, Username="jane@acme.com", SystemModstamp=T2),
+        st=st,
+    )
     assert (take.action, rename.action, back.action) == (
-        Action.FAILED, Action.STALE, Action.UPDATED)
+        Action.FAILED,
+        Action.STALE,
+        Action.UPDATED,
+    )
 
 
 def test_username_chain_is_decided_in_stamp_order() -> None:
     carol = sf_id("005", 103)
-    st = state(stored(ALICE, username="a@acme.com", stamp=DT0),
-               stored(BOB, username="b@acme.com", stamp=DT0, agent_id="agent-2"),
-               stored(carol, username="c@acme.com", stamp=DT0, agent_id="agent-3"))
-    decisions = plan(note(carol, Username="b@acme.com", SystemModstamp="2026-11-20T13:00:00Z"),
-                     note(BOB, Username="a@acme.com", SystemModstamp=T2),
-                     note(ALICE, Username="z@acme.com", SystemModstamp=T1), st=st)
+    st = state(
+        stored(ALICE, username="a@acme.com", stamp=DT0),
+        stored(BOB, username="b@acme.com", stamp=DT0, agent_id="agent-2"),
+        stored(carol, username="c@acme.com", stamp=DT0, agent_id="agent-3"),
+    )
+    decisions = plan(
+        note(carol, Username="b@acme.com", SystemModstamp="2026-11-20T13:00:00Z"),
+        note(BOB, Username="a@acme.com", SystemModstamp=T2),
+        note(ALICE, Username="z@acme.com", SystemModstamp=T1),
+        st=st,
+    )
     assert [d.action for d in decisions] == [Action.UPDATED] * 3
     assert [d.index for d in decisions] == [0, 1, 2]
 
@@ -298,8 +342,11 @@ def test_stamp_out_of_the_datetime_range_fails_that_notification(field: str, tex
 
 
 def test_precomputed_changes_give_the_same_decisions() -> None:
-    notes = [note(ALICE, Username="jane@acme.com"), note(BOB, IsActive="maybe"),
-             note(sobject_type="Contact")]
+    notes = [
+        note(ALICE, Username="jane@acme.com"),
+        note(BOB, IsActive="maybe"),
+        note(sobject_type="Contact"),
+    ]
     changes = read_user_changes(notes)
     assert changes[2] is None and changes[1] is not None and changes[1].error
     assert plan_message(notes, EMPTY, feature_enabled=True, changes=changes) == plan(*notes)
@@ -312,7 +359,9 @@ def test_none_username_never_collides() -> None:
 
 
 def test_collision_failure_of_a_stale_loser_does_not_block() -> None:
-    old, new = plan(note(ALICE, Username="x@acme.com", SystemModstamp=T0),
-                    note(ALICE, Username="a@acme.com", SystemModstamp=T1),
-                    st=state(stored(BOB, username="x@acme.com")))
+    old, new = plan(
+        note(ALICE, Username="x@acme.com", SystemModstamp=T0),
+        note(ALICE, Username="a@acme.com", SystemModstamp=T1),
+        st=state(stored(BOB, username="x@acme.com")),
+    )
     assert (old.action, new.action) == (Action.STALE, Action.CREATED)

@@ -71,10 +71,31 @@ def test_arbitrary_bytes_give_a_message_or_a_typed_error(data: bytes) -> None:
 
 
 _SNIPPETS = [
-    b"<!DOCTYPE x>", b"<!ENTITY a 'b'>", b"&a;", b"&amp;", b"&#0;", b"&#x10FFFF;", b"<![CDATA[",
-    b"]]>", b"<?xml version='1.0'?>", b"\x00", b"\xff\xfe", b"\xef\xbb\xbf", b"<", b">",
-    b"</", b'xmlns:sf="urn:other"', b'xsi:nil="true"', b"<sObject>", b"</Notification>",
-    b"<Notification>", b"\xc3\x28", b"\xed\xa0\x80", b"<!--", b"-->", b'xsi:type="x:User"',
+    b"<!DOCTYPE x>",
+    b"<!ENTITY a 'b'>",
+    b"&a;",
+    b"&amp;",
+    b"&#0;",
+    b"&#x10FFFF;",
+    b"<![CDATA[",
+    b"]]>",
+    b"<?xml version='1.0'?>",
+    b"\x00",
+    b"\xff\xfe",
+    b"\xef\xbb\xbf",
+    b"<",
+    b">",
+    b"</",
+    b'xmlns:sf="urn:other"',
+    b'xsi:nil="true"',
+    b"<sObject>",
+    b"</Notification>",
+    b"<Notification>",
+    b"\xc3\x28",
+    b"\xed\xa0\x80",
+    b"<!--",
+    b"-->",
+    b'xsi:type="x:User"',
 ]
 
 
@@ -104,9 +125,7 @@ def test_mutated_messages_give_a_message_or_a_typed_error(data: bytes) -> None:
     _parse_or_typed_error(data)
 
 
-_text = st.text(
-    st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=30
-)
+_text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=30)
 _idish = st.one_of(
     st.text(alphabet="0123456789abcdefABCDEFxyzXYZ", min_size=0, max_size=20),
     st.builds(sf_id, st.sampled_from(["005", "00D", "04l", "00e", "abc"]), st.integers(0, 10**9)),
@@ -159,13 +178,19 @@ _ENVELOPE_TAIL = b"</notifications></soapenv:Body></soapenv:Envelope>"
 
 def _bomb(doctype: bytes, org: bytes = b"&lol9;") -> bytes:
     return (
-        b'<?xml version="1.0" encoding="UTF-8"?>\n' + doctype + b"\n" + _ENVELOPE_HEAD
-        + b"<OrganizationId>" + org + b"</OrganizationId>" + _ENVELOPE_TAIL
+        b'<?xml version="1.0" encoding="UTF-8"?>\n'
+        + doctype
+        + b"\n"
+        + _ENVELOPE_HEAD
+        + b"<OrganizationId>"
+        + org
+        + b"</OrganizationId>"
+        + _ENVELOPE_TAIL
     )
 
 
 _LAUGHS = b'<!ENTITY lol "lol">' + b"".join(
-    b"<!ENTITY lol%d \"%s\">" % (i, (b"&lol%d;" % (i - 1) if i > 1 else b"&lol;") * 10)
+    b'<!ENTITY lol%d "%s">' % (i, (b"&lol%d;" % (i - 1) if i > 1 else b"&lol;") * 10)
     for i in range(1, 10)
 )
 
@@ -181,8 +206,7 @@ BOMBS = {
         b'<!DOCTYPE soapenv:Envelope [<!ENTITY xxe SYSTEM "http://127.0.0.1:9/x">]>', b"&xxe;"
     ),
     "parameter entities": _bomb(
-        b'<!DOCTYPE soapenv:Envelope [<!ENTITY % pe SYSTEM "http://127.0.0.1:9/evil.dtd">'
-        b"%pe;]>",
+        b'<!DOCTYPE soapenv:Envelope [<!ENTITY % pe SYSTEM "http://127.0.0.1:9/evil.dtd">%pe;]>',
         b"00D000000000001",
     ),
     "internal parameter entity": _bomb(
@@ -239,7 +263,7 @@ def test_generated_entity_bombs_are_refused(depth: int, width: int, kind: str) -
         )
         use = b"&e%d;" % (depth - 1)
     elif kind == "parameter":
-        decls = b'<!ENTITY %% p%d "<!ENTITY g \'%s\'>"> %%p%d;' % (depth, b"y" * width, depth)
+        decls = b"<!ENTITY %% p%d \"<!ENTITY g '%s'>\"> %%p%d;" % (depth, b"y" * width, depth)
         use = b"&g;"
     else:
         decls = b'<!ENTITY ext SYSTEM "file:///dev/zero">'
@@ -255,7 +279,11 @@ _anything = st.one_of(
     st.integers(),
     st.binary(max_size=20),
     st.text(max_size=25),
-    st.text(alphabet="0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ", min_size=14, max_size=19),
+    st.text(
+        alphabet="0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
+        min_size=14,
+        max_size=19,
+    ),
     st.text(alphabet="0123456789aAzZ\u0660\uff21\u00e9", min_size=15, max_size=18),
 )
 _prefix = st.one_of(st.none(), st.sampled_from(["005", "00D", "04l", ""]), st.text(max_size=4))
@@ -287,7 +315,13 @@ def test_id_functions_answer_or_raise_invalid_salesforce_id(value: object, prefi
 
 
 @FUZZ
-@given(st.text(alphabet="0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ", min_size=15, max_size=15))
+@given(
+    st.text(
+        alphabet="0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
+        min_size=15,
+        max_size=15,
+    )
+)
 def test_the_suffix_makes_ids_unique_without_case(id15: str) -> None:
     full = ids.to_18(id15)
     flipped = id15.swapcase()

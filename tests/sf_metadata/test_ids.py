@@ -56,8 +56,18 @@ def test_to_15_truncates_keeping_case() -> None:
 
 @pytest.mark.parametrize(
     "value",
-    ["", "005", "005xx000001Sv6", "005xx000001Sv6eAA", "005xx000001Sv6eAAAA",
-     "005xx000001Sv6-", "005xx000001Sv6é", "005xx000001Sv6e\n", None, 5],
+    [
+        "",
+        "005",
+        "005xx000001Sv6",
+        "005xx000001Sv6eAA",
+        "005xx000001Sv6eAAAA",
+        "005xx000001Sv6-",
+        "005xx000001Sv6é",
+        "005xx000001Sv6e\n",
+        None,
+        5,
+    ],
 )
 def test_invalid_ids_are_rejected(value: object) -> None:
     assert not is_salesforce_id(value)

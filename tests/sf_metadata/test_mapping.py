@@ -18,14 +18,34 @@ def mapped(**overrides: Any) -> AgentRecord:
 
 def test_full_record_json_has_contract_keys_and_values() -> None:
     fields = make_user_fields(
-        Username="jane@acme.com", Email="jane.doe@acme.com", Name="Jane Doe",
-        MobilePhone="+1 555 0101", Phone="+1 555 0199", Region__c="EMEA",
+        Username="jane@acme.com",
+        Email="jane.doe@acme.com",
+        Name="Jane Doe",
+        MobilePhone="+1 555 0101",
+        Phone="+1 555 0199",
+        Region__c="EMEA",
     )
     data = map_user(USER_ID, fields).to_json()
-    assert list(data) == ["username", "crmId", "crmUser", "name", "pictureUrl", "disabled",
-                          "inboundEnabled", "phoneNumbers", "crm"]
-    assert list(data["crm"]) == ["callCenterId", "email", "language", "profileId",
-                                 "userRoleId", "userType", "customFields"]
+    assert list(data) == [
+        "username",
+        "crmId",
+        "crmUser",
+        "name",
+        "pictureUrl",
+        "disabled",
+        "inboundEnabled",
+        "phoneNumbers",
+        "crm",
+    ]
+    assert list(data["crm"]) == [
+        "callCenterId",
+        "email",
+        "language",
+        "profileId",
+        "userRoleId",
+        "userType",
+        "customFields",
+    ]
     assert data == {
         "username": "jane@acme.com",
         "crmId": USER_ID,
@@ -34,8 +54,10 @@ def test_full_record_json_has_contract_keys_and_values() -> None:
         "pictureUrl": "https://acme.file.force.com/profilephoto/005/T",
         "disabled": False,
         "inboundEnabled": True,
-        "phoneNumbers": [{"type": "mobile", "number": "+1 555 0101"},
-                         {"type": "other", "number": "+1 555 0199"}],
+        "phoneNumbers": [
+            {"type": "mobile", "number": "+1 555 0101"},
+            {"type": "other", "number": "+1 555 0199"},
+        ],
         "crm": {
             "callCenterId": CALL_CENTER_ID,
             "email": "jane.doe@acme.com",
@@ -52,8 +74,11 @@ def test_full_record_json_has_contract_keys_and_values() -> None:
 def test_crm_id_and_related_ids_are_canonical_18() -> None:
     record = map_user(
         "005xx000001Sv6e",
-        make_user_fields(CallCenterId="04vxx0000000001", ProfileId="00exx0000000001ZZZ",
-                         UserRoleId="00Exx0000000001"),
+        make_user_fields(
+            CallCenterId="04vxx0000000001",
+            ProfileId="00exx0000000001ZZZ",
+            UserRoleId="00Exx0000000001",
+        ),
     )
     assert record.crm_id == to_18("005xx000001Sv6e")
     assert record.call_center_id == to_18("04vxx0000000001")
@@ -163,8 +188,14 @@ def test_phone_numbers_mobile_then_other_nulls_left_out(
 
 
 def test_absent_and_empty_standard_fields_are_null() -> None:
-    record = mapped(SmallPhotoUrl=None, LanguageLocaleKey="", UserType=None, ProfileId=None,
-                    UserRoleId="", Email=None)
+    record = mapped(
+        SmallPhotoUrl=None,
+        LanguageLocaleKey="",
+        UserType=None,
+        ProfileId=None,
+        UserRoleId="",
+        Email=None,
+    )
     data = record.to_json()
     assert data["pictureUrl"] is None
     assert data["crm"]["language"] is None
@@ -176,8 +207,11 @@ def test_absent_and_empty_standard_fields_are_null() -> None:
 
 def test_custom_fields_are_kept_as_sent() -> None:
     record = mapped(EmployeeNumber__c="00123", Empty__c="", Nil__c=None, Note__c="a & b ü")
-    assert record.custom_fields == {"EmployeeNumber__c": "00123", "Empty__c": "",
-                                    "Note__c": "a & b ü"}
+    assert record.custom_fields == {
+        "EmployeeNumber__c": "00123",
+        "Empty__c": "",
+        "Note__c": "a & b ü",
+    }
     assert mapped().custom_fields == {}
     nil = map_user(USER_ID, {**make_user_fields(), "Gone__c": None})
     assert nil.custom_fields == {"Gone__c": None}
@@ -207,10 +241,13 @@ def test_username_of_254_characters_is_still_an_address() -> None:
     assert agent_username(make_user_fields(Username=username, Email="x@acme.com")) == username
 
 
-@pytest.mark.parametrize("email", [
-    "a" * 300 + "@" + "b" * 60 + ".com",  # 365 characters
-    "\u00df" * 200 + "@acme.com",  # 209 characters, casefolds to 409
-])
+@pytest.mark.parametrize(
+    "email",
+    [
+        "a" * 300 + "@" + "b" * 60 + ".com",  # 365 characters
+        "\u00df" * 200 + "@acme.com",  # 209 characters, casefolds to 409
+    ],
+)
 def test_username_longer_than_the_store_holds_is_a_notification_error(email: str) -> None:
     with pytest.raises(NotificationError, match="320"):
         mapped(Username="not an e-mail", Email=email)

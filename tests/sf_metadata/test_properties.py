@@ -65,8 +65,15 @@ VALID = make_outbound_message([make_notification(), make_notification(IsActive="
 
 
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.tuples(st.integers(0, len(VALID) - 1), st.integers(0, 2),
-                          st.binary(min_size=0, max_size=8)), min_size=1, max_size=4))
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, len(VALID) - 1), st.integers(0, 2), st.binary(min_size=0, max_size=8)
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
 def test_parser_raises_only_our_errors_on_mutated_messages(
     edits: list[tuple[int, int, bytes]],
 ) -> None:

@@ -36,8 +36,9 @@ def one(**fields: object) -> bytes:
 
 
 def test_parses_a_real_shaped_message() -> None:
-    n = make_notification(user_id=sf_id("005", 1), notification_id=sf_id("04l", 1),
-                          Name="Jürgen Søn & Co", Phone=None)
+    n = make_notification(
+        user_id=sf_id("005", 1), notification_id=sf_id("04l", 1), Name="Jürgen Søn & Co", Phone=None
+    )
     msg = parse_outbound_message(make_outbound_message([n], action_id=sf_id("04k", 7)))
     assert msg.organization_id == DEMO_ORG_ID
     assert msg.action_id == sf_id("04k", 7)
@@ -121,8 +122,16 @@ def test_values_stay_strings_with_entities_and_char_refs() -> None:
 def test_empty_notifications_and_notification_without_data() -> None:
     assert parse_outbound_message(make_outbound_message([])).notifications == ()
     msg = parse_outbound_message(
-        make_outbound_message([{"notification_id": sf_id("04l", 3), "sobject_type": "User",
-                                "record_id": OMIT, "fields": {}}])
+        make_outbound_message(
+            [
+                {
+                    "notification_id": sf_id("04l", 3),
+                    "sobject_type": "User",
+                    "record_id": OMIT,
+                    "fields": {},
+                }
+            ]
+        )
     )
     n = msg.notifications[0]
     assert (n.record_id, dict(n.fields), n.sobject_type) == (None, {}, "User")
@@ -154,9 +163,7 @@ def test_session_id_is_kept_but_never_in_repr() -> None:
     assert "Secret" not in str(msg)
 
 
-ENVELOPE_WITH_OUTBOUND_SF = (
-    b'<soapenv:Envelope xmlns:sf="http://soap.sforce.com/2005/09/outbound" '
-)
+ENVELOPE_WITH_OUTBOUND_SF = b'<soapenv:Envelope xmlns:sf="http://soap.sforce.com/2005/09/outbound" '
 
 
 def test_prefix_rebound_to_different_namespaces_resolves_by_scope() -> None:
@@ -164,11 +171,14 @@ def test_prefix_rebound_to_different_namespaces_resolves_by_scope() -> None:
     # namespace on each sObject: resolution must use the innermost declaration.
     body = one().replace(b"<soapenv:Envelope ", ENVELOPE_WITH_OUTBOUND_SF)
     assert parse_outbound_message(body).notifications[0].sobject_type == "User"
-    bad = make_outbound_message([make_notification()]).replace(
-        b' xmlns:sf="urn:sobject.enterprise.soap.sforce.com">', b">"
-    ).replace(b"<sf:", b"<sf2:").replace(b"</sf:", b"</sf2:").replace(
-        b"<sObject ", b'<sObject xmlns:sf2="urn:sobject.enterprise.soap.sforce.com" '
-    ).replace(b"<soapenv:Envelope ", ENVELOPE_WITH_OUTBOUND_SF)
+    bad = (
+        make_outbound_message([make_notification()])
+        .replace(b' xmlns:sf="urn:sobject.enterprise.soap.sforce.com">', b">")
+        .replace(b"<sf:", b"<sf2:")
+        .replace(b"</sf:", b"</sf2:")
+        .replace(b"<sObject ", b'<sObject xmlns:sf2="urn:sobject.enterprise.soap.sforce.com" ')
+        .replace(b"<soapenv:Envelope ", ENVELOPE_WITH_OUTBOUND_SF)
+    )
     with pytest.raises(NotAnOutboundMessage, match="sObject type"):
         parse_outbound_message(bad)
 
@@ -197,8 +207,15 @@ def test_dtd_and_entities_are_forbidden(body: bytes) -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [b"", b"not xml", one()[:-20], b"\xff\xfe\x00junk", one().replace(b"Jane", b"J\xffne"),
-     one() + b"<extra/>", b"<a>&undefined;</a>"],
+    [
+        b"",
+        b"not xml",
+        one()[:-20],
+        b"\xff\xfe\x00junk",
+        one().replace(b"Jane", b"J\xffne"),
+        one() + b"<extra/>",
+        b"<a>&undefined;</a>",
+    ],
 )
 def test_malformed_xml(body: bytes) -> None:
     with pytest.raises(MalformedXml):
@@ -223,15 +240,23 @@ def test_declared_encodings_are_honoured(encoding: str) -> None:
     ("body", "match"),
     [
         (b"<html><body>hi</body></html>", "root element"),
-        (one().replace(SOAPENV_NS.encode(), b"http://www.w3.org/2003/05/soap-envelope"),
-         "root element"),
+        (
+            one().replace(SOAPENV_NS.encode(), b"http://www.w3.org/2003/05/soap-envelope"),
+            "root element",
+        ),
         (one().replace(b"soapenv:Body", b"soapenv:Bod"), "no Body"),
         (one().replace(OUTBOUND_NS.encode(), b"http://example.com/other"), "notifications"),
-        (b'<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/">'
-         b"<soapenv:Body/></soapenv:Envelope>", "holds 'nothing'"),
-        (one().replace(b"urn:sobject.enterprise.soap.sforce.com",
-                       b"urn:sobject.partner.soap.sforce.com"),
-         "namespace"),
+        (
+            b'<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/">'
+            b"<soapenv:Body/></soapenv:Envelope>",
+            "holds 'nothing'",
+        ),
+        (
+            one().replace(
+                b"urn:sobject.enterprise.soap.sforce.com", b"urn:sobject.partner.soap.sforce.com"
+            ),
+            "namespace",
+        ),
     ],
 )
 def test_not_an_outbound_message(body: bytes, match: str) -> None:
@@ -240,8 +265,10 @@ def test_not_an_outbound_message(body: bytes, match: str) -> None:
 
 
 def test_field_in_wrong_namespace_rejects_message() -> None:
-    body = one().replace(b"<sf:Email>", b'<x:Email xmlns:x="urn:other">').replace(
-        b"</sf:Email>", b"</x:Email>"
+    body = (
+        one()
+        .replace(b"<sf:Email>", b'<x:Email xmlns:x="urn:other">')
+        .replace(b"</sf:Email>", b"</x:Email>")
     )
     with pytest.raises(NotAnOutboundMessage, match="Email"):
         parse_outbound_message(body)
@@ -283,8 +310,11 @@ def test_one_hundred_notifications_ok_one_hundred_one_rejected() -> None:
 
 def test_errors_never_contain_the_session_id() -> None:
     body = make_outbound_message([make_notification()], session_id=SECRET_SESSION)
-    for broken in (body[:-30], body.replace(b"urn:sobject.enterprise", b"urn:x"),
-                   body.replace(DEMO_ORG_ID.encode(), b"bogus")):
+    for broken in (
+        body[:-30],
+        body.replace(b"urn:sobject.enterprise", b"urn:x"),
+        body.replace(DEMO_ORG_ID.encode(), b"bogus"),
+    ):
         with pytest.raises(Exception) as info:
             parse_outbound_message(broken)
         assert "Secret" not in str(info.value)
@@ -305,16 +335,25 @@ def test_ack_is_exactly_the_wire_format() -> None:
         b"</soapenv:Envelope>\n"
     )
     root = fromstring(render_ack())
-    assert root.findtext(f"{{{SOAPENV_NS}}}Body/{{{OUTBOUND_NS}}}notificationsResponse/"
-                         f"{{{OUTBOUND_NS}}}Ack") == "true"
+    assert (
+        root.findtext(
+            f"{{{SOAPENV_NS}}}Body/{{{OUTBOUND_NS}}}notificationsResponse/{{{OUTBOUND_NS}}}Ack"
+        )
+        == "true"
+    )
     assert ACK_CONTENT_TYPE == "text/xml; charset=utf-8"
 
 
 @pytest.mark.parametrize(
     ("code", "expected"),
-    [("soapenv:Client", "soapenv:Client"), ("Server", "soapenv:Server"),
-     ("Client.Authentication", "soapenv:Client.Authentication"),
-     ("foo:Client", "soapenv:Server"), ("<bad>", "soapenv:Server"), ("Nope", "soapenv:Server")],
+    [
+        ("soapenv:Client", "soapenv:Client"),
+        ("Server", "soapenv:Server"),
+        ("Client.Authentication", "soapenv:Client.Authentication"),
+        ("foo:Client", "soapenv:Server"),
+        ("<bad>", "soapenv:Server"),
+        ("Nope", "soapenv:Server"),
+    ],
 )
 def test_fault_code_is_qualified(code: str, expected: str) -> None:
     root = fromstring(render_fault(code, "x"))
@@ -324,10 +363,10 @@ def test_fault_code_is_qualified(code: str, expected: str) -> None:
 
 
 def test_fault_string_is_escaped() -> None:
-    text = "bad <OrganizationId> & \x00 \"quoted\" ü"
+    text = 'bad <OrganizationId> & \x00 "quoted" ü'
     body = render_fault("soapenv:Client", text)
     assert body.startswith(b'<?xml version="1.0" encoding="UTF-8"?>')
     root = fromstring(body)
     assert root.findtext(f"{{{SOAPENV_NS}}}Body/{{{SOAPENV_NS}}}Fault/faultstring") == (
-        "bad <OrganizationId> & \ufffd \"quoted\" ü"
+        'bad <OrganizationId> & \ufffd "quoted" ü'
     )
