@@ -12,6 +12,8 @@ one place (``receiver/webhook.py``).
     │   ├── InvalidOrganizationName        ORGANIZATION not 1-63 of [a-z0-9-], first [a-z0-9]
     │   ├── OrganizationExists             ``org add`` for a name already registered
     │   ├── OrganizationNotFound           no such organization in the store (CLI exit 4)
+    │   ├── OperatorExists                 ``operator add`` for a username already taken
+    │   ├── OperatorNotFound               no such dashboard operator (CLI exit 4)
     │   ├── InvalidSalesforceId            not 15/18 alphanumerics, or wrong key prefix
     │   └── CredentialsError               no complete credential set, unreadable key file
     ├── EnvelopeError                      an Outbound Message that cannot be taken (HTTP 400)
@@ -60,6 +62,8 @@ __all__ = [
     "MissingOrganizationId",
     "NotAnOutboundMessage",
     "NotificationError",
+    "OperatorExists",
+    "OperatorNotFound",
     "OrganizationExists",
     "OrganizationNotFound",
     "PreflightError",
@@ -102,6 +106,14 @@ class OrganizationExists(UsageError):
 
 class OrganizationNotFound(UsageError):
     """No organization of that name is registered in the store."""
+
+
+class OperatorExists(UsageError):
+    """``operator add`` named a username that is already taken (compared casefolded)."""
+
+
+class OperatorNotFound(UsageError):
+    """No dashboard operator of that username."""
 
 
 class InvalidSalesforceId(UsageError):

@@ -31,6 +31,8 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.pool import NullPool
 from sqlmodel import Session
 
+import receiver.dashboard.tables  # noqa: F401  (its tables are emptied after each test)
+import receiver.feature_switch  # noqa: F401
 from receiver.db import make_engine, migrate
 from receiver.models import Organization, metadata
 from receiver.organizations import add_organization, set_enabled

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from alembic import context
 
+from receiver import feature_switch as _feature_switch  # noqa: F401  (registers its table)
+from receiver.dashboard import tables as _dashboard_tables  # noqa: F401  (registers tables)
 from receiver.models import metadata
 
 config = context.config

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import warnings
 from pathlib import Path
 
 import pytest
 from sqlalchemy import event, exc, inspect, text
 from sqlalchemy.engine import Engine
 
+from receiver.dashboard.tables import UNMODELLED_INDEXES
 from receiver.db import (
     current_revision,
     make_engine,
@@ -18,6 +20,7 @@ from receiver.db import (
     sqlite_database_path,
     transaction,
 )
+from receiver.health import head_revision
 from receiver.models import Organization
 from sf_metadata.errors import StoreUnavailable, UsageError
 
@@ -39,7 +42,7 @@ def test_migrate_creates_every_table_and_is_idempotent(database_url: str) -> Non
         assert current_revision(engine) is None
         migrate(engine)
         migrate(engine)
-        assert current_revision(engine) == "0001"
+        assert current_revision(engine) == head_revision()
         assert TABLES <= set(inspect(engine).get_table_names())
     finally:
         engine.dispose()
@@ -51,7 +54,9 @@ def test_migrations_match_the_models(engine: Engine) -> None:
 
     from receiver.models import metadata
 
-    with engine.connect() as conn:
+    with engine.connect() as conn, warnings.catch_warnings():
+        # SQLite cannot reflect expression indexes (it says so in a warning, then skips them).
+        warnings.filterwarnings("ignore", "Skipped unsupported reflection of expression-based")
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
     # SQLite cannot reflect the expression index (organization_id, id DESC) faithfully.
     diff = [
@@ -62,6 +67,8 @@ def test_migrations_match_the_models(engine: Engine) -> None:
             and d[0] in ("add_index", "remove_index")
             and d[1].name == "ix_provisioning_message_organization_id_id"
         )
+        # Expression indexes the metadata cannot describe portably (created by migrations).
+        and not (d[0] == "remove_index" and d[1].name in UNMODELLED_INDEXES)
     ]
     assert diff == []
 
@@ -73,7 +80,7 @@ def test_migrate_works_from_any_working_directory(
     engine = make_engine(database_url)
     try:
         migrate(engine)
-        assert current_revision(engine) == "0001"
+        assert current_revision(engine) == head_revision()
     finally:
         engine.dispose()
 
@@ -97,7 +104,7 @@ def test_concurrent_migrations_agree(database_url: str) -> None:
         t.join()
     try:
         assert errors == []
-        assert current_revision(engines[0]) == "0001"
+        assert current_revision(engines[0]) == head_revision()
     finally:
         for e in engines:
             e.dispose()
