@@ -211,6 +211,28 @@ class OrgClient:
         sf.tooling_url = f"{sf.base_url}tooling/"
         sf.metadata_url = f"https://{sf.sf_instance}/services/Soap/m/{api_version}/"
 
+    @property
+    def instance_url(self) -> str:
+        """``https://`` + :attr:`instance_host`."""
+        return f"https://{self.instance_host}"
+
+    @property
+    def access_token(self) -> str:
+        """The current session id (a secret: never log it)."""
+        return str(self.sf.session_id)
+
+    @property
+    def http(self) -> requests.Session:
+        """The ``requests`` session every call goes through (the retry is mounted on it)."""
+        return self._session
+
+    def refresh_session(self) -> None:
+        """Log in again now (a caller that saw ``INVALID_SESSION_ID`` itself, such as the
+        REST User reader). Raises :class:`AuthenticationError` when the credential kind
+        cannot log in again (an existing session)."""
+        self._relogged = False
+        self._expired()
+
     def _expired(self) -> None:
         """Log in again once, or raise :class:`AuthenticationError`."""
         if not self.credentials.refreshable:

@@ -147,3 +147,28 @@ def test_an_unreachable_metadata_api_keeps_the_connection_error_as_cause() -> No
     with pytest.raises(SalesforceError, match="cannot reach the Metadata API") as caught:
         client.metadata_call("checkDeployStatus", lambda session_id: b"<x/>")
     assert isinstance(caught.value.__cause__, requests.ConnectionError)
+
+
+def test_refresh_session_logs_in_again_each_time_asked() -> None:
+    logins: list[str] = []
+
+    class Sf:
+        sf_instance = "acme.my.salesforce.com"
+        session_id = "SESSION"
+
+    def fake_login(credentials: Credentials, *, api_version: str, session: Any) -> Any:
+        logins.append(api_version)
+        return Sf()
+
+    client = OrgClient(
+        Credentials(
+            kind="client-credentials", consumer_key="k", consumer_secret="s", domain="acme.my"
+        ),
+        api_version="62.0",
+        login_fn=fake_login,
+    )
+    client.refresh_session()
+    client.refresh_session()
+    assert logins == ["62.0"] * 3
+    assert client.instance_url == "https://acme.my.salesforce.com"
+    assert client.access_token == "SESSION"
