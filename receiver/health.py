@@ -17,9 +17,10 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from receiver import metrics
+from receiver.context import context_of
 
 if TYPE_CHECKING:
-    from receiver.app import ReceiverContext
+    from receiver.context import ReceiverContext
 
 __all__ = ["head_revision", "routes"]
 
@@ -38,8 +39,7 @@ def head_revision() -> str | None:
 
 
 def _context(request: Request) -> ReceiverContext:
-    context: ReceiverContext = request.app.state.context
-    return context
+    return context_of(request)
 
 
 async def healthz(_request: Request) -> Response:

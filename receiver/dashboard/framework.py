@@ -51,6 +51,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from receiver._logging import LOGGER_NAME
+from receiver.context import context_of
 from receiver.dashboard import csrf
 from receiver.dashboard.auth import Viewer, cookie_name, load_viewer, unsign_token
 from receiver.dashboard.state import DashboardState, get_state
@@ -59,7 +60,7 @@ from receiver.models import Organization
 from sf_metadata.errors import StoreUnavailable
 
 if TYPE_CHECKING:
-    from receiver.app import ReceiverContext
+    from receiver.context import ReceiverContext
 
 __all__ = [
     "FLASH_MESSAGES",
@@ -97,8 +98,7 @@ _SECURITY_HEADERS = {
 
 
 def _context(request: Request) -> ReceiverContext:
-    context: ReceiverContext = request.app.state.context
-    return context
+    return context_of(request)
 
 
 def _now(request: Request) -> datetime:
@@ -250,7 +250,7 @@ class SignedInPage:
 
     @property
     def context(self) -> ReceiverContext:
-        """The app's :class:`~receiver.app.ReceiverContext` (engine, settings, clock)."""
+        """The app's :class:`~receiver.context.ReceiverContext` (engine, settings, clock)."""
         return _context(self.request)
 
     @property

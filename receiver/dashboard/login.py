@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from receiver.context import context_of
 from receiver.dashboard import csrf
 from receiver.dashboard.auth import (
     check_password,
@@ -109,7 +110,7 @@ async def login_page(request: Request) -> Response:
 async def login_submit(request: Request) -> Response:
     """``POST /login``: sign in, or 401/429/403 with a message."""
     state = get_state(request)
-    context = request.app.state.context
+    context = context_of(request)
     try:
         form = await request.form(max_files=0, max_fields=20, max_part_size=16 * 1024)
     except Exception:  # noqa: BLE001 - an unreadable body is a refused form

@@ -25,7 +25,7 @@ from starlette.requests import Request
 from receiver.dashboard.csrf import origin_of
 
 if TYPE_CHECKING:
-    from receiver.app import ReceiverContext
+    from receiver.context import ReceiverContext
 
 __all__ = ["DashboardState", "get_state", "templates_dir"]
 
