@@ -97,12 +97,15 @@ class _DeployCollector(Collector):
             "agent_provision_deploys", "Deploys recorded in the store.", labels=["kind", "outcome"]
         )
         table = Deployment.__table__  # type: ignore[attr-defined]
-        with transaction(self._engine, read_only=True) as session:
-            rows = session.execute(
-                sa.select(table.c.kind, table.c.outcome, sa.func.count()).group_by(
-                    table.c.kind, table.c.outcome
-                )
-            ).all()
+        try:
+            with transaction(self._engine, read_only=True) as session:
+                rows = session.execute(
+                    sa.select(table.c.kind, table.c.outcome, sa.func.count()).group_by(
+                        table.c.kind, table.c.outcome
+                    )
+                ).all()
+        except Exception:  # noqa: BLE001 - a scrape still answers while the store is down
+            rows = []
         for kind, outcome, count in rows:
             family.add_metric([str(kind), str(outcome)], float(count))
         yield family
@@ -111,9 +114,10 @@ class _DeployCollector(Collector):
         return []
 
 
-def render(engine: Any) -> bytes:
+def render(engine: Any | None) -> bytes:
     """The text exposition of every metric (merged across workers in multi-process mode)
-    plus the deploy counts of the store behind ``engine``."""
+    plus the deploy counts of the store behind ``engine`` (none without one, or while the
+    store does not answer)."""
     registry = CollectorRegistry(auto_describe=False)
     if os.environ.get(MULTIPROC_ENV):
         from prometheus_client import multiprocess
@@ -122,6 +126,8 @@ def render(engine: Any) -> bytes:
         output = generate_latest(registry)
     else:
         output = generate_latest(REGISTRY)
+    if engine is None:
+        return output
     deploys = CollectorRegistry(auto_describe=False)
     deploys.register(_DeployCollector(engine))
     return output + generate_latest(deploys)

@@ -43,7 +43,8 @@ ACTIONS = (
     "ignored",
     "failed",
 )
-MESSAGES_PER_PAGE = 50
+#: About this many notification rows a page (whole messages).
+ROWS_PER_PAGE = 100
 
 _M = ProvisioningMessage.__table__  # type: ignore[attr-defined]
 _E = ProvisioningEvent.__table__  # type: ignore[attr-defined]
@@ -150,10 +151,12 @@ class LogRow:
 
 def _message_ids(
     session: Session, organization_id: str, flt: LogFilter, before_id: int | None, limit: int
-) -> list[int]:
+) -> list[tuple[int, int]]:
+    """(message id, notification count) of up to ``limit`` matching messages, newest
+    first."""
     if flt.action is not None or flt.crm_id is not None:
         stmt = (
-            sa.select(_E.c.message_id)
+            sa.select(_E.c.message_id, _M.c.notification_count)
             .select_from(_E.join(_M, _M.c.id == _E.c.message_id))
             .where(_M.c.organization_id == organization_id)
             .distinct()
@@ -166,7 +169,9 @@ def _message_ids(
             stmt = stmt.where(_E.c.message_id < before_id)
         order = _E.c.message_id.desc()
     else:
-        stmt = sa.select(_M.c.id).where(_M.c.organization_id == organization_id)
+        stmt = sa.select(_M.c.id, _M.c.notification_count).where(
+            _M.c.organization_id == organization_id
+        )
         if before_id is not None:
             stmt = stmt.where(_M.c.id < before_id)
         order = _M.c.id.desc()
@@ -176,7 +181,7 @@ def _message_ids(
         stmt = stmt.where(_M.c.received_at >= flt.since)
     if flt.until is not None:
         stmt = stmt.where(_M.c.received_at < flt.until)
-    return [int(r[0]) for r in session.execute(stmt.order_by(order).limit(limit))]
+    return [(int(r[0]), int(r[1])) for r in session.execute(stmt.order_by(order).limit(limit))]
 
 
 def _rows(session: Session, ids: list[int], flt: LogFilter) -> list[LogRow]:
@@ -251,14 +256,22 @@ def log_page(
     organization_id: str,
     flt: LogFilter,
     before_id: int | None = None,
-    messages: int = MESSAGES_PER_PAGE,
+    rows: int = ROWS_PER_PAGE,
 ) -> tuple[list[LogRow], int | None]:
-    """``(rows, next_before_id)``: the rows of up to ``messages`` messages older than
-    ``before_id``, and the ``before_id`` of the next (older) page or ``None``."""
-    ids = _message_ids(session, organization_id, flt, before_id, messages + 1)
-    more = len(ids) > messages
-    ids = ids[:messages]
-    return _rows(session, ids, flt), (ids[-1] if more and ids else None)
+    """``(rows, next_before_id)``: the rows of the newest messages older than
+    ``before_id`` (whole messages, about ``rows`` notifications: at least one message,
+    and no more once ``rows`` would be passed), and the ``before_id`` of the next (older)
+    page or ``None``."""
+    candidates = _message_ids(session, organization_id, flt, before_id, rows + 1)
+    chosen: list[int] = []
+    total = 0
+    for message_id, count in candidates:
+        if chosen and total + max(count, 1) > rows:
+            break
+        chosen.append(message_id)
+        total += max(count, 1)
+    more = len(chosen) < len(candidates)
+    return _rows(session, chosen, flt), (chosen[-1] if more and chosen else None)
 
 
 def iter_rows(
@@ -273,7 +286,7 @@ def iter_rows(
     while True:
         with transaction(engine, read_only=True) as session:
             rows, before = log_page(
-                session, organization_id=organization_id, flt=flt, before_id=before, messages=500
+                session, organization_id=organization_id, flt=flt, before_id=before, rows=1000
             )
         for row in rows:
             if sent >= max_rows:
