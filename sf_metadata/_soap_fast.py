@@ -16,7 +16,7 @@ from typing import Any
 from lxml import etree
 
 from sf_metadata import _envelope as env
-from sf_metadata._xml import NamespaceScopes
+from sf_metadata import _xml
 from sf_metadata.errors import EnvelopeError
 from sf_metadata.outbound import Notification, OutboundMessage
 
@@ -61,7 +61,7 @@ def extract(root: Any, nil_count: int) -> OutboundMessage | None:
     if nil_count > header_nils:
         nil_fields: Any = _NIL_FIELDS(notifications)
         nils = {el: el.get(env.XSI_NIL) for el in nil_fields}
-    scopes = NamespaceScopes()
+    scopes = _xml.NamespaceScopes()
     parsed: list[Notification] = []
     for element in elements:
         notification = _notification(element, scopes, nils)
@@ -79,7 +79,7 @@ def extract(root: Any, nil_count: int) -> OutboundMessage | None:
 
 
 def _notification(
-    element: Any, scopes: NamespaceScopes, nils: dict[Any, str | None]
+    element: Any, scopes: _xml.NamespaceScopes, nils: dict[Any, str | None]
 ) -> Notification | None:
     notification_id_el = sobject = None
     for child in element:
