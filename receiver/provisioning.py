@@ -44,6 +44,7 @@ from receiver._provisioning_state import StateKeys, load_state, lock_organizatio
 from receiver._provisioning_write import write_effects
 from receiver.db import insert_rows, transaction
 from receiver.models import Organization, ProcessedNotification
+from receiver.outcomes import MessageOutcome
 from receiver.provisioning_log import record_events, record_message
 from receiver.sessions import EndedSession, SessionHooks, end_agent_sessions
 from sf_metadata.decision import (
@@ -58,9 +59,6 @@ from sf_metadata.effects import EndReason
 from sf_metadata.outbound import Notification, OutboundMessage
 
 __all__ = [
-    "OUTCOME_EMPTY",
-    "OUTCOME_IGNORED",
-    "OUTCOME_PROCESSED",
     "ApplyResult",
     "ApplySource",
     "MessageResult",
@@ -73,10 +71,6 @@ __all__ = [
     "lock_organization",
     "prune_processed",
 ]
-
-OUTCOME_PROCESSED = "processed"
-OUTCOME_IGNORED = "ignored"
-OUTCOME_EMPTY = "empty"
 
 
 class SourceKind(enum.StrEnum):
@@ -100,7 +94,7 @@ class ApplySource:
     """
 
     kind: SourceKind
-    outcome: str = OUTCOME_PROCESSED
+    outcome: MessageOutcome = MessageOutcome.PROCESSED
     detail: str | None = None
     action_id: str | None = None
     reference: str | None = None
@@ -109,7 +103,7 @@ class ApplySource:
 
     @classmethod
     def outbound_message(
-        cls, message: OutboundMessage, *, outcome: str, detail: str | None
+        cls, message: OutboundMessage, *, outcome: MessageOutcome, detail: str | None
     ) -> ApplySource:
         """The source for one Outbound Message (its SessionId is not kept)."""
         return cls(
@@ -160,7 +154,8 @@ class MessageResult:
     """What one message did.
 
     - ``message_id``: the ``provisioning_message`` id of its log entry.
-    - ``outcome``: ``"processed"``, ``"ignored"`` (feature disabled) or ``"empty"``.
+    - ``outcome``: :class:`~receiver.outcomes.MessageOutcome` ``PROCESSED``, ``IGNORED``
+      (feature disabled) or ``EMPTY``.
     - ``counts``: number of notifications per :class:`~sf_metadata.decision.Action`.
     - ``decisions``: one per notification, in document order.
     - ``ended_sessions``: sessions ended by deprovisioning or disabling (for the hooks).
@@ -168,7 +163,7 @@ class MessageResult:
     """
 
     message_id: int
-    outcome: str
+    outcome: MessageOutcome
     counts: Mapping[Action, int]
     decisions: tuple[Decision, ...]
     ended_sessions: tuple[EndedSession, ...] = field(default=())
@@ -279,11 +274,11 @@ def apply_message(
     state = load_state(session, org.id, message_keys(notifications, changes))
     decisions = plan_message(notifications, state, feature_enabled=org.enabled, changes=changes)
     if not notifications:
-        outcome, detail = OUTCOME_EMPTY, "the message holds no notifications"
+        outcome, detail = MessageOutcome.EMPTY, "the message holds no notifications"
     elif not org.enabled:
-        outcome, detail = OUTCOME_IGNORED, "the feature is disabled for this organization"
+        outcome, detail = MessageOutcome.IGNORED, "the feature is disabled for this organization"
     else:
-        outcome, detail = OUTCOME_PROCESSED, None
+        outcome, detail = MessageOutcome.PROCESSED, None
     result = apply_decisions(
         session,
         organization=org,
