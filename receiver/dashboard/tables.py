@@ -1,5 +1,5 @@
 """Store tables of the dashboard, on the shared ``SQLModel.metadata`` (migration
-``0002_dashboard``)::
+``0003_dashboard``)::
 
     dashboard_operator          id PK; username (as typed), username_key (casefolded,
                                 unique), password_hash (argon2id, PHC string),
