@@ -37,10 +37,12 @@ __all__ = [
     "ADDRESS_LIMIT",
     "USERNAME_LIMIT",
     "WINDOW",
+    "SessionCheck",
     "Viewer",
     "cookie_name",
     "end_session",
     "load_viewer",
+    "record_check",
     "check_password",
     "record_failure",
     "start_session",
@@ -97,6 +99,18 @@ class Viewer:
         return self.organizations is None or organization_id in self.organizations
 
 
+@dataclass(frozen=True, slots=True)
+class SessionCheck:
+    """What :func:`load_viewer` found: the ``viewer`` of a live session, else ``why`` it
+    is not one (``None`` for an unknown token); ``write`` is what the caller must then
+    record in a write transaction with :func:`record_check` (``"touch"``: the last use;
+    ``"end"``: the session outlived a lifetime), or ``None``."""
+
+    viewer: Viewer | None
+    why: str | None
+    write: str | None = None
+
+
 def load_viewer(
     session: Session,
     *,
@@ -104,31 +118,21 @@ def load_viewer(
     now: datetime,
     idle: timedelta,
     absolute: timedelta,
-) -> tuple[Viewer | None, str | None]:
-    """``(viewer, None)`` for a live session, else ``(None, why)`` (``why`` is ``None``
-    for an unknown token, or the end reason). Ends a session that outlived a lifetime and
-    records the last use (at most once a minute); run in a write transaction."""
+) -> SessionCheck:
+    """Check the session of ``token`` (reads only: run it in a read-only transaction, so
+    page views do not queue behind the store's writers)."""
     row = session.get(OperatorSession, _sha(token))
     if row is None:
-        return None, None
+        return SessionCheck(None, None)
     if row.ended_at is not None:
-        return None, row.end_reason or "signed out"
-    reason = None
+        return SessionCheck(None, row.end_reason or "signed out")
     if now - row.created_at >= absolute:
-        reason = "expired"
-    elif now - row.last_seen_at >= idle:
-        reason = "idle"
-    if reason is not None:
-        row.ended_at = now
-        row.end_reason = reason
-        session.add(row)
-        return None, reason
+        return SessionCheck(None, "expired", "end")
+    if now - row.last_seen_at >= idle:
+        return SessionCheck(None, "idle", "end")
     operator = session.get(Operator, row.operator_id)
     if operator is None:  # removed: its sessions were deleted too; belt and braces
-        return None, "operator removed"
-    if now - row.last_seen_at >= _TOUCH_EVERY:
-        row.last_seen_at = now
-        session.add(row)
+        return SessionCheck(None, "operator removed")
     orgs: frozenset[str] | None = None
     if not operator.all_organizations:
         orgs = frozenset(
@@ -139,7 +143,21 @@ def load_viewer(
             ).all()
         )
     assert operator.id is not None
-    return Viewer(operator.id, operator.username, orgs, token), None
+    touch = "touch" if now - row.last_seen_at >= _TOUCH_EVERY else None
+    return SessionCheck(Viewer(operator.id, operator.username, orgs, token), None, touch)
+
+
+def record_check(session: Session, *, token: str, check: SessionCheck, now: datetime) -> None:
+    """Write what ``check`` asks for: the last use, or the end of an outlived session."""
+    row = session.get(OperatorSession, _sha(token))
+    if row is None or row.ended_at is not None:
+        return
+    if check.write == "end":
+        row.ended_at = now
+        row.end_reason = check.why
+    elif check.write == "touch":
+        row.last_seen_at = max(row.last_seen_at, now)
+    session.add(row)
 
 
 def end_session(session: Session, *, token: str, now: datetime, reason: str = "signed out") -> None:

@@ -53,7 +53,7 @@ from starlette.routing import Route
 from receiver._logging import LOGGER_NAME
 from receiver.context import context_of
 from receiver.dashboard import csrf
-from receiver.dashboard.auth import Viewer, cookie_name, load_viewer, unsign_token
+from receiver.dashboard.auth import Viewer, cookie_name, load_viewer, record_check, unsign_token
 from receiver.dashboard.state import DashboardState, get_state
 from receiver.db import transaction
 from receiver.models import Organization
@@ -67,6 +67,7 @@ __all__ = [
     "OrgPage",
     "SignedInPage",
     "error_page",
+    "form_size_problem",
     "guarded",
     "org_route",
     "redirect",
@@ -212,14 +213,18 @@ async def _viewer(request: Request) -> tuple[Viewer | None, str | None]:
     now = _now(request)
 
     def work() -> tuple[Viewer | None, str | None]:
-        with transaction(engine) as session:
-            return load_viewer(
+        with transaction(engine, read_only=True) as session:
+            check = load_viewer(
                 session,
                 token=token,
                 now=now,
                 idle=state.idle_lifetime,
                 absolute=state.absolute_lifetime,
             )
+        if check.write is not None:
+            with transaction(engine) as session:
+                record_check(session, token=token, check=check, now=now)
+        return check.viewer, check.why
 
     viewer, why = await run_in_threadpool(work)
     return viewer, (why or "invalid") if viewer is None else None
@@ -319,8 +324,26 @@ class OrgPage(SignedInPage):
         )
 
 
+#: Largest form body the dashboard reads (its forms are a few hundred bytes).
+MAX_FORM_BYTES = 64 * 1024
+
+
+def form_size_problem(request: Request, limit: int = MAX_FORM_BYTES) -> str | None:
+    """Why the body is not read: no ``Content-Length`` (browsers always send one for a
+    form) or one above ``limit``; ``None`` when it may be read."""
+    raw = request.headers.get("content-length", "")
+    if not raw.isdigit():
+        return "the form has no length"
+    if int(raw) > limit:
+        return "the form is too large"
+    return None
+
+
 async def _checked_form(request: Request, viewer: Viewer) -> tuple[FormData | None, str | None]:
     state = get_state(request)
+    size = form_size_problem(request)
+    if size is not None:
+        return None, size
     try:
         form = await request.form(max_files=0, max_fields=200, max_part_size=64 * 1024)
     except Exception:  # noqa: BLE001 - any unparsable body is a refused form

@@ -35,6 +35,7 @@ from receiver.dashboard.framework import (
     SignedInPage,
     client_address,
     csrf_refused,
+    form_size_problem,
     guarded,
     redirect,
     render,
@@ -111,6 +112,9 @@ async def login_submit(request: Request) -> Response:
     """``POST /login``: sign in, or 401/429/403 with a message."""
     state = get_state(request)
     context = context_of(request)
+    size = form_size_problem(request, 16 * 1024)
+    if size is not None:
+        return csrf_refused(request, size, None)
     try:
         form = await request.form(max_files=0, max_fields=20, max_part_size=16 * 1024)
     except Exception:  # noqa: BLE001 - an unreadable body is a refused form

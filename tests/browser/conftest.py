@@ -137,8 +137,11 @@ def live(tmp_path: Path) -> Iterator[Live]:
     assert webhook.split("token=")[1] not in text  # the token never reaches the log
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def browser() -> Iterator[Any]:
+    """Chromium for one test. Not session-scoped: between its calls Playwright's sync API
+    marks its event loop as running, which breaks later tests in the same process that
+    call ``asyncio.run``."""
     if not Path(CHROMIUM).exists():
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"CI=true but {CHROMIUM} is missing: .ci/run installs the chromium package")

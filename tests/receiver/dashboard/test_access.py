@@ -198,3 +198,17 @@ def test_pages_carry_security_headers(dash: Dash) -> None:
     assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.headers["cache-control"] == "no-store"
+
+
+def test_a_huge_form_is_refused_unread(dash: Dash) -> None:
+    dash.sign_in()
+    token = csrf_of(dash.client.get(f"/organizations/{dash.org}/users").text)
+    response = dash.client.post(
+        _switch(dash),
+        data={"expected": "enabled", "csrf_token": token, "pad": "x" * 100_000},
+        follow_redirects=False,
+    )
+    assert response.status_code == 403 and "too large" in response.text
+    assert _enabled(dash)
+    login = dash.client.post("/login", data={"username": "x" * 20_000}, follow_redirects=False)
+    assert login.status_code == 403 and "too large" in login.text
