@@ -10,9 +10,10 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, or_, update
+from sqlalchemy import delete, update
 from sqlmodel import Session, col, select
 
+from receiver._state_queries import agents_by_crm_or_username
 from receiver.db import insert_rows
 from receiver.models import Agent, Organization, ProcessedNotification, Tombstone
 from sf_metadata.decision import Action, Decision, StoredState, StoredUser, UserChange
@@ -93,20 +94,14 @@ def load_state(
 
     agents: dict[str, AgentState] = {}
     owners: dict[str, str] = {}
-    if crm_ids or username_keys:
-        rows = session.exec(
-            select(Agent).where(
-                Agent.organization_id == org_id,
-                or_(col(Agent.crm_id).in_(crm_ids), col(Agent.username_key).in_(username_keys)),
-            )
-        ).all()
-        for a in rows:
-            if a.username_key is not None and a.username_key in username_keys:
-                owners[a.username_key] = a.crm_id
-            if a.crm_id in crm_ids:
-                agents[a.crm_id] = AgentState(
-                    a.id, a.username, a.system_modstamp, a.data, a.created_at
-                )
+    # Two index searches, not one OR scan of the organization (receiver._state_queries).
+    for agent_id, crm, username, key, stamp, data, created in agents_by_crm_or_username(
+        session, org_id, crm_ids, username_keys
+    ):
+        if key is not None and key in username_keys:
+            owners[key] = crm
+        if crm in crm_ids:
+            agents[crm] = AgentState(agent_id, username, stamp, data, created)
     tombs: dict[str, TombState] = {}
     if crm_ids:
         for t in session.exec(
