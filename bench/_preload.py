@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from cryptography.fernet import Fernet
 from sqlalchemy import insert, text
@@ -43,7 +44,7 @@ _CHUNK = 20_000
 _NEW_BASE = 50_000_000
 
 
-def _agent_rows(start: int, stop: int, now: datetime) -> list[dict[str, object]]:
+def _agent_rows(start: int, stop: int, now: datetime) -> list[dict[str, Any]]:
     rows = []
     for n in range(start, stop):
         change = UserChange(sf_id("04l", n), n, 1, True, _EPOCH, run=_RUN)
