@@ -140,6 +140,8 @@ def _metrics_dir() -> tuple[Path, bool]:
 
 
 def _run(uvicorn: Any, host: str, port: int, workers: int, settings: Any) -> None:
+    from receiver.http_limits import BACKLOG
+
     uvicorn.run(
         "receiver.app:app_from_environment",
         factory=True,
