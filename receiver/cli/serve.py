@@ -80,7 +80,7 @@ def serve(
     """Serve the Outbound Message receiver and the admin API."""
     import uvicorn
 
-    from receiver.http_limits import BACKLOG, raise_file_limit
+    from receiver.http_limits import raise_file_limit
 
     settings = settings_from(ctx)
     _check_expected_store(settings, new_store=new_store)
