@@ -11,6 +11,9 @@ environment variable named beside it, else from the default. Nothing mutates a
 | ``max_body_bytes`` | ``AGENT_PROVISION_MAX_BODY_BYTES`` | 5 MiB (5,242,880 bytes) |
 | ``processed_retention_hours`` | ``AGENT_PROVISION_PROCESSED_RETENTION_HOURS`` | 168 (7 days); at least 48 |
 | ``secret_key`` | ``AGENT_PROVISION_SECRET_KEY`` | none: a Fernet key is generated and kept beside the store (see ``receiver.secrets``) |
+| ``salesforce_client_id`` | ``AGENT_PROVISION_SALESFORCE_CLIENT_ID`` | none: Connect to Salesforce is off; the External Client App's consumer key |
+| ``salesforce_client_secret`` | ``AGENT_PROVISION_SALESFORCE_CLIENT_SECRET`` | none (a public client with PKCE) |
+| ``salesforce_login_urls`` | ``AGENT_PROVISION_SALESFORCE_LOGIN_URLS`` | none: comma-separated login URLs accepted beside Salesforce's own hosts (CONTRACT section 7) |
 | ``log_level`` | ``AGENT_PROVISION_LOG_LEVEL`` | ``info`` (one of critical, error, warning, info, debug) |
 """
 
@@ -36,6 +39,9 @@ class Settings(BaseSettings):
     processed_retention_hours: float = Field(default=168.0, ge=48.0)
     secret_key: SecretStr | None = None
     log_level: str = "info"
+    salesforce_client_id: str | None = None
+    salesforce_client_secret: SecretStr | None = None
+    salesforce_login_urls: str = ""
 
     @field_validator("database_url")
     @classmethod
@@ -55,7 +61,13 @@ class Settings(BaseSettings):
             raise ValueError(f"log level must be one of {', '.join(LOG_LEVELS)}")
         return level
 
-    @field_validator("admin_token", "secret_key", mode="before")
+    @field_validator(
+        "admin_token",
+        "secret_key",
+        "salesforce_client_id",
+        "salesforce_client_secret",
+        mode="before",
+    )
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value

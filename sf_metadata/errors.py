@@ -56,6 +56,7 @@ __all__ = [
     "ForbiddenXml",
     "InvalidOrganizationName",
     "InvalidSalesforceId",
+    "JobBusy",
     "MalformedXml",
     "MissingOrganizationId",
     "NotAnOutboundMessage",
@@ -187,3 +188,12 @@ class DeployTimeout(SalesforceError):
     def __init__(self, message: str, *, deploy_id: str) -> None:
         super().__init__(message)
         self.deploy_id = deploy_id
+
+
+class JobBusy(AgentProvisionError):
+    """A job of that kind is already running for the organization (another worker, host or
+    command started it); ``job_id`` names it. Nothing was started."""
+
+    def __init__(self, message: str, *, job_id: int | None = None) -> None:
+        super().__init__(message)
+        self.job_id = job_id

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from alembic import context
 
+import receiver.job_tables  # noqa: F401  (registers job, job_lease)
+import receiver.salesforce_connection  # noqa: F401  (registers salesforce_connection)
 from receiver.models import metadata
 
 config = context.config

@@ -30,7 +30,17 @@ def harness(tmp_path: Path) -> Harness:
 
 
 def _deploy(*extra: str) -> list[str]:
-    return ["deploy", ORG, "--integration-user", INTEGRATION_USER, *SESSION_ARGS, *extra]
+    """A deploy of the workflow trigger unless ``extra`` names one (the default is flow)."""
+    trigger = [] if "--trigger" in extra else ["--trigger", "workflow"]
+    return ["deploy", ORG, "--integration-user", INTEGRATION_USER, *SESSION_ARGS, *trigger, *extra]
+
+
+def test_the_default_trigger_is_the_flow(harness: Harness) -> None:
+    args = ["deploy", ORG, "--integration-user", INTEGRATION_USER, *SESSION_ARGS]
+    result = harness.run("deploy_flow", args)
+    assert result.exit_code == 0, result.stderr
+    [row] = harness.deployments()
+    assert row["trigger"] == "flow" and row["components"] == [OM, FLOW]
 
 
 def test_check_passes_and_records_nothing(harness: Harness) -> None:
@@ -193,7 +203,7 @@ def test_preflight_other_org_and_loopback_url_reported_together(tmp_path: Path) 
 
 def test_expired_session_logs_in_again_once(harness: Harness) -> None:
     args = ["deploy", ORG, "--integration-user", INTEGRATION_USER, *CLIENT_CREDENTIAL_ARGS]
-    result = harness.run("expired_session_refresh", args)
+    result = harness.run("expired_session_refresh", [*args, "--trigger", "workflow"])
     assert result.exit_code == 0, result.stderr
     [row] = harness.deployments()
     assert row["outcome"] == "succeeded"
