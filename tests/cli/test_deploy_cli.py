@@ -279,6 +279,32 @@ def test_dry_run_writes_package_and_contacts_nobody(
     assert harness.deployments() == []
 
 
+def test_dry_run_files_are_owner_only_and_said_to_hold_the_token(
+    harness: Harness, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "package.xml").write_text("old")
+    (out / "package.xml").chmod(0o644)
+    args = ["deploy", ORG, "--dry-run", "--out", str(out), "--integration-user", INTEGRATION_USER]
+    result = harness.run("no_such_cassette", args, all_played=False)
+    assert result.exit_code == 0, result.stderr
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert files and all(p.stat().st_mode & 0o777 == 0o600 for p in files)
+    assert "webhook token" in result.stderr and "0600" in result.stderr
+
+
+@pytest.mark.parametrize("user", ["integration", "not an@email.com", "a@b", "x" * 75 + "@a.com"])
+def test_an_integration_user_that_is_not_a_username_is_refused(
+    harness: Harness, tmp_path: Path, user: str
+) -> None:
+    args = ["deploy", ORG, "--dry-run", "--out", str(tmp_path / "o"), "--integration-user", user]
+    result = harness.run("no_such_cassette", args, all_played=False)
+    assert result.exit_code == 2
+    assert "is not a Salesforce username" in result.stderr
+    assert not (tmp_path / "o").exists()
+
+
 def test_dry_run_needs_integration_user_and_out(harness: Harness) -> None:
     result = harness.run("no_such_cassette", ["deploy", ORG, "--dry-run"], all_played=False)
     assert result.exit_code == 2
