@@ -1,5 +1,6 @@
-"""Background jobs and their leases (``receiver/job_tables.py``), and the stored
-Salesforce connection (``receiver/salesforce_connection.py``).
+"""Background jobs and their leases (``receiver/job_tables.py``), the stored Salesforce
+connection (``receiver/salesforce_connection.py``) and the pending OAuth sign-ins
+(``receiver/salesforce_oauth.py``).
 
 Revision ID: 0002_jobs_connection
 Revises: 0001
@@ -75,8 +76,20 @@ def upgrade() -> None:
         sa.Column("status_reason", sa.Text(), nullable=True),
     )
 
+    op.create_table(
+        "oauth_state",
+        sa.Column("state_hash", sa.String(64), primary_key=True),
+        _org_fk(),
+        sa.Column("login_url", sa.String(2000), nullable=False),
+        sa.Column("verifier_encrypted", sa.Text(), nullable=False),
+        sa.Column("operator", sa.String(200), nullable=True),
+        _ts("created_at"),
+        _ts("consumed_at", nullable=True),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("oauth_state")
     op.drop_table("salesforce_connection")
     op.drop_table("job_lease")
     op.drop_index("ix_job_organization_kind_id", table_name="job")
