@@ -32,7 +32,12 @@ from simple_salesforce.api import Salesforce
 from simple_salesforce.exceptions import SalesforceAuthenticationFailed
 from simple_salesforce.exceptions import SalesforceError as _SfError
 
-from sf_metadata.errors import AuthenticationError, CredentialsError, SalesforceError
+from sf_metadata.errors import (
+    AuthenticationError,
+    CredentialsError,
+    SalesforceError,
+    SalesforceUnreadable,
+)
 
 __all__ = [
     "CREDENTIAL_OPTIONS",
@@ -226,7 +231,10 @@ def login(
     except _SfError as exc:
         raise SalesforceError(f"Salesforce login failed with HTTP {exc.status}") from None
     except requests.RequestException as exc:
-        raise SalesforceError(f"cannot reach Salesforce to log in ({type(exc).__name__})") from None
+        raise SalesforceUnreadable(
+            f"Salesforce cannot be reached to log in ({type(exc).__name__}): check the "
+            "network and --domain/SF_DOMAIN; nothing was changed"
+        ) from exc
 
 
 def _login_arguments(credentials: Credentials) -> dict[str, Any]:

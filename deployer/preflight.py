@@ -24,15 +24,17 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from deployer._client import OrgClient
-from deployer._urlcheck import check_webhook_url, redact_url
+import requests
+
+from deployer.client import OrgApi
 from deployer.package import (
     MIN_FLOW_API_VERSION,
     PINNED_API_VERSION,
     Trigger,
     validate_api_version,
 )
-from sf_metadata.errors import AuthenticationError, SalesforceError
+from deployer.urlcheck import check_webhook_url, redact_url
+from sf_metadata.errors import AuthenticationError, SalesforceError, SalesforceUnreadable
 from sf_metadata.ids import same_org_id, to_18
 from sf_metadata.metadata_names import OUTBOUND_MESSAGE_NAME, SOBJECT_TYPE
 
@@ -149,7 +151,7 @@ def custom_user_fields(describe: dict[str, Any]) -> tuple[str, ...]:
     return tuple(sorted(names))
 
 
-def check_org(client: OrgClient, expected_org_id: str) -> tuple[str | None, bool | None, list[str]]:
+def check_org(client: OrgApi, expected_org_id: str) -> tuple[str | None, bool | None, list[str]]:
     """Return ``(Organization.Id as 18 characters, IsSandbox, problems)``; a problem when
     the org is not ``expected_org_id`` (first 15 characters, case-sensitive)."""
     rows = client.query("SELECT Id, IsSandbox, OrganizationType FROM Organization")
@@ -169,7 +171,7 @@ def check_org(client: OrgClient, expected_org_id: str) -> tuple[str | None, bool
     return to_18(actual), sandbox, problems
 
 
-def _check_permissions(client: OrgClient) -> list[str]:
+def _check_permissions(client: OrgApi) -> list[str]:
     described = client.describe("UserPermissionAccess")
     available = {str(f.get("name")) for f in described.get("fields", [])}
     wanted = [name for name, _ in REQUIRED_PERMISSIONS if name in available]
@@ -192,7 +194,7 @@ def _check_permissions(client: OrgClient) -> list[str]:
     return problems
 
 
-def _check_integration_user(client: OrgClient, username: str) -> list[str]:
+def _check_integration_user(client: OrgApi, username: str) -> list[str]:
     rows = client.query(
         f"SELECT Id, Username, IsActive FROM User WHERE Username = {soql_quote(username)}"
     )
@@ -209,7 +211,7 @@ def _check_integration_user(client: OrgClient, username: str) -> list[str]:
     return []
 
 
-def _check_call_center(client: OrgClient) -> list[str]:
+def _check_call_center(client: OrgApi) -> list[str]:
     try:
         rows = client.query("SELECT Id, Name FROM CallCenter LIMIT 1")
     except AuthenticationError:
@@ -227,7 +229,7 @@ def _check_call_center(client: OrgClient) -> list[str]:
     return []
 
 
-def _check_existing_om(client: OrgClient, webhook_url: str) -> list[str]:
+def _check_existing_om(client: OrgApi, webhook_url: str) -> list[str]:
     rows = client.tooling_query(
         "SELECT Id, Name, Metadata FROM WorkflowOutboundMessage "
         f"WHERE Name = {soql_quote(OUTBOUND_MESSAGE_NAME)}"
@@ -248,8 +250,14 @@ def _check_existing_om(client: OrgClient, webhook_url: str) -> list[str]:
     return problems
 
 
+def unreachable(error: BaseException) -> bool:
+    """Whether ``error`` came from a connection that failed or timed out (no answer from
+    Salesforce at all), as opposed to an answer that refused something."""
+    return isinstance(error.__cause__, (requests.ConnectionError, requests.Timeout))
+
+
 def preflight(
-    client: OrgClient,
+    client: OrgApi,
     *,
     expected_org_id: str,
     webhook_url: str,
@@ -260,8 +268,9 @@ def preflight(
     """Run every check against the org behind ``client`` and report all problems at once.
 
     ``integration_user`` defaults to the user the credentials log in as. Switches
-    ``client`` to the chosen API version. Raises :class:`AuthenticationError` when the
-    session cannot be used (every other failure becomes a problem line); never raises for
+    ``client`` to the chosen API version. Raises :class:`SalesforceUnreadable` (once) when
+    Salesforce cannot be reached at all, :class:`AuthenticationError` when the session
+    cannot be used (every other failure becomes a problem line); never raises for
     problems found (see :attr:`PreflightReport.problems`).
     """
     problems: list[str] = []
@@ -273,6 +282,12 @@ def preflight(
         except AuthenticationError:
             raise
         except SalesforceError as exc:
+            if unreachable(exc):  # said once, not once per check
+                raise SalesforceUnreadable(
+                    f"Salesforce cannot be reached ({type(exc.__cause__).__name__} while "
+                    f"{label[0].lower()}{label[1:]}): check the network and the instance URL; "
+                    "nothing was changed"
+                ) from exc
             problems.append(f"{label}: {exc}")
             return None
 

@@ -27,8 +27,9 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from deployer._client import OrgClient
-from deployer.deploy import DeployOutcome, Kind, Timing, deploy_package, undeploy
+from deployer.client import OrgApi
+from deployer.deploy import DeployOutcome, Timing, deploy_package, undeploy
+from deployer.kinds import DeploymentKind, DeploymentOutcome
 from deployer.package import PackageSpec, Trigger, deploy_components
 from deployer.preflight import PreflightReport, preflight
 from receiver.db import transaction
@@ -58,7 +59,7 @@ __all__ = [
 #: The progress steps of a Refresh Webhook, in order (the last only for a flow deploy).
 STEPS = ("preflight", "deploying", "waiting for Salesforce", "checking the flow is active")
 
-ConnectFn = Callable[[], OrgClient]
+ConnectFn = Callable[[], OrgApi]
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ class RefreshRequest:
     ``flow``; ``integration_user`` to the user the credentials log in as)."""
 
     organization: str
-    trigger: Trigger = "flow"
+    trigger: Trigger = Trigger.FLOW
     check_only: bool = False
     integration_user: str | None = None
     api_version: str | None = None
@@ -98,12 +99,7 @@ def org_facts(engine: Engine, key: bytes, organization: str) -> OrgFacts:
     with transaction(engine, read_only=True) as session:
         org = get_organization(session, organization)
         url = webhook_url(org, reveal_token(org, key))
-        installed: list[Trigger] = []
-        for name in possibly_installed_triggers(session, org.id):
-            if name == "workflow":
-                installed.append("workflow")
-            elif name == "flow":
-                installed.append("flow")
+        installed = possibly_installed_triggers(session, org.id)
         return OrgFacts(
             name=org.id,
             salesforce_org_id=org.salesforce_org_id,
@@ -141,7 +137,7 @@ class RefreshResult:
     @property
     def succeeded(self) -> bool:
         """Preflight passed and the deploy succeeded."""
-        return self.report.ok and self.outcome.outcome == "succeeded"
+        return self.report.ok and self.outcome.outcome == DeploymentOutcome.SUCCEEDED
 
     def to_json(self) -> dict[str, Any]:
         """The deploy outcome's JSON plus ``"preflight"``."""
@@ -205,7 +201,7 @@ def refresh_webhook(
     hooks = _Hooks(progress, on_deploy_id)
     facts = org_facts(engine, key, request.organization)
     trigger = request.trigger
-    kind: Kind = "check-only" if request.check_only else "deploy"
+    kind = DeploymentKind.CHECK_ONLY if request.check_only else DeploymentKind.DEPLOY
     hooks.step("preflight")
     client = connect()
     report = preflight(
@@ -223,7 +219,7 @@ def refresh_webhook(
             api_version=report.api_version,
             components=(),
             deploy_id=None,
-            outcome="failed",
+            outcome=DeploymentOutcome.FAILED,
             problems=report.problems,
             warnings=report.warnings,
         )
@@ -258,7 +254,7 @@ def refresh_webhook(
                     *_retiring(trigger, previous, request.check_only),
                 ),
                 deploy_id=hooks.seen[0],
-                outcome="unknown",
+                outcome=DeploymentOutcome.UNKNOWN,
                 problems=(
                     *error.problems,
                     f"How deploy {hooks.seen[0]} ended is unknown: see Setup > Deployment Status",
@@ -392,7 +388,8 @@ def undeploy_webhook(
             raise
         record_outcome(engine, facts.name, outcome)
         holder.append(outcome)
-        return JobOutcome(outcome.outcome == "succeeded", outcome.to_json(), outcome.problems)
+        succeeded = outcome.outcome == DeploymentOutcome.SUCCEEDED
+        return JobOutcome(succeeded, outcome.to_json(), outcome.problems)
 
     run_job(start_job(engine, organization, JobKind.REFRESH_WEBHOOK), work)
     if failure:

@@ -27,7 +27,7 @@ import requests
 from simple_salesforce.api import Salesforce
 from sqlalchemy.engine import Engine
 
-from deployer._client import OrgClient
+from deployer.client import OrgClient
 from deployer.credentials import Credentials, login, resolve_credentials
 from deployer.package import PINNED_API_VERSION, validate_api_version
 from receiver.db import transaction

@@ -13,7 +13,9 @@ one place (``receiver/webhook.py``).
     │   ├── OrganizationExists             ``org add`` for a name already registered
     │   ├── OrganizationNotFound           no such organization in the store (CLI exit 4)
     │   ├── InvalidSalesforceId            not 15/18 alphanumerics, or wrong key prefix
-    │   └── CredentialsError               no complete credential set, unreadable key file
+    │   ├── CredentialsError               no complete credential set, unreadable key file
+    │   └── PlanNotFound                   no such reconcile plan, or one already applied
+    │                                      or rejected (CLI exit 4)
     ├── EnvelopeError                      an Outbound Message that cannot be taken (HTTP 400)
     │   ├── MalformedXml                   not well-formed, truncated, not UTF-8
     │   ├── ForbiddenXml                   DTD, entity declaration, external reference
@@ -32,8 +34,12 @@ one place (``receiver/webhook.py``).
         │                                  with its Setup label and API name (CLI exit 5)
         ├── DeployFailed                   the Metadata API deploy finished with failures,
         │                                  or the flow stayed inactive (CLI exit 6)
-        └── DeployTimeout                  checkDeployStatus did not finish in time; carries
-                                           ``.deploy_id`` so it can be followed up (CLI exit 7)
+        ├── DeployTimeout                  checkDeployStatus did not finish in time; carries
+        │                                  ``.deploy_id`` so it can be followed up (CLI exit 7)
+        └── SalesforceUnreadable           reconcile could not read (or reach) Salesforce:
+                                           nothing was written (CLI exit 9)
+    ReconcileHeld                          (under the root) the deletion guard held a
+                                           reconcile plan: nothing written (CLI exit 8)
 
 Permanent vs transient, for the receiver (reference ``outbound-receiver-bugs.md`` B15 and
 ``provisioning-pitfalls.md`` B12): :class:`EnvelopeError` and organization/token problems
@@ -63,8 +69,11 @@ __all__ = [
     "NotificationError",
     "OrganizationExists",
     "OrganizationNotFound",
+    "PlanNotFound",
     "PreflightError",
+    "ReconcileHeld",
     "SalesforceError",
+    "SalesforceUnreadable",
     "StoreUnavailable",
     "TooManyNotifications",
     "UsageError",
@@ -188,6 +197,26 @@ class DeployTimeout(SalesforceError):
     def __init__(self, message: str, *, deploy_id: str) -> None:
         super().__init__(message)
         self.deploy_id = deploy_id
+
+
+class PlanNotFound(UsageError):
+    """No reconcile plan of that id for the organization, or one that can no longer be
+    applied (already applied or rejected)."""
+
+
+class SalesforceUnreadable(SalesforceError):
+    """Reconcile could not read the org's Users (a page failed or timed out, the API
+    allowance is used up, the result is not a query result or is of another org): nothing
+    was written, an unreadable page is never an absence."""
+
+
+class ReconcileHeld(AgentProvisionError):
+    """The deletion guard held a reconcile plan (more deprovisions than allowed): nothing
+    was written; ``plan_id`` names the plan to approve or reject."""
+
+    def __init__(self, message: str, *, plan_id: str) -> None:
+        super().__init__(message)
+        self.plan_id = plan_id
 
 
 class JobBusy(AgentProvisionError):

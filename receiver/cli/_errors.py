@@ -4,11 +4,14 @@
 error                       exit
 ==========================  =====
 OrganizationNotFound        4
+PlanNotFound                4
 UsageError (other)          2     (click's own usage errors also exit 2)
 AuthenticationError         3
 PreflightError              5
 DeployFailed                6
 DeployTimeout               7
+ReconcileHeld               8     (the deletion guard held the plan; nothing written)
+SalesforceUnreadable        9     (Salesforce could not be read or reached; nothing written)
 StoreUnavailable            75    (EX_TEMPFAIL from sysexits.h: try again later)
 any other AgentProvisionError  1
 ==========================  =====
@@ -28,7 +31,10 @@ from sf_metadata.errors import (
     DeployFailed,
     DeployTimeout,
     OrganizationNotFound,
+    PlanNotFound,
     PreflightError,
+    ReconcileHeld,
+    SalesforceUnreadable,
     StoreUnavailable,
     UsageError,
 )
@@ -38,11 +44,14 @@ __all__ = ["EXIT_CODES", "exit_code_for", "report_error"]
 #: Most specific first: the first class the error is an instance of gives the code.
 EXIT_CODES: tuple[tuple[type[AgentProvisionError], int], ...] = (
     (OrganizationNotFound, 4),
+    (PlanNotFound, 4),
     (UsageError, 2),
     (AuthenticationError, 3),
     (PreflightError, 5),
     (DeployFailed, 6),
     (DeployTimeout, 7),
+    (ReconcileHeld, 8),
+    (SalesforceUnreadable, 9),
     (StoreUnavailable, 75),
 )
 

@@ -71,7 +71,7 @@ def _secrets(credentials: Any) -> dict[str, str | None]:
 @click.pass_context
 def connect(ctx: click.Context, /, organization: str, as_json: bool, **options: str | None) -> None:
     """Log in to Salesforce with the credential flags and store the connection."""
-    from deployer._client import OrgClient
+    from deployer.client import OrgClient
     from deployer.credentials import resolve_credentials
     from deployer.package import PINNED_API_VERSION
     from deployer.preflight import check_org

@@ -23,8 +23,7 @@ from typing import Any
 import click
 from sqlalchemy.engine import Engine
 
-from deployer._client import OrgClient
-from deployer._urlcheck import check_webhook_url
+from deployer.client import OrgApi
 from deployer.deploy import DeployOutcome, Timing
 from deployer.package import (
     PINNED_API_VERSION,
@@ -34,6 +33,7 @@ from deployer.package import (
     write_package,
 )
 from deployer.preflight import check_org, choose_api_version, preflight
+from deployer.urlcheck import check_webhook_url
 from receiver.cli._credentials import credential_options, store_engine
 from receiver.cli._options import (
     database_url_option,
@@ -63,8 +63,9 @@ _USERNAME_MAX = 80
 def _trigger_option(func: Any) -> Any:
     return click.option(
         "--trigger",
-        type=click.Choice(["workflow", "flow"]),
-        default="flow",
+        type=click.Choice([t.value for t in Trigger]),
+        callback=lambda _ctx, _param, value: Trigger(value),
+        default=Trigger.FLOW.value,
         show_default=True,
         help="Record-triggered Flow, or Workflow Rule (end of support since 2025-12-31).",
     )(func)
@@ -117,7 +118,7 @@ def _connect(
     organization: str,
     credentials: dict[str, str | None],
     api_version: str | None,
-) -> OrgClient:
+) -> OrgApi:
     settings = settings_from(ctx)
     secret = settings.salesforce_client_secret
     resolved: ResolvedClient = salesforce_client(
@@ -351,9 +352,9 @@ def undeploy(
                 click.echo(f"nothing to remove: no deploy is recorded for {facts.name}")
             return
 
-        def connect() -> OrgClient:
+        def connect() -> OrgApi:
             client = _connect(ctx, engine, key, organization, credentials, None)
-            version, _ = choose_api_version(None, client.max_api_version(), "workflow")
+            version, _ = choose_api_version(None, client.max_api_version(), Trigger.WORKFLOW)
             client.use_version(version)
             _, _, problems = check_org(client, facts.salesforce_org_id)
             if problems:

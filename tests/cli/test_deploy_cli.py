@@ -405,3 +405,15 @@ def test_dry_run_removes_its_own_earlier_files_only(harness: Harness, tmp_path: 
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert written == ["notes.txt", "package.xml", "workflows/User.workflow"]
     assert not (out / "flows").exists()
+
+
+@pytest.mark.slow  # the client's urllib3 Retry backs off before it gives up (about 10 s)
+def test_check_against_an_unreachable_salesforce_says_so_once_with_exit_9(
+    harness: Harness,
+) -> None:
+    args = ["--instance-url", "https://127.0.0.1:9", "--access-token", "test-access-token"]
+    result = harness.invoke(["check", ORG, "--integration-user", INTEGRATION_USER, *args])
+    assert result.exit_code == 9, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "cannot be reached" in errors[0]
+    assert "--integration-user" not in errors[0] and "permission" not in errors[0].lower()
