@@ -24,7 +24,8 @@ through ``receiver.provisioning.apply_message``; the 413/400/403 rejections thro
 to the process log only (logger ``agent_provision.receiver``). No log line, fault or
 record holds the token or a SessionId.
 
-Blocking store work runs in a worker thread (``starlette.concurrency.run_in_threadpool``).
+Blocking store work and the parse of the body run in a worker thread
+(``starlette.concurrency.run_in_threadpool``), so a large body never blocks the event loop.
 """
 
 from __future__ import annotations
@@ -181,7 +182,8 @@ async def _handle(context: ReceiverContext, request: Request, name: str) -> _Ans
         return await _reject(context, name, 413, reason, None)
 
     try:
-        message = parse_outbound_message(body)
+        # Off the event loop: a large body costs milliseconds (issue 12 item 6).
+        message = await run_in_threadpool(parse_outbound_message, body)
     except EnvelopeError as error:
         reason = f"Not an acceptable Outbound Message: {error.message}"
         return await _reject(context, name, 400, reason, None)
