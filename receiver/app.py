@@ -25,6 +25,7 @@ from receiver import admin, webhook
 from receiver._logging import LOGGER_NAME
 from receiver.context import Clock, Maintenance, ReceiverContext, utc_now
 from receiver.db import make_engine, migrate
+from receiver.maintenance import maintenance_task
 from receiver.sessions import SessionHooks
 from receiver.settings import Settings
 
@@ -88,7 +89,8 @@ def create_app(
             scheduler = Scheduler(the_engine, periodic_tasks(settings))
             scheduler.start()
         try:
-            yield
+            async with maintenance_task(context):  # pruning, off the request path
+                yield
         finally:
             if scheduler is not None:
                 await run_in_threadpool(scheduler.stop)
