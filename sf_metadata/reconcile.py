@@ -135,6 +135,7 @@ class StoredAgent:
     stamp: datetime | None
     username: str | None
     data: Mapping[str, Any] | None
+    has_tombstone: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,8 +160,9 @@ class ReconcileState:
 class PlanRow:
     """One user's row. ``crm_id`` is the 18-character id (or the raw ``Id`` text of an
     undecidable record); ``username`` the agent username it maps to (else the stored
-    one); ``agent``/``stamp``/``active`` what applying writes (``agent`` only for rows
-    whose user is active and decidable); ``effect`` what applying writes."""
+    one); ``agent``/``stamp``/``active`` the user as read (``agent`` is the mapped record
+    of a decidable user, kept so applying can decide the row again); ``effect`` what
+    applying writes."""
 
     crm_id: str
     action: ReconcileAction
@@ -331,7 +333,7 @@ def _inactive_row(u: QueriedUser, stored: StoredAgent | None) -> PlanRow:
             Effect.TOMBSTONE,
             u.stamp,
             False,
-            None,
+            u.agent,
         )
     newer = stored is None or (
         u.stamp is not None and (stored.stamp is None or _utc(u.stamp) > _utc(stored.stamp))
@@ -344,7 +346,7 @@ def _inactive_row(u: QueriedUser, stored: StoredAgent | None) -> PlanRow:
         Effect.TOMBSTONE if newer else Effect.NONE,
         u.stamp,
         False,
-        None,
+        u.agent,
     )
 
 
