@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from deployer._client import OrgClient
+from deployer.client import OrgApi
 from deployer.envelopes import (
     DeployResult,
     parse_check_deploy_status,
@@ -36,7 +36,7 @@ class Timing:
 
 
 def submit(
-    client: OrgClient, zip_bytes: bytes, *, check_only: bool, ignore_warnings: bool = False
+    client: OrgApi, zip_bytes: bytes, *, check_only: bool, ignore_warnings: bool = False
 ) -> str:
     """Send ``deploy``; return the deploy id (``0Af…``)."""
     body = client.metadata_call(
@@ -48,7 +48,7 @@ def submit(
     return parse_deploy_response(body)
 
 
-def wait(client: OrgClient, deploy_id: str, timing: Timing) -> DeployResult | None:
+def wait(client: OrgApi, deploy_id: str, timing: Timing) -> DeployResult | None:
     """Poll until ``done``; ``None`` when ``timing.timeout`` passed first."""
     deadline = timing.clock() + timing.timeout
     interval = timing.first_interval

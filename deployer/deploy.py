@@ -24,11 +24,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from deployer._client import OrgClient
 from deployer._poll import Timing, submit, wait
+from deployer.client import OrgApi
 from deployer.envelopes import DeployResult
+from deployer.kinds import DeploymentKind, DeploymentOutcome
 from deployer.package import (
     FLOW,
     OUTBOUND_MESSAGE,
@@ -46,10 +47,10 @@ from sf_metadata.errors import DeployFailed, DeployTimeout, SalesforceError
 
 __all__ = ["DeployOutcome", "Kind", "Outcome", "Timing", "deploy_package", "undeploy"]
 
-Kind = Literal["check-only", "deploy", "undeploy"]
+Kind = DeploymentKind
 #: ``unknown``: Salesforce could not be asked how a submitted deploy ended (recorded by
 #: the CLI; :func:`deploy_package` never returns it).
-Outcome = Literal["succeeded", "failed", "timeout", "inactive-flow", "unknown"]
+Outcome = DeploymentOutcome
 OnDeployId = Callable[[str], None]
 
 _WORKFLOW_END = (
@@ -156,10 +157,10 @@ def _judge(
         m.component_type == "WorkflowRule" or m.component == WORKFLOW_RULE for m in failures
     ):
         problems.append(_WORKFLOW_END)
-    return ("failed" if problems else "succeeded"), problems, warnings
+    return (Outcome.FAILED if problems else Outcome.SUCCEEDED), problems, warnings
 
 
-def _flow_definition(client: OrgClient, flow_name: str) -> dict[str, Any] | None:
+def _flow_definition(client: OrgApi, flow_name: str) -> dict[str, Any] | None:
     rows = client.tooling_query(
         "SELECT Id, DeveloperName, ActiveVersionId, LatestVersionId FROM FlowDefinition "
         f"WHERE DeveloperName = {soql_quote(flow_name)}"
@@ -167,13 +168,13 @@ def _flow_definition(client: OrgClient, flow_name: str) -> dict[str, Any] | None
     return rows[0] if rows else None
 
 
-def _set_flow_active_version(client: OrgClient, definition_id: str, number: int) -> None:
+def _set_flow_active_version(client: OrgApi, definition_id: str, number: int) -> None:
     client.tooling_patch(
         f"sobjects/FlowDefinition/{definition_id}", {"Metadata": {"activeVersionNumber": number}}
     )
 
 
-def _deactivate_flow(client: OrgClient, flow_name: str) -> tuple[str, int] | None:
+def _deactivate_flow(client: OrgApi, flow_name: str) -> tuple[str, int] | None:
     """Deactivate the flow; return ``(definition id, version number)`` to restore it."""
     definition = _flow_definition(client, flow_name)
     if not definition or not definition.get("ActiveVersionId"):
@@ -185,7 +186,7 @@ def _deactivate_flow(client: OrgClient, flow_name: str) -> tuple[str, int] | Non
     return str(definition["Id"]), number
 
 
-def _delete_flow_versions(client: OrgClient, flow_name: str) -> int:
+def _delete_flow_versions(client: OrgApi, flow_name: str) -> int:
     rows = client.tooling_query(
         f"SELECT Id FROM Flow WHERE Definition.DeveloperName = {soql_quote(flow_name)}"
     )
@@ -193,7 +194,7 @@ def _delete_flow_versions(client: OrgClient, flow_name: str) -> int:
 
 
 def _run(
-    client: OrgClient,
+    client: OrgApi,
     files: dict[str, bytes],
     *,
     check_only: bool,
@@ -209,7 +210,7 @@ def _run(
     return deploy_id, wait(client, deploy_id, timing)
 
 
-def _reactivate(client: OrgClient, restore: tuple[str, int], flow_name: str) -> str | None:
+def _reactivate(client: OrgApi, restore: tuple[str, int], flow_name: str) -> str | None:
     """Reactivate the flow; return a problem line when that fails."""
     try:
         _set_flow_active_version(client, *restore)
@@ -222,7 +223,7 @@ def _reactivate(client: OrgClient, restore: tuple[str, int], flow_name: str) -> 
 
 
 def deploy_package(
-    client: OrgClient,
+    client: OrgApi,
     spec: PackageSpec,
     *,
     check_only: bool = False,
@@ -244,7 +245,7 @@ def deploy_package(
     flow deactivated for it is reactivated first).
     """
     timing = timing or Timing()
-    kind: Kind = "check-only" if check_only else "deploy"
+    kind = Kind.CHECK_ONLY if check_only else Kind.DEPLOY
     components = deploy_components(spec.trigger)
     retire: tuple[str, ...] = ()
     if previous_trigger == "workflow" and spec.trigger == "flow" and not check_only:
@@ -272,11 +273,11 @@ def deploy_package(
             timing=timing,
             on_deploy_id=on_deploy_id,
         )
-    except BaseException:
+    except BaseException as exc:
         if restore is not None:
             problem = _reactivate(client, restore, flow_name)
             if problem is not None:
-                raise SalesforceError(problem) from None
+                raise SalesforceError(problem) from exc
         raise
 
     def outcome(
@@ -303,7 +304,7 @@ def deploy_package(
                 f"inactive while it runs: if deploy {deploy_id} fails, reactivate the flow "
                 "in Setup > Flows"
             )
-        return outcome("timeout", problems)
+        return outcome(Outcome.TIMEOUT, problems)
     verdict, problems, warnings = _judge(
         result,
         (*components, *(c for c in retire if c != FLOW)),
@@ -317,7 +318,7 @@ def deploy_package(
                 warnings.append(f"The flow {flow_name} was reactivated because the deploy failed")
             else:
                 problems.append(problem)
-        return outcome("failed", problems, warnings)
+        return outcome(Outcome.FAILED, problems, warnings)
     if FLOW in retire:
         try:
             _delete_flow_versions(client, flow_name)
@@ -334,12 +335,12 @@ def deploy_package(
                 f"Deploy {deploy_id} succeeded but whether the flow {flow_name} is active "
                 f"could not be read (FlowDefinition: {exc}): check it in Setup > Flows"
             )
-            return outcome("succeeded", (), warnings)
+            return outcome(Outcome.SUCCEEDED, (), warnings)
         active = definition and definition.get("ActiveVersionId")
         latest = definition and definition.get("LatestVersionId")
         if not active or active != latest:
             return outcome(
-                "inactive-flow",
+                Outcome.INACTIVE_FLOW,
                 [
                     f"The flow {flow_name} (Flow) deployed but its latest version is not "
                     "active (FlowDefinition.ActiveVersionId): activate it in Setup > Flows, "
@@ -348,11 +349,11 @@ def deploy_package(
                 ],
                 warnings,
             )
-    return outcome("succeeded", (), warnings)
+    return outcome(Outcome.SUCCEEDED, (), warnings)
 
 
 def undeploy(
-    client: OrgClient,
+    client: OrgApi,
     components: Iterable[str],
     *,
     timing: Timing | None = None,
@@ -376,12 +377,12 @@ def undeploy(
     rest = [c for c in wanted if c != FLOW]
     if not rest:
         return DeployOutcome(
-            kind="undeploy",
+            kind=Kind.UNDEPLOY,
             trigger=None,
             api_version=client.api_version,
             components=tuple(wanted),
             deploy_id=None,
-            outcome="succeeded",
+            outcome=Outcome.SUCCEEDED,
         )
     # The rule references the Outbound Message: list both; Salesforce deletes the rule first.
     ordered = sorted(rest, key=lambda c: (c == OUTBOUND_MESSAGE, c))
@@ -396,17 +397,17 @@ def undeploy(
     )
     if result is None:
         return DeployOutcome(
-            kind="undeploy",
+            kind=Kind.UNDEPLOY,
             trigger=None,
             api_version=client.api_version,
             components=tuple(wanted),
             deploy_id=deploy_id,
-            outcome="timeout",
+            outcome=Outcome.TIMEOUT,
             problems=(f"Removal deploy {deploy_id} did not finish in time",),
         )
     verdict, problems, warnings = _judge(result, (), workflow=False)
     return DeployOutcome(
-        kind="undeploy",
+        kind=Kind.UNDEPLOY,
         trigger=None,
         api_version=client.api_version,
         components=tuple(wanted),

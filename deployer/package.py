@@ -23,9 +23,9 @@ import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from deployer._render import render_template
+from deployer.kinds import Trigger
 from sf_metadata.errors import UsageError
 from sf_metadata.metadata_names import (
     FLOW_NAME,
@@ -54,7 +54,6 @@ __all__ = [
     "zip_package",
 ]
 
-Trigger = Literal["workflow", "flow"]
 
 #: The API version we deploy with unless told otherwise (capped at the org's maximum).
 #: Outbound Message actions in flows need 53.0+ (reference ``metadata-deploy-bugs.md`` #6).

@@ -24,14 +24,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from deployer._client import OrgClient
-from deployer._urlcheck import check_webhook_url, redact_url
+from deployer.client import OrgApi
 from deployer.package import (
     MIN_FLOW_API_VERSION,
     PINNED_API_VERSION,
     Trigger,
     validate_api_version,
 )
+from deployer.urlcheck import check_webhook_url, redact_url
 from sf_metadata.errors import AuthenticationError, SalesforceError
 from sf_metadata.ids import same_org_id, to_18
 from sf_metadata.metadata_names import OUTBOUND_MESSAGE_NAME, SOBJECT_TYPE
@@ -149,7 +149,7 @@ def custom_user_fields(describe: dict[str, Any]) -> tuple[str, ...]:
     return tuple(sorted(names))
 
 
-def check_org(client: OrgClient, expected_org_id: str) -> tuple[str | None, bool | None, list[str]]:
+def check_org(client: OrgApi, expected_org_id: str) -> tuple[str | None, bool | None, list[str]]:
     """Return ``(Organization.Id as 18 characters, IsSandbox, problems)``; a problem when
     the org is not ``expected_org_id`` (first 15 characters, case-sensitive)."""
     rows = client.query("SELECT Id, IsSandbox, OrganizationType FROM Organization")
@@ -169,7 +169,7 @@ def check_org(client: OrgClient, expected_org_id: str) -> tuple[str | None, bool
     return to_18(actual), sandbox, problems
 
 
-def _check_permissions(client: OrgClient) -> list[str]:
+def _check_permissions(client: OrgApi) -> list[str]:
     described = client.describe("UserPermissionAccess")
     available = {str(f.get("name")) for f in described.get("fields", [])}
     wanted = [name for name, _ in REQUIRED_PERMISSIONS if name in available]
@@ -192,7 +192,7 @@ def _check_permissions(client: OrgClient) -> list[str]:
     return problems
 
 
-def _check_integration_user(client: OrgClient, username: str) -> list[str]:
+def _check_integration_user(client: OrgApi, username: str) -> list[str]:
     rows = client.query(
         f"SELECT Id, Username, IsActive FROM User WHERE Username = {soql_quote(username)}"
     )
@@ -209,7 +209,7 @@ def _check_integration_user(client: OrgClient, username: str) -> list[str]:
     return []
 
 
-def _check_call_center(client: OrgClient) -> list[str]:
+def _check_call_center(client: OrgApi) -> list[str]:
     try:
         rows = client.query("SELECT Id, Name FROM CallCenter LIMIT 1")
     except AuthenticationError:
@@ -227,7 +227,7 @@ def _check_call_center(client: OrgClient) -> list[str]:
     return []
 
 
-def _check_existing_om(client: OrgClient, webhook_url: str) -> list[str]:
+def _check_existing_om(client: OrgApi, webhook_url: str) -> list[str]:
     rows = client.tooling_query(
         "SELECT Id, Name, Metadata FROM WorkflowOutboundMessage "
         f"WHERE Name = {soql_quote(OUTBOUND_MESSAGE_NAME)}"
@@ -249,7 +249,7 @@ def _check_existing_om(client: OrgClient, webhook_url: str) -> list[str]:
 
 
 def preflight(
-    client: OrgClient,
+    client: OrgApi,
     *,
     expected_org_id: str,
     webhook_url: str,

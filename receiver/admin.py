@@ -26,7 +26,7 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -35,14 +35,12 @@ from starlette.routing import Route
 
 from receiver._logging import LOGGER_NAME
 from receiver.agents import list_agents
+from receiver.context import ReceiverContext
 from receiver.db import transaction
 from receiver.organizations import get_organization
 from receiver.provisioning_log import list_messages
 from receiver.sessions import StartStatus, end_session, is_session_active, start_session
 from sf_metadata.errors import OrganizationNotFound, StoreUnavailable
-
-if TYPE_CHECKING:
-    from receiver.app import ReceiverContext
 
 __all__ = ["DEFAULT_LOG_LIMIT", "MAX_LOG_LIMIT", "is_authorized", "routes"]
 

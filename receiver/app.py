@@ -1,7 +1,8 @@
 """The receiver's Starlette application: the webhook route and the admin JSON API.
 
 :func:`create_app` wires the pieces (settings, engine, clock, session hooks) that the
-routes find in ``app.state.context`` (a :class:`ReceiverContext`). The store is migrated
+routes find in ``app.state.context`` (a :class:`~receiver.context.ReceiverContext`, defined
+in the leaf module ``receiver/context.py`` and re-exported here). The store is migrated
 to the newest schema at startup (lifespan), in a worker thread. :func:`app_from_environment`
 is the factory ``agent-provision serve`` hands to uvicorn (``factory=True``) so that
 ``--workers N`` starts N processes that each build their own engine.
@@ -11,9 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator
 
 from sqlalchemy.engine import Engine
 from starlette.applications import Starlette
@@ -24,6 +23,7 @@ from starlette.routing import Route
 
 from receiver import admin, webhook
 from receiver._logging import LOGGER_NAME
+from receiver.context import Clock, Maintenance, ReceiverContext, utc_now
 from receiver.db import make_engine, migrate
 from receiver.sessions import SessionHooks
 from receiver.settings import Settings
@@ -38,34 +38,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(LOGGER_NAME)
-
-#: A clock returns the current time as an aware UTC datetime.
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    """The wall clock, aware UTC (the default :data:`Clock`)."""
-    return datetime.now(UTC)
-
-
-@dataclass(slots=True)
-class Maintenance:
-    """Per-process bookkeeping: when processed notification ids were last pruned."""
-
-    last_prune: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ReceiverContext:
-    """What the routes need, built once per app: ``settings``; ``engine`` (the store);
-    ``clock`` (aware UTC now); ``hooks`` (session-ended callbacks for the host app, or
-    ``None``); ``maintenance`` (per-process bookkeeping)."""
-
-    settings: Settings
-    engine: Engine
-    clock: Clock
-    hooks: SessionHooks | None
-    maintenance: Maintenance = field(default_factory=Maintenance)
 
 
 async def _index(_request: Request) -> Response:

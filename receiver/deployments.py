@@ -13,13 +13,13 @@ from datetime import UTC, datetime
 
 from sqlmodel import Session, col, select
 
+from deployer.kinds import DeploymentKind, DeploymentOutcome, Trigger
 from receiver.models import Deployment, DeploymentCreate, DeploymentPublic
 
 __all__ = [
     "INSTALLED_OUTCOMES",
     "UNSURE_OUTCOMES",
     "components_to_remove",
-    "deployed_trigger",
     "latest_deployments",
     "possibly_installed_triggers",
     "record_deployment",
@@ -27,12 +27,12 @@ __all__ = [
 
 #: Outcomes of a real deploy after which our components exist in the org (an inactive
 #: flow is deployed all the same).
-INSTALLED_OUTCOMES = ("succeeded", "inactive-flow")
+INSTALLED_OUTCOMES = tuple(o for o in DeploymentOutcome if o.installed)
 
 #: Outcomes after which we cannot tell: the deploy was submitted and may have gone through
 #: server-side (``timeout``: not done before our timeout; ``unknown``: Salesforce could not
 #: be asked). For retiring purposes these count as installed.
-UNSURE_OUTCOMES = ("timeout", "unknown")
+UNSURE_OUTCOMES = tuple(o for o in DeploymentOutcome if o.unsure)
 
 
 def record_deployment(
@@ -68,37 +68,24 @@ def _all(session: Session, organization_id: str) -> Iterable[Deployment]:
     ).all()
 
 
-def possibly_installed_triggers(session: Session, organization_id: str) -> list[str]:
-    """The triggers (``"workflow"``/``"flow"``, sorted) our deploys may have left in the org.
+def possibly_installed_triggers(session: Session, organization_id: str) -> list[Trigger]:
+    """The triggers (sorted by value) our deploys may have left in the org.
 
     A deploy that installed (``INSTALLED_OUTCOMES``) replaced the other trigger in the same
     run, so it leaves only its own; one whose end is unknown (``UNSURE_OUTCOMES``) may or
     may not have gone through, so it adds its own to what was there; a failed deploy rolled
     back (rollbackOnError) and changes nothing; a successful undeploy removed everything.
     """
-    triggers: set[str] = set()
+    triggers: set[Trigger] = set()
     for row in _all(session, organization_id):
-        if row.kind == "deploy" and row.trigger:
-            if row.outcome in INSTALLED_OUTCOMES:
+        if row.kind is DeploymentKind.DEPLOY and row.trigger:
+            if row.outcome.installed:
                 triggers = {row.trigger}
-            elif row.outcome in UNSURE_OUTCOMES:
+            elif row.outcome.unsure:
                 triggers.add(row.trigger)
-        elif row.kind == "undeploy" and row.outcome == "succeeded":
+        elif row.kind is DeploymentKind.UNDEPLOY and row.outcome is DeploymentOutcome.SUCCEEDED:
             triggers = set()
     return sorted(triggers)
-
-
-def deployed_trigger(session: Session, organization_id: str) -> str | None:
-    """The trigger (``"workflow"``/``"flow"``) of our last real deploy that installed or
-    may have installed components (a timed-out or unknown one counts: retiring something
-    that is absent is harmless), unless a successful undeploy came after it; else ``None``."""
-    trigger: str | None = None
-    for row in _all(session, organization_id):
-        if row.kind == "deploy" and row.outcome in (*INSTALLED_OUTCOMES, *UNSURE_OUTCOMES):
-            trigger = row.trigger
-        elif row.kind == "undeploy" and row.outcome == "succeeded":
-            trigger = None
-    return trigger
 
 
 def components_to_remove(session: Session, organization_id: str) -> list[str]:
@@ -108,6 +95,6 @@ def components_to_remove(session: Session, organization_id: str) -> list[str]:
     ``undeploy`` stays re-runnable."""
     names: set[str] = set()
     for row in _all(session, organization_id):
-        if row.kind == "deploy":
+        if row.kind is DeploymentKind.DEPLOY:
             names.update(row.components)
     return sorted(names)

@@ -28,12 +28,16 @@ UTC by :class:`UTCDateTime`. No table ever holds a SessionId or a plain-text tok
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from enum import StrEnum
+from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
+
+from deployer.kinds import DeploymentKind, DeploymentOutcome, Trigger
+from receiver.outcomes import MessageOutcome
 
 __all__ = [
     "Agent",
@@ -44,14 +48,11 @@ __all__ = [
     "DeploymentPublic",
     "Organization",
     "OrganizationBase",
-    "OrganizationCreate",
-    "OrganizationPublic",
     "ProcessedNotification",
     "ProvisioningEvent",
-    "ProvisioningEventPublic",
     "ProvisioningMessage",
-    "ProvisioningMessagePublic",
     "Tombstone",
+    "StrEnumString",
     "UTCDateTime",
     "metadata",
 ]
@@ -85,6 +86,32 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
+E = TypeVar("E", bound=StrEnum)
+
+
+class StrEnumString(TypeDecorator[E], Generic[E]):
+    """A ``VARCHAR(length)`` column holding a ``StrEnum``'s values: the value is stored,
+    the member is read back (a value the enum lacks raises ``ValueError``). No database
+    enum type or check constraint, so adding a member needs no migration."""
+
+    impl = sa.String
+    cache_ok = True
+
+    def __init__(self, enum: type[E], length: int) -> None:
+        super().__init__(length)
+        self.enum = enum
+
+    def process_bind_param(self, value: E | str | None, dialect: Dialect) -> str | None:
+        return None if value is None else self.enum(value).value
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> E | None:
+        return None if value is None else self.enum(value)
+
+
+def _enum_column(enum: type[StrEnum], length: int, *, nullable: bool = False) -> Any:
+    return sa.Column(StrEnumString(enum, length), nullable=nullable)
+
+
 def _utc_column(*, nullable: bool = False, index: bool = False) -> Any:
     return sa.Column(UTCDateTime(), nullable=nullable, index=index)
 
@@ -98,18 +125,6 @@ class OrganizationBase(SQLModel):
     id: str = Field(primary_key=True, max_length=63)
     salesforce_org_id: str = Field(max_length=18)
     base_url: str = Field(max_length=2000)
-
-
-class OrganizationCreate(OrganizationBase):
-    """Input of ``org add`` (the token is generated, never given)."""
-
-
-class OrganizationPublic(OrganizationBase):
-    """What may be shown: no token hash, no ciphertext."""
-
-    enabled: bool
-    created_at: datetime
-    updated_at: datetime
 
 
 class Organization(OrganizationBase, table=True):
@@ -218,19 +233,6 @@ class ProcessedNotification(SQLModel, table=True):
 # --- provisioning log ---------------------------------------------------------------------
 
 
-class ProvisioningMessagePublic(SQLModel):
-    """One logged message: ``outcome`` is ``processed``, ``ignored``, ``empty`` or a
-    rejection word written by the route (e.g. ``rejected``)."""
-
-    id: int
-    organization_id: str
-    received_at: datetime
-    action_id: str | None
-    outcome: str
-    notification_count: int
-    detail: str | None
-
-
 class ProvisioningMessage(SQLModel, table=True):
     """A message that passed the token check (provisioning log)."""
 
@@ -249,19 +251,9 @@ class ProvisioningMessage(SQLModel, table=True):
     )
     received_at: datetime = Field(sa_column=_utc_column())
     action_id: str | None = Field(default=None, max_length=64)
-    outcome: str = Field(max_length=40)
+    outcome: MessageOutcome = Field(sa_column=_enum_column(MessageOutcome, 40))
     notification_count: int = Field(default=0)
     detail: str | None = Field(default=None, sa_column=sa.Column(sa.Text(), nullable=True))
-
-
-class ProvisioningEventPublic(SQLModel):
-    """One notification's outcome: ``action`` is an ``sf_metadata.decision.Action`` value."""
-
-    position: int
-    notification_id: str | None
-    crm_id: str | None
-    action: str
-    reason: str
 
 
 class ProvisioningEvent(SQLModel, table=True):
@@ -302,12 +294,12 @@ class DeploymentBase(SQLModel):
     """
 
     organization_id: str = Field(max_length=63)
-    kind: str = Field(max_length=20)
-    trigger: str | None = Field(default=None, max_length=20)
+    kind: DeploymentKind = Field(max_length=20)
+    trigger: Trigger | None = Field(default=None, max_length=20)
     api_version: str = Field(max_length=10)
     components: list[str] = Field(default_factory=list)
     deploy_id: str | None = Field(default=None, max_length=40)
-    outcome: str = Field(max_length=20)
+    outcome: DeploymentOutcome = Field(max_length=20)
     problems: list[str] = Field(default_factory=list)
 
 
@@ -335,6 +327,11 @@ class Deployment(DeploymentBase, table=True):
         )
     )
     created_at: datetime = Field(sa_column=_utc_column())
+    kind: DeploymentKind = Field(sa_column=_enum_column(DeploymentKind, 20))
+    trigger: Trigger | None = Field(
+        default=None, sa_column=_enum_column(Trigger, 20, nullable=True)
+    )
+    outcome: DeploymentOutcome = Field(sa_column=_enum_column(DeploymentOutcome, 20))
     components: list[str] = Field(
         default_factory=list, sa_column=sa.Column(sa.JSON(), nullable=False)
     )

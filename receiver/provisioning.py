@@ -48,6 +48,7 @@ from receiver._provisioning_state import (
 )
 from receiver.db import insert_rows, transaction
 from receiver.models import Organization, ProcessedNotification
+from receiver.outcomes import MessageOutcome
 from receiver.provisioning_log import record_events, record_message
 from receiver.sessions import (
     END_REASON_DEPROVISIONED,
@@ -65,18 +66,11 @@ from sf_metadata.decision import (
 from sf_metadata.outbound import OutboundMessage
 
 __all__ = [
-    "OUTCOME_EMPTY",
-    "OUTCOME_IGNORED",
-    "OUTCOME_PROCESSED",
     "MessageResult",
     "apply_and_commit",
     "apply_message",
     "prune_processed",
 ]
-
-OUTCOME_PROCESSED = "processed"
-OUTCOME_IGNORED = "ignored"
-OUTCOME_EMPTY = "empty"
 
 #: Decisions that change a user's stored state (the one applied decision per user).
 _APPLIED = frozenset({Action.CREATED, Action.UPDATED, Action.RESTORED, Action.DEPROVISIONED})
@@ -87,14 +81,15 @@ class MessageResult:
     """What one message did.
 
     - ``message_id``: the ``provisioning_message`` id of its log entry.
-    - ``outcome``: ``"processed"``, ``"ignored"`` (feature disabled) or ``"empty"``.
+    - ``outcome``: :class:`~receiver.outcomes.MessageOutcome` ``PROCESSED``, ``IGNORED``
+      (feature disabled) or ``EMPTY``.
     - ``counts``: number of notifications per :class:`~sf_metadata.decision.Action`.
     - ``decisions``: one per notification, in document order.
     - ``ended_sessions``: sessions ended by deprovisioning (for the hooks, after commit).
     """
 
     message_id: int
-    outcome: str
+    outcome: MessageOutcome
     counts: Mapping[Action, int]
     decisions: tuple[Decision, ...]
     ended_sessions: tuple[EndedSession, ...] = field(default=())
@@ -160,11 +155,11 @@ def apply_message(
         )
 
     if not notifications:
-        outcome, detail = OUTCOME_EMPTY, "the message holds no notifications"
+        outcome, detail = MessageOutcome.EMPTY, "the message holds no notifications"
     elif not org.enabled:
-        outcome, detail = OUTCOME_IGNORED, "the feature is disabled for this organization"
+        outcome, detail = MessageOutcome.IGNORED, "the feature is disabled for this organization"
     else:
-        outcome, detail = OUTCOME_PROCESSED, None
+        outcome, detail = MessageOutcome.PROCESSED, None
     message_id = record_message(
         session,
         organization_id=org.id,

@@ -19,6 +19,7 @@ from sqlmodel import Session, col, select
 
 from receiver.db import insert_rows
 from receiver.models import ProvisioningEvent, ProvisioningMessage
+from receiver.outcomes import MessageOutcome
 from sf_metadata.decision import Decision
 
 __all__ = [
@@ -42,19 +43,19 @@ def record_message(
     *,
     organization_id: str,
     received_at: datetime,
-    outcome: str,
+    outcome: MessageOutcome,
     action_id: str | None = None,
     notification_count: int = 0,
     detail: str | None = None,
 ) -> int:
-    """Insert one ``provisioning_message``; returns its id. ``outcome`` is one word
-    (``processed``, ``ignored``, ``empty``, or the route's ``rejected``); ``detail`` one
+    """Insert one ``provisioning_message``; returns its id. ``outcome`` is a
+    :class:`~receiver.outcomes.MessageOutcome`; ``detail`` one
     sentence (cut at 1000 characters); ``action_id`` is cut at 64 characters."""
     row = ProvisioningMessage(
         organization_id=organization_id,
         received_at=received_at,
         action_id=action_id[:64] if action_id else None,
-        outcome=outcome[:40],
+        outcome=outcome,
         notification_count=notification_count,
         detail=detail[:_MAX_DETAIL] if detail else None,
     )

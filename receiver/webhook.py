@@ -20,11 +20,12 @@ otherwise (applied in one transaction, committed)           200     ``notificati
 
 Every message that passes the token check lands in the provisioning log: applied ones
 through ``receiver.provisioning.apply_message``; the 413/400/403 rejections through
-:func:`record_rejection` (outcome ``"rejected"``). Unauthenticated rejections and 503s go
+:func:`record_rejection` (outcome ``MessageOutcome.REJECTED``). Unauthenticated rejections and 503s go
 to the process log only (logger ``agent_provision.receiver``). No log line, fault or
 record holds the token or a SessionId.
 
-Blocking store work runs in a worker thread (``starlette.concurrency.run_in_threadpool``).
+Blocking store work and the parse of the body run in a worker thread
+(``starlette.concurrency.run_in_threadpool``), so a large body never blocks the event loop.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from enum import Enum
 
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
@@ -41,10 +42,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from receiver._logging import LOGGER_NAME
+from receiver.context import ReceiverContext
 from receiver.db import transaction
 from receiver.models import Organization
 from receiver.organizations import verify_token
-from receiver.provisioning import apply_message, prune_processed
+from receiver.outcomes import MessageOutcome
+from receiver.provisioning import MessageResult, apply_message, prune_processed
 from receiver.provisioning_log import record_message
 from sf_metadata.decision import read_user_changes
 from sf_metadata.errors import EnvelopeError, OrganizationNotFound, StoreUnavailable
@@ -58,9 +61,6 @@ from sf_metadata.soap import (
     render_ack,
     render_fault,
 )
-
-if TYPE_CHECKING:
-    from receiver.app import ReceiverContext
 
 __all__ = ["WEBHOOK_PATH", "read_limited_body", "record_rejection", "routes", "webhook"]
 
@@ -160,10 +160,10 @@ async def _handle(context: ReceiverContext, request: Request, name: str) -> _Ans
     tokens = request.query_params.getlist("token")
     token = tokens[0] if len(tokens) == 1 else None  # a repeated token is no token
     registered = await run_in_threadpool(_authenticate, context.engine, name, token)
-    if registered == _UNKNOWN:
+    if registered is _Refused.UNKNOWN_ORGANIZATION:
         log.info("webhook organization=%s: unknown organization (404)", name)
         return _fault(404, f"Organization {name} is not registered with this service.")
-    if registered == _BAD_TOKEN:
+    if registered is _Refused.BAD_TOKEN:
         log.info("webhook organization=%s: missing or wrong token (401)", name)
         return _fault(
             401,
@@ -182,7 +182,8 @@ async def _handle(context: ReceiverContext, request: Request, name: str) -> _Ans
         return await _reject(context, name, 413, reason, None)
 
     try:
-        message = parse_outbound_message(body)
+        # Off the event loop: a large body costs milliseconds (issue 12 item 6).
+        message = await run_in_threadpool(parse_outbound_message, body)
     except EnvelopeError as error:
         reason = f"Not an acceptable Outbound Message: {error.message}"
         return await _reject(context, name, 400, reason, None)
@@ -201,7 +202,7 @@ async def _handle(context: ReceiverContext, request: Request, name: str) -> _Ans
         "webhook organization=%s: %d notification(s), outcome %s",
         name,
         len(message.notifications),
-        getattr(result, "outcome", "processed"),
+        result.outcome,
     )
     await _maybe_prune(context)
     return _Answer(200, render_ack())
@@ -244,22 +245,26 @@ async def _reject(
 
 # --- store glue (blocking; called in a worker thread) -----------------------------------
 
-_UNKNOWN = "unknown"
-_BAD_TOKEN = "bad-token"
+
+class _Refused(Enum):
+    """Why :func:`_authenticate` found no org id."""
+
+    UNKNOWN_ORGANIZATION = "unknown organization"
+    BAD_TOKEN = "missing or wrong token"
 
 
-def _authenticate(engine: Engine, name: str, token: str | None) -> str:
-    """The registered Salesforce org id of ``name``, or ``_UNKNOWN`` / ``_BAD_TOKEN``."""
+def _authenticate(engine: Engine, name: str, token: str | None) -> str | _Refused:
+    """The registered Salesforce org id of ``name``, or why there is none."""
     with transaction(engine, read_only=True) as session:
         organization = session.get(Organization, name)
         if organization is None:
-            return _UNKNOWN
+            return _Refused.UNKNOWN_ORGANIZATION
         if not token or not verify_token(organization, token):
-            return _BAD_TOKEN
+            return _Refused.BAD_TOKEN
         return organization.salesforce_org_id
 
 
-def _apply(context: ReceiverContext, name: str, message: OutboundMessage) -> Any:
+def _apply(context: ReceiverContext, name: str, message: OutboundMessage) -> MessageResult:
     # The mapping is pure and the costliest CPU part: do it before taking the write lock.
     changes = read_user_changes(message.notifications)
     try:
@@ -291,7 +296,7 @@ def record_rejection(
     message: OutboundMessage | None,
 ) -> None:
     """Record a message rejected after the token check (413, 400, 403) in the provisioning
-    log: one ``provisioning_message`` with outcome ``"rejected"`` and ``reason`` as detail.
+    log: one ``provisioning_message`` with outcome ``rejected`` and ``reason`` as detail.
 
     ``now`` is an aware UTC datetime. Raises :class:`StoreUnavailable` (the caller answers
     503 so Salesforce retries and the rejection is recorded then).
@@ -301,7 +306,7 @@ def record_rejection(
             session,
             organization_id=organization,
             received_at=now,
-            outcome="rejected",
+            outcome=MessageOutcome.REJECTED,
             action_id=message.action_id if message is not None else None,
             notification_count=len(message.notifications) if message is not None else 0,
             detail=reason,

@@ -26,11 +26,11 @@ from typing import Any, TypeVar
 
 import click
 
-from deployer._client import OrgClient
-from deployer._urlcheck import check_webhook_url
+from deployer.client import OrgClient
 from deployer.credentials import CREDENTIAL_OPTIONS, resolve_credentials
 from deployer.deploy import DeployOutcome, Timing, deploy_package
 from deployer.deploy import undeploy as run_undeploy
+from deployer.kinds import DeploymentKind, DeploymentOutcome
 from deployer.package import (
     PINNED_API_VERSION,
     PackageSpec,
@@ -41,6 +41,7 @@ from deployer.package import (
     write_package,
 )
 from deployer.preflight import PreflightReport, check_org, choose_api_version, preflight
+from deployer.urlcheck import check_webhook_url
 from receiver.cli._options import (
     database_url_option,
     json_option,
@@ -92,7 +93,8 @@ def credential_options(func: F) -> F:
 def _trigger_option(func: F) -> F:
     return click.option(
         "--trigger",
-        type=click.Choice(["workflow", "flow"]),
+        type=click.Choice([t.value for t in Trigger]),
+        callback=lambda _ctx, _param, value: Trigger(value),
         default="workflow",
         show_default=True,
         help="Workflow Rule (end of support since 2025-12-31) or record-triggered Flow.",
@@ -120,12 +122,7 @@ def _org_facts(ctx: click.Context, organization: str) -> _OrgFacts:
     with store_session(ctx) as session:
         org = get_organization(session, organization)
         url = webhook_url(org, reveal_token(org, secret_key_from(ctx)))
-        installed: list[Trigger] = []
-        for name in possibly_installed_triggers(session, org.id):
-            if name == "workflow":
-                installed.append("workflow")
-            elif name == "flow":
-                installed.append("flow")
+        installed = possibly_installed_triggers(session, org.id)
         return _OrgFacts(
             name=org.id,
             salesforce_org_id=org.salesforce_org_id,
@@ -307,12 +304,12 @@ def deploy(
             click.echo(
                 json.dumps(
                     DeployOutcome(
-                        kind="check-only" if check_only else "deploy",
+                        kind=DeploymentKind.CHECK_ONLY if check_only else DeploymentKind.DEPLOY,
                         trigger=trigger,
                         api_version=report.api_version,
                         components=(),
                         deploy_id=None,
-                        outcome="failed",
+                        outcome=DeploymentOutcome.FAILED,
                         problems=report.problems,
                         warnings=report.warnings,
                     ).to_json(),
@@ -347,12 +344,12 @@ def deploy(
     except SalesforceError as error:
         if seen:  # submitted: it may have gone through, so record what it carried
             unknown = DeployOutcome(
-                kind="check-only" if check_only else "deploy",
+                kind=DeploymentKind.CHECK_ONLY if check_only else DeploymentKind.DEPLOY,
                 trigger=trigger,
                 api_version=spec.api_version,
                 components=(*deploy_components(trigger), *_retiring(trigger, previous, check_only)),
                 deploy_id=seen[0],
-                outcome="unknown",
+                outcome=DeploymentOutcome.UNKNOWN,
                 problems=(
                     *error.problems,
                     f"How deploy {seen[0]} ended is unknown: see Setup > Deployment Status",
@@ -454,7 +451,7 @@ def undeploy(
             click.echo(f"nothing to remove: no deploy is recorded for {facts.name}")
         return
     client = _client(credentials, None)
-    version, _ = choose_api_version(None, client.max_api_version(), "workflow")
+    version, _ = choose_api_version(None, client.max_api_version(), Trigger.WORKFLOW)
     client.use_version(version)
     _, _, problems = check_org(client, facts.salesforce_org_id)
     if problems:

@@ -8,7 +8,7 @@ from typing import Any, cast
 
 import pytest
 
-from deployer._client import OrgClient
+from deployer.client import OrgApi, OrgClient
 from deployer.deploy import Timing, deploy_package, undeploy
 from deployer.package import FLOW, OUTBOUND_MESSAGE, WORKFLOW_RULE, PackageSpec
 from sf_metadata.errors import AuthenticationError, DeployFailed, DeployTimeout, SalesforceError
@@ -31,6 +31,21 @@ class FakeOrg:
         self.ignore_warnings: list[bool] = []
         #: raised by the named call (``"status"``, ``"delete"``, ``"definition"``)
         self.fail: dict[str, Exception] = {}
+
+    def use_version(self, api_version: str) -> None:
+        self.api_version = api_version
+
+    def query(self, soql: str) -> list[dict[str, Any]]:
+        raise AssertionError(f"deploy asked a REST query: {soql}")
+
+    def describe(self, sobject: str) -> dict[str, Any]:
+        raise AssertionError(f"deploy asked describe {sobject}")
+
+    def userinfo(self) -> dict[str, Any]:
+        raise AssertionError("deploy asked userinfo")
+
+    def max_api_version(self) -> str:
+        return self.api_version
 
     def tooling_query(self, soql: str) -> list[dict[str, Any]]:
         self.calls.append(("query", soql.split(" FROM ")[1].split(" ")[0]))
@@ -88,8 +103,8 @@ def _spec(trigger: str) -> PackageSpec:
     )
 
 
-def _client(org: FakeOrg) -> OrgClient:
-    return cast(OrgClient, org)
+def _client(org: FakeOrg) -> OrgApi:
+    return org  # FakeOrg is checked against the OrgApi Protocol here (mypy on tests/)
 
 
 def test_flow_to_workflow_deactivates_first_and_deletes_after() -> None:

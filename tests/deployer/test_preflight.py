@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
-from deployer._client import OrgClient
+from deployer.client import OrgApi
 from deployer.preflight import (
     _check_call_center,
     choose_api_version,
@@ -57,15 +58,47 @@ def test_dry_run_version_has_no_org_maximum() -> None:
 
 
 class _Failing:
+    """An :class:`OrgApi` whose every call raises ``error``."""
+
+    api_version = "62.0"
+
     def __init__(self, error: Exception) -> None:
         self.error = error
+
+    def use_version(self, api_version: str) -> None:
+        raise self.error
 
     def query(self, soql: str) -> list[dict[str, Any]]:
         raise self.error
 
+    def tooling_query(self, soql: str) -> list[dict[str, Any]]:
+        raise self.error
+
+    def tooling_patch(self, path: str, data: dict[str, Any]) -> None:
+        raise self.error
+
+    def tooling_delete(self, path: str) -> bool:
+        raise self.error
+
+    def describe(self, sobject: str) -> dict[str, Any]:
+        raise self.error
+
+    def userinfo(self) -> dict[str, Any]:
+        raise self.error
+
+    def max_api_version(self) -> str:
+        raise self.error
+
+    def metadata_call(self, action: str, render: Callable[[str], bytes]) -> bytes:
+        raise self.error
+
+
+def _failing(error: Exception) -> OrgApi:
+    return _Failing(error)
+
 
 def test_call_center_check_lets_an_expired_session_through() -> None:
     with pytest.raises(AuthenticationError):
-        _check_call_center(cast(OrgClient, _Failing(AuthenticationError("expired"))))
-    [problem] = _check_call_center(cast(OrgClient, _Failing(SalesforceError("HTTP 403"))))
+        _check_call_center(_failing(AuthenticationError("expired")))
+    [problem] = _check_call_center(_failing(SalesforceError("HTTP 403")))
     assert "PermissionsViewSetup" in problem

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from deployer._urlcheck import check_webhook_url, redact_url
+from deployer.urlcheck import check_webhook_url, redact_url
 
 PATH = "/v2/features/agent-auto-provision/organizations/acme/integrations/provider/webhook"
 

@@ -1,4 +1,4 @@
-"""``receiver/deployments.py``: what undeploy removes and which trigger was deployed."""
+"""``receiver/deployments.py``: what undeploy removes and which triggers may be installed."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlmodel import Session
 
+from deployer.kinds import DeploymentKind, DeploymentOutcome, Trigger
 from receiver.db import make_engine, migrate
 from receiver.deployments import (
     components_to_remove,
-    deployed_trigger,
     latest_deployments,
     possibly_installed_triggers,
     record_deployment,
@@ -44,12 +44,12 @@ def _row(session: Session, kind: str, trigger: str | None, outcome: str, *compon
         session,
         DeploymentCreate(
             organization_id="acme",
-            kind=kind,
-            trigger=trigger,
+            kind=DeploymentKind(kind),
+            trigger=Trigger(trigger) if trigger else None,
             api_version="62.0",
             components=list(components),
             deploy_id="0Af1",
-            outcome=outcome,
+            outcome=DeploymentOutcome(outcome),
             problems=[],
         ),
         now=datetime(2026, 11, 2, tzinfo=UTC),
@@ -57,7 +57,7 @@ def _row(session: Session, kind: str, trigger: str | None, outcome: str, *compon
 
 
 def test_nothing_recorded(session: Session) -> None:
-    assert deployed_trigger(session, "acme") is None
+    assert possibly_installed_triggers(session, "acme") == []
     assert components_to_remove(session, "acme") == []
 
 
@@ -65,14 +65,17 @@ def test_trigger_follows_installed_deploys_and_undeploy(session: Session) -> Non
     _row(session, "deploy", "workflow", "succeeded", OM, RULE)
     _row(session, "check-only", "flow", "succeeded", OM, FLOW)
     _row(session, "deploy", "flow", "failed", OM, FLOW)
-    assert deployed_trigger(session, "acme") == "workflow"
+    assert possibly_installed_triggers(session, "acme") == [Trigger.WORKFLOW]
     _row(session, "deploy", "flow", "inactive-flow", OM, FLOW)
-    assert deployed_trigger(session, "acme") == "flow"
+    assert possibly_installed_triggers(session, "acme") == [Trigger.FLOW]
     assert components_to_remove(session, "acme") == [FLOW, OM, RULE]
     _row(session, "undeploy", None, "succeeded", FLOW, OM, RULE)
-    assert deployed_trigger(session, "acme") is None
+    assert possibly_installed_triggers(session, "acme") == []
     newest = latest_deployments(session, "acme", limit=2)
-    assert [d.kind for d in newest] == ["undeploy", "deploy"]
+    assert [d.kind for d in newest] == [DeploymentKind.UNDEPLOY, DeploymentKind.DEPLOY]
+    assert (
+        newest[1].trigger is Trigger.FLOW and newest[1].outcome is DeploymentOutcome.INACTIVE_FLOW
+    )
     assert newest[0].created_at.tzinfo is not None
 
 
@@ -80,7 +83,6 @@ def test_trigger_follows_installed_deploys_and_undeploy(session: Session) -> Non
 def test_an_unsure_deploy_may_have_installed_its_trigger(session: Session, outcome: str) -> None:
     _row(session, "deploy", "workflow", "succeeded", OM, RULE)
     _row(session, "deploy", "flow", outcome, OM, FLOW)
-    assert deployed_trigger(session, "acme") == "flow"
     assert possibly_installed_triggers(session, "acme") == ["flow", "workflow"]
     assert components_to_remove(session, "acme") == [FLOW, OM, RULE]
     _row(session, "deploy", "workflow", "succeeded", OM, RULE)  # retired the flow

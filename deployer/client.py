@@ -1,5 +1,15 @@
-"""A small seam over simple-salesforce: SOQL, describe, Tooling and the Metadata SOAP
-endpoint, with one re-login on an expired session where the credential kind allows it.
+"""The Salesforce seam: :class:`OrgApi` (what preflight, deploy and reconcile call) and
+:class:`OrgClient`, its implementation over simple-salesforce: SOQL, describe, Tooling and
+the Metadata SOAP endpoint, with one re-login on an expired session where the credential
+kind allows it. Tests pass their own :class:`OrgApi` (as httpx tests pass a
+``MockTransport``).
+
+Transient HTTP failures (a connection reset or refused, HTTP 502/503/504) are retried with
+backoff by a urllib3 ``Retry`` mounted on the client's ``requests`` session (as CumulusCI
+mounts ``HTTPAdapter(max_retries=Retry(backoff_factor=0.3))``,
+``cumulusci/salesforce_api/metadata.py``): see :func:`retrying_session`. A request that is
+not idempotent (a Metadata ``deploy``, an OAuth login) is retried only when it never
+reached Salesforce (connection refused), never after it was sent.
 
 simple-salesforce is used for authentication, SOQL, describe and Tooling only (reference
 ``metadata-simple-salesforce.md``); Metadata API envelopes are posted here with a copy of
@@ -10,11 +20,12 @@ an ``INVALID_SESSION_ID`` fault logs in again once and retries.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import requests
+from requests.adapters import HTTPAdapter
 from simple_salesforce.api import Salesforce
 from simple_salesforce.exceptions import (
     SalesforceError as _SfError,
@@ -24,22 +35,150 @@ from simple_salesforce.exceptions import (
     SalesforceMalformedRequest,
     SalesforceResourceNotFound,
 )
+from urllib3.util.retry import Retry
 
 from deployer.credentials import Credentials, login
 from deployer.envelopes import SoapFault, parse_soap_fault
 from sf_metadata.errors import AuthenticationError, SalesforceError
 
-__all__ = ["OrgClient"]
+__all__ = [
+    "IDEMPOTENT_METADATA_CALLS",
+    "OrgApi",
+    "OrgClient",
+    "RetryingAdapter",
+    "retrying_session",
+]
 
 Login = Callable[..., Salesforce]
 
+#: Metadata API calls that only read, so a retry after a reset cannot do anything twice.
+IDEMPOTENT_METADATA_CALLS = frozenset(
+    {"checkDeployStatus", "checkRetrieveStatus", "describeMetadata", "listMetadata", "readMetadata"}
+)
+#: Statuses retried: a proxy or Salesforce's edge said the instance is busy or unreachable.
+RETRY_STATUSES = frozenset({502, 503, 504})
+#: HTTP methods that are idempotent (RFC 9110 section 9.2.2) plus PATCH, which this client
+#: only uses to set a flow's active version (setting the same value twice is harmless).
+_IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "PATCH"})
+
+
+class OrgApi(Protocol):
+    """What the deployer asks of one logged-in Salesforce org (implemented by
+    :class:`OrgClient`; tests pass an in-memory one).
+
+    ``api_version`` is ``"NN.0"``. Every method raises
+    :class:`~sf_metadata.errors.AuthenticationError` when the session expired and cannot be
+    refreshed, and :class:`~sf_metadata.errors.SalesforceError` for other Salesforce or
+    network failures.
+    """
+
+    api_version: str
+
+    def use_version(self, api_version: str) -> None:
+        """Switch the REST, Tooling and Metadata endpoints to ``api_version``."""
+
+    def query(self, soql: str) -> list[dict[str, Any]]:
+        """Run SOQL (all pages); return the records."""
+
+    def tooling_query(self, soql: str) -> list[dict[str, Any]]:
+        """Run a Tooling API query; return the records."""
+
+    def tooling_patch(self, path: str, data: dict[str, Any]) -> None:
+        """PATCH a Tooling sobject (``sobjects/FlowDefinition/<id>``)."""
+
+    def tooling_delete(self, path: str) -> bool:
+        """DELETE a Tooling sobject; ``False`` when it was already gone (404)."""
+
+    def describe(self, sobject: str) -> dict[str, Any]:
+        """``GET sobjects/<sobject>/describe``."""
+
+    def userinfo(self) -> dict[str, Any]:
+        """The logged-in user: ``{"user_id", "preferred_username"}``."""
+
+    def max_api_version(self) -> str:
+        """The highest API version the org serves, ``"NN.0"``."""
+
+    def metadata_call(self, action: str, render: Callable[[str], bytes]) -> bytes:
+        """POST a Metadata API envelope built by ``render(session_id)``; the answer body."""
+
+
+class RetryingAdapter(HTTPAdapter):
+    """An ``HTTPAdapter`` that retries transient failures with exponential backoff.
+
+    ``retry`` applies to idempotent requests (the methods above, and a Metadata API POST
+    whose ``SOAPAction`` is in :data:`IDEMPOTENT_METADATA_CALLS`): connection errors, read
+    errors (a reset) and HTTP 502/503/504. Any other request gets ``once``: connection
+    errors only (the request never left), no read or status retries. After the last retry
+    the last response is returned (``raise_on_status=False``) or the last error raised, as
+    ``requests`` would without retries.
+    """
+
+    def __init__(self, *, total: int = 4, backoff_factor: float = 0.5) -> None:
+        retry = Retry(
+            total=total,
+            backoff_factor=backoff_factor,
+            status_forcelist=RETRY_STATUSES,
+            allowed_methods=None,  # the choice is made per request in send()
+            raise_on_status=False,
+            respect_retry_after_header=True,
+        )
+        super().__init__(max_retries=retry)
+        self._once = HTTPAdapter(
+            max_retries=Retry(
+                total=total,
+                connect=total,
+                read=0,
+                status=0,
+                other=0,
+                backoff_factor=backoff_factor,
+                raise_on_status=False,
+            )
+        )
+
+    def send(  # type: ignore[override]
+        self, request: requests.PreparedRequest, **kwargs: Any
+    ) -> requests.Response:
+        if _idempotent(request.method or "", request.headers):
+            return super().send(request, **kwargs)
+        return self._once.send(request, **kwargs)
+
+    def close(self) -> None:
+        self._once.close()
+        super().close()
+
+
+def _idempotent(method: str, headers: Mapping[str, str | bytes]) -> bool:
+    if method.upper() in _IDEMPOTENT_METHODS:
+        return True
+    return method.upper() == "POST" and headers.get("SOAPAction") in IDEMPOTENT_METADATA_CALLS
+
+
+def retrying_session(
+    session: requests.Session | None = None, *, total: int = 4, backoff_factor: float = 0.5
+) -> requests.Session:
+    """``session`` (a new one by default) with a :class:`RetryingAdapter` mounted for
+    ``https://`` and ``http://`` (a session that already has one is returned as it is, so a
+    caller can choose ``total`` and ``backoff_factor``). Backoff: ``backoff_factor * 2 ** (n - 1)`` seconds before
+    the n-th retry (urllib3 2), so 0, 1, 2, 4 s with the defaults; a ``Retry-After`` header
+    is honoured."""
+    the_session = session if session is not None else requests.Session()
+    if isinstance(the_session.get_adapter("https://"), RetryingAdapter):
+        return the_session
+    adapter = RetryingAdapter(total=total, backoff_factor=backoff_factor)
+    the_session.mount("https://", adapter)
+    the_session.mount("http://", adapter)
+    return the_session
+
 
 class OrgClient:
-    """One logged-in org. ``api_version`` is ``"NN.0"``; change it with :meth:`use_version`.
+    """One logged-in org (an :class:`OrgApi`). ``api_version`` is ``"NN.0"``; change it
+    with :meth:`use_version`. ``session`` (a new one by default) gets a
+    :class:`RetryingAdapter` mounted; ``login_fn`` logs in (tests pass their own).
 
     Every method raises :class:`AuthenticationError` when the session expired and cannot be
     refreshed (or expired again after one re-login), and :class:`SalesforceError` for other
-    Salesforce or network failures.
+    Salesforce or network failures; the ``requests`` or simple-salesforce error is kept as
+    ``__cause__``.
     """
 
     def __init__(
@@ -51,11 +190,11 @@ class OrgClient:
         login_fn: Login = login,
     ) -> None:
         self.credentials = credentials
-        self._session = session
+        self._session = retrying_session(session)
         self._login = login_fn
         self._relogged = False
         self.api_version = api_version
-        self.sf = login_fn(credentials, api_version=api_version, session=session)
+        self.sf = login_fn(credentials, api_version=api_version, session=self._session)
 
     # -- session -----------------------------------------------------------------------
     @property
@@ -71,6 +210,28 @@ class OrgClient:
         sf.base_url = f"https://{sf.sf_instance}/services/data/v{api_version}/"
         sf.tooling_url = f"{sf.base_url}tooling/"
         sf.metadata_url = f"https://{sf.sf_instance}/services/Soap/m/{api_version}/"
+
+    @property
+    def instance_url(self) -> str:
+        """``https://`` + :attr:`instance_host`."""
+        return f"https://{self.instance_host}"
+
+    @property
+    def access_token(self) -> str:
+        """The current session id (a secret: never log it)."""
+        return str(self.sf.session_id)
+
+    @property
+    def http(self) -> requests.Session:
+        """The ``requests`` session every call goes through (the retry is mounted on it)."""
+        return self._session
+
+    def refresh_session(self) -> None:
+        """Log in again now (a caller that saw ``INVALID_SESSION_ID`` itself, such as the
+        REST User reader). Raises :class:`AuthenticationError` when the credential kind
+        cannot log in again (an existing session)."""
+        self._relogged = False
+        self._expired()
 
     def _expired(self) -> None:
         """Log in again once, or raise :class:`AuthenticationError`."""
@@ -100,17 +261,17 @@ class OrgClient:
             except SalesforceResourceNotFound as exc:
                 if missing_ok:
                     raise
-                raise SalesforceError(f"Salesforce found no {what}: {_rest_error(exc)}") from None
+                raise SalesforceError(f"Salesforce found no {what}: {_rest_error(exc)}") from exc
             except SalesforceMalformedRequest as exc:
-                raise SalesforceError(f"Salesforce refused {what}: {_rest_error(exc)}") from None
+                raise SalesforceError(f"Salesforce refused {what}: {_rest_error(exc)}") from exc
             except _SfError as exc:
                 raise SalesforceError(
                     f"Salesforce answered HTTP {exc.status} to {what}: {_rest_error(exc)}"
-                ) from None
+                ) from exc
             except requests.RequestException as exc:
                 raise SalesforceError(
                     f"cannot reach Salesforce for {what} ({type(exc).__name__})"
-                ) from None
+                ) from exc
         raise AuthenticationError(f"the Salesforce session expired during {what}")
 
     # -- REST ----------------------------------------------------------------------------
@@ -152,8 +313,8 @@ class OrgClient:
         except SalesforceError as first:
             try:
                 me = self._call(lambda: self.sf.restful("chatter/users/me"), "chatter/users/me")
-            except SalesforceError:
-                raise SalesforceError(str(first)) from None
+            except SalesforceError as second:
+                raise SalesforceError(str(first)) from second
             me = me or {}
             return {"user_id": me.get("id"), "preferred_username": me.get("username")}
 
@@ -193,7 +354,7 @@ class OrgClient:
             except requests.RequestException as exc:
                 raise SalesforceError(
                     f"cannot reach the Metadata API for {action} ({type(exc).__name__})"
-                ) from None
+                ) from exc
             if response.status_code < 300:
                 return bytes(response.content)
             fault = parse_soap_fault(response.content)
