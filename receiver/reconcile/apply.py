@@ -18,6 +18,7 @@ from sqlmodel import Session
 
 from receiver._provisioning_state import AgentState, TombState, write_changes
 from receiver.models import Organization
+from receiver.outcomes import MessageOutcome
 from receiver.provisioning_log import record_events, record_message
 from receiver.reconcile.state import load_reconcile_state
 from receiver.sessions import END_REASON_DEPROVISIONED, EndedSession, end_agent_sessions
@@ -120,7 +121,7 @@ def write_decisions(
             session,
             organization_id=org.id,
             received_at=now,
-            outcome="processed",
+            outcome=MessageOutcome.PROCESSED,
             notification_count=item_count,
             detail=f"reconcile plan {plan_id}",
         )
