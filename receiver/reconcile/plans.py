@@ -3,12 +3,12 @@
 A plan's rows are kept as one zlib-compressed JSON document (``reconcile_plan.rows``)::
 
     {"rows": [{"c": crmId, "a": action, "r": reason, "u": username,
-               "e": effect, "s": SystemModstamp ISO or null, "v": IsActive,
+               "w": 1, "s": SystemModstamp ISO or null, "v": IsActive,
                "g": agent JSON or null}, ...],          # in read order
      "notFound": [{"c": crmId, "u": username}, ...]}    # by crm id
 
-``g``/``s``/``v`` are kept only for rows with an effect (what applying writes), so an
-unchanged 50,000-user plan stays small. :func:`plan_json` is the ``reconcile show --json``
+``w``/``g``/``s``/``v`` are kept only for rows whose decision writes something (they are
+decided again when applied), so an unchanged 50,000-user plan stays small. :func:`plan_json` is the ``reconcile show --json``
 shape of CONTRACT section 6.
 """
 
@@ -29,7 +29,6 @@ from sf_metadata.errors import PlanNotFound
 from sf_metadata.mapping import AgentRecord
 from sf_metadata.reconcile import (
     COUNT_KEYS,
-    Effect,
     NotFound,
     PlanRow,
     ReconcileAction,
@@ -66,8 +65,8 @@ def encode_rows(plan: ReconcilePlan) -> bytes:
     rows = []
     for r in plan.rows:
         row: dict[str, Any] = {"c": r.crm_id, "a": r.action.value, "r": r.reason, "u": r.username}
-        if r.effect is not Effect.NONE:
-            row["e"] = r.effect.value
+        if r.writes:
+            row["w"] = 1
             row["s"] = r.stamp.isoformat() if r.stamp else None
             row["v"] = r.active
             row["g"] = r.agent.to_json() if r.agent else None
@@ -81,7 +80,6 @@ def decode_rows(blob: bytes) -> tuple[tuple[PlanRow, ...], tuple[NotFound, ...]]
     doc = json.loads(zlib.decompress(blob))
     rows = []
     for row in doc["rows"]:
-        effect = Effect(row.get("e", "none"))
         stamp = row.get("s")
         agent = row.get("g")
         rows.append(
@@ -90,7 +88,7 @@ def decode_rows(blob: bytes) -> tuple[tuple[PlanRow, ...], tuple[NotFound, ...]]
                 ReconcileAction(row["a"]),
                 row["r"],
                 row["u"],
-                effect,
+                bool(row.get("w")),
                 datetime.fromisoformat(stamp) if stamp else None,
                 bool(row.get("v", False)),
                 AgentRecord.from_json(agent) if agent else None,

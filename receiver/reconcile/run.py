@@ -39,7 +39,6 @@ from sf_metadata.reconcile import (
     COUNT_KEYS,
     DEFAULT_GUARD,
     DeletionGuard,
-    Effect,
     PlanRow,
     QueriedUser,
     count_rows,
@@ -262,7 +261,7 @@ def apply_plan(
     sink.phase("applying")
     ended: list[Any] = []
     with transaction(engine) as session:
-        from receiver._provisioning_state import lock_organization
+        from receiver.provisioning import lock_organization
 
         org = lock_organization(session, organization)
         stored = get_plan(session, org.id, plan_id, for_update=True)
@@ -283,7 +282,7 @@ def apply_plan(
                 "--approve-deletions (or Approve deletions on the Reconcile page), or reject it",
                 plan_id=plan_id,
             )
-        todo = [r for r in stored.rows if r.effect is not Effect.NONE]
+        todo = [r for r in stored.rows if r.writes]
         redecided = decide_rows(session, org.id, todo)
         new_rows = _merge(stored.rows, todo, redecided.rows)
         counts = count_rows(new_rows, len(stored.not_found))
@@ -310,15 +309,14 @@ def apply_plan(
             plan_id=plan_id,
             item_count=record.users_read,
             now=clock(),
+            hooks=hooks,
         )
         record.status = "applied"
         record.applied_counts = counts
         record.applied_at = clock()
         session.add(record)
         result = RunResult(plan_id, "applied", counts, record.api_calls, None, record.detail)
-    sink.advance(0)
-    if hooks is not None and ended:
-        hooks.fire(ended)
+    del ended
     return result
 
 

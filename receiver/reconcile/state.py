@@ -16,8 +16,9 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from receiver.models import Agent, Tombstone
+from sf_metadata.decision import StoredState, StoredUser
 from sf_metadata.mapping import username_key
-from sf_metadata.reconcile import QueriedUser, ReconcileState, StoredAgent
+from sf_metadata.reconcile import QueriedUser, ReconcileState
 
 __all__ = ["CHUNK", "agent_count", "load_reconcile_state"]
 
@@ -102,14 +103,17 @@ def load_reconcile_state(
                 )
             )
     tomb_by_crm = {t[0]: t for t in tombs}
-    stored: dict[str, StoredAgent] = {}
+    stored: dict[str, StoredUser] = {}
     holders: dict[str, str] = {}
     for crm, agent_id, username, key, stamp, data in agents:
-        stored[crm] = StoredAgent(crm, agent_id, True, stamp, username, data, crm in tomb_by_crm)
+        stored[crm] = StoredUser(
+            crm, agent_id, True, stamp, username, data=data, has_tombstone=crm in tomb_by_crm
+        )
         if key is not None:
             holders[key] = crm
     for crm, agent_id, stamp in tombs:
         if crm not in stored:
-            stored[crm] = StoredAgent(crm, agent_id, False, stamp, None, None, True)
+            stored[crm] = StoredUser(crm, agent_id, False, stamp, None, has_tombstone=True)
     count = len(agents) if full else agent_count(session, organization_id)
-    return ReconcileState(stored, holders, full, count)
+    state = StoredState(stored, holders, frozenset(), organization_id=organization_id)
+    return ReconcileState(state, full, count)

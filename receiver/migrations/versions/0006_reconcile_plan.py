@@ -1,7 +1,7 @@
 """reconcile_plan: stored reconcile plans (receiver/reconcile/tables.py).
 
 Revision ID: 0006_reconcile_plan
-Revises: 0001
+Revises: 0002_message_source
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006_reconcile_plan"
-down_revision = "0001"
+down_revision = "0002_message_source"
 branch_labels = None
 depends_on = None
 
