@@ -2,8 +2,8 @@
 connection (``receiver/salesforce_connection.py``) and the pending OAuth sign-ins
 (``receiver/salesforce_oauth.py``).
 
-Revision ID: 0003_jobs_connection
-Revises: 0002_message_source
+Revision ID: 0007_jobs_connection
+Revises: 0006_reconcile_plan
 Create Date: 2026-12-01
 """
 
@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0003_jobs_connection"
-down_revision: str | None = "0002_message_source"
+revision: str = "0007_jobs_connection"
+down_revision: str | None = "0006_reconcile_plan"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
