@@ -60,7 +60,7 @@ log = logging.getLogger(LOGGER_NAME)
 
 
 class FeatureAudit(SQLModel, table=True):
-    """One flip of the switch (migration ``0003_dashboard``)."""
+    """One flip of the switch (migration ``0008_dashboard``)."""
 
     __tablename__ = "feature_audit"
     __table_args__ = (sa.Index("ix_feature_audit_organization_id_id", "organization_id", "id"),)

@@ -30,6 +30,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "deploy": ("receiver.cli.deploy", "deploy"),
     "operator": ("receiver.cli.operator", "operator"),
     "org": ("receiver.cli.org", "org"),
+    "reconcile": ("receiver.cli.reconcile", "reconcile_group"),
     "serve": ("receiver.cli.serve", "serve"),
     "undeploy": ("receiver.cli.deploy", "undeploy"),
     "users": ("receiver.cli.users", "users"),

@@ -1,5 +1,5 @@
 """Store tables of the dashboard, on the shared ``SQLModel.metadata`` (migration
-``0003_dashboard``)::
+``0008_dashboard``)::
 
     dashboard_operator          id PK; username (as typed), username_key (casefolded,
                                 unique), password_hash (argon2id, PHC string),

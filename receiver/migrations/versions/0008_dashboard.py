@@ -2,8 +2,8 @@
 audit of the Agent Auto Provision switch; indexes the dashboard's pages read through (the
 agent list in name order, the provisioning log by Salesforce user, action and date).
 
-Revision ID: 0003_dashboard
-Revises: 0002_message_source
+Revision ID: 0008_dashboard
+Revises: 0007_jobs_connection
 Create Date: 2026-12-01
 """
 
@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0003_dashboard"
-down_revision: str | None = "0002_message_source"
+revision: str = "0008_dashboard"
+down_revision: str | None = "0007_jobs_connection"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
