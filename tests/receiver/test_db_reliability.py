@@ -175,3 +175,52 @@ def test_a_writer_lock_held_by_another_process_answers_store_unavailable_in_time
     assert "locked" in outcome[0].message
     with transaction(sqlite_engine) as session:  # the queue is free again afterwards
         make_organization(session)
+
+
+@pytest.mark.postgres
+def test_the_webhook_keeps_acknowledging_a_far_future_user_in_a_non_utc_database(
+    database_url: str, make_organization: Any
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL only")
+    from receiver.app import create_app
+    from receiver.organizations import webhook_path
+    from receiver.settings import Settings
+    from tests.factories import make_notification, make_outbound_message, make_user_fields
+    from tests.receiver._harness import TestClient
+
+    name = make_url(database_url).database
+    admin = make_engine(database_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"ALTER DATABASE \"{name}\" SET timezone TO 'Asia/Tokyo'"))
+    admin.dispose()
+    engine = make_engine(database_url)
+    try:
+        migrate(engine)
+        with transaction(engine) as session:
+            org, token = make_organization(session)
+            org_name, sf_org = org.id, org.salesforce_org_id
+        app = create_app(Settings(database_url=database_url), engine=engine, clock=lambda: NOW)
+        far = make_user_fields(SystemModstamp="9999-12-31T23:30:00.000Z")
+        other = sf_id("005", 2)
+        with TestClient(app, raise_server_exceptions=False) as client:
+            for n in range(3):
+                body = make_outbound_message(
+                    [
+                        make_notification(user_id=sf_id("005", 1), **far),
+                        make_notification(user_id=other, **make_user_fields(LastName=f"N{n}")),
+                    ],
+                    organization_id=sf_org,
+                )
+                answer = client.post(
+                    webhook_path(org_name),
+                    params={"token": token},
+                    content=body,
+                    headers={"content-type": "text/xml; charset=UTF-8", "soapaction": '""'},
+                )
+                assert answer.status_code == 200, answer.text
+        with transaction(engine, read_only=True) as session:
+            stamps = dict(session.exec(select(Agent.crm_id, Agent.system_modstamp)).all())
+        assert stamps[sf_id("005", 1)] == FAR_FUTURE
+    finally:
+        engine.dispose()
