@@ -9,8 +9,8 @@ messages of one organization queued one behind the other for the whole transacti
    them, and they for it);
 2. takes transaction-level advisory locks (``pg_advisory_xact_lock``) on 64-bit hashes of
    everything the message may write or decide on: its users' crm ids, the username keys
-   it claims, the username keys its users hold now (read beforehand without a lock), and
-   its notification ids; sorted, in ONE statement, so two messages never wait for each
+   it claims, the username keys its users hold now (read without a lock in the statement
+   of step 1), and its notification ids; sorted, in ONE statement, so two messages never wait for each
    other in opposite orders. Two messages sharing a user, a username or a notification id
    serialize; the others run side by side;
 3. loads the state (after the locks: it sees every commit of a transaction that held one
@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import bindparam, func, text
 from sqlalchemy.dialects.postgresql import ARRAY, BIGINT
 from sqlmodel import Session, col, select
 
@@ -72,29 +72,30 @@ def lock_keys(session: Session, keys: list[int]) -> None:
         session.execute(_LOCK, {"keys": keys})
 
 
-def _lock_organization_for_share(session: Session, name: str) -> Organization:
-    org = session.exec(
-        select(Organization)
-        .where(Organization.id == name)
-        .with_for_update(read=True)
-        .execution_options(populate_existing=True)
-    ).one_or_none()
-    if org is None:
-        raise OrganizationNotFound(f"organization {name!r} is not registered")
-    return org
-
-
-def _held_username_keys(session: Session, org_id: str, crm_ids: set[str]) -> set[str]:
-    if not crm_ids:
-        return set()
-    rows = session.execute(
-        select(col(Agent.username_key)).where(
-            col(Agent.organization_id) == org_id,
+def _organization_for_share(
+    session: Session, name: str, crm_ids: set[str]
+) -> tuple[Organization, set[str]]:
+    """The organization row ``FOR SHARE`` and, in the same statement (no extra round
+    trip), the username keys the agents of ``crm_ids`` hold now (read without a lock)."""
+    held = (
+        select(func.array_agg(col(Agent.username_key)))
+        .where(
+            col(Agent.organization_id) == name,
             col(Agent.crm_id).in_(sorted(crm_ids)),
             col(Agent.username_key).is_not(None),
         )
+        .scalar_subquery()
     )
-    return {key for (key,) in rows}
+    row = session.exec(
+        select(Organization, held)
+        .where(Organization.id == name)
+        .with_for_update(read=True, of=Organization)
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+    if row is None:
+        raise OrganizationNotFound(f"organization {name!r} is not registered")
+    org, keys = row
+    return org, set(keys or ())
 
 
 def lock_and_load(
@@ -110,8 +111,7 @@ def lock_and_load(
         org = lock_organization(session, organization)
         return org, load_state(session, org.id, keys)
     name = organization if isinstance(organization, str) else organization.id
-    org = _lock_organization_for_share(session, name)
-    held = _held_username_keys(session, org.id, keys.crm_ids)
+    org, held = _organization_for_share(session, name, keys.crm_ids)
     locked_usernames = keys.username_keys | held
     lock_keys(
         session,
