@@ -62,7 +62,7 @@ def normalise_url(url: str | URL) -> URL:
 
     Raises :class:`~sf_metadata.errors.UsageError` for a string that is not a URL.
     """
-    from sf_metadata.errors import UsageError
+    from sf_metadata.errors import Setting, UsageError
 
     if isinstance(url, str):
         for prefix in ("postgres://", "postgresql://"):
@@ -72,8 +72,9 @@ def normalise_url(url: str | URL) -> URL:
             return make_url(url)
         except exc.ArgumentError:
             raise UsageError(
-                "--database-url is not a SQLAlchemy URL: use sqlite:///PATH or "
-                "postgresql+psycopg://USER@HOST/DB"
+                "the database URL is not a SQLAlchemy URL (such as sqlite:///PATH or "
+                "postgresql+psycopg://USER@HOST/DB)",
+                setting=Setting.DATABASE_URL,
             ) from None
     return url
 
@@ -104,11 +105,12 @@ def make_engine(url: str | URL, **kwargs: Any) -> Engine:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as error:
-                from sf_metadata.errors import UsageError
+                from sf_metadata.errors import Setting, UsageError
 
                 raise UsageError(
                     f"cannot create the directory of the SQLite store {path}: "
-                    f"{error.strerror or error}; fix --database-url"
+                    f"{error.strerror or error}",
+                    setting=Setting.DATABASE_URL,
                 ) from None
             u = u.set(database=str(path))
         connect_args = dict(kwargs.pop("connect_args", {}))
@@ -130,11 +132,12 @@ def _create_engine(u: URL, **kwargs: Any) -> Engine:
     try:
         return create_engine(u, **kwargs)
     except (exc.NoSuchModuleError, exc.ArgumentError, ModuleNotFoundError):
-        from sf_metadata.errors import UsageError
+        from sf_metadata.errors import Setting, UsageError
 
         raise UsageError(
-            f"unsupported database URL {_shown_url(u)} in --database-url: use "
-            "sqlite:///PATH or postgresql+psycopg://USER@HOST/DB"
+            f"unsupported database URL {_shown_url(u)}: the store is SQLite (sqlite:///PATH) "
+            "or PostgreSQL (postgresql+psycopg://USER@HOST/DB)",
+            setting=Setting.DATABASE_URL,
         ) from None
 
 

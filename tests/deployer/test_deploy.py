@@ -11,7 +11,14 @@ import pytest
 from deployer.client import OrgApi, OrgClient
 from deployer.deploy import Timing, deploy_package, undeploy
 from deployer.package import FLOW, OUTBOUND_MESSAGE, WORKFLOW_RULE, PackageSpec
-from sf_metadata.errors import AuthenticationError, DeployFailed, DeployTimeout, SalesforceError
+from sf_metadata.errors import (
+    AuthenticationError,
+    DeployFailed,
+    DeployTimeout,
+    SalesforceError,
+    Setting,
+    setting_of,
+)
 from tests.deployer.cassette_builder import FLOW_OK, WORKFLOW_OK, failure, status_call, success
 
 WF = "workflows/User.workflow"
@@ -131,7 +138,9 @@ def test_flow_to_workflow_failure_reactivates_the_flow() -> None:
     assert [c for c in org.calls if c[0] == "patch"] == [("patch", 0), ("patch", 3)]
     assert not any(c[0] == "delete" for c in org.calls)
     assert any("reactivated" in w for w in outcome.warnings)
-    assert any("--trigger flow" in p for p in outcome.problems)
+    [end] = [p for p in outcome.problems if "end of support" in p]
+    assert "record-triggered flow" in end and "--" not in end  # the CLI adds the flag
+    assert setting_of(end) is Setting.TRIGGER
     with pytest.raises(DeployFailed) as raised:
         outcome.raise_for_outcome()
     assert raised.value.deploy_id == "0Af1"
