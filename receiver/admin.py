@@ -124,7 +124,6 @@ async def users(request: Request) -> Response:
     def work() -> list[dict[str, Any]]:
         with transaction(context.engine, read_only=True) as session:
             agents = list_agents(session, organization_id=name)
-        agents = sorted(agents, key=lambda a: a.crm_id.encode("ascii"))
         return [a.to_json() for a in agents]
 
     return JSONResponse(await run_in_threadpool(work))

@@ -35,6 +35,7 @@ from sqlalchemy.engine.url import URL
 from sqlmodel import Session, SQLModel, create_engine
 
 from receiver._sqlite_queue import WriteQueue
+from receiver.settings import psycopg_url
 from sf_metadata.errors import StoreUnavailable
 
 __all__ = [
@@ -65,11 +66,8 @@ def normalise_url(url: str | URL) -> URL:
     from sf_metadata.errors import Setting, UsageError
 
     if isinstance(url, str):
-        for prefix in ("postgres://", "postgresql://"):
-            if url.startswith(prefix):
-                url = "postgresql+psycopg://" + url[len(prefix) :]
         try:
-            return make_url(url)
+            return make_url(psycopg_url(url))
         except exc.ArgumentError:
             raise UsageError(
                 "the database URL is not a SQLAlchemy URL (such as sqlite:///PATH or "

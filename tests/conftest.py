@@ -34,6 +34,7 @@ from sqlmodel import Session
 from receiver.db import make_engine, migrate
 from receiver.models import Organization, metadata
 from receiver.organizations import add_organization, set_enabled
+from receiver.settings import psycopg_url
 from sf_metadata.ids import checksum_suffix
 
 POSTGRES_ENV = "AGENT_PROVISION_TEST_POSTGRES_URL"
@@ -47,9 +48,7 @@ def _server_url() -> str:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"CI=true but {POSTGRES_ENV} is not set: CI must run the PostgreSQL tests")
         pytest.skip(f"{POSTGRES_ENV} is not set")
-    if url.startswith(("postgres://", "postgresql://")):
-        url = "postgresql+psycopg://" + url.split("://", 1)[1]
-    return url
+    return psycopg_url(url)
 
 
 def _database_url(server_url: str, name: str) -> str:
