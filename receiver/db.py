@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import threading
 import time
@@ -25,10 +26,8 @@ import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Table, event, exc, text
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.engine.url import URL
@@ -38,9 +37,14 @@ from receiver._sqlite_queue import WriteQueue
 from receiver.settings import psycopg_url
 from sf_metadata.errors import StoreUnavailable
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 __all__ = [
     "MIGRATIONS_DIR",
     "current_revision",
+    "head_revision",
+    "is_at_head",
     "make_engine",
     "migrate",
     "normalise_url",
@@ -191,7 +195,9 @@ def _enable_wal(cursor: Any) -> None:
             delay = min(delay * 2, 0.1)
 
 
-def _alembic_config(connection: Connection) -> Config:
+def _alembic_config(connection: Connection | None) -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.attributes["connection"] = connection
@@ -205,7 +211,11 @@ def migrate(engine: Engine) -> None:
     docstring). Raises :class:`~sf_metadata.errors.StoreUnavailable` when the store cannot
     be reached.
     """
+    from alembic import command
+
     try:
+        if is_at_head(engine):
+            return
         with engine.begin() as connection:
             if connection.dialect.name == "postgresql":
                 connection.execute(
@@ -216,6 +226,20 @@ def migrate(engine: Engine) -> None:
         if _is_transient(error):
             raise _unavailable(error) from None
         raise
+
+
+@functools.cache
+def head_revision() -> str | None:
+    """The newest revision of ``receiver/migrations`` (read once per process)."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(_alembic_config(None)).get_current_head()
+
+
+def is_at_head(engine: Engine) -> bool:
+    """Whether the store's schema is the newest (one read of ``alembic_version``; an empty
+    store or one without the table is not). Raises ``sqlalchemy.exc.SQLAlchemyError``."""
+    return current_revision(engine) == head_revision()
 
 
 def current_revision(engine: Engine) -> str | None:
