@@ -31,7 +31,7 @@ from bench._server import Cli, ServerProcess, harness_env
 from bench._soak import Scenario, applied_counts, build_scenario, compare_with_oracle, oracle
 from bench._stores import postgres_server_url
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]  # real uvicorn processes
 
 
 class Harness:
@@ -144,10 +144,15 @@ def test_store_outage_in_the_middle_of_a_run_loses_nothing(
         try:
             poster.start()
             assert poster.wait_for(lambda p: p.acked >= len(scenario.messages) // 4, timeout=60)
+            poster.hold()  # a known state: nothing in flight, messages left to send
+            assert poster.wait_for(lambda p: p.inflight == 0, timeout=60)
+            assert poster.acked < len(scenario.messages)
             lock.execute("BEGIN EXCLUSIVE")  # the store refuses every writer meanwhile
             acked_before = poster.acked
-            assert poster.wait_for(lambda p: p.inflight > 0, timeout=10)
-            assert not poster.wait_for(lambda p: p.acked > acked_before + 4, timeout=1.5)
+            poster.release()
+            assert poster.wait_for(lambda p: p.inflight > 0, timeout=60)
+            # writers wait for the lock: no message is acknowledged while it is held
+            assert not poster.wait_for(lambda p: p.acked > acked_before, timeout=1.5)
             lock.execute("COMMIT")
         finally:
             lock.close()

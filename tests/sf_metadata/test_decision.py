@@ -353,7 +353,7 @@ def test_precomputed_changes_give_the_same_decisions() -> None:
 
 
 def test_none_username_never_collides() -> None:
-    a, b = plan(note(ALICE, Username="x", Email=None), note(BOB, Username="y", Email=None))
+    a, b = plan(note(ALICE, Username=None, Email="x"), note(BOB, Username=None, Email="y"))
     assert a.agent is not None and a.agent.username is None
     assert (a.action, b.action) == (Action.CREATED, Action.CREATED)
 
