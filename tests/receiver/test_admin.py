@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy.engine import Engine
 
 from receiver.app import create_app
@@ -50,7 +51,7 @@ def admin(
     hooks = SessionHooks()
     ended: list[EndedSession] = []
     hooks.on_session_ended(lambda *args: ended.append(EndedSession(*args)))
-    settings = Settings(database_url=database_url, admin_token=ADMIN)
+    settings = Settings(database_url=database_url, admin_token=SecretStr(ADMIN))
     with TestClient(create_app(settings, engine=engine, clock=lambda: NOW, hooks=hooks)) as client:
         yield Admin(client, engine, name, token, sf_org, ended)
 

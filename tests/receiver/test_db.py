@@ -131,7 +131,7 @@ def test_sqlite_write_transactions_begin_immediate(tmp_path: Path) -> None:
     statements: list[str] = []
 
     @event.listens_for(engine, "before_cursor_execute")
-    def _seen(conn, cursor, statement, params, context, executemany):  # type: ignore[no-untyped-def]
+    def _seen(conn, cursor, statement, params, context, executemany):
         statements.append(statement)
 
     try:
@@ -170,7 +170,7 @@ def test_postgres_urls_are_rewritten_to_psycopg() -> None:
     engine = make_engine("postgresql://u@h/db")
     try:
         assert engine.dialect.driver == "psycopg"
-        assert engine.pool._pre_ping  # type: ignore[attr-defined]
+        assert engine.pool._pre_ping
     finally:
         engine.dispose()
 
@@ -191,14 +191,14 @@ def test_unsupported_backend_or_driver_is_a_usage_error(url: str) -> None:
     assert "--" not in caught.value.message and caught.value.setting is Setting.DATABASE_URL
 
 
-def test_transaction_commits_at_the_end(engine: Engine, make_organization, key: bytes) -> None:  # type: ignore[no-untyped-def]
+def test_transaction_commits_at_the_end(engine: Engine, make_organization, key: bytes) -> None:
     with transaction(engine) as session:
         make_organization(session, name="kept")
     with transaction(engine, read_only=True) as session:
         assert session.get(Organization, "kept") is not None
 
 
-def test_transaction_rolls_back_when_the_block_raises(engine: Engine, make_organization) -> None:  # type: ignore[no-untyped-def]
+def test_transaction_rolls_back_when_the_block_raises(engine: Engine, make_organization) -> None:
     with pytest.raises(RuntimeError), transaction(engine) as session:
         make_organization(session, name="gone")
         raise RuntimeError("boom")
@@ -208,11 +208,11 @@ def test_transaction_rolls_back_when_the_block_raises(engine: Engine, make_organ
 
 def test_operational_error_becomes_store_unavailable_without_sql_parameters(
     engine: Engine, make_organization
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     calls = {"n": 0}
 
     @event.listens_for(engine, "before_cursor_execute")
-    def _fail(conn, cursor, statement, params, context, executemany):  # type: ignore[no-untyped-def]
+    def _fail(conn, cursor, statement, params, context, executemany):
         if statement.lstrip().upper().startswith("INSERT"):
             calls["n"] += 1
             raise exc.OperationalError(statement, params, Exception("server closed the connection"))

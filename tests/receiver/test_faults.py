@@ -18,7 +18,7 @@ Faults:
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -79,6 +79,14 @@ def harness(database_url: str, tmp_path: Path) -> Iterator[Harness]:
         h.server.stop()
 
 
+def _acked_and_in_flight(target: int) -> Callable[[Poster], bool]:
+    return lambda p: p.acked >= target and p.inflight > 0
+
+
+def _failed_more_than(failures: int) -> Callable[[Poster], bool]:
+    return lambda p: p.failures > failures
+
+
 def _scenario(seed: int) -> Scenario:
     return build_scenario(users=50, versions=4, seed=seed, run="fault", max_batch=10)
 
@@ -97,10 +105,10 @@ def test_sigkill_in_the_middle_of_requests_loses_nothing_and_applies_nothing_twi
     ).start()
     kills = 0
     for target in (len(scenario.messages) // 4, len(scenario.messages) // 2):
-        assert poster.wait_for(lambda p, t=target: p.acked >= t and p.inflight > 0, timeout=60)
+        assert poster.wait_for(_acked_and_in_flight(target), timeout=60)
         harness.server.kill()  # SIGKILL, requests in flight
         kills += 1
-        assert poster.wait_for(lambda p, f=poster.failures: p.failures > f, timeout=30)
+        assert poster.wait_for(_failed_more_than(poster.failures), timeout=30)
         harness.restart()
     poster.join(timeout=240)
 

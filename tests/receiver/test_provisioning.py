@@ -518,7 +518,7 @@ def _dump(engine: Engine) -> str:
 def _count_statements(engine: Engine) -> Iterator[list[str]]:
     seen: list[str] = []
 
-    def listener(conn, cursor, statement, params, context, executemany):  # type: ignore[no-untyped-def]
+    def listener(conn, cursor, statement, params, context, executemany):
         seen.append(statement)
 
     event.listen(engine, "before_cursor_execute", listener)
@@ -569,7 +569,7 @@ def test_store_failure_mid_message_applies_nothing_and_retry_succeeds(
     msg = message(org, note(1, 1, IsActive="false"), note(2, 1), note(3, 1))
     counter = {"n": 0}
 
-    def fail(conn, cursor, statement, params, context, executemany):  # type: ignore[no-untyped-def]
+    def fail(conn, cursor, statement, params, context, executemany):
         if statement.startswith(("BEGIN", "SAVEPOINT", "RELEASE", "ROLLBACK")):
             return
         counter["n"] += 1
