@@ -6,7 +6,12 @@
   transaction starts with ``BEGIN IMMEDIATE`` so concurrent writers (threads or worker
   processes) queue on the database lock instead of failing mid-transaction
   (https://www.sqlite.org/lang_transaction.html). PostgreSQL: ``postgresql+psycopg://``
-  (psycopg 3; ``postgres://`` and ``postgresql://`` are rewritten to it), ``pool_pre_ping``.
+  (psycopg 3; ``postgres://`` and ``postgresql://`` are rewritten to it), ``pool_pre_ping``,
+  and every session set to ``TIME ZONE 'UTC'`` whatever the server's or database's default
+  (a far-future SystemModstamp such as 9999-12-31T23:30Z, rendered in a zone east of UTC,
+  would fall past year 9999, which Python cannot read). A SQLite file store is guarded by
+  ``receiver._sqlite_guard``: a deleted or replaced file, or a read-only one, never keeps
+  serving from a stale connection (503 instead of an Ack into an unlinked file).
 - :func:`migrate` runs ``alembic upgrade head`` from the migrations shipped in the package
   (``receiver/migrations``, no ``alembic.ini`` needed), in one transaction holding a lock
   (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: ``pg_advisory_xact_lock``), so several
@@ -14,16 +19,19 @@
 - :func:`transaction` yields a :class:`sqlmodel.Session` inside one transaction, commits at
   the end, and maps transient database failures to
   :class:`~sf_metadata.errors.StoreUnavailable` (nothing of the transaction is applied).
+  :func:`after_transaction` registers work (the session-ended hooks) that runs once the
+  transaction committed and the SQLite writer queue was released.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +41,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.engine.url import URL
 from sqlmodel import Session, SQLModel, create_engine
 
+from receiver._sqlite_guard import install_file_guard, is_unusable_file_error
 from receiver._sqlite_queue import WriteQueue
 from receiver.settings import psycopg_url
 from sf_metadata.errors import StoreUnavailable
@@ -42,6 +51,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MIGRATIONS_DIR",
+    "after_transaction",
     "current_revision",
     "head_revision",
     "is_at_head",
@@ -51,6 +61,8 @@ __all__ = [
     "sqlite_database_path",
     "transaction",
 ]
+
+_log = logging.getLogger("agent_provision.receiver.db")
 
 #: The alembic script directory, shipped as package data.
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -120,9 +132,33 @@ def make_engine(url: str | URL, **kwargs: Any) -> Engine:
         connect_args.setdefault("check_same_thread", False)
         engine = _create_engine(u, connect_args=connect_args, **kwargs)
         _install_sqlite_events(engine, wal=path is not None)
+        if path is not None:
+            install_file_guard(engine, path)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
-    return _create_engine(u, **kwargs)
+    engine = _create_engine(u, **kwargs)
+    if engine.dialect.name == "postgresql":
+        _install_postgresql_events(engine)
+    return engine
+
+
+def _install_postgresql_events(engine: Engine) -> None:
+    """Every connection's session in UTC (``SET TIME ZONE 'UTC'``, committed so it holds for
+    the session; a per-session setting, so it also works behind a pooler that refuses
+    startup options)."""
+
+    @event.listens_for(engine, "connect")
+    def _utc_session(dbapi_connection: Any, _record: Any) -> None:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SET TIME ZONE 'UTC'")
+        dbapi_connection.commit()
+
+    @event.listens_for(engine, "handle_error")
+    def _read_only_is_a_disconnect(context: Any) -> None:
+        # A standby (after a failover) answers 25006 to every write on this connection:
+        # drop it and the pool's older ones, so new connections find the new primary.
+        if getattr(context.original_exception, "sqlstate", None) == "25006":
+            context.is_disconnect = True
 
 
 def _create_engine(u: URL, **kwargs: Any) -> Engine:
@@ -261,45 +297,75 @@ def _unavailable(error: BaseException) -> StoreUnavailable:
     return StoreUnavailable(f"the store is unavailable ({type(error).__name__}: {first}); retry")
 
 
+#: PostgreSQL SQLSTATEs that an admin or a failover fixes while Salesforce retries:
+#: read_only_sql_transaction (a primary that became a standby, or
+#: ``default_transaction_read_only``), and the insufficient-resources class 53.
+_TRANSIENT_SQLSTATES = ("25006", "53")
+
+
 def _is_transient(error: BaseException) -> bool:
-    """Transient: the connection or lock failed, or the SQLite file is unusable (not a
-    database / corrupt: plain ``sqlite3.DatabaseError``), which an admin must fix while
-    Salesforce retries."""
+    """Transient: the connection or lock failed, the SQLite file is unusable (not a
+    database / corrupt / read-only), or PostgreSQL refuses writes for now
+    (:data:`_TRANSIENT_SQLSTATES`), which an admin must fix while Salesforce retries."""
     if isinstance(error, _TRANSIENT):
         return True
     if not isinstance(error, exc.DBAPIError):
         return False
     if error.connection_invalidated:
         return True
-    return type(error.orig) is sqlite3.DatabaseError
+    orig = error.orig
+    if isinstance(orig, sqlite3.DatabaseError):
+        return is_unusable_file_error(orig)
+    sqlstate = getattr(orig, "sqlstate", None)
+    return isinstance(sqlstate, str) and sqlstate.startswith(_TRANSIENT_SQLSTATES)
+
+
+#: ``Session.info`` key of the callables to run after the transaction (:func:`transaction`).
+_AFTER = "agent_provision_after_transaction"
+
+
+def after_transaction(session: Session, callback: Callable[[], None]) -> bool:
+    """Run ``callback()`` once the transaction of ``session`` (opened by :func:`transaction`)
+    has committed and released the SQLite writer queue; never if it rolls back. Returns
+    False (and does nothing) for a session that :func:`transaction` did not open. A
+    callback's exception is logged and the next callback still runs."""
+    pending = session.info.get(_AFTER)
+    if pending is None:
+        return False
+    pending.append(callback)
+    return True
 
 
 @contextmanager
 def transaction(engine: Engine, *, read_only: bool = False) -> Iterator[Session]:
     """One transaction: yields a Session (``expire_on_commit=False``), commits when the block
-    ends, rolls back when it raises.
+    ends, rolls back when it raises; then, after a commit, runs the callbacks registered
+    with :func:`after_transaction` (outside the writer queue).
 
     ``read_only=True`` begins a deferred transaction on SQLite (readers do not queue behind
     writers); it changes nothing on PostgreSQL.
 
     Raises :class:`~sf_metadata.errors.StoreUnavailable` for a lost connection, lock or busy
-    timeout, serialization failure or deadlock (SQLAlchemy ``OperationalError``,
-    ``InterfaceError``, pool timeout, invalidated connection), from the block or the commit;
-    the original error is not chained, so no SQL parameter reaches a log. Other errors
-    propagate unchanged after the rollback.
+    timeout (SQLite writers: 30 s in all, in this process's queue and then the other
+    processes' ``flock``), serialization failure or deadlock (SQLAlchemy
+    ``OperationalError``, ``InterfaceError``, pool timeout, invalidated connection), a
+    SQLite file deleted, replaced or read-only, from the block or the commit; the original
+    error is not chained, so no SQL parameter reaches a log. Other errors propagate
+    unchanged after the rollback.
     """
     bind = engine.execution_options(**{_READ_ONLY: True}) if read_only else engine
     lock = None if read_only else _sqlite_write_lock(engine)
     try:
         if lock is not None and not lock.acquire(timeout=_SQLITE_BUSY_TIMEOUT_S):
             raise StoreUnavailable(
-                "the SQLite store stayed locked by other requests of "
-                f"this process for {_SQLITE_BUSY_TIMEOUT_S} s"
+                f"the SQLite store stayed locked by other writers for {_SQLITE_BUSY_TIMEOUT_S} s"
             )
     except OSError as error:
         raise StoreUnavailable(f"cannot open the SQLite writer lock file: {error}") from None
+    after: list[Callable[[], None]] = []
     try:
         with Session(bind, expire_on_commit=False) as session:
+            session.info[_AFTER] = after
             with session.begin():
                 yield session
     except exc.SQLAlchemyError as error:
@@ -309,6 +375,11 @@ def transaction(engine: Engine, *, read_only: bool = False) -> Iterator[Session]
     finally:
         if lock is not None:
             lock.release()
+    for callback in after:
+        try:
+            callback()
+        except Exception:  # noqa: BLE001 - the transaction is committed: log, go on
+            _log.exception("after-transaction callback %r failed", callback)
 
 
 _WRITE_QUEUES: weakref.WeakKeyDictionary[Engine, WriteQueue] = weakref.WeakKeyDictionary()

@@ -254,6 +254,15 @@ class ProvisioningMessage(SQLModel, table=True):
     outcome: MessageOutcome = Field(sa_column=_enum_column(MessageOutcome, 40))
     notification_count: int = Field(default=0)
     detail: str | None = Field(default=None, sa_column=sa.Column(sa.Text(), nullable=True))
+    #: Where the decisions came from: ``outbound-message``, ``reconcile`` or ``replay``
+    #: (``receiver.provisioning.SourceKind``); ``source_ref`` names the reconcile run or
+    #: the replayed event.
+    source: str = Field(
+        default="outbound-message",
+        max_length=20,
+        sa_column_kwargs={"server_default": "outbound-message"},
+    )
+    source_ref: str | None = Field(default=None, max_length=64)
 
 
 class ProvisioningEvent(SQLModel, table=True):

@@ -1,36 +1,38 @@
-"""The provisioning transaction: apply one Outbound Message to the agent store.
+"""The provisioning transaction: apply decisions to the agent store, the one write path of
+the webhook, reconcile and replay.
 
-:func:`apply_message` runs inside the caller's transaction (``receiver.db.transaction``):
+:func:`apply_decisions` writes what the decisions say (``sf_metadata.decision``: each
+:class:`~sf_metadata.decision.Decision` carries its effect) inside the caller's
+transaction (``receiver.db.transaction``), after the caller locked the organization
+(:func:`lock_organization`) and decided against :func:`load_stored_state`:
 
-0. read every User notification once (mapping, stamp, ``IsActive``: the pure
-   :func:`~sf_metadata.decision.read_user_changes`), before the first query;
-1. lock the organization row (PostgreSQL ``SELECT ... FOR UPDATE``; SQLite's write
-   transaction already began ``BEGIN IMMEDIATE``), so two deliveries for one organization
-   serialize: no lost update, no duplicate agent (``docs/architecture.md``);
-2. load a :class:`~sf_metadata.decision.StoredState` with one query per table (agents by crm
-   id or username key, tombstones, processed notification ids; ids canonicalised to 18
-   characters with ``sf_metadata.ids``);
-3. decide with the pure :func:`~sf_metadata.decision.plan_message` (CONTRACT section 2);
-4. write the result with set-based statements (bulk insert / update / delete; usernames
-   that change are cleared first, so handovers, swaps and chains of usernames within one
-   message never trip the unique index on the way): agents
-   created, updated or restored (a restore re-inserts the SAME agent id, kept in the
-   tombstone); a deprovision deletes the agent, keeps a tombstone (crm id, agent id,
-   SystemModstamp) and ends all the agent's sessions (reason ``"deprovisioned"``); an
-   ignored inactive user gets a tombstone holding its stamp (never lowered), so a late,
-   older "active" message stays stale; processed notification ids; the provisioning log
-   (one ``provisioning_message``, one ``provisioning_event`` per notification).
+1. agents created, updated or restored (a restore re-inserts the SAME agent id, kept in
+   the tombstone), agents deleted on deprovision, tombstones written (crm id, agent id,
+   SystemModstamp), all with set-based statements (usernames that change are cleared
+   first, so handovers, swaps and chains within one batch never trip the unique index);
+2. every session of a deprovisioned agent, or of one that became disabled, ends (reasons
+   ``"deprovisioned"`` and ``"disabled"``);
+3. processed notification ids; the provisioning log (one ``provisioning_message`` naming
+   the source, one ``provisioning_event`` per decision).
 
-Nothing is committed here. Session-ended hooks must run only after the commit: pass
-``hooks`` (they fire from the session's ``after_commit``), or use :func:`apply_and_commit`.
-If the store fails mid-way the whole transaction rolls back (``StoreUnavailable``) and a
-retry of the same message applies it exactly once.
+:func:`apply_message` is the webhook's: read the notifications once
+(:func:`~sf_metadata.decision.read_user_changes`, before the first query), lock the
+organization row (PostgreSQL ``SELECT ... FOR UPDATE``; SQLite's write transaction already
+began ``BEGIN IMMEDIATE``; so two deliveries for one organization serialize), load the
+state (one query per table), :func:`~sf_metadata.decision.plan_message`, then
+:func:`apply_decisions`.
+
+Nothing is committed here. Session-ended hooks run only after the commit: pass ``hooks``
+(they fire once the transaction commits), or use :func:`apply_and_commit`. If the store
+fails mid-way the whole transaction rolls back (``StoreUnavailable``) and a retry of the
+same message applies it exactly once.
 """
 
 from __future__ import annotations
 
+import enum
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -38,42 +40,113 @@ from sqlalchemy import delete
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
-from receiver._provisioning_state import (
-    AgentState,
-    TombState,
-    load_state,
-    lock_organization,
-    replay,
-    write_changes,
-)
+from receiver._provisioning_state import StateKeys, load_state, lock_organization, message_keys
+from receiver._provisioning_write import write_effects
 from receiver.db import insert_rows, transaction
 from receiver.models import Organization, ProcessedNotification
 from receiver.outcomes import MessageOutcome
 from receiver.provisioning_log import record_events, record_message
-from receiver.sessions import (
-    END_REASON_DEPROVISIONED,
-    EndedSession,
-    SessionHooks,
-    end_agent_sessions,
-)
+from receiver.sessions import EndedSession, SessionHooks, end_agent_sessions
 from sf_metadata.decision import (
     Action,
     Decision,
+    StoredState,
     UserChange,
     plan_message,
     read_user_changes,
 )
-from sf_metadata.outbound import OutboundMessage
+from sf_metadata.effects import EndReason
+from sf_metadata.outbound import Notification, OutboundMessage
 
 __all__ = [
+    "ApplyResult",
+    "ApplySource",
     "MessageResult",
+    "SourceKind",
+    "StateKeys",
     "apply_and_commit",
+    "apply_decisions",
     "apply_message",
+    "load_stored_state",
+    "lock_organization",
     "prune_processed",
 ]
 
-#: Decisions that change a user's stored state (the one applied decision per user).
-_APPLIED = frozenset({Action.CREATED, Action.UPDATED, Action.RESTORED, Action.DEPROVISIONED})
+
+class SourceKind(enum.StrEnum):
+    """Where decisions came from (``provisioning_message.source``)."""
+
+    OUTBOUND_MESSAGE = "outbound-message"
+    RECONCILE = "reconcile"
+    REPLAY = "replay"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApplySource:
+    """The source of a batch of decisions, for the provisioning log and the timeline.
+
+    - ``kind``: see :class:`SourceKind`; ``outcome``: the log's one word
+      (``processed``, ``ignored``, ``empty``); ``detail``: one sentence or ``None``.
+    - ``action_id``: the Outbound Message's ActionId; ``reference``: the reconcile run
+      (plan id) or the replayed event id; ``item_count``: notifications or Users read.
+    - ``notifications``: the message's notifications (kept for the replay of failed ones;
+      never a SessionId).
+    """
+
+    kind: SourceKind
+    outcome: MessageOutcome = MessageOutcome.PROCESSED
+    detail: str | None = None
+    action_id: str | None = None
+    reference: str | None = None
+    item_count: int = 0
+    notifications: tuple[Notification, ...] = ()
+
+    @classmethod
+    def outbound_message(
+        cls, message: OutboundMessage, *, outcome: MessageOutcome, detail: str | None
+    ) -> ApplySource:
+        """The source for one Outbound Message (its SessionId is not kept)."""
+        return cls(
+            kind=SourceKind.OUTBOUND_MESSAGE,
+            outcome=outcome,
+            detail=detail,
+            action_id=message.action_id,
+            item_count=len(message.notifications),
+            notifications=tuple(message.notifications),
+        )
+
+    @classmethod
+    def reconcile(
+        cls, *, reference: str, item_count: int, detail: str | None = None
+    ) -> ApplySource:
+        """The source for an applied reconcile plan ``reference`` of ``item_count`` Users."""
+        return cls(
+            kind=SourceKind.RECONCILE,
+            reference=reference,
+            item_count=item_count,
+            detail=detail,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    """What :func:`apply_decisions` wrote.
+
+    - ``message_id``: the ``provisioning_message`` id of the log entry.
+    - ``decisions``: as given; ``redecided``: parked changes decided again in the same
+      transaction because their username was released (logged after ``decisions``).
+    - ``ended_sessions``: sessions ended (for the hooks, after commit).
+    """
+
+    message_id: int
+    decisions: tuple[Decision, ...]
+    redecided: tuple[Decision, ...] = ()
+    ended_sessions: tuple[EndedSession, ...] = ()
+
+    @property
+    def counts(self) -> dict[Action, int]:
+        """Decisions per action (``decisions`` only)."""
+        return dict(Counter(d.action for d in self.decisions))
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +158,8 @@ class MessageResult:
       (feature disabled) or ``EMPTY``.
     - ``counts``: number of notifications per :class:`~sf_metadata.decision.Action`.
     - ``decisions``: one per notification, in document order.
-    - ``ended_sessions``: sessions ended by deprovisioning (for the hooks, after commit).
+    - ``ended_sessions``: sessions ended by deprovisioning or disabling (for the hooks).
+    - ``redecided``: parked changes decided again (see :class:`ApplyResult`).
     """
 
     message_id: int
@@ -93,6 +167,81 @@ class MessageResult:
     counts: Mapping[Action, int]
     decisions: tuple[Decision, ...]
     ended_sessions: tuple[EndedSession, ...] = field(default=())
+    redecided: tuple[Decision, ...] = field(default=())
+
+
+def load_stored_state(session: Session, *, organization_id: str, keys: StateKeys) -> StoredState:
+    """The stored state to decide against: agents and tombstones of ``keys.crm_ids``, the
+    holders of ``keys.username_keys``, the processed ids among ``keys.notification_ids``
+    (one query per table). Call it after :func:`lock_organization`, in the same
+    transaction as :func:`apply_decisions`."""
+    return load_state(session, organization_id, keys)
+
+
+def apply_decisions(
+    session: Session,
+    *,
+    organization: Organization,
+    decisions: Sequence[Decision],
+    source: ApplySource,
+    now: datetime,
+    hooks: SessionHooks | None = None,
+) -> ApplyResult:
+    """Write ``decisions`` (decided against the state loaded in this transaction, after
+    :func:`lock_organization` returned ``organization``) and log them under ``source``;
+    see the module docstring. ``now`` is an aware UTC datetime. With ``hooks``, they hear
+    about the ended sessions after the commit.
+
+    Raises whatever the session raises (``receiver.db.transaction`` maps transient
+    failures to :class:`~sf_metadata.errors.StoreUnavailable`).
+    """
+    org_id = organization.id
+    decisions = tuple(decisions)
+    write_effects(session, org_id, decisions, now)
+    ended = _end_sessions(session, decisions, now)
+    new_ids = sorted(
+        {d.notification_id for d in decisions if d.mark_processed and d.notification_id}
+    )
+    if new_ids:
+        insert_rows(
+            session,
+            ProcessedNotification,
+            [
+                {"organization_id": org_id, "notification_id": nid, "processed_at": now}
+                for nid in new_ids
+            ],
+        )
+    message_id = record_message(
+        session,
+        organization_id=org_id,
+        received_at=now,
+        outcome=source.outcome,
+        action_id=source.action_id,
+        notification_count=source.item_count,
+        detail=source.detail,
+        source=source.kind.value,
+        source_ref=source.reference,
+    )
+    record_events(session, message_id=message_id, decisions=decisions)
+    if hooks is not None:
+        hooks.fire_after_commit(session, ended)
+    return ApplyResult(message_id=message_id, decisions=decisions, ended_sessions=tuple(ended))
+
+
+def _end_sessions(
+    session: Session, decisions: Sequence[Decision], now: datetime
+) -> list[EndedSession]:
+    """End the sessions the decisions name: one statement pair per reason."""
+    ended: list[EndedSession] = []
+    for reason in (EndReason.DEPROVISIONED, EndReason.DISABLED):
+        agent_ids = [
+            d.end_sessions.agent_id
+            for d in decisions
+            if d.end_sessions is not None and d.end_sessions.reason is reason
+        ]
+        if agent_ids:
+            ended += end_agent_sessions(session, agent_ids=agent_ids, now=now, reason=reason.value)
+    return ended
 
 
 def apply_message(
@@ -111,73 +260,40 @@ def apply_message(
     ``None`` computes it here.
 
     Raises :class:`~sf_metadata.errors.OrganizationNotFound` if the organization is gone,
-    and whatever the session raises (``receiver.db.transaction`` maps transient failures to
+    ``ValueError`` if ``changes`` does not match the notifications, and whatever the
+    session raises (``receiver.db.transaction`` maps transient failures to
     :class:`~sf_metadata.errors.StoreUnavailable`).
     """
     notifications = tuple(message.notifications)
     # Pure and the costliest part (e-mail syntax checks): once, before the lock query.
-    if changes is None or len(changes) != len(notifications):
+    if changes is None:
         changes = read_user_changes(notifications)
+    elif len(changes) != len(notifications):
+        raise ValueError(f"{len(changes)} changes for {len(notifications)} notifications")
     org = lock_organization(session, organization)
-    state, before_agents, before_tombs = load_state(session, org.id, notifications, changes)
-    decisions = list(
-        plan_message(notifications, state, feature_enabled=org.enabled, changes=changes)
-    )
-
-    agents: dict[str, AgentState | None] = dict(before_agents)
-    tombs: dict[str, TombState | None] = dict(before_tombs)
-    replay(decisions, notifications, agents, tombs, enabled=org.enabled, now=now)
-    order = {d.crm_id: d.index for d in decisions if d.crm_id and d.action in _APPLIED}
-    deleted_agent_ids = write_changes(
-        session, org.id, before_agents, before_tombs, agents, tombs, now, order
-    )
-    ended = end_agent_sessions(
-        session, agent_ids=deleted_agent_ids, now=now, reason=END_REASON_DEPROVISIONED
-    )
-
-    new_ids = sorted(
-        {
-            d.notification_id
-            for d in decisions
-            if d.mark_processed
-            and d.notification_id is not None
-            and d.notification_id not in state.processed_ids
-        }
-    )
-    if new_ids:
-        insert_rows(
-            session,
-            ProcessedNotification,
-            [
-                {"organization_id": org.id, "notification_id": nid, "processed_at": now}
-                for nid in new_ids
-            ],
-        )
-
+    state = load_state(session, org.id, message_keys(notifications, changes))
+    decisions = plan_message(notifications, state, feature_enabled=org.enabled, changes=changes)
     if not notifications:
         outcome, detail = MessageOutcome.EMPTY, "the message holds no notifications"
     elif not org.enabled:
         outcome, detail = MessageOutcome.IGNORED, "the feature is disabled for this organization"
     else:
         outcome, detail = MessageOutcome.PROCESSED, None
-    message_id = record_message(
+    result = apply_decisions(
         session,
-        organization_id=org.id,
-        received_at=now,
-        outcome=outcome,
-        action_id=message.action_id,
-        notification_count=len(notifications),
-        detail=detail,
+        organization=org,
+        decisions=decisions,
+        source=ApplySource.outbound_message(message, outcome=outcome, detail=detail),
+        now=now,
+        hooks=hooks,
     )
-    record_events(session, message_id=message_id, decisions=decisions)
-    if hooks is not None:
-        hooks.fire_after_commit(session, ended)
     return MessageResult(
-        message_id=message_id,
+        message_id=result.message_id,
         outcome=outcome,
-        counts=dict(Counter(d.action for d in decisions)),
-        decisions=tuple(decisions),
-        ended_sessions=tuple(ended),
+        counts=result.counts,
+        decisions=result.decisions,
+        ended_sessions=result.ended_sessions,
+        redecided=result.redecided,
     )
 
 

@@ -47,10 +47,14 @@ def record_message(
     action_id: str | None = None,
     notification_count: int = 0,
     detail: str | None = None,
+    source: str = "outbound-message",
+    source_ref: str | None = None,
 ) -> int:
     """Insert one ``provisioning_message``; returns its id. ``outcome`` is a
     :class:`~receiver.outcomes.MessageOutcome`; ``detail`` one
-    sentence (cut at 1000 characters); ``action_id`` is cut at 64 characters."""
+    sentence (cut at 1000 characters); ``action_id`` is cut at 64 characters. ``source``
+    is where the decisions came from (``outbound-message``, ``reconcile``, ``replay``),
+    ``source_ref`` the reconcile run or replayed event it names (cut at 64)."""
     row = ProvisioningMessage(
         organization_id=organization_id,
         received_at=received_at,
@@ -58,6 +62,8 @@ def record_message(
         outcome=outcome,
         notification_count=notification_count,
         detail=detail[:_MAX_DETAIL] if detail else None,
+        source=source[:20],
+        source_ref=source_ref[:64] if source_ref else None,
     )
     session.add(row)
     session.flush()

@@ -8,8 +8,18 @@ A session id is ``secrets.token_urlsafe(32)``. A session is active until it is e
 
 The host app plugs into :class:`SessionHooks`: callables
 ``on_session_ended(session_id, agent_crm_id, organization_id, reason)``. They run only after
-the transaction that ended the session has committed (never for a rolled-back one), and
-an exception in a hook is logged, never raised to the caller.
+the transaction that ended the session has committed (never for a rolled-back one) and,
+for a transaction of ``receiver.db.transaction``, after the SQLite writer queue was
+released (a slow hook never stalls other writers); an exception in a hook is logged, never
+raised to the caller.
+
+Session starts and deprovisioning serialize (issue 12, item 5): :func:`start_session` reads
+the organization row ``FOR SHARE`` and then the agent row ``FOR SHARE`` (PostgreSQL), the
+same order as the webhook (organization row, then agents). A start that comes while a
+deprovisioning (or a disable) of its agent is uncommitted waits for it and then finds the
+agent gone (404) or disabled (403); a deprovisioning that comes while a start is
+uncommitted waits on the agent row, then ends the new session with the others. SQLite
+write transactions are serialized by ``BEGIN IMMEDIATE`` already.
 """
 
 from __future__ import annotations
@@ -25,7 +35,8 @@ from typing import Any
 from sqlalchemy import event, update
 from sqlmodel import Session, col, select
 
-from receiver.models import Agent, AgentSession
+from receiver.db import after_transaction
+from receiver.models import Agent, AgentSession, Organization
 from receiver.organizations import get_organization
 from sf_metadata.ids import canonical_id, is_salesforce_id
 
@@ -89,11 +100,14 @@ class SessionHooks:
                     )
 
     def fire_after_commit(self, session: Session, ended: Sequence[EndedSession]) -> None:
-        """Fire for ``ended`` once ``session``'s current transaction commits; drop them if it
+        """Fire for ``ended`` once ``session``'s current transaction commits (and, for a
+        ``receiver.db.transaction``, once the writer queue is released); drop them if it
         rolls back."""
         if not ended:
             return
         pending = list(ended)
+        if after_transaction(session, lambda: self.fire(pending)):
+            return
         done = False
 
         # One-shot flags instead of event.remove(): removing a listener from inside its own
@@ -135,15 +149,21 @@ def start_session(
 
     Returns ``NOT_PROVISIONED`` when no agent has that id (or it is not a User id),
     ``DISABLED`` when the agent is ``disabled`` (inactive or no call center).
-    Raises :class:`~sf_metadata.errors.OrganizationNotFound`.
+    Raises :class:`~sf_metadata.errors.OrganizationNotFound`. Locks as the module docstring
+    says (organization row, then agent row, both ``FOR SHARE``).
     """
-    get_organization(session, organization_id)
+    organization = session.exec(
+        select(Organization.id).where(Organization.id == organization_id).with_for_update(read=True)
+    ).first()
+    if organization is None:
+        get_organization(session, organization_id)  # raises OrganizationNotFound
     if not is_salesforce_id(crm_id, "005"):
         return SessionStart(StartStatus.NOT_PROVISIONED)
     agent = session.exec(
-        select(Agent).where(
-            Agent.organization_id == organization_id, Agent.crm_id == canonical_id(crm_id)
-        )
+        select(Agent)
+        .where(Agent.organization_id == organization_id, Agent.crm_id == canonical_id(crm_id))
+        .with_for_update(read=True)
+        .execution_options(populate_existing=True)
     ).first()
     if agent is None:
         return SessionStart(StartStatus.NOT_PROVISIONED)

@@ -24,14 +24,15 @@ through ``receiver.provisioning.apply_message``; the 413/400/403 rejections thro
 to the process log only (logger ``agent_provision.receiver``). No log line, fault or
 record holds the token or a SessionId.
 
-Blocking store work runs in a worker thread (``starlette.concurrency.run_in_threadpool``).
+Blocking store work and the parse of the body run in a worker thread
+(``starlette.concurrency.run_in_threadpool``), so a large body never blocks the event loop.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import Enum
 
 from sqlalchemy.engine import Engine
@@ -46,7 +47,7 @@ from receiver.db import transaction
 from receiver.models import Organization
 from receiver.organizations import verify_token
 from receiver.outcomes import MessageOutcome
-from receiver.provisioning import MessageResult, apply_message, prune_processed
+from receiver.provisioning import MessageResult, apply_message
 from receiver.provisioning_log import record_message
 from sf_metadata.decision import read_user_changes
 from sf_metadata.errors import EnvelopeError, OrganizationNotFound, StoreUnavailable
@@ -68,9 +69,6 @@ WEBHOOK_PATH = (
 )
 
 log = logging.getLogger(LOGGER_NAME)
-
-#: How often (at most) a process forgets processed notification ids past the retention.
-PRUNE_INTERVAL = timedelta(hours=1)
 
 _CLIENT = FAULT_CLIENT
 _SERVER = FAULT_SERVER
@@ -181,7 +179,8 @@ async def _handle(context: ReceiverContext, request: Request, name: str) -> _Ans
         return await _reject(context, name, 413, reason, None)
 
     try:
-        message = parse_outbound_message(body)
+        # Off the event loop: a large body costs milliseconds (issue 12 item 6).
+        message = await run_in_threadpool(parse_outbound_message, body)
     except EnvelopeError as error:
         reason = f"Not an acceptable Outbound Message: {error.message}"
         return await _reject(context, name, 400, reason, None)
@@ -202,28 +201,8 @@ async def _handle(context: ReceiverContext, request: Request, name: str) -> _Ans
         len(message.notifications),
         result.outcome,
     )
-    await _maybe_prune(context)
+    # Pruning processed ids runs off the request path: receiver.maintenance.
     return _Answer(200, render_ack())
-
-
-async def _maybe_prune(context: ReceiverContext) -> None:
-    """Forget processed notification ids older than the retention, at most once per
-    ``PRUNE_INTERVAL`` per process; a failure is logged, never answered."""
-    now = context.clock()
-    last = context.maintenance.last_prune
-    if last is not None and now - last < PRUNE_INTERVAL:
-        return
-    context.maintenance.last_prune = now
-    older_than = now - timedelta(hours=context.settings.processed_retention_hours)
-    try:
-        pruned = await run_in_threadpool(_prune, context.engine, older_than)
-    except StoreUnavailable as error:
-        log.warning("pruning processed notification ids failed: %s", error.message)
-        return
-    if pruned:
-        log.info(
-            "forgot %d processed notification id(s) older than %s", pruned, older_than.isoformat()
-        )
 
 
 async def _reject(
@@ -278,11 +257,6 @@ def _apply(context: ReceiverContext, name: str, message: OutboundMessage) -> Mes
             )
     except OrganizationNotFound:  # removed between the checks: let Salesforce retry
         raise StoreUnavailable(f"organization {name} disappeared during the request") from None
-
-
-def _prune(engine: Engine, older_than: datetime) -> int:
-    with transaction(engine) as session:
-        return prune_processed(session, older_than=older_than)
 
 
 def record_rejection(

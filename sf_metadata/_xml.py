@@ -1,7 +1,7 @@
-"""Private XML helpers for ``sf_metadata.soap``: the hardened parse, QName resolution,
+"""Private XML helpers for ``sf_metadata.soap``: the hardened parses, QName resolution,
 text escaping.
 
-The parse runs in two passes, both in C:
+The reference parse (:func:`parse_xml`) runs in two passes, both in C:
 
 1. a guard pass with expat (``pyexpat``) applying defusedxml's policy
    (https://github.com/tiran/defusedxml, ``DefusedXMLParser`` with ``forbid_dtd``,
@@ -15,6 +15,20 @@ The parse runs in two passes, both in C:
 Why not ``defusedxml.ElementTree`` itself: it builds the tree through the pure-Python
 ``XMLParser`` (Python calls per element), several times slower than lxml; see
 ``tests/sf_metadata/test_soap.py``. ``defusedxml.lxml`` is deprecated.
+
+The one-pass parse (:func:`parse_xml_fast`) skips the expat pass for plain input only: UTF-8
+bytes (optional BOM, an optional ``<?xml version="1.0" ...?>`` declaration naming UTF-8)
+holding no ``<!`` at all (so no DOCTYPE, DTD, entity declaration, comment or CDATA: a DTD
+is refused before libxml2 sees a byte of it), no other ``<?`` (processing instruction),
+and no non-ASCII byte inside markup (names are where expat and libxml2 differ). Such
+input goes straight to the same hardened lxml parser. Anything else, and any lxml
+error, answers ``None`` and the caller uses :func:`parse_xml`, so results and errors are
+those of the reference parse (``tests/sf_metadata/test_soap_differential.py``).
+
+Prefixes are resolved with :class:`NamespaceScopes`, which reads each element's own
+declarations once per document instead of building every element's in-scope map
+(``nsmap`` copies every declaration of every ancestor: 200,000 declarations on the
+Envelope times 100 sObjects cost seconds; issue 12 item 6).
 """
 
 from __future__ import annotations
@@ -29,7 +43,14 @@ from lxml import etree
 
 from sf_metadata.errors import ForbiddenXml, MalformedXml, NotAnOutboundMessage
 
-__all__ = ["describe", "escape_text", "parse_xml", "resolve_qname"]
+__all__ = [
+    "NamespaceScopes",
+    "describe",
+    "escape_text",
+    "parse_xml",
+    "parse_xml_fast",
+    "resolve_qname",
+]
 
 #: Resolved QName: (namespace URI or "" when none, local name).
 QName = tuple[str, str]
@@ -114,6 +135,112 @@ def parse_xml(data: bytes) -> Any:
     return root
 
 
+#: The XML declaration the one-pass parse accepts (XML 1.0, UTF-8 or no encoding named).
+_DECLARATION = re.compile(
+    rb"<\?xml[ \t\r\n]+version[ \t\r\n]*=[ \t\r\n]*([\"'])1\.0\1"
+    rb"(?:[ \t\r\n]+encoding[ \t\r\n]*=[ \t\r\n]*([\"'])(?i:utf-8)\2)?"
+    rb"(?:[ \t\r\n]+standalone[ \t\r\n]*=[ \t\r\n]*([\"'])(?:yes|no)\3)?"
+    rb"[ \t\r\n]*\?>"
+)
+#: A non-ASCII byte after a ``<`` and before the next ``<`` or ``>`` (in a name, or an
+#: attribute value: both leave the one-pass parse).
+_NON_ASCII_MARKUP = re.compile(rb"<[^<>]*[\x80-\xff]")
+#: A ``>`` inside a quoted attribute value (after it, the check above cannot tell markup
+#: from text); text that merely looks like this also leaves the one-pass parse.
+_GT_IN_VALUE = re.compile(rb"=[ \t\r\n]*(?:\"[^\"<]*>|'[^'<]*>)")
+_BOM = b"\xef\xbb\xbf"
+
+
+def _plain(data: bytes) -> bool:
+    """Whether ``data`` is plain enough for the one-pass parse (module docstring)."""
+    start = len(_BOM) if data.startswith(_BOM) else 0
+    if data.startswith(b"<?xml", start):
+        declaration = _DECLARATION.match(data, start)
+        if declaration is None:
+            return False
+        start = declaration.end()
+    elif not data.startswith(b"<", start):
+        return False
+    if data.find(b"<!", start) != -1 or data.find(b"<?", start) != -1:
+        return False
+    if data.isascii():
+        return True
+    return _NON_ASCII_MARKUP.search(data) is None and _GT_IN_VALUE.search(data) is None
+
+
+def parse_xml_fast(data: bytes) -> Any:
+    """The lxml root element of ``data`` in one pass, or ``None`` when ``data`` is not
+    plain (module docstring) or lxml refuses it: then call :func:`parse_xml`, which
+    refuses DTDs and entities and names the error. Never raises for any ``bytes``."""
+    if not _plain(data):
+        return None
+    try:
+        root = etree.fromstring(data, _tree_parser())
+    except (etree.XMLSyntaxError, ValueError):
+        return None
+    docinfo: Any = root.getroottree().docinfo
+    if docinfo.doctype:  # pragma: no cover - no "<!" got this far
+        return None
+    return root
+
+
+class NamespaceScopes:
+    """Prefix resolution against the in-scope namespaces of elements of one document.
+
+    Each element's own declarations are read once (``lxml.etree.iterwalk`` start-ns
+    events of that element only) and kept, so resolving prefixes for every sObject costs
+    the number of declarations in the document plus the depth per lookup, not
+    declarations x sObjects. ``declarations_read`` counts the declarations read so far.
+    """
+
+    def __init__(self) -> None:
+        self._own: dict[Any, dict[str | None, str]] = {}
+        self.declarations_read = 0
+
+    def _declared_on(self, element: Any) -> dict[str | None, str]:
+        own = self._own.get(element)
+        if own is None:
+            own = {}
+            for event, value in etree.iterwalk(element, events=("start-ns", "start")):
+                if event == "start":
+                    break
+                prefix, uri = value
+                own[prefix or None] = uri
+            self.declarations_read += len(own)
+            self._own[element] = own
+        return own
+
+    def lookup(self, element: Any, prefix: str | None) -> str | None:
+        """The namespace URI bound to ``prefix`` (``None``: the default namespace) at
+        ``element``, or ``None`` when unbound."""
+        node = element
+        while node is not None:
+            own = self._declared_on(node)
+            if prefix in own:
+                return own[prefix]
+            node = node.getparent()
+        return None
+
+    def resolve_qname(self, value: str, element: Any) -> QName:
+        """Resolve an ``xsi:type`` value such as ``"sf:User"`` at ``element``; the same
+        result as :func:`resolve_qname` with ``element.nsmap``. Raises
+        :class:`NotAnOutboundMessage` for an undeclared prefix."""
+        value = value.strip()
+        prefix, sep, local = value.rpartition(":")
+        if not sep:
+            return self.lookup(element, None) or "", value
+        uri = self.lookup(element, prefix) if prefix else None
+        if uri is None:
+            raise _undeclared(value, prefix)
+        return uri, local
+
+
+def _undeclared(value: str, prefix: str) -> NotAnOutboundMessage:
+    return NotAnOutboundMessage(
+        f"the sObject xsi:type {describe(value)} uses the undeclared prefix {prefix!r}"
+    )
+
+
 def resolve_qname(value: str, nsmap: dict[str | None, str]) -> QName:
     """Resolve an ``xsi:type`` value such as ``"sf:User"`` against an element's in-scope
     namespaces (``nsmap``; key ``None`` is the default namespace). Raises
@@ -123,9 +250,7 @@ def resolve_qname(value: str, nsmap: dict[str | None, str]) -> QName:
     if not sep:
         return nsmap.get(None, ""), value
     if prefix not in nsmap:
-        raise NotAnOutboundMessage(
-            f"the sObject xsi:type {describe(value)} uses the undeclared prefix {prefix!r}"
-        )
+        raise _undeclared(value, prefix)
     return nsmap[prefix], local
 
 

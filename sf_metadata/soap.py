@@ -5,9 +5,10 @@ and 2.1 (Ack); the Outbound Messaging WSDL
 (https://developer.salesforce.com/docs/platform/api/guide/sforce-api-om-outboundmessaging-wsdl.html).
 SOAP 1.1 faults: https://www.w3.org/TR/2000/NOTE-SOAP-20000508/#_Toc478383507
 
-Parsing applies defusedxml's policy (no DTD, no entity declarations, no external
-references) in a C expat pass, then builds the tree with a hardened lxml parser (see
-``sf_metadata._xml``). It is namespace-aware (never by prefix, reference bug B11): the ``xsi:type`` QName of
+Parsing refuses every DTD, entity declaration and external reference before anything
+is expanded or fetched: plain UTF-8 input holding no ``<!`` goes in one pass to a
+hardened lxml parser; anything else first passes defusedxml's policy in a C expat pass
+(see ``sf_metadata._xml``; both paths give the same result). It is namespace-aware (never by prefix, reference bug B11): the ``xsi:type`` QName of
 each sObject is resolved against the namespaces in scope, and every field element must be
 in ``urn:sobject.enterprise.soap.sforce.com``. Values stay strings (B12). The SessionId is
 carried on :class:`~sf_metadata.outbound.OutboundMessage` only and appears in no error.
@@ -17,14 +18,16 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from sf_metadata import _xml
-from sf_metadata.errors import (
-    InvalidSalesforceId,
-    MissingOrganizationId,
-    NotAnOutboundMessage,
-    TooManyNotifications,
+from sf_metadata import _envelope as env
+from sf_metadata import _soap_fast, _xml
+from sf_metadata._envelope import (
+    ENTERPRISE_NS,
+    MAX_NOTIFICATIONS,
+    OUTBOUND_NS,
+    SOAPENV_NS,
+    XSI_NS,
 )
-from sf_metadata.ids import ORGANIZATION, canonical_id
+from sf_metadata.errors import NotAnOutboundMessage, TooManyNotifications
 from sf_metadata.outbound import Notification, OutboundMessage
 
 __all__ = [
@@ -37,50 +40,19 @@ __all__ = [
     "SOAPENV_NS",
     "XSI_NS",
     "parse_outbound_message",
+    "parse_outbound_message_reference",
     "render_ack",
     "render_fault",
+    "try_parse_fast",
 ]
 
-SOAPENV_NS: Final = "http://schemas.xmlsoap.org/soap/envelope/"
-OUTBOUND_NS: Final = "http://soap.sforce.com/2005/09/outbound"
-ENTERPRISE_NS: Final = "urn:sobject.enterprise.soap.sforce.com"
-XSI_NS: Final = "http://www.w3.org/2001/XMLSchema-instance"
-
-#: WSDL ``Notification maxOccurs="100"``; docs "up to 100 notifications".
-MAX_NOTIFICATIONS: Final = 100
 #: Content-Type of the Ack and of faults (``outbound-wire-format.md`` section 2.1).
 ACK_CONTENT_TYPE: Final = "text/xml; charset=utf-8"
 #: SOAP 1.1 fault codes: the sender's fault / ours.
 FAULT_CLIENT: Final = "soapenv:Client"
 FAULT_SERVER: Final = "soapenv:Server"
 
-_ENVELOPE = f"{{{SOAPENV_NS}}}Envelope"
-_BODY = f"{{{SOAPENV_NS}}}Body"
-_NOTIFICATIONS = f"{{{OUTBOUND_NS}}}notifications"
-_NOTIFICATION = f"{{{OUTBOUND_NS}}}Notification"
-_ORGANIZATION_ID = f"{{{OUTBOUND_NS}}}OrganizationId"
-_ACTION_ID = f"{{{OUTBOUND_NS}}}ActionId"
-_SESSION_ID = f"{{{OUTBOUND_NS}}}SessionId"
-_ENTERPRISE_URL = f"{{{OUTBOUND_NS}}}EnterpriseUrl"
-_PARTNER_URL = f"{{{OUTBOUND_NS}}}PartnerUrl"
-_ID = f"{{{OUTBOUND_NS}}}Id"
-_HEADER_TAGS = frozenset({_ORGANIZATION_ID, _ACTION_ID, _SESSION_ID, _ENTERPRISE_URL, _PARTNER_URL})
-_SOBJECT = f"{{{OUTBOUND_NS}}}sObject"
-_XSI_TYPE = f"{{{XSI_NS}}}type"
-_XSI_NIL = f"{{{XSI_NS}}}nil"
-_FIELD_PREFIX = f"{{{ENTERPRISE_NS}}}"
-_FIELD_PREFIX_LEN = len(_FIELD_PREFIX)
-_NIL_TRUE = frozenset({"true", "1"})
-
-
-def _text(el: Any) -> str | None:
-    """Element text: None if absent or ``xsi:nil="true"``, ``""`` if empty."""
-    if el is None:
-        return None
-    nil = el.get(_XSI_NIL)
-    if nil is not None and nil.strip() in _NIL_TRUE:
-        return None
-    return el.text or ""
+_text = env.text_of
 
 
 def parse_outbound_message(data: bytes) -> OutboundMessage:
@@ -92,6 +64,11 @@ def parse_outbound_message(data: bytes) -> OutboundMessage:
     (-> ``""``), omitted elements (absent), non-ASCII text, predefined entities and
     character references. ``fieldsToNull`` is ignored.
 
+    Plain messages take the one-pass parse (:func:`try_parse_fast`); anything else, and
+    every error, goes through :func:`parse_outbound_message_reference`, so the result or
+    the error is always the reference parser's. The cost is linear in the body size
+    (namespace declarations included: prefixes never copy every ancestor's declarations).
+
     Raises (all :class:`~sf_metadata.errors.EnvelopeError`):
     :class:`MalformedXml` (not well-formed, truncated, undecodable),
     :class:`ForbiddenXml` (DTD, entity declaration, external reference),
@@ -100,16 +77,38 @@ def parse_outbound_message(data: bytes) -> OutboundMessage:
     repeated in one sObject), :class:`MissingOrganizationId` (absent or not a ``00D`` id),
     :class:`TooManyNotifications` (more than 100).
     """
+    message = try_parse_fast(data)
+    if message is not None:
+        return message
+    return parse_outbound_message_reference(data)
+
+
+def try_parse_fast(data: bytes) -> OutboundMessage | None:
+    """The one-pass parse: the message of plain, acceptable ``data``, or ``None`` (not
+    plain, or any problem: see ``sf_metadata._xml.parse_xml_fast`` and
+    ``sf_metadata._soap_fast``). When it returns a message, it equals
+    :func:`parse_outbound_message_reference`'s (tests/sf_metadata/test_soap_differential.py).
+    Never raises for any ``bytes``; a DTD or entity never reaches lxml here."""
+    root = _xml.parse_xml_fast(data)
+    if root is None:
+        return None
+    return _soap_fast.extract(root, data.count(b"nil"))
+
+
+def parse_outbound_message_reference(data: bytes) -> OutboundMessage:
+    """The reference parse: defusedxml's policy in an expat pass, then the hardened lxml
+    tree, then a straightforward extraction. Same contract and errors as
+    :func:`parse_outbound_message` (which calls it for anything not plain)."""
     root = _xml.parse_xml(data)
-    if root.tag != _ENVELOPE:
+    if root.tag != env.ENVELOPE:
         raise NotAnOutboundMessage(
             f"the root element is {_xml.describe(str(root.tag))}, not a SOAP 1.1 Envelope "
             f"({SOAPENV_NS})"
         )
-    body = _first(root, _BODY)
+    body = env.first_child(root, env.BODY)
     if body is None:
         raise NotAnOutboundMessage("the SOAP Envelope has no Body")
-    notifications = _first(body, _NOTIFICATIONS)
+    notifications = env.first_child(body, env.NOTIFICATIONS)
     if notifications is None:
         first = str(body[0].tag) if len(body) else "nothing"
         raise NotAnOutboundMessage(
@@ -121,50 +120,40 @@ def parse_outbound_message(data: bytes) -> OutboundMessage:
     elements: list[Any] = []
     for child in notifications:
         tag = child.tag
-        if tag == _NOTIFICATION:
+        if tag == env.NOTIFICATION:
             elements.append(child)
-        elif tag in header and tag in _HEADER_TAGS:
-            raise NotAnOutboundMessage(f"the notifications element repeats {_local(tag)}")
+        elif tag in header and tag in env.HEADER_TAGS:
+            raise NotAnOutboundMessage(f"the notifications element repeats {env.local_name(tag)}")
         else:
             header[tag] = child
 
-    organization_id = _organization_id(_text(header.get(_ORGANIZATION_ID)))
+    organization_id = env.organization_id(_text(header.get(env.ORGANIZATION_ID)))
     if len(elements) > MAX_NOTIFICATIONS:
         raise TooManyNotifications(
             f"the message holds {len(elements)} notifications; Salesforce sends at most "
             f"{MAX_NOTIFICATIONS}"
         )
 
+    scopes = _xml.NamespaceScopes()
     return OutboundMessage(
         organization_id=organization_id,
-        action_id=_text(header.get(_ACTION_ID)),
-        enterprise_url=_text(header.get(_ENTERPRISE_URL)),
-        partner_url=_text(header.get(_PARTNER_URL)),
-        notifications=tuple(_notification(element) for element in elements),
-        session_id=_text(header.get(_SESSION_ID)),
+        action_id=_text(header.get(env.ACTION_ID)),
+        enterprise_url=_text(header.get(env.ENTERPRISE_URL)),
+        partner_url=_text(header.get(env.PARTNER_URL)),
+        notifications=tuple(_notification(element, scopes) for element in elements),
+        session_id=_text(header.get(env.SESSION_ID)),
     )
 
 
-def _local(tag: str) -> str:
-    return tag.rpartition("}")[2]
-
-
-def _first(parent: Any, tag: str) -> Any:
-    for child in parent:
-        if child.tag == tag:
-            return child
-    return None
-
-
-def _notification(element: Any) -> Notification:
+def _notification(element: Any, scopes: _xml.NamespaceScopes) -> Notification:
     notification_id_el = sobject = None
     for child in element:
         tag = child.tag
-        if tag == _ID:
+        if tag == env.ID:
             if notification_id_el is not None:
                 raise NotAnOutboundMessage("a Notification repeats its Id")
             notification_id_el = child
-        elif tag == _SOBJECT:
+        elif tag == env.SOBJECT:
             if sobject is not None:
                 raise NotAnOutboundMessage("a Notification holds more than one sObject")
             sobject = child
@@ -172,9 +161,9 @@ def _notification(element: Any) -> Notification:
     record_id: str | None = None
     fields: dict[str, str | None] = {}
     if sobject is not None:
-        xsi_type = sobject.get(_XSI_TYPE)
+        xsi_type = sobject.get(env.XSI_TYPE)
         if xsi_type is not None:
-            namespace, sobject_type = _xml.resolve_qname(xsi_type, sobject.nsmap)
+            namespace, sobject_type = scopes.resolve_qname(xsi_type, sobject)
             if namespace != ENTERPRISE_NS:
                 raise NotAnOutboundMessage(
                     f"the sObject type {_xml.describe(xsi_type)} resolves to namespace "
@@ -189,30 +178,18 @@ def _notification(element: Any) -> Notification:
     )
 
 
-def _organization_id(value: str | None) -> str:
-    if value is None or not value.strip():
-        raise MissingOrganizationId("the message has no OrganizationId")
-    try:
-        return canonical_id(value.strip(), ORGANIZATION)
-    except InvalidSalesforceId:
-        raise MissingOrganizationId(
-            f"OrganizationId {_xml.describe(value)} is not a Salesforce organization id "
-            "(15 or 18 letters and digits starting with 00D)"
-        ) from None
-
-
 def _fields(sobject: Any) -> tuple[str | None, dict[str, str | None]]:
     """(``sf:Id`` text or None, other fields by API name) of one sObject element."""
     fields: dict[str, str | None] = {}
     count = 0
     for el in sobject:
         tag = el.tag
-        if not tag.startswith(_FIELD_PREFIX):
+        if not tag.startswith(env.FIELD_PREFIX):
             raise NotAnOutboundMessage(
                 f"the sObject field {_xml.describe(str(tag))} is not in the namespace "
                 f"{ENTERPRISE_NS}"
             )
-        name = tag[_FIELD_PREFIX_LEN:]
+        name = tag[env.FIELD_PREFIX_LEN :]
         if name == "fieldsToNull":
             continue
         if len(el):
@@ -220,8 +197,8 @@ def _fields(sobject: Any) -> tuple[str | None, dict[str, str | None]]:
                 f"the sObject field {_xml.describe(name)} holds elements; the Outbound "
                 "Message WSDL types every field as a simple value"
             )
-        nil = el.get(_XSI_NIL)
-        fields[name] = None if nil is not None and nil.strip() in _NIL_TRUE else (el.text or "")
+        nil = el.get(env.XSI_NIL)
+        fields[name] = None if nil is not None and nil.strip() in env.NIL_TRUE else (el.text or "")
         count += 1
     if len(fields) != count:
         raise NotAnOutboundMessage("an sObject repeats a field element")

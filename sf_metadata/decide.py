@@ -1,0 +1,324 @@
+"""The decision core shared by every source of user changes (pure, no I/O):
+:func:`decide_changes` (an Outbound Message's readable User notifications, Users that
+reconcile queried, a replayed notification) and :func:`decide_parked` (changes parked on
+a username collision, decided again once the username is released).
+
+Rules: the project's CONTRACT section 2 (lifecycle, order, collisions, parking); each
+:class:`~sf_metadata.decision_types.Decision` carries its effect, so the store writes
+what it is told and decides nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from sf_metadata.changes import as_utc
+from sf_metadata.decision_types import Action, Decision, PendingChange, StoredState, StoredUser
+from sf_metadata.effects import (
+    EndReason,
+    EndSessions,
+    ParkChange,
+    ParkedChange,
+    UpsertAgent,
+    WriteTombstone,
+)
+from sf_metadata.mapping import AgentRecord, username_key
+
+__all__ = ["decide_changes", "decide_parked", "rank"]
+
+#: Namespace of the uuid5 ids of new agents (any fixed value; never change it).
+_NEW_AGENT_NS = uuid.UUID("5a0c3f4e-2b1d-4e8a-9c47-0d5e6f7a8b9c")
+
+
+def _new_agent_id(organization_id: str, c: PendingChange) -> str:
+    """A new agent id: 32 hex characters, derived from the organization, user and change,
+    so deciding twice gives equal decisions. Unique: an organization's user has at most
+    one agent row, and a tombstone keeps its id for every later restore."""
+    stamp = c.stamp.isoformat() if c.stamp else ""
+    name = f"{organization_id}\n{c.crm_id}\n{c.notification_id or ''}\n{stamp}\n{c.index}"
+    return uuid.uuid5(_NEW_AGENT_NS, name).hex
+
+
+def rank(c: PendingChange) -> tuple[int, datetime, int]:
+    """The order in which changes happened: by stamp, a missing stamp being newest
+    (arrival order), then by ``index``."""
+    if c.stamp is None:
+        return (1, datetime.min.replace(tzinfo=UTC), c.index)
+    return (0, c.stamp, c.index)
+
+
+def decide_changes(
+    changes: Sequence[PendingChange],
+    state: StoredState,
+    *,
+    superseded: str = "superseded by a newer change in the same message",
+) -> list[Decision]:
+    """Decide readable user changes against the stored state; one
+    :class:`~sf_metadata.decision_types.Decision` each, in the order of ``changes``,
+    marked processed when they have a notification id (and are not parked ones).
+
+    - several changes for one user: the newest (:func:`rank`) wins; the others are STALE
+      with reason ``superseded``;
+    - stamp older than the stored ``system_modstamp``: STALE (equal applies);
+    - ``active``: CREATED / UPDATED / RESTORED (a tombstone with an agent id: same id),
+      effect :class:`~sf_metadata.effects.UpsertAgent` (``None`` when nothing differs);
+      an agent that becomes disabled has its sessions ended (``EndReason.DISABLED``);
+    - not ``active``: DEPROVISIONED if provisioned (tombstone, agent deleted, sessions
+      ended), else IGNORED (a tombstone holding the newest stamp);
+    - the mapped username (casefolded) held by another user (stored owners, or claimed by
+      an earlier change of this batch and not released by an earlier deprovision or
+      rename): FAILED, nothing merged, and the change is parked
+      (:class:`~sf_metadata.effects.ParkChange`). A ``None`` username never collides.
+      "Earlier" is :func:`rank` order of each user's winning change (Salesforce usernames
+      are unique at any instant, so a release is older than the claim it allows);
+    - a change that applies forgets the user's parked changes not newer than it.
+
+    Pure; raises nothing.
+    """
+    winners: dict[str, PendingChange] = {}
+    for c in changes:
+        best = winners.get(c.crm_id)
+        if best is None or rank(c) > rank(best):
+            winners[c.crm_id] = c
+    out: list[Decision | None] = [None] * len(changes)
+    position: dict[int, int] = {}
+    for p, c in enumerate(changes):
+        position[id(c)] = p
+        if winners[c.crm_id] is not c:
+            out[p] = _decision(c, Action.STALE, superseded, unpark=_own(c))
+    # Usernames are released and claimed in the order the changes happened in Salesforce.
+    owners = dict(state.username_owners)
+    for c in sorted(winners.values(), key=rank):
+        out[position[id(c)]] = _decide(c, state, owners)
+    return [d for d in out if d is not None]
+
+
+def decide_parked(
+    parked: Sequence[ParkedChange], state: StoredState, *, first_index: int
+) -> list[Decision]:
+    """Decide again parked changes whose username was released (``state`` loaded after
+    the release, with their users' parked changes); one decision each, ``index`` from
+    ``first_index`` on, never marked processed, each forgetting its own parked row (one
+    that collides again is parked anew). One older than its user's stored change is
+    STALE; one that applies is the user's newest applied change from then on."""
+    pending = [
+        PendingChange(
+            index=first_index + i,
+            notification_id=p.notification_id,
+            agent=p.record,
+            stamp=p.system_modstamp,
+            active=True,
+            parked_id=p.id,
+        )
+        for i, p in enumerate(parked)
+    ]
+    decisions = decide_changes(pending, state, superseded="superseded by a newer parked change")
+    return [
+        replace(
+            d,
+            reason="parked change decided again, username "
+            f"{p.record.username or p.username_key} was released: {d.reason}",
+        )
+        for d, p in zip(decisions, parked, strict=True)
+    ]
+
+
+def _decision(
+    c: PendingChange,
+    action: Action,
+    reason: str,
+    *,
+    agent: AgentRecord | None = None,
+    effect: UpsertAgent | WriteTombstone | None = None,
+    end_sessions: EndSessions | None = None,
+    park: ParkChange | None = None,
+    unpark: tuple[int, ...] = (),
+) -> Decision:
+    return Decision(
+        index=c.index,
+        notification_id=c.notification_id,
+        crm_id=c.crm_id,
+        action=action,
+        reason=reason,
+        stamp=c.stamp,
+        agent=agent,
+        mark_processed=c.notification_id is not None and c.parked_id is None,
+        effect=effect,
+        end_sessions=end_sessions,
+        park=park,
+        unpark=unpark,
+    )
+
+
+def _own(c: PendingChange) -> tuple[int, ...]:
+    return (c.parked_id,) if c.parked_id is not None else ()
+
+
+def _stamp(value: datetime | None) -> datetime | None:
+    return as_utc(value) if value is not None else None
+
+
+def _later(a: datetime | None, b: datetime | None) -> datetime | None:
+    if a is None or b is None:
+        return _stamp(a if b is None else b)
+    return max(as_utc(a), as_utc(b))
+
+
+def _superseded(c: PendingChange, state: StoredState) -> tuple[int, ...]:
+    """The parked changes of ``c``'s user that ``c`` makes stale (not newer than it), and
+    ``c``'s own parked row."""
+    ids = set(_own(c))
+    for p in state.parked.get(c.crm_id, ()):
+        if c.stamp is None or p.system_modstamp is None or as_utc(p.system_modstamp) <= c.stamp:
+            ids.add(p.id)
+    return tuple(sorted(ids))
+
+
+def _release(owners: dict[str, str], crm_id: str) -> None:
+    for key in [k for k, v in owners.items() if v == crm_id]:
+        del owners[key]
+
+
+def _decide(c: PendingChange, state: StoredState, owners: dict[str, str]) -> Decision:
+    stored = state.users.get(c.crm_id)
+    stored_stamp = _stamp(stored.system_modstamp) if stored is not None else None
+    if stored_stamp is not None and c.stamp is not None and c.stamp < stored_stamp:
+        reason = (
+            f"older than the stored change (SystemModstamp {c.stamp.isoformat()} < "
+            f"{stored_stamp.isoformat()})"
+        )
+        return _decision(c, Action.STALE, reason, unpark=_own(c))
+    stamp = _later(stored_stamp, c.stamp)
+    if not c.active:
+        return _inactive(c, state, stored, stamp, owners)
+    key = username_key(c.agent.username)
+    owner = owners.get(key) if key is not None else None
+    if key is not None and owner is not None and owner != c.crm_id:
+        # A replayed change replaces its own earlier parked copy.
+        again = {
+            p.id
+            for p in state.parked.get(c.crm_id, ())
+            if c.notification_id is not None and p.notification_id == c.notification_id
+        }
+        park = ParkChange(
+            username_key=key,
+            holder_crm_id=owner,
+            record=c.agent,
+            system_modstamp=c.stamp,
+            notification_id=c.notification_id,
+        )
+        reason = f"username {c.agent.username} is already used by Salesforce user {owner}"
+        return _decision(
+            c, Action.FAILED, reason, park=park, unpark=tuple(sorted({*_own(c), *again}))
+        )
+    _release(owners, c.crm_id)
+    if key is not None:
+        owners[key] = c.crm_id
+    return _upsert(c, state, stored, stamp)
+
+
+def _inactive(
+    c: PendingChange,
+    state: StoredState,
+    stored: StoredUser | None,
+    stamp: datetime | None,
+    owners: dict[str, str],
+) -> Decision:
+    unpark = _superseded(c, state)
+    if stored is not None and stored.provisioned and stored.agent_id is not None:
+        _release(owners, c.crm_id)
+        effect = WriteTombstone(
+            agent_id=stored.agent_id,
+            system_modstamp=stamp,
+            insert=not stored.tombstoned,
+            deprovisioned=True,
+            delete_agent=True,
+            released_key=username_key(stored.username),
+        )
+        end = EndSessions(agent_id=stored.agent_id, reason=EndReason.DEPROVISIONED)
+        return _decision(
+            c,
+            Action.DEPROVISIONED,
+            "IsActive is false",
+            effect=effect,
+            end_sessions=end,
+            unpark=unpark,
+        )
+    tomb: WriteTombstone | None = None
+    if stored is None:
+        tomb = WriteTombstone(
+            agent_id=None,
+            system_modstamp=c.stamp,
+            insert=True,
+            deprovisioned=True,
+            delete_agent=False,
+            released_key=None,
+        )
+    elif stamp != _stamp(stored.system_modstamp):
+        tomb = WriteTombstone(
+            agent_id=stored.agent_id,
+            system_modstamp=stamp,
+            insert=not stored.tombstoned,
+            deprovisioned=not stored.tombstoned,
+            delete_agent=False,
+            released_key=None,
+        )
+    return _decision(c, Action.IGNORED, "user is not provisioned", effect=tomb, unpark=unpark)
+
+
+def _upsert_action(stored: StoredUser | None, agent: AgentRecord) -> tuple[Action, str]:
+    why = ", disabled: no CallCenterId" if agent.disabled else ""
+    if stored is None:
+        return Action.CREATED, f"IsActive is true: new agent{why}"
+    if stored.provisioned:
+        return Action.UPDATED, f"IsActive is true: agent updated{why}"
+    if stored.agent_id is not None:
+        return Action.RESTORED, f"IsActive is true: deprovisioned agent restored{why}"
+    return Action.CREATED, f"IsActive is true: new agent (user was never provisioned){why}"
+
+
+def _upsert(
+    c: PendingChange, state: StoredState, stored: StoredUser | None, stamp: datetime | None
+) -> Decision:
+    """An applied active change: the agent row (or nothing when nothing differs), the
+    sessions of an agent that becomes disabled, the parked changes it makes stale."""
+    action, reason = _upsert_action(stored, c.agent)
+    unpark = _superseded(c, state)
+    held = stored if stored is not None and stored.provisioned else None
+    agent_id = (
+        stored.agent_id
+        if stored is not None and stored.agent_id is not None
+        else _new_agent_id(state.organization_id, c)
+    )
+    old_key = username_key(held.username) if held is not None else None
+    new_key = username_key(c.agent.username)
+    data = c.agent.to_json()
+    data_changed = held is None or held.data is None or held.data != data
+    end = None
+    was_disabled = held is not None and held.data is not None and held.data.get("disabled")
+    if held is not None and c.agent.disabled and not was_disabled:
+        end = EndSessions(agent_id=agent_id, reason=EndReason.DISABLED)
+    tombstoned = stored is not None and stored.tombstoned
+    if (
+        held is not None
+        and not data_changed
+        and not tombstoned
+        and old_key == new_key
+        and stamp == _stamp(held.system_modstamp)
+    ):
+        return _decision(c, action, reason, agent=c.agent, end_sessions=end, unpark=unpark)
+    effect = UpsertAgent(
+        agent_id=agent_id,
+        record=c.agent,
+        system_modstamp=stamp,
+        insert=held is None,
+        drop_tombstone=tombstoned,
+        released_key=old_key if old_key is not None and old_key != new_key else None,
+        data_changed=data_changed,
+    )
+    return _decision(
+        c, action, reason, agent=c.agent, effect=effect, end_sessions=end, unpark=unpark
+    )
