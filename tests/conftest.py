@@ -38,6 +38,7 @@ from sqlmodel import Session
 from receiver.db import make_engine, migrate
 from receiver.models import Organization, metadata
 from receiver.organizations import add_organization, set_enabled
+from receiver.reconcile import tables as _reconcile_tables  # noqa: F401  (registers reconcile_plan)
 from receiver.settings import psycopg_url
 from sf_metadata.ids import checksum_suffix
 

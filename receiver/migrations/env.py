@@ -10,6 +10,7 @@ from __future__ import annotations
 from alembic import context
 
 from receiver.models import metadata
+from receiver.reconcile import tables as _reconcile_tables  # noqa: F401  (registers reconcile_plan)
 
 config = context.config
 
