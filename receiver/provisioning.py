@@ -40,6 +40,7 @@ from sqlalchemy import delete
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
+from receiver._contained_write import write_contained
 from receiver._provisioning_state import StateKeys, load_state, lock_organization, message_keys
 from receiver._provisioning_write import write_effects
 from receiver.db import insert_rows, transaction
@@ -197,7 +198,8 @@ def apply_decisions(
     """
     org_id = organization.id
     decisions = tuple(decisions)
-    write_effects(session, org_id, decisions, now)
+    # One refused change is logged as failed, not a 500 for the whole message (h12).
+    decisions = write_contained(session, org_id, decisions, now, write_effects)
     ended = _end_sessions(session, decisions, now)
     new_ids = sorted(
         {d.notification_id for d in decisions if d.mark_processed and d.notification_id}

@@ -31,6 +31,9 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.pool import NullPool
 from sqlmodel import Session
 
+import receiver.job_tables  # noqa: F401  (registers job, job_lease)
+import receiver.salesforce_connection  # noqa: F401  (registers salesforce_connection)
+import receiver.salesforce_oauth  # noqa: F401  (registers oauth_state)
 from receiver.db import make_engine, migrate
 from receiver.models import Organization, metadata
 from receiver.organizations import add_organization, set_enabled

@@ -25,8 +25,8 @@ from sqlalchemy.engine import Engine
 
 from deployer.package import PINNED_API_VERSION
 from deployer.users import CallCounter, LoginSession, UserReader
+from receiver.cli._credentials import credential_options
 from receiver.cli._options import database_url_option, json_option, settings_from, state_from
-from receiver.cli.deploy import credential_options
 from receiver.reconcile.plans import NOT_FOUND_REASON
 from receiver.reconcile.run import (
     RunResult,
