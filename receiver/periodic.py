@@ -2,6 +2,8 @@
 
 - ``keep-alive`` (daily): use each stored OAuth connection idle for 25 days once
   (``receiver/keepalive.py``).
+- ``store-maintenance`` (hourly): prune processed notification ids and the provisioning
+  log past their retentions, in batches, off the request path (``receiver/maintenance.py``).
 - ``reconcile`` (every :data:`RECONCILE_INTERVAL`): an incremental reconcile of every
   enabled organization with a stored connection (``receiver/reconcile/jobs.py``).
 """
@@ -12,6 +14,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Engine
 
+from receiver.maintenance import PRUNE_INTERVAL
 from receiver.scheduler import PeriodicTask
 from receiver.settings import Settings
 
@@ -39,6 +42,11 @@ def periodic_tasks(settings: Settings) -> list[PeriodicTask]:
             client_secret=client_secret.get_secret_value() if client_secret else None,
         )
 
+    def store_maintenance(engine: Engine, now: datetime) -> None:
+        from receiver.maintenance import run_scheduled
+
+        run_scheduled(engine, now, settings)
+
     def reconcile(engine: Engine, now: datetime) -> None:
         from receiver.reconcile.jobs import connected_reader, scheduled_runs
         from receiver.secrets import load_key
@@ -62,5 +70,6 @@ def periodic_tasks(settings: Settings) -> list[PeriodicTask]:
 
     return [
         PeriodicTask("keep-alive", timedelta(days=1), keep_alive),
+        PeriodicTask("store-maintenance", PRUNE_INTERVAL, store_maintenance),
         PeriodicTask("reconcile", RECONCILE_INTERVAL, reconcile),
     ]
