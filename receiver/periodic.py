@@ -48,25 +48,9 @@ def periodic_tasks(settings: Settings) -> list[PeriodicTask]:
         run_scheduled(engine, now, settings)
 
     def reconcile(engine: Engine, now: datetime) -> None:
-        from receiver.reconcile.jobs import connected_reader, scheduled_runs
-        from receiver.secrets import load_key
+        from receiver.reconcile.jobs import scheduled_runs, stored_reader_factory
 
-        secret = settings.secret_key.get_secret_value() if settings.secret_key else None
-        client_secret = settings.salesforce_client_secret
-        key = load_key(settings.database_url, secret)
-        scheduled_runs(
-            engine,
-            now,
-            lambda name: connected_reader(
-                engine,
-                key,
-                name,
-                {},
-                {},
-                client_id=settings.salesforce_client_id,
-                client_secret=client_secret.get_secret_value() if client_secret else None,
-            ),
-        )
+        scheduled_runs(engine, now, stored_reader_factory(engine, settings))
 
     return [
         PeriodicTask("keep-alive", timedelta(days=1), keep_alive),

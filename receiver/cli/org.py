@@ -169,9 +169,6 @@ def enable(ctx: click.Context, organization: str) -> None:
     the users that already exist get their agents (a plan held by the deletion guard is
     reported, not applied)."""
     _set_enabled(ctx, organization, True)
-    from receiver.cli.reconcile import first_reconcile
-
-    first_reconcile(ctx, organization)
 
 
 @org.command("disable")

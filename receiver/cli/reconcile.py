@@ -152,45 +152,6 @@ def run_with_flags(
             progress.close()
 
 
-def first_reconcile(ctx: click.Context, organization: str) -> RunResult | None:
-    """``org enable``'s first reconcile: with a stored Salesforce connection, run one
-    (stored connection only) and print its result; a held plan or a failure is reported
-    on standard error (the organization stays enabled; exit 0). ``None`` without a
-    connection."""
-    from receiver.reconcile.jobs import run_in_foreground
-    from receiver.salesforce_connection import connection_info
-    from sf_metadata.errors import AgentProvisionError
-
-    with _engine(ctx) as engine:
-        with transaction(engine, read_only=True) as session:
-            if connection_info(session, organization) is None:
-                return None
-        click.echo("first reconcile: reading the existing Salesforce users ...")
-        progress = TqdmProgress()
-        try:
-            result = run_in_foreground(
-                engine,
-                organization,
-                lambda name: make_reader(ctx, engine, name, {}),
-                progress=progress,
-            )
-        except AgentProvisionError as error:
-            for problem in error.problems or (error.message,):
-                click.echo(f"warning: the first reconcile failed: {problem}", err=True)
-            click.echo(
-                f"warning: run `agent-provision reconcile run {organization}` once it is fixed",
-                err=True,
-            )
-            return None
-        finally:
-            progress.close()
-    try:
-        _print(result, False)
-    except ReconcileHeld as held:
-        click.echo(f"warning: {held.message}", err=True)
-    return result
-
-
 @click.group("reconcile")
 @database_url_option
 def reconcile_group() -> None:

@@ -42,6 +42,7 @@ __all__ = [
     "run_in_foreground",
     "scheduled_runs",
     "start_in_background",
+    "stored_reader_factory",
 ]
 
 log = logging.getLogger(LOGGER_NAME)
@@ -90,6 +91,25 @@ def connected_reader(
     # A plain session for the pages: no retry adapter, so every attempt is counted.
     return UserReader(
         requests.Session(), ClientSession(resolved.client), PINNED_API_VERSION, counter
+    )
+
+
+def stored_reader_factory(engine: Engine, settings: Any) -> ReaderFactory:
+    """``(organization) -> UserReader`` with the stored connection only (the dashboard,
+    the scheduler and the on-enable action: no flags, no environment)."""
+    from receiver.secrets import load_key
+
+    secret = settings.secret_key.get_secret_value() if settings.secret_key else None
+    client_secret = settings.salesforce_client_secret
+    key = load_key(settings.database_url, secret)
+    return lambda name: connected_reader(
+        engine,
+        key,
+        name,
+        {},
+        {},
+        client_id=settings.salesforce_client_id,
+        client_secret=client_secret.get_secret_value() if client_secret else None,
     )
 
 
