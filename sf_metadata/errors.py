@@ -12,6 +12,8 @@ one place (``receiver/webhook.py``).
     │   ├── InvalidOrganizationName        ORGANIZATION not 1-63 of [a-z0-9-], first [a-z0-9]
     │   ├── OrganizationExists             ``org add`` for a name already registered
     │   ├── OrganizationNotFound           no such organization in the store (CLI exit 4)
+    │   ├── OperatorExists                 ``operator add`` for a username already taken
+    │   ├── OperatorNotFound               no such dashboard operator (CLI exit 4)
     │   ├── InvalidSalesforceId            not 15/18 alphanumerics, or wrong key prefix
     │   ├── CredentialsError               no complete credential set, unreadable key file
     │   └── PlanNotFound                   no such reconcile plan, or one already applied
@@ -67,6 +69,8 @@ __all__ = [
     "MissingOrganizationId",
     "NotAnOutboundMessage",
     "NotificationError",
+    "OperatorExists",
+    "OperatorNotFound",
     "OrganizationExists",
     "OrganizationNotFound",
     "PlanNotFound",
@@ -112,6 +116,14 @@ class OrganizationExists(UsageError):
 
 class OrganizationNotFound(UsageError):
     """No organization of that name is registered in the store."""
+
+
+class OperatorExists(UsageError):
+    """``operator add`` named a username that is already taken (compared casefolded)."""
+
+
+class OperatorNotFound(UsageError):
+    """No dashboard operator of that username."""
 
 
 class InvalidSalesforceId(UsageError):

@@ -4,6 +4,7 @@
 error                       exit
 ==========================  =====
 OrganizationNotFound        4
+OperatorNotFound            4
 PlanNotFound                4
 UsageError (other)          2     (click's own usage errors also exit 2)
 AuthenticationError         3
@@ -30,6 +31,7 @@ from sf_metadata.errors import (
     AuthenticationError,
     DeployFailed,
     DeployTimeout,
+    OperatorNotFound,
     OrganizationNotFound,
     PlanNotFound,
     PreflightError,
@@ -44,6 +46,7 @@ __all__ = ["EXIT_CODES", "exit_code_for", "report_error"]
 #: Most specific first: the first class the error is an instance of gives the code.
 EXIT_CODES: tuple[tuple[type[AgentProvisionError], int], ...] = (
     (OrganizationNotFound, 4),
+    (OperatorNotFound, 4),
     (PlanNotFound, 4),
     (UsageError, 2),
     (AuthenticationError, 3),
