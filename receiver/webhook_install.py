@@ -25,7 +25,8 @@ def install_if_never_deployed(flip: FeatureFlip) -> str | None:
 
     engine, settings, org = flip.engine, flip.settings, flip.organization
     with transaction(engine, read_only=True) as session:
-        if connection_info(session, org) is None or components_to_remove(session, org):
+        connection = connection_info(session, org)
+        if connection is None or components_to_remove(session, org):
             return None
     secret_key = settings.secret_key.get_secret_value() if settings.secret_key else None
     key = load_key(settings.database_url, secret_key)
@@ -44,7 +45,11 @@ def install_if_never_deployed(flip: FeatureFlip) -> str | None:
 
     try:
         run = run_refresh(
-            engine, key, RefreshRequest(organization=org), connect, background=flip.background
+            engine,
+            key,
+            RefreshRequest(organization=org, integration_user=connection.username),
+            connect,
+            background=flip.background,
         )
     except JobBusy:
         return "webhook install: a Refresh Webhook is already running"

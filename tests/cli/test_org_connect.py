@@ -234,3 +234,44 @@ def test_no_cassette_holds_a_secret_of_these_tests() -> None:
         text = path.read_text(encoding="utf-8")
         for secret in (*SECRETS, "5Aep861Fake", "FakeConsumerSecret123", "FakePassword1"):
             assert secret not in text, (path.name, secret)
+
+
+def _store_session(harness: Harness, username: str) -> None:
+    engine = make_engine(harness.db_url)
+    try:
+        with Session(engine) as session, session.begin():
+            save_connection(
+                session,
+                organization=ORG,
+                kind="session",
+                instance_url=f"https://{HOST}",
+                salesforce_org_id="00D000000000001EAA",
+                is_sandbox=False,
+                username=username,
+                user_id=None,
+                login_url=f"https://{HOST}",
+                secrets={"access_token": "test-access-token"},
+                key=load_key(harness.db_url),
+                now=datetime(2026, 11, 1, tzinfo=UTC),
+            )
+    finally:
+        engine.dispose()
+
+
+def test_enabling_with_a_connection_installs_a_webhook_never_deployed(harness: Harness) -> None:
+    _store_session(harness, INTEGRATION_USER)
+    result = harness.run("deploy_flow", ["org", "enable", ORG])
+    assert result.exit_code == 0, result.stderr
+    assert "webhook install: deployed" in result.output
+    [row] = harness.deployments()
+    assert row["trigger"] == "flow" and row["outcome"] == "succeeded"
+    # enabled again later: deployed before, so nothing is sent
+    harness.invoke(["org", "disable", ORG])
+    again = harness.run("no_such_cassette", ["org", "enable", ORG], all_played=False)
+    assert again.exit_code == 0 and "webhook install" not in again.output
+
+
+def test_enabling_without_a_connection_deploys_nothing(harness: Harness) -> None:
+    result = harness.run("no_such_cassette", ["org", "enable", ORG], all_played=False)
+    assert result.exit_code == 0, result.stderr
+    assert harness.deployments() == []
