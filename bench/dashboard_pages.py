@@ -28,6 +28,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.profiles import CHEAPEST
+from pydantic import SecretStr
 
 from bench._messages import sf_id
 from bench._stores import fresh_store, postgres_server_url
@@ -165,7 +166,7 @@ def _key() -> bytes:
 
 
 def _client(url: str) -> TestClient:
-    app = create_app(Settings(database_url=url, secret_key=new_token()))
+    app = create_app(Settings(database_url=url, secret_key=SecretStr(new_token())))
     client = TestClient(app)
     client.__enter__()
     page = client.get("/login")

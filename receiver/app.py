@@ -23,7 +23,6 @@ from receiver._logging import LOGGER_NAME
 from receiver.context import Clock, Maintenance, ReceiverContext, utc_now
 from receiver.dashboard.site import routes as dashboard_routes
 from receiver.db import make_engine, migrate
-from receiver.maintenance import maintenance_task
 from receiver.sessions import SessionHooks
 from receiver.settings import Settings
 
@@ -76,11 +75,10 @@ def create_app(
             from receiver.periodic import periodic_tasks
             from receiver.scheduler import Scheduler
 
-            scheduler = Scheduler(the_engine, periodic_tasks(settings))
+            scheduler = Scheduler(the_engine, periodic_tasks(settings), clock=context.clock)
             scheduler.start()
         try:
-            async with maintenance_task(context):  # pruning, off the request path
-                yield
+            yield
         finally:
             if scheduler is not None:
                 await run_in_threadpool(scheduler.stop)

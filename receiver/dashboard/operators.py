@@ -133,9 +133,7 @@ def get_operator(session: Session, username: str) -> Operator:
     """The operator ``username`` (casefolded). Raises :class:`OperatorNotFound`."""
     row = session.exec(select(Operator).where(Operator.username_key == _key(username))).first()
     if row is None:
-        raise OperatorNotFound(
-            f"operator {username!r} does not exist: see `agent-provision operator list`"
-        )
+        raise OperatorNotFound(f"operator {username!r} does not exist")
     return row
 
 
@@ -176,10 +174,7 @@ def add_operator(
     name = validate_username(username)
     validate_password(password)
     if session.exec(select(Operator.id).where(Operator.username_key == _key(name))).first():
-        raise OperatorExists(
-            f"operator {name!r} already exists: use `agent-provision operator set-password "
-            f"{name}` or choose another username"
-        )
+        raise OperatorExists(f"operator {name!r} already exists")
     names = sorted(set(organizations))
     for org in names:
         get_organization(session, org)

@@ -103,7 +103,12 @@ def test_the_admin_walkthrough(page: Any, live: Live, shot: Any) -> None:
     broken = make_notification(IsActive=None)
     assert live.post(_message(xss, broken)).status_code == 200
     dialogs: list[str] = []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+
+    def on_dialog(dialog: Any) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
     page.get_by_role("link", name="Users").click()
     expect(page.get_by_role("link", name="<script>alert(1)</script>")).to_be_visible()
     assert dialogs == []

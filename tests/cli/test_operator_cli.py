@@ -34,7 +34,7 @@ def run(database_url: str) -> Iterator[object]:
     yield invoke
 
 
-def test_add_list_remove(run, database_url: str) -> None:  # type: ignore[no-untyped-def]
+def test_add_list_remove(run, database_url: str) -> None:
     assert run("org", "add", "acme", "--salesforce-org-id", "00D000000000001EAA").exit_code == 0
     out = run("operator", "add", "alice", "--password-stdin", stdin=PASSWORD + "\n")
     assert out.exit_code == 0, out.output
@@ -61,7 +61,7 @@ def test_add_list_remove(run, database_url: str) -> None:  # type: ignore[no-unt
     ]
 
 
-def test_the_password_is_prompted_twice_without_echo(run) -> None:  # type: ignore[no-untyped-def]
+def test_the_password_is_prompted_twice_without_echo(run) -> None:
     out = run("operator", "add", "carol", stdin=f"{PASSWORD}\n{PASSWORD}\n")
     assert out.exit_code == 0, out.output
     assert PASSWORD not in out.output
@@ -83,7 +83,7 @@ def test_the_password_is_prompted_twice_without_echo(run) -> None:  # type: igno
         (("operator", "add", "has space", "--password-stdin"), PASSWORD, 2, "without spaces"),
     ],
 )
-def test_problems_exit_with_one_line_naming_the_fix(  # type: ignore[no-untyped-def]
+def test_problems_exit_with_one_line_naming_the_fix(
     run, args: tuple[str, ...], stdin: str | None, code: int, text: str
 ) -> None:
     out = run(*args, stdin=stdin)
@@ -92,13 +92,13 @@ def test_problems_exit_with_one_line_naming_the_fix(  # type: ignore[no-untyped-
     assert "Traceback" not in out.output
 
 
-def test_a_username_is_taken_once_casefolded(run) -> None:  # type: ignore[no-untyped-def]
+def test_a_username_is_taken_once_casefolded(run) -> None:
     assert run("operator", "add", "Erin", "--password-stdin", stdin=PASSWORD).exit_code == 0
     out = run("operator", "add", "erin", "--password-stdin", stdin=PASSWORD)
     assert out.exit_code == 2 and "already exists" in out.output
 
 
-def test_set_password_reports_ended_sessions(run) -> None:  # type: ignore[no-untyped-def]
+def test_set_password_reports_ended_sessions(run) -> None:
     run("operator", "add", "frank", "--password-stdin", stdin=PASSWORD)
     out = run(
         "operator", "set-password", "frank", "--password-stdin", stdin="another good password"

@@ -8,14 +8,14 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 
 
 @contextmanager
 def serve_in_thread(
-    app: Any, *, lifespan: str = "on", ssl: tuple[Path, Path] | None = None
+    app: Any, *, lifespan: Literal["auto", "on", "off"] = "on", ssl: tuple[Path, Path] | None = None
 ) -> Iterator[str]:
     """Serve ``app`` on ``127.0.0.1`` (a free port) until the block ends; yield its base
     URL (``http://127.0.0.1:PORT``, ``https://`` with ``ssl=(certificate, key)``). Waits

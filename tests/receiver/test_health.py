@@ -22,13 +22,13 @@ def _sample(text: str, name: str, labels: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-def test_healthz_and_readyz(receiver) -> None:  # type: ignore[no-untyped-def]
+def test_healthz_and_readyz(receiver) -> None:
     assert receiver.client.get("/healthz").text == "ok\n"
     ready = receiver.client.get("/readyz")
     assert ready.status_code == 200 and ready.text == "ready\n"
 
 
-def test_readyz_is_503_on_a_store_that_is_not_migrated(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_readyz_is_503_on_a_store_that_is_not_migrated(tmp_path) -> None:
     url = f"sqlite:///{tmp_path / 'empty.db'}"
     engine = make_engine(url)
     app = create_app(Settings(database_url=url), engine=engine)
@@ -38,7 +38,7 @@ def test_readyz_is_503_on_a_store_that_is_not_migrated(tmp_path) -> None:  # typ
     engine.dispose()
 
 
-def test_readyz_is_503_when_the_store_does_not_answer(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_readyz_is_503_when_the_store_does_not_answer(tmp_path) -> None:
     url = "postgresql+psycopg://nobody@/x?host=/nonexistent-socket-dir&connect_timeout=1"
     engine = make_engine(url)
     client = TestClient(create_app(Settings(database_url=url), engine=engine))
@@ -47,7 +47,7 @@ def test_readyz_is_503_when_the_store_does_not_answer(tmp_path) -> None:  # type
     engine.dispose()
 
 
-def test_metrics_count_messages_notifications_and_acks_without_secrets(receiver) -> None:  # type: ignore[no-untyped-def]
+def test_metrics_count_messages_notifications_and_acks_without_secrets(receiver) -> None:
     before = receiver.client.get("/metrics").text
     body = receiver.message(make_notification(), make_notification(IsActive=None))
     assert receiver.post(body).status_code == 200
@@ -68,7 +68,7 @@ def test_metrics_count_messages_notifications_and_acks_without_secrets(receiver)
     assert receiver.token not in text and receiver.name not in text
 
 
-def test_metrics_work_in_multiprocess_mode(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_metrics_work_in_multiprocess_mode(tmp_path) -> None:
     """serve sets PROMETHEUS_MULTIPROC_DIR before workers import prometheus-client: a child
     process counting into it is seen by a scrape in another process."""
     import os

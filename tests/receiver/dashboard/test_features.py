@@ -22,7 +22,12 @@ def actions() -> Iterator[list[FeatureFlip]]:
     """Registers a recording on-enable action; unregisters it afterwards."""
     seen: list[FeatureFlip] = []
     saved = list(feature_switch._ACTIONS)
-    register_on_enable("record", lambda flip: seen.append(flip) or "recorded")
+
+    def record(flip: FeatureFlip) -> str:
+        seen.append(flip)
+        return "recorded"
+
+    register_on_enable("record", record)
     yield seen
     feature_switch._ACTIONS[:] = saved
 
