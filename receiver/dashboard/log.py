@@ -3,15 +3,14 @@ per notification with its action and reason, filters (action, outcome, Salesforc
 date), failed ones highlighted with a ``Replay`` button, and the filtered log as CSV
 (``.../provisioning-log.csv``) or JSON (``.../provisioning-log.json``).
 
-Replay (``POST .../provisioning-log/replay``) calls ``receiver.replay`` when that module
-exists (the decision core's replay of a failed notification through the same decision
-code); until then failed rows say that replay is not available, and nothing pretends.
+Replay of a failed notification belongs to the decision core (``receiver/replay.py``, not
+in this build yet): until it is wired here, failed rows say that replay is not available,
+and no button pretends.
 """
 
 from __future__ import annotations
 
 import csv
-import importlib.util
 import io
 import json
 from collections.abc import Iterator
@@ -38,8 +37,8 @@ _CSV_COLUMNS = (
 
 
 def replay_available() -> bool:
-    """True once ``receiver.replay`` is part of the build."""
-    return importlib.util.find_spec("receiver.replay") is not None
+    """True once a replay route is wired to ``receiver.replay`` (not yet)."""
+    return False
 
 
 def _before(page: OrgPage) -> int | None:
