@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -24,7 +25,7 @@ from tests.deployer._harness import (
     SESSION_ARGS,
     Harness,
 )
-from tests.deployer._vcr import CASSETTES, HOST
+from tests.deployer._vcr import CASSETTES, HOST, make_vcr
 
 PASSWORD_ARGS = [
     "--username",
@@ -258,20 +259,31 @@ def _store_session(harness: Harness, username: str) -> None:
         engine.dispose()
 
 
-def test_enabling_with_a_connection_installs_a_webhook_never_deployed(harness: Harness) -> None:
+def _flip(harness: Harness) -> Any:
+    from receiver.feature_switch import FeatureFlip
+    from receiver.settings import Settings
+
+    settings = Settings(database_url=harness.db_url)
+    return FeatureFlip(ORG, make_engine(harness.db_url), settings, "cli", datetime.now(UTC), False)
+
+
+def test_the_on_enable_action_installs_a_webhook_never_deployed(harness: Harness) -> None:
+    """``org enable`` runs it (with the first reconcile, tested with reconcile)."""
+    from receiver.webhook_install import install_if_never_deployed
+
     _store_session(harness, INTEGRATION_USER)
-    result = harness.run("deploy_flow", ["org", "enable", ORG])
-    assert result.exit_code == 0, result.stderr
-    assert "webhook install: deployed" in result.output
+    flip = _flip(harness)
+    with make_vcr().use_cassette("deploy_flow.yaml") as cassette:
+        line = install_if_never_deployed(flip)
+    assert cassette.all_played
+    assert line is not None and line.startswith("webhook install: deployed")
     [row] = harness.deployments()
     assert row["trigger"] == "flow" and row["outcome"] == "succeeded"
-    # enabled again later: deployed before, so nothing is sent
-    harness.invoke(["org", "disable", ORG])
-    again = harness.run("no_such_cassette", ["org", "enable", ORG], all_played=False)
-    assert again.exit_code == 0 and "webhook install" not in again.output
+    assert install_if_never_deployed(flip) is None  # deployed before: nothing sent
 
 
-def test_enabling_without_a_connection_deploys_nothing(harness: Harness) -> None:
-    result = harness.run("no_such_cassette", ["org", "enable", ORG], all_played=False)
-    assert result.exit_code == 0, result.stderr
+def test_the_on_enable_action_without_a_connection_deploys_nothing(harness: Harness) -> None:
+    from receiver.webhook_install import install_if_never_deployed
+
+    assert install_if_never_deployed(_flip(harness)) is None
     assert harness.deployments() == []
