@@ -100,7 +100,7 @@ _ACTIONS: list[tuple[str, OnEnable]] = []
 
 #: Modules that register on-enable actions when imported (h9's webhook install, h10's
 #: first reconcile add theirs here); :func:`set_feature` imports them first.
-ON_ENABLE_MODULES: list[str] = ["receiver.reconcile.on_enable"]
+ON_ENABLE_MODULES: list[str] = ["receiver.webhook_install", "receiver.reconcile.on_enable"]
 
 
 def register_on_enable(name: str, action: OnEnable) -> None:
