@@ -176,7 +176,7 @@ def run_in_foreground(
                 guard=guard,
                 progress=progress,
             )
-        except AgentProvisionError as error:
+        except Exception as error:
             box["error"] = error
             raise
         box["result"] = result

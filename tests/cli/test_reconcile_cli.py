@@ -154,6 +154,7 @@ def test_new_user_org_add_connect_enable_gets_the_existing_users(h: Harness) -> 
         "connect_client_credentials", ["org", "connect", ORG, *CLIENT_CREDENTIAL_ARGS]
     )
     assert connected.exit_code == 0, connected.stderr
+    _deployed_before(h)  # so enable's webhook install (its own cassettes) is skipped here
     enabled = h.run("reconcile/pages", ["org", "enable", ORG])
     assert enabled.exit_code == 0, enabled.stderr
     assert "enabled" in enabled.stdout
@@ -163,6 +164,31 @@ def test_new_user_org_add_connect_enable_gets_the_existing_users(h: Harness) -> 
     again = h.run("reconcile/pages", ["reconcile", "run", ORG, "--json"])
     assert again.exit_code == 0, again.stderr
     assert json.loads(again.stdout)["counts"] == counts(unchanged=7)
+
+
+def _deployed_before(h: Harness) -> None:
+    from receiver.db import make_engine, transaction
+    from receiver.deployments import record_deployment
+    from receiver.models import DeploymentCreate
+
+    engine = make_engine(h.db_url)
+    try:
+        with transaction(engine) as session:
+            record_deployment(
+                session,
+                DeploymentCreate(
+                    organization_id=ORG,
+                    kind="deploy",
+                    trigger="flow",
+                    api_version="62.0",
+                    components=["Flow:Agent_Auto_Provision_User_Sync_Flow"],
+                    deploy_id=None,
+                    outcome="succeeded",
+                    problems=[],
+                ),
+            )
+    finally:
+        engine.dispose()
 
 
 def test_a_second_run_while_one_runs_is_refused(h: Harness) -> None:
