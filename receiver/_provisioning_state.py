@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
+from receiver._parking import load_parked
 from receiver.models import Agent, Organization, ProcessedNotification, Tombstone
 from sf_metadata.decision import StoredState, StoredUser, UserChange
 from sf_metadata.errors import OrganizationNotFound
@@ -64,8 +65,9 @@ def message_keys(
 
 
 def load_state(session: Session, org_id: str, keys: StateKeys) -> StoredState:
-    """The stored state for ``keys``: the agents and tombstones of the users, the holders
-    of the usernames, the notification ids already processed (one query per table)."""
+    """The stored state for ``keys``: the agents, tombstones and parked changes of the
+    users, the holders of the usernames, the notification ids already processed (one
+    query per table)."""
     crm_ids, username_keys = keys.crm_ids, keys.username_keys
     users: dict[str, StoredUser] = {}
     owners: dict[str, str] = {}
@@ -116,4 +118,5 @@ def load_state(session: Session, org_id: str, keys: StateKeys) -> StoredState:
             users[crm] = StoredUser(
                 crm, left.agent_id, False, left.system_modstamp, None, has_tombstone=True
             )
-    return StoredState(users, owners, processed, organization_id=org_id)
+    parked = load_parked(session, org_id, crm_ids)
+    return StoredState(users, owners, processed, organization_id=org_id, parked=parked)

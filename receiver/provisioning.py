@@ -40,6 +40,7 @@ from sqlalchemy import delete
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
+from receiver._parking import load_waiting, released_keys, store_failed, write_parking
 from receiver._provisioning_state import StateKeys, load_state, lock_organization, message_keys
 from receiver._provisioning_write import write_effects
 from receiver.db import insert_rows, transaction
@@ -52,6 +53,7 @@ from sf_metadata.decision import (
     Decision,
     StoredState,
     UserChange,
+    decide_parked,
     plan_message,
     read_user_changes,
 )
@@ -69,6 +71,7 @@ __all__ = [
     "apply_message",
     "load_stored_state",
     "lock_organization",
+    "message_keys",
     "prune_processed",
 ]
 
@@ -192,13 +195,24 @@ def apply_decisions(
     see the module docstring. ``now`` is an aware UTC datetime. With ``hooks``, they hear
     about the ended sessions after the commit.
 
+    Parked changes (username collisions) are written too, and every parked change whose
+    username the decisions release (a rename, a deprovision) is decided again here, with
+    :func:`~sf_metadata.decision.decide_parked` against the state as written, round after
+    round while releases wake more (a chain); those decisions are ``redecided``, logged
+    after ``decisions``. FAILED decisions about ``source.notifications`` are kept for
+    :func:`receiver.replay.replay_notification`.
+
     Raises whatever the session raises (``receiver.db.transaction`` maps transient
     failures to :class:`~sf_metadata.errors.StoreUnavailable`).
     """
     org_id = organization.id
     decisions = tuple(decisions)
-    write_effects(session, org_id, decisions, now)
-    ended = _end_sessions(session, decisions, now)
+    _write(session, org_id, decisions, now)
+    redecided = _wake_parked(
+        session, org_id, released_keys(decisions), now, first_index=len(decisions)
+    )
+    applied = decisions + redecided
+    ended = _end_sessions(session, applied, now)
     new_ids = sorted(
         {d.notification_id for d in decisions if d.mark_processed and d.notification_id}
     )
@@ -222,10 +236,52 @@ def apply_decisions(
         source=source.kind.value,
         source_ref=source.reference,
     )
-    record_events(session, message_id=message_id, decisions=decisions)
+    record_events(session, message_id=message_id, decisions=applied)
+    store_failed(session, org_id, message_id, decisions, source.notifications, now)
     if hooks is not None:
         hooks.fire_after_commit(session, ended)
-    return ApplyResult(message_id=message_id, decisions=decisions, ended_sessions=tuple(ended))
+    return ApplyResult(
+        message_id=message_id,
+        decisions=decisions,
+        redecided=redecided,
+        ended_sessions=tuple(ended),
+    )
+
+
+#: Bound on rounds of parked changes woken by releases in one transaction (each applied
+#: one removes a parked row, so chains end; this only guards against a store gone wrong).
+MAX_PARKED_ROUNDS = 100
+
+
+def _write(session: Session, org_id: str, decisions: Sequence[Decision], now: datetime) -> None:
+    write_effects(session, org_id, decisions, now)
+    write_parking(session, org_id, decisions, now)
+
+
+def _wake_parked(
+    session: Session, org_id: str, released: set[str], now: datetime, *, first_index: int
+) -> tuple[Decision, ...]:
+    """Decide again the parked changes waiting for a released username (only when
+    something was released: two queries a round, plus the state of the woken users)."""
+    woken: list[Decision] = []
+    for _ in range(MAX_PARKED_ROUNDS):
+        waiting = load_waiting(session, org_id, released) if released else []
+        if not waiting:
+            break
+        keys = StateKeys(
+            crm_ids={p.crm_id for p in waiting},
+            username_keys={p.username_key for p in waiting},
+        )
+        state = load_state(session, org_id, keys)
+        # Only changes whose username is free now; the others wait for the next release.
+        free = [p for p in waiting if state.username_owners.get(p.username_key) in (None, p.crm_id)]
+        if not free:
+            break
+        decisions = decide_parked(free, state, first_index=first_index + len(woken))
+        _write(session, org_id, decisions, now)
+        woken += decisions
+        released = released_keys(decisions)
+    return tuple(woken)
 
 
 def _end_sessions(

@@ -14,8 +14,10 @@ one place (``receiver/webhook.py``).
     │   ├── OrganizationNotFound           no such organization in the store (CLI exit 4)
     │   ├── InvalidSalesforceId            not 15/18 alphanumerics, or wrong key prefix
     │   ├── CredentialsError               no complete credential set, unreadable key file
-    │   └── PlanNotFound                   no such reconcile plan, or one already applied
+    │   ├── PlanNotFound                   no such reconcile plan, or one already applied
     │                                      or rejected (CLI exit 4)
+    │   └── ReplayNotFound                 no failed notification kept for that provisioning
+    │                                      log event in the organization (exit 4, HTTP 404)
     ├── EnvelopeError                      an Outbound Message that cannot be taken (HTTP 400)
     │   ├── MalformedXml                   not well-formed, truncated, not UTF-8
     │   ├── ForbiddenXml                   DTD, entity declaration, external reference
@@ -71,6 +73,7 @@ __all__ = [
     "PlanNotFound",
     "PreflightError",
     "ReconcileHeld",
+    "ReplayNotFound",
     "SalesforceError",
     "SalesforceUnreadable",
     "StoreUnavailable",
@@ -201,6 +204,11 @@ class DeployTimeout(SalesforceError):
 class PlanNotFound(UsageError):
     """No reconcile plan of that id for the organization, or one that can no longer be
     applied (already applied or rejected)."""
+
+
+class ReplayNotFound(UsageError):
+    """No failed notification is kept for that provisioning log event in the organization
+    (it did not fail, belongs to another organization, or its log entry was pruned)."""
 
 
 class SalesforceUnreadable(SalesforceError):

@@ -34,6 +34,7 @@ from sqlmodel import Session
 from receiver.db import make_engine, migrate
 from receiver.models import Organization, metadata
 from receiver.organizations import add_organization, set_enabled
+from receiver.provisioning_tables import FailedNotification  # noqa: F401 - registers the tables
 from sf_metadata.ids import checksum_suffix
 
 POSTGRES_ENV = "AGENT_PROVISION_TEST_POSTGRES_URL"

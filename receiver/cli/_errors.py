@@ -5,6 +5,7 @@ error                       exit
 ==========================  =====
 OrganizationNotFound        4
 PlanNotFound                4
+ReplayNotFound              4
 UsageError (other)          2     (click's own usage errors also exit 2)
 AuthenticationError         3
 PreflightError              5
@@ -34,6 +35,7 @@ from sf_metadata.errors import (
     PlanNotFound,
     PreflightError,
     ReconcileHeld,
+    ReplayNotFound,
     SalesforceUnreadable,
     StoreUnavailable,
     UsageError,
@@ -45,6 +47,7 @@ __all__ = ["EXIT_CODES", "exit_code_for", "report_error"]
 EXIT_CODES: tuple[tuple[type[AgentProvisionError], int], ...] = (
     (OrganizationNotFound, 4),
     (PlanNotFound, 4),
+    (ReplayNotFound, 4),
     (UsageError, 2),
     (AuthenticationError, 3),
     (PreflightError, 5),

@@ -10,6 +10,7 @@ from __future__ import annotations
 from alembic import context
 
 from receiver.models import metadata
+from receiver.provisioning_tables import FailedNotification  # noqa: F401 - registers the tables
 
 config = context.config
 
