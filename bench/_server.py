@@ -187,6 +187,18 @@ class ServerProcess:
         except psutil.NoSuchProcess:
             return []
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds used so far by the server's process tree (0 without
+        psutil). Read it before :meth:`stop`: workers that exited are not counted."""
+        total = 0.0
+        for proc in self._tree():
+            try:
+                times = proc.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += times.user + times.system
+        return total
+
     def _sample(self) -> None:
         while self._sampling.is_set():
             total = 0

@@ -5,12 +5,13 @@ per change). They read; they decide nothing."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
 from receiver._parking import load_parked
-from receiver.models import Agent, Organization, ProcessedNotification, Tombstone
+from receiver._state_queries import agents_by_crm_or_username
+from receiver.models import Organization, ProcessedNotification, Tombstone
 from sf_metadata.decision import StoredState, StoredUser, UserChange
 from sf_metadata.errors import OrganizationNotFound
 from sf_metadata.ids import USER, try_canonical_id
@@ -71,19 +72,14 @@ def load_state(session: Session, org_id: str, keys: StateKeys) -> StoredState:
     crm_ids, username_keys = keys.crm_ids, keys.username_keys
     users: dict[str, StoredUser] = {}
     owners: dict[str, str] = {}
-    agents: dict[str, Agent] = {}
-    if crm_ids or username_keys:
-        rows = session.exec(
-            select(Agent).where(
-                Agent.organization_id == org_id,
-                or_(col(Agent.crm_id).in_(crm_ids), col(Agent.username_key).in_(username_keys)),
-            )
-        ).all()
-        for a in rows:
-            if a.username_key is not None and a.username_key in username_keys:
-                owners[a.username_key] = a.crm_id
-            if a.crm_id in crm_ids:
-                agents[a.crm_id] = a
+    # Two index searches, not one OR scan of the organization (receiver._state_queries);
+    # plain Core rows with the Agent column names (id, username, system_modstamp, data...).
+    agents: dict[str, Any] = {}
+    for row in agents_by_crm_or_username(session, org_id, crm_ids, username_keys):
+        if row.username_key is not None and row.username_key in username_keys:
+            owners[row.username_key] = row.crm_id
+        if row.crm_id in crm_ids:
+            agents[row.crm_id] = row
     tombs: dict[str, Tombstone] = {}
     if crm_ids:
         for t in session.exec(

@@ -25,6 +25,7 @@ from receiver import admin, webhook
 from receiver._logging import LOGGER_NAME
 from receiver.context import Clock, Maintenance, ReceiverContext, utc_now
 from receiver.db import make_engine, migrate
+from receiver.maintenance import maintenance_task
 from receiver.sessions import SessionHooks
 from receiver.settings import Settings
 
@@ -78,7 +79,8 @@ def create_app(
         await run_in_threadpool(migrate, the_engine)
         log.info("receiver ready (store %s)", the_engine.url.render_as_string(hide_password=True))
         try:
-            yield
+            async with maintenance_task(context):  # pruning, off the request path
+                yield
         finally:
             if owns_engine:
                 the_engine.dispose()

@@ -10,6 +10,9 @@ environment variable named beside it, else from the default. Nothing mutates a
 | ``admin_token`` | ``AGENT_PROVISION_ADMIN_TOKEN`` | none: the admin JSON API answers 401 |
 | ``max_body_bytes`` | ``AGENT_PROVISION_MAX_BODY_BYTES`` | 5 MiB (5,242,880 bytes) |
 | ``processed_retention_hours`` | ``AGENT_PROVISION_PROCESSED_RETENTION_HOURS`` | 168 (7 days); at least 48 |
+| ``header_timeout`` | ``AGENT_PROVISION_HEADER_TIMEOUT`` | 10 s: a connection's request line and headers must arrive within it (``receiver.http_limits``) |
+| ``max_connections`` | ``AGENT_PROVISION_MAX_CONNECTIONS`` | none: the file-descriptor limit minus a reserve, at most 4096 per worker |
+| ``provisioning_log_retention_days`` | ``AGENT_PROVISION_PROVISIONING_LOG_RETENTION_DAYS`` | 90; more than 0 (``receiver.maintenance``) |
 | ``secret_key`` | ``AGENT_PROVISION_SECRET_KEY`` | none: a Fernet key is generated and kept beside the store (see ``receiver.secrets``) |
 | ``log_level`` | ``AGENT_PROVISION_LOG_LEVEL`` | ``info`` (one of critical, error, warning, info, debug) |
 """
@@ -34,6 +37,9 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = None
     max_body_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
     processed_retention_hours: float = Field(default=168.0, ge=48.0)
+    provisioning_log_retention_days: float = Field(default=90.0, gt=0.0)
+    header_timeout: float = Field(default=10.0, gt=0.0)
+    max_connections: int | None = Field(default=None, gt=0)
     secret_key: SecretStr | None = None
     log_level: str = "info"
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import Enum
 
 from sqlalchemy.engine import Engine
@@ -47,7 +47,7 @@ from receiver.db import transaction
 from receiver.models import Organization
 from receiver.organizations import verify_token
 from receiver.outcomes import MessageOutcome
-from receiver.provisioning import MessageResult, apply_message, prune_processed
+from receiver.provisioning import MessageResult, apply_message
 from receiver.provisioning_log import record_message
 from sf_metadata.decision import read_user_changes
 from sf_metadata.errors import EnvelopeError, OrganizationNotFound, StoreUnavailable
@@ -69,9 +69,6 @@ WEBHOOK_PATH = (
 )
 
 log = logging.getLogger(LOGGER_NAME)
-
-#: How often (at most) a process forgets processed notification ids past the retention.
-PRUNE_INTERVAL = timedelta(hours=1)
 
 _CLIENT = FAULT_CLIENT
 _SERVER = FAULT_SERVER
@@ -204,28 +201,8 @@ async def _handle(context: ReceiverContext, request: Request, name: str) -> _Ans
         len(message.notifications),
         result.outcome,
     )
-    await _maybe_prune(context)
+    # Pruning processed ids runs off the request path: receiver.maintenance.
     return _Answer(200, render_ack())
-
-
-async def _maybe_prune(context: ReceiverContext) -> None:
-    """Forget processed notification ids older than the retention, at most once per
-    ``PRUNE_INTERVAL`` per process; a failure is logged, never answered."""
-    now = context.clock()
-    last = context.maintenance.last_prune
-    if last is not None and now - last < PRUNE_INTERVAL:
-        return
-    context.maintenance.last_prune = now
-    older_than = now - timedelta(hours=context.settings.processed_retention_hours)
-    try:
-        pruned = await run_in_threadpool(_prune, context.engine, older_than)
-    except StoreUnavailable as error:
-        log.warning("pruning processed notification ids failed: %s", error.message)
-        return
-    if pruned:
-        log.info(
-            "forgot %d processed notification id(s) older than %s", pruned, older_than.isoformat()
-        )
 
 
 async def _reject(
@@ -280,11 +257,6 @@ def _apply(context: ReceiverContext, name: str, message: OutboundMessage) -> Mes
             )
     except OrganizationNotFound:  # removed between the checks: let Salesforce retry
         raise StoreUnavailable(f"organization {name} disappeared during the request") from None
-
-
-def _prune(engine: Engine, older_than: datetime) -> int:
-    with transaction(engine) as session:
-        return prune_processed(session, older_than=older_than)
 
 
 def record_rejection(

@@ -10,7 +10,8 @@ in ``tests/sf_metadata/test_email.py``.
 
 Rules of email-validator 2.x (``email_validator/syntax.py``, ``rfc_constants.py``): at most
 254 characters in all, 64 before the ``@``; the domain has a period, its labels are at
-most 63 characters, it ends in a letter, and it is not a special-use name (``arpa``,
+most 63 characters, none holds ``--`` at its third and fourth characters unless Punycode,
+it ends in a letter, and it is not a special-use name (``arpa``,
 ``invalid``, ``local``, ``localhost``, ``onion``, ``test``).
 """
 
@@ -45,6 +46,9 @@ def is_email_address(value: str) -> bool:
         and len(match["local"]) <= 64
         and match["tld"] not in _SPECIAL_USE
         and "xn--" not in value
+        # "ab--" labels (two letters, two dashes) are reserved for Punycode: the library
+        # refuses them, so any "--" in the domain goes to it
+        and "--" not in value[match.end("local") + 1 :]
     ):
         return True
     return _validate(value)

@@ -5,17 +5,32 @@ builds its own app from the environment (``receiver.app:app_from_environment``),
 why ``--database-url`` is exported as ``AGENT_PROVISION_DATABASE_URL``. Access logs show
 paths without query strings (``receiver._logging``), so the webhook token never reaches
 them.
+
+A store that should exist and does not is never silently replaced by an empty one: for a
+SQLite URL whose file is missing while the files kept beside a store are there (its key
+file ``<store>.key``, its writer lock ``<store>-writer.lock``, or its ``-wal`` journal),
+``serve`` refuses to start (exit 2) unless ``--new-store`` is given: the store was deleted
+or its volume is not mounted. Any new, empty store (SQLite or PostgreSQL) is announced on
+standard error.
+
+Connections are bounded per worker (``receiver.http_limits``): ``--header-timeout``
+(``AGENT_PROVISION_HEADER_TIMEOUT``) and ``--max-connections``
+(``AGENT_PROVISION_MAX_CONNECTIONS``) are exported for the workers, and the soft
+file-descriptor limit is raised to the hard one (at most 65,536) first.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import click
 
 from receiver._logging import uvicorn_log_config
 from receiver.cli._options import database_url_option, settings_from
-from receiver.db import make_engine, migrate
+from receiver.db import current_revision, make_engine, migrate, sqlite_database_path
+from receiver.settings import Settings
+from sf_metadata.errors import UsageError
 
 __all__ = ["serve"]
 
@@ -28,19 +43,63 @@ __all__ = ["serve"]
 @click.option(
     "--workers", default=1, show_default=True, type=click.IntRange(1, 64), help="Worker processes."
 )
+@click.option(
+    "--header-timeout",
+    type=click.FloatRange(min=0.1),
+    default=None,
+    help="Seconds a connection may take to send its request headers "
+    "[default: AGENT_PROVISION_HEADER_TIMEOUT or 10].",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(min=16),
+    default=None,
+    help="Open connections per worker [default: AGENT_PROVISION_MAX_CONNECTIONS, else the "
+    "file-descriptor limit minus a reserve, at most 4096].",
+)
+@click.option(
+    "--new-store",
+    is_flag=True,
+    help="Start even though the SQLite store is missing while its key file or lock is there "
+    "(creates a new, empty store).",
+)
 @database_url_option
 @click.pass_context
-def serve(ctx: click.Context, host: str, port: int, workers: int) -> None:
+def serve(
+    ctx: click.Context,
+    host: str,
+    port: int,
+    workers: int,
+    header_timeout: float | None,
+    max_connections: int | None,
+    new_store: bool,
+) -> None:
     """Serve the Outbound Message receiver and the admin API."""
     import uvicorn
 
+    from receiver.http_limits import BACKLOG, raise_file_limit
+
     settings = settings_from(ctx)
+    _check_expected_store(settings, new_store=new_store)
     engine = make_engine(settings.database_url)
     try:
+        was_empty = current_revision(engine) is None
         migrate(engine)
     finally:
         engine.dispose()
+    if was_empty:
+        click.echo(
+            f"NOTE: the store {_safe_url(settings.database_url)} was empty: created a NEW, "
+            "EMPTY store (no organizations, no agents). If you expected data, stop and fix "
+            "--database-url.",
+            err=True,
+        )
     os.environ["AGENT_PROVISION_DATABASE_URL"] = settings.database_url
+    if header_timeout is not None:
+        os.environ["AGENT_PROVISION_HEADER_TIMEOUT"] = str(header_timeout)
+    if max_connections is not None:
+        os.environ["AGENT_PROVISION_MAX_CONNECTIONS"] = str(max_connections)
+    raise_file_limit()
     click.echo(
         f"Serving on http://{host}:{port} (store {_safe_url(settings.database_url)}, "
         f"{workers} worker(s)); Ctrl-C stops it.",
@@ -56,7 +115,32 @@ def serve(ctx: click.Context, host: str, port: int, workers: int) -> None:
         log_level=settings.log_level.lower(),
         proxy_headers=False,
         server_header=False,
+        http="receiver.http_limits:LimitedAutoProtocol",
+        backlog=BACKLOG,
     )
+
+
+def _check_expected_store(settings: Settings, *, new_store: bool) -> None:
+    """Raise :class:`UsageError` for a missing SQLite store that left its companions."""
+    path = sqlite_database_path(settings.database_url)
+    if path is None or path.exists() or new_store:
+        return
+    companions = [
+        p
+        for p in (
+            Path(f"{path}.key"),
+            Path(f"{path}-writer.lock"),
+            Path(f"{path}-wal"),
+        )
+        if p.exists()
+    ]
+    if companions:
+        names = ", ".join(p.name for p in companions)
+        raise UsageError(
+            f"the SQLite store {path} does not exist, but {names} beside it show that a "
+            "store was there: it was deleted, moved, or its volume is not mounted. Restore "
+            "it, or pass --new-store to start with a new, empty store"
+        )
 
 
 def _safe_url(url: str) -> str:

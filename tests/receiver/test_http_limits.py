@@ -1,0 +1,153 @@
+"""receiver.http_limits for real (issue 12, item 7): ``agent-provision serve`` with a low
+file-descriptor limit (512) and a 1 s header deadline, flooded with 600 connections that
+send nothing or half a header. A legitimate POST is still answered, and the server closes
+every idle connection. Before the limits the worker ran out of descriptors, the POST was
+never accepted, and the idle connections stayed open."""
+
+from __future__ import annotations
+
+import os
+import resource
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from receiver.cli import main
+from tests.factories import make_notification, make_outbound_message, make_user_fields, sf_id
+
+pytestmark = pytest.mark.timeout(180)
+
+ORG_ID = "00D000000000001EAA"
+FD_LIMIT = 512
+FLOOD = 600
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _cli(*args: str) -> str:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.stdout.strip()
+
+
+def _low_fd_limit() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT))
+
+
+class _Server:
+    def __init__(self, tmp_path: Path) -> None:
+        self.port = _free_port()
+        self.url_flag = ["--database-url", f"sqlite:///{tmp_path / 'store.db'}"]
+        _cli("org", "add", "demo", "--salesforce-org-id", ORG_ID, *self.url_flag)
+        _cli("org", "enable", "demo", *self.url_flag)
+        self.webhook = _cli("org", "url", "demo", *self.url_flag).replace(
+            "http://127.0.0.1:8000", f"http://127.0.0.1:{self.port}"
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_PROVISION_")}
+        env["AGENT_PROVISION_HEADER_TIMEOUT"] = "1"
+        script = Path(sys.executable).with_name("agent-provision")
+        self.log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [str(script), "serve", "--port", str(self.port), *self.url_flag],
+            stdout=self.log,
+            stderr=self.log,
+            env=env,
+            cwd=tmp_path,
+            start_new_session=True,
+            preexec_fn=_low_fd_limit,
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            assert self.proc.poll() is None, (tmp_path / "serve.log").read_text()
+            try:
+                httpx.get(f"http://127.0.0.1:{self.port}/", timeout=1)
+                return
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "serve did not start"
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+        self.log.close()
+
+
+@pytest.fixture
+def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[_Server]:
+    monkeypatch.chdir(tmp_path)
+    for name in [k for k in os.environ if k.startswith("AGENT_PROVISION_")]:
+        monkeypatch.delenv(name)
+    s = _Server(tmp_path)
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+def _flood(port: int, count: int) -> list[socket.socket]:
+    """``count`` connections: odd ones send half a request header, even ones nothing.
+    Stops early when the server's backlog is full (a connect that times out)."""
+    opened: list[socket.socket] = []
+    for n in range(count):
+        try:
+            s = socket.create_connection(("127.0.0.1", port), timeout=3)
+        except OSError:
+            break
+        if n % 2:
+            s.sendall(b"POST /v2/features/agent-auto-provision HTTP/1.1\r\nHost: x\r\n")
+        opened.append(s)
+    return opened
+
+
+def _closed_by_server(sockets: list[socket.socket], bound_s: float) -> int:
+    """How many of ``sockets`` the server closed within ``bound_s`` (EOF or reset)."""
+    open_ = {s.fileno(): s for s in sockets}
+    closed = 0
+    deadline = time.monotonic() + bound_s
+    while open_ and time.monotonic() < deadline:
+        ready, _, _ = select.select(list(open_.values()), [], [], 0.2)
+        for s in ready:
+            try:
+                data = s.recv(4096)
+            except OSError:
+                data = b""
+            if not data:
+                closed += 1
+                del open_[s.fileno()]
+    return closed
+
+
+def test_idle_and_half_header_connections_are_bounded_and_timed_out(server: _Server) -> None:
+    flood = _flood(server.port, FLOOD)
+    try:
+        body = make_outbound_message(
+            [make_notification(user_id=sf_id("005", 1), **make_user_fields())],
+            organization_id=ORG_ID,
+        )
+        answer = httpx.post(
+            server.webhook,
+            content=body,
+            headers={"content-type": "text/xml; charset=UTF-8", "soapaction": '""'},
+            timeout=15,
+        )
+        assert answer.status_code == 200, answer.text
+        assert len(flood) == FLOOD  # every connect was accepted by the kernel
+        assert _closed_by_server(flood, bound_s=30) == len(flood)
+    finally:
+        for s in flood:
+            s.close()

@@ -1,0 +1,131 @@
+"""The state load of a message is served from the agent indexes, not a scan of the
+organization (issue 11 item 1), checked with EXPLAIN on SQLite and PostgreSQL: the
+statements the provisioning transaction really sends are captured and explained against
+a store holding 20,000 agents: on SQLite without statistics (it never gathers any by
+itself) and after ANALYZE, on PostgreSQL after ANALYZE (what autovacuum does). The
+single OR query of before fails three of the four."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import event, insert, text
+from sqlalchemy.engine import Engine
+
+from receiver.db import transaction
+from receiver.models import Agent, Organization
+from receiver.provisioning import apply_and_commit
+from sf_metadata.decision import Action
+from sf_metadata.mapping import username_key
+from sf_metadata.outbound import Notification, OutboundMessage
+from tests.factories import make_user_fields, next_id, sf_id
+
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+STORED = 20_000
+
+
+def _preload(engine: Engine, org: str, *, analyze: bool) -> None:
+    rows = [
+        {
+            "id": f"{n:032x}",
+            "organization_id": org,
+            "crm_id": sf_id("005", n),
+            "username": f"stored{n}@acme.com",
+            "username_key": username_key(f"stored{n}@acme.com"),
+            "system_modstamp": NOW,
+            "data": {"username": f"stored{n}@acme.com"},
+            "created_at": NOW,
+            "updated_at": NOW,
+        }
+        for n in range(STORED)
+    ]
+    with engine.begin() as connection:
+        connection.execute(insert(Agent), rows)
+    if analyze:
+        with engine.begin() as connection:
+            connection.execute(text("ANALYZE"))
+
+
+def _note(n: int, username: str) -> Notification:
+    fields = make_user_fields(
+        Username=username, Email=username, SystemModstamp="2026-11-21T10:00:00.000Z"
+    )
+    return Notification(next_id("04l"), "User", sf_id("005", n), fields)
+
+
+def _explain(engine: Engine, statement: str, parameters: Any) -> list[str]:
+    prefix = "EXPLAIN QUERY PLAN " if engine.dialect.name == "sqlite" else "EXPLAIN "
+    with engine.connect() as connection:
+        rows = connection.exec_driver_sql(prefix + statement, parameters).all()
+    return [str(row[-1]) for row in rows]
+
+
+@pytest.fixture
+def org(engine: Engine, make_organization: Any) -> Organization:
+    with transaction(engine) as session:
+        o, _ = make_organization(session, name="big")
+    return o
+
+
+@pytest.mark.parametrize("analyze", [False, True], ids=["no-statistics", "analyzed"])
+def test_the_agent_lookup_uses_both_indexes_not_an_organization_scan(
+    engine: Engine, org: Organization, analyze: bool
+) -> None:
+    if not analyze and engine.dialect.name == "postgresql":
+        pytest.skip(
+            "PostgreSQL plans from the statistics autovacuum gathers; a table loaded a "
+            "moment ago has none (SQLite never gathers any by itself: that case is real)"
+        )
+    _preload(engine, org.id, analyze=analyze)
+    captured: list[tuple[str, Any]] = []
+
+    def capture(_c: Any, _cur: Any, statement: str, parameters: Any, *_a: Any) -> None:
+        lowered = statement.lower()
+        if lowered.startswith("select") and "from agent" in lowered and "crm_id in" in lowered:
+            captured.append((statement, parameters))
+
+    message = OutboundMessage(
+        organization_id=org.salesforce_org_id,
+        action_id=None,
+        enterprise_url=None,
+        partner_url=None,
+        notifications=(
+            _note(7, "stored7@acme.com"),  # a stored agent, updated
+            _note(STORED + 1, "stored8@acme.com"),  # a new user claiming a stored username
+            # new users, up to a full message
+            *(_note(STORED + 2 + i, f"fresh{i}@acme.com") for i in range(98)),
+        ),
+    )
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        result = apply_and_commit(engine, organization=org.id, message=message, now=NOW)
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+    assert [d.action for d in result.decisions] == [
+        Action.UPDATED,
+        Action.FAILED,
+        *[Action.CREATED] * 98,
+    ]
+    assert len(captured) == 1, captured
+    plan = _explain(engine, *captured[0])
+    shown = "\n".join(plan)
+    if engine.dialect.name == "sqlite":
+        agent_steps = [line for line in plan if " agent " in f" {line} "]
+        assert agent_steps, shown
+        assert all(line.startswith("SEARCH agent USING") for line in agent_steps), shown
+        # the unique constraint's index (SQLite names it sqlite_autoindex_agent_N)
+        assert any("(organization_id=? AND crm_id=?)" in line for line in agent_steps), shown
+        assert any(
+            "uq_agent_organization_username_key (organization_id=? AND username_key=?)" in line
+            for line in agent_steps
+        ), shown
+    else:
+        assert "Seq Scan on agent" not in shown, shown
+        assert "uq_agent_organization_crm_id" in shown, shown
+        assert "uq_agent_organization_username_key" in shown, shown
+        conditions = [line for line in plan if "Index Cond" in line]
+        assert conditions and all(
+            "crm_id" in line or "username_key" in line for line in conditions
+        ), shown
