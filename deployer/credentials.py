@@ -32,7 +32,12 @@ from simple_salesforce.api import Salesforce
 from simple_salesforce.exceptions import SalesforceAuthenticationFailed
 from simple_salesforce.exceptions import SalesforceError as _SfError
 
-from sf_metadata.errors import AuthenticationError, CredentialsError, SalesforceError
+from sf_metadata.errors import (
+    AuthenticationError,
+    CredentialsError,
+    SalesforceError,
+    SalesforceUnreadable,
+)
 
 __all__ = [
     "CREDENTIAL_OPTIONS",
@@ -43,7 +48,9 @@ __all__ = [
     "resolve_credentials",
 ]
 
-CredentialKind = Literal["session", "jwt", "client-credentials", "soap-login"]
+#: ``oauth`` is only ever a stored connection (the dashboard's OAuth web server flow):
+#: an access token that the store refreshes (``receiver/salesforce_login.py``).
+CredentialKind = Literal["session", "jwt", "client-credentials", "soap-login", "oauth"]
 
 #: SOAP login() is unavailable in API 65.0 and later.
 SOAP_LOGIN_MAX_API_VERSION = 64.0
@@ -71,6 +78,8 @@ class Credentials:
     username: str | None = None
     consumer_key: str | None = field(default=None, repr=False)
     private_key_file: str | None = None
+    #: the PEM private key itself (a stored JWT connection), used instead of the file
+    private_key: str | None = field(default=None, repr=False)
     domain: str = "login"
     access_token: str | None = field(default=None, repr=False)
     consumer_secret: str | None = field(default=None, repr=False)
@@ -222,7 +231,10 @@ def login(
     except _SfError as exc:
         raise SalesforceError(f"Salesforce login failed with HTTP {exc.status}") from None
     except requests.RequestException as exc:
-        raise SalesforceError(f"cannot reach Salesforce to log in ({type(exc).__name__})") from None
+        raise SalesforceUnreadable(
+            f"Salesforce cannot be reached to log in ({type(exc).__name__}): check the "
+            "network and --domain/SF_DOMAIN; nothing was changed"
+        ) from exc
 
 
 def _login_arguments(credentials: Credentials) -> dict[str, Any]:
@@ -230,13 +242,18 @@ def _login_arguments(credentials: Credentials) -> dict[str, Any]:
     (``simple_salesforce/api.py``: session id + instance, JWT bearer, client credentials,
     SOAP username-password login)."""
     c = credentials
-    if c.kind == "session":
+    if c.kind in ("session", "oauth"):
         return {"instance_url": c.instance_url, "session_id": c.access_token}
     if c.kind == "jwt":
+        key: dict[str, Any] = (
+            {"privatekey": c.private_key}
+            if c.private_key
+            else {"privatekey_file": c.private_key_file}
+        )
         return {
             "username": c.username,
             "consumer_key": c.consumer_key,
-            "privatekey_file": c.private_key_file,
+            **key,
             "domain": c.domain,
         }
     if c.kind == "client-credentials":

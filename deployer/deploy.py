@@ -211,7 +211,14 @@ def _run(
 
 
 def _reactivate(client: OrgApi, restore: tuple[str, int], flow_name: str) -> str | None:
-    """Reactivate the flow; return a problem line when that fails."""
+    """Reactivate the flow; return a problem line when that fails, or when the version
+    that was active could not be read (nothing to restore: never claim it was)."""
+    if restore[1] <= 0:
+        return (
+            f"The flow {flow_name} (Flow) was deactivated for this deploy but its active "
+            "version could not be found (Tooling Flow), so it was not reactivated: "
+            "activate it in Setup > Flows"
+        )
     try:
         _set_flow_active_version(client, *restore)
     except SalesforceError as exc:
@@ -230,6 +237,7 @@ def deploy_package(
     previous_trigger: Trigger | None = None,
     timing: Timing | None = None,
     on_deploy_id: OnDeployId | None = None,
+    on_step: Callable[[str], None] | None = None,
 ) -> DeployOutcome:
     """Deploy (or validate, ``check_only``) ``spec`` to the org behind ``client``.
 
@@ -238,7 +246,8 @@ def deploy_package(
     package that retires the rule is sent with ignoreWarnings, so a rule that is already
     gone is a warning (reference ``metadata-deploy-bugs.md`` #5); a flow that is absent is
     simply not deactivated. ``on_deploy_id`` is called with the deploy id as soon as
-    Salesforce gives it. Never raises for a failed, timed-out or inactive result (see
+    Salesforce gives it; ``on_step("checking the flow is active")`` before the flow's
+    FlowDefinition is read. Never raises for a failed, timed-out or inactive result (see
     :meth:`DeployOutcome.raise_for_outcome`); failures of the Tooling steps after the deploy
     finished become problems or warnings. Raises :class:`AuthenticationError` /
     :class:`SalesforceError` when Salesforce cannot be used before the deploy finished (a
@@ -328,6 +337,8 @@ def deploy_package(
                 f"deleted ({exc}): delete them in Setup > Flows"
             )
     if spec.trigger == "flow" and not check_only:
+        if on_step is not None:
+            on_step("checking the flow is active")
         try:
             definition = _flow_definition(client, flow_name)
         except SalesforceError as exc:

@@ -18,6 +18,7 @@ No I/O except :func:`write_package`.
 from __future__ import annotations
 
 import io
+import os
 import re
 import zipfile
 from collections.abc import Iterable, Mapping
@@ -237,6 +238,8 @@ def write_package(files: Mapping[str, bytes], out_dir: Path) -> list[Path]:
     Files an earlier package of ours left there (``package.xml``, ``destructiveChanges*.xml``,
     our flow and ``workflows/User.workflow``) are removed first, and ``flows/`` /
     ``workflows/`` too when that leaves them empty; nothing else in ``out_dir`` is touched.
+    Each file is created with mode 0600 (owner only): the Outbound Message's endpoint URL
+    holds the organization's webhook token.
     """
     for name in _OWN_FILES:
         out_dir.joinpath(*name.split("/")).unlink(missing_ok=True)
@@ -248,6 +251,11 @@ def write_package(files: Mapping[str, bytes], out_dir: Path) -> list[Path]:
     for name in sorted(files):
         path = out_dir.joinpath(*name.split("/"))
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(files[name])
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.fchmod(fd, 0o600)  # an existing file keeps its old mode otherwise
+            os.write(fd, files[name])
+        finally:
+            os.close(fd)
         written.append(path)
     return written

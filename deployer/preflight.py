@@ -24,6 +24,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import requests
+
 from deployer.client import OrgApi
 from deployer.package import (
     MIN_FLOW_API_VERSION,
@@ -32,7 +34,7 @@ from deployer.package import (
     validate_api_version,
 )
 from deployer.urlcheck import check_webhook_url, redact_url
-from sf_metadata.errors import AuthenticationError, SalesforceError
+from sf_metadata.errors import AuthenticationError, SalesforceError, SalesforceUnreadable
 from sf_metadata.ids import same_org_id, to_18
 from sf_metadata.metadata_names import OUTBOUND_MESSAGE_NAME, SOBJECT_TYPE
 
@@ -248,6 +250,12 @@ def _check_existing_om(client: OrgApi, webhook_url: str) -> list[str]:
     return problems
 
 
+def unreachable(error: BaseException) -> bool:
+    """Whether ``error`` came from a connection that failed or timed out (no answer from
+    Salesforce at all), as opposed to an answer that refused something."""
+    return isinstance(error.__cause__, (requests.ConnectionError, requests.Timeout))
+
+
 def preflight(
     client: OrgApi,
     *,
@@ -260,8 +268,9 @@ def preflight(
     """Run every check against the org behind ``client`` and report all problems at once.
 
     ``integration_user`` defaults to the user the credentials log in as. Switches
-    ``client`` to the chosen API version. Raises :class:`AuthenticationError` when the
-    session cannot be used (every other failure becomes a problem line); never raises for
+    ``client`` to the chosen API version. Raises :class:`SalesforceUnreadable` (once) when
+    Salesforce cannot be reached at all, :class:`AuthenticationError` when the session
+    cannot be used (every other failure becomes a problem line); never raises for
     problems found (see :attr:`PreflightReport.problems`).
     """
     problems: list[str] = []
@@ -273,6 +282,12 @@ def preflight(
         except AuthenticationError:
             raise
         except SalesforceError as exc:
+            if unreachable(exc):  # said once, not once per check
+                raise SalesforceUnreadable(
+                    f"Salesforce cannot be reached ({type(exc.__cause__).__name__} while "
+                    f"{label[0].lower()}{label[1:]}): check the network and the instance URL; "
+                    "nothing was changed"
+                ) from exc
             problems.append(f"{label}: {exc}")
             return None
 

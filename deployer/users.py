@@ -32,6 +32,7 @@ from urllib.parse import quote
 
 import requests
 
+from deployer.client import OrgClient
 from sf_metadata.errors import AuthenticationError, SalesforceUnreadable
 from sf_metadata.ids import same_org_id
 
@@ -138,26 +139,23 @@ class LoginSession:
 
 
 class ClientSession:
-    """:class:`QuerySession` over a logged-in ``deployer`` client (``client.sf`` is the
-    simple-salesforce object; a refresh logs in again the way the client does)."""
+    """:class:`QuerySession` over a logged-in :class:`deployer.client.OrgClient` (its
+    ``instance_url``, ``access_token`` and ``refresh_session``: a re-login, or an OAuth
+    refresh for a stored connection)."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: OrgClient) -> None:
         self._client = client
 
     @property
     def instance_url(self) -> str:
-        return f"https://{self._client.sf.sf_instance}"
+        return self._client.instance_url
 
     @property
     def access_token(self) -> str:
-        return str(self._client.sf.session_id)
+        return self._client.access_token
 
     def refresh(self) -> None:
-        refresh = getattr(self._client, "refresh_session", None)
-        if refresh is None:
-            refresh = self._client._expired
-        self._client._relogged = False
-        refresh()
+        self._client.refresh_session()
 
 
 @dataclass(frozen=True, slots=True)

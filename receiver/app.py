@@ -55,6 +55,7 @@ def create_app(
     engine: Engine | None = None,
     clock: Clock | None = None,
     hooks: SessionHooks | None = None,
+    run_scheduler: bool = True,
 ) -> Starlette:
     """Build the receiver app.
 
@@ -64,6 +65,8 @@ def create_app(
     - ``clock``: returns aware UTC ``datetime`` (default :func:`utc_now`); tests pass a
       fixed one.
     - ``hooks``: :class:`~receiver.sessions.SessionHooks` told when sessions end.
+    - ``run_scheduler``: run the periodic tasks (``receiver/periodic.py``) in a thread
+      during the lifespan (tests of other things pass ``False``).
 
     The store is migrated at startup (lifespan); a store that cannot be reached then
     raises :class:`~sf_metadata.errors.StoreUnavailable` and the server does not start.
@@ -78,10 +81,19 @@ def create_app(
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await run_in_threadpool(migrate, the_engine)
         log.info("receiver ready (store %s)", the_engine.url.render_as_string(hide_password=True))
+        scheduler = None
+        if run_scheduler:
+            from receiver.periodic import periodic_tasks
+            from receiver.scheduler import Scheduler
+
+            scheduler = Scheduler(the_engine, periodic_tasks(settings))
+            scheduler.start()
         try:
             async with maintenance_task(context):  # pruning, off the request path
                 yield
         finally:
+            if scheduler is not None:
+                await run_in_threadpool(scheduler.stop)
             if owns_engine:
                 the_engine.dispose()
 

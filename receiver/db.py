@@ -50,6 +50,7 @@ __all__ = [
     "MIGRATIONS_DIR",
     "after_transaction",
     "current_revision",
+    "is_transient",
     "make_engine",
     "migrate",
     "normalise_url",
@@ -248,7 +249,7 @@ def migrate(engine: Engine) -> None:
                 )
             command.upgrade(_alembic_config(connection), "head")
     except exc.SQLAlchemyError as error:
-        if _is_transient(error):
+        if is_transient(error):
             raise _unavailable(error) from None
         raise
 
@@ -278,7 +279,7 @@ def _unavailable(error: BaseException) -> StoreUnavailable:
 _TRANSIENT_SQLSTATES = ("25006", "53")
 
 
-def _is_transient(error: BaseException) -> bool:
+def is_transient(error: BaseException) -> bool:
     """Transient: the connection or lock failed, the SQLite file is unusable (not a
     database / corrupt / read-only), or PostgreSQL refuses writes for now
     (:data:`_TRANSIENT_SQLSTATES`), which an admin must fix while Salesforce retries."""
@@ -344,7 +345,7 @@ def transaction(engine: Engine, *, read_only: bool = False) -> Iterator[Session]
             with session.begin():
                 yield session
     except exc.SQLAlchemyError as error:
-        if _is_transient(error):
+        if is_transient(error):
             raise _unavailable(error) from None
         raise
     finally:

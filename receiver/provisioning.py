@@ -40,6 +40,7 @@ from sqlalchemy import delete
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
+from receiver._contained_write import write_contained
 from receiver._parking import load_waiting, released_keys, store_failed, write_parking
 from receiver._provisioning_state import StateKeys, load_state, lock_organization, message_keys
 from receiver._provisioning_write import write_effects
@@ -207,7 +208,7 @@ def apply_decisions(
     """
     org_id = organization.id
     decisions = tuple(decisions)
-    _write(session, org_id, decisions, now)
+    decisions = _write(session, org_id, decisions, now)
     redecided = _wake_parked(
         session, org_id, released_keys(decisions), now, first_index=len(decisions)
     )
@@ -253,9 +254,15 @@ def apply_decisions(
 MAX_PARKED_ROUNDS = 100
 
 
-def _write(session: Session, org_id: str, decisions: Sequence[Decision], now: datetime) -> None:
-    write_effects(session, org_id, decisions, now)
+def _write(
+    session: Session, org_id: str, decisions: tuple[Decision, ...], now: datetime
+) -> tuple[Decision, ...]:
+    """Write the effects, then the parked changes, of ``decisions``; returns them, with
+    any change the store refused replaced by a ``failed`` one (``receiver._contained_write``:
+    one refused change is logged as failed, not a 500 for the whole message)."""
+    decisions = write_contained(session, org_id, decisions, now, write_effects)
     write_parking(session, org_id, decisions, now)
+    return decisions
 
 
 def _wake_parked(
@@ -277,8 +284,8 @@ def _wake_parked(
         free = [p for p in waiting if state.username_owners.get(p.username_key) in (None, p.crm_id)]
         if not free:
             break
-        decisions = decide_parked(free, state, first_index=first_index + len(woken))
-        _write(session, org_id, decisions, now)
+        decided = decide_parked(free, state, first_index=first_index + len(woken))
+        decisions = _write(session, org_id, tuple(decided), now)
         woken += decisions
         released = released_keys(decisions)
     return tuple(woken)

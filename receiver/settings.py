@@ -14,6 +14,9 @@ environment variable named beside it, else from the default. Nothing mutates a
 | ``max_connections`` | ``AGENT_PROVISION_MAX_CONNECTIONS`` | none: the file-descriptor limit minus a reserve, at most 4096 per worker |
 | ``provisioning_log_retention_days`` | ``AGENT_PROVISION_PROVISIONING_LOG_RETENTION_DAYS`` | 90; more than 0 (``receiver.maintenance``) |
 | ``secret_key`` | ``AGENT_PROVISION_SECRET_KEY`` | none: a Fernet key is generated and kept beside the store (see ``receiver.secrets``) |
+| ``salesforce_client_id`` | ``AGENT_PROVISION_SALESFORCE_CLIENT_ID`` | none: Connect to Salesforce is off; the External Client App's consumer key |
+| ``salesforce_client_secret`` | ``AGENT_PROVISION_SALESFORCE_CLIENT_SECRET`` | none (a public client with PKCE) |
+| ``salesforce_login_urls`` | ``AGENT_PROVISION_SALESFORCE_LOGIN_URLS`` | none: comma-separated login URLs accepted beside Salesforce's own hosts (CONTRACT section 7) |
 | ``log_level`` | ``AGENT_PROVISION_LOG_LEVEL`` | ``info`` (one of critical, error, warning, info, debug) |
 """
 
@@ -42,6 +45,9 @@ class Settings(BaseSettings):
     max_connections: int | None = Field(default=None, gt=0)
     secret_key: SecretStr | None = None
     log_level: str = "info"
+    salesforce_client_id: str | None = None
+    salesforce_client_secret: SecretStr | None = None
+    salesforce_login_urls: str = ""
 
     @field_validator("database_url")
     @classmethod
@@ -61,7 +67,13 @@ class Settings(BaseSettings):
             raise ValueError(f"log level must be one of {', '.join(LOG_LEVELS)}")
         return level
 
-    @field_validator("admin_token", "secret_key", mode="before")
+    @field_validator(
+        "admin_token",
+        "secret_key",
+        "salesforce_client_id",
+        "salesforce_client_secret",
+        mode="before",
+    )
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value

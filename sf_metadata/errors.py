@@ -64,6 +64,7 @@ __all__ = [
     "ForbiddenXml",
     "InvalidOrganizationName",
     "InvalidSalesforceId",
+    "JobBusy",
     "MalformedXml",
     "MissingOrganizationId",
     "NotAnOutboundMessage",
@@ -224,3 +225,12 @@ class ReconcileHeld(AgentProvisionError):
     def __init__(self, message: str, *, plan_id: str) -> None:
         super().__init__(message)
         self.plan_id = plan_id
+
+
+class JobBusy(AgentProvisionError):
+    """A job of that kind is already running for the organization (another worker, host or
+    command started it); ``job_id`` names it. Nothing was started."""
+
+    def __init__(self, message: str, *, job_id: int | None = None) -> None:
+        super().__init__(message)
+        self.job_id = job_id

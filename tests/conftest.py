@@ -31,10 +31,14 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.pool import NullPool
 from sqlmodel import Session
 
+import receiver.job_tables  # noqa: F401  (registers job, job_lease)
+import receiver.salesforce_connection  # noqa: F401  (registers salesforce_connection)
+import receiver.salesforce_oauth  # noqa: F401  (registers oauth_state)
 from receiver.db import make_engine, migrate
 from receiver.models import Organization, metadata
 from receiver.organizations import add_organization, set_enabled
 from receiver.provisioning_tables import FailedNotification  # noqa: F401 - registers the tables
+from receiver.reconcile import tables as _reconcile_tables  # noqa: F401  (registers reconcile_plan)
 from sf_metadata.ids import checksum_suffix
 
 POSTGRES_ENV = "AGENT_PROVISION_TEST_POSTGRES_URL"

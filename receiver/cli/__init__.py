@@ -29,6 +29,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("receiver.cli.deploy", "check"),
     "deploy": ("receiver.cli.deploy", "deploy"),
     "org": ("receiver.cli.org", "org"),
+    "reconcile": ("receiver.cli.reconcile", "reconcile_group"),
     "serve": ("receiver.cli.serve", "serve"),
     "undeploy": ("receiver.cli.deploy", "undeploy"),
     "users": ("receiver.cli.users", "users"),

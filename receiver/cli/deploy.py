@@ -1,16 +1,13 @@
 """``agent-provision check | deploy | undeploy`` (CONTRACT section 4): the deployer's CLI.
 
-The store gives the organization's Salesforce org id, webhook URL (token included) and
-what was deployed before; ``deployer`` gets plain values and returns results, which are
-recorded here in the ``deployment`` table. Salesforce credentials come from flags or the
-environment (``deployer.credentials``) and are never printed. A real deploy prints its
-deploy id as soon as Salesforce gives it (with ``--json``, on standard error, so standard
-output stays one JSON document). When Salesforce cannot be asked how a submitted deploy
-ended, the run is recorded with outcome ``unknown`` and the components it carried (so
-``undeploy`` removes them) and, with ``--json``, printed before the error. A trigger that a
-timed-out or unknown deploy may have installed is retired by the next deploy of the other
-trigger. ``--dry-run`` contacts no org, so any valid ``--api-version`` is taken (a flow
-still needs 53.0 or later).
+Thin commands: the orchestration is ``receiver/refresh.py`` (:func:`run_refresh`, the same
+function the dashboard's Refresh button runs), credentials come from
+``receiver/salesforce_login.py`` (flags, then the environment, then the organization's
+stored connection; never printed). A real deploy prints its deploy id as soon as
+Salesforce gives it (with ``--json``, on standard error, so standard output stays one JSON
+document); a deploy whose end is unknown is printed (``--json``) before the error.
+``--dry-run`` contacts no org, so any valid ``--api-version`` is taken (a flow still needs
+53.0 or later); its files are written 0600 because they hold the webhook token.
 
 Tests may put a ``deployer.deploy.Timing`` in ``CliState.extra["deploy_timing"]``.
 """
@@ -19,123 +16,89 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
+import re
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
+from sqlalchemy.engine import Engine
 
-from deployer.client import OrgClient
-from deployer.credentials import CREDENTIAL_OPTIONS, resolve_credentials
-from deployer.deploy import DeployOutcome, Timing, deploy_package
-from deployer.deploy import undeploy as run_undeploy
-from deployer.kinds import DeploymentKind, DeploymentOutcome
+from deployer.client import OrgApi
+from deployer.deploy import DeployOutcome, Timing
 from deployer.package import (
     PINNED_API_VERSION,
     PackageSpec,
     Trigger,
-    deploy_components,
     render_deploy_package,
-    validate_api_version,
     write_package,
 )
-from deployer.preflight import PreflightReport, check_org, choose_api_version, preflight
+from deployer.preflight import check_org, choose_api_version, preflight
 from deployer.urlcheck import check_webhook_url
+from receiver.cli._credentials import credential_options, store_engine
 from receiver.cli._options import (
     database_url_option,
     json_option,
     secret_key_from,
+    settings_from,
     state_from,
-    store_session,
 )
-from receiver.deployments import (
-    components_to_remove,
-    possibly_installed_triggers,
-    record_deployment,
+from receiver.refresh import (
+    OrgFacts,
+    RefreshRequest,
+    org_facts,
+    run_refresh,
+    undeploy_webhook,
 )
-from receiver.models import DeploymentCreate
-from receiver.organizations import get_organization, reveal_token, webhook_url
-from sf_metadata.errors import PreflightError, SalesforceError, UsageError
+from receiver.salesforce_login import ResolvedClient, salesforce_client
+from sf_metadata.errors import PreflightError, UsageError
 
 __all__ = ["check", "deploy", "undeploy"]
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-_CREDENTIAL_FLAGS: tuple[tuple[str, str], ...] = (
-    ("--instance-url", "existing session: instance URL, such as https://acme.my.salesforce.com"),
-    ("--access-token", "existing session: access token or session id (cannot be refreshed)"),
-    ("--username", "JWT bearer or SOAP login: the Salesforce username"),
-    ("--consumer-key", "JWT bearer or client credentials: the connected app's consumer key"),
-    ("--private-key-file", "JWT bearer: PEM private key of the connected app's certificate"),
-    ("--consumer-secret", "client credentials: the connected app's consumer secret"),
-    (
-        "--domain",
-        "login (default) or test for JWT/SOAP login; the My Domain (acme.my) for "
-        "client credentials",
-    ),
-    ("--password", "SOAP login (retired from API 65.0): the password"),
-    ("--security-token", "SOAP login: the user's security token"),
-)
+#: A Salesforce username has the form of an e-mail address, at most 80 characters
+#: (User.Username, https://help.salesforce.com/s/articleView?id=sf.basics_intro_usernames.htm).
+_USERNAME = re.compile(r"[^@\s]+@[^@\s.]+(?:\.[^@\s.]+)+")
+_USERNAME_MAX = 80
 
 
-def credential_options(func: F) -> F:
-    """The Salesforce credential flags (each falls back to its ``SF_*`` variable)."""
-    for flag, text in reversed(_CREDENTIAL_FLAGS):
-        dest = flag[2:].replace("-", "_")
-        env = CREDENTIAL_OPTIONS[dest]
-        func = click.option(flag, dest, default=None, metavar="VALUE", help=f"{text} (env {env}).")(
-            func
-        )
-    return func
-
-
-def _trigger_option(func: F) -> F:
+def _trigger_option(func: Any) -> Any:
     return click.option(
         "--trigger",
         type=click.Choice([t.value for t in Trigger]),
         callback=lambda _ctx, _param, value: Trigger(value),
-        default="workflow",
+        default=Trigger.FLOW.value,
         show_default=True,
-        help="Workflow Rule (end of support since 2025-12-31) or record-triggered Flow.",
+        help="Record-triggered Flow, or Workflow Rule (end of support since 2025-12-31).",
     )(func)
 
 
-@dataclass(frozen=True)
-class _OrgFacts:
-    name: str
-    salesforce_org_id: str
-    webhook_url: str
-    installed_triggers: tuple[Trigger, ...]
-    recorded_components: list[str]
-
-    def previous_trigger(self, trigger: Trigger) -> Trigger | None:
-        """The trigger a deploy of ``trigger`` must treat as deployed before: the other
-        one whenever it may be installed (so it is retired), else ``trigger`` or ``None``."""
-        others = [t for t in self.installed_triggers if t != trigger]
-        if others:
-            return others[0]
-        return trigger if trigger in self.installed_triggers else None
+def _integration_user_option(func: Any) -> Any:
+    return click.option(
+        "--integration-user",
+        metavar="USERNAME",
+        default=None,
+        callback=_check_username,
+        help="The Outbound Message's User to send as (default: the logged-in user).",
+    )(func)
 
 
-def _org_facts(ctx: click.Context, organization: str) -> _OrgFacts:
-    with store_session(ctx) as session:
-        org = get_organization(session, organization)
-        url = webhook_url(org, reveal_token(org, secret_key_from(ctx)))
-        installed = possibly_installed_triggers(session, org.id)
-        return _OrgFacts(
-            name=org.id,
-            salesforce_org_id=org.salesforce_org_id,
-            webhook_url=url,
-            installed_triggers=tuple(installed),
-            recorded_components=components_to_remove(session, org.id),
+def _api_version_option(func: Any) -> Any:
+    return click.option(
+        "--api-version",
+        metavar="V",
+        default=None,
+        help=f"Metadata API version (default {PINNED_API_VERSION}, capped at the org's).",
+    )(func)
+
+
+def _check_username(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    if len(value) > _USERNAME_MAX or not _USERNAME.fullmatch(value):
+        raise UsageError(
+            f"--integration-user {value!r} is not a Salesforce username: give the user's "
+            "Username (the form of an e-mail address, such as integration@acme.com)"
         )
-
-
-def _client(credentials: dict[str, str | None], api_version: str | None) -> OrgClient:
-    creds = resolve_credentials(credentials, os.environ)
-    version = validate_api_version(api_version) if api_version else PINNED_API_VERSION
-    return OrgClient(creds, api_version=version)
+    return value
 
 
 def _timing(ctx: click.Context) -> Timing:
@@ -148,21 +111,28 @@ def _warn(lines: tuple[str, ...] | list[str]) -> None:
         click.echo(f"warning: {line}", err=True)
 
 
-def _record(ctx: click.Context, facts: _OrgFacts, outcome: DeployOutcome) -> None:
-    with store_session(ctx) as session:
-        record_deployment(
-            session,
-            DeploymentCreate(
-                organization_id=facts.name,
-                kind=outcome.kind,
-                trigger=outcome.trigger,
-                api_version=outcome.api_version,
-                components=list(outcome.components),
-                deploy_id=outcome.deploy_id,
-                outcome=outcome.outcome,
-                problems=list(outcome.problems),
-            ),
-        )
+def _connect(
+    ctx: click.Context,
+    engine: Engine,
+    key: bytes,
+    organization: str,
+    credentials: dict[str, str | None],
+    api_version: str | None,
+) -> OrgApi:
+    settings = settings_from(ctx)
+    secret = settings.salesforce_client_secret
+    resolved: ResolvedClient = salesforce_client(
+        engine,
+        key,
+        organization,
+        credentials,
+        os.environ,
+        api_version=api_version,
+        client_id=settings.salesforce_client_id,
+        client_secret=secret.get_secret_value() if secret else None,
+    )
+    _warn(resolved.warnings)
+    return resolved.client
 
 
 def _print_outcome(outcome: DeployOutcome, as_json: bool) -> None:
@@ -180,38 +150,11 @@ def _print_outcome(outcome: DeployOutcome, as_json: bool) -> None:
             click.echo(f"retired: {', '.join(outcome.retired)}")
 
 
-def _run_preflight(
-    client: OrgClient,
-    facts: _OrgFacts,
-    trigger: Trigger,
-    integration_user: str | None,
-    api_version: str | None,
-) -> PreflightReport:
-    return preflight(
-        client,
-        expected_org_id=facts.salesforce_org_id,
-        webhook_url=facts.webhook_url,
-        trigger=trigger,
-        integration_user=integration_user,
-        api_version=api_version,
-    )
-
-
 @click.command()
 @click.argument("organization")
 @_trigger_option
-@click.option(
-    "--integration-user",
-    metavar="USERNAME",
-    default=None,
-    help="The Outbound Message's User to send as (default: the logged-in user).",
-)
-@click.option(
-    "--api-version",
-    metavar="V",
-    default=None,
-    help=f"Metadata API version (default {PINNED_API_VERSION}, capped at the org's).",
-)
+@_integration_user_option
+@_api_version_option
 @credential_options
 @json_option
 @database_url_option
@@ -227,9 +170,18 @@ def check(
     **credentials: str | None,
 ) -> None:
     """Run the deploy preflight against the org of ORGANIZATION; deploy nothing."""
-    facts = _org_facts(ctx, organization)
-    client = _client(credentials, api_version)
-    report = _run_preflight(client, facts, trigger, integration_user, api_version)
+    key = secret_key_from(ctx)
+    with store_engine(ctx) as engine:
+        facts = org_facts(engine, key, organization)
+        client = _connect(ctx, engine, key, organization, credentials, api_version)
+    report = preflight(
+        client,
+        expected_org_id=facts.salesforce_org_id,
+        webhook_url=facts.webhook_url,
+        trigger=trigger,
+        integration_user=integration_user,
+        api_version=api_version,
+    )
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
     else:
@@ -247,18 +199,8 @@ def check(
 @click.argument("organization")
 @_trigger_option
 @click.option("--check-only", is_flag=True, help="Validate only (checkOnly): nothing changes.")
-@click.option(
-    "--integration-user",
-    metavar="USERNAME",
-    default=None,
-    help="The Outbound Message's User to send as (default: the logged-in user).",
-)
-@click.option(
-    "--api-version",
-    metavar="V",
-    default=None,
-    help=f"Metadata API version (default {PINNED_API_VERSION}, capped at the org's).",
-)
+@_integration_user_option
+@_api_version_option
 @click.option(
     "--custom-field",
     "custom_fields",
@@ -271,7 +213,7 @@ def check(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Directory for --dry-run.",
+    help="Directory for --dry-run (its files hold the webhook token: written 0600).",
 )
 @credential_options
 @json_option
@@ -292,88 +234,39 @@ def deploy(
     **credentials: str | None,
 ) -> None:
     """Refresh Webhook: deploy the User Outbound Message and its trigger to the org."""
-    facts = _org_facts(ctx, organization)
-    if dry_run:
-        _dry_run(facts, trigger, integration_user, api_version, custom_fields, out, as_json)
-        return
-    client = _client(credentials, api_version)
-    report = _run_preflight(client, facts, trigger, integration_user, api_version)
-    _warn(report.warnings)
-    if not report.ok:
-        if as_json:  # scripts still get one JSON document: nothing was deployed
-            click.echo(
-                json.dumps(
-                    DeployOutcome(
-                        kind=DeploymentKind.CHECK_ONLY if check_only else DeploymentKind.DEPLOY,
-                        trigger=trigger,
-                        api_version=report.api_version,
-                        components=(),
-                        deploy_id=None,
-                        outcome=DeploymentOutcome.FAILED,
-                        problems=report.problems,
-                        warnings=report.warnings,
-                    ).to_json(),
-                    indent=2,
-                )
-            )
-        raise PreflightError(report.problems[0], problems=report.problems)
-    assert report.integration_user is not None
-    spec = PackageSpec(
-        trigger=trigger,
-        api_version=report.api_version,
-        endpoint_url=facts.webhook_url,
-        integration_user=report.integration_user,
-        custom_fields=tuple(sorted({*report.custom_fields, *custom_fields})),
-    )
-    seen: list[str] = []
-    previous = facts.previous_trigger(trigger)
-
-    def announce(deploy_id: str) -> None:
-        seen.append(deploy_id)
-        click.echo(f"deploy id: {deploy_id}", err=as_json)
-
-    try:
-        outcome = deploy_package(
-            client,
-            spec,
+    key = secret_key_from(ctx)
+    with store_engine(ctx) as engine:
+        if dry_run:
+            facts = org_facts(engine, key, organization)
+            _dry_run(facts, trigger, integration_user, api_version, custom_fields, out, as_json)
+            return
+        request = RefreshRequest(
+            organization=organization,
+            trigger=trigger,
             check_only=check_only,
-            previous_trigger=previous,
-            timing=_timing(ctx),
-            on_deploy_id=announce,
+            integration_user=integration_user,
+            api_version=api_version,
+            custom_fields=custom_fields,
         )
-    except SalesforceError as error:
-        if seen:  # submitted: it may have gone through, so record what it carried
-            unknown = DeployOutcome(
-                kind=DeploymentKind.CHECK_ONLY if check_only else DeploymentKind.DEPLOY,
-                trigger=trigger,
-                api_version=spec.api_version,
-                components=(*deploy_components(trigger), *_retiring(trigger, previous, check_only)),
-                deploy_id=seen[0],
-                outcome=DeploymentOutcome.UNKNOWN,
-                problems=(
-                    *error.problems,
-                    f"How deploy {seen[0]} ended is unknown: see Setup > Deployment Status",
-                ),
-            )
-            _record(ctx, facts, unknown)
-            if as_json:
-                click.echo(json.dumps(unknown.to_json(), indent=2))
-        raise
-    _record(ctx, facts, outcome)
-    _print_outcome(outcome, as_json)
-    outcome.raise_for_outcome()
-
-
-def _retiring(trigger: Trigger, previous: Trigger | None, check_only: bool) -> tuple[str, ...]:
-    """What :func:`deploy_package` retires when switching from ``previous`` to ``trigger``."""
-    if check_only or previous is None or previous == trigger:
-        return ()
-    ours = deploy_components(trigger)
-    return tuple(c for c in deploy_components(previous) if c not in ours)
+        run = run_refresh(
+            engine,
+            key,
+            request,
+            lambda: _connect(ctx, engine, key, organization, credentials, api_version),
+            timing=_timing(ctx),
+            on_deploy_id=lambda d: click.echo(f"deploy id: {d}", err=as_json),
+        )
+    if run.unknown is not None and as_json:
+        click.echo(json.dumps(run.unknown.to_json(), indent=2))
+    if run.error is not None:
+        raise run.error
+    assert run.result is not None  # run in this thread: a result or an error
+    _print_outcome(run.result.outcome, as_json)
+    run.raise_for_outcome()
 
 
 def _dry_run(
-    facts: _OrgFacts,
+    facts: OrgFacts,
     trigger: Trigger,
     integration_user: str | None,
     api_version: str | None,
@@ -403,6 +296,10 @@ def _dry_run(
         )
     )
     written = write_package(files, out)
+    notice = (
+        f"the files in {out} hold {facts.name}'s webhook token (in the Outbound Message's "
+        "endpoint URL): they are readable by you only (0600); do not commit or share them"
+    )
     if as_json:
         click.echo(
             json.dumps(
@@ -417,10 +314,12 @@ def _dry_run(
                 indent=2,
             )
         )
+        click.echo(f"note: {notice}", err=True)
         return
     _warn(warnings)
     for path in written:
         click.echo(str(path))
+    click.echo(f"note: {notice}", err=True)
 
 
 @click.command()
@@ -433,35 +332,42 @@ def undeploy(
     ctx: click.Context, /, organization: str, as_json: bool, **credentials: str | None
 ) -> None:
     """Remove from the org what deploy created there (re-runnable)."""
-    facts = _org_facts(ctx, organization)
-    if not facts.recorded_components:
-        if as_json:
-            click.echo(
-                json.dumps(
-                    {
-                        "kind": "undeploy",
-                        "outcome": "succeeded",
-                        "components": [],
-                        "deployId": None,
-                        "problems": [],
-                    }
+    key = secret_key_from(ctx)
+    with store_engine(ctx) as engine:
+        facts = org_facts(engine, key, organization)
+        if not facts.recorded_components:
+            if as_json:
+                click.echo(
+                    json.dumps(
+                        {
+                            "kind": "undeploy",
+                            "outcome": "succeeded",
+                            "components": [],
+                            "deployId": None,
+                            "problems": [],
+                        }
+                    )
                 )
-            )
-        else:
-            click.echo(f"nothing to remove: no deploy is recorded for {facts.name}")
-        return
-    client = _client(credentials, None)
-    version, _ = choose_api_version(None, client.max_api_version(), Trigger.WORKFLOW)
-    client.use_version(version)
-    _, _, problems = check_org(client, facts.salesforce_org_id)
-    if problems:
-        raise PreflightError(problems[0], problems=problems)
-    outcome = run_undeploy(
-        client,
-        facts.recorded_components,
-        timing=_timing(ctx),
-        on_deploy_id=lambda d: click.echo(f"deploy id: {d}", err=as_json),
-    )
-    _record(ctx, facts, outcome)
+            else:
+                click.echo(f"nothing to remove: no deploy is recorded for {facts.name}")
+            return
+
+        def connect() -> OrgApi:
+            client = _connect(ctx, engine, key, organization, credentials, None)
+            version, _ = choose_api_version(None, client.max_api_version(), Trigger.WORKFLOW)
+            client.use_version(version)
+            _, _, problems = check_org(client, facts.salesforce_org_id)
+            if problems:
+                raise PreflightError(problems[0], problems=problems)
+            return client
+
+        outcome = undeploy_webhook(
+            engine,
+            key,
+            organization,
+            connect,
+            timing=_timing(ctx),
+            on_deploy_id=lambda d: click.echo(f"deploy id: {d}", err=as_json),
+        )
     _print_outcome(outcome, as_json)
     outcome.raise_for_outcome()

@@ -184,9 +184,13 @@ def list_(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def show(ctx: click.Context, organization: str, as_json: bool) -> None:
     """Show ORGANIZATION, its webhook URL included."""
+    from receiver.salesforce_connection import connection_info, connection_json
+
     key = secret_key_from(ctx)
     with store_session(ctx) as session:
         out = organization_json(get_organization(session, organization), key, details=True)
+        connection = connection_info(session, organization)
+    out["salesforceConnection"] = connection_json(connection)
     if as_json:
         _echo_json(out)
         return
@@ -196,6 +200,18 @@ def show(ctx: click.Context, organization: str, as_json: bool) -> None:
     click.echo(f"base url:          {out['baseUrl']}")
     click.echo(f"created:           {out['createdAt']}")
     click.echo(f"webhook url:       {out['webhookUrl']}")
+    if connection is None:
+        click.echo("salesforce:        not connected")
+    else:
+        state = (
+            "reconnect: " + (connection.status_reason or "")
+            if connection.needs_reconnect
+            else "connected"
+        )
+        click.echo(
+            f"salesforce:        {connection.instance_url} as {connection.username} "
+            f"({connection.kind}, {state})"
+        )
 
 
 @org.command("url")
@@ -271,3 +287,13 @@ def rotate(ctx: click.Context, organization: str) -> None:
         f"(agent-provision deploy {organization})",
         err=True,
     )
+
+
+def _register_connection_commands() -> None:
+    from receiver.cli.connection import connect, disconnect
+
+    org.add_command(connect)
+    org.add_command(disconnect)
+
+
+_register_connection_commands()

@@ -30,7 +30,17 @@ def harness(tmp_path: Path) -> Harness:
 
 
 def _deploy(*extra: str) -> list[str]:
-    return ["deploy", ORG, "--integration-user", INTEGRATION_USER, *SESSION_ARGS, *extra]
+    """A deploy of the workflow trigger unless ``extra`` names one (the default is flow)."""
+    trigger = [] if "--trigger" in extra else ["--trigger", "workflow"]
+    return ["deploy", ORG, "--integration-user", INTEGRATION_USER, *SESSION_ARGS, *trigger, *extra]
+
+
+def test_the_default_trigger_is_the_flow(harness: Harness) -> None:
+    args = ["deploy", ORG, "--integration-user", INTEGRATION_USER, *SESSION_ARGS]
+    result = harness.run("deploy_flow", args)
+    assert result.exit_code == 0, result.stderr
+    [row] = harness.deployments()
+    assert row["trigger"] == "flow" and row["components"] == [OM, FLOW]
 
 
 def test_check_passes_and_records_nothing(harness: Harness) -> None:
@@ -193,7 +203,7 @@ def test_preflight_other_org_and_loopback_url_reported_together(tmp_path: Path) 
 
 def test_expired_session_logs_in_again_once(harness: Harness) -> None:
     args = ["deploy", ORG, "--integration-user", INTEGRATION_USER, *CLIENT_CREDENTIAL_ARGS]
-    result = harness.run("expired_session_refresh", args)
+    result = harness.run("expired_session_refresh", [*args, "--trigger", "workflow"])
     assert result.exit_code == 0, result.stderr
     [row] = harness.deployments()
     assert row["outcome"] == "succeeded"
@@ -267,6 +277,32 @@ def test_dry_run_writes_package_and_contacts_nobody(
     assert written == expected
     assert "<fields>Badge__c</fields>" in (out / "workflows/User.workflow").read_text()
     assert harness.deployments() == []
+
+
+def test_dry_run_files_are_owner_only_and_said_to_hold_the_token(
+    harness: Harness, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "package.xml").write_text("old")
+    (out / "package.xml").chmod(0o644)
+    args = ["deploy", ORG, "--dry-run", "--out", str(out), "--integration-user", INTEGRATION_USER]
+    result = harness.run("no_such_cassette", args, all_played=False)
+    assert result.exit_code == 0, result.stderr
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert files and all(p.stat().st_mode & 0o777 == 0o600 for p in files)
+    assert "webhook token" in result.stderr and "0600" in result.stderr
+
+
+@pytest.mark.parametrize("user", ["integration", "not an@email.com", "a@b", "x" * 75 + "@a.com"])
+def test_an_integration_user_that_is_not_a_username_is_refused(
+    harness: Harness, tmp_path: Path, user: str
+) -> None:
+    args = ["deploy", ORG, "--dry-run", "--out", str(tmp_path / "o"), "--integration-user", user]
+    result = harness.run("no_such_cassette", args, all_played=False)
+    assert result.exit_code == 2
+    assert "is not a Salesforce username" in result.stderr
+    assert not (tmp_path / "o").exists()
 
 
 def test_dry_run_needs_integration_user_and_out(harness: Harness) -> None:
@@ -369,3 +405,15 @@ def test_dry_run_removes_its_own_earlier_files_only(harness: Harness, tmp_path: 
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert written == ["notes.txt", "package.xml", "workflows/User.workflow"]
     assert not (out / "flows").exists()
+
+
+@pytest.mark.slow  # the client's urllib3 Retry backs off before it gives up (about 10 s)
+def test_check_against_an_unreachable_salesforce_says_so_once_with_exit_9(
+    harness: Harness,
+) -> None:
+    args = ["--instance-url", "https://127.0.0.1:9", "--access-token", "test-access-token"]
+    result = harness.invoke(["check", ORG, "--integration-user", INTEGRATION_USER, *args])
+    assert result.exit_code == 9, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "cannot be reached" in errors[0]
+    assert "--integration-user" not in errors[0] and "permission" not in errors[0].lower()

@@ -31,6 +31,13 @@ Interaction = tuple[Request, dict[str, Any]]
 CUSTOM_FIELD = "Team__c"
 QUERY = user_query([CUSTOM_FIELD])
 USERS = [make_user_record(n, Team__c=f"team-{n % 2}") for n in range(1, 8)]
+#: The same users a day later: every one deactivated (a mass deletion for the guard).
+DEACTIVATED = [
+    make_user_record(
+        n, Team__c=f"team-{n % 2}", IsActive=False, SystemModstamp="2026-11-21T10:00:00.000Z"
+    )
+    for n in range(1, 8)
+]
 CURSOR = "01gAb0000000001AAA"
 
 
@@ -120,6 +127,12 @@ def scenarios() -> dict[str, list[Interaction]]:
             ),
         ],
         "other_org": [token_call(), org_check(OTHER_ORG_ID)],
+        "deactivated": [
+            token_call(),
+            org_check(),
+            describe_user(),
+            (page(1)[0], _response(query_page(DEACTIVATED, total=7, next_url=None))),
+        ],
     }
 
 

@@ -32,6 +32,16 @@ SCENARIOS = [
     "undeploy_rerun",
     "switch_workflow_to_flow_rule_gone",
     "deploy_status_fault",
+    # the stored connection's (tests/receiver/connection_cassette_builder.py)
+    "connect_session",
+    "connect_jwt",
+    "connect_client_credentials",
+    "connect_soap_login",
+    "connect_other_org",
+    "stored_oauth_check",
+    "stored_oauth_revoked",
+    "stored_oauth_keepalive",
+    "disconnect_oauth",
 ]
 #: Elements a SOAP login (or any envelope) carries secrets in, with any namespace prefix.
 XML_SECRETS = re.compile(

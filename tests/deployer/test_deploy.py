@@ -21,12 +21,18 @@ class FakeOrg:
     """Answers Tooling queries for one flow and replays checkDeployStatus bodies."""
 
     def __init__(
-        self, statuses: list[bytes], *, flow_active: bool = True, flow_exists: bool = True
+        self,
+        statuses: list[bytes],
+        *,
+        flow_active: bool = True,
+        flow_exists: bool = True,
+        version_found: bool = True,
     ) -> None:
         self.api_version = "62.0"
         self.statuses = statuses
         self.flow_active = flow_active
         self.flow_exists = flow_exists
+        self.version_found = version_found
         self.calls: list[tuple[str, Any]] = []
         self.ignore_warnings: list[bool] = []
         #: raised by the named call (``"status"``, ``"delete"``, ``"definition"``)
@@ -61,7 +67,7 @@ class FakeOrg:
             active = "301A" if self.flow_active else None
             return [{"Id": "300A", "ActiveVersionId": active, "LatestVersionId": "301A"}]
         if "WHERE Id =" in soql:
-            return [{"Id": "301A", "VersionNumber": 3}]
+            return [{"Id": "301A", "VersionNumber": 3}] if self.version_found else []
         return [{"Id": "301A"}]
 
     def tooling_patch(self, path: str, data: dict[str, Any]) -> None:
@@ -135,6 +141,18 @@ def test_flow_to_workflow_failure_reactivates_the_flow() -> None:
     with pytest.raises(DeployFailed) as raised:
         outcome.raise_for_outcome()
     assert raised.value.deploy_id == "0Af1"
+
+
+def test_a_flow_version_that_cannot_be_found_is_not_reported_reactivated() -> None:
+    org = FakeOrg(
+        [_status("Failed", done=True, details=[failure(WORKFLOW_RULE, WF, "no rules")])],
+        version_found=False,
+    )
+    outcome = deploy_package(_client(org), _spec("workflow"), previous_trigger="flow")
+    assert outcome.outcome == "failed"
+    assert [c for c in org.calls if c[0] == "patch"] == [("patch", 0)]  # nothing "restored"
+    assert not any("reactivated because" in w for w in outcome.warnings)
+    assert any("was not reactivated" in p and "Setup > Flows" in p for p in outcome.problems)
 
 
 def test_check_only_never_retires() -> None:

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
+from sf_metadata.decision import StoredState, StoredUser
+from sf_metadata.effects import UpsertAgent, WriteTombstone
 from sf_metadata.reconcile import (
     DeletionGuard,
-    Effect,
     ReconcileAction,
     ReconcileState,
-    StoredAgent,
     plan_users,
     read_user,
 )
@@ -25,29 +25,31 @@ A = ReconcileAction
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 
 
-def stored_agent(n: int, **kw: Any) -> StoredAgent:
+def stored_agent(n: int, **kw: Any) -> StoredUser:
     """A provisioned agent exactly as ``make_user_record(n)`` maps (unless ``data`` given)."""
     record = make_user_record(n)
     agent = read_user(record).agent
     assert agent is not None
     defaults: dict[str, Any] = {
         "crm_id": sf_id("005", n),
-        "agent_id": f"agent-{n}",
+        "agent_id": f"{n:032x}",
         "provisioned": True,
-        "stamp": T0,
+        "system_modstamp": T0,
         "username": agent.username,
         "data": agent.to_json(),
     }
+    if "stamp" in kw:
+        kw["system_modstamp"] = kw.pop("stamp")
     defaults.update(kw)
-    return StoredAgent(**defaults)
+    if not defaults["provisioned"]:
+        defaults["has_tombstone"] = True
+    return StoredUser(**defaults)
 
 
-def state(*stored: StoredAgent, full: bool = True) -> ReconcileState:
+def state(*stored: StoredUser, full: bool = True) -> ReconcileState:
+    holders = {s.username.casefold(): s.crm_id for s in stored if s.provisioned and s.username}
     return ReconcileState(
-        users={s.crm_id: s for s in stored},
-        username_holders={
-            s.username.casefold(): s.crm_id for s in stored if s.provisioned and s.username
-        },
+        StoredState({s.crm_id: s for s in stored}, holders, frozenset(), organization_id="acme"),
         full=full,
         agent_count=sum(1 for s in stored if s.provisioned),
     )
@@ -101,8 +103,12 @@ def test_every_action_once_and_counts() -> None:
     assert [n.crm_id for n in p.not_found] == [sf_id("005", 9)]
     assert p.rows[5].reason == "IsActive is missing"
     # an inactive never-provisioned user leaves a tombstone; an identical agent writes nothing
-    assert p.rows[6].effect is Effect.TOMBSTONE
-    assert p.rows[4].effect is Effect.NONE
+    assert p.rows[6].writes and p.rows[6].decision is not None
+    assert isinstance(p.rows[6].decision.effect, WriteTombstone)
+    assert not p.rows[4].writes
+    assert isinstance(p.rows[3].decision.effect if p.rows[3].decision else None, WriteTombstone)
+    assert isinstance(p.rows[0].decision.effect if p.rows[0].decision else None, UpsertAgent)
+    assert len(p.decisions) == 5  # create, update, restore, deprovision, tombstone
 
 
 def test_newer_stored_change_is_unchanged_never_rolled_back() -> None:
@@ -112,15 +118,17 @@ def test_newer_stored_change_is_unchanged_never_rolled_back() -> None:
         state(stored_agent(1, stamp=later), stored_agent(2, stamp=later)),
     )
     assert [r.action for r in p.rows] == [A.UNCHANGED, A.UNCHANGED]
-    assert all(r.effect is Effect.NONE for r in p.rows)
-    assert "stored change is newer" in p.rows[0].reason
+    assert not any(r.writes for r in p.rows)
+    assert "older than the stored change" in p.rows[0].reason
 
 
 def test_unchanged_agent_with_newer_salesforce_stamp_advances_the_stamp() -> None:
     earlier = datetime(2026, 11, 1, tzinfo=UTC)
     p = plan([make_user_record(1)], state(stored_agent(1, stamp=earlier)))
     assert p.rows[0].action is A.UNCHANGED
-    assert p.rows[0].effect is Effect.UPSERT
+    assert p.rows[0].writes  # only the stamp moves, so a late older message stays stale
+    effect = p.rows[0].decision.effect if p.rows[0].decision else None
+    assert isinstance(effect, UpsertAgent) and not effect.data_changed
 
 
 def test_incremental_read_lists_no_not_found() -> None:

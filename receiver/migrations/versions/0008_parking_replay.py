@@ -1,8 +1,8 @@
 """Parked changes (a username collision decided again when the username is released) and
 failed notifications kept for their replay (``receiver/provisioning_tables.py``).
 
-Revision ID: 0003_parking_replay
-Revises: 0002_message_source
+Revision ID: 0008_parking_replay
+Revises: 0007_jobs_connection
 Create Date: 2026-12-01
 """
 
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0003_parking_replay"
-down_revision: str | None = "0002_message_source"
+revision: str = "0008_parking_replay"
+down_revision: str | None = "0007_jobs_connection"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

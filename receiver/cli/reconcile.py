@@ -1,0 +1,229 @@
+"""``agent-provision reconcile run | show | apply | reject`` (CONTRACT section 6).
+
+``run`` reads every User with the credentials of CONTRACT section 4 (flags, environment,
+then the stored connection), shows a progress bar in users on standard error (tqdm;
+counts, rate, time left; off when standard error is not a terminal), stores the plan and
+applies it unless ``--dry-run``, the feature is disabled or the deletion guard holds it.
+Exit codes: 0 applied or planned, 8 held (the plan is printed first), 9 Salesforce could
+not be read or reached, 4 unknown / applied / rejected plan.
+
+Tests may put a ``deployer.users.UserReader`` factory in
+``CliState.extra["reconcile_reader"]`` (``(organization, credential flags) -> reader``) and
+a sleep function in ``CliState.extra["reconcile_sleep"]``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import click
+import requests
+from sqlalchemy.engine import Engine
+
+from deployer.package import PINNED_API_VERSION
+from deployer.users import CallCounter, LoginSession, UserReader
+from receiver.cli._credentials import credential_options
+from receiver.cli._options import database_url_option, json_option, settings_from, state_from
+from receiver.reconcile.plans import NOT_FOUND_REASON
+from receiver.reconcile.run import (
+    RunResult,
+    apply_plan,
+    reconcile,
+    reject_plan,
+    show_plan,
+)
+from sf_metadata.errors import ReconcileHeld, SalesforceError, SalesforceUnreadable
+from sf_metadata.reconcile import COUNT_KEYS, DEFAULT_GUARD, DeletionGuard
+
+__all__ = ["TqdmProgress", "make_reader", "reconcile_group"]
+
+
+class TqdmProgress:
+    """A :class:`~receiver.reconcile.run.ProgressSink` drawing a tqdm bar in users."""
+
+    def __init__(self, *, disable: bool | None = None) -> None:
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=None, unit=" users", desc="reading", disable=disable, leave=True)
+
+    def phase(self, name: str) -> None:
+        self._bar.set_description(name)
+
+    def total(self, users: int) -> None:
+        self._bar.total = users
+        self._bar.refresh()
+
+    def advance(self, users: int) -> None:
+        self._bar.update(users)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+@contextmanager
+def _engine(ctx: click.Context) -> Iterator[Engine]:
+    from receiver.db import make_engine, migrate
+
+    engine = make_engine(settings_from(ctx).database_url)
+    try:
+        migrate(engine)
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def make_reader(
+    ctx: click.Context, engine: Engine, organization: str, flags: dict[str, str | None]
+) -> UserReader:
+    """A :class:`UserReader` logged in with the first complete credential set (flags,
+    environment, stored connection); every request it and its login make is counted."""
+    factory = state_from(ctx).extra.get("reconcile_reader")
+    if callable(factory):
+        reader = factory(organization, flags)
+        assert isinstance(reader, UserReader)
+        return reader
+    from deployer.credentials import resolve_credentials
+
+    counter = CallCounter()
+    http = counter.attach(requests.Session())
+    credentials = resolve_credentials(flags, os.environ)
+    try:
+        org = LoginSession(credentials, PINNED_API_VERSION, http)
+    except SalesforceError as error:
+        if type(error) is SalesforceError:
+            raise SalesforceUnreadable(f"{error.message}: nothing was read or written") from None
+        raise
+    sleep = state_from(ctx).extra.get("reconcile_sleep")
+    reader = UserReader(http, org, PINNED_API_VERSION, counter)
+    if callable(sleep):
+        reader.sleep = sleep
+    return reader
+
+
+def _print(result: RunResult, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+    else:
+        counts = ", ".join(f"{k} {result.counts.get(k, 0)}" for k in COUNT_KEYS)
+        click.echo(f"plan {result.plan_id} {result.status}: {counts}")
+        click.echo(f"Salesforce API calls: {result.api_calls}")
+        if result.detail:
+            click.echo(result.detail)
+    if result.status == "held":
+        raise ReconcileHeld(
+            f"plan {result.plan_id} is held by the deletion guard: {result.hold_reason}; "
+            f"nothing was written: read it (`agent-provision reconcile show ... "
+            f"{result.plan_id}`), then apply it with --approve-deletions or reject it",
+            plan_id=result.plan_id,
+        )
+
+
+def run_with_flags(
+    ctx: click.Context,
+    organization: str,
+    flags: dict[str, str | None],
+    *,
+    dry_run: bool = False,
+    guard: DeletionGuard = DEFAULT_GUARD,
+) -> RunResult:
+    """Read, plan and (unless held, a dry run or disabled) apply, with a progress bar."""
+    with _engine(ctx) as engine:
+        reader = make_reader(ctx, engine, organization, flags)
+        progress = TqdmProgress()
+        try:
+            return reconcile(
+                engine, organization, reader, dry_run=dry_run, guard=guard, progress=progress
+            )
+        finally:
+            progress.close()
+
+
+@click.group("reconcile")
+@database_url_option
+def reconcile_group() -> None:
+    """Read every Salesforce User and bring the agents in line (plan, then apply)."""
+
+
+@reconcile_group.command("run")
+@click.argument("organization")
+@click.option("--dry-run", is_flag=True, help="Plan only: nothing is written but the plan.")
+@click.option(
+    "--max-deletions",
+    type=click.IntRange(min=0),
+    default=DEFAULT_GUARD.max_deletions,
+    show_default=True,
+    help="Hold the plan when it would deprovision more agents than this "
+    f"(also held above {DEFAULT_GUARD.share:.0%} of the agents once above "
+    f"{DEFAULT_GUARD.floor}).",
+)
+@credential_options
+@json_option
+@database_url_option
+@click.pass_context
+def run_command(
+    ctx: click.Context,
+    /,
+    organization: str,
+    dry_run: bool,
+    max_deletions: int,
+    as_json: bool,
+    **flags: str | None,
+) -> None:
+    """Plan, then apply unless --dry-run or the deletion guard holds it (exit 8)."""
+    guard = DeletionGuard(max_deletions=max_deletions)
+    result = run_with_flags(ctx, organization, flags, dry_run=dry_run, guard=guard)
+    _print(result, as_json)
+
+
+@reconcile_group.command("show")
+@click.argument("organization")
+@click.argument("plan_id")
+@json_option
+@database_url_option
+@click.pass_context
+def show_command(ctx: click.Context, organization: str, plan_id: str, as_json: bool) -> None:
+    """Print a stored plan: status, counts and every row."""
+    with _engine(ctx) as engine:
+        data = show_plan(engine, organization, plan_id)
+    if as_json:
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        return
+    counts = ", ".join(f"{k} {data['counts'][k]}" for k in COUNT_KEYS)
+    click.echo(f"plan {data['planId']} ({data['kind']}, {data['createdAt']}): {data['status']}")
+    click.echo(f"counts: {counts}")
+    if data["holdReason"]:
+        click.echo(f"held: {data['holdReason']}")
+    for row in data["rows"]:
+        reason = "" if row["reason"] == NOT_FOUND_REASON else row["reason"]
+        click.echo(f"{row['crmId']}  {row['action']:<11}  {row['username'] or '-'}  {reason}")
+
+
+@reconcile_group.command("apply")
+@click.argument("organization")
+@click.argument("plan_id")
+@click.option("--approve-deletions", is_flag=True, help="Apply a plan held by the deletion guard.")
+@json_option
+@database_url_option
+@click.pass_context
+def apply_command(
+    ctx: click.Context, organization: str, plan_id: str, approve_deletions: bool, as_json: bool
+) -> None:
+    """Apply a stored plan (rows whose user changed since are decided again)."""
+    with _engine(ctx) as engine:
+        result = apply_plan(engine, organization, plan_id, approve_deletions=approve_deletions)
+    _print(result, as_json)
+
+
+@reconcile_group.command("reject")
+@click.argument("organization")
+@click.argument("plan_id")
+@database_url_option
+@click.pass_context
+def reject_command(ctx: click.Context, organization: str, plan_id: str) -> None:
+    """Discard a held plan (nothing is written)."""
+    with _engine(ctx) as engine:
+        stored = reject_plan(engine, organization, plan_id)
+    click.echo(f"plan {stored.id} rejected: nothing was written")

@@ -1,0 +1,38 @@
+"""The periodic tasks ``serve`` runs (``receiver/scheduler.py``): one line per task.
+
+- ``keep-alive`` (daily): use each stored OAuth connection idle for 25 days once
+  (``receiver/keepalive.py``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy.engine import Engine
+
+from receiver.scheduler import PeriodicTask
+from receiver.settings import Settings
+
+__all__ = ["periodic_tasks"]
+
+
+def periodic_tasks(settings: Settings) -> list[PeriodicTask]:
+    """The tasks for a receiver configured by ``settings``."""
+
+    def keep_alive(engine: Engine, now: datetime) -> None:
+        from receiver.keepalive import keep_alive as run
+        from receiver.secrets import load_key
+
+        secret = settings.secret_key.get_secret_value() if settings.secret_key else None
+        client_secret = settings.salesforce_client_secret
+        run(
+            engine,
+            now,
+            key=load_key(settings.database_url, secret),
+            client_id=settings.salesforce_client_id,
+            client_secret=client_secret.get_secret_value() if client_secret else None,
+        )
+
+    return [
+        PeriodicTask("keep-alive", timedelta(days=1), keep_alive),
+    ]

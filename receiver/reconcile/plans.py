@@ -1,0 +1,231 @@
+"""Stored reconcile plans: save, read in full, change status.
+
+A plan's rows are kept as one zlib-compressed JSON document (``reconcile_plan.rows``)::
+
+    {"rows": [{"c": crmId, "a": action, "r": reason, "u": username,
+               "w": 1, "s": SystemModstamp ISO or null, "v": IsActive,
+               "g": agent JSON or null}, ...],          # in read order
+     "notFound": [{"c": crmId, "u": username}, ...]}    # by crm id
+
+``w``/``g``/``s``/``v`` are kept only for rows whose decision writes something (they are
+decided again when applied), so an unchanged 50,000-user plan stays small. :func:`plan_json` is the ``reconcile show --json``
+shape of CONTRACT section 6.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+import zlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from receiver.reconcile.tables import ReconcilePlanRecord
+from sf_metadata.errors import PlanNotFound
+from sf_metadata.mapping import AgentRecord
+from sf_metadata.reconcile import (
+    COUNT_KEYS,
+    NotFound,
+    PlanRow,
+    ReconcileAction,
+    ReconcilePlan,
+)
+
+__all__ = [
+    "NOT_FOUND_REASON",
+    "STATUSES",
+    "StoredPlan",
+    "decode_rows",
+    "encode_rows",
+    "get_plan",
+    "latest_plan",
+    "new_plan_id",
+    "plan_json",
+    "plan_rows_json",
+    "save_plan",
+]
+
+STATUSES = ("planned", "held", "applied", "rejected")
+NOT_FOUND_REASON = (
+    "the read did not return this agent's Salesforce user: never deprovisioned by a run"
+)
+
+
+def new_plan_id() -> str:
+    """A new plan id: 12 lowercase hex characters."""
+    return uuid.uuid4().hex[:12]
+
+
+def encode_rows(plan: ReconcilePlan) -> bytes:
+    """The compressed rows document of ``plan`` (module docstring)."""
+    rows = []
+    for r in plan.rows:
+        row: dict[str, Any] = {"c": r.crm_id, "a": r.action.value, "r": r.reason, "u": r.username}
+        if r.writes:
+            row["w"] = 1
+            row["s"] = r.stamp.isoformat() if r.stamp else None
+            row["v"] = r.active
+            row["g"] = r.agent.to_json() if r.agent else None
+        rows.append(row)
+    doc = {"rows": rows, "notFound": [{"c": n.crm_id, "u": n.username} for n in plan.not_found]}
+    return zlib.compress(json.dumps(doc, separators=(",", ":")).encode("utf-8"), 6)
+
+
+def decode_rows(blob: bytes) -> tuple[tuple[PlanRow, ...], tuple[NotFound, ...]]:
+    """Inverse of :func:`encode_rows`."""
+    doc = json.loads(zlib.decompress(blob))
+    rows = []
+    for row in doc["rows"]:
+        stamp = row.get("s")
+        agent = row.get("g")
+        rows.append(
+            PlanRow(
+                row["c"],
+                ReconcileAction(row["a"]),
+                row["r"],
+                row["u"],
+                bool(row.get("w")),
+                datetime.fromisoformat(stamp) if stamp else None,
+                bool(row.get("v", False)),
+                AgentRecord.from_json(agent) if agent else None,
+            )
+        )
+    return tuple(rows), tuple(NotFound(n["c"], n["u"]) for n in doc["notFound"])
+
+
+@dataclass(frozen=True)
+class StoredPlan:
+    """A plan as stored (``record``) with its decoded rows."""
+
+    record: ReconcilePlanRecord
+    rows: tuple[PlanRow, ...]
+    not_found: tuple[NotFound, ...]
+
+    @property
+    def id(self) -> str:
+        return self.record.id
+
+    @property
+    def status(self) -> str:
+        return self.record.status
+
+
+def save_plan(
+    session: Session,
+    *,
+    organization_id: str,
+    plan: ReconcilePlan,
+    kind: str,
+    status: str,
+    now: datetime,
+    api_calls: int,
+    users_read: int,
+    agents_before: int,
+    watermark: datetime | None,
+    hold_reason: str | None = None,
+    detail: str | None = None,
+    plan_id: str | None = None,
+    max_deletions: int = 500,
+) -> ReconcilePlanRecord:
+    """Insert a plan (flushed, not committed); returns its record."""
+    if status not in STATUSES:
+        raise ValueError(f"unknown plan status {status!r}")
+    record = ReconcilePlanRecord(
+        id=plan_id or new_plan_id(),
+        organization_id=organization_id,
+        created_at=now,
+        kind=kind,
+        status=status,
+        counts=dict(plan.counts),
+        hold_reason=hold_reason,
+        api_calls=api_calls,
+        users_read=users_read,
+        agents_before=agents_before,
+        max_deletions=max_deletions,
+        watermark=watermark,
+        detail=detail,
+        rows=encode_rows(plan),
+    )
+    session.add(record)
+    session.flush()
+    return record
+
+
+def get_plan(
+    session: Session, organization_id: str, plan_id: str, *, for_update: bool = False
+) -> StoredPlan:
+    """The plan ``plan_id`` of the organization, rows decoded. Raises
+    :class:`PlanNotFound` when there is none (another organization's plan is not found)."""
+    statement = select(ReconcilePlanRecord).where(
+        ReconcilePlanRecord.id == plan_id, ReconcilePlanRecord.organization_id == organization_id
+    )
+    if for_update:
+        statement = statement.with_for_update().execution_options(populate_existing=True)
+    record = session.exec(statement).one_or_none()
+    if record is None:
+        raise PlanNotFound(
+            f"organization {organization_id!r} has no reconcile plan {plan_id!r}: "
+            f"see the Reconcile page or run `agent-provision reconcile run {organization_id}`"
+        )
+    rows, not_found = decode_rows(record.rows)
+    return StoredPlan(record, rows, not_found)
+
+
+def latest_plan(session: Session, organization_id: str) -> StoredPlan | None:
+    """The organization's newest plan, or ``None``."""
+    record = session.exec(
+        select(ReconcilePlanRecord)
+        .where(ReconcilePlanRecord.organization_id == organization_id)
+        .order_by(col(ReconcilePlanRecord.created_at).desc())
+        .limit(1)
+    ).first()
+    if record is None:
+        return None
+    rows, not_found = decode_rows(record.rows)
+    return StoredPlan(record, rows, not_found)
+
+
+def plan_rows_json(plan: StoredPlan) -> Iterator[dict[str, Any]]:
+    """``{"crmId", "action", "reason", "username"}`` per row, then each notFound agent."""
+    for r in plan.rows:
+        yield {
+            "crmId": r.crm_id,
+            "action": r.action.value,
+            "reason": r.reason,
+            "username": r.username,
+        }
+    for n in plan.not_found:
+        yield {
+            "crmId": n.crm_id,
+            "action": "notFound",
+            "reason": NOT_FOUND_REASON,
+            "username": n.username,
+        }
+
+
+def _counts(counts: Mapping[str, Any] | None) -> dict[str, int]:
+    counts = counts or {}
+    return {k: int(counts.get(k, 0)) for k in COUNT_KEYS}
+
+
+def plan_json(plan: StoredPlan) -> dict[str, Any]:
+    """``reconcile show --json`` (CONTRACT section 6): ``planId``, ``status``, ``counts``
+    (of the plan), ``rows``; plus ``kind``, ``createdAt``, ``apiCalls``, ``holdReason``,
+    ``appliedCounts`` (what applying did, once applied)."""
+    r = plan.record
+    return {
+        "planId": r.id,
+        "status": r.status,
+        "counts": _counts(r.counts),
+        "rows": list(plan_rows_json(plan)),
+        "kind": r.kind,
+        "createdAt": r.created_at.isoformat(),
+        "apiCalls": r.api_calls,
+        "holdReason": r.hold_reason,
+        "appliedCounts": _counts(r.applied_counts) if r.applied_counts is not None else None,
+        "detail": r.detail,
+    }

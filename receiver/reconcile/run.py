@@ -1,0 +1,386 @@
+"""Reconcile runs: read every User, plan, store the plan, apply it (CONTRACT section 6).
+
+One function per action, shared by the CLI and the dashboard:
+
+- :func:`read_users`: the Salesforce side (``deployer.users.UserReader``): the org check,
+  the custom fields, every page; progress in users (``ProgressSink``). Any failure raises
+  before anything is written (an unreadable page is never an absence).
+- :func:`plan_run`: decide against the stored state (``sf_metadata.reconcile``) and store
+  the plan: ``planned`` (a dry run, or a disabled organization: a preview of what
+  enabling will do), ``held`` (the deletion guard), else applied at once.
+- :func:`apply_plan`: apply a stored plan (planned, or held with approval). In one write
+  transaction, with the organization row locked as the webhook locks it: the rows with an
+  effect are decided again against the then stored state (a change stored after the plan
+  wins, never rolled back), the deletion guard is checked again for a plan not approved,
+  and the decisions go through ``receiver.reconcile.apply`` (the receiver's apply path).
+  All or nothing.
+- :func:`reject_plan`: discard a held (or planned) plan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from deployer.users import UserReader
+from receiver.db import transaction
+from receiver.organizations import get_organization
+from receiver.reconcile.plans import StoredPlan, get_plan, plan_json, save_plan
+from receiver.reconcile.state import load_reconcile_state
+from receiver.reconcile.tables import ReconcilePlanRecord
+from receiver.sessions import SessionHooks
+from sf_metadata.errors import PlanNotFound, ReconcileHeld, UsageError
+from sf_metadata.reconcile import (
+    COUNT_KEYS,
+    DEFAULT_GUARD,
+    DeletionGuard,
+    PlanRow,
+    QueriedUser,
+    count_rows,
+    plan_users,
+    read_user,
+)
+from sf_metadata.soql import DEFAULT_OVERLAP, user_query
+
+__all__ = [
+    "FULL",
+    "INCREMENTAL",
+    "ProgressSink",
+    "ReadResult",
+    "RunResult",
+    "apply_plan",
+    "last_watermark",
+    "plan_run",
+    "read_users",
+    "reconcile",
+    "reject_plan",
+    "show_plan",
+]
+
+FULL = "full"
+INCREMENTAL = "incremental"
+Clock = Callable[[], datetime]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class ProgressSink(Protocol):
+    """Where a run reports progress, in users: ``total`` once the first page says how
+    many, ``advance`` per page read (and per batch applied), ``phase`` on each step
+    (``reading``, ``planning``, ``applying``)."""
+
+    def phase(self, name: str) -> None: ...
+
+    def total(self, users: int) -> None: ...
+
+    def advance(self, users: int) -> None: ...
+
+
+class _NoProgress:
+    def phase(self, name: str) -> None:
+        pass
+
+    def total(self, users: int) -> None:
+        pass
+
+    def advance(self, users: int) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    """What a read gave: every User decoded, the newest stamp among them, the calls made,
+    and whether it was a full read."""
+
+    users: list[QueriedUser]
+    watermark: datetime | None
+    api_calls: int
+    kind: str
+
+
+def read_users(
+    reader: UserReader,
+    *,
+    salesforce_org_id: str,
+    since: datetime | None = None,
+    progress: ProgressSink | None = None,
+) -> ReadResult:
+    """Read every User (``since`` ``None``) or those changed since ``since`` minus the
+    overlap (:data:`~sf_metadata.soql.DEFAULT_OVERLAP`). Raises
+    :class:`~sf_metadata.errors.SalesforceUnreadable` / ``AuthenticationError``."""
+    sink = progress or _NoProgress()
+    sink.phase("reading")
+    reader.check_organization(salesforce_org_id)
+    soql = user_query(reader.custom_fields(), since=since, overlap=DEFAULT_OVERLAP)
+    users: list[QueriedUser] = []
+    watermark: datetime | None = None
+    first = True
+    for page in reader.pages(soql):
+        if first:
+            sink.total(page.total_size)
+            first = False
+        for record in page.records:
+            user = read_user(record)
+            users.append(user)
+            if user.stamp is not None and (watermark is None or user.stamp > watermark):
+                watermark = user.stamp
+        sink.advance(len(page.records))
+    return ReadResult(
+        users, watermark, reader.counter.calls, FULL if since is None else INCREMENTAL
+    )
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """A run's or an apply's result: ``counts`` are the plan's, or what was applied."""
+
+    plan_id: str
+    status: str
+    counts: dict[str, int]
+    api_calls: int
+    hold_reason: str | None = None
+    detail: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"planId", "status", "counts", "apiCalls"}`` (CONTRACT section 6)."""
+        return {
+            "planId": self.plan_id,
+            "status": self.status,
+            "counts": {k: self.counts.get(k, 0) for k in COUNT_KEYS},
+            "apiCalls": self.api_calls,
+        }
+
+
+def last_watermark(session: Session, organization_id: str) -> datetime | None:
+    """The newest SystemModstamp of an applied plan of the organization (the start of the
+    next incremental read), or ``None`` (then the next run is a full one)."""
+    return session.exec(
+        select(ReconcilePlanRecord.watermark)
+        .where(
+            ReconcilePlanRecord.organization_id == organization_id,
+            ReconcilePlanRecord.status == "applied",
+            col(ReconcilePlanRecord.watermark).is_not(None),
+        )
+        .order_by(col(ReconcilePlanRecord.watermark).desc())
+        .limit(1)
+    ).first()
+
+
+def plan_run(
+    engine: Engine,
+    organization: str,
+    read: ReadResult,
+    *,
+    dry_run: bool = False,
+    guard: DeletionGuard = DEFAULT_GUARD,
+    progress: ProgressSink | None = None,
+    clock: Clock = _utc_now,
+    hooks: SessionHooks | None = None,
+) -> RunResult:
+    """Plan ``read`` against the stored state, store the plan, and apply it unless it is a
+    dry run, the feature is disabled (status ``planned``) or the guard holds it
+    (``held``: nothing written). Raises ``OrganizationNotFound``, ``StoreUnavailable``."""
+    sink = progress or _NoProgress()
+    sink.phase("planning")
+    with transaction(engine, read_only=True) as session:
+        org = get_organization(session, organization)
+        enabled = org.enabled
+        state = load_reconcile_state(session, org.id, read.users, full=read.kind == FULL)
+        previous = last_watermark(session, org.id)
+    plan = plan_users(read.users, state)
+    hold = guard.hold_reason(plan.counts["deprovision"], state.agent_count)
+    detail = None
+    if not enabled:
+        status, detail = "planned", "the feature is disabled: a preview of what enabling will do"
+    elif dry_run:
+        status, detail = "planned", "dry run"
+        if hold is not None:
+            detail = f"dry run; applying it would be held: {hold}"
+    elif hold is not None:
+        status = "held"
+    else:
+        status = "planned"
+    watermark = read.watermark
+    if watermark is None or (previous is not None and previous > watermark):
+        watermark = previous
+    with transaction(engine) as session:
+        record = save_plan(
+            session,
+            organization_id=organization,
+            plan=plan,
+            kind=read.kind,
+            status=status,
+            now=clock(),
+            api_calls=read.api_calls,
+            users_read=len(read.users),
+            agents_before=state.agent_count,
+            watermark=watermark,
+            hold_reason=hold if status == "held" else None,
+            detail=detail,
+            max_deletions=guard.max_deletions,
+        )
+        plan_id = record.id
+    if status != "planned" or not enabled or dry_run:
+        return RunResult(
+            plan_id, status, dict(plan.counts), read.api_calls, record.hold_reason, detail
+        )
+    return apply_plan(
+        engine, organization, plan_id, guard=guard, progress=sink, clock=clock, hooks=hooks
+    )
+
+
+def apply_plan(
+    engine: Engine,
+    organization: str,
+    plan_id: str,
+    *,
+    approve_deletions: bool = False,
+    guard: DeletionGuard | None = None,
+    progress: ProgressSink | None = None,
+    clock: Clock = _utc_now,
+    hooks: SessionHooks | None = None,
+) -> RunResult:
+    """Apply stored plan ``plan_id`` (module docstring). Returns status ``applied`` with
+    the counts of what was applied, or ``held`` (the plan was held, or deciding it again
+    now deprovisions more than the guard allows: nothing written; the plan is held).
+
+    Raises :class:`PlanNotFound` (none, or already applied or rejected),
+    :class:`ReconcileHeld` (a held plan without ``approve_deletions``),
+    :class:`~sf_metadata.errors.UsageError` (the feature is disabled), ``StoreUnavailable``.
+    """
+    from receiver.reconcile.apply import decide_rows, write_decisions
+
+    sink = progress or _NoProgress()
+    sink.phase("applying")
+    ended: list[Any] = []
+    with transaction(engine) as session:
+        from receiver.provisioning import lock_organization
+
+        org = lock_organization(session, organization)
+        stored = get_plan(session, org.id, plan_id, for_update=True)
+        record = stored.record
+        if record.status in ("applied", "rejected"):
+            raise PlanNotFound(
+                f"reconcile plan {plan_id} was already {record.status}: run "
+                f"`agent-provision reconcile run {organization}` for a new plan"
+            )
+        if not org.enabled:
+            raise UsageError(
+                f"the feature is disabled for {organization}: enable it "
+                f"(`agent-provision org enable {organization}`) before applying a plan"
+            )
+        if record.status == "held" and not approve_deletions:
+            raise ReconcileHeld(
+                f"reconcile plan {plan_id} is held: {record.hold_reason}; apply it with "
+                "--approve-deletions (or Approve deletions on the Reconcile page), or reject it",
+                plan_id=plan_id,
+            )
+        todo = [r for r in stored.rows if r.writes]
+        redecided = decide_rows(session, org.id, todo)
+        new_rows = _merge(stored.rows, todo, redecided.rows)
+        counts = count_rows(new_rows, len(stored.not_found))
+        limits = guard or replace(DEFAULT_GUARD, max_deletions=record.max_deletions)
+        hold = limits.hold_reason(counts["deprovision"], record.agents_before)
+        planned = int(record.counts.get("deprovision", 0))
+        if approve_deletions:
+            # An approval covers the deprovisions the admin read in the plan, no more.
+            hold = (
+                None
+                if counts["deprovision"] <= planned
+                else f"deciding the plan again now deprovisions {counts['deprovision']} "
+                f"agents, more than the {planned} approved: read the plan again"
+            )
+        if hold is not None:
+            record.status = "held"
+            record.hold_reason = hold
+            session.add(record)
+            return RunResult(plan_id, "held", counts, record.api_calls, hold, record.detail)
+        ended = write_decisions(
+            session,
+            org,
+            redecided,
+            plan_id=plan_id,
+            item_count=record.users_read,
+            now=clock(),
+            hooks=hooks,
+        )
+        record.status = "applied"
+        record.applied_counts = counts
+        record.applied_at = clock()
+        session.add(record)
+        result = RunResult(plan_id, "applied", counts, record.api_calls, None, record.detail)
+    del ended
+    return result
+
+
+def _merge(
+    rows: tuple[PlanRow, ...], todo: list[PlanRow], redecided: list[PlanRow]
+) -> list[PlanRow]:
+    """``rows`` with each row of ``todo`` replaced by its new decision."""
+    by_id = {id(old): new for old, new in zip(todo, redecided, strict=True)}
+    return [by_id.get(id(r), r) for r in rows]
+
+
+def reject_plan(
+    engine: Engine, organization: str, plan_id: str, *, clock: Clock = _utc_now
+) -> StoredPlan:
+    """Discard a held or planned plan (status ``rejected``; nothing written). Raises
+    :class:`PlanNotFound` for an unknown, applied or already rejected plan."""
+    with transaction(engine) as session:
+        org = get_organization(session, organization)
+        stored = get_plan(session, org.id, plan_id, for_update=True)
+        if stored.record.status in ("applied", "rejected"):
+            raise PlanNotFound(
+                f"reconcile plan {plan_id} was already {stored.record.status}: nothing to reject"
+            )
+        stored.record.status = "rejected"
+        stored.record.detail = f"rejected at {clock().isoformat()}"
+        session.add(stored.record)
+        return stored
+
+
+def show_plan(engine: Engine, organization: str, plan_id: str) -> dict[str, Any]:
+    """``reconcile show --json`` of a stored plan."""
+    with transaction(engine, read_only=True) as session:
+        org = get_organization(session, organization)
+        return plan_json(get_plan(session, org.id, plan_id))
+
+
+def reconcile(
+    engine: Engine,
+    organization: str,
+    reader: UserReader,
+    *,
+    full: bool = True,
+    dry_run: bool = False,
+    guard: DeletionGuard = DEFAULT_GUARD,
+    progress: ProgressSink | None = None,
+    clock: Clock = _utc_now,
+    hooks: SessionHooks | None = None,
+) -> RunResult:
+    """One run: read (every User, or with ``full=False`` those changed since the last
+    applied watermark; a full read when there is none), plan, store, apply (see
+    :func:`plan_run`). The one function behind ``reconcile run``, the Reconcile page's
+    buttons, ``org enable`` and the scheduler."""
+    with transaction(engine, read_only=True) as session:
+        org = get_organization(session, organization)
+        salesforce_org_id = org.salesforce_org_id
+        since = None if full else last_watermark(session, org.id)
+    read = read_users(reader, salesforce_org_id=salesforce_org_id, since=since, progress=progress)
+    return plan_run(
+        engine,
+        organization,
+        read,
+        dry_run=dry_run,
+        guard=guard,
+        progress=progress,
+        clock=clock,
+        hooks=hooks,
+    )

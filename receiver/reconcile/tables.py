@@ -1,0 +1,62 @@
+"""The reconcile tables (registered on the store's ``SQLModel.metadata``)::
+
+    reconcile_plan   id (12 hex) PK; organization_id; created_at; kind (full/incremental);
+                     status (planned/held/applied/rejected); counts (JSON, CONTRACT
+                     section 6 keys); applied_counts (JSON, once applied); hold_reason;
+                     api_calls; users_read; agents_before; max_deletions (the guard's limit); watermark (the newest
+                     SystemModstamp read); detail; applied_at; rows (zlib-compressed JSON,
+                     see ``receiver.reconcile.plans``); index (organization_id, created_at)
+
+A plan's rows are one compressed document rather than one row each: a 50,000-user plan is
+written and read in one statement (``bench/reconcile.py``), and it is always read whole.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from receiver.models import UTCDateTime
+
+__all__ = ["ReconcilePlanRecord"]
+
+
+class ReconcilePlanRecord(SQLModel, table=True):
+    """One stored reconcile plan."""
+
+    __tablename__ = "reconcile_plan"
+    __table_args__ = (
+        sa.Index("ix_reconcile_plan_organization_id_created_at", "organization_id", "created_at"),
+    )
+
+    id: str = Field(primary_key=True, max_length=32)
+    organization_id: str = Field(
+        sa_column=sa.Column(
+            sa.String(63), sa.ForeignKey("organization.id", ondelete="CASCADE"), nullable=False
+        )
+    )
+    created_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
+    kind: str = Field(max_length=20)
+    status: str = Field(max_length=20)
+    counts: dict[str, Any] = Field(
+        default_factory=dict, sa_column=sa.Column(sa.JSON(), nullable=False)
+    )
+    applied_counts: dict[str, Any] | None = Field(
+        default=None, sa_column=sa.Column(sa.JSON(), nullable=True)
+    )
+    hold_reason: str | None = Field(default=None, max_length=500)
+    api_calls: int = 0
+    users_read: int = 0
+    agents_before: int = 0
+    max_deletions: int = 500
+    watermark: datetime | None = Field(
+        default=None, sa_column=sa.Column(UTCDateTime(), nullable=True)
+    )
+    detail: str | None = Field(default=None, max_length=500)
+    applied_at: datetime | None = Field(
+        default=None, sa_column=sa.Column(UTCDateTime(), nullable=True)
+    )
+    rows: bytes = Field(sa_column=sa.Column(sa.LargeBinary(), nullable=False))

@@ -1,0 +1,147 @@
+"""``agent-provision reconcile`` end to end against the reconcile cassettes (CONTRACT
+section 6): run, dry run, disabled organization, show, a held mass deletion approved and
+one rejected, a failing page and another org (exit 9, nothing written), an expired
+session refreshed mid-run, a user changed between plan and apply."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.deployer._harness import CLIENT_CREDENTIAL_ARGS, ORG, Harness
+from tests.deployer.reconcile_cassettes import USERS
+
+COUNT_KEYS = ["create", "update", "restore", "deprovision", "unchanged", "failed", "notFound"]
+
+
+@pytest.fixture
+def h(tmp_path: Any) -> Harness:
+    harness = Harness(tmp_path)
+    harness.add_org()
+    return harness
+
+
+def enable(h: Harness) -> None:
+    assert h.invoke(["org", "enable", ORG]).exit_code == 0
+
+
+def run(h: Harness, cassette: str, *extra: str) -> Any:
+    return h.run(
+        f"reconcile/{cassette}",
+        ["reconcile", "run", ORG, "--json", *extra, *CLIENT_CREDENTIAL_ARGS],
+    )
+
+
+def users(h: Harness) -> list[dict[str, Any]]:
+    result = h.invoke(["users", ORG, "--json"])
+    assert result.exit_code == 0, result.output
+    return list(json.loads(result.stdout))
+
+
+def counts(**kw: int) -> dict[str, int]:
+    return {k: kw.get(k, 0) for k in COUNT_KEYS}
+
+
+def test_run_applies_every_user_and_counts_api_calls(h: Harness) -> None:
+    enable(h)
+    result = run(h, "pages")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert set(out) == {"planId", "status", "counts", "apiCalls"}
+    assert out["status"] == "applied"
+    assert out["counts"] == counts(create=7)
+    assert out["apiCalls"] == 6
+    agents = users(h)
+    assert [a["crmId"] for a in agents] == sorted(u["Id"] for u in USERS)
+    assert agents[0]["crm"]["customFields"] == {"Team__c": "team-1"}
+    # The same read again changes nothing.
+    again = json.loads(run(h, "pages").stdout)
+    assert again["status"] == "applied"
+    assert again["counts"] == counts(unchanged=7)
+    assert users(h) == agents
+
+
+def test_dry_run_and_disabled_org_only_plan(h: Harness) -> None:
+    result = run(h, "pages")  # the feature is disabled: a preview
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["status"] == "planned"
+    assert users(h) == []
+    enable(h)
+    out = json.loads(run(h, "pages", "--dry-run").stdout)
+    assert out["status"] == "planned" and out["counts"] == counts(create=7)
+    assert users(h) == []
+    shown = h.invoke(["reconcile", "show", ORG, out["planId"], "--json"])
+    assert shown.exit_code == 0
+    plan = json.loads(shown.stdout)
+    assert plan["planId"] == out["planId"] and plan["status"] == "planned"
+    assert plan["counts"] == counts(create=7)
+    assert [r["action"] for r in plan["rows"]] == ["create"] * 7
+    assert set(plan["rows"][0]) >= {"crmId", "action", "reason", "username"}
+    # Applying exactly that plan writes it.
+    applied = h.invoke(["reconcile", "apply", ORG, out["planId"], "--json"])
+    assert applied.exit_code == 0, applied.output
+    assert json.loads(applied.stdout)["status"] == "applied"
+    assert len(users(h)) == 7
+    again = h.invoke(["reconcile", "apply", ORG, out["planId"]])
+    assert again.exit_code == 4
+    assert "already applied" in again.stderr
+
+
+def test_held_mass_deletion_approved(h: Harness) -> None:
+    enable(h)
+    run(h, "pages")
+    result = run(h, "deactivated", "--max-deletions", "2")
+    assert result.exit_code == 8, result.output
+    out = json.loads(result.stdout)
+    assert out["status"] == "held" and out["counts"] == counts(deprovision=7)
+    assert "held by the deletion guard" in result.stderr
+    assert len(users(h)) == 7  # nothing written
+    refused = h.invoke(["reconcile", "apply", ORG, out["planId"]])
+    assert refused.exit_code == 8
+    assert len(users(h)) == 7
+    approved = h.invoke(["reconcile", "apply", ORG, out["planId"], "--approve-deletions", "--json"])
+    assert approved.exit_code == 0, approved.output
+    assert json.loads(approved.stdout)["counts"] == counts(deprovision=7)
+    assert users(h) == []
+
+
+def test_held_mass_deletion_rejected(h: Harness) -> None:
+    enable(h)
+    run(h, "pages")
+    out = json.loads(run(h, "deactivated", "--max-deletions", "0").stdout)
+    rejected = h.invoke(["reconcile", "reject", ORG, out["planId"]])
+    assert rejected.exit_code == 0 and "rejected" in rejected.stdout
+    shown = json.loads(h.invoke(["reconcile", "show", ORG, out["planId"], "--json"]).stdout)
+    assert shown["status"] == "rejected"
+    late = h.invoke(["reconcile", "apply", ORG, out["planId"], "--approve-deletions"])
+    assert late.exit_code == 4
+    assert len(users(h)) == 7
+    assert h.invoke(["reconcile", "show", ORG, "nosuchplan"]).exit_code == 4
+
+
+@pytest.mark.parametrize("cassette", ["failing_page", "other_org"])
+def test_unreadable_salesforce_exits_9_and_writes_nothing(h: Harness, cassette: str) -> None:
+    enable(h)
+    result = run(h, cassette)
+    assert result.exit_code == 9, result.output
+    assert result.stdout == ""
+    assert "nothing was" in result.stderr
+    assert users(h) == []
+
+
+def test_expired_session_refreshed_mid_run(h: Harness) -> None:
+    enable(h)
+    result = run(h, "expired_session_refresh")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["counts"] == counts(create=7) and out["apiCalls"] == 8
+
+
+def test_text_output_names_counts_and_calls(h: Harness) -> None:
+    enable(h)
+    result = h.run("reconcile/pages", ["reconcile", "run", ORG, *CLIENT_CREDENTIAL_ARGS])
+    assert result.exit_code == 0, result.output
+    assert "applied: create 7, update 0" in result.stdout
+    assert "Salesforce API calls: 6" in result.stdout

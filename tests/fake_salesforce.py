@@ -1,0 +1,95 @@
+"""An in-process fake of the REST query resource for reconcile tests: a ``requests``
+transport adapter that serves the Organization check, ``describe(User)`` and the User
+query in pages (``nextRecordsUrl``), from records the test holds (and may change between
+calls)::
+
+    org = FakeSalesforce(org_id, records, page_size=3)
+    reader = org.reader()            # a deployer.users.UserReader over it
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import requests
+from requests.adapters import BaseAdapter
+
+from deployer.users import CallCounter, StaticSession, UserReader
+
+__all__ = ["FakeSalesforce"]
+
+HOST = "fake.my.salesforce.com"
+
+
+class FakeSalesforce(BaseAdapter):
+    """Serves ``GET /services/data/vNN.0/query?q=...`` (Organization or User) and the
+    cursor pages, and ``sobjects/User/describe`` (``custom_fields`` as string fields)."""
+
+    def __init__(
+        self,
+        org_id: str,
+        records: list[dict[str, Any]],
+        *,
+        page_size: int = 2000,
+        custom_fields: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__()
+        self.org_id = org_id
+        self.records = records
+        self.page_size = page_size
+        self.custom_fields = custom_fields
+        self.queries: list[str] = []
+        self._snapshot: list[dict[str, Any]] = []
+
+    def reader(self) -> UserReader:
+        http = requests.Session()
+        http.mount(f"https://{HOST}", self)
+        return UserReader(http, StaticSession(f"https://{HOST}", "token"), "62.0", CallCounter())
+
+    def _answer(self, path: str, query: str) -> Any:
+        from urllib.parse import parse_qs
+
+        if path.endswith("/sobjects/User/describe"):
+            return {
+                "fields": [
+                    {"name": n, "custom": True, "type": "string", "length": 80}
+                    for n in self.custom_fields
+                ]
+            }
+        if path.endswith("/query"):
+            soql = parse_qs(query)["q"][0]
+            self.queries.append(soql)
+            if "FROM Organization" in soql:
+                return {"totalSize": 1, "done": True, "records": [{"Id": self.org_id}]}
+            self._snapshot = [dict(r) for r in self.records]  # the cursor's snapshot
+            return self._page(0)
+        start = int(path.rsplit("-", 1)[1])
+        return self._page(start)
+
+    def _page(self, start: int) -> dict[str, Any]:
+        chunk = self._snapshot[start : start + self.page_size]
+        end = start + len(chunk)
+        page: dict[str, Any] = {
+            "totalSize": len(self._snapshot),
+            "done": end >= len(self._snapshot),
+            "records": chunk,
+        }
+        if not page["done"]:
+            page["nextRecordsUrl"] = f"/services/data/v62.0/query/01gFAKE-{end}"
+        return page
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(request.url or "")
+        response = requests.Response()
+        response.status_code = 200
+        response._content = json.dumps(self._answer(parts.path, parts.query)).encode()
+        response.headers["Content-Type"] = "application/json"
+        response.request = request
+        response.url = request.url or ""
+        return response
+
+    def close(self) -> None:
+        pass

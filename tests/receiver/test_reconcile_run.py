@@ -1,0 +1,155 @@
+"""Reconcile against the store on SQLite and PostgreSQL (``receiver.reconcile``): a user
+changed between plan and apply, a burst of Outbound Messages during a run (the newest
+change wins), deprovisioning ends sessions, the provisioning log, tombstones."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlmodel import select
+
+from receiver.db import transaction
+from receiver.models import AgentSession, ProvisioningMessage, Tombstone
+from receiver.reconcile.run import apply_plan, reconcile
+from receiver.sessions import start_session
+from tests.factories import make_notification, sf_id
+from tests.fake_salesforce import FakeSalesforce
+from tests.receiver._harness import Receiver, assert_ack
+from tests.user_records import make_user_record
+
+READ_STAMP = "2026-11-20T10:00:00.000Z"
+NEWER = "2026-11-21T10:00:00.000Z"
+OLDER = "2026-11-19T10:00:00.000Z"
+
+
+def om(receiver: Receiver, n: int, stamp: str, **fields: Any) -> None:
+    fields.setdefault("Username", f"agent{n}@acme.com")
+    fields.setdefault("Email", f"agent{n}@acme.com")
+    notification = make_notification(
+        user_id=sf_id("005", n), SystemModstamp=stamp, LastModifiedDate=stamp, **fields
+    )
+    assert_ack(receiver.post(receiver.message(notification)))
+
+
+def test_user_changed_between_plan_and_apply_is_decided_again(receiver: Receiver) -> None:
+    fake = FakeSalesforce(receiver.salesforce_org_id, [make_user_record(n) for n in (1, 2, 3)])
+    planned = reconcile(receiver.engine, receiver.name, fake.reader(), dry_run=True)
+    assert planned.status == "planned" and planned.counts["create"] == 3
+    om(receiver, 1, NEWER, Name="Changed in Salesforce after the read")
+    om(receiver, 2, OLDER, Name="An older change delivered late")
+    result = apply_plan(receiver.engine, receiver.name, planned.plan_id)
+    assert result.status == "applied"
+    assert result.counts["unchanged"] == 1  # user 1: the stored change is newer
+    assert result.counts["update"] == 1  # user 2: the read is newer than the late message
+    assert result.counts["create"] == 1
+    agents = receiver.agents()
+    assert agents[sf_id("005", 1)].data["name"] == "Changed in Salesforce after the read"
+    assert agents[sf_id("005", 2)].data["name"] == "Agent 2"
+    assert agents[sf_id("005", 1)].system_modstamp == datetime(2026, 11, 21, 10, tzinfo=UTC)
+
+
+class BurstDuringApply:
+    """A progress sink that delivers Outbound Messages just before the apply step."""
+
+    def __init__(self, deliver: Any) -> None:
+        self.deliver = deliver
+
+    def phase(self, name: str) -> None:
+        if name == "applying":
+            self.deliver()
+
+    def total(self, users: int) -> None:
+        pass
+
+    def advance(self, users: int) -> None:
+        pass
+
+
+def test_burst_of_outbound_messages_during_a_run_newest_wins(receiver: Receiver) -> None:
+    fake = FakeSalesforce(
+        receiver.salesforce_org_id,
+        [make_user_record(n) for n in range(1, 6)],
+        page_size=2,
+    )
+
+    def burst() -> None:
+        for n in (1, 2):
+            om(receiver, n, NEWER, Name=f"Newer {n}")
+        om(receiver, 3, OLDER, Name="Older 3")
+        om(receiver, 4, NEWER, IsActive="false")
+
+    result = reconcile(
+        receiver.engine, receiver.name, fake.reader(), progress=BurstDuringApply(burst)
+    )
+    assert result.status == "applied"
+    agents = receiver.agents()
+    assert agents[sf_id("005", 1)].data["name"] == "Newer 1"
+    assert agents[sf_id("005", 2)].data["name"] == "Newer 2"
+    assert agents[sf_id("005", 3)].data["name"] == "Agent 3"
+    assert sf_id("005", 4) not in agents  # deprovisioned by the newer message, not restored
+    assert agents[sf_id("005", 5)].data["name"] == "Agent 5"
+
+
+def test_deprovision_ends_sessions_keeps_tombstone_and_logs(receiver: Receiver) -> None:
+    fake = FakeSalesforce(receiver.salesforce_org_id, [make_user_record(n) for n in (1, 2)])
+    reconcile(receiver.engine, receiver.name, fake.reader())
+    with transaction(receiver.engine) as session:
+        started = start_session(
+            session,
+            organization_id=receiver.name,
+            crm_id=sf_id("005", 1),
+            now=datetime(2026, 11, 29, tzinfo=UTC),
+        )
+    agent_id = receiver.agents()[sf_id("005", 1)].id
+    fake.records = [make_user_record(1, IsActive=False, SystemModstamp=NEWER), make_user_record(2)]
+    result = reconcile(receiver.engine, receiver.name, fake.reader())
+    assert result.counts["deprovision"] == 1 and result.counts["unchanged"] == 1
+    with transaction(receiver.engine) as session:
+        sessions = list(session.exec(select(AgentSession)))
+        tomb = session.get(Tombstone, (receiver.name, sf_id("005", 1)))
+        messages = list(
+            session.exec(
+                select(ProvisioningMessage).where(
+                    ProvisioningMessage.organization_id == receiver.name
+                )
+            )
+        )
+    assert started is not None
+    assert [s.ended_at is not None for s in sessions] == [True]
+    assert tomb is not None and tomb.agent_id == agent_id
+    assert sorted(m.detail or "" for m in messages) == sorted(
+        f"reconcile plan {p}" for p in _plan_ids(receiver)
+    )
+    events = receiver.log()[-1][1]
+    assert [(e.crm_id, e.action) for e in events] == [(sf_id("005", 1), "deprovisioned")]
+    # Active again: the same agent id comes back.
+    fake.records = [make_user_record(1, SystemModstamp="2026-11-22T10:00:00.000Z")]
+    result = reconcile(receiver.engine, receiver.name, fake.reader())
+    assert result.counts["restore"] == 1 and result.counts["notFound"] == 1
+    assert receiver.agents()[sf_id("005", 1)].id == agent_id
+    assert sf_id("005", 2) in receiver.agents()  # notFound: never deprovisioned by a run
+
+
+def _plan_ids(receiver: Receiver) -> list[str]:
+    from receiver.reconcile.tables import ReconcilePlanRecord
+
+    with transaction(receiver.engine) as session:
+        return [
+            p.id
+            for p in session.exec(
+                select(ReconcilePlanRecord).order_by(ReconcilePlanRecord.created_at)  # type: ignore[arg-type]
+            )
+        ]
+
+
+def test_inactive_never_provisioned_user_leaves_a_tombstone(receiver: Receiver) -> None:
+    fake = FakeSalesforce(receiver.salesforce_org_id, [make_user_record(1, IsActive=False)])
+    result = reconcile(receiver.engine, receiver.name, fake.reader())
+    assert result.counts["unchanged"] == 1
+    with transaction(receiver.engine) as session:
+        tomb = session.get(Tombstone, (receiver.name, sf_id("005", 1)))
+    assert tomb is not None and tomb.agent_id is None
+    # A late, older "active" message stays stale.
+    om(receiver, 1, OLDER)
+    assert receiver.agents() == {}

@@ -1,0 +1,227 @@
+"""Connect to Salesforce (``receiver/salesforce_oauth.py``) against a local fake
+authorization server on loopback (``tests/receiver/fake_salesforce_auth.py``): PKCE S256,
+single-use state, refused consent, another org, a code exchanged twice, login URLs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+from sqlalchemy.engine import Engine
+
+from receiver.db import transaction
+from receiver.salesforce_connection import SalesforceConnection, connection_info, read_secrets
+from receiver.salesforce_oauth import (
+    OAuthRefused,
+    accepted_login_url,
+    begin,
+    code_challenge,
+    complete,
+    login_url_for,
+)
+from sf_metadata.errors import UsageError
+from tests.conftest import MakeOrganization
+from tests.receiver._live import serve_in_thread
+from tests.receiver.fake_salesforce_auth import ORG_ID, USERNAME, FakeAuthServer
+
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+REDIRECT = "http://127.0.0.1:8000/oauth/salesforce/callback"
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeAuthServer]:
+    server = FakeAuthServer()
+    with serve_in_thread(server.app()) as base:
+        server.base_url = base
+        yield server
+
+
+@pytest.fixture
+def org(engine: Engine, make_organization: MakeOrganization) -> str:
+    with transaction(engine) as session:
+        organization, _ = make_organization(session, name="acme", salesforce_org_id=ORG_ID)
+    return organization.id
+
+
+def _begin(engine: Engine, key: bytes, fake: FakeAuthServer, org: str) -> str:
+    return begin(
+        engine,
+        key,
+        organization=org,
+        login_url=fake.base_url,
+        client_id=fake.client_id,
+        redirect_uri=REDIRECT,
+        operator="ops",
+        now=NOW,
+    )
+
+
+def _consent(authorize_url: str, *, allow: bool = True) -> dict[str, str]:
+    """What the browser would bring back to the callback: the fake's Allow / Deny link."""
+    page = requests.get(authorize_url, timeout=10)
+    assert page.status_code == 200, page.text
+    links = [part.split('"')[0] for part in page.text.split('href="')[1:]]
+    link = links[0 if allow else 1].replace("&amp;", "&")
+    return {k: v[0] for k, v in parse_qs(urlsplit(link).query).items()}
+
+
+def _complete(
+    engine: Engine, key: bytes, fake: FakeAuthServer, params: dict[str, str], **kw: object
+) -> object:
+    return complete(
+        engine,
+        key,
+        params=params,
+        client_id=fake.client_id,
+        client_secret=None,
+        redirect_uri=REDIRECT,
+        extra_login_urls=fake.base_url,
+        http=requests.Session(),
+        now=kw.get("now", NOW),  # type: ignore[arg-type]
+    )
+
+
+def _stored(engine: Engine, org: str) -> SalesforceConnection | None:
+    with transaction(engine, read_only=True) as session:
+        return session.get(SalesforceConnection, org)
+
+
+def test_connect_stores_an_oauth_connection_encrypted(
+    engine: Engine, key: bytes, fake: FakeAuthServer, org: str
+) -> None:
+    url = _begin(engine, key, fake, org)
+    query = parse_qs(urlsplit(url).query)
+    assert query["code_challenge_method"] == ["S256"] and query["scope"] == ["api id refresh_token"]
+    params = _consent(url)
+    info = _complete(engine, key, fake, params)
+    assert info.username == USERNAME and info.kind == "oauth"  # type: ignore[attr-defined]
+    row = _stored(engine, org)
+    assert row is not None and row.salesforce_org_id == ORG_ID
+    secrets = read_secrets(row, key)
+    assert secrets["refresh_token"] in fake.refresh_tokens
+    assert secrets["refresh_token"] not in row.secrets_encrypted
+    assert params["code"] not in row.secrets_encrypted
+
+
+def test_a_replayed_state_is_refused_and_changes_nothing(
+    engine: Engine, key: bytes, fake: FakeAuthServer, org: str
+) -> None:
+    params = _consent(_begin(engine, key, fake, org))
+    _complete(engine, key, fake, params)
+    before = _stored(engine, org)
+    with pytest.raises(OAuthRefused, match="already used"):
+        _complete(engine, key, fake, params)
+    after = _stored(engine, org)
+    assert before is not None and after is not None
+    assert after.secrets_encrypted == before.secrets_encrypted
+
+
+@pytest.mark.parametrize("state", ["", "forged-state-value"])
+def test_a_forged_or_missing_state_is_refused(
+    engine: Engine, key: bytes, fake: FakeAuthServer, org: str, state: str
+) -> None:
+    params = _consent(_begin(engine, key, fake, org))
+    with pytest.raises(OAuthRefused, match="unknown|no state"):
+        _complete(engine, key, fake, {**params, "state": state})
+    assert _stored(engine, org) is None
+
+
+def test_refused_consent_stores_nothing(
+    engine: Engine, key: bytes, fake: FakeAuthServer, org: str
+) -> None:
+    params = _consent(_begin(engine, key, fake, org), allow=False)
+    with pytest.raises(OAuthRefused, match="access_denied.*Nothing was stored"):
+        _complete(engine, key, fake, params)
+    assert _stored(engine, org) is None
+
+
+def test_a_code_exchanged_twice_is_refused(
+    engine: Engine, key: bytes, fake: FakeAuthServer, org: str
+) -> None:
+    first = _consent(_begin(engine, key, fake, org))
+    _complete(engine, key, fake, first)
+    second = _begin(engine, key, fake, org)
+    state = parse_qs(urlsplit(second).query)["state"][0]
+    with pytest.raises(OAuthRefused, match="invalid_grant"):
+        _complete(engine, key, fake, {"code": first["code"], "state": state})
+
+
+def test_another_org_is_refused_and_its_token_revoked(
+    engine: Engine, key: bytes, fake: FakeAuthServer, org: str
+) -> None:
+    fake.org_id = "00D000000000002EAA"
+    try:
+        params = _consent(_begin(engine, key, fake, org))
+        revoked_before = len(fake.revoked)
+        with pytest.raises(OAuthRefused, match="not 00D000000000001EAA.*revoked"):
+            _complete(engine, key, fake, params)
+    finally:
+        fake.org_id = ORG_ID
+    assert _stored(engine, org) is None
+    assert len(fake.revoked) == revoked_before + 1
+    assert fake.revoked[-1] not in fake.refresh_tokens  # that token no longer works
+
+
+def test_an_old_state_is_refused(
+    engine: Engine, key: bytes, fake: FakeAuthServer, org: str
+) -> None:
+    params = _consent(_begin(engine, key, fake, org))
+    with pytest.raises(OAuthRefused, match="10 minutes"):
+        _complete(engine, key, fake, params, now=NOW + timedelta(minutes=11))
+    with transaction(engine, read_only=True) as session:
+        assert connection_info(session, org) is None
+
+
+def test_pkce_challenge_is_s256() -> None:
+    # RFC 7636 appendix B
+    verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
+    assert code_challenge(verifier) == "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+
+
+@pytest.mark.parametrize(
+    ("url", "extra", "expected"),
+    [
+        ("https://login.salesforce.com", "", "https://login.salesforce.com"),
+        ("https://test.salesforce.com/", "", "https://test.salesforce.com"),
+        ("https://acme.my.salesforce.com/x", "", "https://acme.my.salesforce.com"),
+        (
+            "https://acme--uat.sandbox.my.salesforce.com",
+            "",
+            "https://acme--uat.sandbox.my.salesforce.com",
+        ),
+        ("http://127.0.0.1:9000", "http://127.0.0.1:9000", "http://127.0.0.1:9000"),
+    ],
+)
+def test_accepted_login_urls(url: str, extra: str, expected: str) -> None:
+    assert accepted_login_url(url, extra) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "extra"),
+    [
+        ("http://login.salesforce.com", ""),
+        ("https://login.salesforce.com:8443", ""),
+        ("https://evil.example.com", ""),
+        ("https://login.salesforce.com.evil.example.com", ""),
+        ("https://my.salesforce.com", ""),
+        ("https://acme.my.salesforce.com.evil.com", ""),
+        ("http://127.0.0.1:9001", "http://127.0.0.1:9000"),  # the port differs
+        ("javascript:alert(1)", ""),
+    ],
+)
+def test_login_urls_outside_the_accepted_ones_are_refused(url: str, extra: str) -> None:
+    with pytest.raises(UsageError, match="not a Salesforce login URL"):
+        accepted_login_url(url, extra)
+
+
+def test_environment_field_choices() -> None:
+    assert login_url_for("production", "") == "https://login.salesforce.com"
+    assert login_url_for("sandbox", "ignored") == "https://test.salesforce.com"
+    assert login_url_for("my-domain", "acme.my.salesforce.com") == "https://acme.my.salesforce.com"
+    with pytest.raises(UsageError, match="needs its URL"):
+        login_url_for("my-domain", " ")
+    with pytest.raises(UsageError):
+        login_url_for("elsewhere", "")
