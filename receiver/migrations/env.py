@@ -13,11 +13,8 @@ import receiver.job_tables  # noqa: F401  (registers job, job_lease)
 import receiver.salesforce_connection  # noqa: F401  (registers salesforce_connection)
 import receiver.salesforce_oauth  # noqa: F401  (registers oauth_state)
 from receiver.models import metadata
-<<<<<<< HEAD
 from receiver.provisioning_tables import FailedNotification  # noqa: F401 - registers the tables
-=======
 from receiver.reconcile import tables as _reconcile_tables  # noqa: F401  (registers reconcile_plan)
->>>>>>> main
 
 config = context.config
 
