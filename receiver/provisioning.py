@@ -16,11 +16,12 @@ transaction (``receiver.db.transaction``), after the caller locked the organizat
    the source, one ``provisioning_event`` per decision).
 
 :func:`apply_message` is the webhook's: read the notifications once
-(:func:`~sf_metadata.decision.read_user_changes`, before the first query), lock the
-organization row (PostgreSQL ``SELECT ... FOR UPDATE``; SQLite's write transaction already
-began ``BEGIN IMMEDIATE``; so two deliveries for one organization serialize), load the
-state (one query per table), :func:`~sf_metadata.decision.plan_message`, then
-:func:`apply_decisions`.
+(:func:`~sf_metadata.decision.read_user_changes`, before the first query), lock (SQLite:
+the write transaction already began ``BEGIN IMMEDIATE``, so deliveries serialize;
+PostgreSQL: the organization row ``FOR SHARE`` and advisory locks on the message's users,
+usernames and notification ids, so only deliveries sharing one of them serialize:
+``receiver.message_locks``), load the state (one query per table),
+:func:`~sf_metadata.decision.plan_message`, then :func:`apply_decisions`.
 
 Nothing is committed here. Session-ended hooks run only after the commit: pass ``hooks``
 (they fire once the transaction commits), or use :func:`apply_and_commit`. If the store
@@ -45,6 +46,7 @@ from receiver._parking import load_waiting, released_keys, store_failed, write_p
 from receiver._provisioning_state import StateKeys, load_state, lock_organization, message_keys
 from receiver._provisioning_write import write_effects
 from receiver.db import insert_rows, transaction
+from receiver.message_locks import lock_and_load
 from receiver.models import Organization, ProcessedNotification
 from receiver.outcomes import MessageOutcome
 from receiver.provisioning_log import record_events, record_message
@@ -333,8 +335,9 @@ def apply_message(
         changes = read_user_changes(notifications)
     elif len(changes) != len(notifications):
         raise ValueError(f"{len(changes)} changes for {len(notifications)} notifications")
-    org = lock_organization(session, organization)
-    state = load_state(session, org.id, message_keys(notifications, changes))
+    # PostgreSQL: organization FOR SHARE + advisory locks of this message's users,
+    # usernames and notification ids (receiver.message_locks); SQLite: as lock_organization.
+    org, state = lock_and_load(session, organization, message_keys(notifications, changes))
     decisions = plan_message(notifications, state, feature_enabled=org.enabled, changes=changes)
     if not notifications:
         outcome, detail = MessageOutcome.EMPTY, "the message holds no notifications"
