@@ -10,51 +10,26 @@ from datetime import datetime
 from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
+from receiver._contained_write import write_contained
+from receiver._provisioning_state import StateKeys, load_state, parked_change
+from receiver._provisioning_write import write_effects
 from receiver.db import insert_rows
+from receiver.message_locks import lock_key_values, lock_keys
 from receiver.models import ProvisioningEvent
 from receiver.provisioning_tables import FailedNotification, ParkedChangeRow
-from sf_metadata.decision import Action, Decision
+from sf_metadata.decision import Action, Decision, StoredState, decide_parked
 from sf_metadata.effects import ParkedChange, UpsertAgent, WriteTombstone
-from sf_metadata.mapping import AgentRecord
+from sf_metadata.mapping import username_key
 from sf_metadata.outbound import Notification
 
 __all__ = [
-    "load_parked",
     "load_waiting",
     "released_keys",
     "store_failed",
+    "wake_parked",
+    "write_contained_and_parking",
     "write_parking",
 ]
-
-
-def _parked(row: ParkedChangeRow) -> ParkedChange:
-    if row.id is None:  # pragma: no cover - rows read from the store always have an id
-        raise ValueError("a parked change without an id")
-    return ParkedChange(
-        id=row.id,
-        crm_id=row.crm_id,
-        username_key=row.username_key,
-        record=AgentRecord.from_json(row.data),
-        system_modstamp=row.system_modstamp,
-        notification_id=row.notification_id,
-    )
-
-
-def load_parked(
-    session: Session, org_id: str, crm_ids: Iterable[str]
-) -> dict[str, tuple[ParkedChange, ...]]:
-    """The parked changes of these users, by crm id, oldest row first (one query)."""
-    ids = sorted(set(crm_ids))
-    if not ids:
-        return {}
-    found: dict[str, list[ParkedChange]] = {}
-    for row in session.exec(
-        select(ParkedChangeRow)
-        .where(ParkedChangeRow.organization_id == org_id, col(ParkedChangeRow.crm_id).in_(ids))
-        .order_by(col(ParkedChangeRow.id))
-    ).all():
-        found.setdefault(row.crm_id, []).append(_parked(row))
-    return {crm: tuple(changes) for crm, changes in found.items()}
 
 
 def load_waiting(session: Session, org_id: str, keys: Iterable[str]) -> list[ParkedChange]:
@@ -63,7 +38,7 @@ def load_waiting(session: Session, org_id: str, keys: Iterable[str]) -> list[Par
     if not wanted:
         return []
     return [
-        _parked(row)
+        parked_change(row)
         for row in session.exec(
             select(ParkedChangeRow)
             .where(
@@ -161,3 +136,75 @@ def store_failed(
 
 def _cut(value: str | None, length: int) -> str | None:
     return value[:length] if value is not None else None
+
+
+#: Bound on rounds of parked changes woken by releases in one transaction (each applied
+#: one removes a parked row, so chains end; this only guards against a store gone wrong).
+MAX_PARKED_ROUNDS = 100
+
+
+def write_contained_and_parking(
+    session: Session, org_id: str, decisions: tuple[Decision, ...], now: datetime
+) -> tuple[Decision, ...]:
+    """Write the effects, then the parked changes, of ``decisions``; returns them, with
+    any change the store refused replaced by a ``failed`` one (``receiver._contained_write``:
+    one refused change is logged as failed, not a 500 for the whole message)."""
+    decisions = write_contained(session, org_id, decisions, now, write_effects)
+    write_parking(session, org_id, decisions, now)
+    return decisions
+
+
+def wake_parked(
+    session: Session, org_id: str, released: set[str], now: datetime, *, first_index: int
+) -> tuple[Decision, ...]:
+    """Decide again the parked changes waiting for a released username (only when
+    something was released: two queries a round, plus the state of the woken users)."""
+    woken: list[Decision] = []
+    for _ in range(MAX_PARKED_ROUNDS):
+        waiting = load_waiting(session, org_id, released) if released else []
+        if not waiting:
+            break
+        keys = StateKeys(
+            crm_ids={p.crm_id for p in waiting},
+            username_keys={p.username_key for p in waiting},
+        )
+        state = _lock_and_load_woken(session, org_id, keys)
+        # Still parked once locked (a concurrent change of that user may have superseded
+        # it), and only changes whose username is free now; the others wait.
+        current = {p.id for changes in state.parked.values() for p in changes}
+        free = [
+            p
+            for p in waiting
+            if p.id in current and state.username_owners.get(p.username_key) in (None, p.crm_id)
+        ]
+        if not free:
+            break
+        decided = decide_parked(free, state, first_index=first_index + len(woken))
+        decisions = write_contained_and_parking(session, org_id, tuple(decided), now)
+        woken += decisions
+        released = released_keys(decisions)
+    return tuple(woken)
+
+
+def _lock_and_load_woken(session: Session, org_id: str, keys: StateKeys) -> StoredState:
+    """The state of woken parked changes' users. On PostgreSQL, where messages of one
+    organization run side by side (``receiver.message_locks``), first the advisory locks
+    of those users, the usernames they claim and the usernames they hold, as a message of
+    theirs would take them (a lock wait that closes a cycle is a deadlock PostgreSQL
+    breaks: that transaction answers 503 and Salesforce retries it)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return load_state(session, org_id, keys)
+    lock_keys(
+        session,
+        lock_key_values(org_id, crm_ids=keys.crm_ids, username_keys=keys.username_keys),
+    )
+    state = load_state(session, org_id, keys)
+    held = {
+        key
+        for user in state.users.values()
+        if (key := username_key(user.username)) is not None and key not in keys.username_keys
+    }
+    if not held:
+        return state
+    lock_keys(session, lock_key_values(org_id, username_keys=held))
+    return load_state(session, org_id, keys)

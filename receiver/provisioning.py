@@ -41,10 +41,8 @@ from sqlalchemy import delete
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
-from receiver._contained_write import write_contained
-from receiver._parking import load_waiting, released_keys, store_failed, write_parking
+from receiver._parking import released_keys, store_failed, wake_parked, write_contained_and_parking
 from receiver._provisioning_state import StateKeys, load_state, lock_organization, message_keys
-from receiver._provisioning_write import write_effects
 from receiver.db import insert_rows, transaction
 from receiver.message_locks import lock_and_load
 from receiver.models import Organization, ProcessedNotification
@@ -56,7 +54,6 @@ from sf_metadata.decision import (
     Decision,
     StoredState,
     UserChange,
-    decide_parked,
     plan_message,
     read_user_changes,
 )
@@ -210,8 +207,8 @@ def apply_decisions(
     """
     org_id = organization.id
     decisions = tuple(decisions)
-    decisions = _write(session, org_id, decisions, now)
-    redecided = _wake_parked(
+    decisions = write_contained_and_parking(session, org_id, decisions, now)
+    redecided = wake_parked(
         session, org_id, released_keys(decisions), now, first_index=len(decisions)
     )
     applied = decisions + redecided
@@ -249,48 +246,6 @@ def apply_decisions(
         redecided=redecided,
         ended_sessions=tuple(ended),
     )
-
-
-#: Bound on rounds of parked changes woken by releases in one transaction (each applied
-#: one removes a parked row, so chains end; this only guards against a store gone wrong).
-MAX_PARKED_ROUNDS = 100
-
-
-def _write(
-    session: Session, org_id: str, decisions: tuple[Decision, ...], now: datetime
-) -> tuple[Decision, ...]:
-    """Write the effects, then the parked changes, of ``decisions``; returns them, with
-    any change the store refused replaced by a ``failed`` one (``receiver._contained_write``:
-    one refused change is logged as failed, not a 500 for the whole message)."""
-    decisions = write_contained(session, org_id, decisions, now, write_effects)
-    write_parking(session, org_id, decisions, now)
-    return decisions
-
-
-def _wake_parked(
-    session: Session, org_id: str, released: set[str], now: datetime, *, first_index: int
-) -> tuple[Decision, ...]:
-    """Decide again the parked changes waiting for a released username (only when
-    something was released: two queries a round, plus the state of the woken users)."""
-    woken: list[Decision] = []
-    for _ in range(MAX_PARKED_ROUNDS):
-        waiting = load_waiting(session, org_id, released) if released else []
-        if not waiting:
-            break
-        keys = StateKeys(
-            crm_ids={p.crm_id for p in waiting},
-            username_keys={p.username_key for p in waiting},
-        )
-        state = load_state(session, org_id, keys)
-        # Only changes whose username is free now; the others wait for the next release.
-        free = [p for p in waiting if state.username_owners.get(p.username_key) in (None, p.crm_id)]
-        if not free:
-            break
-        decided = decide_parked(free, state, first_index=first_index + len(woken))
-        decisions = _write(session, org_id, tuple(decided), now)
-        woken += decisions
-        released = released_keys(decisions)
-    return tuple(woken)
 
 
 def _end_sessions(
