@@ -25,7 +25,6 @@ from receiver import admin, webhook
 from receiver._logging import LOGGER_NAME
 from receiver.context import Clock, Maintenance, ReceiverContext, utc_now
 from receiver.db import make_engine, migrate
-from receiver.maintenance import maintenance_task
 from receiver.sessions import SessionHooks
 from receiver.settings import Settings
 
@@ -86,11 +85,10 @@ def create_app(
             from receiver.periodic import periodic_tasks
             from receiver.scheduler import Scheduler
 
-            scheduler = Scheduler(the_engine, periodic_tasks(settings))
+            scheduler = Scheduler(the_engine, periodic_tasks(settings), clock=context.clock)
             scheduler.start()
         try:
-            async with maintenance_task(context):  # pruning, off the request path
-                yield
+            yield
         finally:
             if scheduler is not None:
                 await run_in_threadpool(scheduler.stop)

@@ -15,19 +15,16 @@ transaction, so the SQLite writer queue (and PostgreSQL's row locks) are held fo
 milliseconds at a time and messages keep flowing between batches; one run stops after
 :data:`MAX_BATCHES` batches per table and the next run goes on.
 
-:func:`maintenance_task` is entered by the app's lifespan (``receiver.app.create_app``):
-each server process runs :func:`run_maintenance` in a worker thread
-:data:`FIRST_RUN_DELAY` after it starts and then every :data:`PRUNE_INTERVAL`. A failed
-run (store unavailable) is logged and retried at the next interval.
+:func:`run_scheduled` is the ``store-maintenance`` task of ``receiver/periodic.py``: the
+scheduler that ``serve``'s lifespan runs (``receiver/scheduler.py``) calls it in its own
+thread at most once per :data:`PRUNE_INTERVAL` across all workers and hosts. A failed run
+(store unavailable) is logged and retried after the interval.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -35,26 +32,23 @@ from typing import TYPE_CHECKING
 from sqlalchemy import delete
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
-from starlette.concurrency import run_in_threadpool
 
 from receiver._logging import LOGGER_NAME
 from receiver.db import transaction
 from receiver.models import ProcessedNotification, ProvisioningEvent, ProvisioningMessage
-from sf_metadata.errors import StoreUnavailable
 
 if TYPE_CHECKING:
-    from receiver.context import ReceiverContext
+    from receiver.settings import Settings
 
 __all__ = [
     "BATCH_SIZE",
-    "FIRST_RUN_DELAY",
     "MAX_BATCHES",
     "PRUNE_INTERVAL",
     "PruneResult",
-    "maintenance_task",
     "prune_processed_ids",
     "prune_provisioning_log",
     "run_maintenance",
+    "run_scheduled",
 ]
 
 log = logging.getLogger(LOGGER_NAME)
@@ -63,10 +57,8 @@ log = logging.getLogger(LOGGER_NAME)
 BATCH_SIZE = 1000
 #: Batches per table and run (a backlog is worked off over several runs).
 MAX_BATCHES = 500
-#: How often each server process prunes.
+#: How often the store is pruned (the ``store-maintenance`` task's interval).
 PRUNE_INTERVAL = timedelta(hours=1)
-#: Delay between a process's start and its first run (startup stays quick).
-FIRST_RUN_DELAY = timedelta(minutes=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,21 +148,17 @@ def run_maintenance(
     return PruneResult(processed, messages)
 
 
-async def _run_once(context: ReceiverContext) -> PruneResult | None:
-    settings = context.settings
-    now = context.clock()
-    try:
-        result = await run_in_threadpool(
-            run_maintenance,
-            context.engine,
-            now=now,
-            processed_retention=timedelta(hours=settings.processed_retention_hours),
-            log_retention=timedelta(days=settings.provisioning_log_retention_days),
-        )
-    except StoreUnavailable as error:
-        log.warning("store maintenance failed, retried later: %s", error.message)
-        return None
-    context.maintenance.last_prune = now
+def run_scheduled(engine: Engine, now: datetime, settings: Settings) -> PruneResult:
+    """The ``store-maintenance`` periodic task (``receiver/periodic.py``): one
+    :func:`run_maintenance` with the retentions of ``settings``, its result logged.
+    Raises :class:`~sf_metadata.errors.StoreUnavailable` (the scheduler logs it and runs
+    the task again after its interval)."""
+    result = run_maintenance(
+        engine,
+        now=now,
+        processed_retention=timedelta(hours=settings.processed_retention_hours),
+        log_retention=timedelta(days=settings.provisioning_log_retention_days),
+    )
     if result.processed_ids or result.log_messages:
         log.info(
             "store maintenance: forgot %d processed notification id(s), deleted %d "
@@ -179,37 +167,3 @@ async def _run_once(context: ReceiverContext) -> PruneResult | None:
             result.log_messages,
         )
     return result
-
-
-async def _loop(context: ReceiverContext, first_delay: float, interval: float) -> None:
-    await asyncio.sleep(first_delay)
-    while True:
-        try:
-            await _run_once(context)
-        except Exception:  # noqa: BLE001 - never let the loop die; the next run retries
-            log.exception("store maintenance failed unexpectedly")
-        await asyncio.sleep(interval)
-
-
-@contextlib.asynccontextmanager
-async def maintenance_task(
-    context: ReceiverContext,
-    *,
-    first_delay: timedelta | None = None,
-    interval: timedelta | None = None,
-) -> AsyncIterator[asyncio.Task[None]]:
-    """Run the periodic maintenance of this process while the block runs (the app's
-    lifespan); yields the task, cancelled when the block ends. ``first_delay`` and
-    ``interval`` default to :data:`FIRST_RUN_DELAY` and :data:`PRUNE_INTERVAL`."""
-    delay = first_delay if first_delay is not None else FIRST_RUN_DELAY
-    every = interval if interval is not None else PRUNE_INTERVAL
-    task = asyncio.create_task(
-        _loop(context, delay.total_seconds(), every.total_seconds()),
-        name="agent-provision-maintenance",
-    )
-    try:
-        yield task
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

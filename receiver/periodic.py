@@ -2,6 +2,8 @@
 
 - ``keep-alive`` (daily): use each stored OAuth connection idle for 25 days once
   (``receiver/keepalive.py``).
+- ``store-maintenance`` (hourly): prune processed notification ids and the provisioning
+  log past their retentions, in batches, off the request path (``receiver/maintenance.py``).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Engine
 
+from receiver.maintenance import PRUNE_INTERVAL
 from receiver.scheduler import PeriodicTask
 from receiver.settings import Settings
 
@@ -33,6 +36,12 @@ def periodic_tasks(settings: Settings) -> list[PeriodicTask]:
             client_secret=client_secret.get_secret_value() if client_secret else None,
         )
 
+    def store_maintenance(engine: Engine, now: datetime) -> None:
+        from receiver.maintenance import run_scheduled
+
+        run_scheduled(engine, now, settings)
+
     return [
         PeriodicTask("keep-alive", timedelta(days=1), keep_alive),
+        PeriodicTask("store-maintenance", PRUNE_INTERVAL, store_maintenance),
     ]

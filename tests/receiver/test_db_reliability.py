@@ -175,3 +175,109 @@ def test_a_writer_lock_held_by_another_process_answers_store_unavailable_in_time
     assert "locked" in outcome[0].message
     with transaction(sqlite_engine) as session:  # the queue is free again afterwards
         make_organization(session)
+
+
+@pytest.mark.postgres
+def test_the_webhook_keeps_acknowledging_a_far_future_user_in_a_non_utc_database(
+    database_url: str, make_organization: Any
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL only")
+    from receiver.app import create_app
+    from receiver.organizations import webhook_path
+    from receiver.settings import Settings
+    from tests.factories import make_notification, make_outbound_message, make_user_fields
+    from tests.receiver._harness import TestClient
+
+    name = make_url(database_url).database
+    admin = make_engine(database_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"ALTER DATABASE \"{name}\" SET timezone TO 'Asia/Tokyo'"))
+    admin.dispose()
+    engine = make_engine(database_url)
+    try:
+        migrate(engine)
+        with transaction(engine) as session:
+            org, token = make_organization(session)
+            org_name, sf_org = org.id, org.salesforce_org_id
+        app = create_app(Settings(database_url=database_url), engine=engine, clock=lambda: NOW)
+        far = make_user_fields(SystemModstamp="9999-12-31T23:30:00.000Z")
+        other = sf_id("005", 2)
+        with TestClient(app, raise_server_exceptions=False) as client:
+            for n in range(3):
+                body = make_outbound_message(
+                    [
+                        make_notification(user_id=sf_id("005", 1), **far),
+                        make_notification(user_id=other, **make_user_fields(LastName=f"N{n}")),
+                    ],
+                    organization_id=sf_org,
+                )
+                answer = client.post(
+                    webhook_path(org_name),
+                    params={"token": token},
+                    content=body,
+                    headers={"content-type": "text/xml; charset=UTF-8", "soapaction": '""'},
+                )
+                assert answer.status_code == 200, answer.text
+        with transaction(engine, read_only=True) as session:
+            stamps = dict(session.exec(select(Agent.crm_id, Agent.system_modstamp)).all())
+        assert stamps[sf_id("005", 1)] == FAR_FUTURE
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_postgres_read_only_then_writable_again_answers_503_and_recovers(
+    database_url: str, make_organization: Any
+) -> None:
+    """A database switched to read-only (as a primary demoted to standby answers writes):
+    503 (StoreUnavailable), and the read-only sessions do not outlive it. Before, SQLSTATE
+    25006 was an unexpected error (a 500) on every pooled connection opened meanwhile."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL only")
+    name = make_url(database_url).database
+    server = make_url(database_url).set(database="postgres")
+    admin = make_engine(server, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    engine = make_engine(database_url, pool_size=3, max_overflow=0)
+
+    def set_read_only(on: bool) -> None:
+        with admin.connect() as conn:
+            value = "on" if on else "off"
+            conn.execute(
+                text(f'ALTER DATABASE "{name}" SET default_transaction_read_only = {value}')
+            )
+
+    def write() -> None:
+        with transaction(engine) as session:
+            make_organization(session)
+
+    try:
+        migrate(engine)
+        write()
+        set_read_only(True)
+        engine.dispose()  # the pool's connections from now on open read-only
+        barrier = threading.Barrier(3)
+
+        def reader() -> None:
+            with transaction(engine, read_only=True) as session:
+                session.connection()
+                barrier.wait(timeout=10)
+
+        threads = [threading.Thread(target=reader) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=20)
+        with pytest.raises(StoreUnavailable):
+            write()
+        set_read_only(False)
+        failures = 0
+        for _ in range(6):
+            try:
+                write()
+            except StoreUnavailable:
+                failures += 1
+        assert failures == 0
+    finally:
+        engine.dispose()
+        admin.dispose()

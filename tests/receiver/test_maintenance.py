@@ -3,29 +3,28 @@ lifespan (issue 7 review weakness 10, issue 11 item 6)."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from datetime import timedelta
 from typing import Any
 
-import pytest
 from sqlalchemy import event, func
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
 import receiver.maintenance as maintenance
-from receiver.context import ReceiverContext
+from receiver.app import create_app
 from receiver.db import insert_rows, transaction
 from receiver.maintenance import (
-    maintenance_task,
     prune_processed_ids,
     prune_provisioning_log,
     run_maintenance,
 )
 from receiver.models import ProcessedNotification, ProvisioningEvent, ProvisioningMessage
+from receiver.organizations import webhook_path
+from receiver.periodic import periodic_tasks
+from receiver.scheduler import Scheduler
 from receiver.settings import Settings
-from tests.factories import make_notification, make_user_fields, sf_id
-from tests.receiver._harness import NOW, MakeReceiver, TestClient
+from tests.factories import make_notification, make_outbound_message, make_user_fields, sf_id
+from tests.receiver._harness import NOW, TestClient
 
 OLD = NOW - timedelta(days=200)
 
@@ -120,56 +119,40 @@ def test_run_maintenance_applies_each_retention(engine: Engine, make_organizatio
 
 
 def test_the_webhook_does_not_prune_on_the_request_path(
-    make_receiver: MakeReceiver, engine: Engine
+    engine: Engine, database_url: str, make_organization: Any
 ) -> None:
-    receiver = make_receiver()
-    _processed(engine, receiver.name, 5, OLD)
-    body = receiver.message(make_notification(user_id=sf_id("005", 1), **make_user_fields()))
-    assert receiver.post(body).status_code == 200
+    with transaction(engine) as session:
+        org, token = make_organization(session)
+        name, sf_org = org.id, org.salesforce_org_id
+    _processed(engine, name, 5, OLD)
+    app = create_app(
+        Settings(database_url=database_url), engine=engine, clock=lambda: NOW, run_scheduler=False
+    )
+    body = make_outbound_message(
+        [make_notification(user_id=sf_id("005", 1), **make_user_fields())], organization_id=sf_org
+    )
+    with TestClient(app) as client:
+        answer = client.post(
+            webhook_path(name),
+            params={"token": token},
+            content=body,
+            headers={"content-type": "text/xml; charset=UTF-8", "soapaction": '""'},
+        )
+    assert answer.status_code == 200
     assert _count(engine, ProcessedNotification) == 6  # the 5 old ones wait for maintenance
 
 
-def test_the_lifespan_runs_maintenance_in_the_background(
-    make_receiver: MakeReceiver, engine: Engine, monkeypatch: pytest.MonkeyPatch
+def test_the_scheduler_runs_store_maintenance_once_per_interval_across_workers(
+    engine: Engine, make_organization: Any
 ) -> None:
-    monkeypatch.setattr(maintenance, "FIRST_RUN_DELAY", timedelta(0))
-    receiver = make_receiver()
-    _processed(engine, receiver.name, 5, OLD)
-    _log(engine, receiver.name, 2, OLD)
-    with TestClient(receiver.app):  # a second lifespan, with the monkeypatched delay
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and (
-            _count(engine, ProcessedNotification) or _count(engine, ProvisioningMessage)
-        ):
-            time.sleep(0.02)
+    org_id = _org(engine, make_organization)
+    _processed(engine, org_id, 5, OLD)
+    _log(engine, org_id, 2, OLD)
+    settings = Settings(database_url=str(engine.url))
+    (task,) = [t for t in periodic_tasks(settings) if t.name == "store-maintenance"]
+    assert task.every == maintenance.PRUNE_INTERVAL
+    first, second = (Scheduler(engine, [task], clock=lambda: NOW) for _ in range(2))
+    assert first.run_due() == ["store-maintenance"]
     assert _count(engine, ProcessedNotification) == 0
     assert _count(engine, ProvisioningMessage) == 0
-
-
-def test_a_failed_run_is_logged_and_the_loop_goes_on(
-    tmp_path: Any, caplog: pytest.LogCaptureFixture
-) -> None:
-    from receiver.db import make_engine
-
-    missing = make_engine(f"sqlite:///{tmp_path / 'never-migrated.db'}")
-    context = ReceiverContext(
-        settings=Settings(database_url="sqlite://"),
-        engine=missing,
-        clock=lambda: NOW,
-        hooks=None,
-    )
-
-    async def scenario() -> bool:
-        async with maintenance_task(
-            context, first_delay=timedelta(0), interval=timedelta(seconds=0.01)
-        ) as task:
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and caplog.text.count("maintenance failed") < 2:
-                await asyncio.sleep(0.01)
-            return not task.done()
-
-    with caplog.at_level("WARNING"):
-        assert asyncio.run(scenario())
-    assert caplog.text.count("store maintenance failed") >= 2
-    assert context.maintenance.last_prune is None
-    missing.dispose()
+    assert second.run_due() == []  # another worker within the interval: not again
