@@ -50,7 +50,9 @@ class Poster:
     """Send ``bodies`` to ``url`` from ``concurrency`` clients.
 
     ``inflight`` and ``acked`` are live counters another thread may read (the fault tests
-    kill the server while ``inflight > 0``). ``run()`` returns one :class:`Delivery` per
+    kill the server while ``inflight > 0``). :meth:`hold` stops the clients from starting
+    a new attempt (the ones in flight finish) until :meth:`release`, so a test can inject a
+    fault between two known states. ``run()`` returns one :class:`Delivery` per
     body, in body order. ``retry=False`` sends each body once (the benchmark: every message
     must be acknowledged first time).
     """
@@ -81,6 +83,8 @@ class Poster:
         self.failures = 0
         self.deliveries: list[Delivery] = []
         self._lock = threading.Lock()
+        self._open = threading.Event()
+        self._open.set()
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
 
@@ -112,6 +116,14 @@ class Poster:
         if self._error is not None:
             raise self._error
         return self.deliveries
+
+    def hold(self) -> None:
+        """Start no new attempt until :meth:`release` (attempts in flight go on)."""
+        self._open.clear()
+
+    def release(self) -> None:
+        """Let the clients start attempts again."""
+        self._open.set()
 
     def wait_for(self, condition: Callable[[Poster], bool], timeout: float) -> bool:
         """Poll ``condition(self)`` every 10 ms for at most ``timeout`` seconds."""
@@ -155,6 +167,8 @@ class Poster:
         body = self.bodies[delivery.index]
         pause = self.pause
         for _attempt in range(self.max_attempts if self.retry else 1):
+            while not self._open.is_set():
+                await asyncio.sleep(0.005)
             start = time.perf_counter()
             with self._lock:
                 self.inflight += 1

@@ -39,7 +39,7 @@ from urllib3.util.retry import Retry
 
 from deployer.credentials import Credentials, login
 from deployer.envelopes import SoapFault, parse_soap_fault
-from sf_metadata.errors import AuthenticationError, SalesforceError
+from sf_metadata.errors import AuthenticationError, SalesforceError, Setting
 
 __all__ = [
     "IDEMPOTENT_METADATA_CALLS",
@@ -237,9 +237,10 @@ class OrgClient:
         """Log in again once, or raise :class:`AuthenticationError`."""
         if not self.credentials.refreshable:
             raise AuthenticationError(
-                "the Salesforce session expired and an existing session "
-                "(--access-token/SF_ACCESS_TOKEN) cannot be refreshed: get a new access "
-                "token, or use JWT or client credentials"
+                "the Salesforce session expired and an existing session (an access token) "
+                "cannot be refreshed: a new access token is needed, or a credential that can "
+                "log in again (JWT or client credentials)",
+                setting=Setting.ACCESS_TOKEN,
             )
         if self._relogged:
             raise AuthenticationError(

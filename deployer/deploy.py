@@ -43,7 +43,7 @@ from deployer.package import (
     zip_package,
 )
 from deployer.preflight import soql_quote
-from sf_metadata.errors import DeployFailed, DeployTimeout, SalesforceError
+from sf_metadata.errors import DeployFailed, DeployTimeout, Problem, SalesforceError, Setting
 
 __all__ = ["DeployOutcome", "Kind", "Outcome", "Timing", "deploy_package", "undeploy"]
 
@@ -53,9 +53,10 @@ Kind = DeploymentKind
 Outcome = DeploymentOutcome
 OnDeployId = Callable[[str], None]
 
-_WORKFLOW_END = (
+_WORKFLOW_END = Problem(
     "Workflow Rules reached end of support on December 31, 2025 and this org refused the "
-    "rule: deploy the same Outbound Message from a record-triggered flow with --trigger flow"
+    "rule: deploy the same Outbound Message from a record-triggered flow",
+    Setting.TRIGGER,
 )
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from deployer._render import render_template
 from deployer.kinds import Trigger
-from sf_metadata.errors import UsageError
+from sf_metadata.errors import Problem, Setting, UsageError
 from sf_metadata.metadata_names import (
     FLOW_NAME,
     OUTBOUND_MESSAGE_FIELDS,
@@ -46,6 +46,7 @@ __all__ = [
     "Trigger",
     "component_name",
     "deploy_components",
+    "flow_version_problem",
     "outbound_message_fields",
     "parse_component",
     "render_deploy_package",
@@ -82,8 +83,23 @@ _SUPPORTED_TYPES = ("Flow", "WorkflowOutboundMessage", "WorkflowRule")
 def validate_api_version(version: str) -> str:
     """Return ``version`` (``"NN.0"``) or raise :class:`UsageError` naming the format."""
     if not _API_VERSION.match(version):
-        raise UsageError(f"--api-version {version!r} is not an API version such as 62.0")
+        raise UsageError(
+            f"{version!r} is not an API version such as 62.0", setting=Setting.API_VERSION
+        )
     return version
+
+
+def flow_version_problem(trigger: Trigger, version: str) -> Problem | None:
+    """The problem with deploying ``trigger`` at API ``version`` (``"NN.0"``), or ``None``:
+    Outbound Message actions in flows need API 53.0 or later (reference
+    ``metadata-deploy-bugs.md`` #6)."""
+    if trigger == "flow" and float(version) < MIN_FLOW_API_VERSION:
+        return Problem(
+            "a record-triggered flow needs API version 53.0 or later (Outbound Message "
+            f"actions in flows), but {version} would be used",
+            Setting.API_VERSION,
+        )
+    return None
 
 
 def component_name(type_name: str, full_name: str) -> str:
@@ -117,7 +133,8 @@ def outbound_message_fields(custom_fields: Iterable[str] = ()) -> tuple[str, ...
     for name in custom_fields:
         if not _CUSTOM_FIELD.match(name):
             raise UsageError(
-                f"--custom-field {name!r} is not a custom User field API name (such as Badge__c)"
+                f"{name!r} is not a custom User field API name (such as Badge__c)",
+                setting=Setting.CUSTOM_FIELD,
             )
         extra.add(name)
     return (*OUTBOUND_MESSAGE_FIELDS, *sorted(extra - set(OUTBOUND_MESSAGE_FIELDS)))
@@ -156,11 +173,9 @@ def render_deploy_package(spec: PackageSpec) -> dict[str, bytes]:
     custom field name.
     """
     version = validate_api_version(spec.api_version)
-    if spec.trigger == "flow" and float(version) < MIN_FLOW_API_VERSION:
-        raise UsageError(
-            f"--trigger flow needs API version 53.0 or later (Outbound Message actions in "
-            f"flows), not {version}"
-        )
+    problem = flow_version_problem(spec.trigger, version)
+    if problem is not None:
+        raise UsageError(problem, setting=problem.setting)
     om = {
         "name": OUTBOUND_MESSAGE_NAME,
         "label": _OM_LABEL,

@@ -28,13 +28,19 @@ import requests
 
 from deployer.client import OrgApi
 from deployer.package import (
-    MIN_FLOW_API_VERSION,
     PINNED_API_VERSION,
     Trigger,
+    flow_version_problem,
     validate_api_version,
 )
 from deployer.urlcheck import check_webhook_url, redact_url
-from sf_metadata.errors import AuthenticationError, SalesforceError, SalesforceUnreadable
+from sf_metadata.errors import (
+    AuthenticationError,
+    Problem,
+    SalesforceError,
+    SalesforceUnreadable,
+    Setting,
+)
 from sf_metadata.ids import same_org_id, to_18
 from sf_metadata.metadata_names import OUTBOUND_MESSAGE_NAME, SOBJECT_TYPE
 
@@ -114,16 +120,16 @@ def choose_api_version(
         version = validate_api_version(requested)
         if org_max is not None and float(version) > float(org_max):
             problems.append(
-                f"API version {version} (--api-version) is not available in this org: its "
-                f"maximum is {org_max}"
+                Problem(
+                    f"API version {version} is not available in this org: its maximum is {org_max}",
+                    Setting.API_VERSION,
+                )
             )
     else:
         version = min(PINNED_API_VERSION, org_max or PINNED_API_VERSION, key=float)
-    if trigger == "flow" and float(version) < MIN_FLOW_API_VERSION:
-        problems.append(
-            f"--trigger flow needs API version 53.0 or later (Outbound Message actions in "
-            f"flows), but {version} would be used: pass --api-version 53.0 or later"
-        )
+    flow_problem = flow_version_problem(trigger, version)
+    if flow_problem is not None:
+        problems.append(flow_problem)
     return version, problems
 
 
@@ -163,10 +169,12 @@ def check_org(client: OrgApi, expected_org_id: str) -> tuple[str | None, bool | 
     if not same_org_id(actual, expected_org_id):
         kind = "sandbox" if sandbox else "org"
         problems.append(
-            f"These credentials log in to the {kind} {to_18(actual)} (Organization.Id), not the "
-            f"Salesforce org {to_18(expected_org_id)} registered for this organization: log in "
-            "to the registered org, or after a sandbox refresh run `agent-provision org "
-            "update ORGANIZATION --salesforce-org-id ID`"
+            Problem(
+                f"These credentials log in to the {kind} {to_18(actual)} (Organization.Id), not the "
+                f"Salesforce org {to_18(expected_org_id)} registered for this organization: log in "
+                "to the registered org, or after a sandbox refresh register the new org id",
+                Setting.SALESFORCE_ORG_ID,
+            )
         )
     return to_18(actual), sandbox, problems
 
@@ -200,13 +208,19 @@ def _check_integration_user(client: OrgApi, username: str) -> list[str]:
     )
     if not rows:
         return [
-            f'The integration user "{username}" (User.Username) does not exist in this org: '
-            "create it in Setup > Users, or pass an existing username with --integration-user"
+            Problem(
+                f'The integration user "{username}" (User.Username) does not exist in this '
+                "org: create it in Setup > Users, or choose an existing user",
+                Setting.INTEGRATION_USER,
+            )
         ]
     if not rows[0].get("IsActive"):
         return [
-            f'The integration user "{username}" is inactive (User.IsActive): activate it in '
-            "Setup > Users, or pass an active username with --integration-user"
+            Problem(
+                f'The integration user "{username}" is inactive (User.IsActive): activate it '
+                "in Setup > Users, or choose an active user",
+                Setting.INTEGRATION_USER,
+            )
         ]
     return []
 
@@ -324,8 +338,11 @@ def preflight(
         )
     else:
         problems.append(
-            "Cannot tell which user these credentials log in as (OAuth userinfo): pass "
-            "--integration-user USERNAME (the Outbound Message's User to send as)"
+            Problem(
+                "Cannot tell which user these credentials log in as (OAuth userinfo): the "
+                "integration user (the Outbound Message's User to send as) must be named",
+                Setting.INTEGRATION_USER,
+            )
         )
     problems.extend(_check_call_center(client))
     problems.extend(

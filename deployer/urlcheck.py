@@ -13,6 +13,8 @@ from __future__ import annotations
 import ipaddress
 from urllib.parse import urlsplit
 
+from sf_metadata.errors import Problem, Setting
+
 __all__ = ["check_webhook_url", "redact_url"]
 
 _LOCAL_SUFFIXES = (".localhost", ".local", ".internal", ".lan", ".home.arpa", ".localdomain")
@@ -36,8 +38,11 @@ def check_webhook_url(url: str, *, real_deploy: bool) -> tuple[list[str], list[s
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         problems.append(
-            f"Webhook URL {shown!r} (Outbound Message endpointUrl) is not an http(s) URL: "
-            "fix the organization's base URL with `agent-provision org update ORGANIZATION --base-url URL`"
+            Problem(
+                f"Webhook URL {shown!r} (Outbound Message endpointUrl) is not an http(s) URL: "
+                "fix the organization's base URL",
+                Setting.BASE_URL,
+            )
         )
         return problems, warnings
     unreachable: list[str] = []
@@ -58,9 +63,10 @@ def check_webhook_url(url: str, *, real_deploy: bool) -> tuple[list[str], list[s
     if port is not None and not (port in (80, 443) or 1024 <= port <= 66535):
         unreachable.append(f"port {port} is not allowed (80, 443 or 1024-66535)")
     for reason in unreachable:
-        line = (
+        line = Problem(
             f"Salesforce cannot reach the webhook URL {shown} (Outbound Message endpointUrl): "
-            f"{reason}; set a public base URL with `agent-provision org update ORGANIZATION --base-url URL`"
+            f"{reason}; the organization needs a public base URL",
+            Setting.BASE_URL,
         )
         (problems if real_deploy else warnings).append(line)
     if parts.scheme == "http":

@@ -11,6 +11,7 @@ GET      /v2/organizations/{organization}/users                  200 agent list 
 GET      /v2/organizations/{organization}/provisioning-log       200 page, newest first
          ``?limit=1..500`` (default 50) ``&before=<message id>``
 POST     /v2/organizations/{organization}/users/{crmId}/sessions 201 ``{"sessionId"}``;
+                                                                 400 not a User id;
                                                                  404 not provisioned;
                                                                  403 disabled
 GET      /v2/sessions/{sessionId}                                200 active; 404 ended/unknown
@@ -40,7 +41,8 @@ from receiver.db import transaction
 from receiver.organizations import get_organization
 from receiver.provisioning_log import list_messages
 from receiver.sessions import StartStatus, end_session, is_session_active, start_session
-from sf_metadata.errors import OrganizationNotFound, StoreUnavailable
+from sf_metadata.errors import InvalidSalesforceId, OrganizationNotFound, StoreUnavailable
+from sf_metadata.ids import USER, canonical_id
 
 __all__ = ["DEFAULT_LOG_LIMIT", "MAX_LOG_LIMIT", "is_authorized", "routes"]
 
@@ -124,7 +126,6 @@ async def users(request: Request) -> Response:
     def work() -> list[dict[str, Any]]:
         with transaction(context.engine, read_only=True) as session:
             agents = list_agents(session, organization_id=name)
-        agents = sorted(agents, key=lambda a: a.crm_id.encode("ascii"))
         return [a.to_json() for a in agents]
 
     return JSONResponse(await run_in_threadpool(work))
@@ -175,6 +176,10 @@ async def start(request: Request) -> Response:
     context = _context(request)
     name = request.path_params["organization"]
     crm_id = request.path_params["crm_id"]
+    try:
+        canonical_id(crm_id, USER)
+    except InvalidSalesforceId as error:  # bad input, not an unknown agent
+        return _error(400, f"crmId: {error.message}")
 
     def work() -> Any:
         with transaction(context.engine) as session:

@@ -12,11 +12,9 @@ from sqlmodel import Session, select
 
 from receiver.models import Agent
 from receiver.organizations import get_organization
-from sf_metadata.errors import InvalidSalesforceId
-from sf_metadata.ids import USER, canonical_id
 from sf_metadata.mapping import AgentRecord
 
-__all__ = ["get_agent", "list_agents"]
+__all__ = ["list_agents"]
 
 
 def list_agents(session: Session, *, organization_id: str) -> list[AgentRecord]:
@@ -28,19 +26,5 @@ def list_agents(session: Session, *, organization_id: str) -> list[AgentRecord]:
     rows = session.exec(
         select(Agent.crm_id, Agent.data).where(Agent.organization_id == organization_id)
     ).all()
+    # str order is code point order, which is byte order for the ASCII crm ids
     return [AgentRecord.from_json(data) for _crm, data in sorted(rows, key=lambda r: r[0])]
-
-
-def get_agent(session: Session, *, organization_id: str, crm_id: str) -> AgentRecord | None:
-    """The agent with User id ``crm_id`` (15 or 18 characters), or ``None`` when it is not
-    provisioned. Raises :class:`~sf_metadata.errors.OrganizationNotFound` and
-    :class:`~sf_metadata.errors.InvalidSalesforceId` (not a ``005`` id)."""
-    get_organization(session, organization_id)
-    try:
-        crm = canonical_id(crm_id, USER)
-    except InvalidSalesforceId as error:
-        raise InvalidSalesforceId(f"crmId: {error.message}") from None
-    data = session.exec(
-        select(Agent.data).where(Agent.organization_id == organization_id, Agent.crm_id == crm)
-    ).first()
-    return AgentRecord.from_json(data) if data is not None else None

@@ -25,6 +25,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import sqlite3
 import threading
@@ -33,10 +34,8 @@ import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Table, event, exc, text
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.engine.url import URL
@@ -44,12 +43,18 @@ from sqlmodel import Session, SQLModel, create_engine
 
 from receiver._sqlite_guard import install_file_guard, is_unusable_file_error
 from receiver._sqlite_queue import WriteQueue
+from receiver.settings import psycopg_url
 from sf_metadata.errors import StoreUnavailable
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 __all__ = [
     "MIGRATIONS_DIR",
     "after_transaction",
     "current_revision",
+    "head_revision",
+    "is_at_head",
     "is_transient",
     "make_engine",
     "migrate",
@@ -75,18 +80,16 @@ def normalise_url(url: str | URL) -> URL:
 
     Raises :class:`~sf_metadata.errors.UsageError` for a string that is not a URL.
     """
-    from sf_metadata.errors import UsageError
+    from sf_metadata.errors import Setting, UsageError
 
     if isinstance(url, str):
-        for prefix in ("postgres://", "postgresql://"):
-            if url.startswith(prefix):
-                url = "postgresql+psycopg://" + url[len(prefix) :]
         try:
-            return make_url(url)
+            return make_url(psycopg_url(url))
         except exc.ArgumentError:
             raise UsageError(
-                "--database-url is not a SQLAlchemy URL: use sqlite:///PATH or "
-                "postgresql+psycopg://USER@HOST/DB"
+                "the database URL is not a SQLAlchemy URL (such as sqlite:///PATH or "
+                "postgresql+psycopg://USER@HOST/DB)",
+                setting=Setting.DATABASE_URL,
             ) from None
     return url
 
@@ -117,11 +120,12 @@ def make_engine(url: str | URL, **kwargs: Any) -> Engine:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as error:
-                from sf_metadata.errors import UsageError
+                from sf_metadata.errors import Setting, UsageError
 
                 raise UsageError(
                     f"cannot create the directory of the SQLite store {path}: "
-                    f"{error.strerror or error}; fix --database-url"
+                    f"{error.strerror or error}",
+                    setting=Setting.DATABASE_URL,
                 ) from None
             u = u.set(database=str(path))
         connect_args = dict(kwargs.pop("connect_args", {}))
@@ -167,11 +171,12 @@ def _create_engine(u: URL, **kwargs: Any) -> Engine:
     try:
         return create_engine(u, **kwargs)
     except (exc.NoSuchModuleError, exc.ArgumentError, ModuleNotFoundError):
-        from sf_metadata.errors import UsageError
+        from sf_metadata.errors import Setting, UsageError
 
         raise UsageError(
-            f"unsupported database URL {_shown_url(u)} in --database-url: use "
-            "sqlite:///PATH or postgresql+psycopg://USER@HOST/DB"
+            f"unsupported database URL {_shown_url(u)}: the store is SQLite (sqlite:///PATH) "
+            "or PostgreSQL (postgresql+psycopg://USER@HOST/DB)",
+            setting=Setting.DATABASE_URL,
         ) from None
 
 
@@ -227,7 +232,9 @@ def _enable_wal(cursor: Any) -> None:
             delay = min(delay * 2, 0.1)
 
 
-def _alembic_config(connection: Connection) -> Config:
+def _alembic_config(connection: Connection | None) -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.attributes["connection"] = connection
@@ -241,7 +248,11 @@ def migrate(engine: Engine) -> None:
     docstring). Raises :class:`~sf_metadata.errors.StoreUnavailable` when the store cannot
     be reached.
     """
+    from alembic import command
+
     try:
+        if is_at_head(engine):
+            return
         with engine.begin() as connection:
             if connection.dialect.name == "postgresql":
                 connection.execute(
@@ -252,6 +263,20 @@ def migrate(engine: Engine) -> None:
         if is_transient(error):
             raise _unavailable(error) from None
         raise
+
+
+@functools.cache
+def head_revision() -> str | None:
+    """The newest revision of ``receiver/migrations`` (read once per process)."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(_alembic_config(None)).get_current_head()
+
+
+def is_at_head(engine: Engine) -> bool:
+    """Whether the store's schema is the newest (one read of ``alembic_version``; an empty
+    store or one without the table is not). Raises ``sqlalchemy.exc.SQLAlchemyError``."""
+    return current_revision(engine) == head_revision()
 
 
 def current_revision(engine: Engine) -> str | None:

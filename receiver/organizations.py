@@ -27,6 +27,7 @@ from sf_metadata.errors import (
     InvalidSalesforceId,
     OrganizationExists,
     OrganizationNotFound,
+    Setting,
     UsageError,
 )
 from sf_metadata.ids import ORGANIZATION, canonical_id
@@ -81,8 +82,9 @@ def validate_base_url(base_url: str) -> str:
         or parts.fragment
     ):
         raise UsageError(
-            f"--base-url {base_url!r} is invalid: give where Salesforce reaches this service, "
-            "such as https://provision.example.com"
+            f"base URL {base_url!r} is invalid: it is where Salesforce reaches this service, "
+            "an http(s) URL without query, such as https://provision.example.com",
+            setting=Setting.BASE_URL,
         )
     return base_url.strip().rstrip("/")
 
@@ -92,8 +94,9 @@ def _org_id(salesforce_org_id: str) -> str:
         return canonical_id(salesforce_org_id, ORGANIZATION)
     except InvalidSalesforceId as error:
         raise InvalidSalesforceId(
-            f"--salesforce-org-id: {error.message} (Setup > Company Information shows the "
-            "Salesforce.com Organization ID, 00D...)"
+            f"Salesforce org id: {error.message} (Setup > Company Information shows the "
+            "Salesforce.com Organization ID, 00D...)",
+            setting=Setting.SALESFORCE_ORG_ID,
         ) from None
 
 
@@ -102,10 +105,7 @@ def get_organization(session: Session, name: str) -> Organization:
     :class:`~sf_metadata.errors.OrganizationNotFound`."""
     org = session.get(Organization, name) if isinstance(name, str) else None
     if org is None:
-        raise OrganizationNotFound(
-            f"organization {name!r} is not registered: see `agent-provision org list`, or add "
-            "it with `agent-provision org add`"
-        )
+        raise OrganizationNotFound(f"organization {name!r} is not registered")
     return org
 
 
@@ -133,10 +133,7 @@ def add_organization(
     org_id = _org_id(salesforce_org_id)
     base = validate_base_url(base_url)
     if session.get(Organization, name) is not None:
-        raise OrganizationExists(
-            f"organization {name!r} is already registered: use `agent-provision org show "
-            f"{name}` or choose another name"
-        )
+        raise OrganizationExists(f"organization {name!r} is already registered")
     token = new_token()
     stamp = _now(now)
     org = Organization(

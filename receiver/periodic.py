@@ -4,6 +4,8 @@
   (``receiver/keepalive.py``).
 - ``store-maintenance`` (hourly): prune processed notification ids and the provisioning
   log past their retentions, in batches, off the request path (``receiver/maintenance.py``).
+- ``reconcile`` (every :data:`RECONCILE_INTERVAL`): an incremental reconcile of every
+  enabled organization with a stored connection (``receiver/reconcile/jobs.py``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,11 @@ from receiver.maintenance import PRUNE_INTERVAL
 from receiver.scheduler import PeriodicTask
 from receiver.settings import Settings
 
-__all__ = ["periodic_tasks"]
+__all__ = ["RECONCILE_INTERVAL", "periodic_tasks"]
+
+#: Between incremental reconciles (Entra's incremental cycles run every 20-40 minutes,
+#: reference ``dashboard-anchors.md`` (c)).
+RECONCILE_INTERVAL = timedelta(minutes=30)
 
 
 def periodic_tasks(settings: Settings) -> list[PeriodicTask]:
@@ -41,7 +47,29 @@ def periodic_tasks(settings: Settings) -> list[PeriodicTask]:
 
         run_scheduled(engine, now, settings)
 
+    def reconcile(engine: Engine, now: datetime) -> None:
+        from receiver.reconcile.jobs import connected_reader, scheduled_runs
+        from receiver.secrets import load_key
+
+        secret = settings.secret_key.get_secret_value() if settings.secret_key else None
+        client_secret = settings.salesforce_client_secret
+        key = load_key(settings.database_url, secret)
+        scheduled_runs(
+            engine,
+            now,
+            lambda name: connected_reader(
+                engine,
+                key,
+                name,
+                {},
+                {},
+                client_id=settings.salesforce_client_id,
+                client_secret=client_secret.get_secret_value() if client_secret else None,
+            ),
+        )
+
     return [
         PeriodicTask("keep-alive", timedelta(days=1), keep_alive),
         PeriodicTask("store-maintenance", PRUNE_INTERVAL, store_maintenance),
+        PeriodicTask("reconcile", RECONCILE_INTERVAL, reconcile),
     ]

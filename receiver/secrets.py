@@ -37,7 +37,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy.engine import URL
 
 from receiver.db import sqlite_database_path
-from sf_metadata.errors import CredentialsError
+from sf_metadata.errors import CredentialsError, Setting
 
 __all__ = [
     "KEY_FILE_NAME",
@@ -87,9 +87,9 @@ def decrypt_token(ciphertext: str, key: bytes) -> str:
         return Fernet(key).decrypt(ciphertext.encode("ascii")).decode("utf-8")
     except (InvalidToken, ValueError):
         raise CredentialsError(
-            "the stored webhook token cannot be decrypted with this secret key: restore the "
-            "key file (or AGENT_PROVISION_SECRET_KEY) that was used, or run "
-            "`agent-provision org rotate-token ORGANIZATION` and refresh the webhook"
+            "the stored webhook token cannot be decrypted with this secret key: it is not "
+            "the key the token was encrypted with (the key file was lost or replaced)",
+            setting=Setting.SECRET_KEY,
         ) from None
 
 

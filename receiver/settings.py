@@ -25,7 +25,17 @@ from __future__ import annotations
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["DEFAULT_DATABASE_URL", "LOG_LEVELS", "Settings"]
+__all__ = ["DEFAULT_DATABASE_URL", "LOG_LEVELS", "Settings", "psycopg_url"]
+
+
+def psycopg_url(url: str) -> str:
+    """``url`` with ``postgres://`` / ``postgresql://`` rewritten to the psycopg 3 driver
+    (``postgresql+psycopg://``, the driver this project installs); any other URL as is."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
 
 DEFAULT_DATABASE_URL = "sqlite:///agent_provision.db"
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -53,10 +63,7 @@ class Settings(BaseSettings):
     @classmethod
     def _normalise_url(cls, value: str) -> str:
         """Rewrite ``postgres://`` and ``postgresql://`` to the psycopg 3 driver URL."""
-        for prefix in ("postgres://", "postgresql://"):
-            if value.startswith(prefix):
-                return "postgresql+psycopg://" + value[len(prefix) :]
-        return value
+        return psycopg_url(value)
 
     @field_validator("log_level")
     @classmethod

@@ -1,24 +1,27 @@
-"""The one error tree of agent-auto-provision.
+"""The project's error module: the one error tree of agent-auto-provision.
 
 Every error the toolkit raises on purpose is a subclass of :class:`AgentProvisionError`.
-Callers catch at the level they care about; the CLI maps the tree to exit codes in one
-place (``receiver/cli/_errors.py``); the receiver maps it to HTTP status and SOAP faults in
-one place (``receiver/webhook.py``).
+Messages say the problem in the words of Salesforce and of the store, never the control
+that fixes it: a message that concerns one input names it with :class:`Setting` (on the
+error, or on each :class:`Problem` line), and each surface adds its own hint (the CLI its
+flags, the dashboard its fields). How each surface answers an error lives beside the code
+that maps it: exit codes in ``receiver/cli/_errors.py``, HTTP statuses and SOAP faults in
+``receiver/webhook.py`` and ``receiver/admin.py``.
 
 ::
 
     AgentProvisionError                    root; ``.problems`` lists one line per problem
-    ├── UsageError                         caller's fault, fixable by proper use (CLI exit 2)
+    ├── UsageError                         the caller's input or configuration is wrong
     │   ├── InvalidOrganizationName        ORGANIZATION not 1-63 of [a-z0-9-], first [a-z0-9]
-    │   ├── OrganizationExists             ``org add`` for a name already registered
-    │   ├── OrganizationNotFound           no such organization in the store (CLI exit 4)
+    │   ├── OrganizationExists             registering a name already registered
+    │   ├── OrganizationNotFound           no such organization in the store
     │   ├── InvalidSalesforceId            not 15/18 alphanumerics, or wrong key prefix
     │   ├── CredentialsError               no complete credential set, unreadable key file
     │   ├── PlanNotFound                   no such reconcile plan, or one already applied
-    │                                      or rejected (CLI exit 4)
+    │                                      or rejected
     │   └── ReplayNotFound                 no failed notification kept for that provisioning
-    │                                      log event in the organization (exit 4, HTTP 404)
-    ├── EnvelopeError                      an Outbound Message that cannot be taken (HTTP 400)
+    │                                      log event in the organization
+    ├── EnvelopeError                      an Outbound Message that cannot be taken
     │   ├── MalformedXml                   not well-formed, truncated, not UTF-8
     │   ├── ForbiddenXml                   DTD, entity declaration, external reference
     │   ├── NotAnOutboundMessage           not a SOAP 1.1 envelope with ``notifications``
@@ -27,32 +30,33 @@ one place (``receiver/webhook.py``).
     ├── NotificationError                  one notification cannot be decided: recorded as
     │                                      failed and acknowledged (permanent)
     ├── StoreUnavailable                   the store cannot be reached or the transaction
-    │                                      failed for a transient reason: never acknowledged
-    │                                      (HTTP 503 / CLI exit 75), Salesforce retries
+    │                                      failed for a transient reason: never acknowledged,
+    │                                      Salesforce retries
+    ├── ReconcileHeld                      the deletion guard held a reconcile plan: nothing
+    │                                      written; ``.plan_id`` names it
     └── SalesforceError                    a Salesforce org answered, or could not be reached
         ├── AuthenticationError            login failed / expired session that cannot be
-        │                                  refreshed (CLI exit 3)
-        ├── PreflightError                 ``check`` found problems; ``.problems`` has each,
-        │                                  with its Setup label and API name (CLI exit 5)
+        │                                  refreshed
+        ├── PreflightError                 the preflight found problems; ``.problems`` has
+        │                                  each, with its Setup label and API name
         ├── DeployFailed                   the Metadata API deploy finished with failures,
-        │                                  or the flow stayed inactive (CLI exit 6)
-        ├── DeployTimeout                  checkDeployStatus did not finish in time; carries
-        │                                  ``.deploy_id`` so it can be followed up (CLI exit 7)
-        └── SalesforceUnreadable           reconcile could not read (or reach) Salesforce:
-                                           nothing was written (CLI exit 9)
-    ReconcileHeld                          (under the root) the deletion guard held a
-                                           reconcile plan: nothing written (CLI exit 8)
+        │                                  or the flow stayed inactive; ``.deploy_id``
+        ├── DeployTimeout                  checkDeployStatus did not finish in time;
+        │                                  ``.deploy_id`` so it can be followed up
+        └── SalesforceUnreadable           Salesforce could not be read or reached (a page
+                                           failed, the org is unreachable): nothing written
 
 Permanent vs transient, for the receiver (reference ``outbound-receiver-bugs.md`` B15 and
 ``provisioning-pitfalls.md`` B12): :class:`EnvelopeError` and organization/token problems
 are answered with a SOAP fault so an admin can fix the configuration while Salesforce
 retries; :class:`NotificationError` is permanent (recorded, acknowledged);
-:class:`StoreUnavailable` is transient (503, no Ack).
+:class:`StoreUnavailable` is transient (no Ack).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from enum import StrEnum
 
 __all__ = [
     "AgentProvisionError",
@@ -73,28 +77,76 @@ __all__ = [
     "OrganizationNotFound",
     "PlanNotFound",
     "PreflightError",
+    "Problem",
     "ReconcileHeld",
     "ReplayNotFound",
     "SalesforceError",
     "SalesforceUnreadable",
+    "Setting",
     "StoreUnavailable",
     "TooManyNotifications",
     "UsageError",
+    "setting_of",
 ]
+
+
+class Setting(StrEnum):
+    """The input a problem concerns, so each surface can point at its own control (the CLI
+    at a flag, the dashboard at a field) without the message naming either."""
+
+    DATABASE_URL = "database URL"
+    ORGANIZATION = "organization"
+    BASE_URL = "base URL"
+    SALESFORCE_ORG_ID = "Salesforce org id"
+    API_VERSION = "API version"
+    TRIGGER = "trigger"
+    CUSTOM_FIELD = "custom field"
+    INTEGRATION_USER = "integration user"
+    ACCESS_TOKEN = "access token"
+    CREDENTIALS = "credentials"
+    MAX_DELETIONS = "maximum deletions"
+    SECRET_KEY = "secret key"
+
+
+class Problem(str):
+    """One problem line (a ``str``) that may name the :class:`Setting` it concerns in
+    ``.setting`` (``None`` when it concerns none)."""
+
+    setting: Setting | None
+
+    def __new__(cls, text: str, setting: Setting | None = None) -> Problem:
+        line = super().__new__(cls, text)
+        line.setting = setting
+        return line
+
+
+def setting_of(line: str) -> Setting | None:
+    """The :class:`Setting` a problem line concerns (``None`` for a plain ``str``)."""
+    return line.setting if isinstance(line, Problem) else None
 
 
 class AgentProvisionError(Exception):
     """Root of the tree.
 
-    ``message`` is one line naming what to fix. ``problems`` (a tuple of such lines) holds
+    ``message`` is one line saying the problem. ``problems`` (a tuple of such lines) holds
     every problem when one error reports several at once (preflight); it defaults to
-    ``(message,)``.
+    ``(message,)``. ``setting`` names the input the message concerns (the default
+    ``problems`` line carries it as a :class:`Problem`).
     """
 
-    def __init__(self, message: str, *, problems: Iterable[str] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        problems: Iterable[str] | None = None,
+        setting: Setting | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
-        self.problems: tuple[str, ...] = tuple(problems) if problems is not None else (message,)
+        self.setting = setting if setting is not None else setting_of(message)
+        self.problems: tuple[str, ...] = (
+            tuple(problems) if problems is not None else (Problem(message, self.setting),)
+        )
 
     def __str__(self) -> str:
         return self.message
@@ -106,11 +158,11 @@ class UsageError(AgentProvisionError):
 
 class InvalidOrganizationName(UsageError):
     """ORGANIZATION is not 1-63 lowercase letters, digits and hyphens starting with a letter
-    or digit (CONTRACT section 4)."""
+    or digit."""
 
 
 class OrganizationExists(UsageError):
-    """``org add`` named an organization that is already registered."""
+    """Registering an organization under a name that is already registered."""
 
 
 class OrganizationNotFound(UsageError):
@@ -128,7 +180,7 @@ class CredentialsError(UsageError):
 
 
 class EnvelopeError(AgentProvisionError):
-    """The request body is not an Outbound Message we can take; answered 400 + SOAP fault."""
+    """The request body is not an Outbound Message we can take."""
 
 
 class MalformedXml(EnvelopeError):
@@ -162,7 +214,7 @@ class NotificationError(AgentProvisionError):
 class StoreUnavailable(AgentProvisionError):
     """The store cannot be reached, or a transaction failed for a transient reason
     (connection lost, lock timeout, serialization failure). Nothing was applied; the
-    receiver answers 503 without an Ack so Salesforce retries."""
+    receiver does not acknowledge, so Salesforce retries."""
 
 
 class SalesforceError(AgentProvisionError):

@@ -144,7 +144,7 @@ def _value(fields: Mapping[str, str | None], name: str) -> str | None:
     return value if value else None
 
 
-def _is_username_email(value: str) -> bool:
+def _is_email(value: str) -> bool:
     return len(value) <= MAX_EMAIL_ADDRESS_LENGTH and is_email_address(value)
 
 
@@ -155,20 +155,27 @@ def username_key(username: str | None) -> str | None:
 
 
 def agent_username(fields: Mapping[str, str | None]) -> str | None:
-    """The agent ``username`` (CONTRACT section 2): ``Username`` if it is a valid e-mail
-    address by email-validator syntax rules (``check_deliverability=False``, so no DNS;
-    special-use domains such as ``.invalid`` or ``.test`` are not valid), else ``Email``
-    (``None`` if that is null too). Values are kept as sent, not normalised.
+    """The agent ``username``: ``Username`` if it is a valid e-mail address by
+    email-validator syntax rules (``check_deliverability=False``, so no DNS; special-use
+    domains such as ``.invalid`` or ``.test`` are not valid), else ``Email`` if that is
+    one, else ``Username`` (``None`` if it is null). Values are kept as sent, not
+    normalised.
 
     Sandbox usernames such as ``jane@acme.com.uat`` are valid (reference
     ``provisioning-pitfalls.md`` B7); ``jane@acme.com.invalid`` falls back to ``Email``.
-    A ``Username`` longer than 254 characters is never an address (not validated).
-    The length limit of the store is checked by :func:`map_user`, not here.
+    A sandbox refresh appends ``.invalid`` to every User's e-mail (Salesforce Help, "Sandbox
+    Setup Considerations": "the email addresses of users are modified ... by appending
+    .invalid"), so such an ``Email`` never becomes the username: ``Username`` is kept.
+    A value longer than 254 characters is never an address (not validated). The length
+    limit of the store is checked by :func:`map_user`, not here.
     """
     username = _value(fields, "Username")
-    if username is not None and _is_username_email(username):
+    if username is not None and _is_email(username):
         return username
-    return _value(fields, "Email")
+    email = _value(fields, "Email")
+    if email is not None and _is_email(email):
+        return email
+    return username
 
 
 def _optional_id(fields: Mapping[str, str | None], name: str) -> str | None:

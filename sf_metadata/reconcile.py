@@ -265,15 +265,24 @@ def plan_users(users: Sequence[QueriedUser], state: ReconcileState) -> Reconcile
             releasing.add(crm)
     owners = _final_owners(users, claims, releasing, stored.username_owners)
 
-    pending = [
-        PendingChange(index=i, notification_id=None, agent=u.agent, stamp=u.stamp, active=u.active)
-        for i, u in enumerate(users)
-        if rows[i] is None and u.agent is not None
-    ]
-    decisions = decide_changes(
-        pending, replace(stored, username_owners=owners), superseded=REPEATED_REASON
-    )
-    for c, d in zip(pending, decisions, strict=True):
+    # One decision call per user (its records together, so the newest decides): the
+    # owners are final already, so each call needs only the owner of the username it
+    # claims, and the decision's cost stays linear in the users read.
+    groups: dict[str, list[PendingChange]] = {}
+    for i, u in enumerate(users):
+        if rows[i] is None and u.agent is not None:
+            groups.setdefault(u.agent.crm_id, []).append(
+                PendingChange(
+                    index=i, notification_id=None, agent=u.agent, stamp=u.stamp, active=u.active
+                )
+            )
+    pairs: list[tuple[PendingChange, Decision]] = []
+    for group in groups.values():
+        keys = {username_key(c.agent.username) for c in group}
+        mine = {k: owners[k] for k in keys if k is not None and k in owners}
+        view = replace(stored, username_owners=mine)
+        pairs += zip(group, decide_changes(group, view, superseded=REPEATED_REASON), strict=True)
+    for c, d in pairs:
         u = users[c.index]
         held = stored.users.get(c.crm_id)
         action = _action(d)

@@ -1,6 +1,8 @@
 """Shared fixtures: a store on SQLite and on PostgreSQL, and factories.
 
-- ``database_url``: parametrized ``sqlite`` (a file in ``tmp_path``) and ``postgresql``
+- ``database_url``: parametrized ``sqlite`` (a file in ``tmp_path``; with ``engine``, a copy
+  of a store migrated once per session, so SQLite tests do not run the migrations) and
+  ``postgresql``
   (marked ``postgres``): a fresh database per test on the server named by
   ``AGENT_PROVISION_TEST_POSTGRES_URL`` (e.g.
   ``postgresql+psycopg://postgres@/postgres?host=/tmp/pg``), dropped afterwards. When the
@@ -19,9 +21,11 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,6 +43,7 @@ from receiver.models import Organization, metadata
 from receiver.organizations import add_organization, set_enabled
 from receiver.provisioning_tables import FailedNotification  # noqa: F401 - registers the tables
 from receiver.reconcile import tables as _reconcile_tables  # noqa: F401  (registers reconcile_plan)
+from receiver.settings import psycopg_url
 from sf_metadata.ids import checksum_suffix
 
 POSTGRES_ENV = "AGENT_PROVISION_TEST_POSTGRES_URL"
@@ -52,9 +57,7 @@ def _server_url() -> str:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"CI=true but {POSTGRES_ENV} is not set: CI must run the PostgreSQL tests")
         pytest.skip(f"{POSTGRES_ENV} is not set")
-    if url.startswith(("postgres://", "postgresql://")):
-        url = "postgresql+psycopg://" + url.split("://", 1)[1]
-    return url
+    return psycopg_url(url)
 
 
 def _database_url(server_url: str, name: str) -> str:
@@ -113,13 +116,32 @@ def _empty_tables(url: str) -> None:
         eng.dispose()
 
 
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite store migrated once for this test session (one per xdist worker); tests
+    using ``engine`` get a copy of the file, so no SQLite test runs the migrations again."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "agent_provision.db"
+    engine = make_engine(f"sqlite:///{path}", poolclass=NullPool)
+    try:
+        migrate(engine)
+    finally:
+        engine.dispose()  # the last connection closed: SQLite folds the WAL into the file
+    if path.with_name(path.name + "-wal").exists():
+        raise RuntimeError(f"the template store {path} kept its WAL file")
+    return path
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
     """A store URL on each backend (see the module docstring): SQLite, a new file; PostgreSQL,
     a new empty database, or (when the test also uses ``engine``) the session's migrated
     database, emptied afterwards."""
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'store' / 'agent_provision.db'}"
+        path = tmp_path / "store" / "agent_provision.db"
+        if "engine" in request.fixturenames:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(request.getfixturevalue("_sqlite_template"), path)
+        yield f"sqlite:///{path}"
         return
     if "engine" in request.fixturenames:
         server_url, name = request.getfixturevalue("_postgres_migrated")

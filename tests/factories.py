@@ -151,7 +151,7 @@ def _render_field(sf: str, xsi: str, name: str, value: Any) -> str:
 
 def make_outbound_message(
     notifications: Iterable[Mapping[str, Any]] = (),
-    organization_id: str = DEMO_ORG_ID,
+    organization_id: str | _Sentinel = DEMO_ORG_ID,
     session_id: str | None = None,
     action_id: str | None = None,
     bom: bool = False,
@@ -200,7 +200,7 @@ def make_outbound_message(
     )
     lines.append(f"{ind(1)}<{env}:Body>")
     lines.append(f"{ind(2)}<{o('notifications')} {out_decl}={quoteattr(OUTBOUND_NS)}>")
-    if organization_id is not OMIT:
+    if isinstance(organization_id, str):
         lines.append(
             f"{ind(3)}<{o('OrganizationId')}>{escape(organization_id)}</{o('OrganizationId')}>"
         )

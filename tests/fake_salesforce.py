@@ -79,7 +79,9 @@ class FakeSalesforce(BaseAdapter):
             page["nextRecordsUrl"] = f"/services/data/v62.0/query/01gFAKE-{end}"
         return page
 
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+    def send(  # type: ignore[override]
+        self, request: requests.PreparedRequest, **kwargs: Any
+    ) -> requests.Response:
         from urllib.parse import urlsplit
 
         parts = urlsplit(request.url or "")

@@ -29,10 +29,10 @@ def _imports(path: Path, *, module_level_only: bool) -> set[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
     nodes: list[ast.AST] = []
     if module_level_only:
-        for node in tree.body:
-            nodes.append(node)
-            if isinstance(node, ast.If):  # if TYPE_CHECKING: ...
-                nodes.extend(node.body)
+        for statement in tree.body:
+            nodes.append(statement)
+            if isinstance(statement, ast.If):  # if TYPE_CHECKING: ...
+                nodes.extend(statement.body)
     else:
         nodes = list(ast.walk(tree))
     found: set[str] = set()

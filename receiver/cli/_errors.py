@@ -18,8 +18,12 @@ any other AgentProvisionError  1
 ==========================  =====
 
 Each problem of an error (``error.problems``) is written as one ``error: ...`` line on
-standard error. A ``DeployFailed``/``DeployTimeout`` carrying a deploy id adds a line
-naming it, so the deploy can be followed up in Setup > Deployment Status.
+standard error. Messages from the core and the deployer say the problem only; the CLI adds
+its own hint, on the same line, to a problem that names the input it concerns
+(:class:`~sf_metadata.errors.Setting`, see :data:`FLAG_HINTS`) or whose class has one
+(:data:`CLASS_HINTS`), once per hint. A ``DeployFailed``/``DeployTimeout`` carrying a
+deploy id adds a line naming it, so the deploy can be followed up in Setup > Deployment
+Status.
 """
 
 from __future__ import annotations
@@ -31,17 +35,65 @@ from sf_metadata.errors import (
     AuthenticationError,
     DeployFailed,
     DeployTimeout,
+    OrganizationExists,
     OrganizationNotFound,
     PlanNotFound,
     PreflightError,
     ReconcileHeld,
     ReplayNotFound,
     SalesforceUnreadable,
+    Setting,
     StoreUnavailable,
     UsageError,
+    setting_of,
 )
 
-__all__ = ["EXIT_CODES", "exit_code_for", "report_error"]
+__all__ = [
+    "CLASS_HINTS",
+    "EXIT_CODES",
+    "FLAG_HINTS",
+    "error_lines",
+    "exit_code_for",
+    "report_error",
+]
+
+#: The CLI's words for each input a problem may concern.
+FLAG_HINTS: dict[Setting, str] = {
+    Setting.DATABASE_URL: (
+        "point --database-url (or AGENT_PROVISION_DATABASE_URL) at the store, such as "
+        "sqlite:///PATH or postgresql+psycopg://USER@HOST/DB"
+    ),
+    Setting.ORGANIZATION: (
+        "see `agent-provision org list`, or add it with `agent-provision org add`"
+    ),
+    Setting.BASE_URL: (
+        "set where Salesforce reaches this service with --base-url URL "
+        "(`agent-provision org update ORGANIZATION --base-url URL`)"
+    ),
+    Setting.SALESFORCE_ORG_ID: (
+        "give the org id with --salesforce-org-id ID (after a sandbox refresh: "
+        "`agent-provision org update ORGANIZATION --salesforce-org-id ID`)"
+    ),
+    Setting.API_VERSION: "pass --api-version NN.0 (53.0 or later for --trigger flow)",
+    Setting.TRIGGER: "deploy with --trigger flow",
+    Setting.CUSTOM_FIELD: "name custom User fields as --custom-field Badge__c",
+    Setting.INTEGRATION_USER: "pass an existing, active username with --integration-user USERNAME",
+    Setting.ACCESS_TOKEN: (
+        "get a new --access-token (SF_ACCESS_TOKEN), or log in with JWT or client credentials"
+    ),
+    Setting.CREDENTIALS: "see `agent-provision deploy --help` for the credential options",
+    Setting.MAX_DELETIONS: "raise the limit with --max-deletions N",
+    Setting.SECRET_KEY: (
+        "restore the key file (or AGENT_PROVISION_SECRET_KEY) that was used, or run "
+        "`agent-provision org rotate-token ORGANIZATION` and refresh the webhook"
+    ),
+}
+
+#: Hints by error class (most specific first), for errors that name no :class:`Setting`.
+CLASS_HINTS: tuple[tuple[type[AgentProvisionError], str], ...] = (
+    (OrganizationNotFound, FLAG_HINTS[Setting.ORGANIZATION]),
+    (OrganizationExists, "see it with `agent-provision org show NAME`, or choose another name"),
+)
 
 #: Most specific first: the first class the error is an instance of gives the code.
 EXIT_CODES: tuple[tuple[type[AgentProvisionError], int], ...] = (
@@ -67,11 +119,41 @@ def exit_code_for(error: AgentProvisionError) -> int:
     return 1
 
 
+def error_lines(error: AgentProvisionError) -> list[str]:
+    """The ``error: ...`` lines for ``error``: one per problem, each followed on the same
+    line by the CLI hint for the :class:`Setting` it names (once per hint); when no line
+    names one, the first line gets the error's own setting hint or its class hint."""
+    problems = list(error.problems or (error.message,))
+    lines: list[str] = []
+    used: set[str] = set()
+    for problem in problems:
+        setting = setting_of(problem)
+        hint = FLAG_HINTS[setting] if setting is not None else None
+        if hint is not None and hint not in used:
+            used.add(hint)
+            lines.append(f"error: {problem}; {hint}")
+        else:
+            lines.append(f"error: {problem}")
+    if not used:
+        hint = _error_hint(error)
+        if hint is not None:
+            lines[0] = f"{lines[0]}; {hint}"
+    return lines
+
+
+def _error_hint(error: AgentProvisionError) -> str | None:
+    if error.setting is not None:
+        return FLAG_HINTS[error.setting]
+    for kind, hint in CLASS_HINTS:
+        if isinstance(error, kind):
+            return hint
+    return None
+
+
 def report_error(error: AgentProvisionError) -> int:
-    """Write one ``error: ...`` line per problem of ``error`` on stderr; return its exit
-    code. Never raises."""
-    for problem in error.problems or (error.message,):
-        click.echo(f"error: {problem}", err=True)
+    """Write :func:`error_lines` on stderr; return the exit code. Never raises."""
+    for line in error_lines(error):
+        click.echo(line, err=True)
     deploy_id = getattr(error, "deploy_id", None)
     if isinstance(error, (DeployFailed, DeployTimeout)) and deploy_id:
         click.echo(

@@ -141,8 +141,15 @@ def _set_enabled(ctx: click.Context, organization: str, enabled: bool) -> None:
 @database_url_option
 @click.pass_context
 def enable(ctx: click.Context, organization: str) -> None:
-    """Turn agent auto provisioning on for ORGANIZATION."""
+    """Turn agent auto provisioning on for ORGANIZATION.
+
+    With a stored Salesforce connection, a first reconcile runs before this returns, so
+    the users that already exist get their agents (a plan held by the deletion guard is
+    reported, not applied)."""
     _set_enabled(ctx, organization, True)
+    from receiver.cli.reconcile import first_reconcile
+
+    first_reconcile(ctx, organization)
 
 
 @org.command("disable")

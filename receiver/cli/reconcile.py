@@ -20,22 +20,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import click
-import requests
 from sqlalchemy.engine import Engine
 
-from deployer.package import PINNED_API_VERSION
-from deployer.users import CallCounter, LoginSession, UserReader
+from deployer.users import UserReader
 from receiver.cli._credentials import credential_options
 from receiver.cli._options import database_url_option, json_option, settings_from, state_from
+from receiver.db import transaction
 from receiver.reconcile.plans import NOT_FOUND_REASON
 from receiver.reconcile.run import (
     RunResult,
     apply_plan,
-    reconcile,
     reject_plan,
     show_plan,
 )
-from sf_metadata.errors import ReconcileHeld, SalesforceError, SalesforceUnreadable
+from sf_metadata.errors import ReconcileHeld
 from sf_metadata.reconcile import COUNT_KEYS, DEFAULT_GUARD, DeletionGuard
 
 __all__ = ["TqdmProgress", "make_reader", "reconcile_group"]
@@ -79,25 +77,28 @@ def make_reader(
     ctx: click.Context, engine: Engine, organization: str, flags: dict[str, str | None]
 ) -> UserReader:
     """A :class:`UserReader` logged in with the first complete credential set (flags,
-    environment, stored connection); every request it and its login make is counted."""
+    environment, stored connection: ``receiver.reconcile.jobs.connected_reader``)."""
     factory = state_from(ctx).extra.get("reconcile_reader")
     if callable(factory):
         reader = factory(organization, flags)
         assert isinstance(reader, UserReader)
         return reader
-    from deployer.credentials import resolve_credentials
+    from receiver.cli._options import secret_key_from
+    from receiver.reconcile.jobs import connected_reader
 
-    counter = CallCounter()
-    http = counter.attach(requests.Session())
-    credentials = resolve_credentials(flags, os.environ)
-    try:
-        org = LoginSession(credentials, PINNED_API_VERSION, http)
-    except SalesforceError as error:
-        if type(error) is SalesforceError:
-            raise SalesforceUnreadable(f"{error.message}: nothing was read or written") from None
-        raise
+    settings = settings_from(ctx)
+    secret = settings.salesforce_client_secret
+    reader = connected_reader(
+        engine,
+        secret_key_from(ctx),
+        organization,
+        flags,
+        os.environ,
+        client_id=settings.salesforce_client_id,
+        client_secret=secret.get_secret_value() if secret else None,
+        warn=lambda line: click.echo(f"warning: {line}", err=True),
+    )
     sleep = state_from(ctx).extra.get("reconcile_sleep")
-    reader = UserReader(http, org, PINNED_API_VERSION, counter)
     if callable(sleep):
         reader.sleep = sleep
     return reader
@@ -129,16 +130,65 @@ def run_with_flags(
     dry_run: bool = False,
     guard: DeletionGuard = DEFAULT_GUARD,
 ) -> RunResult:
-    """Read, plan and (unless held, a dry run or disabled) apply, with a progress bar."""
+    """Read, plan and (unless held, a dry run or disabled) apply, with a progress bar, as
+    a reconcile job (another run of the organization, anywhere, is refused)."""
+    from receiver.organizations import get_organization
+    from receiver.reconcile.jobs import run_in_foreground
+
     with _engine(ctx) as engine:
-        reader = make_reader(ctx, engine, organization, flags)
+        with transaction(engine, read_only=True) as session:
+            get_organization(session, organization)  # exit 4 before any login
         progress = TqdmProgress()
         try:
-            return reconcile(
-                engine, organization, reader, dry_run=dry_run, guard=guard, progress=progress
+            return run_in_foreground(
+                engine,
+                organization,
+                lambda name: make_reader(ctx, engine, name, flags),
+                dry_run=dry_run,
+                guard=guard,
+                progress=progress,
             )
         finally:
             progress.close()
+
+
+def first_reconcile(ctx: click.Context, organization: str) -> RunResult | None:
+    """``org enable``'s first reconcile: with a stored Salesforce connection, run one
+    (stored connection only) and print its result; a held plan or a failure is reported
+    on standard error (the organization stays enabled; exit 0). ``None`` without a
+    connection."""
+    from receiver.reconcile.jobs import run_in_foreground
+    from receiver.salesforce_connection import connection_info
+    from sf_metadata.errors import AgentProvisionError
+
+    with _engine(ctx) as engine:
+        with transaction(engine, read_only=True) as session:
+            if connection_info(session, organization) is None:
+                return None
+        click.echo("first reconcile: reading the existing Salesforce users ...")
+        progress = TqdmProgress()
+        try:
+            result = run_in_foreground(
+                engine,
+                organization,
+                lambda name: make_reader(ctx, engine, name, {}),
+                progress=progress,
+            )
+        except AgentProvisionError as error:
+            for problem in error.problems or (error.message,):
+                click.echo(f"warning: the first reconcile failed: {problem}", err=True)
+            click.echo(
+                f"warning: run `agent-provision reconcile run {organization}` once it is fixed",
+                err=True,
+            )
+            return None
+        finally:
+            progress.close()
+    try:
+        _print(result, False)
+    except ReconcileHeld as held:
+        click.echo(f"warning: {held.message}", err=True)
+    return result
 
 
 @click.group("reconcile")

@@ -27,10 +27,7 @@ def _phones(agent: AgentRecord) -> str:
 def users(ctx: click.Context, organization: str, as_json: bool) -> None:
     """List the provisioned agents of ORGANIZATION."""
     with store_session(ctx) as session:
-        agents = sorted(
-            list_agents(session, organization_id=organization),
-            key=lambda a: a.crm_id.encode("ascii"),
-        )
+        agents = list_agents(session, organization_id=organization)
     if as_json:
         click.echo(json.dumps([a.to_json() for a in agents], indent=2, ensure_ascii=False))
         return

@@ -21,6 +21,7 @@ from receiver.models import Organization
 from receiver.provisioning import ApplySource, apply_decisions
 from receiver.reconcile.state import load_reconcile_state
 from receiver.sessions import EndedSession, SessionHooks
+from sf_metadata.decision import Decision
 from sf_metadata.reconcile import PlanRow, QueriedUser, ReconcilePlan, plan_users
 
 __all__ = ["Redecided", "decide_rows", "write_decisions"]
@@ -58,16 +59,15 @@ def decide_rows(session: Session, organization_id: str, rows: Sequence[PlanRow])
 def write_decisions(
     session: Session,
     org: Organization,
-    redecided: Redecided,
+    decisions: Sequence[Decision],
     *,
     plan_id: str,
     item_count: int,
     now: datetime,
     hooks: SessionHooks | None = None,
 ) -> list[EndedSession]:
-    """Write what the decisions say (nothing when none writes); returns the sessions
-    ended (``hooks`` hear about them after the commit)."""
-    decisions = redecided.plan.decisions
+    """Write what ``decisions`` (those that write something) say, nothing when there are
+    none; returns the sessions ended (``hooks`` hear about them after the commit)."""
     if not decisions:
         return []
     result = apply_decisions(

@@ -186,53 +186,96 @@ def plan_run(
 ) -> RunResult:
     """Plan ``read`` against the stored state, store the plan, and apply it unless it is a
     dry run, the feature is disabled (status ``planned``) or the guard holds it
-    (``held``: nothing written). Raises ``OrganizationNotFound``, ``StoreUnavailable``."""
+    (``held``: nothing written but the plan). Applying plans and writes in one
+    transaction with the organization row locked (as the webhook locks it), so what is
+    applied is exactly what was planned against the state it writes over. Raises
+    ``OrganizationNotFound``, ``StoreUnavailable``."""
+    from receiver.provisioning import lock_organization
+    from receiver.reconcile.apply import write_decisions
+
     sink = progress or _NoProgress()
     sink.phase("planning")
     with transaction(engine, read_only=True) as session:
-        org = get_organization(session, organization)
-        enabled = org.enabled
+        enabled = get_organization(session, organization).enabled
+    preview = dry_run or not enabled
+    if not preview:
+        # Reported before the write transaction: a sink may write to the store itself.
+        sink.phase("applying")
+    ended: list[Any] = []
+    with transaction(engine, read_only=preview) as session:
+        if preview:
+            org = get_organization(session, organization)
+        else:
+            org = lock_organization(session, organization)
+            enabled = org.enabled
         state = load_reconcile_state(session, org.id, read.users, full=read.kind == FULL)
         previous = last_watermark(session, org.id)
-    plan = plan_users(read.users, state)
-    hold = guard.hold_reason(plan.counts["deprovision"], state.agent_count)
-    detail = None
-    if not enabled:
-        status, detail = "planned", "the feature is disabled: a preview of what enabling will do"
-    elif dry_run:
-        status, detail = "planned", "dry run"
-        if hold is not None:
-            detail = f"dry run; applying it would be held: {hold}"
-    elif hold is not None:
-        status = "held"
-    else:
-        status = "planned"
-    watermark = read.watermark
-    if watermark is None or (previous is not None and previous > watermark):
-        watermark = previous
-    with transaction(engine) as session:
-        record = save_plan(
-            session,
-            organization_id=organization,
-            plan=plan,
-            kind=read.kind,
-            status=status,
-            now=clock(),
-            api_calls=read.api_calls,
-            users_read=len(read.users),
-            agents_before=state.agent_count,
-            watermark=watermark,
-            hold_reason=hold if status == "held" else None,
-            detail=detail,
-            max_deletions=guard.max_deletions,
-        )
-        plan_id = record.id
-    if status != "planned" or not enabled or dry_run:
-        return RunResult(
-            plan_id, status, dict(plan.counts), read.api_calls, record.hold_reason, detail
-        )
-    return apply_plan(
-        engine, organization, plan_id, guard=guard, progress=sink, clock=clock, hooks=hooks
+        plan = plan_users(read.users, state)
+        hold = guard.hold_reason(plan.counts["deprovision"], state.agent_count)
+        detail = None
+        if not enabled:
+            status = "planned"
+            detail = "the feature is disabled: a preview of what enabling will do"
+        elif dry_run:
+            status, detail = "planned", "dry run"
+            if hold is not None:
+                detail = f"dry run; applying it would be held: {hold}"
+        elif hold is not None:
+            status = "held"
+        else:
+            status = "applied"
+        watermark = read.watermark
+        if watermark is None or (previous is not None and previous > watermark):
+            watermark = previous
+        # A preview's transaction is read-only: its plan is saved in its own, below.
+        if not preview:
+            record = save_plan(
+                session,
+                organization_id=org.id,
+                plan=plan,
+                kind=read.kind,
+                status=status,
+                now=clock(),
+                api_calls=read.api_calls,
+                users_read=len(read.users),
+                agents_before=state.agent_count,
+                watermark=watermark,
+                hold_reason=hold if status == "held" else None,
+                detail=detail,
+                max_deletions=guard.max_deletions,
+            )
+            if status == "applied":
+                ended = write_decisions(
+                    session,
+                    org,
+                    plan.decisions,
+                    plan_id=record.id,
+                    item_count=len(read.users),
+                    now=clock(),
+                    hooks=hooks,
+                )
+                record.applied_counts = dict(plan.counts)
+                record.applied_at = clock()
+                session.add(record)
+    if preview:
+        with transaction(engine) as session:
+            record = save_plan(
+                session,
+                organization_id=organization,
+                plan=plan,
+                kind=read.kind,
+                status=status,
+                now=clock(),
+                api_calls=read.api_calls,
+                users_read=len(read.users),
+                agents_before=state.agent_count,
+                watermark=watermark,
+                detail=detail,
+                max_deletions=guard.max_deletions,
+            )
+    del ended
+    return RunResult(
+        record.id, status, dict(plan.counts), read.api_calls, record.hold_reason, detail
     )
 
 
@@ -258,7 +301,7 @@ def apply_plan(
     from receiver.reconcile.apply import decide_rows, write_decisions
 
     sink = progress or _NoProgress()
-    sink.phase("applying")
+    sink.phase("applying")  # before the write transaction (see plan_run)
     ended: list[Any] = []
     with transaction(engine) as session:
         from receiver.provisioning import lock_organization
@@ -305,7 +348,7 @@ def apply_plan(
         ended = write_decisions(
             session,
             org,
-            redecided,
+            redecided.plan.decisions,
             plan_id=plan_id,
             item_count=record.users_read,
             now=clock(),

@@ -1,55 +1,50 @@
-"""The error tree -> exit code mapping (receiver/cli/_errors.py), and its stderr lines."""
+"""``receiver/cli/_errors.py``: the CLI adds its flag hints to problems that say only the
+problem (the core's and the deployer's messages name no flag)."""
 
 from __future__ import annotations
 
-import click
-import pytest
-from click.testing import CliRunner
-
-from receiver.cli import main
-from receiver.cli._errors import exit_code_for, report_error
-from sf_metadata import errors as e
-
-
-@pytest.mark.parametrize(
-    ("error", "code"),
-    [
-        (e.UsageError("x"), 2),
-        (e.InvalidOrganizationName("x"), 2),
-        (e.OrganizationExists("x"), 2),
-        (e.InvalidSalesforceId("x"), 2),
-        (e.CredentialsError("x"), 2),
-        (e.OrganizationNotFound("x"), 4),
-        (e.AuthenticationError("x"), 3),
-        (e.PreflightError("x"), 5),
-        (e.DeployFailed("x"), 6),
-        (e.DeployTimeout("x", deploy_id="0Af000000000001"), 7),
-        (e.StoreUnavailable("x"), 75),
-        (e.SalesforceError("x"), 1),
-        (e.MalformedXml("x"), 1),
-        (e.AgentProvisionError("x"), 1),
-    ],
+from receiver.cli._errors import FLAG_HINTS, error_lines, exit_code_for
+from sf_metadata.errors import (
+    CredentialsError,
+    OrganizationNotFound,
+    PreflightError,
+    Problem,
+    ReconcileHeld,
+    SalesforceUnreadable,
+    Setting,
+    UsageError,
 )
-def test_exit_codes(error: e.AgentProvisionError, code: int) -> None:
-    assert exit_code_for(error) == code
 
 
-def test_every_problem_is_one_stderr_line() -> None:
-    @click.command()
-    def boom() -> None:
-        raise e.PreflightError("2 problems", problems=["first: fix A", "second: fix B"])
-
-    main.add_command(boom, "boom-test")
-    try:
-        result = CliRunner().invoke(main, ["boom-test"])
-    finally:
-        main.commands.pop("boom-test")
-    assert result.exit_code == 5
-    assert result.stderr == "error: first: fix A\nerror: second: fix B\n"
-    assert result.stdout == ""
+def test_every_setting_has_a_cli_hint() -> None:
+    assert set(FLAG_HINTS) == set(Setting)
 
 
-def test_deploy_timeout_names_its_deploy_id(capsys: pytest.CaptureFixture[str]) -> None:
-    assert report_error(e.DeployTimeout("timed out", deploy_id="0Af000000000042")) == 7
-    err = capsys.readouterr().err
-    assert "error: timed out\n" in err and "0Af000000000042" in err
+def test_a_problem_naming_a_setting_gets_its_flag_hint_once() -> None:
+    error = PreflightError(
+        "first",
+        problems=[
+            Problem("API version 52.0 is too old", Setting.API_VERSION),
+            "The deploying user lacks a permission",
+            Problem("another API version problem", Setting.API_VERSION),
+        ],
+    )
+    assert error_lines(error) == [
+        f"error: API version 52.0 is too old; {FLAG_HINTS[Setting.API_VERSION]}",
+        "error: The deploying user lacks a permission",
+        "error: another API version problem",
+    ]
+    assert "--api-version" in error_lines(error)[0]
+
+
+def test_an_error_setting_or_class_hint_goes_on_its_first_line() -> None:
+    lines = error_lines(UsageError("the database URL is bad", setting=Setting.DATABASE_URL))
+    assert lines == [f"error: the database URL is bad; {FLAG_HINTS[Setting.DATABASE_URL]}"]
+    [line] = error_lines(OrganizationNotFound("organization 'x' is not registered"))
+    assert line.endswith("see `agent-provision org list`, or add it with `agent-provision org add`")
+    assert error_lines(CredentialsError("no credentials")) == ["error: no credentials"]
+
+
+def test_exit_codes_of_reconcile_held_and_unreadable_salesforce() -> None:
+    assert exit_code_for(ReconcileHeld("held", plan_id="p1")) == 8
+    assert exit_code_for(SalesforceUnreadable("cannot reach Salesforce")) == 9

@@ -11,7 +11,7 @@ from receiver.cli import main
 
 
 @pytest.fixture
-def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("AGENT_PROVISION_SECRET_KEY", raising=False)
     url = f"sqlite:///{tmp_path / 'store.db'}"
@@ -22,7 +22,7 @@ def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-unt
     return invoke
 
 
-def test_a_wrong_suffix_is_stored_canonical_and_said(run) -> None:  # type: ignore[no-untyped-def]
+def test_a_wrong_suffix_is_stored_canonical_and_said(run) -> None:
     result = run("org", "add", "t1", "--salesforce-org-id", "00D000000000001ZZZ", "--json")
     assert result.exit_code == 0
     assert '"salesforceOrgId": "00D000000000001EAA"' in result.stdout
@@ -31,13 +31,13 @@ def test_a_wrong_suffix_is_stored_canonical_and_said(run) -> None:  # type: igno
     )
 
 
-def test_a_correct_id_gets_no_note(run) -> None:  # type: ignore[no-untyped-def]
+def test_a_correct_id_gets_no_note(run) -> None:
     result = run("org", "add", "t1", "--salesforce-org-id", "00D000000000001EAA")
     assert result.exit_code == 0
     assert "note:" not in result.stderr
 
 
-def test_a_second_organization_for_one_salesforce_org_is_said(run) -> None:  # type: ignore[no-untyped-def]
+def test_a_second_organization_for_one_salesforce_org_is_said(run) -> None:
     assert run("org", "add", "prod", "--salesforce-org-id", "00D000000000001").exit_code == 0
     result = run("org", "add", "prod-2", "--salesforce-org-id", "00D000000000001EAA")
     assert result.exit_code == 0

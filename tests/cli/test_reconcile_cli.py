@@ -145,3 +145,43 @@ def test_text_output_names_counts_and_calls(h: Harness) -> None:
     assert result.exit_code == 0, result.output
     assert "applied: create 7, update 0" in result.stdout
     assert "Salesforce API calls: 6" in result.stdout
+
+
+def test_new_user_org_add_connect_enable_gets_the_existing_users(h: Harness) -> None:
+    """As a newcomer: org add (fixture), org connect, org enable: the first reconcile runs
+    before enable returns, with the stored connection only, and the users appear."""
+    connected = h.run(
+        "connect_client_credentials", ["org", "connect", ORG, *CLIENT_CREDENTIAL_ARGS]
+    )
+    assert connected.exit_code == 0, connected.stderr
+    enabled = h.run("reconcile/pages", ["org", "enable", ORG])
+    assert enabled.exit_code == 0, enabled.stderr
+    assert "enabled" in enabled.stdout
+    assert "applied: create 7" in enabled.stdout
+    assert [a["crmId"] for a in users(h)] == sorted(u["Id"] for u in USERS)
+    # reconcile run needs no credential flags once connected
+    again = h.run("reconcile/pages", ["reconcile", "run", ORG, "--json"])
+    assert again.exit_code == 0, again.stderr
+    assert json.loads(again.stdout)["counts"] == counts(unchanged=7)
+
+
+def test_a_second_run_while_one_runs_is_refused(h: Harness) -> None:
+    from receiver.db import make_engine
+    from receiver.jobs import JobKind, start_job
+
+    enable(h)
+    engine = make_engine(h.db_url)
+    try:
+        start_job(engine, ORG, JobKind.RECONCILE)  # another worker's run holds the lease
+    finally:
+        engine.dispose()
+    result = h.invoke(["reconcile", "run", ORG, *CLIENT_CREDENTIAL_ARGS])
+    assert result.exit_code == 1
+    assert "reconcile" in result.stderr and "running" in result.stderr
+    assert users(h) == []
+
+
+def test_enable_without_connection_runs_no_reconcile(h: Harness) -> None:
+    result = h.invoke(["org", "enable", ORG])
+    assert result.exit_code == 0
+    assert "first reconcile" not in result.stdout

@@ -20,6 +20,8 @@ from receiver.cli import main
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 ORG_ID = "00D000000000001EAA"
 
+pytestmark = pytest.mark.slow  # a real uvicorn process
+
 
 def _free_port() -> int:
     with socket.socket() as s:

@@ -23,6 +23,7 @@ from vcr.serialize import serialize
 from vcr.serializers import yamlserializer
 
 from deployer.envelopes import render_check_deploy_status, render_deploy
+from deployer.kinds import Trigger
 from deployer.package import (
     FLOW,
     OUTBOUND_MESSAGE,
@@ -434,9 +435,9 @@ def preflight_calls(
 
 def spec(trigger: str, retire: tuple[str, ...] = ()) -> PackageSpec:
     return PackageSpec(
-        trigger=trigger,
+        trigger=Trigger(trigger),
         api_version=V,
-        endpoint_url=WEBHOOK,  # type: ignore[arg-type]
+        endpoint_url=WEBHOOK,
         integration_user=INTEGRATION_USER,
         custom_fields=("Badge__c", "Short_Note__c"),
         retire=retire,

@@ -10,8 +10,16 @@ import pytest
 
 from deployer.client import OrgApi, OrgClient
 from deployer.deploy import Timing, deploy_package, undeploy
+from deployer.kinds import Trigger
 from deployer.package import FLOW, OUTBOUND_MESSAGE, WORKFLOW_RULE, PackageSpec
-from sf_metadata.errors import AuthenticationError, DeployFailed, DeployTimeout, SalesforceError
+from sf_metadata.errors import (
+    AuthenticationError,
+    DeployFailed,
+    DeployTimeout,
+    SalesforceError,
+    Setting,
+    setting_of,
+)
 from tests.deployer.cassette_builder import FLOW_OK, WORKFLOW_OK, failure, status_call, success
 
 WF = "workflows/User.workflow"
@@ -102,8 +110,8 @@ def _status(*args: Any, **kwargs: Any) -> bytes:
 
 def _spec(trigger: str) -> PackageSpec:
     return PackageSpec(
-        trigger=trigger,
-        api_version="62.0",  # type: ignore[arg-type]
+        trigger=Trigger(trigger),
+        api_version="62.0",
         endpoint_url="https://hooks.example.com/w?token=t",
         integration_user="i@example.com",
     )
@@ -115,7 +123,7 @@ def _client(org: FakeOrg) -> OrgApi:
 
 def test_flow_to_workflow_deactivates_first_and_deletes_after() -> None:
     org = FakeOrg([_status("Succeeded", done=True, ok=True, details=WORKFLOW_OK)])
-    outcome = deploy_package(_client(org), _spec("workflow"), previous_trigger="flow")
+    outcome = deploy_package(_client(org), _spec("workflow"), previous_trigger=Trigger.FLOW)
     assert outcome.outcome == "succeeded"
     assert outcome.retired == (FLOW,)
     kinds = [c[0] for c in org.calls]
@@ -131,13 +139,15 @@ def test_flow_to_workflow_failure_reactivates_the_flow() -> None:
             )
         ]
     )
-    outcome = deploy_package(_client(org), _spec("workflow"), previous_trigger="flow")
+    outcome = deploy_package(_client(org), _spec("workflow"), previous_trigger=Trigger.FLOW)
     assert outcome.outcome == "failed"
     assert outcome.retired == ()
     assert [c for c in org.calls if c[0] == "patch"] == [("patch", 0), ("patch", 3)]
     assert not any(c[0] == "delete" for c in org.calls)
     assert any("reactivated" in w for w in outcome.warnings)
-    assert any("--trigger flow" in p for p in outcome.problems)
+    [end] = [p for p in outcome.problems if "end of support" in p]
+    assert "record-triggered flow" in end and "--" not in end  # the CLI adds the flag
+    assert setting_of(end) is Setting.TRIGGER
     with pytest.raises(DeployFailed) as raised:
         outcome.raise_for_outcome()
     assert raised.value.deploy_id == "0Af1"
@@ -148,7 +158,7 @@ def test_a_flow_version_that_cannot_be_found_is_not_reported_reactivated() -> No
         [_status("Failed", done=True, details=[failure(WORKFLOW_RULE, WF, "no rules")])],
         version_found=False,
     )
-    outcome = deploy_package(_client(org), _spec("workflow"), previous_trigger="flow")
+    outcome = deploy_package(_client(org), _spec("workflow"), previous_trigger=Trigger.FLOW)
     assert outcome.outcome == "failed"
     assert [c for c in org.calls if c[0] == "patch"] == [("patch", 0)]  # nothing "restored"
     assert not any("reactivated because" in w for w in outcome.warnings)
@@ -158,7 +168,7 @@ def test_a_flow_version_that_cannot_be_found_is_not_reported_reactivated() -> No
 def test_check_only_never_retires() -> None:
     org = FakeOrg([_status("Succeeded", done=True, ok=True, check_only=True, details=FLOW_OK)])
     outcome = deploy_package(
-        _client(org), _spec("flow"), check_only=True, previous_trigger="workflow"
+        _client(org), _spec("flow"), check_only=True, previous_trigger=Trigger.WORKFLOW
     )
     assert outcome.kind == "check-only" and outcome.outcome == "succeeded"
     assert org.calls == [("deploy", "checkOnly")]
@@ -217,11 +227,14 @@ def test_client_maps_simple_salesforce_errors_into_the_tree() -> None:
         return Sf()
 
     def expired() -> None:
-        raise SalesforceExpiredSession("u", 401, "r", [{"errorCode": "INVALID_SESSION_ID"}])
+        raise SalesforceExpiredSession("u", 401, "r", [{"errorCode": "INVALID_SESSION_ID"}])  # type: ignore[arg-type]
 
     def missing() -> None:
         raise SalesforceResourceNotFound(
-            "u", 404, "r", [{"errorCode": "NOT_FOUND", "message": "gone"}]
+            "u",
+            404,
+            "r",
+            [{"errorCode": "NOT_FOUND", "message": "gone"}],  # type: ignore[arg-type]
         )
 
     session_client = OrgClient(
@@ -276,7 +289,7 @@ def test_workflow_to_flow_sends_ignore_warnings_and_takes_a_rule_already_gone() 
             )
         ]
     )
-    outcome = deploy_package(_client(org), _spec("flow"), previous_trigger="workflow")
+    outcome = deploy_package(_client(org), _spec("flow"), previous_trigger=Trigger.WORKFLOW)
     assert org.ignore_warnings == [True]
     assert outcome.outcome == "succeeded", outcome.problems
     assert outcome.retired == (WORKFLOW_RULE,)
@@ -306,7 +319,7 @@ def test_failed_deploy_with_only_warnings_reports_them_as_problems() -> None:
             )
         ]
     )
-    outcome = deploy_package(_client(org), _spec("flow"), previous_trigger="workflow")
+    outcome = deploy_package(_client(org), _spec("flow"), previous_trigger=Trigger.WORKFLOW)
     assert outcome.outcome == "failed"
     assert RULE_GONE in outcome.problems[0]
     assert not any("no reason given" in p for p in outcome.problems)
@@ -320,7 +333,7 @@ def test_flow_to_workflow_reactivates_the_flow_when_the_deploy_raises(error: Exc
     org = FakeOrg([])
     org.fail["status"] = error
     with pytest.raises(type(error)) as raised:
-        deploy_package(_client(org), _spec("workflow"), previous_trigger="flow")
+        deploy_package(_client(org), _spec("workflow"), previous_trigger=Trigger.FLOW)
     assert raised.value is error
     assert [c for c in org.calls if c[0] == "patch"] == [("patch", 0), ("patch", 3)]
     assert org.flow_active
@@ -329,7 +342,7 @@ def test_flow_to_workflow_reactivates_the_flow_when_the_deploy_raises(error: Exc
 def test_flow_to_workflow_timeout_keeps_the_flow_off_and_says_so() -> None:
     org = FakeOrg([_status("InProgress", done=False)] * 10)
     outcome = deploy_package(
-        _client(org), _spec("workflow"), previous_trigger="flow", timing=_clocked(3.0)
+        _client(org), _spec("workflow"), previous_trigger=Trigger.FLOW, timing=_clocked(3.0)
     )
     assert outcome.outcome == "timeout"
     assert outcome.retired == ()
@@ -346,7 +359,7 @@ def test_flow_to_workflow_with_the_flow_already_gone() -> None:
     org = FakeOrg(
         [_status("Succeeded", done=True, ok=True, details=WORKFLOW_OK)], flow_exists=False
     )
-    outcome = deploy_package(_client(org), _spec("workflow"), previous_trigger="flow")
+    outcome = deploy_package(_client(org), _spec("workflow"), previous_trigger=Trigger.FLOW)
     assert outcome.outcome == "succeeded"
     assert not any(c[0] in ("patch", "delete") for c in org.calls)
 
@@ -354,7 +367,7 @@ def test_flow_to_workflow_with_the_flow_already_gone() -> None:
 def test_tooling_errors_after_the_deploy_become_warnings() -> None:
     org = FakeOrg([_status("Succeeded", done=True, ok=True, details=WORKFLOW_OK)])
     org.fail["delete"] = SalesforceError("HTTP 500")
-    outcome = deploy_package(_client(org), _spec("workflow"), previous_trigger="flow")
+    outcome = deploy_package(_client(org), _spec("workflow"), previous_trigger=Trigger.FLOW)
     assert outcome.outcome == "succeeded" and outcome.deploy_id == "0Af1"
     assert outcome.retired == (FLOW,)
     assert any("could not be deleted" in w and "HTTP 500" in w for w in outcome.warnings)

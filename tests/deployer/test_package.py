@@ -4,6 +4,7 @@ lowercase booleans, child types only, deterministic zip."""
 
 from __future__ import annotations
 
+import copy
 import importlib.resources
 import io
 import zipfile
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
+from deployer.kinds import Trigger
 from deployer.package import (
     FLOW,
     OUTBOUND_MESSAGE,
@@ -43,7 +45,7 @@ def metadata_schema() -> etree.XMLSchema:
         f"{{{XSD}}}schema", nsmap={"xsd": XSD, "tns": MD}, attrib=dict(source.attrib)
     )
     for child in source:
-        root.append(child.__copy__())
+        root.append(copy.copy(child))
     declared = {e.get("name") for e in source.findall(f"{{{XSD}}}element")}
     for name in ("Package", "Workflow", "Flow"):
         if name not in declared:
@@ -213,6 +215,6 @@ def test_bad_inputs_are_usage_errors() -> None:
     with pytest.raises(UsageError, match="Badge"):
         outbound_message_fields(["Badge"])
     with pytest.raises(UsageError, match="53.0"):
-        render_deploy_package(PackageSpec("flow", "52.0", URL, INTEGRATION_USER))
+        render_deploy_package(PackageSpec(Trigger.FLOW, "52.0", URL, INTEGRATION_USER))
     with pytest.raises(UsageError, match="API version"):
-        render_deploy_package(PackageSpec("workflow", "v62", URL, INTEGRATION_USER))
+        render_deploy_package(PackageSpec(Trigger.WORKFLOW, "v62", URL, INTEGRATION_USER))

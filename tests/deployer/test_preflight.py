@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from deployer.client import OrgApi
+from deployer.kinds import Trigger
 from deployer.preflight import (
     _check_call_center,
     choose_api_version,
@@ -18,18 +19,18 @@ from sf_metadata.errors import AuthenticationError, SalesforceError, UsageError
 
 
 def test_pinned_version_capped_at_org_max() -> None:
-    assert choose_api_version(None, "63.0", "workflow") == ("62.0", [])
-    assert choose_api_version(None, "58.0", "flow") == ("58.0", [])
-    version, problems = choose_api_version(None, "52.0", "flow")
+    assert choose_api_version(None, "63.0", Trigger.WORKFLOW) == ("62.0", [])
+    assert choose_api_version(None, "58.0", Trigger.FLOW) == ("58.0", [])
+    version, problems = choose_api_version(None, "52.0", Trigger.FLOW)
     assert version == "52.0" and "53.0" in problems[0]
 
 
 def test_requested_version_must_exist_in_org() -> None:
-    assert choose_api_version("60.0", "63.0", "flow") == ("60.0", [])
-    _, problems = choose_api_version("66.0", "63.0", "workflow")
+    assert choose_api_version("60.0", "63.0", Trigger.FLOW) == ("60.0", [])
+    _, problems = choose_api_version("66.0", "63.0", Trigger.WORKFLOW)
     assert "maximum is 63.0" in problems[0]
     with pytest.raises(UsageError):
-        choose_api_version("sixty", "63.0", "workflow")
+        choose_api_version("sixty", "63.0", Trigger.WORKFLOW)
 
 
 def test_custom_fields_leave_out_long_text_and_encrypted() -> None:
@@ -51,9 +52,9 @@ def test_soql_quote_escapes() -> None:
 
 
 def test_dry_run_version_has_no_org_maximum() -> None:
-    assert choose_api_version("64.0", None, "flow") == ("64.0", [])
-    assert choose_api_version(None, None, "workflow") == ("62.0", [])
-    _, problems = choose_api_version("52.0", None, "flow")
+    assert choose_api_version("64.0", None, Trigger.FLOW) == ("64.0", [])
+    assert choose_api_version(None, None, Trigger.WORKFLOW) == ("62.0", [])
+    _, problems = choose_api_version("52.0", None, Trigger.FLOW)
     assert "53.0" in problems[0]
 
 

@@ -4,6 +4,7 @@ and the backoff on REQUEST_LIMIT_EXCEEDED / 503 (an in-process transport)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -15,7 +16,8 @@ from deployer.users import CallCounter, LoginSession, StaticSession, UserReader
 from sf_metadata.errors import AuthenticationError, SalesforceUnreadable
 from sf_metadata.soql import user_query
 from tests.deployer._vcr import HOST, make_vcr
-from tests.deployer.reconcile_cassettes import CUSTOM_FIELD, ORG_ID, OTHER_ORG_ID, USERS
+from tests.deployer.cassette_builder import ORG_ID, OTHER_ORG_ID
+from tests.deployer.reconcile_cassettes import CUSTOM_FIELD, USERS
 
 CREDS = Credentials(
     kind="client-credentials",
@@ -86,12 +88,14 @@ class Scripted(BaseAdapter):
         self.answers = answers
         self.sent: list[requests.PreparedRequest] = []
 
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+    def send(  # type: ignore[override]
+        self, request: requests.PreparedRequest, **kwargs: Any
+    ) -> requests.Response:
         self.sent.append(request)
         status, body, headers = self.answers.pop(0)
         response = requests.Response()
         response.status_code = status
-        response._content = requests.compat.json.dumps(body).encode()
+        response._content = json.dumps(body).encode()
         response.headers.update({"Content-Type": "application/json", **headers})
         response.request = request
         response.url = request.url or ""

@@ -19,7 +19,7 @@ from xml.etree import ElementTree
 import pytest
 from pydantic import SecretStr
 from sqlalchemy.engine import Engine
-from sqlmodel import select
+from sqlmodel import col, select
 from starlette.exceptions import StarletteDeprecationWarning
 
 from receiver.app import create_app
@@ -120,18 +120,18 @@ class Receiver:
                 session.exec(
                     select(ProvisioningMessage)
                     .where(ProvisioningMessage.organization_id == self.name)
-                    .order_by(ProvisioningMessage.id)
+                    .order_by(col(ProvisioningMessage.id))
                 )
-            )  # type: ignore[arg-type]
+            )
             out = []
             for m in messages:
                 events = list(
                     session.exec(
                         select(ProvisioningEvent)
                         .where(ProvisioningEvent.message_id == m.id)
-                        .order_by(ProvisioningEvent.position)
+                        .order_by(col(ProvisioningEvent.position))
                     )
-                )  # type: ignore[arg-type]
+                )
                 out.append((m, events))
             return out
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy.engine import Engine
 
 from receiver.app import create_app
@@ -50,7 +51,7 @@ def admin(
     hooks = SessionHooks()
     ended: list[EndedSession] = []
     hooks.on_session_ended(lambda *args: ended.append(EndedSession(*args)))
-    settings = Settings(database_url=database_url, admin_token=ADMIN)
+    settings = Settings(database_url=database_url, admin_token=SecretStr(ADMIN))
     with TestClient(create_app(settings, engine=engine, clock=lambda: NOW, hooks=hooks)) as client:
         yield Admin(client, engine, name, token, sf_org, ended)
 
@@ -184,13 +185,21 @@ def test_session_lifecycle(admin: Admin, form: str) -> None:
     assert admin.client.delete(f"/v2/sessions/{session_id}", headers=AUTH).status_code == 204
 
 
-def test_session_for_unprovisioned_or_invalid_agent_is_404(admin: Admin) -> None:
-    for crm_id in (sf_id("005", 999), "not-an-id"):
-        response = admin.client.post(
-            f"/v2/organizations/{admin.name}/users/{crm_id}/sessions", headers=AUTH
-        )
-        assert response.status_code == 404
+def test_session_for_unprovisioned_agent_is_404(admin: Admin) -> None:
+    response = admin.client.post(
+        f"/v2/organizations/{admin.name}/users/{sf_id('005', 999)}/sessions", headers=AUTH
+    )
+    assert response.status_code == 404
     assert admin.client.get("/v2/sessions/unknown", headers=AUTH).status_code == 404
+
+
+@pytest.mark.parametrize("crm_id", ["not-an-id", "005ABC", sf_id("001", 5)])
+def test_session_for_a_malformed_crm_id_is_400(admin: Admin, crm_id: str) -> None:
+    response = admin.client.post(
+        f"/v2/organizations/{admin.name}/users/{crm_id}/sessions", headers=AUTH
+    )
+    assert response.status_code == 400
+    assert response.json()["error"].startswith("crmId: ")
 
 
 def test_session_for_disabled_agent_is_403(admin: Admin) -> None:

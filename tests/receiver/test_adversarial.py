@@ -2,9 +2,10 @@
 spoofing, token handling, body limits, mapping edge cases, lifecycle orderings, sessions and
 the CLI's error lines.
 
-The tests named ``test_defect_*`` are regressions for defects found by attacking the code;
-they fail until the code is fixed (none is xfail). The others pin attacks that are handled
-correctly today and are not covered by ``test_webhook.py``. Everything runs in-process
+The first group are regressions for defects found by attacking the code (all fixed; each
+docstring says what went wrong and what is expected now). The others pin attacks that
+are handled correctly and are not covered by ``test_webhook.py``. Each test asserts the
+one right outcome; none measures wall-clock time. Everything runs in-process
 (Starlette's TestClient or a raw ASGI call) on the ``database_url`` backends.
 """
 
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -27,7 +27,6 @@ from receiver.organizations import webhook_path
 from receiver.provisioning import apply_and_commit
 from receiver.sessions import StartStatus, is_session_active, start_session
 from sf_metadata.ids import to_15
-from sf_metadata.mapping import agent_username
 from sf_metadata.soap import parse_outbound_message
 from tests.conftest import org_sf_id
 from tests.factories import NIL, make_notification, sf_id
@@ -79,15 +78,14 @@ def _two_agents(receiver: Receiver) -> tuple[str, str, dict[str, Any]]:
 
 
 @pytest.mark.parametrize("trailing", ["stale", "failed", "duplicate"])
-def test_defect_username_handover_with_a_later_notification_of_the_releaser_is_a_500(
+def test_username_handover_with_a_later_notification_of_the_releaser_applies(
     receiver: Receiver, trailing: str
 ) -> None:
     """A renames a@ -> z@, then B takes a@ (allowed: A released it earlier in the document),
     then one more notification about A follows (an older one, an undecidable one or a
-    redelivered one). ``write_changes`` orders the updates by the index of the LAST decision
-    per user (``order`` in ``receiver/provisioning.py``), so B's update runs before A's and
-    hits the unique username index: IntegrityError -> 500, for every retry, and the whole
-    message is lost. Expected: Ack, A is z@, B is a@."""
+    redelivered one). Once, the updates were written in the order of the LAST decision per
+    user, so B's update ran before A's and hit the unique username index (IntegrityError,
+    500 on every retry). Expected: Ack, A is z@, B is a@."""
     a, b, create_a = _two_agents(receiver)
     tail = {
         "stale": make_notification(user_id=a, Username="old@acme.com", SystemModstamp=T1),
@@ -109,12 +107,11 @@ def test_defect_username_handover_with_a_later_notification_of_the_releaser_is_a
 
 @pytest.mark.parametrize("field", ["SystemModstamp", "LastModifiedDate"])
 @pytest.mark.parametrize("stamp", ["9999-12-31T23:59:59-05:00", "0001-01-01T00:00:00+01:00"])
-def test_defect_out_of_range_stamp_is_a_500_instead_of_a_failed_notification(
+def test_out_of_range_stamp_fails_only_its_notification(
     receiver: Receiver, field: str, stamp: str
 ) -> None:
-    """``parse_stamp`` (``sf_metadata/decision.py``) catches only ValueError, but converting
-    an aware datetime at the edge of the range to UTC raises OverflowError: 500, retried
-    forever, and the other notifications of the message are never applied. Expected: that
+    """Converting an aware datetime at the edge of the range to UTC raises OverflowError;
+    ``parse_stamp`` once caught only ValueError (500, retried forever). Expected: that
     notification fails with a reason naming the field; the others apply."""
     stamps = (
         {"SystemModstamp": stamp}
@@ -128,49 +125,37 @@ def test_defect_out_of_range_stamp_is_a_500_instead_of_a_failed_notification(
     assert len(receiver.agents()) == 1
 
 
-def test_defect_overlong_email_fallback_username_is_a_500_on_postgresql(receiver: Receiver) -> None:
-    """``Username`` is not an e-mail, so ``username`` falls back to ``Email``, which is never
-    length-checked; ``agent.username``/``username_key`` are VARCHAR(320)
-    (``receiver/migrations/versions/0001_initial.py``). PostgreSQL raises DataError (not
-    transient) -> 500 forever. (Passes on SQLite, which ignores VARCHAR lengths.) Expected:
-    Ack; the notification is recorded (failed with a reason, or applied)."""
-    long_email = "a" * 300 + "@" + "b" * 60 + ".com"
-    sharp_s = "\u00df" * 200 + "@acme.com"  # 209 characters, casefolds to 409
+def test_usernames_too_long_for_the_store_fail_only_their_notification(
+    receiver: Receiver,
+) -> None:
+    """``agent.username``/``username_key`` are VARCHAR(320); once, an over-long username
+    reached PostgreSQL (DataError, not transient: 500 forever; SQLite ignores VARCHAR
+    lengths). Neither Username nor Email below is an address, so the Username is the
+    username, and it is too long. Expected on both backends: Ack; those two fail with the
+    reason, the third is created. (That an over-long value is never handed to
+    email-validator is pinned by ``tests/sf_metadata/test_mapping.py``'s spy.)"""
+    long_username = "a" * 300 + "@" + "b" * 60 + ".com"  # 365 characters: no address
+    sharp_s = "\u00df" * 200 + "@acme"  # 205 characters, casefolds to 405; no address
     response = receiver.post(
         receiver.message(
-            make_notification(Username="not an e-mail", Email=long_email),
-            make_notification(Username="also not one", Email=sharp_s),
+            make_notification(Username=long_username, Email="not an e-mail"),
+            make_notification(Username=sharp_s, Email=None),
             make_notification(),
         )
     )
     assert_ack(response)
-    actions = receiver.actions()
-    assert len(actions) == 3 and actions[2] == "created"
-    assert set(actions[:2]) <= {"failed", "created"}
+    assert receiver.actions() == ["failed", "failed", "created"]
+    assert all("320" in reason for reason in receiver.reasons()[:2])
 
 
-def test_defect_huge_username_costs_seconds_of_cpu_inside_the_write_lock() -> None:
-    """``agent_username`` runs email-validator over the whole ``Username`` (linear, about
-    1.4 microseconds per character; twice per notification: ``load_state`` and
-    ``map_user``, both inside the write transaction). A 5 MiB message with one huge
-    Username holds the store's write lock for ~9 s (every organization waits). No e-mail
-    address is longer than 254 characters, so anything longer can be refused at once.
-    Expected: a 1 MB Username is refused in well under the ~1.5 s it takes today."""
-    fields = {"Username": "a" * 1_000_000 + "@acme.com", "Email": "fallback@acme.com"}
-    started = time.perf_counter()
-    assert agent_username(fields) == "fallback@acme.com"
-    assert time.perf_counter() - started < 0.25
-
-
-def test_defect_username_released_by_an_older_change_later_in_the_document(
+def test_username_released_by_an_older_change_later_in_the_document(
     receiver: Receiver,
 ) -> None:
     """Salesforce usernames are unique, so B can only have taken a@ after A gave it up: A's
     rename (T1) is older than B's claim (T2), but it comes later in the document.
-    ``plan_message`` (``sf_metadata/decision.py``) releases usernames in document order, so
-    B fails permanently (marked processed) although after this message nobody collides;
-    B's agent keeps a stale username until B changes again. Expected ("the most recent
-    change is honored"): both apply."""
+    ``plan_message`` once released usernames in document order, so B failed permanently
+    although after this message nobody collides. Expected ("the most recent change is
+    honored"): both apply."""
     a, b, _ = _two_agents(receiver)
     assert_ack(
         receiver.post(
@@ -184,13 +169,13 @@ def test_defect_username_released_by_an_older_change_later_in_the_document(
     assert receiver.usernames() == {a: "z@acme.com", b: "a@acme.com"}
 
 
-def test_defect_unsupported_database_url_is_a_traceback(
+def test_unsupported_database_url_is_one_error_line(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """CONTRACT section 4: a failing command writes one line per problem naming what to fix.
-    ``--database-url nosuch://x`` (or ``mysql://...`` without its driver) escapes
-    ``make_engine`` (``receiver/db.py``) as NoSuchModuleError / ModuleNotFoundError: a
-    Python traceback. Expected: exit 2 and one ``error: ... --database-url ...`` line."""
+    ``--database-url nosuch://x`` (or ``mysql://...`` without its driver) once escaped
+    ``make_engine`` as NoSuchModuleError / ModuleNotFoundError (a traceback). Expected:
+    exit 2 and one ``error: ...`` line, the CLI's hint naming ``--database-url``."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("AGENT_PROVISION_DATABASE_URL", raising=False)
     for url in ("nosuch://x", "mysql://user@127.0.0.1/db"):
@@ -206,21 +191,20 @@ def test_defect_unsupported_database_url_is_a_traceback(
 
 
 @pytest.mark.parametrize("before", ["2147483648", "9223372036854775808", "99999999999999999999"])
-def test_defect_provisioning_log_before_beyond_the_id_range_is_a_500(
+def test_provisioning_log_before_beyond_the_id_range_is_a_400(
     receiver: Receiver, before: str
 ) -> None:
-    """``_int_param(request, "before", None, 1, None)`` (``receiver/admin.py``) has no upper
-    bound: SQLite cannot bind an integer above 2**63-1 (OverflowError) and PostgreSQL's
-    INTEGER id column refuses anything above 2**31-1 (DataError): a plain-text 500 instead
-    of the API's JSON. Expected: 400 ``{"error": ...}`` (or an empty page)."""
+    """SQLite cannot bind an integer above 2**63-1 (OverflowError) and PostgreSQL's INTEGER
+    id column refuses anything above 2**31-1 (DataError); ``before`` once had no upper
+    bound (a plain-text 500). Expected: 400 ``{"error": ...}``."""
     assert_ack(receiver.post(receiver.message(make_notification())))
     response = receiver.client.get(
         f"/v2/organizations/{receiver.name}/provisioning-log",
         params={"before": before},
         headers=ADMIN,
     )
-    assert response.status_code in (200, 400), response.text
-    assert response.headers["content-type"].startswith("application/json")
+    assert response.status_code == 400, response.text
+    assert "before" in response.json()["error"]
 
 
 @pytest.mark.parametrize(
@@ -232,18 +216,15 @@ def test_defect_provisioning_log_before_beyond_the_id_range_is_a_500(
         ("delete", "/v2/sessions/a%00b"),
     ],
 )
-def test_defect_nul_in_an_admin_path_parameter_is_a_500_on_postgresql(
+def test_nul_in_an_admin_path_parameter_is_a_404(
     receiver: Receiver, method: str, path: str
 ) -> None:
-    """The admin routes (``receiver/admin.py``) hand the raw path parameter to the store;
-    PostgreSQL text cannot hold NUL, psycopg raises ValueError: a plain-text 500.
-    (Passes on SQLite.) The webhook is immune: it looks the name up through
-    ``_printable``. Expected: 404 JSON (no such organization / session), or 204 for the
-    DELETE."""
+    """PostgreSQL text cannot hold NUL (psycopg raises ValueError); the admin routes once
+    handed the raw path parameter to the store (a plain-text 500). Expected: 404 JSON
+    (no such organization / session) before the store is touched, the DELETE too."""
     response = getattr(receiver.client, method)(path, headers=ADMIN)
-    assert response.status_code in (404, 204), response.text
-    if response.status_code == 404:
-        assert "error" in response.json()
+    assert response.status_code == 404, response.text
+    assert response.json()["error"].startswith("no such ")
 
 
 # =========================================================================================
@@ -372,15 +353,14 @@ def test_xsi_type_in_the_wrong_xsi_namespace_is_an_untyped_ignored_notification(
     assert receiver.agents() == {}
 
 
-def test_large_but_flat_documents_under_the_limit_are_quick(receiver: Receiver) -> None:
-    """A 4 MB attribute and 200,000 empty header elements: taken, each in well under the
-    Outbound Message timeout."""
+def test_large_but_flat_documents_under_the_limit_are_taken(receiver: Receiver) -> None:
+    """A 4 MB attribute and 200,000 empty header elements: taken (their parse time is a
+    ``bench/`` figure, not asserted here)."""
     good = receiver.message(make_notification(), make_notification())
     for junk in (b'<X a="' + b"A" * 4_000_000 + b'"/>', b"<X/>" * 200_000):
-        started = time.perf_counter()
         assert_ack(receiver.post(good.replace(b"<ActionId>", junk + b"<ActionId>")))
-        assert time.perf_counter() - started < 10
         good = receiver.message(make_notification())
+    assert len(receiver.agents()) == 3  # both notifications of the first, one of the second
 
 
 # =========================================================================================
@@ -649,7 +629,7 @@ def test_username_choice_and_name_fallbacks(receiver: Receiver) -> None:
     assert data[ids[1]]["username"] == "jane@acme.com.uat"
     assert data[ids[2]]["username"] == "jane@acme.com.invalid"  # Email, as sent
     assert data[ids[2]]["crmUser"] == "jane@acme.com.invalid"
-    assert data[ids[3]]["username"] is None
+    assert data[ids[3]]["username"] == "not valid"  # neither is an address: Username
     assert data[ids[4]]["username"] == "zoë@bücher.de"
     assert data[ids[4]]["name"] == "Zoë Ünal"
     assert data[ids[5]]["name"] == "Solo"

@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import Engine
 
-from receiver.agents import get_agent, list_agents
+from receiver.agents import list_agents
 from receiver.db import transaction
 from receiver.models import Organization
 from receiver.provisioning import apply_and_commit
-from sf_metadata.errors import InvalidSalesforceId, OrganizationNotFound
+from sf_metadata.errors import OrganizationNotFound
 from sf_metadata.ids import canonical_id
 from sf_metadata.outbound import Notification, OutboundMessage
 from tests.factories import make_user_fields, next_id
@@ -52,29 +52,10 @@ def test_list_is_sorted_by_crm_id_in_byte_order(engine: Engine, org: Organizatio
     assert len(set(listed)) == len(IDS)
 
 
-def test_get_agent(engine: Engine, org: Organization) -> None:
-    crm = IDS[0]
-    msg = OutboundMessage(
-        org.salesforce_org_id,
-        None,
-        None,
-        None,
-        (Notification(next_id("04l"), "User", crm, make_user_fields(Name="Ana")),),
-    )
-    apply_and_commit(engine, organization=org.id, message=msg, now=T0)
-    with transaction(engine, read_only=True) as session:
-        assert get_agent(session, organization_id=org.id, crm_id=crm[:15]).name == "Ana"  # type: ignore[union-attr]
-        assert get_agent(session, organization_id=org.id, crm_id=IDS[1]) is None
-        with pytest.raises(InvalidSalesforceId, match="crmId"):
-            get_agent(session, organization_id=org.id, crm_id="nope")
-
-
 def test_unknown_organization(engine: Engine) -> None:
     with transaction(engine, read_only=True) as session:
         with pytest.raises(OrganizationNotFound):
             list_agents(session, organization_id="ghost")
-        with pytest.raises(OrganizationNotFound):
-            get_agent(session, organization_id="ghost", crm_id=IDS[0])
 
 
 def test_empty_organization_has_no_agents(engine: Engine, org: Organization) -> None:

@@ -53,7 +53,7 @@ ADA = {
         "customFields": {"Agent_Team__c": "Tier 1 & Escalations"},
     },
 }
-JUERGEN_CREATED = {
+JUERGEN_CREATED: dict[str, Any] = {
     "username": "juergen.gross@acme.com",
     "crmId": "005Dn00000AbcD2IAJ",
     "crmUser": "juergen.gross@acme.com",
@@ -77,9 +77,9 @@ JUERGEN_UPDATED = {
     "disabled": False,
     "inboundEnabled": True,
     "phoneNumbers": [{"type": "mobile", "number": "+49 30 5550 1234"}],
-    "crm": {**JUERGEN_CREATED["crm"], "callCenterId": CALL_CENTER},  # type: ignore[dict-item]
+    "crm": {**JUERGEN_CREATED["crm"], "callCenterId": CALL_CENTER},
 }
-KATHERINE = {
+KATHERINE: dict[str, Any] = {
     "username": "katherine.johnson@acme.com.uat",
     "crmId": "005Dn00000AbcD3IAJ",
     "crmUser": "katherine.johnson@acme.com.uat",

@@ -19,7 +19,7 @@ from receiver.db import (
     transaction,
 )
 from receiver.models import Organization
-from sf_metadata.errors import StoreUnavailable, UsageError
+from sf_metadata.errors import Setting, StoreUnavailable, UsageError
 
 TABLES = {
     "organization",
@@ -145,7 +145,7 @@ def test_sqlite_write_transactions_begin_immediate(tmp_path: Path) -> None:
     statements: list[str] = []
 
     @event.listens_for(engine, "before_cursor_execute")
-    def _seen(conn, cursor, statement, params, context, executemany):  # type: ignore[no-untyped-def]
+    def _seen(conn, cursor, statement, params, context, executemany):
         statements.append(statement)
 
     try:
@@ -184,33 +184,35 @@ def test_postgres_urls_are_rewritten_to_psycopg() -> None:
     engine = make_engine("postgresql://u@h/db")
     try:
         assert engine.dialect.driver == "psycopg"
-        assert engine.pool._pre_ping  # type: ignore[attr-defined]
+        assert engine.pool._pre_ping
     finally:
         engine.dispose()
 
 
 def test_unparsable_url_is_a_usage_error() -> None:
-    with pytest.raises(UsageError, match="database-url"):
+    with pytest.raises(UsageError, match="not a SQLAlchemy URL") as caught:
         make_engine("not a url")
+    assert caught.value.setting is Setting.DATABASE_URL
 
 
 @pytest.mark.parametrize(
     "url", ["nosuch://x", "mysql://user:pw@127.0.0.1/db", "sqlite+nosuch:///store.db"]
 )
 def test_unsupported_backend_or_driver_is_a_usage_error(url: str) -> None:
-    with pytest.raises(UsageError, match="--database-url") as caught:
+    with pytest.raises(UsageError, match="unsupported database URL") as caught:
         make_engine(url)
     assert "sqlite:///PATH" in caught.value.message and "pw" not in caught.value.message
+    assert "--" not in caught.value.message and caught.value.setting is Setting.DATABASE_URL
 
 
-def test_transaction_commits_at_the_end(engine: Engine, make_organization, key: bytes) -> None:  # type: ignore[no-untyped-def]
+def test_transaction_commits_at_the_end(engine: Engine, make_organization, key: bytes) -> None:
     with transaction(engine) as session:
         make_organization(session, name="kept")
     with transaction(engine, read_only=True) as session:
         assert session.get(Organization, "kept") is not None
 
 
-def test_transaction_rolls_back_when_the_block_raises(engine: Engine, make_organization) -> None:  # type: ignore[no-untyped-def]
+def test_transaction_rolls_back_when_the_block_raises(engine: Engine, make_organization) -> None:
     with pytest.raises(RuntimeError), transaction(engine) as session:
         make_organization(session, name="gone")
         raise RuntimeError("boom")
@@ -220,11 +222,11 @@ def test_transaction_rolls_back_when_the_block_raises(engine: Engine, make_organ
 
 def test_operational_error_becomes_store_unavailable_without_sql_parameters(
     engine: Engine, make_organization
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     calls = {"n": 0}
 
     @event.listens_for(engine, "before_cursor_execute")
-    def _fail(conn, cursor, statement, params, context, executemany):  # type: ignore[no-untyped-def]
+    def _fail(conn, cursor, statement, params, context, executemany):
         if statement.lstrip().upper().startswith("INSERT"):
             calls["n"] += 1
             raise exc.OperationalError(statement, params, Exception("server closed the connection"))
@@ -254,8 +256,9 @@ def test_unreachable_postgres_is_store_unavailable(tmp_path: Path) -> None:
 def test_sqlite_directory_that_cannot_be_created_is_a_usage_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    with pytest.raises(UsageError, match="fix --database-url"):
+    with pytest.raises(UsageError, match="cannot create the directory") as caught:
         make_engine(f"sqlite:///{blocker / 'sub' / 'x.db'}")
+    assert caught.value.setting is Setting.DATABASE_URL
 
 
 def test_sqlite_file_that_is_not_a_database_is_store_unavailable(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ Faults:
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -31,7 +31,7 @@ from bench._server import Cli, ServerProcess, harness_env
 from bench._soak import Scenario, applied_counts, build_scenario, compare_with_oracle, oracle
 from bench._stores import postgres_server_url
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]  # real uvicorn processes
 
 
 class Harness:
@@ -79,6 +79,14 @@ def harness(database_url: str, tmp_path: Path) -> Iterator[Harness]:
         h.server.stop()
 
 
+def _acked_and_in_flight(target: int) -> Callable[[Poster], bool]:
+    return lambda p: p.acked >= target and p.inflight > 0
+
+
+def _failed_more_than(failures: int) -> Callable[[Poster], bool]:
+    return lambda p: p.failures > failures
+
+
 def _scenario(seed: int) -> Scenario:
     return build_scenario(users=50, versions=4, seed=seed, run="fault", max_batch=10)
 
@@ -97,10 +105,10 @@ def test_sigkill_in_the_middle_of_requests_loses_nothing_and_applies_nothing_twi
     ).start()
     kills = 0
     for target in (len(scenario.messages) // 4, len(scenario.messages) // 2):
-        assert poster.wait_for(lambda p, t=target: p.acked >= t and p.inflight > 0, timeout=60)
+        assert poster.wait_for(_acked_and_in_flight(target), timeout=60)
         harness.server.kill()  # SIGKILL, requests in flight
         kills += 1
-        assert poster.wait_for(lambda p, f=poster.failures: p.failures > f, timeout=30)
+        assert poster.wait_for(_failed_more_than(poster.failures), timeout=30)
         harness.restart()
     poster.join(timeout=240)
 
@@ -144,10 +152,15 @@ def test_store_outage_in_the_middle_of_a_run_loses_nothing(
         try:
             poster.start()
             assert poster.wait_for(lambda p: p.acked >= len(scenario.messages) // 4, timeout=60)
+            poster.hold()  # a known state: nothing in flight, messages left to send
+            assert poster.wait_for(lambda p: p.inflight == 0, timeout=60)
+            assert poster.acked < len(scenario.messages)
             lock.execute("BEGIN EXCLUSIVE")  # the store refuses every writer meanwhile
             acked_before = poster.acked
-            assert poster.wait_for(lambda p: p.inflight > 0, timeout=10)
-            assert not poster.wait_for(lambda p: p.acked > acked_before + 4, timeout=1.5)
+            poster.release()
+            assert poster.wait_for(lambda p: p.inflight > 0, timeout=60)
+            # writers wait for the lock: no message is acknowledged while it is held
+            assert not poster.wait_for(lambda p: p.acked > acked_before, timeout=1.5)
             lock.execute("COMMIT")
         finally:
             lock.close()

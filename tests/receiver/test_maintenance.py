@@ -20,6 +20,7 @@ from receiver.maintenance import (
 )
 from receiver.models import ProcessedNotification, ProvisioningEvent, ProvisioningMessage
 from receiver.organizations import webhook_path
+from receiver.outcomes import MessageOutcome
 from receiver.periodic import periodic_tasks
 from receiver.scheduler import Scheduler
 from receiver.settings import Settings
@@ -51,7 +52,10 @@ def _log(engine: Engine, org_id: str, count: int, at: Any) -> None:
     with transaction(engine) as session:
         for _ in range(count):
             message = ProvisioningMessage(
-                organization_id=org_id, received_at=at, outcome="processed", notification_count=1
+                organization_id=org_id,
+                received_at=at,
+                outcome=MessageOutcome.PROCESSED,
+                notification_count=1,
             )
             session.add(message)
             session.flush()

@@ -9,8 +9,10 @@ from sqlalchemy import exc
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
+from deployer.kinds import DeploymentKind, DeploymentOutcome, Trigger
 from receiver.db import transaction
 from receiver.models import Agent, Deployment, Organization, ProvisioningMessage, Tombstone
+from receiver.outcomes import MessageOutcome
 from tests.factories import sf_id
 
 
@@ -30,7 +32,7 @@ def _agent(org: str, n: int, username: str | None, now: datetime, **kw: object) 
 
 def test_timestamps_round_trip_as_aware_utc(
     engine: Engine, make_organization, now: datetime
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     paris = timezone(timedelta(hours=1))
     stamp = datetime(2026, 11, 20, 11, 0, 0, 123000, tzinfo=paris)
     with transaction(engine) as session:
@@ -48,7 +50,7 @@ def test_timestamps_round_trip_as_aware_utc(
         assert agent.data["ünïcode"] == "名前"
 
 
-def test_naive_datetimes_are_refused(engine: Engine, make_organization) -> None:  # type: ignore[no-untyped-def]
+def test_naive_datetimes_are_refused(engine: Engine, make_organization) -> None:
     with pytest.raises(exc.StatementError, match="naive datetime"):
         with transaction(engine) as session:
             org, _ = make_organization(session)
@@ -57,7 +59,7 @@ def test_naive_datetimes_are_refused(engine: Engine, make_organization) -> None:
 
 def test_agent_crm_id_is_unique_per_organization(
     engine: Engine, make_organization, now: datetime
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     with transaction(engine) as session:
         a, _ = make_organization(session)
         b, _ = make_organization(session)
@@ -74,7 +76,7 @@ def test_agent_crm_id_is_unique_per_organization(
 
 def test_username_key_unique_per_organization_but_null_is_free(
     engine: Engine, make_organization, now: datetime
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     with transaction(engine) as session:
         org, _ = make_organization(session)
         session.add(_agent(org.id, 1, None, now))
@@ -89,19 +91,19 @@ def test_username_key_unique_per_organization_but_null_is_free(
 
 def test_deployment_json_columns_round_trip(
     engine: Engine, make_organization, now: datetime
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     with transaction(engine) as session:
         org, _ = make_organization(session)
         session.add(
             Deployment(
                 organization_id=org.id,
                 created_at=now,
-                kind="deploy",
-                trigger="workflow",
+                kind=DeploymentKind.DEPLOY,
+                trigger=Trigger.WORKFLOW,
                 api_version="62.0",
                 components=["WorkflowOutboundMessage:User.X", "WorkflowRule:User.Y"],
                 deploy_id="0Af000000000001AAA",
-                outcome="succeeded",
+                outcome=DeploymentOutcome.SUCCEEDED,
                 problems=[],
             )
         )
@@ -122,12 +124,14 @@ def test_foreign_keys_are_enforced(engine: Engine, now: datetime) -> None:
 
 def test_deleting_an_organization_cascades(
     engine: Engine, make_organization, now: datetime
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     with transaction(engine) as session:
         org, _ = make_organization(session, name="gone")
         session.add(_agent(org.id, 1, "a@acme.com", now))
         session.add(
-            ProvisioningMessage(organization_id=org.id, received_at=now, outcome="processed")
+            ProvisioningMessage(
+                organization_id=org.id, received_at=now, outcome=MessageOutcome.PROCESSED
+            )
         )
     with transaction(engine) as session:
         session.delete(session.get(Organization, "gone"))

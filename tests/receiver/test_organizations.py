@@ -28,6 +28,7 @@ from sf_metadata.errors import (
     InvalidSalesforceId,
     OrganizationExists,
     OrganizationNotFound,
+    Setting,
     UsageError,
 )
 from tests.factories import sf_id
@@ -76,9 +77,10 @@ def test_wrong_suffix_org_id_is_canonicalised(engine: Engine, key: bytes) -> Non
 
 @pytest.mark.parametrize("bad", [sf_id("005", 1), "00D123", "00D" + "!" * 12, ""])
 def test_add_refuses_a_non_org_id(engine: Engine, key: bytes, bad: str) -> None:
-    with pytest.raises(InvalidSalesforceId, match="salesforce-org-id"):
+    with pytest.raises(InvalidSalesforceId, match="Salesforce org id") as caught:
         with transaction(engine) as session:
             add_organization(session, name="acme", salesforce_org_id=bad, key=key)
+    assert caught.value.setting is Setting.SALESFORCE_ORG_ID
     with transaction(engine) as session:
         assert list_organizations(session) == []
 
@@ -93,9 +95,10 @@ def test_add_twice_is_organization_exists(engine: Engine, key: bytes) -> None:
 
 @pytest.mark.parametrize("base", ["ftp://x", "127.0.0.1:8000", "https://x/?q=1", "", "https://"])
 def test_bad_base_url_is_a_usage_error(engine: Engine, key: bytes, base: str) -> None:
-    with pytest.raises(UsageError, match="base-url"):
+    with pytest.raises(UsageError, match="base URL") as caught:
         with transaction(engine) as session:
             add_organization(session, name="acme", salesforce_org_id=ORG_18, key=key, base_url=base)
+    assert caught.value.setting is Setting.BASE_URL and "--" not in caught.value.message
 
 
 def test_webhook_url_and_json(engine: Engine, key: bytes, now: datetime) -> None:
@@ -171,8 +174,9 @@ def test_unknown_organization_is_not_found(engine: Engine, key: bytes) -> None:
             lambda: update_organization(session, name="nope", base_url="https://x"),
             lambda: rotate_token(session, name="nope", key=key),
         ):
-            with pytest.raises(OrganizationNotFound, match="org list"):
+            with pytest.raises(OrganizationNotFound, match="'nope' is not registered") as caught:
                 call()
+            assert "agent-provision" not in caught.value.message  # the CLI adds its hint
 
 
 def test_lost_key_cannot_reveal_but_still_verifies(engine: Engine, key: bytes) -> None:

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from sqlalchemy import event, exc, func
 from sqlalchemy.engine import Engine
-from sqlmodel import select
+from sqlmodel import Session, select
 
-from receiver.agents import get_agent, list_agents
+from receiver.agents import list_agents
 from receiver.db import transaction
 from receiver.models import (
     Agent,
@@ -29,6 +29,7 @@ from receiver.provisioning import apply_and_commit, apply_message, prune_process
 from receiver.sessions import SessionHooks, StartStatus, is_session_active, start_session
 from sf_metadata.decision import Action
 from sf_metadata.errors import OrganizationNotFound, StoreUnavailable
+from sf_metadata.mapping import AgentRecord
 from sf_metadata.outbound import Notification, OutboundMessage
 from sf_metadata.soap import parse_outbound_message
 from tests.factories import (
@@ -41,6 +42,14 @@ from tests.factories import (
 
 SECRET_SESSION = "00DSECRETSESSION!AQ4AQ.very-secret-session-id"
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+
+
+def _agent(session: Session, organization_id: str, crm_id: str) -> AgentRecord:
+    """The stored agent of User ``crm_id`` (18 characters)."""
+    [agent] = [
+        a for a in list_agents(session, organization_id=organization_id) if a.crm_id == crm_id
+    ]
+    return agent
 
 
 def stamp(minutes: int) -> str:
@@ -394,8 +403,9 @@ def test_username_too_long_for_the_store_fails_only_that_notification(
     result = apply(
         engine,
         org,
-        note(1, 0, Username="not an e-mail", Email=long_email),
-        note(2, 0, Username="also not one", Email="\u00df" * 200 + "@acme.com"),
+        # neither Username nor Email is an address: the Username is kept, and too long
+        note(1, 0, Username=long_email, Email="not an e-mail"),
+        note(2, 0, Username="\u00df" * 200 + "@acme", Email="also not one"),
         note(3, 0),
     )
     assert actions(result) == [Action.FAILED, Action.FAILED, Action.CREATED]
@@ -421,8 +431,8 @@ def test_organizations_are_isolated(engine: Engine, make_organization: Any) -> N
     apply(engine, prod, note(1, 0, nid=nid, Name="Prod"))
     assert actions(apply(engine, uat, note(1, 0, nid=nid, Name="Uat"))) == [Action.CREATED]
     with transaction(engine, read_only=True) as session:
-        assert get_agent(session, organization_id="prod", crm_id=user(1)).name == "Prod"  # type: ignore[union-attr]
-        assert get_agent(session, organization_id="uat", crm_id=user(1)).name == "Uat"  # type: ignore[union-attr]
+        assert _agent(session, "prod", user(1)).name == "Prod"
+        assert _agent(session, "uat", user(1)).name == "Uat"
 
 
 # --- message level ------------------------------------------------------------------------
@@ -508,7 +518,7 @@ def _dump(engine: Engine) -> str:
 def _count_statements(engine: Engine) -> Iterator[list[str]]:
     seen: list[str] = []
 
-    def listener(conn, cursor, statement, params, context, executemany):  # type: ignore[no-untyped-def]
+    def listener(conn, cursor, statement, params, context, executemany):
         seen.append(statement)
 
     event.listen(engine, "before_cursor_execute", listener)
@@ -559,7 +569,7 @@ def test_store_failure_mid_message_applies_nothing_and_retry_succeeds(
     msg = message(org, note(1, 1, IsActive="false"), note(2, 1), note(3, 1))
     counter = {"n": 0}
 
-    def fail(conn, cursor, statement, params, context, executemany):  # type: ignore[no-untyped-def]
+    def fail(conn, cursor, statement, params, context, executemany):
         if statement.startswith(("BEGIN", "SAVEPOINT", "RELEASE", "ROLLBACK")):
             return
         counter["n"] += 1

@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine
 
 from receiver.db import transaction
 from receiver.models import Organization
+from receiver.outcomes import MessageOutcome
 from receiver.provisioning import apply_and_commit
 from receiver.provisioning_log import list_messages, record_message
 from sf_metadata.outbound import Notification, OutboundMessage
@@ -109,7 +110,7 @@ def test_record_message_for_a_rejection(engine: Engine, org: Organization) -> No
             session,
             organization_id=org.id,
             received_at=T0,
-            outcome="rejected",
+            outcome=MessageOutcome.REJECTED,
             detail="x" * 5000,
         )
     with transaction(engine, read_only=True) as session:

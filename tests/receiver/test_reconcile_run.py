@@ -153,3 +153,38 @@ def test_inactive_never_provisioned_user_leaves_a_tombstone(receiver: Receiver) 
     # A late, older "active" message stays stale.
     om(receiver, 1, OLDER)
     assert receiver.agents() == {}
+
+
+def test_scheduled_incremental_run_reads_changes_since_the_watermark(
+    receiver: Receiver, key: bytes
+) -> None:
+    from receiver.reconcile.jobs import scheduled_runs
+    from receiver.salesforce_connection import save_connection
+
+    with transaction(receiver.engine) as session:
+        save_connection(
+            session,
+            organization=receiver.name,
+            kind="client-credentials",
+            instance_url="https://fake.my.salesforce.com",
+            salesforce_org_id=receiver.salesforce_org_id,
+            is_sandbox=False,
+            username="integration@acme.com",
+            user_id=None,
+            login_url=None,
+            secrets={"consumer_key": "k", "consumer_secret": "s", "domain": "fake.my"},
+            key=key,
+            now=datetime(2026, 11, 29, tzinfo=UTC),
+        )
+    fake = FakeSalesforce(receiver.salesforce_org_id, [make_user_record(n) for n in (1, 2)])
+    now = datetime(2026, 11, 29, tzinfo=UTC)
+    assert scheduled_runs(receiver.engine, now, lambda name: fake.reader()) == [receiver.name]
+    assert "WHERE" not in fake.queries[-1]  # no watermark yet: a full read
+    assert len(receiver.agents()) == 2
+    fake.records = [make_user_record(2, Name="Renamed", SystemModstamp=NEWER)]
+    assert scheduled_runs(receiver.engine, now, lambda name: fake.reader()) == [receiver.name]
+    # since the newest stamp applied (10:00 on the 20th) minus the 15-minute overlap
+    assert "WHERE SystemModstamp >= 2026-11-20T09:45:00Z" in fake.queries[-1]
+    agents = receiver.agents()
+    assert agents[sf_id("005", 2)].data["name"] == "Renamed"
+    assert sf_id("005", 1) in agents  # not read by an incremental run: left alone

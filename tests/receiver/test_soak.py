@@ -22,7 +22,7 @@ from bench._pg import is_postgres
 from bench._server import Cli, ServerProcess, harness_env
 from bench._soak import applied_counts, build_scenario, compare_with_oracle, oracle
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]  # real uvicorn processes
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ def test_the_body_is_parsed_in_a_worker_thread_not_on_the_event_loop(
     receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     on_loop: list[bool] = []
-    real = webhook_module.parse_outbound_message
+    real = webhook_module.parse_outbound_message  # type: ignore[attr-defined]
 
     def spy(data: bytes) -> OutboundMessage:
         try:

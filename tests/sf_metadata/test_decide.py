@@ -81,7 +81,7 @@ def agent_json(**overrides: Any) -> dict[str, Any]:
 
 def test_decision_is_built_with_keywords_only() -> None:
     with pytest.raises(TypeError):
-        Decision(0, None, None, Action.FAILED, "x")  # type: ignore[misc]
+        Decision(0, None, None, Action.FAILED, "x")  # type: ignore[call-arg]
 
 
 def test_create_carries_an_insert_with_a_stable_new_id() -> None:

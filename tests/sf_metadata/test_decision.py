@@ -333,7 +333,7 @@ def test_username_chain_is_decided_in_stamp_order() -> None:
 @pytest.mark.parametrize("field", ["SystemModstamp", "LastModifiedDate"])
 @pytest.mark.parametrize("text", ["9999-12-31T23:59:59-05:00", "0001-01-01T00:00:00+01:00"])
 def test_stamp_out_of_the_datetime_range_fails_that_notification(field: str, text: str) -> None:
-    fields = {"SystemModstamp": None, field: text}
+    fields: dict[str, Any] = {"SystemModstamp": None, field: text}
     with pytest.raises(NotificationError, match=field):
         parse_stamp(fields)
     bad, good = plan(note(**fields), note(BOB))
@@ -353,7 +353,7 @@ def test_precomputed_changes_give_the_same_decisions() -> None:
 
 
 def test_none_username_never_collides() -> None:
-    a, b = plan(note(ALICE, Username="x", Email=None), note(BOB, Username="y", Email=None))
+    a, b = plan(note(ALICE, Username=None, Email="x"), note(BOB, Username=None, Email="y"))
     assert a.agent is not None and a.agent.username is None
     assert (a.action, b.action) == (Action.CREATED, Action.CREATED)
 

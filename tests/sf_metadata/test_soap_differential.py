@@ -131,7 +131,7 @@ def test_bombs_agree_and_never_reach_lxml(name: str, monkeypatch: pytest.MonkeyP
         seen.append(data)
         return real(data, parser)
 
-    monkeypatch.setattr(_xml.etree, "fromstring", spy)
+    monkeypatch.setattr(_xml.etree, "fromstring", spy)  # type: ignore[attr-defined]
     assert try_parse_fast(BOMBS[name]) is None
     with pytest.raises(ForbiddenXml):
         parse_outbound_message(BOMBS[name])
@@ -204,7 +204,8 @@ _PREFIXES = st.sampled_from(["a", "b", "sf", ""])
 @st.composite
 def _nested(draw: st.DrawFn) -> tuple[bytes, str]:
     depth = draw(st.integers(1, 5))
-    opens, closes = [], []
+    opens: list[str] = []
+    closes: list[str] = []
     for level in range(depth):
         decls = draw(st.lists(st.tuples(_PREFIXES, st.sampled_from(["u1", "u2", ""])), max_size=3))
         seen: dict[str, str] = {}
