@@ -17,13 +17,11 @@ from collections.abc import AsyncIterator
 from sqlalchemy.engine import Engine
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
 
-from receiver import admin, webhook
+from receiver import admin, health, webhook
 from receiver._logging import LOGGER_NAME
 from receiver.context import Clock, Maintenance, ReceiverContext, utc_now
+from receiver.dashboard.site import routes as dashboard_routes
 from receiver.db import make_engine, migrate
 from receiver.sessions import SessionHooks
 from receiver.settings import Settings
@@ -38,14 +36,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(LOGGER_NAME)
-
-
-async def _index(_request: Request) -> Response:
-    return PlainTextResponse(
-        "agent-auto-provision receiver: Salesforce Outbound Messages are POSTed to "
-        "/v2/features/agent-auto-provision/organizations/{organization}/integrations/"
-        "provider/webhook; the admin API is under /v2/organizations (bearer token).\n"
-    )
 
 
 def create_app(
@@ -96,7 +86,7 @@ def create_app(
                 the_engine.dispose()
 
     app = Starlette(
-        routes=[Route("/", _index, methods=["GET"]), *webhook.routes(), *admin.routes()],
+        routes=[*webhook.routes(), *admin.routes(), *health.routes(), *dashboard_routes()],
         lifespan=lifespan,
     )
     app.state.context = context

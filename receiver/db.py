@@ -36,6 +36,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from sqlalchemy import Table, event, exc, text
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.engine.url import URL
@@ -162,12 +163,21 @@ def _install_postgresql_events(engine: Engine) -> None:
             context.is_disconnect = True
 
 
+def _json_dumps(value: Any) -> str:
+    """``value`` as JSON text (orjson: compact, UTF-8, no NaN)."""
+    return orjson.dumps(value).decode()
+
+
 def _create_engine(u: URL, **kwargs: Any) -> Engine:
     """:func:`sqlmodel.create_engine`, an unknown dialect or missing driver as UsageError.
 
     ``hide_parameters``: SQL parameters (names, e-mail addresses, phone numbers of users)
     never appear in an error's text, so never in a log."""
     kwargs.setdefault("hide_parameters", True)
+    # JSON columns (the agent JSON) through orjson: several times cheaper per row than
+    # the json module on the webhook's write path; same JSON values (issue 11 item 2).
+    kwargs.setdefault("json_serializer", _json_dumps)
+    kwargs.setdefault("json_deserializer", orjson.loads)
     try:
         return create_engine(u, **kwargs)
     except (exc.NoSuchModuleError, exc.ArgumentError, ModuleNotFoundError):

@@ -192,7 +192,6 @@ def begin(
             "code_challenge": code_challenge(verifier),
             "code_challenge_method": "S256",
             "scope": SCOPES,
-            "prompt": "login consent",
         }
     )
     return f"{login_url}/services/oauth2/authorize?{query}"

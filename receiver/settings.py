@@ -18,6 +18,9 @@ environment variable named beside it, else from the default. Nothing mutates a
 | ``salesforce_client_secret`` | ``AGENT_PROVISION_SALESFORCE_CLIENT_SECRET`` | none (a public client with PKCE) |
 | ``salesforce_login_urls`` | ``AGENT_PROVISION_SALESFORCE_LOGIN_URLS`` | none: comma-separated login URLs accepted beside Salesforce's own hosts (CONTRACT section 7) |
 | ``log_level`` | ``AGENT_PROVISION_LOG_LEVEL`` | ``info`` (one of critical, error, warning, info, debug) |
+| ``public_url`` | ``AGENT_PROVISION_PUBLIC_URL`` | none: ``http://{host}:{port}`` of ``serve``; the dashboard cookie is ``Secure`` when it is https |
+| ``dashboard_idle_minutes`` | ``AGENT_PROVISION_DASHBOARD_IDLE_MINUTES`` | 60: a dashboard session unused this long ends |
+| ``dashboard_session_hours`` | ``AGENT_PROVISION_DASHBOARD_SESSION_HOURS`` | 12: a dashboard session ends this long after sign-in |
 """
 
 from __future__ import annotations
@@ -55,6 +58,9 @@ class Settings(BaseSettings):
     max_connections: int | None = Field(default=None, gt=0)
     secret_key: SecretStr | None = None
     log_level: str = "info"
+    public_url: str | None = None
+    dashboard_idle_minutes: float = Field(default=60.0, gt=0)
+    dashboard_session_hours: float = Field(default=12.0, gt=0)
     salesforce_client_id: str | None = None
     salesforce_client_secret: SecretStr | None = None
     salesforce_login_urls: str = ""
@@ -73,6 +79,20 @@ class Settings(BaseSettings):
         if level not in LOG_LEVELS:
             raise ValueError(f"log level must be one of {', '.join(LOG_LEVELS)}")
         return level
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        """An absolute http(s) URL without a trailing slash, or ``None``."""
+        if value is None or not value.strip():
+            return None
+        from urllib.parse import urlsplit
+
+        url = value.strip().rstrip("/")
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("the public URL must be an absolute http or https URL")
+        return url
 
     @field_validator(
         "admin_token",

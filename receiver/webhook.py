@@ -31,6 +31,7 @@ Blocking store work and the parse of the body run in a worker thread
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
@@ -41,6 +42,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from receiver import metrics
 from receiver._logging import LOGGER_NAME
 from receiver.context import ReceiverContext
 from receiver.db import transaction
@@ -120,6 +122,7 @@ async def webhook(request: Request) -> Response:
     """Handle one Outbound Message POST; see the module docstring for the table."""
     context: ReceiverContext = request.app.state.context
     name = _printable(request.path_params["organization"])
+    started = time.perf_counter()
     try:
         answer = await _handle(context, request, name)
     except StoreUnavailable as error:
@@ -139,7 +142,22 @@ async def webhook(request: Request) -> Response:
         answer = _fault(
             500, "Internal error; nothing was acknowledged. Salesforce will retry the message."
         )
+    _observe(answer.status, time.perf_counter() - started)
     return _respond(answer)
+
+
+def _observe(status: int, seconds: float) -> None:
+    """Metrics (``receiver.metrics``) of answers the applied path did not count."""
+    if status == 200:
+        metrics.observe_ack(seconds)
+    elif status in (401, 404):
+        metrics.observe_message("unauthenticated")
+    elif status == 503:
+        metrics.observe_message("unavailable")
+    elif status >= 500:
+        metrics.observe_message("error")
+    else:
+        metrics.observe_message("rejected")
 
 
 def _printable(name: str) -> str:
@@ -195,6 +213,7 @@ async def _handle(context: ReceiverContext, request: Request, name: str) -> _Ans
         return await _reject(context, name, 403, reason, message)
 
     result = await run_in_threadpool(_apply, context, name, message)
+    metrics.observe_message(getattr(result, "outcome", "processed"), getattr(result, "counts", {}))
     log.info(
         "webhook organization=%s: %d notification(s), outcome %s",
         name,

@@ -36,10 +36,22 @@ _NEW_AGENT_NS = uuid.UUID("5a0c3f4e-2b1d-4e8a-9c47-0d5e6f7a8b9c")
 def _new_agent_id(organization_id: str, c: PendingChange) -> str:
     """A new agent id: 32 hex characters, derived from the organization, user and change,
     so deciding twice gives equal decisions. Unique: an organization's user has at most
-    one agent row, and a tombstone keeps its id for every later restore."""
+    one agent row, and a tombstone keeps its id for every later restore.
+
+    Time-ordered (issue 11 item 2): the first 12 hex characters are the change's
+    ``SystemModstamp`` in milliseconds since 1970 (UUIDv7's layout, RFC 9562 section 5.7,
+    with the stamp for the clock), the rest the uuid5 digest; so new agents land at the end
+    of the primary-key index instead of dirtying random pages of it. A change without a
+    stamp keeps the plain uuid5. Ids already stored (uuid4 or uuid5 hex) stay valid."""
     stamp = c.stamp.isoformat() if c.stamp else ""
     name = f"{organization_id}\n{c.crm_id}\n{c.notification_id or ''}\n{stamp}\n{c.index}"
-    return uuid.uuid5(_NEW_AGENT_NS, name).hex
+    digest = uuid.uuid5(_NEW_AGENT_NS, name).hex
+    if c.stamp is None:
+        return digest
+    millis = int(c.stamp.timestamp() * 1000)
+    if not 0 <= millis < 1 << 48:
+        return digest
+    return f"{millis:012x}7{digest[13:]}"
 
 
 def rank(c: PendingChange) -> tuple[int, datetime, int]:

@@ -15,6 +15,8 @@ that maps it: exit codes in ``receiver/cli/_errors.py``, HTTP statuses and SOAP 
     │   ├── InvalidOrganizationName        ORGANIZATION not 1-63 of [a-z0-9-], first [a-z0-9]
     │   ├── OrganizationExists             registering a name already registered
     │   ├── OrganizationNotFound           no such organization in the store
+    │   ├── OperatorExists                 ``operator add`` for a username already taken
+    │   ├── OperatorNotFound               no such dashboard operator
     │   ├── InvalidSalesforceId            not 15/18 alphanumerics, or wrong key prefix
     │   ├── CredentialsError               no complete credential set, unreadable key file
     │   ├── PlanNotFound                   no such reconcile plan, or one already applied
@@ -73,6 +75,8 @@ __all__ = [
     "MissingOrganizationId",
     "NotAnOutboundMessage",
     "NotificationError",
+    "OperatorExists",
+    "OperatorNotFound",
     "OrganizationExists",
     "OrganizationNotFound",
     "PlanNotFound",
@@ -167,6 +171,14 @@ class OrganizationExists(UsageError):
 
 class OrganizationNotFound(UsageError):
     """No organization of that name is registered in the store."""
+
+
+class OperatorExists(UsageError):
+    """``operator add`` named a username that is already taken (compared casefolded)."""
+
+
+class OperatorNotFound(UsageError):
+    """No dashboard operator of that username."""
 
 
 class InvalidSalesforceId(UsageError):

@@ -35,6 +35,8 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.pool import NullPool
 from sqlmodel import Session
 
+import receiver.dashboard.tables  # noqa: F401  (its tables are emptied after each test)
+import receiver.feature_switch  # noqa: F401
 import receiver.job_tables  # noqa: F401  (registers job, job_lease)
 import receiver.salesforce_connection  # noqa: F401  (registers salesforce_connection)
 import receiver.salesforce_oauth  # noqa: F401  (registers oauth_state)

@@ -4,6 +4,7 @@
 error                       exit
 ==========================  =====
 OrganizationNotFound        4
+OperatorNotFound            4
 PlanNotFound                4
 ReplayNotFound              4
 UsageError (other)          2     (click's own usage errors also exit 2)
@@ -35,6 +36,8 @@ from sf_metadata.errors import (
     AuthenticationError,
     DeployFailed,
     DeployTimeout,
+    OperatorExists,
+    OperatorNotFound,
     OrganizationExists,
     OrganizationNotFound,
     PlanNotFound,
@@ -93,11 +96,18 @@ FLAG_HINTS: dict[Setting, str] = {
 CLASS_HINTS: tuple[tuple[type[AgentProvisionError], str], ...] = (
     (OrganizationNotFound, FLAG_HINTS[Setting.ORGANIZATION]),
     (OrganizationExists, "see it with `agent-provision org show NAME`, or choose another name"),
+    (OperatorNotFound, "see `agent-provision operator list`"),
+    (
+        OperatorExists,
+        "change its password with `agent-provision operator set-password USERNAME`, or "
+        "choose another username",
+    ),
 )
 
 #: Most specific first: the first class the error is an instance of gives the code.
 EXIT_CODES: tuple[tuple[type[AgentProvisionError], int], ...] = (
     (OrganizationNotFound, 4),
+    (OperatorNotFound, 4),
     (PlanNotFound, 4),
     (ReplayNotFound, 4),
     (UsageError, 2),

@@ -18,6 +18,7 @@ from receiver.cli._options import (
     database_url_option,
     json_option,
     secret_key_from,
+    settings_from,
     store_session,
 )
 from receiver.models import Organization
@@ -29,7 +30,6 @@ from receiver.organizations import (
     organization_json,
     reveal_token,
     rotate_token,
-    set_enabled,
     update_organization,
     webhook_url,
 )
@@ -131,9 +131,31 @@ def _org_id_notes(session: Session, organization: str, given: str) -> list[str]:
 
 
 def _set_enabled(ctx: click.Context, organization: str, enabled: bool) -> None:
-    with store_session(ctx) as session:
-        set_enabled(session, name=organization, enabled=enabled)
+    """Through ``receiver.feature_switch.set_feature`` (the dashboard's switch too): the
+    flip is audited (actor ``cli``) and enabling runs the on-enable actions before
+    returning; a failed action is reported on stderr and exits 1."""
+    from receiver.db import make_engine, migrate
+    from receiver.feature_switch import set_feature
+
+    settings = settings_from(ctx)
+    engine = make_engine(settings.database_url)
+    try:
+        migrate(engine)
+        result = set_feature(
+            engine, settings=settings, organization=organization, enabled=enabled, actor="cli"
+        )
+    finally:
+        engine.dispose()
     click.echo(f"organization {organization}: {'enabled' if enabled else 'disabled'}")
+    failed = False
+    for outcome in result.actions:
+        if outcome.message:
+            click.echo(
+                outcome.message if outcome.ok else f"error: {outcome.message}", err=not outcome.ok
+            )
+        failed = failed or not outcome.ok
+    if failed:
+        ctx.exit(1)
 
 
 @org.command("enable")

@@ -22,7 +22,10 @@ file-descriptor limit is raised to the hard one (at most 65,536) first.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -77,7 +80,7 @@ def serve(
     """Serve the Outbound Message receiver and the admin API."""
     import uvicorn
 
-    from receiver.http_limits import BACKLOG, raise_file_limit
+    from receiver.http_limits import raise_file_limit
 
     settings = settings_from(ctx)
     _check_expected_store(settings, new_store=new_store)
@@ -100,11 +103,45 @@ def serve(
     if max_connections is not None:
         os.environ["AGENT_PROVISION_MAX_CONNECTIONS"] = str(max_connections)
     raise_file_limit()
+    metrics_dir, owned = _metrics_dir()
+    public = settings.public_url or f"http://{host}:{port}"
     click.echo(
         f"Serving on http://{host}:{port} (store {_safe_url(settings.database_url)}, "
         f"{workers} worker(s)); Ctrl-C stops it.",
         err=True,
     )
+    click.echo(f"Dashboard: {public}/ (operators: agent-provision operator add USERNAME)", err=True)
+    try:
+        _run(uvicorn, host, port, workers, settings)
+    finally:
+        if owned:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def _metrics_dir() -> tuple[Path, bool]:
+    """The prometheus-client multi-process directory (``receiver.metrics``): the one named
+    by ``PROMETHEUS_MULTIPROC_DIR``, emptied of the last run's files, or a new temporary
+    one (removed when serve stops). Exported for the workers; returns (dir, created)."""
+    # Not imported from receiver.metrics: prometheus-client must first be imported after
+    # the variable is set (it picks its value class at import time).
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        path = Path(given)
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):
+            stale.unlink(missing_ok=True)
+        return path, False
+    path = Path(tempfile.mkdtemp(prefix="agent-provision-metrics-"))
+    os.environ[MULTIPROC_ENV] = str(path)
+    return path, True
+
+
+def _run(uvicorn: Any, host: str, port: int, workers: int, settings: Any) -> None:
+    from receiver.http_limits import BACKLOG
+
     uvicorn.run(
         "receiver.app:app_from_environment",
         factory=True,

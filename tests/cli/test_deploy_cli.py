@@ -417,3 +417,40 @@ def test_check_against_an_unreachable_salesforce_says_so_once_with_exit_9(
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "cannot be reached" in errors[0]
     assert "--integration-user" not in errors[0] and "permission" not in errors[0].lower()
+
+
+def test_a_deploy_while_another_runs_for_the_organization_is_refused(harness: Harness) -> None:
+    from receiver.db import make_engine
+    from receiver.jobs import JobKind, start_job
+
+    engine = make_engine(harness.db_url)
+    try:
+        running = start_job(engine, ORG, JobKind.REFRESH_WEBHOOK)  # the dashboard's, say
+    finally:
+        engine.dispose()
+    result = harness.run("no_such_cassette", _deploy(), all_played=False)
+    assert result.exit_code == 1
+    assert f"already running for {ORG} (job {running.job_id})" in result.stderr
+    assert harness.deployments() == []
+
+
+def test_deploy_records_its_steps_and_deploy_id_in_the_job(harness: Harness) -> None:
+    from receiver.db import make_engine, transaction
+    from receiver.jobs import JobKind, JobState, latest_jobs
+
+    result = harness.run("deploy_flow", _deploy("--trigger", "flow"))
+    assert result.exit_code == 0, result.stderr
+    engine = make_engine(harness.db_url)
+    try:
+        with transaction(engine, read_only=True) as session:
+            [job] = latest_jobs(session, ORG, JobKind.REFRESH_WEBHOOK)
+    finally:
+        engine.dispose()
+    assert job.state is JobState.SUCCEEDED and job.deploy_id == DEPLOY_ID
+    assert [name for name, _ in job.steps] == [
+        "preflight",
+        "deploying",
+        "waiting for Salesforce",
+        "checking the flow is active",
+    ]
+    assert job.result["components"] == [OM, FLOW]

@@ -83,7 +83,7 @@ def test_serve_takes_messages_and_logs_no_token(
             deadline = time.monotonic() + 60
             while True:
                 try:
-                    if httpx.get(f"http://127.0.0.1:{port}/", timeout=1).status_code == 200:
+                    if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
                         break
                 except httpx.TransportError:
                     pass

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import warnings
 from pathlib import Path
 
 import pytest
 from sqlalchemy import event, exc, inspect, text
 from sqlalchemy.engine import Engine
 
+from receiver.dashboard.tables import UNMODELLED_INDEXES
 from receiver.db import (
     current_revision,
     make_engine,
@@ -65,7 +67,9 @@ def test_migrations_match_the_models(engine: Engine) -> None:
 
     from receiver.models import metadata
 
-    with engine.connect() as conn:
+    with engine.connect() as conn, warnings.catch_warnings():
+        # SQLite cannot reflect expression indexes (it says so in a warning, then skips them).
+        warnings.filterwarnings("ignore", "Skipped unsupported reflection of expression-based")
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
     # SQLite cannot reflect the expression index (organization_id, id DESC) faithfully.
     diff = [
@@ -76,6 +80,8 @@ def test_migrations_match_the_models(engine: Engine) -> None:
             and d[0] in ("add_index", "remove_index")
             and d[1].name == "ix_provisioning_message_organization_id_id"
         )
+        # Expression indexes the metadata cannot describe portably (created by migrations).
+        and not (d[0] == "remove_index" and d[1].name in UNMODELLED_INDEXES)
     ]
     assert diff == []
 

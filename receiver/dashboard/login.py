@@ -1,0 +1,225 @@
+"""``/login`` (sign in), ``POST /logout`` (sign out) and ``GET /`` (the operator's
+organizations), CONTRACT section 5.
+
+The login form is protected against login CSRF by a random nonce in a short-lived signed
+cookie (``aap_signin``) whose HMAC is the form's token; the Origin / Sec-Fetch-Site check
+of ``receiver.dashboard.csrf`` applies too. Wrong credentials answer 401 with the form and
+a message and set no session cookie; a throttled username or address answers 429.
+"""
+
+from __future__ import annotations
+
+import secrets
+from urllib.parse import urlencode
+
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlmodel import Session, select
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from receiver.context import context_of
+from receiver.dashboard import csrf
+from receiver.dashboard.auth import (
+    check_password,
+    cookie_name,
+    end_session,
+    record_failure,
+    sign_token,
+    start_session,
+    throttled,
+)
+from receiver.dashboard.framework import (
+    FLASH_MESSAGES,
+    SignedInPage,
+    client_address,
+    csrf_refused,
+    form_size_problem,
+    guarded,
+    redirect,
+    render,
+    signed_in_route,
+)
+from receiver.dashboard.state import get_state
+from receiver.db import transaction
+from receiver.models import Organization
+
+__all__ = ["ROUTES"]
+
+_NONCE_COOKIE = "aap_signin"
+_NONCE_SALT = "aap-signin"
+_NONCE_MAX_AGE = 3600
+
+
+def _safe_next(value: str | None) -> str:
+    """A local path to go to after sign-in (never another site)."""
+    if (
+        not value
+        or not value.startswith("/")
+        or value.startswith("//")
+        or "\\" in value
+        or len(value) > 2000
+        or not value.isprintable()
+    ):
+        return "/"
+    return value
+
+
+def _login_form(
+    request: Request,
+    *,
+    status: int = 200,
+    message: str | None = None,
+    username: str = "",
+    next_path: str = "/",
+) -> Response:
+    state = get_state(request)
+    nonce = secrets.token_urlsafe(24)
+    ended = request.query_params.get("ended") == "1" and message is None
+    notice = FLASH_MESSAGES.get(request.query_params.get("flash", ""))
+    response = render(
+        request,
+        "login.html.j2",
+        {
+            "message": message,
+            "username": username[:320],
+            "next_path": next_path,
+            "login_token": csrf.form_token(state.secret, "signin", nonce),
+            "ended": ended,
+            "notice": notice,
+        },
+        status=status,
+    )
+    response.set_cookie(
+        _NONCE_COOKIE,
+        URLSafeTimedSerializer(state.secret, salt=_NONCE_SALT).dumps(nonce),
+        max_age=_NONCE_MAX_AGE,
+        path="/login",
+        httponly=True,
+        samesite="lax",
+        secure=state.secure_cookie,
+    )
+    return response
+
+
+async def login_page(request: Request) -> Response:
+    """``GET /login``: the form."""
+    return _login_form(request, next_path=_safe_next(request.query_params.get("next")))
+
+
+async def login_submit(request: Request) -> Response:
+    """``POST /login``: sign in, or 401/429/403 with a message."""
+    state = get_state(request)
+    context = context_of(request)
+    size = form_size_problem(request, 16 * 1024)
+    if size is not None:
+        return csrf_refused(request, size, None)
+    try:
+        form = await request.form(max_files=0, max_fields=20, max_part_size=16 * 1024)
+    except Exception:  # noqa: BLE001 - an unreadable body is a refused form
+        return csrf_refused(request, "the form could not be read", None)
+    nonce = None
+    raw = request.cookies.get(_NONCE_COOKIE)
+    if raw:
+        try:
+            nonce = URLSafeTimedSerializer(state.secret, salt=_NONCE_SALT).loads(
+                raw, max_age=_NONCE_MAX_AGE
+            )
+        except BadSignature:
+            nonce = None
+    expected = csrf.form_token(state.secret, "signin", nonce) if isinstance(nonce, str) else None
+    origins = csrf.allowed_origin(request, [state.public_origin])
+    problem = csrf.request_problem(request, form.get(csrf.FIELD), expected, origins)
+    if problem is not None:
+        return csrf_refused(request, problem + " (the sign-in form may have expired)", None)
+    username = form.get("username")
+    password = form.get("password")
+    username = username.strip() if isinstance(username, str) else ""
+    password = password if isinstance(password, str) else ""
+    next_path = _safe_next(str(form.get("next") or "/"))
+    address = client_address(request)
+    now = context.clock()
+    engine = context.engine
+
+    def check() -> tuple[bool, int | None]:
+        with transaction(engine, read_only=True) as session:
+            if throttled(session, username=username, address=address, now=now):
+                return True, None
+            return False, check_password(session, username=username, password=password)
+
+    held, operator_id = await run_in_threadpool(check)
+    if held:
+        return _login_form(
+            request,
+            status=429,
+            message="Too many failed sign-ins for this username or from this address. "
+            "Wait 15 minutes, then try again (ask another operator to reset your password "
+            "if you forgot it).",
+            username=username,
+            next_path=next_path,
+        )
+    if operator_id is None:
+
+        def fail() -> None:
+            with transaction(engine) as session:
+                record_failure(session, username=username, address=address, now=now)
+
+        await run_in_threadpool(fail)
+        return _login_form(
+            request,
+            status=401,
+            message="Wrong username or password. Check both and try again.",
+            username=username,
+            next_path=next_path,
+        )
+
+    def start() -> str:
+        with transaction(engine) as session:
+            return start_session(
+                session, operator_id=operator_id, username=username, address=address, now=now
+            )
+
+    token = await run_in_threadpool(start)
+    response = redirect(next_path)
+    response.set_cookie(
+        cookie_name(state.secure_cookie),
+        sign_token(state.secret, token),
+        max_age=int(state.absolute_lifetime.total_seconds()),
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=state.secure_cookie,
+    )
+    response.delete_cookie(_NONCE_COOKIE, path="/login")
+    return response
+
+
+async def logout(page: SignedInPage) -> Response:
+    """``POST /logout``: end this session, clear the cookie, back to ``/login``."""
+    token = page.viewer.session_token
+    now = page.now
+    await page.write(lambda s: end_session(s, token=token, now=now))
+    response = redirect("/login?" + urlencode({"flash": "signed-out"}))
+    response.delete_cookie(cookie_name(page.state.secure_cookie), path="/")
+    return response
+
+
+async def home(page: SignedInPage) -> Response:
+    """``GET /``: the operator's organizations, each a link to its Users page."""
+    allowed = page.viewer.organizations
+
+    def work(session: Session) -> list[Organization]:
+        rows = list(session.exec(select(Organization).order_by(Organization.id)).all())
+        return [o for o in rows if allowed is None or o.id in allowed]
+
+    organizations = await page.read(work)
+    return page.render("home.html.j2", {"organizations": organizations})
+
+
+ROUTES = [
+    Route("/login", guarded(login_page), methods=["GET"]),
+    Route("/login", guarded(login_submit), methods=["POST"]),
+    signed_in_route("/logout", logout, methods=["POST"]),
+    signed_in_route("/", home),
+]

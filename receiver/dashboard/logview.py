@@ -1,0 +1,297 @@
+"""The Provisioning log page's reads: messages newest first with their notifications,
+filtered by action, outcome, Salesforce user and date, paged by message id (keyset).
+
+A filter on action or Salesforce user walks the event indexes
+(``ix_provisioning_event_action`` / ``ix_provisioning_event_crm_id``, by message id
+descending) and keeps the organization's messages; otherwise the walk is over
+``ix_provisioning_message_organization_id_id`` (or ``..._outcome`` for an outcome filter).
+A message that matches shows only its matching notifications; one without notifications
+(ignored, empty, rejected) is one row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session
+
+from receiver.models import ProvisioningEvent, ProvisioningMessage
+from sf_metadata.errors import InvalidSalesforceId
+from sf_metadata.ids import USER, canonical_id
+
+__all__ = [
+    "ACTIONS",
+    "LogFilter",
+    "LogRow",
+    "iter_rows",
+    "log_page",
+    "parse_filter",
+]
+
+#: The notification actions of CONTRACT section 3.
+ACTIONS = (
+    "created",
+    "updated",
+    "deprovisioned",
+    "restored",
+    "duplicate",
+    "stale",
+    "ignored",
+    "failed",
+)
+#: About this many notification rows a page (whole messages).
+ROWS_PER_PAGE = 100
+
+_M = ProvisioningMessage.__table__  # type: ignore[attr-defined]
+_E = ProvisioningEvent.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class LogFilter:
+    """The page's filters; ``problems`` lists the ones that could not be read (ignored)."""
+
+    action: str | None = None
+    outcome: str | None = None
+    crm_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    problems: tuple[str, ...] = ()
+    raw: dict[str, str] = field(default_factory=dict)
+
+    def query(self) -> dict[str, str]:
+        """The filter as query parameters (for links and downloads)."""
+        return {k: v for k, v in self.raw.items() if v}
+
+
+def _date(value: str) -> date | None:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def parse_filter(params: Any) -> LogFilter:
+    """Read ``action``, ``outcome``, ``user`` (Salesforce User id), ``from`` and ``to``
+    (``YYYY-MM-DD``, UTC, inclusive) from a query mapping. A value that cannot be read is
+    left out and named in ``problems``."""
+    problems: list[str] = []
+    raw = {
+        k: str(params.get(k, ""))[:100].strip() for k in ("action", "outcome", "user", "from", "to")
+    }
+    action = raw["action"] or None
+    if action is not None and action not in ACTIONS:
+        problems.append(f"unknown action {action!r}: choose one of the list")
+        action = None
+        raw["action"] = ""
+    outcome = raw["outcome"] or None
+    if outcome is not None and (not outcome.replace("-", "").isalnum() or len(outcome) > 40):
+        problems.append("the outcome is not a word")
+        outcome = None
+        raw["outcome"] = ""
+    crm_id = None
+    if raw["user"]:
+        try:
+            crm_id = canonical_id(raw["user"], USER)
+        except InvalidSalesforceId:
+            problems.append("the Salesforce user is not a User id (005…, 15 or 18 characters)")
+            raw["user"] = ""
+    since = until = None
+    if raw["from"]:
+        d = _date(raw["from"])
+        if d is None:
+            problems.append("the From date is not YYYY-MM-DD")
+            raw["from"] = ""
+        else:
+            since = datetime.combine(d, time.min, tzinfo=UTC)
+    if raw["to"]:
+        d = _date(raw["to"])
+        if d is None:
+            problems.append("the To date is not YYYY-MM-DD")
+            raw["to"] = ""
+        else:
+            until = datetime.combine(d, time.min, tzinfo=UTC) + timedelta(days=1)
+    return LogFilter(action, outcome, crm_id, since, until, tuple(problems), raw)
+
+
+@dataclass(frozen=True, slots=True)
+class LogRow:
+    """One table row: a notification of a message, or a message without notifications
+    (``event_id`` is then ``None``)."""
+
+    message_id: int
+    received_at: datetime
+    outcome: str
+    detail: str | None
+    action_id: str | None
+    event_id: int | None
+    position: int | None
+    notification_id: str | None
+    crm_id: str | None
+    action: str | None
+    reason: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        """The row for the JSON download."""
+        return {
+            "messageId": self.message_id,
+            "receivedAt": self.received_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "outcome": self.outcome,
+            "detail": self.detail,
+            "position": self.position,
+            "notificationId": self.notification_id,
+            "crmId": self.crm_id,
+            "action": self.action,
+            "reason": self.reason,
+        }
+
+
+def _message_ids(
+    session: Session, organization_id: str, flt: LogFilter, before_id: int | None, limit: int
+) -> list[tuple[int, int]]:
+    """(message id, notification count) of up to ``limit`` matching messages, newest
+    first."""
+    if flt.action is not None or flt.crm_id is not None:
+        stmt = (
+            sa.select(_E.c.message_id, _M.c.notification_count)
+            .select_from(_E.join(_M, _M.c.id == _E.c.message_id))
+            .where(_M.c.organization_id == organization_id)
+            .distinct()
+        )
+        if flt.action is not None:
+            stmt = stmt.where(_E.c.action == flt.action)
+        if flt.crm_id is not None:
+            stmt = stmt.where(_E.c.crm_id == flt.crm_id)
+        if before_id is not None:
+            stmt = stmt.where(_E.c.message_id < before_id)
+        order = _E.c.message_id.desc()
+    else:
+        stmt = sa.select(_M.c.id, _M.c.notification_count).where(
+            _M.c.organization_id == organization_id
+        )
+        if before_id is not None:
+            stmt = stmt.where(_M.c.id < before_id)
+        order = _M.c.id.desc()
+    if flt.outcome is not None:
+        stmt = stmt.where(_M.c.outcome == flt.outcome)
+    if flt.since is not None:
+        stmt = stmt.where(_M.c.received_at >= flt.since)
+    if flt.until is not None:
+        stmt = stmt.where(_M.c.received_at < flt.until)
+    return [(int(r[0]), int(r[1])) for r in session.execute(stmt.order_by(order).limit(limit))]
+
+
+def _rows(session: Session, ids: list[int], flt: LogFilter) -> list[LogRow]:
+    if not ids:
+        return []
+    messages = {
+        r.id: r
+        for r in session.execute(
+            sa.select(_M.c.id, _M.c.received_at, _M.c.outcome, _M.c.detail, _M.c.action_id).where(
+                _M.c.id.in_(ids)
+            )
+        )
+    }
+    stmt = sa.select(
+        _E.c.id,
+        _E.c.message_id,
+        _E.c.position,
+        _E.c.notification_id,
+        _E.c.crm_id,
+        _E.c.action,
+        _E.c.reason,
+    ).where(_E.c.message_id.in_(ids))
+    if flt.action is not None:
+        stmt = stmt.where(_E.c.action == flt.action)
+    if flt.crm_id is not None:
+        stmt = stmt.where(_E.c.crm_id == flt.crm_id)
+    events: dict[int, list[Any]] = {}
+    for e in session.execute(stmt.order_by(_E.c.message_id, _E.c.position)):
+        events.setdefault(e.message_id, []).append(e)
+    out: list[LogRow] = []
+    for mid in ids:
+        m = messages[mid]
+        evs = events.get(mid, [])
+        if not evs:
+            out.append(
+                LogRow(
+                    mid,
+                    m.received_at,
+                    m.outcome,
+                    m.detail,
+                    m.action_id,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                )
+            )
+        for e in evs:
+            out.append(
+                LogRow(
+                    mid,
+                    m.received_at,
+                    m.outcome,
+                    m.detail,
+                    m.action_id,
+                    e.id,
+                    e.position,
+                    e.notification_id,
+                    e.crm_id,
+                    e.action,
+                    e.reason,
+                )
+            )
+    return out
+
+
+def log_page(
+    session: Session,
+    *,
+    organization_id: str,
+    flt: LogFilter,
+    before_id: int | None = None,
+    rows: int = ROWS_PER_PAGE,
+) -> tuple[list[LogRow], int | None]:
+    """``(rows, next_before_id)``: the rows of the newest messages older than
+    ``before_id`` (whole messages, about ``rows`` notifications: at least one message,
+    and no more once ``rows`` would be passed), and the ``before_id`` of the next (older)
+    page or ``None``."""
+    candidates = _message_ids(session, organization_id, flt, before_id, rows + 1)
+    chosen: list[int] = []
+    total = 0
+    for message_id, count in candidates:
+        if chosen and total + max(count, 1) > rows:
+            break
+        chosen.append(message_id)
+        total += max(count, 1)
+    more = len(chosen) < len(candidates)
+    return _rows(session, chosen, flt), (chosen[-1] if more and chosen else None)
+
+
+def iter_rows(
+    engine: Any, *, organization_id: str, flt: LogFilter, max_rows: int = 100_000
+) -> Iterator[LogRow]:
+    """Every matching row, newest first, at most ``max_rows``, read 500 messages at a time
+    (one short read transaction each)."""
+    from receiver.db import transaction
+
+    before: int | None = None
+    sent = 0
+    while True:
+        with transaction(engine, read_only=True) as session:
+            rows, before = log_page(
+                session, organization_id=organization_id, flt=flt, before_id=before, rows=1000
+            )
+        for row in rows:
+            if sent >= max_rows:
+                return
+            sent += 1
+            yield row
+        if before is None:
+            return

@@ -1,0 +1,101 @@
+"""Per-app state of the dashboard, built on first use from ``app.state.context``.
+
+- ``secret``: the dashboard key (32 bytes), HMAC-SHA256 of the store's Fernet key
+  (``receiver.secrets.load_key``) with a fixed label, so it survives restarts, is shared by
+  every ``serve`` worker, and changes when the store's key is rotated.
+- ``templates``: the Jinja environment of ``templates/dashboard/`` (shipped as package data
+  of ``deployer.templates``, the package the top-level ``templates/`` directory is), with
+  autoescape on for every template.
+- ``public_origin`` and ``secure_cookie`` from ``AGENT_PROVISION_PUBLIC_URL``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import importlib.resources
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import jinja2
+from starlette.requests import Request
+
+from receiver.dashboard.csrf import origin_of
+
+if TYPE_CHECKING:
+    from receiver.context import ReceiverContext
+
+__all__ = ["DashboardState", "get_state", "templates_dir"]
+
+
+def templates_dir() -> Path:
+    """The directory of the dashboard's templates and stylesheet."""
+    return Path(str(importlib.resources.files("deployer.templates").joinpath("dashboard")))
+
+
+def _localtime(value: datetime | None) -> str:
+    if value is None:
+        return ""
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _isotime(value: datetime | None) -> str:
+    if value is None:
+        return ""
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir())),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["utc"] = _localtime
+    env.filters["iso"] = _isotime
+    return env
+
+
+@dataclass(frozen=True, slots=True)
+class DashboardState:
+    """See the module docstring. Lifetimes are ``timedelta``."""
+
+    secret: bytes
+    templates: jinja2.Environment
+    public_origin: str | None
+    secure_cookie: bool
+    idle_lifetime: timedelta
+    absolute_lifetime: timedelta
+
+    @classmethod
+    def build(cls, context: ReceiverContext) -> DashboardState:
+        """Read the key and settings of ``context``. Raises
+        :class:`~sf_metadata.errors.CredentialsError` when the key cannot be read."""
+        from receiver.secrets import load_key
+
+        settings = context.settings
+        secret = settings.secret_key.get_secret_value() if settings.secret_key else None
+        key = load_key(settings.database_url, secret)
+        public = settings.public_url
+        return cls(
+            secret=hmac.new(key, b"agent-provision dashboard v1", hashlib.sha256).digest(),
+            templates=_environment(),
+            public_origin=origin_of(public) if public else None,
+            secure_cookie=bool(public and public.lower().startswith("https://")),
+            idle_lifetime=timedelta(minutes=settings.dashboard_idle_minutes),
+            absolute_lifetime=timedelta(hours=settings.dashboard_session_hours),
+        )
+
+
+def get_state(request: Request) -> DashboardState:
+    """The app's :class:`DashboardState` (built once per app)."""
+    app_state: Any = request.app.state
+    state = getattr(app_state, "dashboard", None)
+    if state is None:
+        state = DashboardState.build(app_state.context)
+        app_state.dashboard = state
+    return state

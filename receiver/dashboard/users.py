@@ -1,0 +1,195 @@
+"""The Users page (``/organizations/{organization}/users``) and one agent's page
+(``/organizations/{organization}/users/{crmId}``), CONTRACT section 5.
+
+The agent page shows the agent's fields as the mapping gives them (CONTRACT section 2),
+its sessions, and its timeline: every provisioning log event about that Salesforce user,
+newest first, with the message's time and outcome, the action and the reason ("why is
+this agent disabled?"). A deprovisioned user has no agent any more; its page shows the
+tombstone and the same timeline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+from starlette.responses import Response
+
+from receiver.dashboard.directory import (
+    MAX_QUERY,
+    DirectoryPage,
+    count_agents,
+    decode_cursor,
+    list_page,
+)
+from receiver.dashboard.framework import OrgPage, org_route
+from receiver.models import Agent, AgentSession, ProvisioningEvent, ProvisioningMessage, Tombstone
+from sf_metadata.errors import InvalidSalesforceId
+from sf_metadata.ids import USER, canonical_id
+
+__all__ = ["ROUTES", "TimelineEntry", "agent_timeline"]
+
+TIMELINE_LIMIT = 200
+SESSIONS_LIMIT = 50
+
+
+async def users_page(page: OrgPage) -> Response:
+    """The agent table, search and paging."""
+    raw_q = page.request.query_params.get("q", "")
+    cut = len(raw_q.strip()) > MAX_QUERY
+    q = raw_q.strip()[:MAX_QUERY]
+    after = decode_cursor(page.request.query_params.get("after"))
+    before = decode_cursor(page.request.query_params.get("before"))
+    org_id = page.organization.id
+
+    def work(session: Session) -> tuple[DirectoryPage, int]:
+        listing = list_page(session, organization_id=org_id, query=q, after=after, before=before)
+        return listing, count_agents(session, organization_id=org_id)
+
+    listing, total = await page.read(work)
+    return page.render(
+        "users.html.j2",
+        {"listing": listing, "q": q, "cut": cut, "max_query": MAX_QUERY, "total": total},
+        nav="users",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    """One decision about a Salesforce user (from the provisioning log)."""
+
+    message_id: int
+    received_at: datetime
+    outcome: str
+    notification_id: str | None
+    action: str
+    reason: str
+    event_id: int
+
+
+def agent_timeline(
+    session: Session, *, organization_id: str, crm_id: str, limit: int = TIMELINE_LIMIT
+) -> list[TimelineEntry]:
+    """Every logged decision about ``crm_id`` (18-character) in the organization, newest
+    first, at most ``limit`` (index ``ix_provisioning_event_crm_id``)."""
+    e = ProvisioningEvent.__table__  # type: ignore[attr-defined]
+    m = ProvisioningMessage.__table__  # type: ignore[attr-defined]
+    stmt = (
+        sa.select(
+            m.c.id,
+            m.c.received_at,
+            m.c.outcome,
+            e.c.notification_id,
+            e.c.action,
+            e.c.reason,
+            e.c.id,
+        )
+        .select_from(e.join(m, m.c.id == e.c.message_id))
+        .where(e.c.crm_id == crm_id, m.c.organization_id == organization_id)
+        .order_by(e.c.message_id.desc(), e.c.position.desc())
+        .limit(limit)
+    )
+    return [TimelineEntry(*row) for row in session.execute(stmt)]
+
+
+def _fields(data: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The agent JSON flattened to (path, value) rows in CONTRACT order."""
+    out: list[tuple[str, Any]] = []
+    for key in (
+        "username",
+        "crmId",
+        "crmUser",
+        "name",
+        "pictureUrl",
+        "disabled",
+        "inboundEnabled",
+    ):
+        out.append((key, data.get(key)))
+    phones = data.get("phoneNumbers") or []
+    out.append(
+        (
+            "phoneNumbers",
+            ", ".join(f"{p.get('type')}: {p.get('number')}" for p in phones) if phones else "",
+        )
+    )
+    crm = data.get("crm") or {}
+    for key in ("callCenterId", "email", "language", "profileId", "userRoleId", "userType"):
+        out.append((f"crm.{key}", crm.get(key)))
+    for key, value in sorted((crm.get("customFields") or {}).items()):
+        out.append((f"crm.customFields.{key}", value))
+    return out
+
+
+async def agent_page(page: OrgPage) -> Response:
+    """One agent: fields, sessions, timeline."""
+    raw = page.request.path_params["crm_id"]
+    try:
+        crm_id = canonical_id(raw, USER)
+    except InvalidSalesforceId:
+        return page.error(
+            404,
+            "User not found",
+            f"{raw[:40]!r} is not a Salesforce User id (005…, 15 or 18 characters).",
+            hint="Open the agent from the Users page.",
+        )
+    org_id = page.organization.id
+
+    def work(session: Session) -> dict[str, Any]:
+        agent = session.exec(
+            select(Agent).where(Agent.organization_id == org_id, Agent.crm_id == crm_id)
+        ).first()
+        tombstone = session.get(Tombstone, (org_id, crm_id))
+        sessions = list(
+            session.exec(
+                select(AgentSession)
+                .where(AgentSession.organization_id == org_id, AgentSession.crm_id == crm_id)
+                .order_by(col(AgentSession.started_at).desc())
+                .limit(SESSIONS_LIMIT)
+            ).all()
+        )
+        timeline = agent_timeline(session, organization_id=org_id, crm_id=crm_id)
+        return {
+            "agent": agent,
+            "tombstone": tombstone,
+            "sessions": sessions,
+            "timeline": timeline,
+        }
+
+    values = await page.read(work)
+    if values["agent"] is None and values["tombstone"] is None and not values["timeline"]:
+        return page.error(
+            404,
+            "User not found",
+            f"No agent and no provisioning record for Salesforce user {crm_id} in this "
+            "organization.",
+            hint="Open the agent from the Users page, or check the Salesforce user id.",
+        )
+    agent = values["agent"]
+    values["crm_id"] = crm_id
+    values["fields"] = _fields(agent.data) if agent is not None else []
+    values["why"] = _why(agent.data if agent is not None else None, values["timeline"])
+    return page.render("agent.html.j2", values, nav="users")
+
+
+def _why(data: dict[str, Any] | None, timeline: list[TimelineEntry]) -> str | None:
+    """A sentence answering "why is this agent disabled (or gone)?"."""
+    if data is None:
+        last = next((t for t in timeline if t.action == "deprovisioned"), None)
+        if last is not None:
+            return f"Deprovisioned: {last.reason}"
+        return "This Salesforce user has no agent."
+    if not data.get("disabled"):
+        return None
+    crm = data.get("crm") or {}
+    if not crm.get("callCenterId"):
+        return "Disabled because the Salesforce user has no call center (CallCenterId is empty)."
+    return "Disabled because the Salesforce user is not active."
+
+
+ROUTES = [
+    org_route("/users", users_page),
+    org_route("/users/{crm_id}", agent_page),
+]

@@ -1,0 +1,180 @@
+"""A live ``agent-provision serve`` on a free loopback port and a headless Chromium
+(Debian's ``/usr/bin/chromium`` driven by Playwright; ``.ci/run`` installs it).
+
+- ``live``: the server (SQLite store in ``tmp_path``), one organization ``acme`` (feature
+  disabled) and one operator ``ops``; ``live.url``, ``live.webhook``, ``live.post(xml)``.
+- ``page``: a Playwright page at a laptop size (1366x768); ``shot(page, name)`` saves a
+  full-page screenshot in ``$AGENT_PROVISION_SCREENSHOT_DIR`` (default: the test's tmp dir).
+
+Without Chromium the tests are skipped, except with ``CI=true``: then they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PASSWORD = "browser test password"
+ORG_ID = "00D000000000001EAA"
+_START_TIMEOUT_S = 60
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _cli(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
+    out = subprocess.run(
+        [sys.executable, "-c", "from receiver.cli import main; main()", *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+@dataclass
+class Live:
+    """The running server: ``url`` (http://127.0.0.1:PORT), ``webhook`` (token included)."""
+
+    url: str
+    webhook: str
+    env: dict[str, str]
+
+    def post(self, body: bytes) -> httpx.Response:
+        return httpx.post(
+            self.webhook,
+            content=body,
+            headers={"content-type": "text/xml; charset=UTF-8", "soapaction": '""'},
+            timeout=30,
+        )
+
+    def cli(self, *args: str, stdin: str | None = None) -> str:
+        return _cli(self.env, *args, stdin=stdin)
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> Iterator[Live]:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_PROVISION_")}
+    env["AGENT_PROVISION_DATABASE_URL"] = f"sqlite:///{tmp_path / 'store.db'}"
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    _cli(
+        env,
+        "org",
+        "add",
+        "acme",
+        "--salesforce-org-id",
+        ORG_ID,
+        "--base-url",
+        f"http://127.0.0.1:{port}",
+    )
+    webhook = _cli(env, "org", "url", "acme")
+    _cli(env, "operator", "add", "ops", "--password-stdin", stdin=PASSWORD + "\n")
+    log_path = tmp_path / "serve.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from receiver.cli import main; main()",
+                "serve",
+                "--port",
+                str(port),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=tmp_path,
+        )
+        try:
+            deadline = time.monotonic() + _START_TIMEOUT_S
+            while True:
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert process.poll() is None, log_path.read_text()
+                assert time.monotonic() < deadline, "serve did not start"
+                time.sleep(0.1)
+            yield Live(f"http://127.0.0.1:{port}", webhook, env)
+        finally:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+    text = log_path.read_text()
+    assert webhook.split("token=")[1] not in text  # the token never reaches the log
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """Chromium for one test. Not session-scoped: between its calls Playwright's sync API
+    marks its event loop as running, which breaks later tests in the same process that
+    call ``asyncio.run``."""
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true but {CHROMIUM} is missing: .ci/run installs the chromium package")
+        pytest.skip(f"{CHROMIUM} is not installed")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1366, "height": 768})
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def shot(tmp_path: Path) -> Any:
+    folder = Path(os.environ.get("AGENT_PROVISION_SCREENSHOT_DIR") or tmp_path / "screens")
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def save(page: Any, name: str) -> Path:
+        path = folder / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        return path
+
+    return save

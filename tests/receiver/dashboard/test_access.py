@@ -1,0 +1,214 @@
+"""Organization access and CSRF on the dashboard's forms (CONTRACT section 5): another
+organization answers 404 exactly like an unknown one, before the CSRF check; a form without
+its token, with a wrong one, or from another site answers 403 and changes nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+from receiver.db import transaction
+from receiver.models import Organization
+from tests.receiver.dashboard._harness import Dash, MakeDash, csrf_of
+
+
+def _enabled(d: Dash, org: str | None = None) -> bool:
+    with transaction(d.engine) as session:
+        row = session.get(Organization, org or d.org)
+        assert row is not None
+        return row.enabled
+
+
+@pytest.fixture
+def limited(make_dash: MakeDash) -> tuple[Dash, str]:
+    """Operator ``ops`` of the dash's organization only, and the name of another one."""
+    d = make_dash(operator_orgs=None)
+    d.add_operator("limited", d.org)
+    other = d.new_org()
+    assert d.sign_in(username="limited").status_code == 303
+    return d, other
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/users",
+        "/features",
+        "/provisioning-log",
+        "/settings/crm",
+        "/reconcile",
+        "/users/005000000000001AAA",
+    ],
+)
+def test_another_organization_is_exactly_an_unknown_one(
+    limited: tuple[Dash, str], path: str
+) -> None:
+    d, other = limited
+    theirs = d.client.get(f"/organizations/{other}{path}")
+    unknown = d.client.get(f"/organizations/no-such-org{path}")
+    assert theirs.status_code == unknown.status_code == 404
+    assert theirs.text.replace(other, "X") == unknown.text.replace("no-such-org", "X")
+    assert d.client.get(f"/organizations/{d.org}{path}").status_code in (200, 404)
+
+
+def test_home_lists_only_the_operators_organizations(limited: tuple[Dash, str]) -> None:
+    d, other = limited
+    home = d.client.get("/")
+    assert f"/organizations/{d.org}/users" in home.text
+    assert other not in home.text
+
+
+def test_the_organization_check_comes_before_the_csrf_check(limited: tuple[Dash, str]) -> None:
+    d, other = limited
+    response = d.client.post(
+        f"/organizations/{other}/features/agent-auto-provision",
+        data={"expected": "enabled"},
+        follow_redirects=False,
+    )
+    assert response.status_code == 404
+    assert _enabled(d, other)
+
+
+def _switch(d: Dash) -> str:
+    return f"/organizations/{d.org}/features/agent-auto-provision"
+
+
+def test_the_switch_flips_with_a_valid_token(dash: Dash) -> None:
+    dash.sign_in()
+    response = dash.post_form(
+        _switch(dash),
+        {"expected": "enabled", "return_to": "features"},
+        page=f"/organizations/{dash.org}/features",
+    )
+    assert response.status_code == 303
+    assert response.headers["location"] == f"/organizations/{dash.org}/features?flash=disabled"
+    assert not _enabled(dash)
+
+
+def test_a_form_without_a_token_changes_nothing(dash: Dash) -> None:
+    dash.sign_in()
+    response = dash.client.post(_switch(dash), data={"expected": "enabled"}, follow_redirects=False)
+    assert response.status_code == 403
+    assert "Nothing was changed" in response.text
+    assert _enabled(dash)
+
+
+def test_a_wrong_token_changes_nothing(dash: Dash) -> None:
+    dash.sign_in()
+    response = dash.client.post(
+        _switch(dash), data={"expected": "enabled", "csrf_token": "0" * 64}, follow_redirects=False
+    )
+    assert response.status_code == 403
+    assert _enabled(dash)
+
+
+def test_a_token_of_another_session_changes_nothing(dash: Dash) -> None:
+    dash.sign_in()
+    old = csrf_of(dash.client.get(f"/organizations/{dash.org}/users").text)
+    dash.sign_in()  # a new session: a new token
+    response = dash.client.post(
+        _switch(dash), data={"expected": "enabled", "csrf_token": old}, follow_redirects=False
+    )
+    assert response.status_code == 403
+    assert _enabled(dash)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"sec-fetch-site": "cross-site"},
+        {"sec-fetch-site": "same-site"},
+        {"origin": "https://evil.example"},
+        {"origin": "null"},
+        {"referer": "https://evil.example/page"},
+    ],
+)
+def test_a_cross_site_post_changes_nothing_even_with_the_token(
+    dash: Dash, headers: dict[str, str]
+) -> None:
+    dash.sign_in()
+    response = dash.post_form(
+        _switch(dash),
+        {"expected": "enabled"},
+        page=f"/organizations/{dash.org}/users",
+        headers=headers,
+    )
+    assert response.status_code == 403
+    assert "another site" in response.text
+    assert _enabled(dash)
+
+
+def test_a_same_origin_post_with_fetch_metadata_works(dash: Dash) -> None:
+    dash.sign_in()
+    response = dash.post_form(
+        _switch(dash),
+        {"expected": "enabled"},
+        page=f"/organizations/{dash.org}/users",
+        headers={"origin": "http://testserver", "sec-fetch-site": "same-origin"},
+    )
+    assert response.status_code == 303
+    assert not _enabled(dash)
+
+
+def test_the_public_url_origin_is_accepted(make_dash: MakeDash) -> None:
+    d = make_dash(public_url="http://provision.example.com:8443")
+    d.sign_in()
+    response = d.post_form(
+        _switch(d),
+        {"expected": "enabled"},
+        page=f"/organizations/{d.org}/users",
+        headers={"origin": "http://provision.example.com:8443"},
+    )
+    assert response.status_code == 303
+
+
+def test_a_signed_out_post_changes_nothing(dash: Dash) -> None:
+    response = dash.client.post(_switch(dash), data={"expected": "enabled"}, follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"].startswith("/login")
+    assert _enabled(dash)
+
+
+def test_a_form_posted_twice_flips_once(dash: Dash) -> None:
+    dash.sign_in()
+    token = csrf_of(dash.client.get(f"/organizations/{dash.org}/users").text)
+    first = dash.client.post(
+        _switch(dash), data={"expected": "enabled", "csrf_token": token}, follow_redirects=False
+    )
+    second = dash.client.post(
+        _switch(dash), data={"expected": "enabled", "csrf_token": token}, follow_redirects=False
+    )
+    assert first.headers["location"].endswith("flash=disabled")
+    assert second.headers["location"].endswith("flash=unchanged")
+    assert not _enabled(dash)
+    page = dash.client.get(second.headers["location"])
+    assert "the form was probably sent twice" in page.text
+
+
+def test_unknown_paths_and_bad_names_get_a_clear_page(dash: Dash) -> None:
+    dash.sign_in()
+    for name in ["x" * 300, "%00", "<script>"]:
+        response = dash.client.get(f"/organizations/{name}/users")
+        assert response.status_code == 404
+        assert "Organization not found" in response.text
+        assert "<script>" not in response.text
+
+
+def test_pages_carry_security_headers(dash: Dash) -> None:
+    dash.sign_in()
+    response = dash.client.get(f"/organizations/{dash.org}/users")
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["cache-control"] == "no-store"
+
+
+def test_a_huge_form_is_refused_unread(dash: Dash) -> None:
+    dash.sign_in()
+    token = csrf_of(dash.client.get(f"/organizations/{dash.org}/users").text)
+    response = dash.client.post(
+        _switch(dash),
+        data={"expected": "enabled", "csrf_token": token, "pad": "x" * 100_000},
+        follow_redirects=False,
+    )
+    assert response.status_code == 403 and "too large" in response.text
+    assert _enabled(dash)
+    login = dash.client.post("/login", data={"username": "x" * 20_000}, follow_redirects=False)
+    assert login.status_code == 403 and "too large" in login.text

@@ -1,0 +1,85 @@
+"""The Provisioning log page, its filters and downloads (receiver.dashboard.log / logview)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+
+from tests.factories import make_notification, next_id
+from tests.receiver.dashboard._harness import Dash
+
+
+def _log(d: Dash, **params: str) -> str:
+    response = d.client.get(f"/organizations/{d.org}/provisioning-log", params=params)
+    assert response.status_code == 200
+    return response.text
+
+
+def test_a_row_per_notification_with_action_and_reason_failed_ones_stand_out(dash: Dash) -> None:
+    dash.sign_in()
+    dash.post_message(make_notification(Name="Fine User"), make_notification(IsActive=None))
+    html = _log(dash)
+    assert "created" in html
+    failed_row = next(r for r in html.split("<tr")[1:] if ">failed</span>" in r)
+    assert 'class="failed"' in failed_row
+    assert "IsActive" in failed_row  # the reason names the missing field
+    assert "Replay" in failed_row or "replay not available" in failed_row
+
+
+def test_filters_by_action_outcome_user_and_date(dash: Dash) -> None:
+    dash.sign_in()
+    user = next_id("005")
+    dash.post_message(make_notification(user_id=user, Name="Filter Me"))
+    dash.clock.advance(days=2)
+    dash.post_message(make_notification(IsActive=None))
+    dash.sign_in()  # the session of two days ago has ended
+    assert ">created</span>" not in _log(dash, action="failed")
+    assert ">failed</span>" in _log(dash, action="failed")
+    only_user = _log(dash, user=user[:15])
+    assert user in only_user and ">failed</span>" not in only_user
+    day_one = _log(dash, **{"from": "2026-11-29", "to": "2026-11-29"})
+    assert ">created</span>" in day_one and ">failed</span>" not in day_one
+    assert "No notification matches" in _log(dash, outcome="ignored")
+
+
+def test_unreadable_filters_are_named_and_ignored(dash: Dash) -> None:
+    dash.sign_in()
+    html = _log(dash, action="<b>x</b>", user="not-an-id", **{"from": "yesterday"})
+    assert "unknown action" in html and "not a User id" in html and "YYYY-MM-DD" in html
+    assert "<b>x</b>" not in html
+
+
+def test_csv_and_json_downloads_follow_the_filter(dash: Dash) -> None:
+    dash.sign_in()
+    dash.post_message(make_notification(Name="=HYPERLINK(1)"), make_notification(IsActive=None))
+    base = f"/organizations/{dash.org}/provisioning-log"
+    response = dash.client.get(base + ".csv", params={"action": "failed"})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/csv")
+    assert "attachment" in response.headers["content-disposition"]
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    assert [r["action"] for r in rows] == ["failed"]
+    data = json.loads(dash.client.get(base + ".json").text)
+    assert sorted(r["action"] for r in data) == ["created", "failed"]
+    assert all("token" not in json.dumps(r).lower() for r in data)
+
+
+def test_csv_cells_that_look_like_formulas_are_quoted(dash: Dash) -> None:
+    from receiver.dashboard.log import _cell
+
+    assert _cell("=1+1") == "'=1+1" and _cell("-x") == "'-x" and _cell("ok") == "ok"
+
+
+def test_paging_by_message(dash: Dash) -> None:
+    dash.sign_in()
+    for _ in range(52):
+        dash.post_message(make_notification(), make_notification())
+    first = _log(dash)
+    assert ">Older<" in first
+    assert first.count(">created</span>") == 100  # 50 whole messages of 2
+    link = re.search(r'href="([^"]*before=[^"]*)">Older<', first)
+    assert link is not None
+    older = dash.client.get(link.group(1)).text
+    assert older.count(">created</span>") == 4 and ">Older<" not in older

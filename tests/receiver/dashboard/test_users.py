@@ -1,0 +1,213 @@
+"""The Users page and one agent's page (receiver.dashboard.users / directory)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from html import unescape
+
+import pytest
+from sqlalchemy import insert
+
+from receiver.db import transaction
+from receiver.models import Agent
+from tests.factories import make_notification, next_id, sf_id
+from tests.receiver.dashboard._harness import Dash
+
+_ROW = re.compile(r"<tr>\s*<td><a href=\"[^\"]*/users/(\w+)\">(.*?)</a></td>", re.S)
+
+
+def _names(html: str) -> list[str]:
+    return [unescape(m.group(2)) for m in _ROW.finditer(html)]
+
+
+def _users(d: Dash, **params: str) -> str:
+    response = d.client.get(f"/organizations/{d.org}/users", params=params)
+    assert response.status_code == 200
+    return response.text
+
+
+def _seed(d: Dash, n: int, *, name: str = "Agent {i:04d}") -> None:
+    """``n`` agents straight into the store (names zero-padded so they sort by number)."""
+    now = datetime(2026, 11, 29, tzinfo=UTC)
+    rows = []
+    for i in range(n):
+        crm = sf_id("005", 900_000 + i)
+        rows.append(
+            {
+                "id": f"{900_000 + i:032x}",
+                "organization_id": d.org,
+                "crm_id": crm,
+                "username": f"user{i:04d}@acme.com",
+                "username_key": f"user{i:04d}@acme.com",
+                "system_modstamp": now,
+                "data": {
+                    "name": name.format(i=i),
+                    "crmId": crm,
+                    "disabled": False,
+                    "inboundEnabled": True,
+                    "crm": {"callCenterId": None},
+                },
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    with transaction(d.engine) as session:
+        session.execute(insert(Agent), rows)
+
+
+def test_the_table_has_the_contract_columns_and_cells(dash: Dash) -> None:
+    dash.sign_in()
+    active = make_notification(Name="Ann Active")
+    no_center = make_notification(Name="Bob NoCenter", CallCenterId=None)
+    assert dash.post_message(active, no_center).status_code == 200
+    html = _users(dash)
+    for header in ("Name", "Username", "Status", "Inbound", "Call center", "Last change"):
+        assert f'<th scope="col">{header}</th>' in html
+    rows = html.split("<tr>")[2:]
+    ann = next(r for r in rows if "Ann Active" in r)
+    bob = next(r for r in rows if "Bob NoCenter" in r)
+    assert ">Enabled<" in ann and "<td>Yes</td>" in ann
+    assert ">Disabled<" in bob and "<td>No</td>" in bob
+    assert active["fields"]["Username"] in ann
+
+
+def test_a_deprovisioned_user_is_no_longer_listed(dash: Dash) -> None:
+    dash.sign_in()
+    user = next_id("005")
+    dash.post_message(make_notification(user_id=user, Name="Gone Soon"))
+    assert "Gone Soon" in _users(dash)
+    dash.post_message(
+        make_notification(
+            user_id=user,
+            Name="Gone Soon",
+            IsActive="false",
+            SystemModstamp="2026-11-21T10:00:00.000Z",
+        )
+    )
+    assert "Gone Soon" not in _users(dash)
+    page = dash.client.get(f"/organizations/{dash.org}/users/{user}")
+    assert page.status_code == 200
+    assert "Deprovisioned" in page.text
+
+
+def test_search_is_a_case_insensitive_substring_of_name_or_username(dash: Dash) -> None:
+    dash.sign_in()
+    dash.post_message(
+        make_notification(Name="Maria Lopez", Username="mlopez@acme.com"),
+        make_notification(Name="John Smith", Username="jsmith@acme.com"),
+    )
+    assert _names(_users(dash, q="LOPEZ")) == ["Maria Lopez"]
+    assert _names(_users(dash, q="jsmi")) == ["John Smith"]
+    assert _names(_users(dash, q="ACME.COM")) == ["John Smith", "Maria Lopez"]
+    assert _names(_users(dash, q="nobody")) == []
+
+
+@pytest.mark.parametrize("q", ["%", "_", "\\", "' OR 1=1 --", '"; DROP TABLE agent; --'])
+def test_sql_wildcards_and_injection_are_plain_text(dash: Dash, q: str) -> None:
+    dash.sign_in()
+    dash.post_message(make_notification(Name="Plain Name"))
+    html = _users(dash, q=q)
+    assert _names(html) == []
+    assert "No agent" in html
+    assert _names(_users(dash)) == ["Plain Name"]  # the table is still there
+
+
+def test_a_10000_character_search_is_cut_and_said(dash: Dash) -> None:
+    dash.sign_in()
+    html = _users(dash, q="a" * 10_000)
+    assert "cut to its first 200 characters" in html
+    assert "a" * 201 not in html
+
+
+def test_html_in_the_search_and_in_a_name_is_escaped(dash: Dash) -> None:
+    dash.sign_in()
+    dash.post_message(make_notification(Name="<script>alert(1)</script>"))
+    html = _users(dash)
+    assert "<script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    html = _users(dash, q="<img src=x onerror=alert(1)>")
+    assert "<img" not in html
+
+
+def test_paging_shows_at_most_100_rows_with_next_and_previous(dash: Dash) -> None:
+    dash.sign_in()
+    _seed(dash, 250)
+    first = _users(dash)
+    names = _names(first)
+    assert len(names) == 100 and names[0] == "Agent 0000" and names[-1] == "Agent 0099"
+    assert ">Previous<" not in first
+    after = re.search(r'href="([^"]*after=[^"]*)">Next<', first)
+    assert after is not None
+    second = dash.client.get(unescape(after.group(1))).text
+    assert _names(second)[0] == "Agent 0100"
+    after = re.search(r'href="([^"]*after=[^"]*)">Next<', second)
+    assert after is not None
+    third = dash.client.get(unescape(after.group(1))).text
+    assert _names(third) == [f"Agent {i:04d}" for i in range(200, 250)]
+    assert ">Next<" not in third
+    before = re.search(r'href="([^"]*before=[^"]*)">Previous<', third)
+    assert before is not None
+    back = dash.client.get(unescape(before.group(1))).text
+    assert _names(back) == [f"Agent {i:04d}" for i in range(100, 200)]
+    assert "250 agents" in first
+
+
+def test_paging_keeps_the_search(dash: Dash) -> None:
+    dash.sign_in()
+    _seed(dash, 150, name="Team {i:04d}")
+    first = _users(dash, q="team")
+    link = re.search(r'href="([^"]*)">Next<', first)
+    assert link is not None and "q=team" in link.group(1)
+
+
+def test_a_malformed_cursor_is_the_first_page(dash: Dash) -> None:
+    dash.sign_in()
+    _seed(dash, 3)
+    assert _names(_users(dash, after="!!not-a-cursor")) == [
+        "Agent 0000",
+        "Agent 0001",
+        "Agent 0002",
+    ]
+
+
+def test_the_agent_page_shows_fields_sessions_and_timeline(dash: Dash) -> None:
+    dash.sign_in()
+    user = next_id("005")
+    dash.post_message(make_notification(user_id=user, Name="Tina Timeline", Custom__c="blue"))
+    dash.post_message(
+        make_notification(
+            user_id=user,
+            Name="Tina Timeline",
+            CallCenterId=None,
+            Custom__c="blue",
+            SystemModstamp="2026-11-21T10:00:00.000Z",
+        )
+    )
+    page = dash.client.get(f"/organizations/{dash.org}/users/{user[:15]}")  # 15 characters too
+    assert page.status_code == 200
+    html = page.text
+    assert (
+        "Tina Timeline" in html
+        and "crm.callCenterId" in html
+        and "crm.customFields.Custom__c" in html
+    )
+    assert "no call center" in html  # why is this agent disabled?
+    assert html.index("updated") < html.index("created")  # newest first
+    assert "No sessions." in html
+
+
+def test_an_unknown_or_invalid_agent_gets_a_clear_404(dash: Dash) -> None:
+    dash.sign_in()
+    unknown = dash.client.get(f"/organizations/{dash.org}/users/{next_id('005')}")
+    assert unknown.status_code == 404 and "User not found" in unknown.text
+    invalid = dash.client.get(f"/organizations/{dash.org}/users/<script>")
+    assert invalid.status_code == 404 and "<script>" not in invalid.text
+    assert "not a Salesforce User id" in invalid.text
+
+
+def test_the_users_page_has_the_switch(dash: Dash) -> None:
+    dash.sign_in()
+    html = _users(dash)
+    assert 'role="switch" aria-label="Agent Auto Provision" aria-checked="true"' in html
+    assert "Enabled</button>" in html
