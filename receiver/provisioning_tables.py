@@ -1,5 +1,5 @@
 """The store's tables of the decision core (registered on the same ``SQLModel.metadata``
-as ``receiver.models``; migration ``0008_parking_replay``)::
+as ``receiver.models``; migration ``0009_parking_replay``)::
 
     parked_change        id PK; organization_id, crm_id, username_key (the casefolded
                          username it claims), holder_crm_id (who held it), system_modstamp,

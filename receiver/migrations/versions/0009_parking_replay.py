@@ -1,8 +1,8 @@
 """Parked changes (a username collision decided again when the username is released) and
 failed notifications kept for their replay (``receiver/provisioning_tables.py``).
 
-Revision ID: 0008_parking_replay
-Revises: 0007_jobs_connection
+Revision ID: 0009_parking_replay
+Revises: 0008_dashboard
 Create Date: 2026-12-01
 """
 
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0008_parking_replay"
-down_revision: str | None = "0007_jobs_connection"
+revision: str = "0009_parking_replay"
+down_revision: str | None = "0008_dashboard"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
