@@ -7,7 +7,9 @@ tokens out of every log line in two ways:
 - :class:`StripQueryFilter` rewrites uvicorn access records (``record.args`` is
   ``(client_addr, method, full_path, http_version, status_code)``, see
   ``uvicorn.protocols.http.*`` ``access_logger.info('%s - "%s %s HTTP/%s" %d', ...)``)
-  so the path is logged without its query string;
+  so the path is logged without its query string, and an agent session id in the path
+  (``/v2/sessions/{sessionId}``, the host app's handle: CONTRACT 3 "Neither log holds
+  SessionId values") as ``/v2/sessions/[redacted]``;
 - :class:`RedactSecretsFilter` replaces any ``token=...`` / ``Bearer ...`` left in a
   formatted message by ``token=[redacted]`` (belt and braces, for every handler).
 
@@ -26,6 +28,7 @@ __all__ = [
     "LOGGER_NAME",
     "RedactSecretsFilter",
     "StripQueryFilter",
+    "access_path",
     "redact",
     "strip_query",
     "uvicorn_log_config",
@@ -48,6 +51,15 @@ def strip_query(path: str) -> str:
     return cut if encoded < 0 else cut[:encoded]
 
 
+_SESSION_PATH = re.compile(r"^(/v2/sessions/)[^/]+")
+
+
+def access_path(path: str) -> str:
+    """The path as the access log shows it: :func:`strip_query`, then a session id in
+    ``/v2/sessions/{sessionId}`` replaced by ``[redacted]``."""
+    return _SESSION_PATH.sub(r"\1[redacted]", strip_query(path))
+
+
 def redact(text: str) -> str:
     """Replace ``token=VALUE`` and ``Bearer VALUE`` in ``text`` by ``[redacted]``."""
     for pattern, replacement in _SECRET_PATTERNS:
@@ -56,7 +68,8 @@ def redact(text: str) -> str:
 
 
 class StripQueryFilter(logging.Filter):
-    """Logging filter for ``uvicorn.access``: drop the query string from the logged path.
+    """Logging filter for ``uvicorn.access``: log :func:`access_path` of the path (no query
+    string, no session id).
 
     Never rejects a record; only rewrites its third argument when it is a string.
     """
@@ -64,7 +77,7 @@ class StripQueryFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
         if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
-            record.args = (*args[:2], strip_query(args[2]), *args[3:])
+            record.args = (*args[:2], access_path(args[2]), *args[3:])
         return True
 
 

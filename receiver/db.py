@@ -42,7 +42,11 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.engine.url import URL
 from sqlmodel import Session, SQLModel, create_engine
 
-from receiver._sqlite_guard import install_file_guard, is_unusable_file_error
+from receiver._sqlite_guard import (
+    confirm_write_landed,
+    install_file_guard,
+    is_unusable_file_error,
+)
 from receiver._sqlite_queue import WriteQueue
 from receiver.settings import psycopg_url
 from sf_metadata.errors import StoreUnavailable
@@ -379,6 +383,8 @@ def transaction(engine: Engine, *, read_only: bool = False) -> Iterator[Session]
             session.info[_AFTER] = after
             with session.begin():
                 yield session
+        if lock is not None:
+            confirm_write_landed(engine)
     except exc.SQLAlchemyError as error:
         if is_transient(error):
             raise _unavailable(error) from None

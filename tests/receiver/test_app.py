@@ -188,6 +188,20 @@ def test_strip_query_filter_removes_the_token_from_access_records() -> None:
     assert record.getMessage() == '127.0.0.1:5000 - "POST /v2/features/x/webhook HTTP/1.1" 200'
 
 
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+def test_access_records_never_show_an_agent_session_id(method: str) -> None:
+    record = _access_record("/v2/sessions/Zx9-secretSessionId_abc?x=1")
+    record.args = ("127.0.0.1:5000", method, "/v2/sessions/Zx9-secretSessionId_abc?x=1", "1.1", 200)
+    assert StripQueryFilter().filter(record)
+    message = record.getMessage()
+    assert "secretSessionId" not in message
+    assert f'"{method} /v2/sessions/[redacted] HTTP/1.1"' in message
+    # the other routes keep their path
+    other = _access_record("/v2/organizations/acme/users/005000000000001AAA/sessions")
+    assert StripQueryFilter().filter(other)
+    assert "/v2/organizations/acme/users/005000000000001AAA/sessions" in other.getMessage()
+
+
 def test_redact_filter_hides_tokens_anywhere() -> None:
     record = logging.LogRecord(
         "x",

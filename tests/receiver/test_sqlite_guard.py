@@ -154,3 +154,106 @@ def test_connections_opened_read_only_do_not_outlive_the_read_only_store(
         assert failures == 0
     finally:
         engine.dispose()
+
+
+# --- the write-ahead log deleted while serving (ATTACK finding 2) ----------------------------
+
+
+def _crash_copy(path: Path, into: Path) -> Path:
+    """What a restart after a crash (SIGKILL, OOM kill) finds: the files the path names now,
+    the main file and its ``-wal`` (the ``-shm`` index is rebuilt from them), copied while
+    the engine's connections stay open."""
+    into.mkdir()
+    for suffix in ("", "-wal"):
+        source = path.with_name(path.name + suffix)
+        if source.exists():
+            shutil.copyfile(source, into / source.name)
+    return into / path.name
+
+
+def _names_after_crash(path: Path, into: Path) -> set[str]:
+    copy = _crash_copy(path, into)
+    try:
+        return _names_in_file(copy)
+    except sqlite3.OperationalError:  # "no such table": not even the schema survived
+        return set()
+
+
+def _delete_wal(path: Path) -> None:
+    for suffix in ("-wal", "-shm"):
+        path.with_name(path.name + suffix).unlink()
+
+
+def test_writes_acknowledged_after_the_wal_was_deleted_survive_a_crash(
+    tmp_path: Path, make_organization: Any
+) -> None:
+    path = tmp_path / "store" / "agent_provision.db"
+    engine = make_engine(f"sqlite:///{path}", pool_size=3, max_overflow=0)
+    migrate(engine)
+    try:
+        _add_org(engine, make_organization, "before")
+
+        def reader() -> None:  # three at once: the pool holds three connections to the WAL
+            with transaction(engine, read_only=True) as session:
+                session.connection()
+                barrier.wait(timeout=10)
+
+        barrier = threading.Barrier(3)
+        threads = [threading.Thread(target=reader) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=20)
+        _delete_wal(path)
+        acknowledged = {"before"}
+        for n in range(5):
+            _add_org(engine, make_organization, f"after-{n}")  # raises = no Ack
+            acknowledged.add(f"after-{n}")
+        assert _names_after_crash(path, tmp_path / "crash") == acknowledged
+        assert not _holds_deleted_wal()
+    finally:
+        engine.dispose()
+
+
+def _holds_deleted_wal() -> bool:
+    links = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            links.append(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            continue
+    return any(link.endswith(("-wal (deleted)", "-shm (deleted)")) for link in links)
+
+
+def test_a_reader_holding_the_deleted_wal_delays_writers_with_503_not_a_lost_ack(
+    store: tuple[Path, Engine], make_organization: Any, tmp_path: Path
+) -> None:
+    if not Path("/proc/self/fd").is_dir():
+        pytest.skip("needs /proc/self/fd (Linux)")
+    path, engine = store
+    _add_org(engine, make_organization, "before")
+    acknowledged = {"before"}
+    reading, release = threading.Event(), threading.Event()
+
+    def long_reader() -> None:
+        with transaction(engine, read_only=True) as session:
+            session.exec(text("SELECT count(*) FROM organization"))  # type: ignore[call-overload]
+            reading.set()
+            release.wait(timeout=20)
+
+    thread = threading.Thread(target=long_reader)
+    thread.start()
+    try:
+        assert reading.wait(timeout=10)
+        _delete_wal(path)
+        # no new connection while this process holds the deleted WAL: no Ack
+        with pytest.raises(StoreUnavailable, match="write-ahead log"):
+            _add_org(engine, make_organization, "while-held")
+    finally:
+        release.set()
+        thread.join(timeout=20)
+    # the reader's connection, checked in, checkpointed what was acknowledged before
+    assert _names_after_crash(path, tmp_path / "crash-1") == acknowledged
+    _add_org(engine, make_organization, "after")
+    acknowledged.add("after")
+    assert _names_after_crash(path, tmp_path / "crash-2") == acknowledged
