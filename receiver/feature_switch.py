@@ -100,7 +100,7 @@ _ACTIONS: list[tuple[str, OnEnable]] = []
 
 #: Modules that register on-enable actions when imported (h9's webhook install, h10's
 #: first reconcile add theirs here); :func:`set_feature` imports them first.
-ON_ENABLE_MODULES: list[str] = []
+ON_ENABLE_MODULES: list[str] = ["receiver.webhook_install"]
 
 
 def register_on_enable(name: str, action: OnEnable) -> None:

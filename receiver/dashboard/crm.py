@@ -79,14 +79,21 @@ def webhook_glance(session: Session, *, organization_id: str, base_url: str) -> 
 def crm_values(session: Session, page: OrgPage) -> dict[str, Any]:
     """Everything the CRM template shows. The Salesforce connection's and Refresh
     Webhook's values are added here by their module."""
+    from receiver.dashboard.salesforce import salesforce_values
+
     org = page.organization
-    return {"glance": webhook_glance(session, organization_id=org.id, base_url=org.base_url)}
+    return {
+        "glance": webhook_glance(session, organization_id=org.id, base_url=org.base_url),
+        **salesforce_values(session, page),
+    }
 
 
 async def crm_page(page: OrgPage) -> Response:
-    """The CRM page."""
+    """The CRM page (its CSP lets the Connect form's redirect reach Salesforce)."""
+    from receiver.dashboard.salesforce import with_form_action
+
     values = await page.read(lambda s: crm_values(s, page))
-    return page.render("crm.html.j2", values, nav="crm")
+    return with_form_action(page.render("crm.html.j2", values, nav="crm"), page.context.settings)
 
 
 ROUTES = [org_route("/settings/crm", crm_page)]

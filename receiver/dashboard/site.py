@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from receiver.dashboard import crm, features, log, login, reconcile, users
+from receiver.dashboard import crm, features, log, login, reconcile, salesforce, users
 from receiver.dashboard.state import templates_dir
 
 __all__ = ["routes"]
@@ -32,5 +32,6 @@ def routes() -> list[BaseRoute]:
         *features.ROUTES,
         *log.ROUTES,
         *crm.ROUTES,
+        *salesforce.ROUTES,
         *reconcile.ROUTES,
     ]

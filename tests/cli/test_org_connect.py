@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -24,7 +25,7 @@ from tests.deployer._harness import (
     SESSION_ARGS,
     Harness,
 )
-from tests.deployer._vcr import CASSETTES, HOST
+from tests.deployer._vcr import CASSETTES, HOST, make_vcr
 
 PASSWORD_ARGS = [
     "--username",
@@ -234,3 +235,55 @@ def test_no_cassette_holds_a_secret_of_these_tests() -> None:
         text = path.read_text(encoding="utf-8")
         for secret in (*SECRETS, "5Aep861Fake", "FakeConsumerSecret123", "FakePassword1"):
             assert secret not in text, (path.name, secret)
+
+
+def _store_session(harness: Harness, username: str) -> None:
+    engine = make_engine(harness.db_url)
+    try:
+        with Session(engine) as session, session.begin():
+            save_connection(
+                session,
+                organization=ORG,
+                kind="session",
+                instance_url=f"https://{HOST}",
+                salesforce_org_id="00D000000000001EAA",
+                is_sandbox=False,
+                username=username,
+                user_id=None,
+                login_url=f"https://{HOST}",
+                secrets={"access_token": "test-access-token"},
+                key=load_key(harness.db_url),
+                now=datetime(2026, 11, 1, tzinfo=UTC),
+            )
+    finally:
+        engine.dispose()
+
+
+def _flip(harness: Harness) -> Any:
+    from receiver.feature_switch import FeatureFlip
+    from receiver.settings import Settings
+
+    settings = Settings(database_url=harness.db_url)
+    return FeatureFlip(ORG, make_engine(harness.db_url), settings, "cli", datetime.now(UTC), False)
+
+
+def test_the_on_enable_action_installs_a_webhook_never_deployed(harness: Harness) -> None:
+    """``org enable`` runs it (with the first reconcile, tested with reconcile)."""
+    from receiver.webhook_install import install_if_never_deployed
+
+    _store_session(harness, INTEGRATION_USER)
+    flip = _flip(harness)
+    with make_vcr().use_cassette("deploy_flow.yaml") as cassette:
+        line = install_if_never_deployed(flip)
+    assert cassette.all_played
+    assert line is not None and line.startswith("webhook install: deployed")
+    [row] = harness.deployments()
+    assert row["trigger"] == "flow" and row["outcome"] == "succeeded"
+    assert install_if_never_deployed(flip) is None  # deployed before: nothing sent
+
+
+def test_the_on_enable_action_without_a_connection_deploys_nothing(harness: Harness) -> None:
+    from receiver.webhook_install import install_if_never_deployed
+
+    assert install_if_never_deployed(_flip(harness)) is None
+    assert harness.deployments() == []

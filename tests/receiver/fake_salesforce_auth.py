@@ -34,6 +34,7 @@ class FakeAuthServer:
     org_id: str = ORG_ID
     instance_url: str = "https://orgname.my.salesforce.com"
     base_url: str = ""
+    username: str = USERNAME
     codes: dict[str, dict[str, str]] = field(default_factory=dict)
     used_codes: set[str] = field(default_factory=set)
     access_tokens: set[str] = field(default_factory=set)
@@ -147,7 +148,7 @@ class FakeAuthServer:
                 "id": str(request.url),
                 "organization_id": request.path_params["org"],
                 "user_id": request.path_params["user"],
-                "username": USERNAME,
+                "username": self.username,
                 "display_name": "Acme Admin",
             }
         )

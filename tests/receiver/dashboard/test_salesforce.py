@@ -1,0 +1,175 @@
+"""The CRM page's Salesforce connection and Refresh Webhook (``receiver/dashboard/
+salesforce.py``) through Starlette's TestClient: the Connect form and its redirect, login
+URLs refused, Refresh with the stored connection against a cassette, Refresh pressed while
+one runs, Reconnect, the callback's refusals. The browser tests are in
+``tests/browser/test_crm.py``."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from receiver.db import transaction
+from receiver.jobs import JobKind, latest_jobs, start_job
+from receiver.salesforce_connection import mark_reconnect, save_connection
+from tests.deployer._vcr import HOST, make_vcr
+from tests.receiver.dashboard._harness import Dash, MakeDash
+
+CLIENT_ID = "3MVG9FakeClientId"
+ROLE_STATUS = re.compile(r'<[^>]*role="status"[^>]*>(.*?)</div>', re.S)
+
+
+def _dash(make_dash: MakeDash, key: bytes, **settings: Any) -> Dash:
+    """Signed in; the app uses the key the factory encrypted the webhook tokens with."""
+    d = make_dash(salesforce_client_id=CLIENT_ID, secret_key=key.decode(), **settings)
+    d.sign_in()
+    return d
+
+
+def _crm(d: Dash) -> str:
+    return f"/organizations/{d.org}/settings/crm"
+
+
+def _store(d: Dash, key: bytes, *, kind: str = "session") -> None:
+    with transaction(d.engine) as session:
+        save_connection(
+            session,
+            organization=d.org,
+            kind=kind,
+            instance_url=f"https://{HOST}",
+            salesforce_org_id=d.sf_org,
+            is_sandbox=False,
+            username="integration@acme.example.com",
+            user_id="005000000000001AAA",
+            login_url="https://login.salesforce.com",
+            secrets={
+                "access_token": "page-test-access-token",
+                "refresh_token": "page-test-refresh",
+            },
+            key=key,
+            now=datetime(2026, 11, 29, 11, 0, tzinfo=UTC),
+        )
+
+
+def _first_status(html: str) -> str:
+    match = ROLE_STATUS.search(html)
+    assert match is not None, "no role=status element"
+    return re.sub(r"<[^>]+>", " ", match.group(1))
+
+
+def test_not_connected_page_has_the_connect_form(make_dash: MakeDash, key: bytes) -> None:
+    d = _dash(make_dash, key)
+    page = d.client.get(_crm(d))
+    assert page.status_code == 200
+    assert "Not connected." in page.text
+    assert '<label for="environment">Environment</label>' in page.text
+    assert '<label for="my-domain-url">My Domain URL</label>' in page.text
+    assert "Connect to Salesforce</button>" in page.text
+    assert 'aria-labelledby="refresh-heading"' in page.text and ">Refresh</button>" in page.text
+    csp = page.headers["content-security-policy"]
+    assert "form-action 'self' https://login.salesforce.com" in csp
+
+
+def test_connect_redirects_to_the_authorize_url_with_pkce(make_dash: MakeDash, key: bytes) -> None:
+    d = _dash(make_dash, key)
+    answer = d.post_form(_crm(d) + "/connect", {"environment": "sandbox"}, page=_crm(d))
+    assert answer.status_code == 303
+    location = answer.headers["location"]
+    assert location.startswith("https://test.salesforce.com/services/oauth2/authorize?")
+    query = parse_qs(urlsplit(location).query)
+    assert query["code_challenge_method"] == ["S256"] and query["client_id"] == [CLIENT_ID]
+    assert query["redirect_uri"] == ["http://testserver/oauth/salesforce/callback"]
+    assert len(query["state"][0]) >= 40
+
+
+def test_a_login_url_outside_the_accepted_ones_is_refused(make_dash: MakeDash, key: bytes) -> None:
+    d = _dash(make_dash, key)
+    answer = d.post_form(
+        _crm(d) + "/connect",
+        {"environment": "my-domain", "my_domain_url": "https://login.salesforce.com.evil.com"},
+        page=_crm(d),
+    )
+    assert answer.status_code == 400
+    assert 'role="alert"' in answer.text and "is not a Salesforce login URL" in answer.text
+
+
+def test_an_unknown_state_on_the_callback_is_refused(make_dash: MakeDash, key: bytes) -> None:
+    d = _dash(make_dash, key)
+    answer = d.client.get("/oauth/salesforce/callback", params={"code": "x", "state": "forged"})
+    assert answer.status_code == 400
+    assert 'role="alert"' in answer.text and "unknown" in answer.text
+
+
+def test_refresh_without_a_connection_says_connect_first(make_dash: MakeDash, key: bytes) -> None:
+    d = _dash(make_dash, key)
+    answer = d.post_form(_crm(d) + "/refresh", {}, page=_crm(d))
+    assert answer.status_code == 303
+    page = d.client.get(answer.headers["location"])
+    assert "Connect to Salesforce first" in page.text
+    with transaction(d.engine, read_only=True) as session:
+        assert latest_jobs(session, d.org, JobKind.REFRESH_WEBHOOK) == []
+
+
+def test_refresh_pressed_while_one_runs_shows_the_running_one(
+    make_dash: MakeDash, key: bytes
+) -> None:
+    d = _dash(make_dash, key)
+    _store(d, key)
+    running = start_job(d.engine, d.org, JobKind.REFRESH_WEBHOOK)  # another worker's
+    running.step("deploying")
+    answer = d.post_form(_crm(d) + "/refresh", {}, page=_crm(d))
+    assert answer.status_code == 303, answer.text
+    page = d.client.get(answer.headers["location"])
+    assert "already running" in page.text
+    assert "Running" in _first_status(page.text)
+    assert '<meta http-equiv="refresh" content="2">' in page.text  # reloads without JS
+    with transaction(d.engine, read_only=True) as session:
+        assert len(latest_jobs(session, d.org, JobKind.REFRESH_WEBHOOK)) == 1
+
+
+def test_refresh_deploys_with_the_stored_connection_in_the_background(
+    make_dash: MakeDash, key: bytes
+) -> None:
+    d = _dash(make_dash, key)
+    # the cassette's org, and a webhook URL Salesforce could reach
+    d.org = d.new_org(salesforce_org_id="00D000000000001EAA", base_url="https://hooks.example.com")
+    d.sf_org = "00D000000000001EAA"
+    _store(d, key)
+    with make_vcr().use_cassette("deploy_flow.yaml", allow_playback_repeats=False) as cassette:
+        answer = d.post_form(_crm(d) + "/refresh", {}, page=_crm(d))
+        assert answer.status_code == 303
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with transaction(d.engine, read_only=True) as session:
+                jobs = latest_jobs(session, d.org, JobKind.REFRESH_WEBHOOK)
+            if jobs and jobs[0].done:
+                break
+            time.sleep(0.05)
+        assert jobs and jobs[0].done, "the Refresh job did not finish"
+        assert cassette.all_played, (jobs[0].state, jobs[0].problems)
+    page = d.client.get(_crm(d))
+    status = _first_status(page.text)
+    assert "Succeeded" in status and "Flow:Agent_Auto_Provision_User_Sync_Flow" in status
+    assert "page-test-access-token" not in page.text and "page-test-refresh" not in page.text
+    assert '<meta http-equiv="refresh"' not in page.text
+
+
+def test_a_refused_refresh_token_asks_to_reconnect(make_dash: MakeDash, key: bytes) -> None:
+    d = _dash(make_dash, key)
+    _store(d, key, kind="oauth")
+    with transaction(d.engine) as session:
+        mark_reconnect(session, d.org, "Salesforce refused the stored refresh token: invalid_grant")
+    page = d.client.get(_crm(d))
+    assert "Reconnect" in page.text and "invalid_grant" in page.text
+    assert "Connect to Salesforce</button>" in page.text
+
+
+def test_disconnect_forgets_the_connection(make_dash: MakeDash, key: bytes) -> None:
+    d = _dash(make_dash, key)
+    _store(d, key)
+    answer = d.post_form(_crm(d) + "/disconnect", {}, page=_crm(d))
+    assert answer.status_code == 303
+    assert "Not connected." in d.client.get(_crm(d)).text
