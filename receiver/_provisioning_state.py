@@ -4,6 +4,7 @@ per change). They read; they decide nothing."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,13 +12,22 @@ from sqlmodel import Session, col, select
 
 from receiver._state_queries import agents_by_crm_or_username
 from receiver.models import Organization, ProcessedNotification, Tombstone
+from receiver.provisioning_tables import ParkedChangeRow
 from sf_metadata.decision import StoredState, StoredUser, UserChange
+from sf_metadata.effects import ParkedChange
 from sf_metadata.errors import OrganizationNotFound
 from sf_metadata.ids import USER, try_canonical_id
-from sf_metadata.mapping import username_key
+from sf_metadata.mapping import AgentRecord, username_key
 from sf_metadata.outbound import Notification
 
-__all__ = ["StateKeys", "load_state", "lock_organization", "message_keys"]
+__all__ = [
+    "StateKeys",
+    "load_parked",
+    "load_state",
+    "lock_organization",
+    "message_keys",
+    "parked_change",
+]
 
 
 def lock_organization(session: Session, organization: Organization | str) -> Organization:
@@ -65,8 +75,9 @@ def message_keys(
 
 
 def load_state(session: Session, org_id: str, keys: StateKeys) -> StoredState:
-    """The stored state for ``keys``: the agents and tombstones of the users, the holders
-    of the usernames, the notification ids already processed (one query per table)."""
+    """The stored state for ``keys``: the agents, tombstones and parked changes of the
+    users, the holders of the usernames, the notification ids already processed (one
+    query per table)."""
     crm_ids, username_keys = keys.crm_ids, keys.username_keys
     users: dict[str, StoredUser] = {}
     owners: dict[str, str] = {}
@@ -112,4 +123,35 @@ def load_state(session: Session, org_id: str, keys: StateKeys) -> StoredState:
             users[crm] = StoredUser(
                 crm, left.agent_id, False, left.system_modstamp, None, has_tombstone=True
             )
-    return StoredState(users, owners, processed, organization_id=org_id)
+    parked = load_parked(session, org_id, crm_ids)
+    return StoredState(users, owners, processed, organization_id=org_id, parked=parked)
+
+
+def parked_change(row: ParkedChangeRow) -> ParkedChange:
+    if row.id is None:  # pragma: no cover - rows read from the store always have an id
+        raise ValueError("a parked change without an id")
+    return ParkedChange(
+        id=row.id,
+        crm_id=row.crm_id,
+        username_key=row.username_key,
+        record=AgentRecord.from_json(row.data),
+        system_modstamp=row.system_modstamp,
+        notification_id=row.notification_id,
+    )
+
+
+def load_parked(
+    session: Session, org_id: str, crm_ids: Iterable[str]
+) -> dict[str, tuple[ParkedChange, ...]]:
+    """The parked changes of these users, by crm id, oldest row first (one query)."""
+    ids = sorted(set(crm_ids))
+    if not ids:
+        return {}
+    found: dict[str, list[ParkedChange]] = {}
+    for row in session.exec(
+        select(ParkedChangeRow)
+        .where(ParkedChangeRow.organization_id == org_id, col(ParkedChangeRow.crm_id).in_(ids))
+        .order_by(col(ParkedChangeRow.id))
+    ).all():
+        found.setdefault(row.crm_id, []).append(parked_change(row))
+    return {crm: tuple(changes) for crm, changes in found.items()}

@@ -41,9 +41,8 @@ from sqlalchemy import delete
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
-from receiver._contained_write import write_contained
+from receiver._parking import released_keys, store_failed, wake_parked, write_contained_and_parking
 from receiver._provisioning_state import StateKeys, load_state, lock_organization, message_keys
-from receiver._provisioning_write import write_effects
 from receiver.db import insert_rows, transaction
 from receiver.message_locks import lock_and_load
 from receiver.models import Organization, ProcessedNotification
@@ -72,6 +71,7 @@ __all__ = [
     "apply_message",
     "load_stored_state",
     "lock_organization",
+    "message_keys",
     "prune_processed",
 ]
 
@@ -195,14 +195,24 @@ def apply_decisions(
     see the module docstring. ``now`` is an aware UTC datetime. With ``hooks``, they hear
     about the ended sessions after the commit.
 
+    Parked changes (username collisions) are written too, and every parked change whose
+    username the decisions release (a rename, a deprovision) is decided again here, with
+    :func:`~sf_metadata.decision.decide_parked` against the state as written, round after
+    round while releases wake more (a chain); those decisions are ``redecided``, logged
+    after ``decisions``. FAILED decisions about ``source.notifications`` are kept for
+    :func:`receiver.replay.replay_notification`.
+
     Raises whatever the session raises (``receiver.db.transaction`` maps transient
     failures to :class:`~sf_metadata.errors.StoreUnavailable`).
     """
     org_id = organization.id
     decisions = tuple(decisions)
-    # One refused change is logged as failed, not a 500 for the whole message (h12).
-    decisions = write_contained(session, org_id, decisions, now, write_effects)
-    ended = _end_sessions(session, decisions, now)
+    decisions = write_contained_and_parking(session, org_id, decisions, now)
+    redecided = wake_parked(
+        session, org_id, released_keys(decisions), now, first_index=len(decisions)
+    )
+    applied = decisions + redecided
+    ended = _end_sessions(session, applied, now)
     new_ids = sorted(
         {d.notification_id for d in decisions if d.mark_processed and d.notification_id}
     )
@@ -226,10 +236,16 @@ def apply_decisions(
         source=source.kind.value,
         source_ref=source.reference,
     )
-    record_events(session, message_id=message_id, decisions=decisions)
+    record_events(session, message_id=message_id, decisions=applied)
+    store_failed(session, org_id, message_id, decisions, source.notifications, now)
     if hooks is not None:
         hooks.fire_after_commit(session, ended)
-    return ApplyResult(message_id=message_id, decisions=decisions, ended_sessions=tuple(ended))
+    return ApplyResult(
+        message_id=message_id,
+        decisions=decisions,
+        redecided=redecided,
+        ended_sessions=tuple(ended),
+    )
 
 
 def _end_sessions(

@@ -19,8 +19,10 @@ that maps it: exit codes in ``receiver/cli/_errors.py``, HTTP statuses and SOAP 
     │   ├── OperatorNotFound               no such dashboard operator
     │   ├── InvalidSalesforceId            not 15/18 alphanumerics, or wrong key prefix
     │   ├── CredentialsError               no complete credential set, unreadable key file
-    │   └── PlanNotFound                   no such reconcile plan, or one already applied
+    │   ├── PlanNotFound                   no such reconcile plan, or one already applied
     │                                      or rejected
+    │   └── ReplayNotFound                 no failed notification kept for that provisioning
+    │                                      log event in the organization
     ├── EnvelopeError                      an Outbound Message that cannot be taken
     │   ├── MalformedXml                   not well-formed, truncated, not UTF-8
     │   ├── ForbiddenXml                   DTD, entity declaration, external reference
@@ -81,6 +83,7 @@ __all__ = [
     "PreflightError",
     "Problem",
     "ReconcileHeld",
+    "ReplayNotFound",
     "SalesforceError",
     "SalesforceUnreadable",
     "Setting",
@@ -266,6 +269,11 @@ class DeployTimeout(SalesforceError):
 class PlanNotFound(UsageError):
     """No reconcile plan of that id for the organization, or one that can no longer be
     applied (already applied or rejected)."""
+
+
+class ReplayNotFound(UsageError):
+    """No failed notification is kept for that provisioning log event in the organization
+    (it did not fail, belongs to another organization, or its log entry was pruned)."""
 
 
 class SalesforceUnreadable(SalesforceError):

@@ -43,6 +43,7 @@ import receiver.salesforce_oauth  # noqa: F401  (registers oauth_state)
 from receiver.db import make_engine, migrate
 from receiver.models import Organization, metadata
 from receiver.organizations import add_organization, set_enabled
+from receiver.provisioning_tables import FailedNotification  # noqa: F401 - registers the tables
 from receiver.reconcile import tables as _reconcile_tables  # noqa: F401  (registers reconcile_plan)
 from receiver.settings import psycopg_url
 from sf_metadata.ids import checksum_suffix

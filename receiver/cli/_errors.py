@@ -6,6 +6,7 @@ error                       exit
 OrganizationNotFound        4
 OperatorNotFound            4
 PlanNotFound                4
+ReplayNotFound              4
 UsageError (other)          2     (click's own usage errors also exit 2)
 AuthenticationError         3
 PreflightError              5
@@ -42,6 +43,7 @@ from sf_metadata.errors import (
     PlanNotFound,
     PreflightError,
     ReconcileHeld,
+    ReplayNotFound,
     SalesforceUnreadable,
     Setting,
     StoreUnavailable,
@@ -107,6 +109,7 @@ EXIT_CODES: tuple[tuple[type[AgentProvisionError], int], ...] = (
     (OrganizationNotFound, 4),
     (OperatorNotFound, 4),
     (PlanNotFound, 4),
+    (ReplayNotFound, 4),
     (UsageError, 2),
     (AuthenticationError, 3),
     (PreflightError, 5),

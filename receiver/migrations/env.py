@@ -15,6 +15,7 @@ import receiver.salesforce_oauth  # noqa: F401  (registers oauth_state)
 from receiver import feature_switch as _feature_switch  # noqa: F401  (registers its table)
 from receiver.dashboard import tables as _dashboard_tables  # noqa: F401  (registers tables)
 from receiver.models import metadata
+from receiver.provisioning_tables import FailedNotification  # noqa: F401 - registers the tables
 from receiver.reconcile import tables as _reconcile_tables  # noqa: F401  (registers reconcile_plan)
 
 config = context.config

@@ -816,7 +816,8 @@ def test_deactivate_and_reactivate_in_one_message_and_across_messages(receiver: 
     )
     assert receiver.actions() == ["failed"]
     assert user not in receiver.agents()
-    # the other one leaves: now the restore keeps the original agent id
+    # the other one leaves: the parked restore is decided again in that transaction
+    # (CONTRACT section 2, parking) and keeps the original agent id
     assert_ack(
         receiver.post(
             receiver.message(
@@ -824,6 +825,8 @@ def test_deactivate_and_reactivate_in_one_message_and_across_messages(receiver: 
             )
         )
     )
+    assert receiver.actions() == ["deprovisioned", "restored"]
+    assert receiver.agents()[user].id == agent_id
     assert_ack(
         receiver.post(
             receiver.message(
@@ -833,7 +836,7 @@ def test_deactivate_and_reactivate_in_one_message_and_across_messages(receiver: 
             )
         )
     )
-    assert receiver.actions() == ["restored"]
+    assert receiver.actions() == ["updated"]
     assert receiver.agents()[user].id == agent_id
 
 
