@@ -167,6 +167,7 @@ def test_new_user_org_add_connect_enable_gets_the_existing_users(h: Harness) -> 
 
 
 def _deployed_before(h: Harness) -> None:
+    from deployer.kinds import DeploymentKind, DeploymentOutcome, Trigger
     from receiver.db import make_engine, transaction
     from receiver.deployments import record_deployment
     from receiver.models import DeploymentCreate
@@ -178,12 +179,12 @@ def _deployed_before(h: Harness) -> None:
                 session,
                 DeploymentCreate(
                     organization_id=ORG,
-                    kind="deploy",
-                    trigger="flow",
+                    kind=DeploymentKind("deploy"),
+                    trigger=Trigger("flow"),
                     api_version="62.0",
                     components=["Flow:Agent_Auto_Provision_User_Sync_Flow"],
                     deploy_id=None,
-                    outcome="succeeded",
+                    outcome=DeploymentOutcome("succeeded"),
                     problems=[],
                 ),
             )
