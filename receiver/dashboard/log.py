@@ -3,9 +3,11 @@ per notification with its action and reason, filters (action, outcome, Salesforc
 date), failed ones highlighted with a ``Replay`` button, and the filtered log as CSV
 (``.../provisioning-log.csv``) or JSON (``.../provisioning-log.json``).
 
-Replay of a failed notification belongs to the decision core (``receiver/replay.py``, not
-in this build yet): until it is wired here, failed rows say that replay is not available,
-and no button pretends.
+``Replay`` (``POST .../provisioning-log/replay``, form field ``event_id``) decides a failed
+notification again through :func:`receiver.replay.replay_notification`: the same decision
+code and apply path as the webhook, so a stale change stays stale. The button is shown only
+on failed rows whose notification was kept for replay (rows logged before replay existed
+have nothing to replay). The result is shown after the redirect (Post/Redirect/Get).
 """
 
 from __future__ import annotations
@@ -15,13 +17,28 @@ import io
 import json
 from collections.abc import Iterator
 
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 from starlette.responses import Response, StreamingResponse
 
-from receiver.dashboard.framework import OrgPage, org_route
+from receiver.dashboard.framework import FLASH_MESSAGES, OrgPage, org_route, redirect
 from receiver.dashboard.logview import ACTIONS, LogRow, iter_rows, log_page, parse_filter
+from receiver.provisioning_tables import FailedNotification
+from receiver.replay import replay_notification
+from sf_metadata.decision import Action
+from sf_metadata.errors import ReplayNotFound
 
-__all__ = ["ROUTES", "replay_available"]
+__all__ = ["ROUTES", "replayable_events"]
+
+FLASH_MESSAGES.update(
+    {
+        "replayed": "Replayed: the notification was decided again; its new entry is at the "
+        "top of the log.",
+        "replay-failed-again": "Replayed, and it failed again: see the reason in the new entry "
+        "at the top of the log.",
+        "replay-unknown": "That notification cannot be replayed: it did not fail, belongs to "
+        "no organization of yours, or was logged before replay was kept.",
+    }
+)
 
 _CSV_COLUMNS = (
     "messageId",
@@ -36,9 +53,19 @@ _CSV_COLUMNS = (
 )
 
 
-def replay_available() -> bool:
-    """True once a replay route is wired to ``receiver.replay`` (not yet)."""
-    return False
+def replayable_events(session: Session, *, organization_id: str, rows: list[LogRow]) -> set[int]:
+    """The event ids among ``rows`` whose failed notification is kept for replay (one
+    indexed query for the page)."""
+    ids = [r.event_id for r in rows if r.event_id is not None and r.action == "failed"]
+    if not ids:
+        return set()
+    found = session.exec(
+        select(FailedNotification.event_id).where(
+            FailedNotification.organization_id == organization_id,
+            col(FailedNotification.event_id).in_(ids),
+        )
+    )
+    return set(found)
 
 
 def _before(page: OrgPage) -> int | None:
@@ -52,10 +79,11 @@ async def log_page_view(page: OrgPage) -> Response:
     before = _before(page)
     org_id = page.organization.id
 
-    def work(session: Session) -> tuple[list[LogRow], int | None]:
-        return log_page(session, organization_id=org_id, flt=flt, before_id=before)
+    def work(session: Session) -> tuple[list[LogRow], int | None, set[int]]:
+        rows, next_before = log_page(session, organization_id=org_id, flt=flt, before_id=before)
+        return rows, next_before, replayable_events(session, organization_id=org_id, rows=rows)
 
-    rows, next_before = await page.read(work)
+    rows, next_before, replayable = await page.read(work)
     return page.render(
         "log.html.j2",
         {
@@ -64,7 +92,7 @@ async def log_page_view(page: OrgPage) -> Response:
             "actions": ACTIONS,
             "next_before": next_before,
             "first_page": before is None,
-            "replay": replay_available(),
+            "replayable": replayable,
         },
         nav="log",
     )
@@ -117,8 +145,32 @@ async def download(page: OrgPage) -> Response:
     return StreamingResponse(_json_chunks(rows), media_type="application/json", headers=headers)
 
 
+async def replay(page: OrgPage) -> Response:
+    """POST: replay the failed notification of form field ``event_id``, then show the log."""
+    raw = str(page.form.get("event_id", "")) if page.form is not None else ""
+    if not raw.isdigit() or len(raw) > 12:
+        return redirect(page.url("/provisioning-log", flash="replay-unknown"))
+    event_id = int(raw)
+    org_id = page.organization.id
+    now = page.context.clock()
+    hooks = page.context.hooks
+
+    def work(session: Session) -> str:
+        try:
+            result = replay_notification(
+                session, organization=org_id, event_id=event_id, now=now, hooks=hooks
+            )
+        except ReplayNotFound:
+            return "replay-unknown"
+        return "replay-failed-again" if result.decision.action is Action.FAILED else "replayed"
+
+    flash = await page.write(work)
+    return redirect(page.url("/provisioning-log", flash=flash))
+
+
 ROUTES = [
     org_route("/provisioning-log", log_page_view),
+    org_route("/provisioning-log/replay", replay, methods=["POST"]),
     org_route("/provisioning-log.csv", download),
     org_route("/provisioning-log.json", download),
 ]

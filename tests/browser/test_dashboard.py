@@ -122,6 +122,10 @@ def test_the_admin_walkthrough(page: Any, live: Live, shot: Any) -> None:
     page.get_by_role("button", name="Filter").click()
     expect(page.locator("tbody tr")).to_have_count(1)
     shot(page, "08-provisioning-log-failed")
+    failed.get_by_role("button", name="Replay").click()
+    expect(page.get_by_text("Replayed, and it failed again")).to_be_visible()
+    expect(page.locator("tr.failed").filter(has_text="IsActive")).to_have_count(2)
+    shot(page, "08b-provisioning-log-replayed")
 
     page.get_by_role("link", name="Features").click()
     expect(page.get_by_role("cell", name="operator:ops")).to_be_visible()

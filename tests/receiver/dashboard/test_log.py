@@ -7,8 +7,10 @@ import io
 import json
 import re
 
+from sqlalchemy import text
+
 from tests.factories import make_notification, next_id
-from tests.receiver.dashboard._harness import Dash
+from tests.receiver.dashboard._harness import Dash, MakeDash
 
 
 def _log(d: Dash, **params: str) -> str:
@@ -83,3 +85,97 @@ def test_paging_by_message(dash: Dash) -> None:
     assert link is not None
     older = dash.client.get(link.group(1)).text
     assert older.count(">created</span>") == 4 and ">Older<" not in older
+
+
+def _replay_forms(html: str) -> list[str]:
+    """The event ids of the page's Replay forms."""
+    return re.findall(r'name="event_id" value="(\d+)"', html)
+
+
+def test_replay_decides_a_failed_notification_again_through_the_decision_code(
+    dash: Dash,
+) -> None:
+    dash.sign_in()
+    dash.post_message(make_notification(IsActive=None))
+    html = _log(dash)
+    (event_id,) = _replay_forms(html)
+    response = dash.post_form(
+        f"/organizations/{dash.org}/provisioning-log/replay",
+        {"event_id": event_id},
+        page=f"/organizations/{dash.org}/provisioning-log",
+    )
+    assert response.status_code == 303
+    assert "flash=replay-failed-again" in response.headers["location"]
+    after = dash.client.get(response.headers["location"]).text
+    assert "it failed again" in after
+    # a new log entry: the same notification failed again, with its reason
+    assert after.count(">failed</span>") == 2
+    assert "IsActive" in after
+
+
+def test_replay_of_a_change_that_a_newer_one_overtook_stays_stale(dash: Dash) -> None:
+    dash.sign_in()
+    holder, claimant = next_id("005"), next_id("005")
+    dash.post_message(
+        make_notification(
+            user_id=holder, Username="v@acme.com", SystemModstamp="2026-11-29T10:00:00.000Z"
+        ),
+        make_notification(
+            user_id=claimant, Username="b@acme.com", SystemModstamp="2026-11-29T10:00:00.000Z"
+        ),
+    )
+    # the claimant's claim of a username held by another user fails
+    dash.post_message(
+        make_notification(
+            user_id=claimant, Username="v@acme.com", SystemModstamp="2026-11-29T10:02:00.000Z"
+        )
+    )
+    (event_id,) = _replay_forms(_log(dash))
+    # a newer change of the claimant arrives and applies
+    dash.post_message(
+        make_notification(
+            user_id=claimant, Username="c@acme.com", SystemModstamp="2026-11-29T10:05:00.000Z"
+        )
+    )
+    response = dash.post_form(
+        f"/organizations/{dash.org}/provisioning-log/replay",
+        {"event_id": event_id},
+        page=f"/organizations/{dash.org}/provisioning-log",
+    )
+    assert "flash=replayed" in response.headers["location"]
+    newest = _log(dash).split("<tbody>")[1].split("<tr")[1]
+    assert ">stale</span>" in newest
+    users = dash.client.get(f"/organizations/{dash.org}/users").text
+    assert "c@acme.com" in users and "b@acme.com" not in users
+
+
+def test_replay_of_an_unknown_or_other_organizations_event_changes_nothing(
+    make_dash: MakeDash,
+) -> None:
+    dash, other = make_dash(), make_dash()
+    dash.sign_in()
+    other.post_message(make_notification(IsActive=None))
+    with dash.engine.connect() as conn:
+        (other_event,) = conn.execute(text("SELECT event_id FROM failed_notification")).one()
+    before = _log(dash)
+    for event_id in (str(other_event), "999999", "x"):
+        response = dash.post_form(
+            f"/organizations/{dash.org}/provisioning-log/replay",
+            {"event_id": event_id},
+            page=f"/organizations/{dash.org}/provisioning-log",
+        )
+        assert "flash=replay-unknown" in response.headers["location"]
+    assert _log(dash).count("<tr") == before.count("<tr")
+
+
+def test_replay_without_a_csrf_token_is_refused(dash: Dash) -> None:
+    dash.sign_in()
+    dash.post_message(make_notification(IsActive=None))
+    (event_id,) = _replay_forms(_log(dash))
+    response = dash.client.post(
+        f"/organizations/{dash.org}/provisioning-log/replay",
+        data={"event_id": event_id},
+        follow_redirects=False,
+    )
+    assert response.status_code == 403
+    assert _log(dash).count(">failed</span>") == 1
