@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from itsdangerous import BadSignature, URLSafeSerializer
-from sqlalchemy import delete, func
+from sqlalchemy import delete, func, text
 from sqlmodel import Session, col, select
 
 from receiver.dashboard.operators import verify_password
@@ -206,6 +206,38 @@ def record_failure(session: Session, *, username: str, address: str, now: dateti
             )
         )
         session.add(SignInFailure(kind=kind, subject=subject, at=now))
+
+
+def reserve_attempt(
+    session: Session, *, username: str, address: str, now: datetime
+) -> list[int] | None:
+    """Count one sign-in attempt for ``username`` and ``address`` BEFORE its password is
+    checked, in the caller's write transaction: ``None`` when either is already held (see
+    module), else the ids of the two failure rows written (a correct password then calls
+    :func:`forgive_attempt`). Checking and counting in one serialized transaction is what
+    makes the limit hold against concurrent attempts: SQLite write transactions queue on
+    the writer lock; on PostgreSQL the two subjects' transaction advisory locks are taken
+    first, in sorted order."""
+    subjects = sorted((("address", _sha(address)), ("username", _sha(username.strip().casefold()))))
+    if session.get_bind().dialect.name == "postgresql":
+        for kind, subject in subjects:
+            session.execute(
+                text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+                {"key": f"signin:{kind}:{subject}"},
+            )
+    if throttled(session, username=username, address=address, now=now):
+        return None
+    record_failure(session, username=username, address=address, now=now)
+    session.flush()
+    written = [obj for obj in session.identity_map.values() if isinstance(obj, SignInFailure)]
+    return [int(obj.id) for obj in written if obj.id is not None and obj.at == now]
+
+
+def forgive_attempt(session: Session, *, ids: list[int]) -> None:
+    """Remove the failure rows :func:`reserve_attempt` wrote for an attempt whose password
+    was right."""
+    if ids:
+        session.execute(delete(SignInFailure).where(col(SignInFailure.id).in_(ids)))
 
 
 def start_session(

@@ -25,10 +25,10 @@ from receiver.dashboard.auth import (
     check_password,
     cookie_name,
     end_session,
-    record_failure,
+    forgive_attempt,
+    reserve_attempt,
     sign_token,
     start_session,
-    throttled,
 )
 from receiver.dashboard.framework import (
     FLASH_MESSAGES,
@@ -142,14 +142,16 @@ async def login_submit(request: Request) -> Response:
     now = context.clock()
     engine = context.engine
 
-    def check() -> tuple[bool, int | None]:
-        with transaction(engine, read_only=True) as session:
-            if throttled(session, username=username, address=address, now=now):
-                return True, None
-            return False, check_password(session, username=username, password=password)
+    def reserve() -> list[int] | None:
+        with transaction(engine) as session:
+            return reserve_attempt(session, username=username, address=address, now=now)
 
-    held, operator_id = await run_in_threadpool(check)
-    if held:
+    def check() -> int | None:
+        with transaction(engine, read_only=True) as session:
+            return check_password(session, username=username, password=password)
+
+    attempt = await run_in_threadpool(reserve)
+    if attempt is None:
         return _login_form(
             request,
             status=429,
@@ -159,13 +161,8 @@ async def login_submit(request: Request) -> Response:
             username=username,
             next_path=next_path,
         )
+    operator_id = await run_in_threadpool(check)
     if operator_id is None:
-
-        def fail() -> None:
-            with transaction(engine) as session:
-                record_failure(session, username=username, address=address, now=now)
-
-        await run_in_threadpool(fail)
         return _login_form(
             request,
             status=401,
@@ -173,11 +170,13 @@ async def login_submit(request: Request) -> Response:
             username=username,
             next_path=next_path,
         )
+    signed_in = operator_id
 
     def start() -> str:
         with transaction(engine) as session:
+            forgive_attempt(session, ids=attempt)
             return start_session(
-                session, operator_id=operator_id, username=username, address=address, now=now
+                session, operator_id=signed_in, username=username, address=address, now=now
             )
 
     token = await run_in_threadpool(start)

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from sqlmodel import select
 
@@ -252,3 +255,24 @@ def test_sign_in_returns_to_the_page_asked_for(dash: Dash) -> None:
         follow_redirects=False,
     )
     assert response.headers["location"] == f"/organizations/{dash.org}/features"
+
+
+def test_the_throttle_holds_against_concurrent_attempts(make_dash: MakeDash) -> None:
+    """Wrong passwords sent at once (each waits on a barrier, then POSTs) are counted
+    before any password is checked: exactly ``USERNAME_LIMIT`` of them are checked (401),
+    the others are held (429), on one worker or two."""
+    a, b = make_dash(), make_dash()
+    clients = [a, b] * 6
+    tokens = {id(d): csrf_of(d.client.get("/login").text) for d in (a, b)}
+    barrier = threading.Barrier(len(clients))
+
+    def attempt(i: int) -> int:
+        d = clients[i]
+        data = {"username": "ops", "password": "wrong password!!"}
+        data["csrf_token"] = tokens[id(d)]
+        barrier.wait(timeout=30)
+        return int(d.client.post("/login", data=data, follow_redirects=False).status_code)
+
+    with ThreadPoolExecutor(max_workers=len(clients)) as pool:
+        statuses = sorted(pool.map(attempt, range(len(clients))))
+    assert statuses == [401] * USERNAME_LIMIT + [429] * (len(clients) - USERNAME_LIMIT)
