@@ -172,7 +172,7 @@ def make_receiver(
             max_body_bytes=max_body_bytes,
             admin_token=SecretStr(ADMIN_TOKEN),
         )
-        app = create_app(settings, engine=engine, clock=lambda: NOW)
+        app = create_app(settings, engine=engine, clock=lambda: NOW, run_scheduler=False)
         client = TestClient(app, raise_server_exceptions=raise_server_exceptions)
         client.__enter__()
         clients.append(client)

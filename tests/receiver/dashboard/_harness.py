@@ -132,7 +132,10 @@ def make_dash(
             name, sf_org = str(org.id), str(org.salesforce_org_id)
         settings.setdefault("secret_key", "dashboard-test-key")
         app = create_app(
-            Settings(database_url=database_url, **settings), engine=engine, clock=(clock := Clock())
+            Settings(database_url=database_url, **settings),
+            engine=engine,
+            clock=(clock := Clock()),
+            run_scheduler=False,  # periodic tasks are tested on their own, not raced here
         )
         client = TestClient(app, base_url=base_url)
         client.__enter__()
