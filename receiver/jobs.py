@@ -384,10 +384,17 @@ def start_in_background(
 
 def get_job(session: Session, job_id: int, *, now: datetime | None = None) -> JobView | None:
     """The job ``job_id`` or ``None``."""
-    job = session.get(Job, job_id)
+    # The lease is read BEFORE the job: on PostgreSQL (READ COMMITTED) each statement sees
+    # the newest commit, and a job's end releases its lease in the same commit that records
+    # its state; read the other way round, a job ending in between would read as
+    # "interrupted" (running, lease gone).
+    head = session.exec(select(Job.organization_id, Job.kind).where(Job.id == job_id)).first()
+    if head is None:
+        return None
+    lease = session.get(JobLease, _lease_key(head[0], head[1]))
+    job = session.get(Job, job_id, populate_existing=True)
     if job is None:
         return None
-    lease = session.get(JobLease, _lease_key(job.organization_id, job.kind))
     return _view(job, lease, now or _utc_now())
 
 
@@ -400,12 +407,12 @@ def latest_jobs(
     now: datetime | None = None,
 ) -> list[JobView]:
     """The organization's newest ``limit`` jobs of ``kind``, newest first."""
+    lease = session.get(JobLease, _lease_key(organization, kind))  # first: see get_job
     rows = session.exec(
         select(Job)
         .where(Job.organization_id == organization, Job.kind == kind)
         .order_by(col(Job.id).desc())
         .limit(limit)
     ).all()
-    lease = session.get(JobLease, _lease_key(organization, kind))
     moment = now or _utc_now()
     return [_view(job, lease, moment) for job in rows]
