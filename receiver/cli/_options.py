@@ -73,6 +73,19 @@ def database_url_option(func: F) -> F:
     )(func)
 
 
+def _organization_name(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    from receiver.organizations import validate_organization_name
+
+    return validate_organization_name(value)
+
+
+def organization_argument(func: F) -> F:
+    """The ORGANIZATION argument, checked as a name (1 to 63 of ``[a-z0-9-]``, first not
+    ``-``) before any store is read: a malformed one is a usage error (exit 2), not an
+    unknown organization (exit 4)."""
+    return click.argument("organization", callback=_organization_name)(func)
+
+
 def json_option(func: F) -> F:
     """``--json``: print machine-readable JSON instead of text."""
     return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(func)

@@ -20,7 +20,12 @@ from typing import Any
 import click
 
 from receiver.cli._credentials import credential_options, store_engine
-from receiver.cli._options import database_url_option, json_option, secret_key_from
+from receiver.cli._options import (
+    database_url_option,
+    json_option,
+    organization_argument,
+    secret_key_from,
+)
 
 __all__ = ["connect", "disconnect"]
 
@@ -64,7 +69,7 @@ def _secrets(credentials: Any) -> dict[str, str | None]:
 
 
 @click.command("connect")
-@click.argument("organization")
+@organization_argument
 @credential_options
 @json_option
 @database_url_option
@@ -133,7 +138,7 @@ def connect(ctx: click.Context, /, organization: str, as_json: bool, **options: 
 
 
 @click.command("disconnect")
-@click.argument("organization")
+@organization_argument
 @database_url_option
 @click.pass_context
 def disconnect(ctx: click.Context, /, organization: str) -> None:

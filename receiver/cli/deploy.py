@@ -38,6 +38,7 @@ from receiver.cli._credentials import credential_options, store_engine
 from receiver.cli._options import (
     database_url_option,
     json_option,
+    organization_argument,
     secret_key_from,
     settings_from,
     state_from,
@@ -151,7 +152,7 @@ def _print_outcome(outcome: DeployOutcome, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("organization")
+@organization_argument
 @_trigger_option
 @_integration_user_option
 @_api_version_option
@@ -196,7 +197,7 @@ def check(
 
 
 @click.command()
-@click.argument("organization")
+@organization_argument
 @_trigger_option
 @click.option("--check-only", is_flag=True, help="Validate only (checkOnly): nothing changes.")
 @_integration_user_option
@@ -323,7 +324,7 @@ def _dry_run(
 
 
 @click.command()
-@click.argument("organization")
+@organization_argument
 @credential_options
 @json_option
 @database_url_option

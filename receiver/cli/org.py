@@ -17,6 +17,7 @@ from sqlmodel import Session
 from receiver.cli._options import (
     database_url_option,
     json_option,
+    organization_argument,
     secret_key_from,
     settings_from,
     store_session,
@@ -60,7 +61,7 @@ def org() -> None:
 
 
 @org.command("add")
-@click.argument("organization")
+@organization_argument
 @click.option(
     "--salesforce-org-id",
     required=True,
@@ -159,7 +160,7 @@ def _set_enabled(ctx: click.Context, organization: str, enabled: bool) -> None:
 
 
 @org.command("enable")
-@click.argument("organization")
+@organization_argument
 @database_url_option
 @click.pass_context
 def enable(ctx: click.Context, organization: str) -> None:
@@ -172,7 +173,7 @@ def enable(ctx: click.Context, organization: str) -> None:
 
 
 @org.command("disable")
-@click.argument("organization")
+@organization_argument
 @database_url_option
 @click.pass_context
 def disable(ctx: click.Context, organization: str) -> None:
@@ -204,7 +205,7 @@ def list_(ctx: click.Context, as_json: bool) -> None:
 
 
 @org.command("show")
-@click.argument("organization")
+@organization_argument
 @json_option
 @database_url_option
 @click.pass_context
@@ -241,7 +242,7 @@ def show(ctx: click.Context, organization: str, as_json: bool) -> None:
 
 
 @org.command("url")
-@click.argument("organization")
+@organization_argument
 @database_url_option
 @click.pass_context
 def url(ctx: click.Context, organization: str) -> None:
@@ -254,7 +255,7 @@ def url(ctx: click.Context, organization: str) -> None:
 
 
 @org.command("update")
-@click.argument("organization")
+@organization_argument
 @click.option(
     "--base-url",
     default=None,
@@ -277,6 +278,7 @@ def update(
         raise UsageError("org update: give --base-url and/or --salesforce-org-id")
     key = secret_key_from(ctx)
     with store_session(ctx) as session:
+        base_url_before = get_organization(session, organization).base_url
         record = update_organization(
             session, name=organization, base_url=base_url, salesforce_org_id=salesforce_org_id
         )
@@ -289,16 +291,18 @@ def update(
     for note in notes:
         click.echo(f"note: {note}", err=True)
     click.echo(out["webhookUrl"])
-    if base_url is not None:
+    if base_url is not None and out["baseUrl"] != base_url_before:
         click.echo(
             f"the webhook URL changed: refresh the Outbound Message endpoint "
             f"(agent-provision deploy {organization})",
             err=True,
         )
+    elif base_url is not None:
+        click.echo("the base URL is unchanged: the webhook URL stays the same", err=True)
 
 
 @org.command("rotate-token")
-@click.argument("organization")
+@organization_argument
 @database_url_option
 @click.pass_context
 def rotate(ctx: click.Context, organization: str) -> None:

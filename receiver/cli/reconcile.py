@@ -24,7 +24,13 @@ from sqlalchemy.engine import Engine
 
 from deployer.users import UserReader
 from receiver.cli._credentials import credential_options
-from receiver.cli._options import database_url_option, json_option, settings_from, state_from
+from receiver.cli._options import (
+    database_url_option,
+    json_option,
+    organization_argument,
+    settings_from,
+    state_from,
+)
 from receiver.db import transaction
 from receiver.reconcile.plans import NOT_FOUND_REASON
 from receiver.reconcile.run import (
@@ -159,7 +165,7 @@ def reconcile_group() -> None:
 
 
 @reconcile_group.command("run")
-@click.argument("organization")
+@organization_argument
 @click.option("--dry-run", is_flag=True, help="Plan only: nothing is written but the plan.")
 @click.option(
     "--max-deletions",
@@ -190,7 +196,7 @@ def run_command(
 
 
 @reconcile_group.command("show")
-@click.argument("organization")
+@organization_argument
 @click.argument("plan_id")
 @json_option
 @database_url_option
@@ -213,7 +219,7 @@ def show_command(ctx: click.Context, organization: str, plan_id: str, as_json: b
 
 
 @reconcile_group.command("apply")
-@click.argument("organization")
+@organization_argument
 @click.argument("plan_id")
 @click.option("--approve-deletions", is_flag=True, help="Apply a plan held by the deletion guard.")
 @json_option
@@ -229,7 +235,7 @@ def apply_command(
 
 
 @reconcile_group.command("reject")
-@click.argument("organization")
+@organization_argument
 @click.argument("plan_id")
 @database_url_option
 @click.pass_context

@@ -9,7 +9,12 @@ import json
 import click
 
 from receiver.agents import list_agents
-from receiver.cli._options import database_url_option, json_option, store_session
+from receiver.cli._options import (
+    database_url_option,
+    json_option,
+    organization_argument,
+    store_session,
+)
 from sf_metadata.mapping import AgentRecord
 
 __all__ = ["users"]
@@ -20,7 +25,7 @@ def _phones(agent: AgentRecord) -> str:
 
 
 @click.command()
-@click.argument("organization")
+@organization_argument
 @json_option
 @database_url_option
 @click.pass_context

@@ -107,6 +107,10 @@ def test_org_add_json_and_15_character_id(run: Run) -> None:
         (["org", "rotate-token", "nope"], 4, "nope"),
         (["org", "update", "nope", "--base-url", "http://x"], 4, "nope"),
         (["users", "nope"], 4, "nope"),
+        (["org", "show", "Bad_Name"], 2, "organization name"),
+        (["org", "url", "x_y"], 2, "organization name"),
+        (["users", "Bad_Name", "--json"], 2, "organization name"),
+        (["reconcile", "show", "Bad_Name", "1"], 2, "organization name"),
     ],
 )
 def test_errors_are_one_line_on_stderr_with_exit_codes(
@@ -130,6 +134,15 @@ def test_org_update_needs_something_to_change(run: Run) -> None:
     _ok(run("org", "add", "demo", "--salesforce-org-id", ORG_ID))
     result = run("org", "update", "demo")
     assert result.exit_code == 2 and "--base-url" in result.stderr
+
+
+def test_org_update_with_the_same_base_url_says_nothing_changed(run: Run) -> None:
+    _ok(run("org", "add", "demo", "--salesforce-org-id", ORG_ID, "--base-url", "https://a.example"))
+    same = run("org", "update", "demo", "--base-url", "https://a.example")
+    assert same.exit_code == 0
+    assert "the webhook URL changed" not in same.stderr and "unchanged" in same.stderr
+    moved = run("org", "update", "demo", "--base-url", "https://b.example")
+    assert moved.exit_code == 0 and "the webhook URL changed" in moved.stderr
 
 
 def test_org_enable_disable_list_show_url(run: Run) -> None:
