@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,50 @@ def _cli(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
     return out.stdout.strip()
 
 
+@contextmanager
+def serve_process(
+    env: dict[str, str], port: int, *, cwd: Path, log_path: Path, timeout_s: float = 0
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``agent-provision serve --port PORT`` with ``env`` (its output in ``log_path``)
+    until ``/readyz`` answers 200 (bounded), yield it, then stop it with SIGINT (SIGKILL
+    after 20 s)."""
+    deadline = time.monotonic() + (timeout_s or _START_TIMEOUT_S)
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from receiver.cli import main; main()",
+                "serve",
+                "--port",
+                str(port),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=cwd,
+        )
+        try:
+            while True:
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert process.poll() is None, log_path.read_text()
+                assert time.monotonic() < deadline, "serve did not start"
+                time.sleep(0.1)
+            yield process
+        finally:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+
+
 @dataclass
 class Live:
     """The running server: ``url`` (http://127.0.0.1:PORT), ``webhook`` (token included)."""
@@ -98,41 +143,8 @@ def live(tmp_path: Path) -> Iterator[Live]:
     webhook = _cli(env, "org", "url", "acme")
     _cli(env, "operator", "add", "ops", "--password-stdin", stdin=PASSWORD + "\n")
     log_path = tmp_path / "serve.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "from receiver.cli import main; main()",
-                "serve",
-                "--port",
-                str(port),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            cwd=tmp_path,
-        )
-        try:
-            deadline = time.monotonic() + _START_TIMEOUT_S
-            while True:
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert process.poll() is None, log_path.read_text()
-                assert time.monotonic() < deadline, "serve did not start"
-                time.sleep(0.1)
-            yield Live(f"http://127.0.0.1:{port}", webhook, env)
-        finally:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+    with serve_process(env, port, cwd=tmp_path, log_path=log_path):
+        yield Live(f"http://127.0.0.1:{port}", webhook, env)
     text = log_path.read_text()
     assert webhook.split("token=")[1] not in text  # the token never reaches the log
 

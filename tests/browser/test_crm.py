@@ -7,21 +7,16 @@ success, a preflight failure, a component failure, and the history. Screens at 1
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from playwright.sync_api import expect
 
 from tests.browser._cassette_salesforce import CassetteSalesforce, self_signed
-from tests.browser.conftest import ORG_ID, PASSWORD, _cli, _free_port
+from tests.browser.conftest import ORG_ID, PASSWORD, _cli, _free_port, serve_process
 from tests.receiver._live import serve_in_thread
 from tests.receiver.fake_salesforce_auth import FakeAuthServer
 
@@ -67,44 +62,8 @@ def crm_live(tmp_path: Path) -> Iterator[CrmLive]:
         )
         _cli(env, "operator", "add", "ops", "--password-stdin", stdin=PASSWORD + "\n")
         log_path = tmp_path / "serve.log"
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-c",
-                    "from receiver.cli import main; main()",
-                    "serve",
-                    "--port",
-                    str(port),
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                cwd=tmp_path,
-            )
-            try:
-                deadline = time.monotonic() + 60
-                while True:
-                    try:
-                        if (
-                            httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code
-                            == 200
-                        ):
-                            break
-                    except httpx.TransportError:
-                        pass
-                    assert process.poll() is None, log_path.read_text()
-                    assert time.monotonic() < deadline, "serve did not start"
-                    time.sleep(0.1)
-                yield CrmLive(f"http://127.0.0.1:{port}", auth, salesforce, log_path)
-            finally:
-                process.send_signal(signal.SIGINT)
-                try:
-                    process.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(timeout=10)
+        with serve_process(env, port, cwd=tmp_path, log_path=log_path):
+            yield CrmLive(f"http://127.0.0.1:{port}", auth, salesforce, log_path)
 
 
 SCREENS = Path("/work/team/screens/h9")
