@@ -222,3 +222,81 @@ def test_a_parked_change_applies_once_decided_again() -> None:
     newer = StoredUser(ALICE, "a1", True, DT2, "other@acme.com")
     (stale,) = decide_parked([parked], st(newer, parked={ALICE: (parked,)}), first_index=0)
     assert stale.action is Action.STALE and stale.unpark == (7,) and stale.effect is None
+
+
+class _ScanOwners:
+    """The owners map as ``decide`` kept it before (a plain dict, every release a scan of
+    all owners): the reference the linear one must agree with."""
+
+    def __init__(self, owners: Any) -> None:
+        self._by_key = dict(owners)
+
+    def get(self, key: str) -> str | None:
+        return self._by_key.get(key)
+
+    def release(self, crm_id: str) -> None:
+        for key in [k for k, v in self._by_key.items() if v == crm_id]:
+            del self._by_key[key]
+
+    def claim(self, key: str, crm_id: str) -> None:
+        self._by_key[key] = crm_id
+
+
+def test_a_big_batch_decides_as_the_scanning_owners_map_did(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """3,000 changes of 1,200 users against 1,000 stored ones: renames, handovers, swaps,
+    chains, collisions, deprovisions, restores, repeats and stale changes all mixed; the
+    linear owners map gives exactly the decisions of the old scanning one."""
+    import random
+
+    from sf_metadata import decide
+
+    rng = random.Random(10)
+    users = [sf_id("005", 5000 + i) for i in range(1200)]
+    names = [f"user{i}@acme.com" for i in range(900)]
+    stamps = [datetime(2026, 11, 20, 10, m, tzinfo=UTC) for m in range(60)]
+    stored: list[StoredUser] = []
+    taken: set[str] = set()
+    for crm in users[:1000]:
+        free = [n for n in rng.sample(names, 5) if n not in taken]
+        if free and rng.random() < 0.8:
+            taken.add(free[0])
+            data = agent_json(Username=free[0], Email=free[0])
+            stored.append(
+                StoredUser(crm, f"a-{crm}", True, rng.choice(stamps), free[0], data=data)
+            )
+        else:
+            stored.append(StoredUser(crm, f"a-{crm}", False, rng.choice(stamps), None))
+    state = st(*stored)
+    changes = []
+    for index in range(3000):
+        name = rng.choice(names)
+        change = user_change(
+            rng.choice(users),
+            fields(
+                Username=name,
+                Email=name,
+                IsActive="true" if rng.random() < 0.8 else "false",
+                SystemModstamp=rng.choice(stamps).isoformat(),
+            ),
+        )
+        assert change.agent is not None
+        changes.append(
+            PendingChange(
+                index=index,
+                notification_id=None,
+                agent=change.agent,
+                stamp=change.stamp,
+                active=change.active,
+            )
+        )
+
+    linear = decide_changes(changes, state)
+    monkeypatch.setattr(decide, "_Owners", _ScanOwners)
+    scanning = decide_changes(changes, state)
+
+    assert linear == scanning
+    actions = {d.action for d in linear}
+    assert {Action.CREATED, Action.UPDATED, Action.DEPROVISIONED, Action.RESTORED} <= actions
+    assert {Action.FAILED, Action.STALE} <= actions
