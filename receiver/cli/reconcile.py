@@ -5,7 +5,9 @@ then the stored connection), shows a progress bar in users on standard error (tq
 counts, rate, time left; off when standard error is not a terminal), stores the plan and
 applies it unless ``--dry-run``, the feature is disabled or the deletion guard holds it.
 Exit codes: 0 applied or planned, 8 held (the plan is printed first), 9 Salesforce could
-not be read or reached, 4 unknown / applied / rejected plan.
+not be read or reached, 4 unknown / applied / rejected plan; 1 when a reconcile of the
+organization is already running (CONTRACT section 4 has no code of its own for it:
+"1 otherwise"), with a message saying so and that nothing was read or written.
 
 Tests may put a ``deployer.users.UserReader`` factory in
 ``CliState.extra["reconcile_reader"]`` (``(organization, credential flags) -> reader``) and
@@ -39,7 +41,7 @@ from receiver.reconcile.run import (
     reject_plan,
     show_plan,
 )
-from sf_metadata.errors import ReconcileHeld
+from sf_metadata.errors import JobBusy, ReconcileHeld
 from sf_metadata.reconcile import COUNT_KEYS, DEFAULT_GUARD, DeletionGuard
 
 __all__ = ["TqdmProgress", "make_reader", "reconcile_group"]
@@ -154,6 +156,15 @@ def run_with_flags(
                 guard=guard,
                 progress=progress,
             )
+        except JobBusy as busy:
+            job = f" (job {busy.job_id})" if busy.job_id is not None else ""
+            raise JobBusy(
+                f"a reconcile of {organization} is already running{job}, started by another "
+                "command, the dashboard or serve's schedule: this one read and wrote nothing; "
+                "wait for it to finish (its progress is on the Reconcile page), then run "
+                f"`agent-provision reconcile run {organization}` again if you still need to",
+                job_id=busy.job_id,
+            ) from None
         finally:
             progress.close()
 

@@ -212,3 +212,29 @@ def test_enable_without_connection_runs_no_reconcile(h: Harness) -> None:
     result = h.invoke(["org", "enable", ORG])
     assert result.exit_code == 0
     assert "first reconcile" not in result.stdout
+
+
+def test_a_run_while_another_runs_for_the_organization_exits_1_and_says_so(h: Harness) -> None:
+    """CONTRACT section 4 has no exit code for it ("1 otherwise"): the message says a
+    reconcile already runs, which job, and that this command read and wrote nothing."""
+    from receiver.db import make_engine
+    from receiver.jobs import JobKind, start_job
+
+    enable(h)
+    engine = make_engine(h.db_url)
+    try:
+        running = start_job(engine, ORG, JobKind.RECONCILE)  # the dashboard's, say
+    finally:
+        engine.dispose()
+    result = h.run(
+        "no_such_cassette",
+        ["reconcile", "run", ORG, "--json", *CLIENT_CREDENTIAL_ARGS],
+        all_played=False,
+    )
+    assert result.exit_code == 1, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1
+    assert f"a reconcile of {ORG} is already running (job {running.job_id})" in errors[0]
+    assert "read and wrote nothing" in errors[0]
+    assert result.stdout == ""
+    assert users(h) == []
