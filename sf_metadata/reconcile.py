@@ -131,7 +131,8 @@ class PlanRow:
     undecidable record); ``username`` the agent username it maps to (else the stored
     one). ``stamp``/``active``/``agent`` are the user as read (``agent`` for a decidable
     user), kept so applying can decide the row again; ``writes``: applying it writes
-    something (its decision has an effect or ends sessions); ``decision``: the
+    something (its decision has an effect, ends sessions, parks the change or forgets
+    parked changes it supersedes); ``decision``: the
     receiver's decision (``None`` for an undecidable record; not stored)."""
 
     crm_id: str
@@ -289,7 +290,12 @@ def plan_users(users: Sequence[QueriedUser], state: ReconcileState) -> Reconcile
         username = u.agent.username if u.agent is not None else None
         if action in (ReconcileAction.DEPROVISION, ReconcileAction.UNCHANGED) and not u.active:
             username = held.username if held is not None else None
-        writes = d.effect is not None or d.end_sessions is not None or d.park is not None
+        writes = (
+            d.effect is not None
+            or d.end_sessions is not None
+            or d.park is not None
+            or bool(d.unpark)
+        )
         rows[c.index] = PlanRow(
             c.crm_id, action, d.reason, username, writes, u.stamp, u.active, u.agent, d
         )

@@ -1,9 +1,12 @@
 """Load the stored state a reconcile plan is decided against (one query per table).
 
-A full run loads every agent and tombstone of the organization (no ``IN`` list: 50,000
-ids would pass SQLite's bound-parameter limit); an incremental run loads those of the
-users read and the holders of the usernames they claim, in chunks of
-:data:`CHUNK` ids.
+A full run loads every agent, tombstone and parked change of the organization (no ``IN``
+list: 50,000 ids would pass SQLite's bound-parameter limit); an incremental run loads
+those of the users read and the holders of the usernames they claim, in chunks of
+:data:`CHUNK` ids. Parked changes (``receiver.provisioning_tables.ParkedChangeRow``:
+username collisions waiting for a release) are in the state exactly as the webhook's
+``load_stored_state`` gives them (by crm id, oldest row first), so the same decision
+forgets the ones a newer change supersedes.
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from receiver.models import Agent, Tombstone
+from receiver.provisioning_tables import ParkedChangeRow
 from sf_metadata.decision import StoredState, StoredUser
-from sf_metadata.mapping import username_key
+from sf_metadata.effects import ParkedChange
+from sf_metadata.mapping import AgentRecord, username_key
 from sf_metadata.reconcile import QueriedUser, ReconcileState
 
-__all__ = ["CHUNK", "agent_count", "load_reconcile_state"]
+__all__ = ["CHUNK", "agent_count", "load_parked", "load_reconcile_state"]
 
 #: Ids per ``IN (...)`` list (well under SQLite's and PostgreSQL's parameter limits).
 CHUNK = 500
@@ -47,6 +52,36 @@ _AGENT_COLUMNS = (
 )
 
 
+def _parked(row: ParkedChangeRow) -> ParkedChange:
+    assert row.id is not None  # rows read from the store have their id
+    return ParkedChange(
+        id=row.id,
+        crm_id=row.crm_id,
+        username_key=row.username_key,
+        record=AgentRecord.from_json(row.data),
+        system_modstamp=row.system_modstamp,
+        notification_id=row.notification_id,
+    )
+
+
+def load_parked(
+    session: Session, organization_id: str, crm_ids: Sequence[str] | None
+) -> dict[str, tuple[ParkedChange, ...]]:
+    """The parked changes of these users (``None``: of every user of the organization),
+    by crm id, oldest row first; one query (per :data:`CHUNK` ids)."""
+    statement = select(ParkedChangeRow).where(ParkedChangeRow.organization_id == organization_id)
+    rows: list[ParkedChangeRow] = []
+    if crm_ids is None:
+        rows = list(session.exec(statement))
+    else:
+        for batch in _chunks(crm_ids):
+            rows += session.exec(statement.where(col(ParkedChangeRow.crm_id).in_(batch)))
+    found: dict[str, list[ParkedChange]] = {}
+    for row in sorted(rows, key=lambda r: r.id or 0):
+        found.setdefault(row.crm_id, []).append(_parked(row))
+    return {crm: tuple(changes) for crm, changes in found.items()}
+
+
 def agent_count(session: Session, organization_id: str) -> int:
     """Provisioned agents of the organization."""
     return int(
@@ -63,6 +98,7 @@ def load_reconcile_state(
     docstring); ``full`` also makes every agent not read count as ``notFound``."""
     agents: list[Any] = []
     tombs: list[Any] = []
+    crm_ids: list[str] = []
     tomb_columns = (col(Tombstone.crm_id), col(Tombstone.agent_id), col(Tombstone.system_modstamp))
     if full:
         agents = list(
@@ -115,5 +151,8 @@ def load_reconcile_state(
         if crm not in stored:
             stored[crm] = StoredUser(crm, agent_id, False, stamp, None, has_tombstone=True)
     count = len(agents) if full else agent_count(session, organization_id)
-    state = StoredState(stored, holders, frozenset(), organization_id=organization_id)
+    parked = load_parked(session, organization_id, None if full else crm_ids)
+    state = StoredState(
+        stored, holders, frozenset(), organization_id=organization_id, parked=parked
+    )
     return ReconcileState(state, full, count)

@@ -188,3 +188,52 @@ def test_scheduled_incremental_run_reads_changes_since_the_watermark(
     agents = receiver.agents()
     assert agents[sf_id("005", 2)].data["name"] == "Renamed"
     assert sf_id("005", 1) in agents  # not read by an incremental run: left alone
+
+
+def _parked_rows(receiver: Receiver) -> list[Any]:
+    from receiver.provisioning_tables import ParkedChangeRow
+
+    with transaction(receiver.engine, read_only=True) as session:
+        return list(session.exec(select(ParkedChangeRow).order_by(ParkedChangeRow.id)))  # type: ignore[arg-type]
+
+
+def test_parked_changes_are_in_reconciles_state_as_in_the_webhooks(receiver: Receiver) -> None:
+    """A change parked on a username collision (CONTRACT section 2) is seen by reconcile's
+    decision exactly as by the webhook's (same state, same pure code): a newer read of
+    that user that applies forgets it, so the holder's later release wakes nothing."""
+    from receiver.provisioning import StateKeys, load_stored_state
+    from receiver.reconcile.state import load_reconcile_state
+    from sf_metadata.reconcile import plan_users, read_user
+
+    shared = {"Username": "shared@acme.com", "Email": "shared@acme.com"}
+    om(receiver, 1, OLDER, **shared)
+    om(receiver, 2, OLDER, **shared)  # collides with user 1: failed and parked
+    [parked] = _parked_rows(receiver)
+    assert parked.crm_id == sf_id("005", 2)
+    # In Salesforce user 2 was renamed since; user 1 still holds the shared username.
+    records = [
+        make_user_record(1, SystemModstamp=OLDER, LastModifiedDate=OLDER, **shared),
+        make_user_record(2, SystemModstamp=READ_STAMP, LastModifiedDate=READ_STAMP),
+    ]
+    read = [read_user(r) for r in records]
+    with transaction(receiver.engine, read_only=True) as session:
+        ours = load_reconcile_state(session, receiver.name, read, full=True)
+        hooks = load_stored_state(
+            session,
+            organization_id=receiver.name,
+            keys=StateKeys(crm_ids={sf_id("005", 1), sf_id("005", 2)}),
+        )
+    assert ours.stored.parked == hooks.parked
+    assert [p.id for p in ours.stored.parked[sf_id("005", 2)]] == [parked.id]
+    plan = plan_users(read, ours)
+    row = plan.rows[1]
+    assert row.action.value == "create" and row.writes
+    assert row.decision is not None and row.decision.unpark == (parked.id,)
+
+    fake = FakeSalesforce(receiver.salesforce_org_id, records)
+    result = reconcile(receiver.engine, receiver.name, fake.reader())
+    assert result.status == "applied" and result.counts["create"] == 1
+    assert _parked_rows(receiver) == []  # forgotten in the same transaction
+    om(receiver, 1, NEWER, IsActive="false", **shared)  # releases the username
+    assert receiver.actions() == ["deprovisioned"]  # nothing woke
+    assert receiver.usernames()[sf_id("005", 2)] == "agent2@acme.com"
