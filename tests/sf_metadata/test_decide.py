@@ -263,9 +263,7 @@ def test_a_big_batch_decides_as_the_scanning_owners_map_did(
         if free and rng.random() < 0.8:
             taken.add(free[0])
             data = agent_json(Username=free[0], Email=free[0])
-            stored.append(
-                StoredUser(crm, f"a-{crm}", True, rng.choice(stamps), free[0], data=data)
-            )
+            stored.append(StoredUser(crm, f"a-{crm}", True, rng.choice(stamps), free[0], data=data))
         else:
             stored.append(StoredUser(crm, f"a-{crm}", False, rng.choice(stamps), None))
     state = st(*stored)
