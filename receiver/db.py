@@ -12,6 +12,9 @@
   would fall past year 9999, which Python cannot read). A SQLite file store is guarded by
   ``receiver._sqlite_guard``: a deleted or replaced file, or a read-only one, never keeps
   serving from a stale connection (503 instead of an Ack into an unlinked file).
+- :func:`open_existing` opens a store that is already there, at the newest schema, for
+  commands that only read: it creates no file or directory and migrates nothing
+  (``receiver.store_probe``).
 - :func:`migrate` runs ``alembic upgrade head`` from the migrations shipped in the package
   (``receiver/migrations``, no ``alembic.ini`` needed), in one transaction holding a lock
   (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: ``pg_advisory_xact_lock``), so several
@@ -49,6 +52,7 @@ from receiver._sqlite_guard import (
 )
 from receiver._sqlite_queue import WriteQueue
 from receiver.settings import psycopg_url
+from receiver.store_probe import check_revision, missing_store, sqlite_revision
 from sf_metadata.errors import StoreUnavailable
 
 if TYPE_CHECKING:
@@ -64,6 +68,7 @@ __all__ = [
     "make_engine",
     "migrate",
     "normalise_url",
+    "open_existing",
     "sqlite_database_path",
     "transaction",
 ]
@@ -146,6 +151,54 @@ def make_engine(url: str | URL, **kwargs: Any) -> Engine:
     if engine.dialect.name == "postgresql":
         _install_postgresql_events(engine)
     return engine
+
+
+def open_existing(url: str | URL, **kwargs: Any) -> Engine:
+    """An engine on the store at ``url`` that is already there and at the newest schema
+    (for commands that only read): no file, directory or table is created, nothing is
+    migrated. ``kwargs`` as for :func:`make_engine`.
+
+    Raises :class:`~sf_metadata.errors.StoreNotFound` (no SQLite file, or no schema),
+    :class:`~sf_metadata.errors.StoreOutdated` (an older schema),
+    :class:`~sf_metadata.errors.UsageError` (an unusable URL) and
+    :class:`~sf_metadata.errors.StoreUnavailable` (it cannot be reached or read).
+    """
+    u = normalise_url(url)
+    path = sqlite_database_path(u)
+    if path is not None:
+        try:
+            check_revision(sqlite_revision(path), str(path))
+        except sqlite3.Error as error:
+            raise StoreUnavailable(
+                f"the store {path} cannot be read ({type(error).__name__}: {error})"
+            ) from None
+        return make_engine(u, **kwargs)
+    engine = make_engine(u, **kwargs)
+    try:
+        check_revision(_stored_revision(engine), _shown_url(u))
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine
+
+
+def _stored_revision(engine: Engine) -> str | None:
+    """The ``alembic_version`` of the store (``None``: no such table or row), read without
+    alembic. Raises :class:`~sf_metadata.errors.StoreUnavailable` when it cannot be reached."""
+    from sqlalchemy import inspect
+
+    if engine.url.get_backend_name() == "sqlite" and sqlite_database_path(engine.url) is None:
+        raise missing_store(_shown_url(engine.url))  # in memory: a new, empty store
+    try:
+        with engine.connect() as connection:
+            if not inspect(connection).has_table("alembic_version"):
+                return None
+            value = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except exc.SQLAlchemyError as error:
+        if is_transient(error):
+            raise _unavailable(error) from None
+        raise
+    return None if value is None else str(value)
 
 
 def _install_postgresql_events(engine: Engine) -> None:

@@ -32,12 +32,15 @@ import os
 import secrets
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.fernet import Fernet, InvalidToken
-from sqlalchemy.engine import URL
 
-from receiver.db import sqlite_database_path
+from receiver.store_probe import plain_sqlite_path
 from sf_metadata.errors import CredentialsError, Setting
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 __all__ = [
     "KEY_FILE_NAME",
@@ -95,7 +98,11 @@ def decrypt_token(ciphertext: str, key: bytes) -> str:
 
 def key_path_for(database_url: str | URL, *, cwd: Path | None = None) -> Path:
     """Where the key file is kept for ``database_url`` (see the module docstring)."""
-    path = sqlite_database_path(database_url)
+    path = plain_sqlite_path(database_url) if isinstance(database_url, str) else None
+    if path is None:
+        from receiver.db import sqlite_database_path
+
+        path = sqlite_database_path(database_url)
     if path is not None:
         return path.with_name(path.name + ".key")
     return (cwd or Path.cwd()).resolve() / KEY_FILE_NAME
@@ -111,17 +118,24 @@ def _key_from_secret(secret: str) -> bytes:
     return base64.urlsafe_b64encode(hashlib.sha256(raw).digest())
 
 
-def load_key(database_url: str | URL, secret_key: str | None = None) -> bytes:
+def load_key(
+    database_url: str | URL, secret_key: str | None = None, *, create: bool = True
+) -> bytes:
     """The Fernet key for this store: from ``secret_key`` if given (``Settings.secret_key``
-    unwrapped), else read from, or created at, :func:`key_path_for` (mode 0600, created
-    atomically so concurrent first uses agree on one key).
+    unwrapped), else read from, or (``create``) created at, :func:`key_path_for` (mode 0600,
+    created atomically so concurrent first uses agree on one key).
 
     Raises :class:`~sf_metadata.errors.CredentialsError` when the key file cannot be read
-    or written, or holds no valid key.
+    or written, holds no valid key, or is missing and ``create`` is false.
     """
     if secret_key:
         return _key_from_secret(secret_key)
     path = key_path_for(database_url)
+    if not create and not path.exists():
+        raise CredentialsError(
+            f"there is no key file at {path}: the stored webhook tokens cannot be decrypted",
+            setting=Setting.SECRET_KEY,
+        )
     try:
         if not path.exists():
             _create_key_file(path)

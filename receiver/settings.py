@@ -28,6 +28,8 @@ from __future__ import annotations
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from receiver.store_probe import DEFAULT_DATABASE_URL
+
 __all__ = ["DEFAULT_DATABASE_URL", "LOG_LEVELS", "Settings", "psycopg_url"]
 
 
@@ -40,7 +42,6 @@ def psycopg_url(url: str) -> str:
     return url
 
 
-DEFAULT_DATABASE_URL = "sqlite:///agent_provision.db"
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 

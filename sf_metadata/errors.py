@@ -21,8 +21,10 @@ that maps it: exit codes in ``receiver/cli/_errors.py``, HTTP statuses and SOAP 
     │   ├── CredentialsError               no complete credential set, unreadable key file
     │   ├── PlanNotFound                   no such reconcile plan, or one already applied
     │                                      or rejected
-    │   └── ReplayNotFound                 no failed notification kept for that provisioning
+    │   ├── ReplayNotFound                 no failed notification kept for that provisioning
     │                                      log event in the organization
+    │   └── StoreNotFound                  a command that only reads found no store at the
+    │                                      database URL (nothing was created)
     ├── EnvelopeError                      an Outbound Message that cannot be taken
     │   ├── MalformedXml                   not well-formed, truncated, not UTF-8
     │   ├── ForbiddenXml                   DTD, entity declaration, external reference
@@ -34,6 +36,8 @@ that maps it: exit codes in ``receiver/cli/_errors.py``, HTTP statuses and SOAP 
     ├── StoreUnavailable                   the store cannot be reached or the transaction
     │                                      failed for a transient reason: never acknowledged,
     │                                      Salesforce retries
+    ├── StoreOutdated                      the store's schema is older than this release and
+    │                                      a command that only reads does not migrate it
     ├── ReconcileHeld                      the deletion guard held a reconcile plan: nothing
     │                                      written; ``.plan_id`` names it
     └── SalesforceError                    a Salesforce org answered, or could not be reached
@@ -87,6 +91,8 @@ __all__ = [
     "SalesforceError",
     "SalesforceUnreadable",
     "Setting",
+    "StoreNotFound",
+    "StoreOutdated",
     "StoreUnavailable",
     "TooManyNotifications",
     "UsageError",
@@ -227,6 +233,17 @@ class StoreUnavailable(AgentProvisionError):
     """The store cannot be reached, or a transaction failed for a transient reason
     (connection lost, lock timeout, serialization failure). Nothing was applied; the
     receiver does not acknowledge, so Salesforce retries."""
+
+
+class StoreNotFound(UsageError):
+    """A command that only reads found no store where the database URL points: no SQLite
+    file there, or a database without the agent-provision schema. Nothing was created;
+    ``setting`` is :attr:`Setting.DATABASE_URL`."""
+
+
+class StoreOutdated(AgentProvisionError):
+    """The store's schema revision is older than this release's; a command that only reads
+    does not migrate it (the next command that writes, or ``serve``, does)."""
 
 
 class SalesforceError(AgentProvisionError):

@@ -7,7 +7,8 @@ OrganizationNotFound        4
 OperatorNotFound            4
 PlanNotFound                4
 ReplayNotFound              4
-UsageError (other)          2     (click's own usage errors also exit 2)
+UsageError (other)          2     (click's own usage errors also exit 2; StoreNotFound:
+                                  a command that only reads found no store)
 AuthenticationError         3
 PreflightError              5
 DeployFailed                6
@@ -46,6 +47,7 @@ from sf_metadata.errors import (
     ReplayNotFound,
     SalesforceUnreadable,
     Setting,
+    StoreOutdated,
     StoreUnavailable,
     UsageError,
     setting_of,
@@ -97,6 +99,11 @@ CLASS_HINTS: tuple[tuple[type[AgentProvisionError], str], ...] = (
     (OrganizationNotFound, FLAG_HINTS[Setting.ORGANIZATION]),
     (OrganizationExists, "see it with `agent-provision org show NAME`, or choose another name"),
     (OperatorNotFound, "see `agent-provision operator list`"),
+    (
+        StoreOutdated,
+        "migrate it by running `agent-provision serve` (or any command that writes) once, "
+        "or point --database-url at the store of this release",
+    ),
     (
         OperatorExists,
         "change its password with `agent-provision operator set-password USERNAME`, or "

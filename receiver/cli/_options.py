@@ -12,14 +12,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from pydantic import ValidationError
 from sqlmodel import Session
 
 from receiver.settings import Settings
-from sf_metadata.errors import UsageError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+from sf_metadata.errors import OrganizationNotFound, StoreNotFound, UsageError
 
 __all__ = [
     "CliState",
@@ -27,6 +30,9 @@ __all__ = [
     "json_option",
     "secret_key_from",
     "settings_from",
+    "not_registered",
+    "open_store_for_reading",
+    "read_session",
     "state_from",
     "store_session",
 ]
@@ -133,12 +139,53 @@ def store_session(ctx: click.Context) -> Iterator[Session]:
         engine.dispose()
 
 
-def secret_key_from(ctx: click.Context) -> bytes:
+@contextmanager
+def read_session(ctx: click.Context, organization: str | None = None) -> Iterator[Session]:
+    """For commands that only read: a session in one read-only transaction on the store of
+    this invocation, which must already exist at the newest schema. Nothing is created
+    (no file, directory or table) and nothing is migrated (``receiver.db.open_existing``).
+
+    Raises :class:`~sf_metadata.errors.StoreNotFound` when there is no store, or, for a
+    command about ``organization``, :class:`~sf_metadata.errors.OrganizationNotFound`
+    saying so (exit 4); :class:`~sf_metadata.errors.StoreOutdated`,
+    :class:`~sf_metadata.errors.StoreUnavailable`, :class:`~sf_metadata.errors.UsageError`.
+    """
+    from receiver.db import transaction
+
+    engine = open_store_for_reading(ctx, organization)
+    try:
+        with transaction(engine, read_only=True) as session:
+            yield session
+    finally:
+        engine.dispose()
+
+
+def open_store_for_reading(ctx: click.Context, organization: str | None = None) -> Engine:
+    """The engine of :func:`read_session` (the caller disposes of it)."""
+    from receiver.db import open_existing
+
+    try:
+        return open_existing(settings_from(ctx).database_url)
+    except StoreNotFound as error:
+        if organization:
+            raise not_registered(error, organization) from error
+        raise
+
+
+def not_registered(error: StoreNotFound, organization: str) -> OrganizationNotFound:
+    """``organization`` is not registered because there is no store (``error``)."""
+    return OrganizationNotFound(
+        f"organization {organization!r} is not registered: {error.message}",
+        setting=error.setting,
+    )
+
+
+def secret_key_from(ctx: click.Context, *, create: bool = True) -> bytes:
     """The Fernet key of the store (``AGENT_PROVISION_SECRET_KEY`` or the key file beside
-    the store, see ``receiver.secrets``). Raises
-    :class:`~sf_metadata.errors.CredentialsError`."""
+    the store, see ``receiver.secrets``), the key file created unless ``create`` is false
+    (commands that only read). Raises :class:`~sf_metadata.errors.CredentialsError`."""
     from receiver.secrets import load_key
 
     settings = settings_from(ctx)
     secret = settings.secret_key.get_secret_value() if settings.secret_key else None
-    return load_key(settings.database_url, secret)
+    return load_key(settings.database_url, secret, create=create)

@@ -14,7 +14,12 @@ import sys
 
 import click
 
-from receiver.cli._options import database_url_option, json_option, store_session
+from receiver.cli._options import (
+    database_url_option,
+    json_option,
+    read_session,
+    store_session,
+)
 from receiver.dashboard.operators import (
     add_operator,
     list_operators,
@@ -78,7 +83,7 @@ def add(
 @click.pass_context
 def list_(ctx: click.Context, as_json: bool) -> None:
     """List operators (no secrets)."""
-    with store_session(ctx) as session:
+    with read_session(ctx) as session:
         rows = list_operators(session)
     if as_json:
         click.echo(json.dumps([r.to_json() for r in rows], indent=2, ensure_ascii=False))

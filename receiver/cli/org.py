@@ -18,6 +18,7 @@ from receiver.cli._options import (
     database_url_option,
     json_option,
     organization_argument,
+    read_session,
     secret_key_from,
     settings_from,
     store_session,
@@ -187,7 +188,7 @@ def disable(ctx: click.Context, organization: str) -> None:
 @click.pass_context
 def list_(ctx: click.Context, as_json: bool) -> None:
     """List the organizations (without tokens)."""
-    with store_session(ctx) as session:
+    with read_session(ctx) as session:
         rows = [_summary(o) for o in list_organizations(session)]
     if as_json:
         _echo_json(rows)
@@ -213,9 +214,9 @@ def show(ctx: click.Context, organization: str, as_json: bool) -> None:
     """Show ORGANIZATION, its webhook URL included."""
     from receiver.salesforce_connection import connection_info, connection_json
 
-    key = secret_key_from(ctx)
-    with store_session(ctx) as session:
-        out = organization_json(get_organization(session, organization), key, details=True)
+    with read_session(ctx, organization) as session:
+        record = get_organization(session, organization)
+        out = organization_json(record, secret_key_from(ctx, create=False), details=True)
         connection = connection_info(session, organization)
     out["salesforceConnection"] = connection_json(connection)
     if as_json:
@@ -247,10 +248,9 @@ def show(ctx: click.Context, organization: str, as_json: bool) -> None:
 @click.pass_context
 def url(ctx: click.Context, organization: str) -> None:
     """Print only the webhook URL of ORGANIZATION (token included)."""
-    key = secret_key_from(ctx)
-    with store_session(ctx) as session:
+    with read_session(ctx, organization) as session:
         record = get_organization(session, organization)
-        out = webhook_url(record, reveal_token(record, key))
+        out = webhook_url(record, reveal_token(record, secret_key_from(ctx, create=False)))
     click.echo(out)
 
 

@@ -29,6 +29,7 @@ from receiver.cli._credentials import credential_options
 from receiver.cli._options import (
     database_url_option,
     json_option,
+    open_store_for_reading,
     organization_argument,
     settings_from,
     state_from,
@@ -214,8 +215,11 @@ def run_command(
 @click.pass_context
 def show_command(ctx: click.Context, organization: str, plan_id: str, as_json: bool) -> None:
     """Print a stored plan: status, counts and every row."""
-    with _engine(ctx) as engine:
+    engine = open_store_for_reading(ctx, organization)
+    try:
         data = show_plan(engine, organization, plan_id)
+    finally:
+        engine.dispose()
     if as_json:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return

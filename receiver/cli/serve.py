@@ -13,6 +13,11 @@ file ``<store>.key``, its writer lock ``<store>-writer.lock``, or its ``-wal`` j
 or its volume is not mounted. Any new, empty store (SQLite or PostgreSQL) is announced on
 standard error.
 
+A port another process listens on is reported before anything else, as "port N is busy"
+(exit 2, a usage error: choose another ``--port``), not as uvicorn's startup failure (its
+exit status 3 is the CLI's "Salesforce authentication"); a server that still fails to
+start exits 1.
+
 Connections are bounded per worker (``receiver.http_limits``): ``--header-timeout``
 (``AGENT_PROVISION_HEADER_TIMEOUT``) and ``--max-connections``
 (``AGENT_PROVISION_MAX_CONNECTIONS``) are exported for the workers, and the soft
@@ -33,7 +38,7 @@ from receiver._logging import uvicorn_log_config
 from receiver.cli._options import database_url_option, settings_from
 from receiver.db import current_revision, make_engine, migrate, sqlite_database_path
 from receiver.settings import Settings
-from sf_metadata.errors import UsageError
+from sf_metadata.errors import AgentProvisionError, UsageError
 
 __all__ = ["serve"]
 
@@ -83,6 +88,7 @@ def serve(
     from receiver.http_limits import raise_file_limit
 
     settings = settings_from(ctx)
+    check_port_free(host, port)
     _check_expected_store(settings, new_store=new_store)
     engine = make_engine(settings.database_url)
     try:
@@ -139,9 +145,43 @@ def _metrics_dir() -> tuple[Path, bool]:
     return path, True
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Raise :class:`UsageError` when ``host:port`` cannot be listened on (busy, or not
+    allowed), binding the way uvicorn does (``SO_REUSEADDR``) and letting go at once."""
+    import errno
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise UsageError(
+                    f"port {port} is busy (another process listens on {host}:{port}): stop "
+                    "it, or choose another port with --port N"
+                ) from error
+            raise UsageError(
+                f"cannot listen on {host}:{port}: {error.strerror or error}"
+            ) from error
+
+
 def _run(uvicorn: Any, host: str, port: int, workers: int, settings: Any) -> None:
     from receiver.http_limits import BACKLOG
 
+    try:
+        _uvicorn_run(uvicorn, host, port, workers, settings, BACKLOG)
+    except SystemExit as stop:
+        if stop.code not in (None, 0):
+            # uvicorn's STARTUP_FAILURE (3) is not the CLI's exit 3 (authentication)
+            raise AgentProvisionError("the server could not start (see the log above)") from stop
+        raise
+
+
+def _uvicorn_run(
+    uvicorn: Any, host: str, port: int, workers: int, settings: Any, backlog: int
+) -> None:
     uvicorn.run(
         "receiver.app:app_from_environment",
         factory=True,
@@ -153,7 +193,7 @@ def _run(uvicorn: Any, host: str, port: int, workers: int, settings: Any) -> Non
         proxy_headers=False,
         server_header=False,
         http="receiver.http_limits:LimitedAutoProtocol",
-        backlog=BACKLOG,
+        backlog=backlog,
     )
 
 

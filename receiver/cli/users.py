@@ -13,7 +13,7 @@ from receiver.cli._options import (
     database_url_option,
     json_option,
     organization_argument,
-    store_session,
+    read_session,
 )
 from sf_metadata.mapping import AgentRecord
 
@@ -31,7 +31,7 @@ def _phones(agent: AgentRecord) -> str:
 @click.pass_context
 def users(ctx: click.Context, organization: str, as_json: bool) -> None:
     """List the provisioned agents of ORGANIZATION."""
-    with store_session(ctx) as session:
+    with read_session(ctx, organization) as session:
         agents = list_agents(session, organization_id=organization)
     if as_json:
         click.echo(json.dumps([a.to_json() for a in agents], indent=2, ensure_ascii=False))

@@ -12,19 +12,17 @@ Without Chromium the tests are skipped, except with ``CI=true``: then they fail.
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+
+from tests.serve_process import free_port, serve_process
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -36,14 +34,6 @@ CHROMIUM_ARGS = [
 ]
 PASSWORD = "browser test password"
 ORG_ID = "00D000000000001EAA"
-_START_TIMEOUT_S = 60
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _cli(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
@@ -58,50 +48,6 @@ def _cli(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
     )
     assert out.returncode == 0, out.stderr
     return out.stdout.strip()
-
-
-@contextmanager
-def serve_process(
-    env: dict[str, str], port: int, *, cwd: Path, log_path: Path, timeout_s: float = 0
-) -> Iterator[subprocess.Popen[bytes]]:
-    """Run ``agent-provision serve --port PORT`` with ``env`` (its output in ``log_path``)
-    until ``/readyz`` answers 200 (bounded), yield it, then stop it with SIGINT (SIGKILL
-    after 20 s)."""
-    deadline = time.monotonic() + (timeout_s or _START_TIMEOUT_S)
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "from receiver.cli import main; main()",
-                "serve",
-                "--port",
-                str(port),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            cwd=cwd,
-        )
-        try:
-            while True:
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert process.poll() is None, log_path.read_text()
-                assert time.monotonic() < deadline, "serve did not start"
-                time.sleep(0.1)
-            yield process
-        finally:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
 
 
 @dataclass
@@ -126,7 +72,7 @@ class Live:
 
 @pytest.fixture
 def live(tmp_path: Path) -> Iterator[Live]:
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_PROVISION_")}
     env["AGENT_PROVISION_DATABASE_URL"] = f"sqlite:///{tmp_path / 'store.db'}"
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)

@@ -16,9 +16,10 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser._cassette_salesforce import CassetteSalesforce, self_signed
-from tests.browser.conftest import ORG_ID, PASSWORD, _cli, _free_port, serve_process
+from tests.browser.conftest import ORG_ID, PASSWORD, _cli
 from tests.receiver._live import serve_in_thread
 from tests.receiver.fake_salesforce_auth import FakeAuthServer
+from tests.serve_process import free_port, serve_process
 
 
 @dataclass
@@ -40,7 +41,7 @@ def crm_live(tmp_path: Path) -> Iterator[CrmLive]:
     ):
         auth.base_url = auth_url
         auth.instance_url = sf_url
-        port = _free_port()
+        port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENT_PROVISION_", "SF_"))}
         env.update(
             {
