@@ -14,7 +14,7 @@ from receiver._contained_write import write_contained
 from receiver._provisioning_state import StateKeys, load_state, parked_change
 from receiver._provisioning_write import write_effects
 from receiver.db import insert_rows
-from receiver.message_locks import lock_key_values, lock_keys
+from receiver.message_locks import ensure_locked, lock_key_values
 from receiver.models import ProvisioningEvent
 from receiver.provisioning_tables import FailedNotification, ParkedChangeRow
 from sf_metadata.decision import Action, Decision, StoredState, decide_parked
@@ -190,11 +190,12 @@ def _lock_and_load_woken(session: Session, org_id: str, keys: StateKeys) -> Stor
     """The state of woken parked changes' users. On PostgreSQL, where messages of one
     organization run side by side (``receiver.message_locks``), first the advisory locks
     of those users, the usernames they claim and the usernames they hold, as a message of
-    theirs would take them (a lock wait that closes a cycle is a deadlock PostgreSQL
-    breaks: that transaction answers 503 and Salesforce retries it)."""
+    theirs would take them, with ``ensure_locked``: inside a message's transaction it never
+    waits while holding other locks (a busy key starts the message again with all its
+    keys taken at once, so no deadlock)."""
     if session.get_bind().dialect.name != "postgresql":
         return load_state(session, org_id, keys)
-    lock_keys(
+    ensure_locked(
         session,
         lock_key_values(org_id, crm_ids=keys.crm_ids, username_keys=keys.username_keys),
     )
@@ -206,5 +207,5 @@ def _lock_and_load_woken(session: Session, org_id: str, keys: StateKeys) -> Stor
     }
     if not held:
         return state
-    lock_keys(session, lock_key_values(org_id, username_keys=held))
+    ensure_locked(session, lock_key_values(org_id, username_keys=held))
     return load_state(session, org_id, keys)

@@ -53,7 +53,7 @@ from receiver._sqlite_guard import (
 from receiver._sqlite_queue import WriteQueue
 from receiver.settings import psycopg_url
 from receiver.store_probe import check_revision, missing_store, sqlite_revision
-from sf_metadata.errors import StoreUnavailable
+from sf_metadata.errors import StoreUnavailable, TransactionConflict
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -362,7 +362,14 @@ def _unavailable(error: BaseException) -> StoreUnavailable:
     orig = getattr(error, "orig", None)
     detail = str(orig if orig is not None else error).strip().splitlines()
     first = detail[0][:200] if detail else type(error).__name__
-    return StoreUnavailable(f"the store is unavailable ({type(error).__name__}: {first}); retry")
+    text_ = f"the store is unavailable ({type(error).__name__}: {first}); retry"
+    if getattr(orig, "sqlstate", None) in _CONFLICT_SQLSTATES:
+        return TransactionConflict(text_)
+    return StoreUnavailable(text_)
+
+
+#: deadlock_detected and serialization_failure: the transaction may simply run again.
+_CONFLICT_SQLSTATES = frozenset({"40P01", "40001"})
 
 
 #: PostgreSQL SQLSTATEs that an admin or a failover fixes while Salesforce retries:

@@ -44,7 +44,7 @@ from sqlmodel import Session, col
 from receiver._parking import released_keys, store_failed, wake_parked, write_contained_and_parking
 from receiver._provisioning_state import StateKeys, load_state, lock_organization, message_keys
 from receiver.db import insert_rows, transaction
-from receiver.message_locks import lock_and_load
+from receiver.message_locks import run_message_locked
 from receiver.models import Organization, ProcessedNotification
 from receiver.outcomes import MessageOutcome
 from receiver.provisioning_log import record_events, record_message
@@ -290,31 +290,38 @@ def apply_message(
         changes = read_user_changes(notifications)
     elif len(changes) != len(notifications):
         raise ValueError(f"{len(changes)} changes for {len(notifications)} notifications")
+
     # PostgreSQL: organization FOR SHARE + advisory locks of this message's users,
-    # usernames and notification ids (receiver.message_locks); SQLite: as lock_organization.
-    org, state = lock_and_load(session, organization, message_keys(notifications, changes))
-    decisions = plan_message(notifications, state, feature_enabled=org.enabled, changes=changes)
-    if not notifications:
-        outcome, detail = MessageOutcome.EMPTY, "the message holds no notifications"
-    elif not org.enabled:
-        outcome, detail = MessageOutcome.IGNORED, "the feature is disabled for this organization"
-    else:
-        outcome, detail = MessageOutcome.PROCESSED, None
-    result = apply_decisions(
-        session,
-        organization=org,
-        decisions=decisions,
-        source=ApplySource.outbound_message(message, outcome=outcome, detail=detail),
-        now=now,
-        hooks=hooks,
-    )
-    return MessageResult(
-        message_id=result.message_id,
-        outcome=outcome,
-        counts=result.counts,
-        decisions=result.decisions,
-        ended_sessions=result.ended_sessions,
-        redecided=result.redecided,
+    # usernames and notification ids, in a savepoint the message may start again from
+    # (receiver.message_locks); SQLite: as lock_organization.
+    def decide_and_write(org: Organization, state: StoredState) -> MessageResult:
+        decisions = plan_message(notifications, state, feature_enabled=org.enabled, changes=changes)
+        if not notifications:
+            outcome, detail = MessageOutcome.EMPTY, "the message holds no notifications"
+        elif not org.enabled:
+            outcome = MessageOutcome.IGNORED
+            detail = "the feature is disabled for this organization"
+        else:
+            outcome, detail = MessageOutcome.PROCESSED, None
+        result = apply_decisions(
+            session,
+            organization=org,
+            decisions=decisions,
+            source=ApplySource.outbound_message(message, outcome=outcome, detail=detail),
+            now=now,
+            hooks=hooks,
+        )
+        return MessageResult(
+            message_id=result.message_id,
+            outcome=outcome,
+            counts=result.counts,
+            decisions=result.decisions,
+            ended_sessions=result.ended_sessions,
+            redecided=result.redecided,
+        )
+
+    return run_message_locked(
+        session, organization, message_keys(notifications, changes), decide_and_write
     )
 
 

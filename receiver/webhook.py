@@ -52,7 +52,12 @@ from receiver.outcomes import MessageOutcome
 from receiver.provisioning import MessageResult, apply_message
 from receiver.provisioning_log import record_message
 from sf_metadata.decision import read_user_changes
-from sf_metadata.errors import EnvelopeError, OrganizationNotFound, StoreUnavailable
+from sf_metadata.errors import (
+    EnvelopeError,
+    OrganizationNotFound,
+    StoreUnavailable,
+    TransactionConflict,
+)
 from sf_metadata.ids import same_org_id
 from sf_metadata.outbound import OutboundMessage
 from sf_metadata.soap import (
@@ -260,22 +265,37 @@ def _authenticate(engine: Engine, name: str, token: str | None) -> str | _Refuse
         return organization.salesforce_org_id
 
 
+#: Runs of one message's transaction when PostgreSQL aborts it to break a deadlock or a
+#: serialization conflict (``TransactionConflict``) before the webhook answers 503.
+CONFLICT_ATTEMPTS = 4
+
+
 def _apply(context: ReceiverContext, name: str, message: OutboundMessage) -> MessageResult:
     # The mapping is pure and the costliest CPU part: do it before taking the write lock.
     changes = read_user_changes(message.notifications)
-    try:
-        with transaction(context.engine) as session:
-            # apply_message locks and reads the organization row itself.
-            return apply_message(
-                session,
-                organization=name,
-                message=message,
-                now=context.clock(),
-                hooks=context.hooks,
-                changes=changes,
+    for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+        try:
+            with transaction(context.engine) as session:
+                # apply_message locks and reads the organization row itself.
+                return apply_message(
+                    session,
+                    organization=name,
+                    message=message,
+                    now=context.clock(),
+                    hooks=context.hooks,
+                    changes=changes,
+                )
+        except TransactionConflict:
+            if attempt == CONFLICT_ATTEMPTS:
+                raise
+            log.info(
+                "webhook organization=%s: transaction conflict (attempt %d), running it again",
+                name,
+                attempt,
             )
-    except OrganizationNotFound:  # removed between the checks: let Salesforce retry
-        raise StoreUnavailable(f"organization {name} disappeared during the request") from None
+        except OrganizationNotFound:  # removed between the checks: let Salesforce retry
+            raise StoreUnavailable(f"organization {name} disappeared during the request") from None
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def record_rejection(

@@ -34,8 +34,11 @@ that maps it: exit codes in ``receiver/cli/_errors.py``, HTTP statuses and SOAP 
     ├── NotificationError                  one notification cannot be decided: recorded as
     │                                      failed and acknowledged (permanent)
     ├── StoreUnavailable                   the store cannot be reached or the transaction
-    │                                      failed for a transient reason: never acknowledged,
-    │                                      Salesforce retries
+    │   │                                  failed for a transient reason: never acknowledged,
+    │   │                                  Salesforce retries
+    │   └── TransactionConflict            PostgreSQL broke a deadlock or a serialization
+    │                                      conflict (SQLSTATE 40P01 / 40001): running the
+    │                                      whole transaction again may succeed at once
     ├── StoreOutdated                      the store's schema is older than this release and
     │                                      a command that only reads does not migrate it
     ├── ReconcileHeld                      the deletion guard held a reconcile plan: nothing
@@ -94,6 +97,7 @@ __all__ = [
     "StoreNotFound",
     "StoreOutdated",
     "StoreUnavailable",
+    "TransactionConflict",
     "TooManyNotifications",
     "UsageError",
     "setting_of",
@@ -244,6 +248,13 @@ class StoreNotFound(UsageError):
 class StoreOutdated(AgentProvisionError):
     """The store's schema revision is older than this release's; a command that only reads
     does not migrate it (the next command that writes, or ``serve``, does)."""
+
+
+class TransactionConflict(StoreUnavailable):
+    """PostgreSQL aborted the transaction to break a deadlock (SQLSTATE ``40P01``) or a
+    serialization conflict (``40001``). Nothing was applied; the webhook runs the whole
+    transaction again a few times before answering 503 (PostgreSQL "Serialization Failure
+    Handling": such transactions should simply be retried)."""
 
 
 class SalesforceError(AgentProvisionError):
