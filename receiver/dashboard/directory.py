@@ -3,12 +3,25 @@ through the index ``ix_agent_directory_name`` (organization_id, lower(name), crm
 
 Paging is by keyset (the last row's (name key, crmId)), so page N costs what page 1
 costs, at any number of agents. Search (``?q=``) is a case-insensitive substring of the
-name or the username (SQL ``LIKE '%q%'`` with ``%``, ``_`` and ``\\`` escaped): it walks
-the same index in name order and stops after a page of matches, so a common term answers
-at once and a term that matches nothing reads the organization's index entries once
-(``bench/dashboard_pages.py`` measures both at 100,000 agents). On SQLite, ``lower`` folds
-ASCII letters only, so non-ASCII letters match case-sensitively there; PostgreSQL folds
-every letter.
+name or the username, read through a trigram index (migration ``0010_dashboard_search``):
+
+- **SQLite** (3.34 or later): the FTS5 table ``agent_search`` (``trigram`` tokenizer) over
+  the document table ``agent_search_doc``, which triggers keep in step with ``agent``. A
+  query of 3 characters or more is an FTS5 phrase (a phrase of trigrams is a substring;
+  FTS5 folds the case of every letter); its matches are sorted by the page's key and the
+  page's agents read by id, so the cost grows with the number of matches, not of agents.
+  A query of 1 or 2 characters (shorter than a trigram) walks the covering index
+  ``ix_agent_search_doc_order`` in page order with ``LIKE`` (``%``, ``_`` and ``\\``
+  escaped; ASCII case folding): it stops after a page of matches and, for a rare pair of
+  letters, reads the organization's index entries once without touching agent rows.
+- **PostgreSQL**: GIN ``pg_trgm`` indexes on the name key and ``username_key``; the
+  ``LIKE '%q%'`` filters below use them (the planner picks them for rare terms and walks
+  the name index for common ones). For 1 or 2 characters pg_trgm cannot help; the walk
+  stops after a page of matches.
+- Without the index (an SQLite older than 3.34, or ``pg_trgm`` not installable), ``LIKE``
+  walks the name index as above.
+
+``bench/dashboard_pages.py`` measures each case at 100,000 agents.
 """
 
 from __future__ import annotations
@@ -27,11 +40,13 @@ from receiver.models import Agent
 __all__ = [
     "MAX_QUERY",
     "PAGE_SIZE",
+    "TRIGRAM",
     "AgentRow",
     "DirectoryPage",
     "count_agents",
     "decode_cursor",
     "encode_cursor",
+    "fts_query",
     "list_page",
 ]
 
@@ -115,6 +130,110 @@ def _row(values: Any) -> AgentRow:
     )
 
 
+#: The shortest query a trigram index answers.
+TRIGRAM = 3
+
+_DOC = sa.table(
+    "agent_search_doc",
+    sa.column("id", sa.Integer()),
+    sa.column("agent_id", sa.String()),
+    sa.column("organization_id", sa.String()),
+    sa.column("name_key", sa.String()),
+    sa.column("crm_id", sa.String()),
+    sa.column("username", sa.String()),
+)
+
+
+def _has_search_index(session: Session) -> bool:
+    """True when the store has the SQLite FTS5 search tables (migration 0010 creates them
+    where the SQLite build has the trigram tokenizer)."""
+    found = session.execute(
+        sa.text("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'agent_search'")
+    ).first()
+    return found is not None
+
+
+def fts_query(query: str) -> str:
+    """The FTS5 query for a substring of the name or of the (casefolded) username: one
+    quoted phrase per column, ``"`` doubled (FTS5 string syntax,
+    https://sqlite.org/fts5.html section 3.1), so nothing in ``query`` is an operator."""
+
+    def phrase(text: str) -> str:
+        return '"' + text.replace('"', '""') + '"'
+
+    return f"name : {phrase(query)} OR username : {phrase(query.casefold())}"
+
+
+def _sqlite_search_keys(
+    session: Session,
+    *,
+    organization_id: str,
+    query: str,
+    cursor: tuple[str, str] | None,
+    backwards: bool,
+    limit: int,
+) -> list[tuple[str, str, str]]:
+    """(agent id, name key, crmId) of up to ``limit`` matches in page order, from the
+    SQLite search tables (see the module docstring)."""
+    stmt = sa.select(_DOC.c.agent_id, _DOC.c.name_key, _DOC.c.crm_id).where(
+        _DOC.c.organization_id == organization_id
+    )
+    if len(query) >= TRIGRAM and len(query.casefold()) >= TRIGRAM:
+        matches: sa.Select[tuple[int]] = (
+            sa.select(sa.literal_column("rowid"))
+            .select_from(sa.text("agent_search"))
+            .where(sa.text("agent_search MATCH :fts").bindparams(fts=fts_query(query)))
+        )
+        stmt = stmt.where(_DOC.c.id.in_(matches))
+    else:
+        stmt = stmt.where(
+            sa.or_(
+                _DOC.c.name_key.like(f"%{_escape_like(query.lower())}%", escape="\\"),
+                _DOC.c.username.like(f"%{_escape_like(query.casefold())}%", escape="\\"),
+            )
+        )
+    if cursor is not None:
+        key = sa.tuple_(_DOC.c.name_key, _DOC.c.crm_id)
+        stmt = stmt.where(key < sa.tuple_(*cursor) if backwards else key > sa.tuple_(*cursor))
+    if backwards:
+        stmt = stmt.order_by(_DOC.c.name_key.desc(), _DOC.c.crm_id.desc())
+    else:
+        stmt = stmt.order_by(_DOC.c.name_key, _DOC.c.crm_id)
+    return [(r[0], r[1], r[2]) for r in session.execute(stmt.limit(limit))]
+
+
+def _sqlite_search_rows(
+    session: Session,
+    *,
+    organization_id: str,
+    query: str,
+    cursor: tuple[str, str] | None,
+    backwards: bool,
+    limit: int,
+) -> list[AgentRow]:
+    keys = _sqlite_search_keys(
+        session,
+        organization_id=organization_id,
+        query=query,
+        cursor=cursor,
+        backwards=backwards,
+        limit=limit,
+    )
+    if not keys:
+        return []
+    table = Agent.__table__  # type: ignore[attr-defined]
+    stmt = sa.select(
+        table.c.id,
+        table.c.crm_id,
+        table.c.username,
+        table.c.data,
+        table.c.updated_at,
+        name_key_sql("sqlite").label("name_key"),
+    ).where(table.c.id.in_([k[0] for k in keys]))
+    found = {r.id: _row(r) for r in session.execute(stmt)}
+    return [found[k[0]] for k in keys if k[0] in found]
+
+
 def list_page(
     session: Session,
     *,
@@ -127,33 +246,28 @@ def list_page(
     """A page of at most ``page_size`` agents in name order (then crmId), after the
     cursor ``after`` or before the cursor ``before`` (Previous), matching ``query``."""
     dialect = session.get_bind().dialect.name
-    name_key = name_key_sql(dialect)
-    table = Agent.__table__  # type: ignore[attr-defined]
-    stmt = sa.select(
-        table.c.crm_id,
-        table.c.username,
-        table.c.data,
-        table.c.updated_at,
-        name_key.label("name_key"),
-    ).where(table.c.organization_id == organization_id)
     q = query.strip()[:MAX_QUERY]
-    if q:
-        stmt = stmt.where(
-            sa.or_(
-                name_key.like(f"%{_escape_like(q.lower())}%", escape="\\"),
-                table.c.username_key.like(f"%{_escape_like(q.casefold())}%", escape="\\"),
-            )
-        )
     backwards = before is not None and after is None
     cursor = before if backwards else after
-    if cursor is not None:
-        key = sa.tuple_(name_key, table.c.crm_id)
-        stmt = stmt.where(key < sa.tuple_(*cursor) if backwards else key > sa.tuple_(*cursor))
-    if backwards:
-        stmt = stmt.order_by(name_key.desc(), table.c.crm_id.desc())
+    if q and dialect == "sqlite" and _has_search_index(session):
+        rows = _sqlite_search_rows(
+            session,
+            organization_id=organization_id,
+            query=q,
+            cursor=cursor,
+            backwards=backwards,
+            limit=page_size + 1,
+        )
     else:
-        stmt = stmt.order_by(name_key, table.c.crm_id)
-    rows = [_row(r) for r in session.execute(stmt.limit(page_size + 1))]
+        rows = _walk_rows(
+            session,
+            dialect=dialect,
+            organization_id=organization_id,
+            query=q,
+            cursor=cursor,
+            backwards=backwards,
+            limit=page_size + 1,
+        )
     more = len(rows) > page_size
     rows = rows[:page_size]
     if backwards:
@@ -168,6 +282,44 @@ def list_page(
         encode_cursor(last.name_key, last.crm_id) if has_next else None,
         encode_cursor(first.name_key, first.crm_id) if has_previous else None,
     )
+
+
+def _walk_rows(
+    session: Session,
+    *,
+    dialect: str,
+    organization_id: str,
+    query: str,
+    cursor: tuple[str, str] | None,
+    backwards: bool,
+    limit: int,
+) -> list[AgentRow]:
+    """Up to ``limit`` agents in page order from the agent table (the name index; on
+    PostgreSQL the trigram indexes serve the ``LIKE`` filters)."""
+    name_key = name_key_sql(dialect)
+    table = Agent.__table__  # type: ignore[attr-defined]
+    stmt = sa.select(
+        table.c.crm_id,
+        table.c.username,
+        table.c.data,
+        table.c.updated_at,
+        name_key.label("name_key"),
+    ).where(table.c.organization_id == organization_id)
+    if query:
+        stmt = stmt.where(
+            sa.or_(
+                name_key.like(f"%{_escape_like(query.lower())}%", escape="\\"),
+                table.c.username_key.like(f"%{_escape_like(query.casefold())}%", escape="\\"),
+            )
+        )
+    if cursor is not None:
+        key = sa.tuple_(name_key, table.c.crm_id)
+        stmt = stmt.where(key < sa.tuple_(*cursor) if backwards else key > sa.tuple_(*cursor))
+    if backwards:
+        stmt = stmt.order_by(name_key.desc(), table.c.crm_id.desc())
+    else:
+        stmt = stmt.order_by(name_key, table.c.crm_id)
+    return [_row(r) for r in session.execute(stmt.limit(limit))]
 
 
 def count_agents(session: Session, *, organization_id: str) -> int:

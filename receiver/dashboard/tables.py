@@ -16,7 +16,7 @@ It also adds indexes to the receiver's tables for the dashboard's reads: the pro
 log by Salesforce user (an agent's timeline), by action (failed ones), and by date; the
 Users page's name order is an expression index created by the migration only (SQLite
 cannot reflect expression indexes, so it is not declared here; see
-:data:`UNMODELLED_INDEXES`).
+:data:`UNMODELLED_INDEXES`), and so are the search tables of :data:`UNMODELLED_TABLES`.
 """
 
 from __future__ import annotations
@@ -30,15 +30,33 @@ from receiver.models import ProvisioningEvent, ProvisioningMessage, UTCDateTime
 
 __all__ = [
     "UNMODELLED_INDEXES",
+    "UNMODELLED_TABLES",
     "Operator",
     "OperatorOrganization",
     "OperatorSession",
     "SignInFailure",
 ]
 
-#: Indexes the migration creates that the metadata cannot describe portably (expression
-#: indexes): the agent list in name order per organization.
-UNMODELLED_INDEXES = ("ix_agent_directory_name",)
+#: Indexes the migrations create that the metadata cannot describe portably (expression
+#: indexes): the agent list in name order per organization; on PostgreSQL the Users
+#: page's trigram (pg_trgm GIN) indexes.
+UNMODELLED_INDEXES = (
+    "ix_agent_directory_name",
+    "ix_agent_search_name_trgm",
+    "ix_agent_search_username_trgm",
+)
+
+#: Tables the migrations create on SQLite only, outside the metadata: the Users page's
+#: search document table and its FTS5 index with the index's own shadow tables
+#: (``receiver.dashboard.directory``, migration ``0010_dashboard_search``).
+UNMODELLED_TABLES = (
+    "agent_search_doc",
+    "agent_search",
+    "agent_search_data",
+    "agent_search_idx",
+    "agent_search_docsize",
+    "agent_search_config",
+)
 
 
 def _utc(*, nullable: bool = False, index: bool = False) -> sa.Column[datetime]:

@@ -1,0 +1,179 @@
+"""The Users page's search index (receiver.dashboard.directory, migration
+0010_dashboard_search): SQLite FTS5 trigram tables kept in step with ``agent`` by
+triggers, PostgreSQL pg_trgm GIN indexes; the same answers as a substring scan."""
+
+from __future__ import annotations
+
+import re
+from html import unescape
+
+import pytest
+import sqlalchemy as sa
+
+from receiver.dashboard.directory import decode_cursor, fts_query, list_page
+from receiver.db import transaction
+from tests.factories import make_notification, next_id
+from tests.receiver.dashboard._harness import Dash
+from tests.receiver.dashboard.test_users import _seed
+
+_ROW = re.compile(r"<tr>\s*<td><a href=\"[^\"]*/users/(\w+)\">(.*?)</a></td>", re.S)
+
+
+def _names(d: Dash, q: str) -> list[str]:
+    response = d.client.get(f"/organizations/{d.org}/users", params={"q": q})
+    assert response.status_code == 200
+    return [unescape(m.group(2)) for m in _ROW.finditer(response.text)]
+
+
+def test_the_store_has_a_trigram_index_for_the_search(dash: Dash) -> None:
+    with dash.engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            tables = set(
+                conn.execute(sa.text("SELECT name FROM sqlite_master WHERE type = 'table'"))
+                .scalars()
+                .all()
+            )
+            assert {"agent_search", "agent_search_doc"} <= tables
+            sql = conn.execute(
+                sa.text("SELECT sql FROM sqlite_master WHERE name = 'agent_search'")
+            ).scalar_one()
+            assert "trigram" in sql
+        else:
+            indexes = conn.execute(
+                sa.text("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'agent'")
+            ).all()
+            trigram = {name for name, definition in indexes if "gin_trgm_ops" in definition}
+            assert trigram == {"ix_agent_search_name_trgm", "ix_agent_search_username_trgm"}
+
+
+def test_the_search_plan_reads_the_trigram_index(dash: Dash) -> None:
+    """SQLite: the query for 3 characters or more scans the FTS5 table, not the agents.
+    PostgreSQL: with sequential and plain index scans priced out, the planner can answer the filter from
+    the GIN indexes (on a tiny table it would rightly scan)."""
+    with transaction(dash.engine) as session:
+        if session.get_bind().dialect.name == "sqlite":
+            statements: list[str] = []
+
+            def keep(*args: object) -> None:
+                statements.append(str(args[2]))
+
+            sa.event.listen(dash.engine, "before_cursor_execute", keep)
+            try:
+                list_page(session, organization_id=dash.org, query="hopper")
+            finally:
+                sa.event.remove(dash.engine, "before_cursor_execute", keep)
+            assert any("agent_search MATCH" in s for s in statements)
+        else:
+            session.execute(sa.text("SET LOCAL enable_seqscan = off"))
+            session.execute(sa.text("SET LOCAL enable_indexscan = off"))
+            plan = "\n".join(
+                session.execute(
+                    sa.text(
+                        "EXPLAIN SELECT id FROM agent WHERE "
+                        "coalesce(lower(data ->> 'name'), '') LIKE '%hopper%' "
+                        "OR username_key LIKE '%hopper%'"
+                    )
+                ).scalars()
+            )
+            assert "ix_agent_search_name_trgm" in plan
+
+
+def test_the_index_follows_create_rename_and_deprovision(dash: Dash) -> None:
+    dash.sign_in()
+    user = next_id("005")
+    dash.post_message(make_notification(user_id=user, Name="Zora Neale", Username="zn@acme.com"))
+    assert _names(dash, "neale") == ["Zora Neale"]
+    assert _names(dash, "ZN@ACME") == ["Zora Neale"]
+    renamed = make_notification(
+        user_id=user,
+        Name="Zora Hurston",
+        Username="zora.hurston@acme.com",
+        SystemModstamp="2026-11-21T10:00:00.000Z",
+    )
+    dash.post_message(renamed)
+    assert _names(dash, "neale") == []
+    assert _names(dash, "zn@acme") == []
+    assert _names(dash, "hurston") == ["Zora Hurston"]
+    assert _names(dash, "ra.hur") == ["Zora Hurston"]
+    gone = make_notification(
+        user_id=user,
+        Name="Zora Hurston",
+        IsActive="false",
+        SystemModstamp="2026-11-22T10:00:00.000Z",
+    )
+    dash.post_message(gone)
+    assert _names(dash, "hurston") == []
+    with dash.engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            docs = conn.execute(sa.text("SELECT count(*) FROM agent_search_doc")).scalar_one()
+            agents = conn.execute(sa.text("SELECT count(*) FROM agent")).scalar_one()
+            assert docs == agents
+
+
+def test_search_folds_the_case_of_every_letter_from_three_characters(dash: Dash) -> None:
+    dash.sign_in()
+    dash.post_message(make_notification(Name="JÜRGEN GROSS", Username="jg@acme.com"))
+    assert _names(dash, "jürgen") == ["JÜRGEN GROSS"]
+    assert _names(dash, "ÜRG") == ["JÜRGEN GROSS"]
+
+
+@pytest.mark.parametrize("q", ["a", "Ad", "%", "_a", "\\"])
+def test_one_or_two_characters_are_still_a_substring(dash: Dash, q: str) -> None:
+    dash.sign_in()
+    dash.post_message(
+        make_notification(Name="Ada Lovelace", Username="ada@acme.com"),
+        make_notification(Name="Grace Hopper", Username="grace@acme.com"),
+    )
+    expected = {
+        "a": ["Ada Lovelace", "Grace Hopper"],
+        "Ad": ["Ada Lovelace"],
+        "%": [],
+        "_a": [],
+        "\\": [],
+    }[q]
+    assert _names(dash, q) == expected
+
+
+@pytest.mark.parametrize(
+    "q", ['"', 'a" OR "b', "NEAR(a b)", "name : x", "* OR 1", "^abc", "a AND NOT b"]
+)
+def test_fts_syntax_in_the_query_is_plain_text(dash: Dash, q: str) -> None:
+    dash.sign_in()
+    dash.post_message(make_notification(Name="Plain Name", Username="plain@acme.com"))
+    assert _names(dash, q) == []
+    assert _names(dash, "plain") == ["Plain Name"]
+
+
+def test_the_fts_query_quotes_each_phrase() -> None:
+    assert fts_query('ab"c') == 'name : "ab""c" OR username : "ab""c"'
+    assert fts_query("MÜLLER") == 'name : "MÜLLER" OR username : "müller"'
+
+
+def test_search_pages_with_next_and_previous(dash: Dash) -> None:
+    _seed(dash, 230, name="Team {i:04d}")
+    with transaction(dash.engine, read_only=True) as session:
+        first = list_page(session, organization_id=dash.org, query="team")
+        assert [r.name for r in first.rows] == [f"Team {i:04d}" for i in range(100)]
+        assert first.previous_cursor is None
+        second = list_page(
+            session, organization_id=dash.org, query="team", after=_decoded(first.next_cursor)
+        )
+        assert [r.name for r in second.rows] == [f"Team {i:04d}" for i in range(100, 200)]
+        back = list_page(
+            session,
+            organization_id=dash.org,
+            query="team",
+            before=_decoded(second.previous_cursor),
+        )
+        assert [r.name for r in back.rows] == [r.name for r in first.rows]
+        third = list_page(
+            session, organization_id=dash.org, query="team", after=_decoded(second.next_cursor)
+        )
+        assert [r.name for r in third.rows] == [f"Team {i:04d}" for i in range(200, 230)]
+        assert third.next_cursor is None
+
+
+def _decoded(cursor: str | None) -> tuple[str, str]:
+    decoded = decode_cursor(cursor)
+    assert decoded is not None
+    return decoded
