@@ -9,14 +9,10 @@ time and the last use. A session ends when it is unused for the idle lifetime (d
 the operator's password changes or the operator is removed. Every sign-in makes a new
 token (no session fixation).
 
-**Throttle** (OWASP Authentication Cheat Sheet, "Account lockout"): each wrong password
-or unknown username is a row of ``dashboard_signin_failure`` for the username (sha256 of
-the casefolded name: a password typed in the username field is never stored) and one for
-the client address. With :data:`USERNAME_LIMIT` failures for that username, or
-:data:`ADDRESS_LIMIT` from that address, in the last :data:`WINDOW`, sign-in is refused
-(429) without checking the password, until the window has passed. The rows are in the
-store, so the limit holds across ``serve --workers N`` and hosts; two workers checking at
-the same instant can each let one more attempt through.
+**Throttle** of wrong passwords: ``receiver.dashboard.throttle`` (per username and
+address, per address, per username across addresses, per trusted browser; in the store).
+Ended and outlived sessions are pruned off the request path (:func:`prune_sessions`,
+run by ``receiver.maintenance``).
 """
 
 from __future__ import annotations
@@ -27,11 +23,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from itsdangerous import BadSignature, URLSafeSerializer
-from sqlalchemy import delete, func, text
+from sqlalchemy import delete, or_
 from sqlmodel import Session, col, select
 
 from receiver.dashboard.operators import verify_password
-from receiver.dashboard.tables import Operator, OperatorOrganization, OperatorSession, SignInFailure
+from receiver.dashboard.tables import Operator, OperatorOrganization, OperatorSession
+from receiver.dashboard.throttle import ADDRESS_LIMIT, USERNAME_LIMIT, WINDOW
 
 __all__ = [
     "ADDRESS_LIMIT",
@@ -42,20 +39,27 @@ __all__ = [
     "cookie_name",
     "end_session",
     "load_viewer",
+    "prune_sessions",
     "record_check",
     "check_password",
-    "record_failure",
     "start_session",
-    "throttled",
     "sign_token",
+    "touch_interval",
     "unsign_token",
 ]
 
-USERNAME_LIMIT = 5
-ADDRESS_LIMIT = 30
-WINDOW = timedelta(minutes=15)
-#: The last use is written at most this often (one write a minute per signed-in browser).
+#: The last use is written at most this often (one write a minute per signed-in browser),
+#: and at least twice per idle lifetime (see :func:`touch_interval`).
 _TOUCH_EVERY = timedelta(seconds=60)
+
+
+def touch_interval(idle: timedelta) -> timedelta:
+    """How stale the recorded last use may get before a request rewrites it: a minute, or
+    half the idle lifetime when that is shorter, so a session in use never reaches its
+    idle lifetime between two writes."""
+    return min(_TOUCH_EVERY, idle / 2)
+
+
 _SALT = "aap-session"
 
 
@@ -143,7 +147,7 @@ def load_viewer(
             ).all()
         )
     assert operator.id is not None
-    touch = "touch" if now - row.last_seen_at >= _TOUCH_EVERY else None
+    touch = "touch" if now - row.last_seen_at >= touch_interval(idle) else None
     return SessionCheck(Viewer(operator.id, operator.username, orgs, token), None, touch)
 
 
@@ -169,24 +173,6 @@ def end_session(session: Session, *, token: str, now: datetime, reason: str = "s
         session.add(row)
 
 
-def _failures(session: Session, kind: str, subject: str, since: datetime) -> int:
-    query = select(func.count()).where(
-        SignInFailure.kind == kind,
-        SignInFailure.subject == subject,
-        col(SignInFailure.at) > since,
-    )
-    return int(session.exec(query).one())
-
-
-def throttled(session: Session, *, username: str, address: str, now: datetime) -> bool:
-    """True if sign-in for ``username`` or from ``address`` is held (see module)."""
-    since = now - WINDOW
-    return (
-        _failures(session, "username", _sha(username.strip().casefold()), since) >= USERNAME_LIMIT
-        or _failures(session, "address", _sha(address), since) >= ADDRESS_LIMIT
-    )
-
-
 def check_password(session: Session, *, username: str, password: str) -> int | None:
     """The operator id if the password is right, else ``None`` (argon2 work: run it
     outside a write transaction)."""
@@ -194,63 +180,12 @@ def check_password(session: Session, *, username: str, password: str) -> int | N
     return operator.id if operator is not None else None
 
 
-def record_failure(session: Session, *, username: str, address: str, now: datetime) -> None:
-    """Count one wrong password for ``username`` and ``address``; prune their old rows."""
-    subjects = (("username", _sha(username.strip().casefold())), ("address", _sha(address)))
-    for kind, subject in subjects:
-        session.execute(
-            delete(SignInFailure).where(
-                col(SignInFailure.kind) == kind,
-                col(SignInFailure.subject) == subject,
-                col(SignInFailure.at) <= now - WINDOW,
-            )
-        )
-        session.add(SignInFailure(kind=kind, subject=subject, at=now))
-
-
-def reserve_attempt(
-    session: Session, *, username: str, address: str, now: datetime
-) -> list[int] | None:
-    """Count one sign-in attempt for ``username`` and ``address`` BEFORE its password is
-    checked, in the caller's write transaction: ``None`` when either is already held (see
-    module), else the ids of the two failure rows written (a correct password then calls
-    :func:`forgive_attempt`). Checking and counting in one serialized transaction is what
-    makes the limit hold against concurrent attempts: SQLite write transactions queue on
-    the writer lock; on PostgreSQL the two subjects' transaction advisory locks are taken
-    first, in sorted order."""
-    subjects = sorted((("address", _sha(address)), ("username", _sha(username.strip().casefold()))))
-    if session.get_bind().dialect.name == "postgresql":
-        for kind, subject in subjects:
-            session.execute(
-                text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
-                {"key": f"signin:{kind}:{subject}"},
-            )
-    if throttled(session, username=username, address=address, now=now):
-        return None
-    record_failure(session, username=username, address=address, now=now)
-    session.flush()
-    written = [obj for obj in session.identity_map.values() if isinstance(obj, SignInFailure)]
-    return [int(obj.id) for obj in written if obj.id is not None and obj.at == now]
-
-
-def forgive_attempt(session: Session, *, ids: list[int]) -> None:
-    """Remove the failure rows :func:`reserve_attempt` wrote for an attempt whose password
-    was right."""
-    if ids:
-        session.execute(delete(SignInFailure).where(col(SignInFailure.id).in_(ids)))
-
-
 def start_session(
     session: Session, *, operator_id: int, username: str, address: str, now: datetime
 ) -> str:
-    """Create a session for the operator (its failures for ``username`` are cleared);
-    returns the new random token."""
-    session.execute(
-        delete(SignInFailure).where(
-            col(SignInFailure.kind) == "username",
-            col(SignInFailure.subject) == _sha(username.strip().casefold()),
-        )
-    )
+    """Create a session for the operator; returns the new random token. (A right
+    password's failure counts are settled by ``throttle.forgive_attempt``.)"""
+    del username
     token = secrets.token_urlsafe(32)
     session.add(
         OperatorSession(
@@ -262,3 +197,27 @@ def start_session(
         )
     )
     return token
+
+
+def prune_sessions(
+    session: Session, *, now: datetime, idle: timedelta, absolute: timedelta, limit: int
+) -> int:
+    """Delete up to ``limit`` sessions that can never be used again: ended (sign-out,
+    password change) or past their idle or absolute lifetime at ``now``; returns how
+    many. A browser still holding such a cookie is sent to sign in, as before."""
+    ids = list(
+        session.exec(
+            select(OperatorSession.id)
+            .where(
+                or_(
+                    col(OperatorSession.ended_at).is_not(None),
+                    col(OperatorSession.last_seen_at) <= now - idle,
+                    col(OperatorSession.created_at) <= now - absolute,
+                )
+            )
+            .limit(limit)
+        ).all()
+    )
+    if ids:
+        session.execute(delete(OperatorSession).where(col(OperatorSession.id).in_(ids)))
+    return len(ids)

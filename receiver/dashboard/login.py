@@ -4,12 +4,17 @@ organizations), CONTRACT section 5.
 The login form is protected against login CSRF by a random nonce in a short-lived signed
 cookie (``aap_signin``) whose HMAC is the form's token; the Origin / Sec-Fetch-Site check
 of ``receiver.dashboard.csrf`` applies too. Wrong credentials answer 401 with the form and
-a message and set no session cookie; a throttled username or address answers 429.
+a message and set no session cookie; a held attempt (``receiver.dashboard.throttle``)
+answers 429 with a ``Retry-After`` header and a message saying which limit was reached and
+the time to try again. A right password also sets the device cookie that lets this browser
+sign in as that username while strangers' failures hold it elsewhere.
 """
 
 from __future__ import annotations
 
+import math
 import secrets
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -25,8 +30,6 @@ from receiver.dashboard.auth import (
     check_password,
     cookie_name,
     end_session,
-    forgive_attempt,
-    reserve_attempt,
     sign_token,
     start_session,
 )
@@ -42,6 +45,16 @@ from receiver.dashboard.framework import (
     signed_in_route,
 )
 from receiver.dashboard.state import get_state
+from receiver.dashboard.throttle import (
+    DEVICE_COOKIE,
+    DEVICE_LIFETIME,
+    Attempt,
+    Hold,
+    device_cookie_value,
+    device_token,
+    forgive_attempt,
+    reserve_attempt,
+)
 from receiver.db import transaction
 from receiver.models import Organization
 
@@ -142,25 +155,30 @@ async def login_submit(request: Request) -> Response:
     now = context.clock()
     engine = context.engine
 
-    def reserve() -> list[int] | None:
+    device = device_token(state.secret, request.cookies.get(DEVICE_COOKIE), username)
+
+    def reserve() -> Attempt:
         with transaction(engine) as session:
-            return reserve_attempt(session, username=username, address=address, now=now)
+            return reserve_attempt(
+                session, username=username, address=address, now=now, device=device
+            )
 
     def check() -> int | None:
         with transaction(engine, read_only=True) as session:
             return check_password(session, username=username, password=password)
 
     attempt = await run_in_threadpool(reserve)
-    if attempt is None:
-        return _login_form(
+    if attempt.hold is not None:
+        response = _login_form(
             request,
             status=429,
-            message="Too many failed sign-ins for this username or from this address. "
-            "Wait 15 minutes, then try again (ask another operator to reset your password "
-            "if you forgot it).",
+            message=held_message(attempt.hold, now),
             username=username,
             next_path=next_path,
         )
+        wait = max(1, math.ceil((attempt.hold.until - now).total_seconds()))
+        response.headers["retry-after"] = str(wait)
+        return response
     operator_id = await run_in_threadpool(check)
     if operator_id is None:
         return _login_form(
@@ -174,7 +192,7 @@ async def login_submit(request: Request) -> Response:
 
     def start() -> str:
         with transaction(engine) as session:
-            forgive_attempt(session, ids=attempt)
+            forgive_attempt(session, attempt=attempt, username=username, address=address)
             return start_session(
                 session, operator_id=signed_in, username=username, address=address, now=now
             )
@@ -191,7 +209,38 @@ async def login_submit(request: Request) -> Response:
         secure=state.secure_cookie,
     )
     response.delete_cookie(_NONCE_COOKIE, path="/login")
+    response.set_cookie(
+        DEVICE_COOKIE,
+        device_cookie_value(state.secret, username),
+        max_age=int(DEVICE_LIFETIME.total_seconds()),
+        path="/login",
+        httponly=True,
+        samesite="lax",
+        secure=state.secure_cookie,
+    )
     return response
+
+
+_HELD = {
+    "pair": "Too many failed sign-ins for this username from this address.",
+    "address": "Too many failed sign-ins from this address (for any username).",
+    "username": "Too many failed sign-ins for this username from many addresses: someone "
+    "may be guessing its password. Sign-in as it is held for browsers that have not "
+    "signed in as it before; a browser where you signed in as it before still can.",
+    "device": "Too many failed sign-ins from this browser for this username.",
+}
+
+
+def held_message(hold: Hold, now: datetime) -> str:
+    """The 429 page's sentence: which limit was reached and when to try again."""
+    minutes = max(1, math.ceil((hold.until - now).total_seconds() / 60))
+    next_minute = hold.until + timedelta(seconds=59, microseconds=999_999)
+    when = next_minute.astimezone(UTC).replace(second=0, microsecond=0).strftime("%H:%M UTC")
+    return (
+        f"{_HELD[hold.kind]} Nothing was checked. Try again after {when} "
+        f"(in {minutes} minute{'' if minutes == 1 else 's'}); ask another operator to "
+        "reset your password if you forgot it."
+    )
 
 
 async def logout(page: SignedInPage) -> Response:
