@@ -10,6 +10,12 @@ Two tables grow with every message and are pruned here, never while a request wa
   messages received more than ``Settings.provisioning_log_retention_days``
   (``AGENT_PROVISION_PROVISIONING_LOG_RETENTION_DAYS``, default 90 days) ago.
 
+Two dashboard tables grow with sign-ins and are pruned here too: failed sign-ins older
+than the throttle's longest window (``receiver.dashboard.throttle.LONGEST_WINDOW``: they
+count for nothing) and dashboard sessions that can never be used again (signed out,
+ended by a password change, or past their idle or absolute lifetime,
+``receiver.dashboard.auth.prune_sessions``).
+
 Each table is pruned in batches of :data:`BATCH_SIZE` rows, each batch its own short
 transaction, so the SQLite writer queue (and PostgreSQL's row locks) are held for
 milliseconds at a time and messages keep flowing between batches; one run stops after
@@ -45,6 +51,7 @@ __all__ = [
     "MAX_BATCHES",
     "PRUNE_INTERVAL",
     "PruneResult",
+    "prune_dashboard",
     "prune_processed_ids",
     "prune_provisioning_log",
     "run_maintenance",
@@ -63,11 +70,14 @@ PRUNE_INTERVAL = timedelta(hours=1)
 
 @dataclass(frozen=True, slots=True)
 class PruneResult:
-    """Rows deleted by one :func:`run_maintenance`: processed notification ids, and
-    provisioning log messages (their events went with them)."""
+    """Rows deleted by one :func:`run_maintenance`: processed notification ids,
+    provisioning log messages (their events went with them), failed sign-ins and
+    dashboard sessions."""
 
     processed_ids: int
     log_messages: int
+    sign_in_failures: int = 0
+    dashboard_sessions: int = 0
 
 
 def prune_processed_ids(
@@ -131,6 +141,38 @@ def prune_provisioning_log(
     return total
 
 
+def prune_dashboard(
+    engine: Engine,
+    *,
+    now: datetime,
+    session_idle: timedelta,
+    session_absolute: timedelta,
+    batch_size: int = BATCH_SIZE,
+) -> tuple[int, int]:
+    """Delete failed sign-ins that count for nothing any more and dashboard sessions that
+    can never be used again (see the module docstring), in batches; returns how many of
+    each. Raises :class:`~sf_metadata.errors.StoreUnavailable`."""
+    from receiver.dashboard.auth import prune_sessions
+    from receiver.dashboard.throttle import prune_failures
+
+    failures = sessions = 0
+    for _ in range(MAX_BATCHES):
+        with transaction(engine) as session:
+            n = prune_failures(session, now=now, limit=batch_size)
+        failures += n
+        if n < batch_size:
+            break
+    for _ in range(MAX_BATCHES):
+        with transaction(engine) as session:
+            n = prune_sessions(
+                session, now=now, idle=session_idle, absolute=session_absolute, limit=batch_size
+            )
+        sessions += n
+        if n < batch_size:
+            break
+    return failures, sessions
+
+
 def run_maintenance(
     engine: Engine,
     *,
@@ -138,14 +180,25 @@ def run_maintenance(
     processed_retention: timedelta,
     log_retention: timedelta,
     batch_size: int = BATCH_SIZE,
+    session_idle: timedelta = timedelta(minutes=60),
+    session_absolute: timedelta = timedelta(hours=12),
 ) -> PruneResult:
-    """One maintenance run (blocking): both prunes, with cut-offs ``now`` minus each
-    retention. Raises :class:`~sf_metadata.errors.StoreUnavailable`."""
+    """One maintenance run (blocking): every prune, with cut-offs ``now`` minus each
+    retention, and the dashboard's sessions past ``session_idle`` or
+    ``session_absolute`` (the settings' defaults unless given). Raises
+    :class:`~sf_metadata.errors.StoreUnavailable`."""
     processed = prune_processed_ids(
         engine, older_than=now - processed_retention, batch_size=batch_size
     )
     messages = prune_provisioning_log(engine, older_than=now - log_retention, batch_size=batch_size)
-    return PruneResult(processed, messages)
+    failures, sessions = prune_dashboard(
+        engine,
+        now=now,
+        session_idle=session_idle,
+        session_absolute=session_absolute,
+        batch_size=batch_size,
+    )
+    return PruneResult(processed, messages, failures, sessions)
 
 
 def run_scheduled(engine: Engine, now: datetime, settings: Settings) -> PruneResult:
@@ -158,6 +211,8 @@ def run_scheduled(engine: Engine, now: datetime, settings: Settings) -> PruneRes
         now=now,
         processed_retention=timedelta(hours=settings.processed_retention_hours),
         log_retention=timedelta(days=settings.provisioning_log_retention_days),
+        session_idle=timedelta(minutes=settings.dashboard_idle_minutes),
+        session_absolute=timedelta(hours=settings.dashboard_session_hours),
     )
     if result.processed_ids or result.log_messages:
         log.info(
@@ -165,5 +220,12 @@ def run_scheduled(engine: Engine, now: datetime, settings: Settings) -> PruneRes
             "provisioning log message(s) past their retention",
             result.processed_ids,
             result.log_messages,
+        )
+    if result.sign_in_failures or result.dashboard_sessions:
+        log.info(
+            "store maintenance: deleted %d expired failed sign-in(s) and %d ended "
+            "dashboard session(s)",
+            result.sign_in_failures,
+            result.dashboard_sessions,
         )
     return result

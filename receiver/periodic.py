@@ -3,7 +3,8 @@
 - ``keep-alive`` (daily): use each stored OAuth connection idle for 25 days once
   (``receiver/keepalive.py``).
 - ``store-maintenance`` (hourly): prune processed notification ids and the provisioning
-  log past their retentions, in batches, off the request path (``receiver/maintenance.py``).
+  log past their retentions, expired failed sign-ins and ended dashboard sessions, in
+  batches, off the request path (``receiver/maintenance.py``).
 - ``reconcile`` (every :data:`RECONCILE_INTERVAL`): an incremental reconcile of every
   enabled organization with a stored connection (``receiver/reconcile/jobs.py``).
 """

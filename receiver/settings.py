@@ -19,11 +19,13 @@ environment variable named beside it, else from the default. Nothing mutates a
 | ``salesforce_login_urls`` | ``AGENT_PROVISION_SALESFORCE_LOGIN_URLS`` | none: comma-separated login URLs accepted beside Salesforce's own hosts (CONTRACT section 7) |
 | ``log_level`` | ``AGENT_PROVISION_LOG_LEVEL`` | ``info`` (one of critical, error, warning, info, debug) |
 | ``public_url`` | ``AGENT_PROVISION_PUBLIC_URL`` | none: ``http://{host}:{port}`` of ``serve``; the dashboard cookie is ``Secure`` when it is https |
-| ``dashboard_idle_minutes`` | ``AGENT_PROVISION_DASHBOARD_IDLE_MINUTES`` | 60: a dashboard session unused this long ends |
-| ``dashboard_session_hours`` | ``AGENT_PROVISION_DASHBOARD_SESSION_HOURS`` | 12: a dashboard session ends this long after sign-in |
+| ``dashboard_idle_minutes`` | ``AGENT_PROVISION_DASHBOARD_IDLE_MINUTES`` | 60: a dashboard session unused this long ends; at least 1 |
+| ``dashboard_session_hours`` | ``AGENT_PROVISION_DASHBOARD_SESSION_HOURS`` | 12: a dashboard session ends this long after sign-in; more than 0 |
 """
 
 from __future__ import annotations
+
+import math
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -60,8 +62,8 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     log_level: str = "info"
     public_url: str | None = None
-    dashboard_idle_minutes: float = Field(default=60.0, gt=0)
-    dashboard_session_hours: float = Field(default=12.0, gt=0)
+    dashboard_idle_minutes: float = 60.0
+    dashboard_session_hours: float = 12.0
     salesforce_client_id: str | None = None
     salesforce_client_secret: SecretStr | None = None
     salesforce_login_urls: str = ""
@@ -80,6 +82,28 @@ class Settings(BaseSettings):
         if level not in LOG_LEVELS:
             raise ValueError(f"log level must be one of {', '.join(LOG_LEVELS)}")
         return level
+
+    @field_validator("dashboard_idle_minutes")
+    @classmethod
+    def _idle_minutes(cls, value: float) -> float:
+        """At least one minute, finite: a shorter idle lifetime would end sessions while
+        their operator reads a page (and fractions of a minute are easy to mistype for
+        hours or seconds)."""
+        if not math.isfinite(value) or value < 1:
+            raise ValueError(
+                f"the dashboard idle lifetime is in minutes and must be at least 1 (got {value:g})"
+            )
+        return value
+
+    @field_validator("dashboard_session_hours")
+    @classmethod
+    def _session_hours(cls, value: float) -> float:
+        """More than 0 and finite."""
+        if not math.isfinite(value) or value <= 0:
+            raise ValueError(
+                f"the dashboard session lifetime is in hours and must be more than 0 (got {value:g})"
+            )
+        return value
 
     @field_validator("public_url")
     @classmethod
