@@ -36,11 +36,23 @@ UNSURE_OUTCOMES = tuple(o for o in DeploymentOutcome if o.unsure)
 
 
 def record_deployment(
-    session: Session, data: DeploymentCreate, *, now: datetime | None = None
+    session: Session,
+    data: DeploymentCreate,
+    *,
+    now: datetime | None = None,
+    endpoint: str | None = None,
+    token_sha256: str | None = None,
 ) -> DeploymentPublic:
-    """Insert one deployment row (``created_at`` = ``now``, UTC) and return it."""
+    """Insert one deployment row (``created_at`` = ``now``, UTC) and return it.
+    ``endpoint`` (without its token) and ``token_sha256`` are what a deploy put in the
+    Outbound Message (``None`` when it put none there)."""
     row = Deployment.model_validate(
-        data, update={"created_at": (now or datetime.now(UTC)).astimezone(UTC)}
+        data,
+        update={
+            "created_at": (now or datetime.now(UTC)).astimezone(UTC),
+            "endpoint": endpoint,
+            "token_sha256": token_sha256,
+        },
     )
     session.add(row)
     session.flush()

@@ -347,6 +347,12 @@ class Deployment(DeploymentBase, table=True):
     problems: list[str] = Field(
         default_factory=list, sa_column=sa.Column(sa.JSON(), nullable=False)
     )
+    #: The Outbound Message endpoint this run deployed, without its token, and the
+    #: SHA-256 hex of that token (as ``organization.token_hash``), so the CRM page can say
+    #: when the deployed endpoint is not the current one (``None`` for runs recorded
+    #: before migration ``0010_dashboard_search``, and for undeploys).
+    endpoint: str | None = Field(default=None, sa_column=sa.Column(sa.Text(), nullable=True))
+    token_sha256: str | None = Field(default=None, max_length=64)
 
 
 metadata = SQLModel.metadata

@@ -40,7 +40,7 @@ from receiver.deployments import (
 )
 from receiver.jobs import JobKind, JobOutcome, Progress, run_job, start_in_background, start_job
 from receiver.models import DeploymentCreate
-from receiver.organizations import get_organization, reveal_token, webhook_url
+from receiver.organizations import get_organization, reveal_token, webhook_path, webhook_url
 from sf_metadata.errors import AgentProvisionError, PreflightError, SalesforceError
 
 __all__ = [
@@ -84,6 +84,9 @@ class OrgFacts:
     webhook_url: str
     installed_triggers: tuple[Trigger, ...]
     recorded_components: list[str]
+    #: ``webhook_url`` without its token, and the token's SHA-256 hex.
+    endpoint: str = ""
+    token_sha256: str = ""
 
     def previous_trigger(self, trigger: Trigger) -> Trigger | None:
         """The trigger a deploy of ``trigger`` must treat as deployed before: the other
@@ -106,11 +109,17 @@ def org_facts(engine: Engine, key: bytes, organization: str) -> OrgFacts:
             webhook_url=url,
             installed_triggers=tuple(installed),
             recorded_components=components_to_remove(session, org.id),
+            endpoint=f"{org.base_url}{webhook_path(org.id)}",
+            token_sha256=org.token_hash,
         )
 
 
-def record_outcome(engine: Engine, organization: str, outcome: DeployOutcome) -> None:
-    """Insert the ``deployment`` row of ``outcome``."""
+def record_outcome(
+    engine: Engine, organization: str, outcome: DeployOutcome, *, facts: OrgFacts | None = None
+) -> None:
+    """Insert the ``deployment`` row of ``outcome``; with ``facts``, the endpoint the
+    deploy put in the Outbound Message (a deploy or check-only run, not an undeploy)."""
+    deployed = facts is not None and outcome.kind != DeploymentKind.UNDEPLOY
     with transaction(engine) as session:
         record_deployment(
             session,
@@ -124,6 +133,8 @@ def record_outcome(engine: Engine, organization: str, outcome: DeployOutcome) ->
                 outcome=outcome.outcome,
                 problems=list(outcome.problems),
             ),
+            endpoint=facts.endpoint if deployed and facts is not None else None,
+            token_sha256=facts.token_sha256 if deployed and facts is not None else None,
         )
 
 
@@ -260,11 +271,11 @@ def refresh_webhook(
                     f"How deploy {hooks.seen[0]} ended is unknown: see Setup > Deployment Status",
                 ),
             )
-            record_outcome(engine, facts.name, unknown)
+            record_outcome(engine, facts.name, unknown, facts=facts)
             raise _Unknown(unknown, error) from None
         raise
     outcome = _with_warnings(outcome, report.warnings)
-    record_outcome(engine, facts.name, outcome)
+    record_outcome(engine, facts.name, outcome, facts=facts)
     return RefreshResult(report, outcome)
 
 

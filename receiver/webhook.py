@@ -21,7 +21,9 @@ otherwise (applied in one transaction, committed)           200     ``notificati
 Every message that passes the token check lands in the provisioning log: applied ones
 through ``receiver.provisioning.apply_message``; the 413/400/403 rejections through
 :func:`record_rejection` (outcome ``MessageOutcome.REJECTED``). Unauthenticated rejections and 503s go
-to the process log only (logger ``agent_provision.receiver``). No log line, fault or
+to the process log only (logger ``agent_provision.receiver``); a missing or wrong token of
+a registered organization also sets that organization's last refusal (at most once a
+minute, ``receiver.webhook_refusals``), which the CRM page shows. No log line, fault or
 record holds the token or a SessionId.
 
 Blocking store work and the parse of the body run in a worker thread
@@ -37,6 +39,7 @@ from datetime import datetime
 from enum import Enum
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
@@ -51,6 +54,7 @@ from receiver.organizations import verify_token
 from receiver.outcomes import MessageOutcome
 from receiver.provisioning import MessageResult, apply_message
 from receiver.provisioning_log import record_message
+from receiver.webhook_refusals import last_refusal, record_refusal, refusal_due
 from sf_metadata.decision import read_user_changes
 from sf_metadata.errors import (
     EnvelopeError,
@@ -179,12 +183,15 @@ def _printable(name: str) -> str:
 async def _handle(context: ReceiverContext, request: Request, name: str) -> _Answer:
     tokens = request.query_params.getlist("token")
     token = tokens[0] if len(tokens) == 1 else None  # a repeated token is no token
-    registered = await run_in_threadpool(_authenticate, context.engine, name, token)
+    now = context.clock()
+    registered, note = await run_in_threadpool(_authenticate, context.engine, name, token, now)
     if registered is _Refused.UNKNOWN_ORGANIZATION:
         log.info("webhook organization=%s: unknown organization (404)", name)
         return _fault(404, f"Organization {name} is not registered with this service.")
     if registered is _Refused.BAD_TOKEN:
         log.info("webhook organization=%s: missing or wrong token (401)", name)
+        if note:
+            await run_in_threadpool(_note_refusal, context.engine, name, token, now)
         return _fault(
             401,
             f"The webhook token for organization {name} is missing or wrong; "
@@ -254,15 +261,34 @@ class _Refused(Enum):
     BAD_TOKEN = "missing or wrong token"
 
 
-def _authenticate(engine: Engine, name: str, token: str | None) -> str | _Refused:
-    """The registered Salesforce org id of ``name``, or why there is none."""
+def _authenticate(
+    engine: Engine, name: str, token: str | None, now: datetime
+) -> tuple[str | _Refused, bool]:
+    """The registered Salesforce org id of ``name``, or why there is none; and, for a bad
+    token, whether the refusal is due to be recorded (``receiver.webhook_refusals``)."""
     with transaction(engine, read_only=True) as session:
         organization = session.get(Organization, name)
         if organization is None:
-            return _Refused.UNKNOWN_ORGANIZATION
+            return _Refused.UNKNOWN_ORGANIZATION, False
         if not token or not verify_token(organization, token):
-            return _Refused.BAD_TOKEN
-        return organization.salesforce_org_id
+            return _Refused.BAD_TOKEN, refusal_due(last_refusal(session, name), now)
+        return organization.salesforce_org_id, False
+
+
+def _note_refusal(engine: Engine, name: str, token: str | None, now: datetime) -> None:
+    """Record a 401 for the CRM page (at most once a minute per organization). The
+    answer stays 401 whatever happens here: a failure is only logged."""
+    reason = (
+        "The webhook token is missing (401)"
+        if not token
+        else "The webhook token is wrong (401): after 'org rotate-token', refresh the "
+        "Outbound Message endpoint (Refresh Webhook)"
+    )
+    try:
+        with transaction(engine) as session:
+            record_refusal(session, organization_id=name, now=now, reason=reason)
+    except (StoreUnavailable, IntegrityError) as error:  # a concurrent worker wrote it first
+        log.info("webhook organization=%s: refusal not recorded: %s", name, type(error).__name__)
 
 
 #: Runs of one message's transaction when PostgreSQL aborts it to break a deadlock or a

@@ -4,8 +4,11 @@ troubleshooting steps.
 
 At a glance: when the last Outbound Message arrived (a ``time`` element labelled
 ``Last message``, or ``never``), the last notification's action and reason, the last
-rejected message and why, and the deployed trigger with its endpoint (the token is never
-shown). The Salesforce connection and the ``Refresh Webhook`` region come with the
+rejection and why (a rejected message, or a request refused for a missing or wrong
+token), the deployed trigger with the endpoint that deploy put in the Outbound Message,
+flagged when it is not the current one (another base URL, or a token rotated since),
+and the current endpoint (the token is never shown). A flash here is not a ``status``
+element: the current deploy's result is the page's first (CONTRACT section 5). The Salesforce connection and the ``Refresh Webhook`` region come with the
 connection work (they go where ``crm.html.j2`` marks their place; :func:`crm_values`
 is where their values join the page's).
 """
@@ -13,6 +16,7 @@ is where their values join the page's).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,27 +26,67 @@ from starlette.responses import Response
 from receiver.dashboard.framework import OrgPage, org_route
 from receiver.models import Deployment, ProvisioningEvent, ProvisioningMessage
 from receiver.organizations import webhook_path
+from receiver.webhook_refusals import last_refusal
 
-__all__ = ["ROUTES", "WebhookGlance", "crm_values", "webhook_glance"]
+__all__ = ["ROUTES", "Rejection", "WebhookGlance", "crm_values", "webhook_glance"]
 
 _M = ProvisioningMessage.__table__  # type: ignore[attr-defined]
 _E = ProvisioningEvent.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
+class Rejection:
+    """A rejected webhook request: when (aware UTC) and why."""
+
+    at: datetime
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class WebhookGlance:
-    """The CRM page's facts; each ``None`` when there is none yet."""
+    """The CRM page's facts; each ``None`` when there is none yet. ``endpoint`` is the
+    current webhook URL without its token; ``deployed_endpoint`` the one the newest
+    successful deploy put in the Outbound Message; ``endpoint_problem`` says why the two
+    differ (another base URL, or a token rotated since)."""
 
     last_message: Any
     last_event: Any
-    last_rejection: Any
+    last_rejection: Rejection | None
     last_deploy: Deployment | None
     endpoint: str
+    deployed_endpoint: str | None = None
+    endpoint_problem: str | None = None
 
 
-def webhook_glance(session: Session, *, organization_id: str, base_url: str) -> WebhookGlance:
-    """Four indexed reads (newest message, its newest notification, the newest rejected
-    message, the newest successful deploy)."""
+def _endpoint_problem(
+    deploy: Deployment | None, endpoint: str, token_sha256: str | None
+) -> str | None:
+    if deploy is None or deploy.endpoint is None:
+        return None
+    if deploy.endpoint != endpoint:
+        return (
+            "The deployed Outbound Message posts to another address than this service's "
+            "current webhook URL (the base URL changed since)."
+        )
+    if token_sha256 is not None and deploy.token_sha256 not in (None, token_sha256):
+        return (
+            "The deployed Outbound Message carries an old token (the token was rotated "
+            "since): this service refuses its messages (401)."
+        )
+    return None
+
+
+def webhook_glance(
+    session: Session,
+    *,
+    organization_id: str,
+    base_url: str,
+    token_sha256: str | None = None,
+) -> WebhookGlance:
+    """Five indexed reads (newest message, its newest notification, the newest rejected
+    message, the last refused request, the newest successful deploy). The last rejection
+    is the newer of a rejected message (413, 400, 403: in the provisioning log) and a
+    refused request (401, missing or wrong token: ``receiver.webhook_refusals``)."""
     last_message = session.execute(
         sa.select(_M.c.id, _M.c.received_at, _M.c.outcome, _M.c.detail)
         .where(_M.c.organization_id == organization_id)
@@ -72,8 +116,28 @@ def webhook_glance(session: Session, *, organization_id: str, base_url: str) -> 
         .order_by(col(Deployment.id).desc())
         .limit(1)
     ).first()
-    endpoint = f"{base_url}{webhook_path(organization_id)}?token=…"
-    return WebhookGlance(last_message, last_event, last_rejection, last_deploy, endpoint)
+    refusal = last_refusal(session, organization_id)
+    rejections = [
+        r
+        for r in (
+            Rejection(last_rejection.received_at, last_rejection.detail)
+            if last_rejection is not None
+            else None,
+            Rejection(refusal.last_at, refusal.reason) if refusal is not None else None,
+        )
+        if r is not None
+    ]
+    newest = max(rejections, key=lambda r: r.at) if rejections else None
+    endpoint = f"{base_url}{webhook_path(organization_id)}"
+    return WebhookGlance(
+        last_message,
+        last_event,
+        newest,
+        last_deploy,
+        endpoint,
+        deployed_endpoint=last_deploy.endpoint if last_deploy is not None else None,
+        endpoint_problem=_endpoint_problem(last_deploy, endpoint, token_sha256),
+    )
 
 
 def crm_values(session: Session, page: OrgPage) -> dict[str, Any]:
@@ -83,7 +147,9 @@ def crm_values(session: Session, page: OrgPage) -> dict[str, Any]:
 
     org = page.organization
     return {
-        "glance": webhook_glance(session, organization_id=org.id, base_url=org.base_url),
+        "glance": webhook_glance(
+            session, organization_id=org.id, base_url=org.base_url, token_sha256=org.token_hash
+        ),
         **salesforce_values(session, page),
     }
 

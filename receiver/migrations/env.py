@@ -17,6 +17,7 @@ from receiver.dashboard import tables as _dashboard_tables  # noqa: F401  (regis
 from receiver.models import metadata
 from receiver.provisioning_tables import FailedNotification  # noqa: F401 - registers the tables
 from receiver.reconcile import tables as _reconcile_tables  # noqa: F401  (registers reconcile_plan)
+from receiver.webhook_refusals import WebhookRefusal  # noqa: F401 - registers webhook_refusal
 
 config = context.config
 
