@@ -175,23 +175,41 @@ def _sqlite_search_keys(
 ) -> list[tuple[str, str, str]]:
     """(agent id, name key, crmId) of up to ``limit`` matches in page order, from the
     SQLite search tables (see the module docstring)."""
-    stmt = sa.select(_DOC.c.agent_id, _DOC.c.name_key, _DOC.c.crm_id).where(
-        _DOC.c.organization_id == organization_id
-    )
+    direction = "DESC" if backwards else "ASC"
     if len(query) >= TRIGRAM and len(query.casefold()) >= TRIGRAM:
-        matches: sa.Select[tuple[int]] = (
-            sa.select(sa.literal_column("rowid"))
-            .select_from(sa.text("agent_search"))
-            .where(sa.text("agent_search MATCH :fts").bindparams(fts=fts_query(query)))
+        # CROSS JOIN keeps the FTS5 matches the outer loop (SQLite never reorders it), so
+        # the cost follows the matches. Left to itself, with ANALYZE statistics, the
+        # planner walks the page-order index and probes the match list: every agent.
+        params: dict[str, object] = {
+            "fts": fts_query(query),
+            "org": organization_id,
+            "limit": limit,
+        }
+        after = ""
+        if cursor is not None:
+            after = f" AND (d.name_key, d.crm_id) {'<' if backwards else '>'} (:key, :crm)"
+            params.update(key=cursor[0], crm=cursor[1])
+        found = session.execute(
+            sa.text(
+                "SELECT d.agent_id, d.name_key, d.crm_id FROM "
+                "(SELECT rowid AS id FROM agent_search WHERE agent_search MATCH :fts) AS m "
+                "CROSS JOIN agent_search_doc AS d ON d.id = m.id "
+                f"WHERE d.organization_id = :org{after} "
+                f"ORDER BY d.name_key {direction}, d.crm_id {direction} LIMIT :limit"
+            ),
+            params,
         )
-        stmt = stmt.where(_DOC.c.id.in_(matches))
-    else:
-        stmt = stmt.where(
+        return [(r[0], r[1], r[2]) for r in found]
+    stmt = (
+        sa.select(_DOC.c.agent_id, _DOC.c.name_key, _DOC.c.crm_id)
+        .where(_DOC.c.organization_id == organization_id)
+        .where(
             sa.or_(
                 _DOC.c.name_key.like(f"%{_escape_like(query.lower())}%", escape="\\"),
                 _DOC.c.username.like(f"%{_escape_like(query.casefold())}%", escape="\\"),
             )
         )
+    )
     if cursor is not None:
         key = sa.tuple_(_DOC.c.name_key, _DOC.c.crm_id)
         stmt = stmt.where(key < sa.tuple_(*cursor) if backwards else key > sa.tuple_(*cursor))

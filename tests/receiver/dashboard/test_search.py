@@ -50,19 +50,27 @@ def test_the_search_plan_reads_the_trigram_index(dash: Dash) -> None:
     """SQLite: the query for 3 characters or more scans the FTS5 table, not the agents.
     PostgreSQL: with sequential and plain index scans priced out, the planner can answer the filter from
     the GIN indexes (on a tiny table it would rightly scan)."""
+    if dash.engine.dialect.name == "sqlite":
+        _seed(dash, 50)
     with transaction(dash.engine) as session:
         if session.get_bind().dialect.name == "sqlite":
-            statements: list[str] = []
+            session.execute(sa.text("ANALYZE"))  # statistics tempt the planner to walk
+            statements: list[tuple[str, object]] = []
 
             def keep(*args: object) -> None:
-                statements.append(str(args[2]))
+                statements.append((str(args[2]), args[3]))
 
             sa.event.listen(dash.engine, "before_cursor_execute", keep)
             try:
-                list_page(session, organization_id=dash.org, query="hopper")
+                list_page(session, organization_id=dash.org, query="agent 004")
             finally:
                 sa.event.remove(dash.engine, "before_cursor_execute", keep)
-            assert any("agent_search MATCH" in s for s in statements)
+            (statement, parameters) = next(s for s in statements if "MATCH" in s[0])
+            raw = session.connection().connection.driver_connection
+            assert raw is not None
+            plan = [row[3] for row in raw.execute("EXPLAIN QUERY PLAN " + statement, parameters)]
+            assert "VIRTUAL TABLE" in plan[0]  # the matches drive the query...
+            assert any(p.startswith("SEARCH d USING INTEGER PRIMARY KEY") for p in plan)  # by id
         else:
             session.execute(sa.text("SET LOCAL enable_seqscan = off"))
             session.execute(sa.text("SET LOCAL enable_indexscan = off"))

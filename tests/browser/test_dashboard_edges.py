@@ -1,0 +1,91 @@
+"""Edges of the dashboard in a real headless Chromium against a live ``serve``: a held
+sign-in says which limit and when to retry; a stranger's wrong passwords from another
+address do not hold the operator; on the CRM page the current deploy's result stays the
+first ``status`` element even with a flash, and the deployed endpoint is shown; a wrong
+token shows as the last rejection. Screens at 1366x768 (copies in /work/team/screens/h8
+when that folder's parent exists)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+from playwright.sync_api import expect
+
+from tests.browser.conftest import ORG_ID, PASSWORD, Live
+from tests.browser.test_crm import CrmLive, _refresh_and_wait, crm_live
+from tests.browser.test_crm import _sign_in as _crm_sign_in
+from tests.factories import make_notification, make_outbound_message
+
+__all__ = ["crm_live"]
+
+SCREENS = Path("/work/team/screens/h8")
+
+
+def _shot(page: Any, name: str, shot: Any) -> None:
+    shot(page, name)
+    if SCREENS.parent.exists():
+        SCREENS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENS / f"{name}.png"), full_page=True)
+
+
+def _try(page: Any, live: Live, password: str) -> None:
+    page.goto(live.url + "/login")
+    page.get_by_label("Username").fill("ops")
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def test_a_held_sign_in_says_why_and_when(page: Any, live: Live, shot: Any) -> None:
+    # The browser is at 127.0.0.1; other addresses are covered without a browser in
+    # tests/receiver/dashboard/test_throttle.py.
+    for _ in range(5):
+        _try(page, live, "wrong password here")
+        expect(page.get_by_role("alert")).to_contain_text("Wrong username or password")
+    _try(page, live, PASSWORD)
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text("Too many failed sign-ins for this username from this address")
+    expect(alert).to_contain_text("Try again after")
+    expect(page.get_by_label("Username")).to_have_value("ops")
+    _shot(page, "signin-throttled", shot)
+
+
+def test_crm_deploy_result_is_the_first_status_even_with_a_flash(
+    page: Any, crm_live: CrmLive, shot: Any
+) -> None:
+    live = crm_live
+    _crm_sign_in(page, live)
+    page.goto(live.url + "/organizations/acme/settings/crm")
+    page.get_by_label("Environment").select_option(label="My Domain")
+    page.get_by_label("My Domain URL").fill(live.auth.base_url)
+    page.get_by_role("button", name="Connect to Salesforce").click()
+    page.get_by_role("link", name="Allow").click()
+    expect(page.get_by_text("Connected to Salesforce.")).to_be_visible()
+    live.salesforce.load("deploy_flow")
+    _refresh_and_wait(page, "Succeeded")
+
+    page.goto(live.url + "/organizations/acme/settings/crm?flash=enabled")
+    expect(page.get_by_text("Agent Auto Provision is now Enabled.")).to_be_visible()
+    expect(page.get_by_role("status").first).to_contain_text("Succeeded")
+    deployed = page.locator("dt:has-text('Deployed endpoint') + dd")
+    expect(deployed).to_contain_text(
+        "https://hooks.example.com/v2/features/agent-auto-provision/organizations/acme/"
+    )
+    expect(deployed.get_by_role("alert")).to_have_count(0)
+
+    webhook = "/v2/features/agent-auto-provision/organizations/acme/integrations/provider/webhook"
+    body = make_outbound_message([make_notification()], organization_id=ORG_ID)
+    refused = httpx.post(
+        live.url + webhook,
+        params={"token": "a-stale-token"},
+        content=body,
+        headers={"content-type": "text/xml"},
+        timeout=30,
+    )
+    assert refused.status_code == 401
+    page.reload()
+    expect(page.locator("dt:has-text('Last rejection') + dd")).to_contain_text(
+        "The webhook token is wrong (401)"
+    )
+    _shot(page, "crm-deployed-with-flash-and-rejection", shot)
