@@ -1,5 +1,6 @@
-"""Dashboard page times at scale: the Users page (first page, a deep page, a search that
-matches often, one that matches nothing, Next/Previous) and the Provisioning log (first
+"""Dashboard page times at scale: the Users page (first page, a deep page, Next/Previous,
+searches through the trigram index that match 10 %, one agent, none or every agent, and
+searches of 1 or 2 characters, shorter than a trigram) and the Provisioning log (first
 page, failed only, one Salesforce user, a date range, older pages), the agent page and
 the CRM page, on a store holding ``--agents`` agents (default 100,000) and ``--log-rows``
 notification rows (default 1,000,000, in messages of 10 notifications).
@@ -220,6 +221,9 @@ def run(kind: str, agents: int, log_rows: int, rounds: int) -> None:
             "users: search 'hopper' (10% match)": base + "/users?q=hopper",
             "users: search 'user099999' (one match)": base + "/users?q=user099999",
             "users: search 'zzz' (no match)": base + "/users?q=zzz",
+            "users: search 'acme' (every agent)": base + "/users?q=acme",
+            "users: search 'zq' (2 characters, no match)": base + "/users?q=zq",
+            "users: search 'a' (1 character, most match)": base + "/users?q=a",
             "agent page (timeline)": base + "/users/" + sf_id("005", 4242),
             "log: first page": base + "/provisioning-log",
             "log: Older": older,
@@ -228,11 +232,11 @@ def run(kind: str, agents: int, log_rows: int, rounds: int) -> None:
             "log: one day": base + "/provisioning-log?from=2026-01-20&to=2026-01-20",
             "crm page": base + "/settings/crm",
         }
-        say(f"{'page':<42} {'p50 ms':>8} {'p95 ms':>8}")
+        say(f"{'page':<46} {'p50 ms':>8} {'p95 ms':>8}")
         for label, path in pages.items():
             p50, p95, status = _time(client, path, rounds)
             flag = "" if status == 200 else f"  (HTTP {status})"
-            say(f"{label:<42} {p50:>8.1f} {p95:>8.1f}{flag}")
+            say(f"{label:<46} {p50:>8.1f} {p95:>8.1f}{flag}")
         client.__exit__(None, None, None)
 
 
