@@ -74,7 +74,7 @@ def test_the_search_plan_reads_the_trigram_index(dash: Dash) -> None:
         else:
             session.execute(sa.text("SET LOCAL enable_seqscan = off"))
             session.execute(sa.text("SET LOCAL enable_indexscan = off"))
-            plan = "\n".join(
+            text_plan = "\n".join(
                 session.execute(
                     sa.text(
                         "EXPLAIN SELECT id FROM agent WHERE "
@@ -83,7 +83,7 @@ def test_the_search_plan_reads_the_trigram_index(dash: Dash) -> None:
                     )
                 ).scalars()
             )
-            assert "ix_agent_search_name_trgm" in plan
+            assert "ix_agent_search_name_trgm" in text_plan
 
 
 def test_the_index_follows_create_rename_and_deprovision(dash: Dash) -> None:
