@@ -41,6 +41,7 @@ __all__ = [
     "MAX_QUERY",
     "PAGE_SIZE",
     "TRIGRAM",
+    "clean_query",
     "AgentRow",
     "DirectoryPage",
     "count_agents",
@@ -128,6 +129,13 @@ def _row(values: Any) -> AgentRow:
         updated_at=values.updated_at,
         name_key=values.name_key,
     )
+
+
+def clean_query(raw: str) -> str:
+    """The search string as used: NUL characters removed (no name or username can hold
+    one: XML 1.0 and PostgreSQL text forbid them, and FTS5 reads one as the end of its
+    query), surrounding blanks stripped, cut to :data:`MAX_QUERY` characters."""
+    return raw.replace("\x00", "").strip()[:MAX_QUERY]
 
 
 #: The shortest query a trigram index answers.
@@ -264,7 +272,7 @@ def list_page(
     """A page of at most ``page_size`` agents in name order (then crmId), after the
     cursor ``after`` or before the cursor ``before`` (Previous), matching ``query``."""
     dialect = session.get_bind().dialect.name
-    q = query.strip()[:MAX_QUERY]
+    q = clean_query(query)
     backwards = before is not None and after is None
     cursor = before if backwards else after
     if q and dialect == "sqlite" and _has_search_index(session):

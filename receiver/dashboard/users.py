@@ -20,7 +20,9 @@ from starlette.responses import Response
 
 from receiver.dashboard.directory import (
     MAX_QUERY,
+    TRIGRAM,
     DirectoryPage,
+    clean_query,
     count_agents,
     decode_cursor,
     list_page,
@@ -38,9 +40,9 @@ SESSIONS_LIMIT = 50
 
 async def users_page(page: OrgPage) -> Response:
     """The agent table, search and paging."""
-    raw_q = page.request.query_params.get("q", "")
+    raw_q = page.request.query_params.get("q", "").replace("\x00", "")
     cut = len(raw_q.strip()) > MAX_QUERY
-    q = raw_q.strip()[:MAX_QUERY]
+    q = clean_query(raw_q)
     after = decode_cursor(page.request.query_params.get("after"))
     before = decode_cursor(page.request.query_params.get("before"))
     org_id = page.organization.id
@@ -52,7 +54,15 @@ async def users_page(page: OrgPage) -> Response:
     listing, total = await page.read(work)
     return page.render(
         "users.html.j2",
-        {"listing": listing, "q": q, "cut": cut, "max_query": MAX_QUERY, "total": total},
+        {
+            "listing": listing,
+            "q": q,
+            "cut": cut,
+            "max_query": MAX_QUERY,
+            "total": total,
+            "short": 0 < len(q) < TRIGRAM,
+            "trigram": TRIGRAM,
+        },
         nav="users",
     )
 

@@ -185,3 +185,21 @@ def _decoded(cursor: str | None) -> tuple[str, str]:
     decoded = decode_cursor(cursor)
     assert decoded is not None
     return decoded
+
+
+@pytest.mark.parametrize("q", ["\x00", "ab\x00cd", "\x00\x00zzz"])
+def test_nul_characters_in_the_query_are_dropped(dash: Dash, q: str) -> None:
+    dash.sign_in()
+    dash.post_message(make_notification(Name="Abcd Efgh", Username="zzz@acme.com"))
+    response = dash.client.get(f"/organizations/{dash.org}/users", params={"q": q})
+    assert response.status_code == 200
+    expected = {"\x00": ["Abcd Efgh"], "ab\x00cd": ["Abcd Efgh"], "\x00\x00zzz": ["Abcd Efgh"]}
+    assert _names(dash, q) == expected[q]
+
+
+def test_a_short_search_says_it_cannot_use_the_index(dash: Dash) -> None:
+    dash.sign_in()
+    short = dash.client.get(f"/organizations/{dash.org}/users", params={"q": "ab"}).text
+    assert "fewer than 3 characters cannot use the search index" in short
+    long = dash.client.get(f"/organizations/{dash.org}/users", params={"q": "abc"}).text
+    assert "cannot use the search index" not in long
