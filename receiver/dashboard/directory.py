@@ -9,7 +9,9 @@ name or the username, read through a trigram index (migration ``0010_dashboard_s
   the document table ``agent_search_doc``, which triggers keep in step with ``agent``. A
   query of 3 characters or more is an FTS5 phrase (a phrase of trigrams is a substring;
   FTS5 folds the case of every letter); its matches are sorted by the page's key and the
-  page's agents read by id, so the cost grows with the number of matches, not of agents.
+  page's agents read by id, so the cost grows with the number of matches, not of agents;
+  an ASCII query with :data:`DENSE` matches or more (counted up to there) walks the name
+  order instead, as below, since a page of matches then comes at once.
   A query of 1 or 2 characters (shorter than a trigram) walks the covering index
   ``ix_agent_search_doc_order`` in page order with ``LIKE`` (``%``, ``_`` and ``\\``
   escaped; ASCII case folding): it stops after a page of matches and, for a rare pair of
@@ -172,6 +174,27 @@ def fts_query(query: str) -> str:
     return f"name : {phrase(query)} OR username : {phrase(query.casefold())}"
 
 
+#: From this many FTS5 matches (any organization) an ASCII query walks the name order.
+DENSE = 2000
+
+
+def _dense(session: Session, query: str) -> bool:
+    """True when ``query`` has at least :data:`DENSE` FTS5 matches (counting stops
+    there, so this costs at most that many doclist entries). Sorting every match of a
+    term most agents share (``acme``) costs more than walking the name order, where a
+    page of matches comes at once; for an ASCII query the walk's ``LIKE`` (ASCII case
+    folding) finds what the FTS5 phrase finds, except names whose match needs a non-ASCII
+    letter folded to an ASCII one (the Kelvin sign, a long s)."""
+    found = session.execute(
+        sa.text(
+            "SELECT count(*) FROM (SELECT rowid FROM agent_search "
+            "WHERE agent_search MATCH :fts LIMIT :cap)"
+        ),
+        {"fts": fts_query(query), "cap": DENSE},
+    ).scalar_one()
+    return int(found) >= DENSE
+
+
 def _sqlite_search_keys(
     session: Session,
     *,
@@ -184,7 +207,10 @@ def _sqlite_search_keys(
     """(agent id, name key, crmId) of up to ``limit`` matches in page order, from the
     SQLite search tables (see the module docstring)."""
     direction = "DESC" if backwards else "ASC"
-    if len(query) >= TRIGRAM and len(query.casefold()) >= TRIGRAM:
+    trigrams = len(query) >= TRIGRAM and len(query.casefold()) >= TRIGRAM
+    if trigrams and query.isascii() and _dense(session, query):
+        trigrams = False  # many matches: walking the name order finds a page at once
+    if trigrams:
         # CROSS JOIN keeps the FTS5 matches the outer loop (SQLite never reorders it), so
         # the cost follows the matches. Left to itself, with ANALYZE statistics, the
         # planner walks the page-order index and probes the match list: every agent.

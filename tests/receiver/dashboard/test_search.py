@@ -10,6 +10,7 @@ from html import unescape
 import pytest
 import sqlalchemy as sa
 
+from receiver.dashboard import directory
 from receiver.dashboard.directory import decode_cursor, fts_query, list_page
 from receiver.db import transaction
 from tests.factories import make_notification, next_id
@@ -65,7 +66,7 @@ def test_the_search_plan_reads_the_trigram_index(dash: Dash) -> None:
                 list_page(session, organization_id=dash.org, query="agent 004")
             finally:
                 sa.event.remove(dash.engine, "before_cursor_execute", keep)
-            (statement, parameters) = next(s for s in statements if "MATCH" in s[0])
+            (statement, parameters) = next(s for s in statements if "CROSS JOIN" in s[0])
             raw = session.connection().connection.driver_connection
             assert raw is not None
             plan = [row[3] for row in raw.execute("EXPLAIN QUERY PLAN " + statement, parameters)]
@@ -157,7 +158,14 @@ def test_the_fts_query_quotes_each_phrase() -> None:
     assert fts_query("MÜLLER") == 'name : "MÜLLER" OR username : "müller"'
 
 
-def test_search_pages_with_next_and_previous(dash: Dash) -> None:
+@pytest.mark.parametrize("dense", [False, True], ids=["sorted-matches", "name-walk"])
+def test_search_pages_with_next_and_previous(
+    dash: Dash, dense: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both SQLite plans (sort the FTS5 matches; walk the name order once a term has
+    many matches) page the same way; PostgreSQL runs the same pages once each."""
+    if dense:
+        monkeypatch.setattr(directory, "DENSE", 50)
     _seed(dash, 230, name="Team {i:04d}")
     with transaction(dash.engine, read_only=True) as session:
         first = list_page(session, organization_id=dash.org, query="team")
@@ -203,3 +211,29 @@ def test_a_short_search_says_it_cannot_use_the_index(dash: Dash) -> None:
     assert "fewer than 3 characters cannot use the search index" in short
     long = dash.client.get(f"/organizations/{dash.org}/users", params={"q": "abc"}).text
     assert "cannot use the search index" not in long
+
+
+def test_a_term_most_agents_share_walks_the_name_order(
+    dash: Dash, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if dash.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's plan choice")
+    monkeypatch.setattr(directory, "DENSE", 50)
+    _seed(dash, 120, name="Team {i:04d}")
+    statements: list[str] = []
+
+    def keep(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    sa.event.listen(dash.engine, "before_cursor_execute", keep)
+    try:
+        with transaction(dash.engine, read_only=True) as session:
+            dense = list_page(session, organization_id=dash.org, query="team")
+            rare = list_page(session, organization_id=dash.org, query="team 0042")
+            folded = list_page(session, organization_id=dash.org, query="TEAM")
+    finally:
+        sa.event.remove(dash.engine, "before_cursor_execute", keep)
+    assert [r.name for r in dense.rows] == [f"Team {i:04d}" for i in range(100)]
+    assert [r.name for r in rare.rows] == ["Team 0042"]
+    assert [r.name for r in folded.rows] == [r.name for r in dense.rows]
+    assert sum("CROSS JOIN" in s for s in statements) == 1  # only the rare term sorts
