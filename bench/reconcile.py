@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import sys
 import tempfile
@@ -40,6 +41,7 @@ from urllib.parse import parse_qs, urlsplit
 if __package__ in (None, ""):  # run as a script: make the repo root importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import orjson  # noqa: E402
 import requests  # noqa: E402
 
 from deployer.users import CallCounter, StaticSession, UserReader  # noqa: E402
@@ -161,13 +163,13 @@ def serve(pages: list[bytes]) -> Iterator[str]:
         server.server_close()
 
 
-def floor(base_url: str) -> float:
-    """Seconds to fetch every page and ``json.loads`` it."""
+def floor(base_url: str, loads: Any = json.loads) -> float:
+    """Seconds to fetch every page and ``json.loads`` it (or ``loads`` it)."""
     http = requests.Session()
     started = time.perf_counter()
     path: str | None = f"/services/data/v{API}/query?q=SELECT+Id+FROM+User"
     while path is not None:
-        body = json.loads(http.get(base_url + path, headers={"Accept": "application/json"}).content)
+        body = loads(http.get(base_url + path, headers={"Accept": "application/json"}).content)
         path = None if body["done"] else body["nextRecordsUrl"]
     return time.perf_counter() - started
 
@@ -194,6 +196,60 @@ class Phases:
         return ", ".join(parts)
 
 
+class Steps:
+    """Wall and process CPU seconds spent in the named steps of a run (the functions of
+    ``receiver.reconcile`` wrapped in place for the run)."""
+
+    NAMES = (
+        ("receiver.reconcile.run", "load_digests", "load digests"),
+        ("receiver.reconcile.state", "load_vouched", "load vouched + roster"),
+        ("receiver.reconcile.run", "read_record", "read + map records"),
+        ("receiver.reconcile.run", "load_reconcile_state", "load state"),
+        ("receiver.reconcile.run", "plan_users", "decide"),
+        ("receiver.reconcile.run", "save_plan", "store plan"),
+        ("receiver.reconcile.apply", "apply_decisions", "write agents + log"),
+        ("receiver.reconcile.apply", "record_digests", "record digests"),
+    )
+
+    def __init__(self) -> None:
+        self.spent: dict[str, list[float]] = {}
+        self._undo: list[tuple[Any, str, Any]] = []
+
+    def __enter__(self) -> Steps:
+        import importlib
+
+        for module_name, attr, label in self.NAMES:
+            module = importlib.import_module(module_name)
+            original = getattr(module, attr)
+            self._undo.append((module, attr, original))
+            setattr(module, attr, self._wrap(original, label))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for module, attr, original in reversed(self._undo):
+            setattr(module, attr, original)
+
+    def _wrap(self, fn: Any, label: str) -> Any:
+        spent = self.spent.setdefault(label, [0.0, 0.0])
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            wall, cpu = time.perf_counter(), time.process_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[0] += time.perf_counter() - wall
+                spent[1] += time.process_time() - cpu
+
+        return timed
+
+    def report(self) -> str:
+        return ", ".join(
+            f"{label} {wall:.2f}s ({cpu:.2f}s CPU)"
+            for label, (wall, cpu) in self.spent.items()
+            if wall >= 0.005
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=50_000)
@@ -215,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         floors = [floor(base_url) for _ in range(3)]
         best_floor = min(floors)
         say(f"floor (fetch + json.loads): {best_floor:.2f}s (best of 3)")
+        fast = min(floor(base_url, loads=orjson.loads) for _ in range(3))
+        say(f"  (fetch + orjson.loads, as the reader parses: {fast:.2f}s)")
         engine = make_engine(f"sqlite:///{Path(tmp) / 'bench.db'}")
         migrate(engine)
         now = datetime.now(UTC)
@@ -233,19 +291,22 @@ def main(argv: list[str] | None = None) -> int:
             http = requests.Session()
             reader = UserReader(http, StaticSession(base_url, "bench-token"), API, CallCounter())
             phases = Phases()
-            started = time.perf_counter()
-            result = reconcile(engine, "bench", reader, progress=phases)
-            elapsed = time.perf_counter() - started
+            with Steps() as steps:
+                started, cpu = time.perf_counter(), time.process_time()
+                result = reconcile(engine, "bench", reader, progress=phases)
+                elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
             results.append(elapsed)
             counts = ", ".join(f"{k} {v}" for k, v in result.counts.items() if v)
             say(
-                f"{label}: {elapsed:.2f}s = {elapsed / best_floor:.2f}x floor "
-                f"({result.status}: {counts}; {result.api_calls} API calls)"
+                f"{label}: {elapsed:.2f}s = {elapsed / best_floor:.2f}x floor, "
+                f"{cpu:.2f}s CPU ({result.status}: {counts}; {result.api_calls} API calls)"
             )
             say(f"  phases: {phases.report(started + elapsed)}")
+            say(f"  steps: {steps.report()}")
         engine.dispose()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     say(f"peak RSS: {peak:.0f} MB")
+    say("load average: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     full, second = results
     say(
         f"targets: full run <= 2x floor: {'met' if full <= 2 * best_floor else 'NOT met'}; "

@@ -10,6 +10,7 @@ what it is told and decides nothing.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -27,7 +28,10 @@ from sf_metadata.effects import (
 )
 from sf_metadata.mapping import AgentRecord, username_key
 
-__all__ = ["decide_changes", "decide_parked", "rank"]
+__all__ = ["NOT_PROVISIONED", "decide_changes", "decide_parked", "rank", "unchanged_reason"]
+
+#: The reason of an inactive user's change that leaves no agent (IGNORED).
+NOT_PROVISIONED = "user is not provisioned"
 
 #: Namespace of the uuid5 ids of new agents (any fixed value; never change it).
 _NEW_AGENT_NS = uuid.UUID("5a0c3f4e-2b1d-4e8a-9c47-0d5e6f7a8b9c")
@@ -45,13 +49,22 @@ def _new_agent_id(organization_id: str, c: PendingChange) -> str:
     stamp keeps the plain uuid5. Ids already stored (uuid4 or uuid5 hex) stay valid."""
     stamp = c.stamp.isoformat() if c.stamp else ""
     name = f"{organization_id}\n{c.crm_id}\n{c.notification_id or ''}\n{stamp}\n{c.index}"
-    digest = uuid.uuid5(_NEW_AGENT_NS, name).hex
+    digest = _uuid5_hex(name)
     if c.stamp is None:
         return digest
     millis = int(c.stamp.timestamp() * 1000)
     if not 0 <= millis < 1 << 48:
         return digest
     return f"{millis:012x}7{digest[13:]}"
+
+
+def _uuid5_hex(name: str) -> str:
+    """``uuid.uuid5(_NEW_AGENT_NS, name).hex`` (RFC 9562 section 5.5: SHA-1 of the
+    namespace and the name, version 5, variant 10), without building UUID objects."""
+    b = bytearray(hashlib.sha1(_NEW_AGENT_NS.bytes + name.encode("utf-8")).digest()[:16])
+    b[6] = (b[6] & 0x0F) | 0x50
+    b[8] = (b[8] & 0x3F) | 0x80
+    return b.hex()
 
 
 def rank(c: PendingChange) -> tuple[int, datetime, int]:
@@ -306,7 +319,19 @@ def _inactive(
             delete_agent=False,
             released_key=None,
         )
-    return _decision(c, Action.IGNORED, "user is not provisioned", effect=tomb, unpark=unpark)
+    return _decision(c, Action.IGNORED, NOT_PROVISIONED, effect=tomb, unpark=unpark)
+
+
+def _updated_reason(disabled: bool) -> str:
+    why = ", disabled: no CallCenterId" if disabled else ""
+    return f"IsActive is true: agent updated{why}"
+
+
+def unchanged_reason(*, provisioned: bool, disabled: bool) -> str:
+    """The reason :func:`decide_changes` gives a change that leaves its user exactly as
+    stored (same stamp, same agent JSON, same username, no tombstone, nothing parked):
+    an agent's (``provisioned``; ``disabled`` is its JSON's) or a tombstone's."""
+    return _updated_reason(disabled) if provisioned else NOT_PROVISIONED
 
 
 def _upsert_action(stored: StoredUser | None, agent: AgentRecord) -> tuple[Action, str]:
@@ -314,7 +339,7 @@ def _upsert_action(stored: StoredUser | None, agent: AgentRecord) -> tuple[Actio
     if stored is None:
         return Action.CREATED, f"IsActive is true: new agent{why}"
     if stored.provisioned:
-        return Action.UPDATED, f"IsActive is true: agent updated{why}"
+        return Action.UPDATED, _updated_reason(agent.disabled)
     if stored.agent_id is not None:
         return Action.RESTORED, f"IsActive is true: deprovisioned agent restored{why}"
     return Action.CREATED, f"IsActive is true: new agent (user was never provisioned){why}"
@@ -358,6 +383,7 @@ def _upsert(
         drop_tombstone=tombstoned,
         released_key=old_key if old_key is not None and old_key != new_key else None,
         data_changed=data_changed,
+        record_json=data,
     )
     return _decision(
         c, action, reason, agent=c.agent, effect=effect, end_sessions=end, unpark=unpark

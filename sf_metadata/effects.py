@@ -17,7 +17,7 @@ Every effect is keyed by the decision's ``crm_id`` (18-character User id).
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -55,6 +55,8 @@ class UpsertAgent:
       holds (a rename), else ``None``.
     - ``data_changed``: the agent JSON differs from the stored one (always True for an
       insert); False means only the stamp moves.
+    - ``record_json``: ``record.to_json()`` when the decision already built it (then
+      ``data`` is that dict, not built again; never changed by its readers).
     """
 
     agent_id: str
@@ -64,6 +66,7 @@ class UpsertAgent:
     drop_tombstone: bool
     released_key: str | None
     data_changed: bool
+    record_json: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
     @property
     def username(self) -> str | None:
@@ -75,7 +78,7 @@ class UpsertAgent:
 
     @property
     def data(self) -> dict[str, Any]:
-        return self.record.to_json()
+        return self.record_json if self.record_json is not None else self.record.to_json()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

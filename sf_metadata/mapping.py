@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from sf_metadata._email import is_email_address
@@ -178,14 +179,21 @@ def agent_username(fields: Mapping[str, str | None]) -> str | None:
     return username
 
 
+@lru_cache(maxsize=4096)
+def _related_id(value: str) -> str:
+    """``canonical_id(value.strip())``, cached: a few call centers, profiles and roles are
+    named by every user of an org. Raises :class:`InvalidSalesforceId` (not cached)."""
+    return canonical_id(value.strip())
+
+
 def _optional_id(fields: Mapping[str, str | None], name: str) -> str | None:
     # Shape only, no key-prefix check: a related id Salesforce sent is never rejected for
     # its prefix (reference outbound-receiver-bugs.md B17: strict validation loses traffic).
-    value = _value(fields, name)
-    if value is None:
+    value = fields.get(name)
+    if not value:
         return None
     try:
-        return canonical_id(value.strip())
+        return _related_id(value)
     except InvalidSalesforceId as exc:
         raise NotificationError(f"{name}: {exc}") from None
 
@@ -256,5 +264,5 @@ def map_user(crm_id: str, fields: Mapping[str, str | None]) -> AgentRecord:
         profile_id=_optional_id(fields, "ProfileId"),
         user_role_id=_optional_id(fields, "UserRoleId"),
         user_type=_value(fields, "UserType"),
-        custom_fields={k: v for k, v in sorted(fields.items()) if k.endswith("__c")},
+        custom_fields={k: fields[k] for k in sorted(k for k in fields if k.endswith("__c"))},
     )

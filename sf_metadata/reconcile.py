@@ -18,17 +18,29 @@ reconcile's own (CONTRACT section 6):
   ``SystemModstamp``, then ``Id``, gets it. Resolved to a fixed point (a loser keeps its
   old username, which may decide another claim) into the owners the decision sees;
 - ``notFound``: provisioned agents a full read did not return; never deprovisioned;
-- ``counts``, and the deletion guard (:class:`DeletionGuard`).
+- ``counts``, and the deletion guard (:class:`DeletionGuard`);
+- the unchanged fast path: :func:`read_record` digests each record as read
+  (:func:`record_digest`); a record whose digest equals the one the store vouches for
+  (:class:`Known`: the stored agent or tombstone is still exactly what deciding that very
+  record wrote, nothing parked) is a :class:`KnownUser`, not mapped, and
+  :func:`plan_users` gives it the row the decision would give it (``unchanged``, the
+  decision's reason, nothing written). It is decided in full instead when the state
+  loaded under the lock no longer vouches for it, or when its user is read twice.
 """
 
 from __future__ import annotations
 
 import enum
+import hashlib
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
+from sf_metadata.decide import unchanged_reason
 from sf_metadata.decision import (
     Action,
     Decision,
@@ -47,15 +59,20 @@ __all__ = [
     "DEFAULT_GUARD",
     "REPEATED_REASON",
     "DeletionGuard",
+    "Known",
+    "KnownUser",
     "NotFound",
     "PlanRow",
     "QueriedUser",
+    "ReadUser",
     "ReconcileAction",
     "ReconcilePlan",
     "ReconcileState",
     "count_rows",
     "plan_users",
+    "read_record",
     "read_user",
+    "record_digest",
 ]
 
 
@@ -85,6 +102,7 @@ class QueriedUser:
     User id; ``raw_id`` holds its text, cut to 40 characters). Either ``error`` is ``None``
     and ``agent``/``stamp``/``active`` hold the mapping, the ordering stamp
     (SystemModstamp, else LastModifiedDate) and ``IsActive``; or ``error`` is the reason.
+    ``digest``: :func:`record_digest` of the record read (``None`` when unknown).
     """
 
     crm_id: str | None
@@ -93,9 +111,10 @@ class QueriedUser:
     stamp: datetime | None
     active: bool
     error: str | None
+    digest: str | None = None
 
 
-def read_user(record: Mapping[str, Any]) -> QueriedUser:
+def read_user(record: Mapping[str, Any], *, digest: str | None = None) -> QueriedUser:
     """Decode one SOQL JSON record (see :func:`~sf_metadata.soql.record_fields`). Raises
     nothing: bad content becomes ``error`` (the receiver's reason text)."""
     fields = record_fields(record)
@@ -107,25 +126,87 @@ def read_user(record: Mapping[str, Any]) -> QueriedUser:
         crm = try_canonical_id(raw, USER)
         return QueriedUser(crm, raw[:40], None, None, False, change.error or "unreadable")
     return QueriedUser(
-        change.agent.crm_id, raw[:40], change.agent, change.stamp, change.active, None
+        change.agent.crm_id, raw[:40], change.agent, change.stamp, change.active, None, digest
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Known:
+    """What the store vouches for about one user (``receiver.reconcile.digests``):
+    ``digest`` is :func:`record_digest` of the User record its stored state was last
+    decided from, and that state is still exactly what the decision wrote: an agent
+    (``provisioned``; its ``username`` and whether its JSON says ``disabled``) with no
+    tombstone, or a tombstone alone (``username`` ``None``) holding that record's stamp;
+    nothing parked for the user."""
+
+    digest: str
+    provisioned: bool
+    username: str | None
+    disabled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class KnownUser:
+    """A record read whose digest equals the one stored for its ``Id`` when the read
+    began: not mapped. ``crm_id`` is its ``Id`` (a stored 18-character id), ``digest``
+    its :func:`record_digest`, ``raw`` the record as JSON bytes, to decide it in full
+    when :func:`plan_users` must (the state loaded under the lock no longer vouches for
+    that digest, or the user is read twice)."""
+
+    crm_id: str
+    digest: str
+    raw: bytes
+
+
+ReadUser = QueriedUser | KnownUser
+
+
+def record_digest(record: Mapping[str, Any], salt: bytes) -> tuple[str, bytes] | None:
+    """``(digest, json)`` of one SOQL JSON record: ``json`` is the record as orjson writes
+    it (keys in the order read), ``digest`` the first 32 hex characters of the SHA-256 of
+    ``salt`` and ``json``. The ``salt`` names the mapping code, so a changed mapping
+    never meets an old digest. ``None`` when the record cannot be written as JSON."""
+    try:
+        raw = orjson.dumps(record)
+    except (orjson.JSONEncodeError, TypeError):
+        return None
+    return hashlib.sha256(salt + raw).hexdigest()[:32], raw
+
+
+def read_record(
+    record: Mapping[str, Any], digests: Mapping[str, str], salt: bytes
+) -> QueriedUser | KnownUser:
+    """:func:`read_user` of ``record``, or a :class:`KnownUser` when its digest is the
+    one ``digests`` holds for its ``Id`` (then nothing is mapped). Raises nothing."""
+    digested = record_digest(record, salt)
+    if digested is None:
+        return read_user(record)
+    digest, raw = digested
+    rid = record.get("Id")
+    if type(rid) is str and digests.get(rid) == digest:
+        return KnownUser(rid, digest, raw)
+    return read_user(record, digest=digest)
 
 
 @dataclass(frozen=True, slots=True)
 class ReconcileState:
     """The store for one plan: ``stored`` is the decision's
     :class:`~sf_metadata.decision.StoredState` (every user read that has stored state,
-    and ``username_owners`` for at least every username they claim; a full run passes
-    every agent and tombstone of the organization); ``full``: every provisioned agent is
-    in ``stored.users``, so those not read are ``notFound``; ``agent_count``: provisioned
-    agents of the organization before the plan."""
+    and ``username_owners`` for at least every username they claim); ``full``: a full
+    read, so agents not read are ``notFound``: those of ``roster`` (crm id -> username,
+    every agent of the organization) or, when it is ``None``, the provisioned ones of
+    ``stored.users`` (then every agent is there); ``agent_count``: provisioned agents of
+    the organization before the plan; ``known``: what the store vouches for now (loaded
+    with the rest, under the lock), by crm id."""
 
     stored: StoredState
     full: bool
     agent_count: int
+    known: Mapping[str, Known] = field(default_factory=dict)
+    roster: Mapping[str, str | None] | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PlanRow:
     """One user's row. ``crm_id`` is the 18-character id (or the raw ``Id`` text of an
     undecidable record); ``username`` the agent username it maps to (else the stored
@@ -133,7 +214,10 @@ class PlanRow:
     user), kept so applying can decide the row again; ``writes``: applying it writes
     something (its decision has an effect, ends sessions, parks the change or forgets
     parked changes it supersedes); ``decision``: the
-    receiver's decision (``None`` for an undecidable record; not stored)."""
+    receiver's decision (``None`` for an undecidable record; not stored); ``digest``:
+    the record's :func:`record_digest` (``None`` when unknown). Not frozen (a plan
+    builds 50,000 at a time, and a frozen dataclass costs several times more to build),
+    but never changed once built."""
 
     crm_id: str
     action: ReconcileAction
@@ -144,6 +228,7 @@ class PlanRow:
     active: bool = False
     agent: AgentRecord | None = None
     decision: Decision | None = None
+    digest: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,8 +296,8 @@ def _order(user: QueriedUser) -> tuple[datetime, str]:
 def count_rows(rows: Iterable[PlanRow], not_found: int) -> dict[str, int]:
     """``counts`` of CONTRACT section 6 (every key present, zeros included)."""
     counts = dict.fromkeys(COUNT_KEYS, 0)
-    for row in rows:
-        counts[row.action.value] += 1
+    for action, n in Counter(row.action for row in rows).items():
+        counts[action.value] += n
     counts["notFound"] = not_found
     return counts
 
@@ -232,25 +317,58 @@ def _action(d: Decision) -> ReconcileAction:
     return ReconcileAction.UNCHANGED  # STALE, IGNORED
 
 
-def plan_users(users: Sequence[QueriedUser], state: ReconcileState) -> ReconcilePlan:
+def _decided(users: Sequence[ReadUser], state: ReconcileState) -> list[ReadUser]:
+    """``users`` with every :class:`KnownUser` that the state does not vouch for (no
+    :class:`Known` entry with its digest: its user changed in the store since the read
+    began), or whose user is read more than once, decoded into a :class:`QueriedUser`
+    (decided in full)."""
+    ids = [u.crm_id for u in users if u.crm_id is not None]
+    repeated: set[str] = set()
+    if len(set(ids)) != len(ids):
+        repeated = {crm for crm, n in Counter(ids).items() if n > 1}
+    known = state.known
+    out: list[ReadUser] = []
+    for u in users:
+        if isinstance(u, KnownUser):
+            k = known.get(u.crm_id)
+            if k is None or k.digest != u.digest or u.crm_id in repeated:
+                u = read_user(orjson.loads(u.raw), digest=u.digest)
+        out.append(u)
+    return out
+
+
+def plan_users(users: Sequence[ReadUser], state: ReconcileState) -> ReconcilePlan:
     """Plan every user read (module docstring). Pure; raises nothing."""
     stored = state.stored
-    rows: list[PlanRow | None] = [None] * len(users)
+    read_users = _decided(users, state)
+    rows: list[PlanRow | None] = [None] * len(read_users)
+    queried: list[QueriedUser | None] = [None] * len(read_users)
     latest: dict[str, int] = {}
-    for i, u in enumerate(users):
+    reasons: dict[tuple[bool, bool], str] = {}
+    unchanged = ReconcileAction.UNCHANGED
+    for i, r in enumerate(read_users):
+        if isinstance(r, KnownUser):
+            k = state.known[r.crm_id]
+            reason = reasons.get((k.provisioned, k.disabled))
+            if reason is None:
+                reason = unchanged_reason(provisioned=k.provisioned, disabled=k.disabled)
+                reasons[(k.provisioned, k.disabled)] = reason
+            rows[i] = PlanRow(r.crm_id, unchanged, reason, k.username)
+            continue
+        u = queried[i] = r
         if u.error is not None or u.crm_id is None or u.agent is None:
             reason = u.error or "the User record could not be read"
             rows[i] = PlanRow(u.crm_id or u.raw_id, ReconcileAction.FAILED, reason, None)
             continue
         best = latest.get(u.crm_id)
-        if best is None or _order(u) >= _order(users[best]):
+        if best is None or _order(u) >= _order(_at(queried, best)):
             latest[u.crm_id] = i
 
     # Who claims which username, who releases one (section 6 tie rule, then decided).
     claims: dict[int, str | None] = {}
     releasing: set[str] = set()
     for crm, i in latest.items():
-        u = users[i]
+        u = _at(queried, i)
         assert u.agent is not None
         held = stored.users.get(crm)
         if (
@@ -264,27 +382,21 @@ def plan_users(users: Sequence[QueriedUser], state: ReconcileState) -> Reconcile
             claims[i] = username_key(u.agent.username)
         elif held is not None and held.provisioned:
             releasing.add(crm)
-    owners = _final_owners(users, claims, releasing, stored.username_owners)
+    owners = _final_owners(queried, claims, releasing, stored.username_owners)
 
-    # One decision call per user (its records together, so the newest decides): the
-    # owners are final already, so each call needs only the owner of the username it
-    # claims, and the decision's cost stays linear in the users read.
-    groups: dict[str, list[PendingChange]] = {}
-    for i, u in enumerate(users):
-        if rows[i] is None and u.agent is not None:
-            groups.setdefault(u.agent.crm_id, []).append(
-                PendingChange(
-                    index=i, notification_id=None, agent=u.agent, stamp=u.stamp, active=u.active
-                )
-            )
-    pairs: list[tuple[PendingChange, Decision]] = []
-    for group in groups.values():
-        keys = {username_key(c.agent.username) for c in group}
-        mine = {k: owners[k] for k in keys if k is not None and k in owners}
-        view = replace(stored, username_owners=mine)
-        pairs += zip(group, decide_changes(group, view, superseded=REPEATED_REASON), strict=True)
-    for c, d in pairs:
-        u = users[c.index]
+    # One decision call for every user read (a user's records together, so the newest
+    # decides), against the final owners: each winner finds its username free or its
+    # own, each loser finds the winner (decide_changes releases and claims usernames in
+    # linear time, so this is linear in the users read).
+    pending = [
+        PendingChange(index=i, notification_id=None, agent=u.agent, stamp=u.stamp, active=u.active)
+        for i, u in enumerate(queried)
+        if rows[i] is None and u is not None and u.agent is not None
+    ]
+    view = replace(stored, username_owners=owners)
+    decided = decide_changes(pending, view, superseded=REPEATED_REASON)
+    for c, d in zip(pending, decided, strict=True):
+        u = _at(queried, c.index)
         held = stored.users.get(c.crm_id)
         action = _action(d)
         username = u.agent.username if u.agent is not None else None
@@ -297,23 +409,29 @@ def plan_users(users: Sequence[QueriedUser], state: ReconcileState) -> Reconcile
             or bool(d.unpark)
         )
         rows[c.index] = PlanRow(
-            c.crm_id, action, d.reason, username, writes, u.stamp, u.active, u.agent, d
+            c.crm_id, action, d.reason, username, writes, u.stamp, u.active, u.agent, d, u.digest
         )
 
     done = tuple(r for r in rows if r is not None)
     not_found: tuple[NotFound, ...] = ()
     if state.full:
-        read = {u.crm_id for u in users if u.crm_id is not None}
-        not_found = tuple(
-            NotFound(s.crm_id, s.username)
-            for crm, s in sorted(stored.users.items())
-            if s.provisioned and crm not in read
-        )
+        read = {u.crm_id for u in read_users if u.crm_id is not None}
+        roster = state.roster
+        if roster is None:
+            roster = {crm: s.username for crm, s in stored.users.items() if s.provisioned}
+        missing = sorted((crm, name) for crm, name in roster.items() if crm not in read)
+        not_found = tuple(NotFound(crm, name) for crm, name in missing)
     return ReconcilePlan(done, not_found, count_rows(done, len(not_found)))
 
 
+def _at(queried: Sequence[QueriedUser | None], i: int) -> QueriedUser:
+    u = queried[i]
+    assert u is not None
+    return u
+
+
 def _final_owners(
-    users: Sequence[QueriedUser],
+    users: Sequence[QueriedUser | None],
     claims: Mapping[int, str | None],
     releasing: set[str],
     holders: Mapping[str, str],
@@ -321,7 +439,7 @@ def _final_owners(
     """Casefolded username -> crm id of the user who has it once the read is applied: the
     winner of every claimed username and every holder that keeps its own (module
     docstring), so the decision fails exactly the losers, naming the winner."""
-    claimant = {i: users[i].crm_id or "" for i in claims}
+    claimant = {i: _at(users, i).crm_id or "" for i in claims}
     failed: set[int] = set()
     while True:
         applying = {claimant[i] for i in claims if i not in failed}
@@ -342,7 +460,7 @@ def _final_owners(
             holder = holders.get(key)
             keeper = next((i for i in wanting if claimant[i] == holder), None)
             if keeper is None:
-                keeper = min(wanting, key=lambda i: _order(users[i]))
+                keeper = min(wanting, key=lambda i: _order(_at(users, i)))
             owners[key] = claimant[keeper]
             new_failures.update(i for i in wanting if i != keeper)
         if not new_failures:

@@ -111,7 +111,17 @@ def record_fields(record: Mapping[str, Any]) -> dict[str, str | None]:
     out"), so a null custom field is not in ``customFields``."""
     out: dict[str, str | None] = {}
     for name, value in record.items():
-        if name == "attributes" or value is None:
+        if value is None or name == "attributes":
             continue
-        out[name] = _text(value)
+        kind = type(value)
+        # The common exact types first (the same text as _text gives: json.dumps of an
+        # int is int.__repr__); anything else, subclasses included, goes through _text.
+        if kind is str:
+            out[name] = value
+        elif kind is bool:
+            out[name] = "true" if value else "false"
+        elif kind is int:
+            out[name] = int.__repr__(value)
+        else:
+            out[name] = _text(value)
     return out

@@ -4,17 +4,16 @@ A plan's rows are kept as one zlib-compressed JSON document (``reconcile_plan.ro
 
     {"rows": [{"c": crmId, "a": action, "r": reason, "u": username,
                "w": 1, "s": SystemModstamp ISO or null, "v": IsActive,
-               "g": agent JSON or null}, ...],          # in read order
+               "g": agent JSON or null, "h": record digest}, ...],   # in read order
      "notFound": [{"c": crmId, "u": username}, ...]}    # by crm id
 
-``w``/``g``/``s``/``v`` are kept only for rows whose decision writes something (they are
+``w``/``g``/``s``/``v``/``h`` are kept only for rows whose decision writes something (they are
 decided again when applied), so an unchanged 50,000-user plan stays small. :func:`plan_json` is the ``reconcile show --json``
 shape of CONTRACT section 6.
 """
 
 from __future__ import annotations
 
-import json
 import uuid
 import zlib
 from collections.abc import Iterator, Mapping
@@ -22,9 +21,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlmodel import Session, col, select
 
 from receiver.reconcile.tables import ReconcilePlanRecord
+from sf_metadata.effects import UpsertAgent
 from sf_metadata.errors import PlanNotFound
 from sf_metadata.mapping import AgentRecord
 from sf_metadata.reconcile import (
@@ -63,21 +64,35 @@ def new_plan_id() -> str:
 def encode_rows(plan: ReconcilePlan) -> bytes:
     """The compressed rows document of ``plan`` (module docstring)."""
     rows = []
+    stamps: dict[datetime, str] = {}  # one isoformat per distinct stamp
     for r in plan.rows:
         row: dict[str, Any] = {"c": r.crm_id, "a": r.action.value, "r": r.reason, "u": r.username}
         if r.writes:
             row["w"] = 1
-            row["s"] = r.stamp.isoformat() if r.stamp else None
+            stamp = None
+            if r.stamp is not None:
+                stamp = stamps.get(r.stamp)
+                if stamp is None:
+                    stamp = stamps[r.stamp] = r.stamp.isoformat()
+            row["s"] = stamp
             row["v"] = r.active
-            row["g"] = r.agent.to_json() if r.agent else None
+            effect = r.decision.effect if r.decision is not None else None
+            if isinstance(effect, UpsertAgent) and effect.record is r.agent:
+                row["g"] = effect.data  # the JSON the decision built
+            else:
+                row["g"] = r.agent.to_json() if r.agent else None
+            if r.digest is not None:
+                row["h"] = r.digest
         rows.append(row)
     doc = {"rows": rows, "notFound": [{"c": n.crm_id, "u": n.username} for n in plan.not_found]}
-    return zlib.compress(json.dumps(doc, separators=(",", ":")).encode("utf-8"), 6)
+    # Level 1: a 50,000-row plan compresses about as well (its rows repeat) in a
+    # fraction of the time of level 6.
+    return zlib.compress(orjson.dumps(doc), 1)
 
 
 def decode_rows(blob: bytes) -> tuple[tuple[PlanRow, ...], tuple[NotFound, ...]]:
     """Inverse of :func:`encode_rows`."""
-    doc = json.loads(zlib.decompress(blob))
+    doc = orjson.loads(zlib.decompress(blob))
     rows = []
     for row in doc["rows"]:
         stamp = row.get("s")
@@ -92,6 +107,7 @@ def decode_rows(blob: bytes) -> tuple[tuple[PlanRow, ...], tuple[NotFound, ...]]
                 datetime.fromisoformat(stamp) if stamp else None,
                 bool(row.get("v", False)),
                 AgentRecord.from_json(agent) if agent else None,
+                digest=row.get("h"),
             )
         )
     return tuple(rows), tuple(NotFound(n["c"], n["u"]) for n in doc["notFound"])

@@ -19,7 +19,8 @@ One function per action, shared by the CLI and the dashboard:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -34,16 +35,19 @@ from receiver.reconcile.plans import StoredPlan, get_plan, plan_json, save_plan
 from receiver.reconcile.state import load_reconcile_state
 from receiver.reconcile.tables import ReconcilePlanRecord
 from receiver.sessions import SessionHooks
-from sf_metadata.errors import PlanNotFound, ReconcileHeld, UsageError
+from receiver.reconcile.digests import SALT, load_digests
+from sf_metadata.changes import parse_stamp
+from sf_metadata.errors import AgentProvisionError, PlanNotFound, ReconcileHeld, UsageError
 from sf_metadata.reconcile import (
     COUNT_KEYS,
     DEFAULT_GUARD,
     DeletionGuard,
     PlanRow,
     QueriedUser,
+    ReadUser,
     count_rows,
     plan_users,
-    read_user,
+    read_record,
 )
 from sf_metadata.soql import DEFAULT_OVERLAP, user_query
 
@@ -94,12 +98,29 @@ class _NoProgress:
         pass
 
 
+#: The SOQL JSON dateTime as the REST API writes it (``2026-11-20T10:00:00.000+0000``).
+_SOQL_STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+0000")
+
+
+def _stamp_of(record: Mapping[str, Any]) -> datetime | None:
+    """The ordering stamp of a record vouched for (decided before, so readable)."""
+    texts = {
+        name: value
+        for name in ("SystemModstamp", "LastModifiedDate")
+        if type(value := record.get(name)) is str
+    }
+    try:
+        return parse_stamp(texts)
+    except AgentProvisionError:
+        return None
+
+
 @dataclass(frozen=True)
 class ReadResult:
-    """What a read gave: every User decoded, the newest stamp among them, the calls made,
-    and whether it was a full read."""
+    """What a read gave: every User decoded (or vouched for as unchanged), the newest
+    stamp among them, the calls made, and whether it was a full read."""
 
-    users: list[QueriedUser]
+    users: list[ReadUser]
     watermark: datetime | None
     api_calls: int
     kind: str
@@ -111,27 +132,45 @@ def read_users(
     salesforce_org_id: str,
     since: datetime | None = None,
     progress: ProgressSink | None = None,
+    digests: Mapping[str, str] | None = None,
 ) -> ReadResult:
     """Read every User (``since`` ``None``) or those changed since ``since`` minus the
-    overlap (:data:`~sf_metadata.soql.DEFAULT_OVERLAP`). Raises
-    :class:`~sf_metadata.errors.SalesforceUnreadable` / ``AuthenticationError``."""
+    overlap (:data:`~sf_metadata.soql.DEFAULT_OVERLAP`). Each record is digested; one
+    whose digest is the one ``digests`` holds for its user is kept unmapped
+    (``sf_metadata.reconcile.read_record``; the plan checks it under the lock). Raises :class:`~sf_metadata.errors.SalesforceUnreadable` /
+    ``AuthenticationError``."""
     sink = progress or _NoProgress()
     sink.phase("reading")
     reader.check_organization(salesforce_org_id)
     soql = user_query(reader.custom_fields(), since=since, overlap=DEFAULT_OVERLAP)
-    users: list[QueriedUser] = []
+    users: list[ReadUser] = []
     watermark: datetime | None = None
     first = True
+    stored: Mapping[str, str] = digests or {}
+    newest_text = ""  # the newest SystemModstamp text of the users left unmapped
     for page in reader.pages(soql):
         if first:
             sink.total(page.total_size)
             first = False
         for record in page.records:
-            user = read_user(record)
+            user = read_record(record, stored, SALT)
             users.append(user)
-            if user.stamp is not None and (watermark is None or user.stamp > watermark):
-                watermark = user.stamp
+            if isinstance(user, QueriedUser):
+                stamp = user.stamp
+            else:
+                text = record.get("SystemModstamp")
+                if type(text) is str and _SOQL_STAMP.fullmatch(text):
+                    if text > newest_text:
+                        newest_text = text  # one format, so text order is time order
+                    continue
+                stamp = _stamp_of(record)
+            if stamp is not None and (watermark is None or stamp > watermark):
+                watermark = stamp
         sink.advance(len(page.records))
+    if newest_text:
+        stamp = _stamp_of({"SystemModstamp": newest_text})
+        if stamp is not None and (watermark is None or stamp > watermark):
+            watermark = stamp
     return ReadResult(
         users, watermark, reader.counter.calls, FULL if since is None else INCREMENTAL
     )
@@ -248,7 +287,7 @@ def plan_run(
                 ended = write_decisions(
                     session,
                     org,
-                    plan.decisions,
+                    plan,
                     plan_id=record.id,
                     item_count=len(read.users),
                     now=clock(),
@@ -348,7 +387,7 @@ def apply_plan(
         ended = write_decisions(
             session,
             org,
-            redecided.plan.decisions,
+            redecided.plan,
             plan_id=plan_id,
             item_count=record.users_read,
             now=clock(),
@@ -416,7 +455,11 @@ def reconcile(
         org = get_organization(session, organization)
         salesforce_org_id = org.salesforce_org_id
         since = None if full else last_watermark(session, org.id)
-    read = read_users(reader, salesforce_org_id=salesforce_org_id, since=since, progress=progress)
+        digests = load_digests(session, org.id)
+    read = read_users(
+        reader, salesforce_org_id=salesforce_org_id, since=since, progress=progress, digests=digests
+    )
+    del digests
     return plan_run(
         engine,
         organization,

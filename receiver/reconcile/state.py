@@ -20,12 +20,13 @@ from sqlmodel import Session, col, select
 
 from receiver.models import Agent, Tombstone
 from receiver.provisioning_tables import ParkedChangeRow
+from receiver.reconcile.digests import load_vouched
 from sf_metadata.decision import StoredState, StoredUser
 from sf_metadata.effects import ParkedChange
 from sf_metadata.mapping import AgentRecord, username_key
-from sf_metadata.reconcile import QueriedUser, ReconcileState
+from sf_metadata.reconcile import Known, KnownUser, QueriedUser, ReadUser, ReconcileState
 
-__all__ = ["CHUNK", "agent_count", "load_parked", "load_reconcile_state"]
+__all__ = ["CHUNK", "WHOLE_ABOVE", "agent_count", "load_parked", "load_reconcile_state"]
 
 #: Ids per ``IN (...)`` list (well under SQLite's and PostgreSQL's parameter limits).
 CHUNK = 500
@@ -91,30 +92,55 @@ def agent_count(session: Session, organization_id: str) -> int:
     )
 
 
+#: Above this many users to decide, a run loads the whole organization rather than
+#: ``IN`` lists of their ids and usernames.
+WHOLE_ABOVE = 2000
+
+
 def load_reconcile_state(
-    session: Session, organization_id: str, users: Sequence[QueriedUser], *, full: bool
+    session: Session,
+    organization_id: str,
+    users: Sequence[ReadUser],
+    *,
+    full: bool,
+    whole: bool | None = None,
 ) -> ReconcileState:
     """The :class:`~sf_metadata.reconcile.ReconcileState` for ``users`` (see the module
-    docstring); ``full`` also makes every agent not read count as ``notFound``."""
+    docstring); ``full`` also makes every agent not read count as ``notFound``.
+
+    ``whole`` (default: a full read where most users are to be decided, or more than
+    :data:`WHOLE_ABOVE` of them) loads every agent, tombstone and parked change of the
+    organization; otherwise those of the users to decide (the
+    :class:`~sf_metadata.reconcile.QueriedUser` ones) and the holders of the usernames
+    they claim, plus, for a full read, the roster of every agent (crm id, username) for
+    ``notFound``. The valid digests (``receiver.reconcile.digests.load_vouched``, which
+    gives that roster too) are loaded when ``users`` holds a
+    :class:`~sf_metadata.reconcile.KnownUser`."""
+    decide = [u for u in users if isinstance(u, QueriedUser)]
+    if whole is None:
+        whole = len(decide) > WHOLE_ABOVE or (full and 2 * len(decide) > len(users))
     agents: list[Any] = []
     tombs: list[Any] = []
     crm_ids: list[str] = []
+    roster: dict[str, str | None] | None = None
     tomb_columns = (col(Tombstone.crm_id), col(Tombstone.agent_id), col(Tombstone.system_modstamp))
-    if full:
+    if whole:
         agents = list(
-            session.connection().execute(
+            session.connection()
+            .execute(
                 sa.select(*_AGENT_COLUMNS).where(col(Agent.organization_id) == organization_id)
             )
+            .all()
         )
         tombs = list(
             session.exec(select(*tomb_columns).where(Tombstone.organization_id == organization_id))
         )
     else:
-        crm_ids = sorted({u.crm_id for u in users if u.crm_id is not None})
+        crm_ids = sorted({u.crm_id for u in decide if u.crm_id is not None})
         keys = sorted(
             {
                 k
-                for u in users
+                for u in decide
                 if u.agent is not None and (k := username_key(u.agent.username)) is not None
             }
         )
@@ -138,6 +164,7 @@ def load_reconcile_state(
                     )
                 )
             )
+
     tomb_by_crm = {t[0]: t for t in tombs}
     stored: dict[str, StoredUser] = {}
     holders: dict[str, str] = {}
@@ -150,9 +177,18 @@ def load_reconcile_state(
     for crm, agent_id, stamp in tombs:
         if crm not in stored:
             stored[crm] = StoredUser(crm, agent_id, False, stamp, None, has_tombstone=True)
-    count = len(agents) if full else agent_count(session, organization_id)
-    parked = load_parked(session, organization_id, None if full else crm_ids)
+    known: dict[str, Known] = {}
+    if any(isinstance(u, KnownUser) for u in users) or (full and not whole):
+        known, roster = load_vouched(session, organization_id)
+    if whole:
+        count = len(agents)
+        roster = None  # every agent is in the state
+    elif roster is not None:
+        count = len(roster)
+    else:
+        count = agent_count(session, organization_id)
+    parked = load_parked(session, organization_id, None if whole else crm_ids)
     state = StoredState(
         stored, holders, frozenset(), organization_id=organization_id, parked=parked
     )
-    return ReconcileState(state, full, count)
+    return ReconcileState(state, full, count, known=known, roster=roster)

@@ -7,8 +7,19 @@
                      SystemModstamp read); detail; applied_at; rows (zlib-compressed JSON,
                      see ``receiver.reconcile.plans``); index (organization_id, created_at)
 
+    reconcile_digest organization_id + crm_id PK; digest (32 hex: the User record as
+                     last read and applied, ``sf_metadata.reconcile.record_digest``);
+                     agent_updated_at (the ``agent.updated_at`` that applying left, NULL
+                     for a user with a tombstone only); system_modstamp (the tombstone's
+                     stamp, for those); disabled (the agent JSON's)
+
 A plan's rows are one compressed document rather than one row each: a 50,000-user plan is
 written and read in one statement (``bench/reconcile.py``), and it is always read whole.
+
+A digest vouches that the stored agent (or tombstone) is still exactly what deciding that
+record wrote, as long as the agent row was not written since (every agent write sets
+``updated_at``) and no tombstone or parked change appeared: see
+``receiver.reconcile.digests``.
 """
 
 from __future__ import annotations
@@ -21,7 +32,7 @@ from sqlmodel import Field, SQLModel
 
 from receiver.models import UTCDateTime
 
-__all__ = ["ReconcilePlanRecord"]
+__all__ = ["ReconcileDigest", "ReconcilePlanRecord"]
 
 
 class ReconcilePlanRecord(SQLModel, table=True):
@@ -60,3 +71,26 @@ class ReconcilePlanRecord(SQLModel, table=True):
         default=None, sa_column=sa.Column(UTCDateTime(), nullable=True)
     )
     rows: bytes = Field(sa_column=sa.Column(sa.LargeBinary(), nullable=False))
+
+
+class ReconcileDigest(SQLModel, table=True):
+    """The digest of the User record a user's stored state was last decided from."""
+
+    __tablename__ = "reconcile_digest"
+
+    organization_id: str = Field(
+        sa_column=sa.Column(
+            sa.String(63),
+            sa.ForeignKey("organization.id", ondelete="CASCADE"),
+            primary_key=True,
+        )
+    )
+    crm_id: str = Field(primary_key=True, max_length=18)
+    digest: str = Field(max_length=32)
+    agent_updated_at: datetime | None = Field(
+        default=None, sa_column=sa.Column(UTCDateTime(), nullable=True)
+    )
+    system_modstamp: datetime | None = Field(
+        default=None, sa_column=sa.Column(UTCDateTime(), nullable=True)
+    )
+    disabled: bool = False
