@@ -69,6 +69,7 @@ __all__ = [
     "ReconcilePlan",
     "ReconcileState",
     "count_rows",
+    "decided_users",
     "plan_users",
     "read_record",
     "read_user",
@@ -317,16 +318,15 @@ def _action(d: Decision) -> ReconcileAction:
     return ReconcileAction.UNCHANGED  # STALE, IGNORED
 
 
-def _decided(users: Sequence[ReadUser], state: ReconcileState) -> list[ReadUser]:
-    """``users`` with every :class:`KnownUser` that the state does not vouch for (no
-    :class:`Known` entry with its digest: its user changed in the store since the read
-    began), or whose user is read more than once, decoded into a :class:`QueriedUser`
-    (decided in full)."""
+def decided_users(users: Sequence[ReadUser], known: Mapping[str, Known]) -> list[ReadUser]:
+    """``users`` with every :class:`KnownUser` that ``known`` does not vouch for (no
+    entry with its digest: its user changed in the store since the read began), or whose
+    user is read more than once, decoded into a :class:`QueriedUser` (to decide in full;
+    the state must hold those users: ``receiver.reconcile.state`` loads it after this)."""
     ids = [u.crm_id for u in users if u.crm_id is not None]
     repeated: set[str] = set()
     if len(set(ids)) != len(ids):
         repeated = {crm for crm, n in Counter(ids).items() if n > 1}
-    known = state.known
     out: list[ReadUser] = []
     for u in users:
         if isinstance(u, KnownUser):
@@ -340,7 +340,7 @@ def _decided(users: Sequence[ReadUser], state: ReconcileState) -> list[ReadUser]
 def plan_users(users: Sequence[ReadUser], state: ReconcileState) -> ReconcilePlan:
     """Plan every user read (module docstring). Pure; raises nothing."""
     stored = state.stored
-    read_users = _decided(users, state)
+    read_users = decided_users(users, state.known)
     rows: list[PlanRow | None] = [None] * len(read_users)
     queried: list[QueriedUser | None] = [None] * len(read_users)
     latest: dict[str, int] = {}

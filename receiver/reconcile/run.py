@@ -31,11 +31,11 @@ from sqlmodel import Session, col, select
 from deployer.users import UserReader
 from receiver.db import transaction
 from receiver.organizations import get_organization
+from receiver.reconcile.digests import SALT, load_digests
 from receiver.reconcile.plans import StoredPlan, get_plan, plan_json, save_plan
 from receiver.reconcile.state import load_reconcile_state
 from receiver.reconcile.tables import ReconcilePlanRecord
 from receiver.sessions import SessionHooks
-from receiver.reconcile.digests import SALT, load_digests
 from sf_metadata.changes import parse_stamp
 from sf_metadata.errors import AgentProvisionError, PlanNotFound, ReconcileHeld, UsageError
 from sf_metadata.reconcile import (

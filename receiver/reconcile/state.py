@@ -24,7 +24,14 @@ from receiver.reconcile.digests import load_vouched
 from sf_metadata.decision import StoredState, StoredUser
 from sf_metadata.effects import ParkedChange
 from sf_metadata.mapping import AgentRecord, username_key
-from sf_metadata.reconcile import Known, KnownUser, QueriedUser, ReadUser, ReconcileState
+from sf_metadata.reconcile import (
+    Known,
+    KnownUser,
+    QueriedUser,
+    ReadUser,
+    ReconcileState,
+    decided_users,
+)
 
 __all__ = ["CHUNK", "WHOLE_ABOVE", "agent_count", "load_parked", "load_reconcile_state"]
 
@@ -116,13 +123,19 @@ def load_reconcile_state(
     ``notFound``. The valid digests (``receiver.reconcile.digests.load_vouched``, which
     gives that roster too) are loaded when ``users`` holds a
     :class:`~sf_metadata.reconcile.KnownUser`."""
-    decide = [u for u in users if isinstance(u, QueriedUser)]
+    known: dict[str, Known] = {}
+    roster: dict[str, str | None] | None = None
+    vouch = any(isinstance(u, KnownUser) for u in users)
+    if vouch:
+        known, roster = load_vouched(session, organization_id)
+    # The users plan_users decides in full: those read and mapped, and those read
+    # unmapped that the store no longer vouches for (their state is loaded too).
+    decide = [u for u in decided_users(users, known) if isinstance(u, QueriedUser)]
     if whole is None:
         whole = len(decide) > WHOLE_ABOVE or (full and 2 * len(decide) > len(users))
     agents: list[Any] = []
     tombs: list[Any] = []
     crm_ids: list[str] = []
-    roster: dict[str, str | None] | None = None
     tomb_columns = (col(Tombstone.crm_id), col(Tombstone.agent_id), col(Tombstone.system_modstamp))
     if whole:
         agents = list(
@@ -177,8 +190,7 @@ def load_reconcile_state(
     for crm, agent_id, stamp in tombs:
         if crm not in stored:
             stored[crm] = StoredUser(crm, agent_id, False, stamp, None, has_tombstone=True)
-    known: dict[str, Known] = {}
-    if any(isinstance(u, KnownUser) for u in users) or (full and not whole):
+    if full and not whole and not vouch:
         known, roster = load_vouched(session, organization_id)
     if whole:
         count = len(agents)

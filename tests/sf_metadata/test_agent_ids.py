@@ -40,3 +40,20 @@ def test_users_with_one_stamp_get_distinct_ids() -> None:
     ids = _ids(notes)
     assert len(set(ids)) == 50
     assert len({i[:12] for i in ids}) == 1
+
+
+def test_the_uuid5_digest_is_uuid5s() -> None:
+    """``decide`` builds the uuid5 hex without UUID objects: the same text as
+    ``uuid.uuid5`` for any name (ids stay what they were)."""
+    import uuid
+
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from sf_metadata.decide import _NEW_AGENT_NS, _uuid5_hex
+
+    @given(st.text(max_size=300))
+    def same(name: str) -> None:
+        assert _uuid5_hex(name) == uuid.uuid5(_NEW_AGENT_NS, name).hex
+
+    same()

@@ -268,3 +268,20 @@ def test_queries() -> None:
     assert "WHERE SystemModstamp >= 2026-11-20T10:00:00Z ORDER BY Id" in inc
     with pytest.raises(ValueError):
         user_query(["Name; DROP"])
+
+
+def test_record_fields_fast_types_give_the_text_of_the_general_rule() -> None:
+    """``record_fields`` writes exact str/bool/int values directly: the same text the
+    general rule (``_text``: JSON text for numbers) gives, for any such value."""
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from sf_metadata.soql import _text
+
+    values = st.one_of(st.text(), st.booleans(), st.integers(), st.floats(allow_nan=False))
+
+    @given(st.dictionaries(st.text(min_size=1).filter(lambda k: k != "attributes"), values))
+    def same(record: dict[str, object]) -> None:
+        assert record_fields(record) == {k: _text(v) for k, v in record.items()}
+
+    same()
