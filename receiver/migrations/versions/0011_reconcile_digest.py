@@ -1,8 +1,8 @@
 """Reconcile's per-user digest of the User record last read and applied
 (``receiver/reconcile/tables.py``): an unchanged user is recognised without mapping it.
 
-Revision ID: 0010_reconcile_digest
-Revises: 0009_parking_replay
+Revision ID: 0011_reconcile_digest
+Revises: 0010_dashboard_search
 Create Date: 2026-12-02
 """
 
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0010_reconcile_digest"
-down_revision: str | None = "0009_parking_replay"
+revision: str = "0011_reconcile_digest"
+down_revision: str | None = "0010_dashboard_search"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
