@@ -12,6 +12,8 @@ the login goes through a session the counter hooks). Failures:
 
 - ``401``/``INVALID_SESSION_ID``: the session is refreshed once per page (credentials that
   can refresh), else :class:`~sf_metadata.errors.AuthenticationError` (exit 3);
+- a TLS certificate that is not trusted: :class:`~sf_metadata.errors.SalesforceUnreadable`
+  at once (retrying cannot help);
 - ``503``, ``502``, ``504``, a timeout or a reset, and ``REQUEST_LIMIT_EXCEEDED`` (HTTP 403:
   the org's rolling 24-hour API allowance, or too many concurrent long requests): backed
   off exponentially (``Retry-After`` honoured) a bounded number of times, then
@@ -261,6 +263,14 @@ class UserReader:
             url = self.org.instance_url.rstrip("/") + path
             try:
                 response = self.http.get(url, headers=headers, timeout=self.timeout)
+            except requests.exceptions.SSLError:
+                # A certificate that is not trusted stays untrusted: no backing off.
+                self.counter.add()
+                raise SalesforceUnreadable(
+                    f"{what}: the TLS certificate of {self.org.instance_url} is not trusted "
+                    "(SSLError): nothing was written; check the instance URL (or the CA "
+                    "bundle, REQUESTS_CA_BUNDLE)"
+                ) from None
             except requests.RequestException as exc:
                 self.counter.add()  # sent (or tried) without an answer: the hook saw nothing
                 cause = f"cannot reach Salesforce ({type(exc).__name__})"

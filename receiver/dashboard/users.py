@@ -69,7 +69,9 @@ async def users_page(page: OrgPage) -> Response:
 
 @dataclass(frozen=True, slots=True)
 class TimelineEntry:
-    """One decision about a Salesforce user (from the provisioning log)."""
+    """One decision about a Salesforce user (from the provisioning log); ``source`` is its
+    message's (``receiver.provisioning.SourceKind``: an Outbound Message, a reconcile
+    plan named by ``source_ref``, a replay)."""
 
     message_id: int
     received_at: datetime
@@ -78,6 +80,8 @@ class TimelineEntry:
     action: str
     reason: str
     event_id: int
+    source: str = "outbound-message"
+    source_ref: str | None = None
 
 
 def agent_timeline(
@@ -96,6 +100,8 @@ def agent_timeline(
             e.c.action,
             e.c.reason,
             e.c.id,
+            m.c.source,
+            m.c.source_ref,
         )
         .select_from(e.join(m, m.c.id == e.c.message_id))
         .where(e.c.crm_id == crm_id, m.c.organization_id == organization_id)

@@ -153,3 +153,22 @@ def test_not_a_query_result_is_unreadable() -> None:
     r, _, _ = scripted_reader([(200, {"done": False, "records": []}, {})])
     with pytest.raises(SalesforceUnreadable, match="no nextRecordsUrl"):
         list(r.pages("SELECT Id FROM User"))
+
+
+def test_an_untrusted_certificate_fails_at_once_without_backing_off() -> None:
+    class Untrusted(Scripted):
+        def send(  # type: ignore[override]
+            self, request: requests.PreparedRequest, **kwargs: Any
+        ) -> requests.Response:
+            self.sent.append(request)
+            raise requests.exceptions.SSLError("certificate verify failed")
+
+    http = requests.Session()
+    http.mount("https://", Untrusted([]))
+    sleeps: list[float] = []
+    r = UserReader(
+        http, StaticSession(f"https://{HOST}", "tok"), "62.0", CallCounter(), sleep=sleeps.append
+    )
+    with pytest.raises(SalesforceUnreadable, match="TLS certificate .* is not trusted"):
+        list(r.pages("SELECT Id FROM User"))
+    assert sleeps == [] and r.counter.calls == 1

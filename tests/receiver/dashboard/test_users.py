@@ -211,3 +211,18 @@ def test_the_users_page_has_the_switch(dash: Dash) -> None:
     html = _users(dash)
     assert 'role="switch" aria-label="Agent Auto Provision" aria-checked="true"' in html
     assert "Enabled</button>" in html
+
+
+def test_the_timeline_names_the_reconcile_plan_of_a_reconcile_decision(dash: Dash) -> None:
+    from receiver.reconcile.run import reconcile
+    from tests.fake_salesforce import FakeSalesforce
+    from tests.user_records import make_user_record
+
+    dash.sign_in()
+    fake = FakeSalesforce(dash.sf_org, [make_user_record(1)])
+    result = reconcile(dash.engine, dash.org, fake.reader())
+    assert result.status == "applied"
+    page = dash.client.get(f"/organizations/{dash.org}/users/{sf_id('005', 1)}")
+    assert page.status_code == 200
+    plan_link = f'href="/organizations/{dash.org}/reconcile/plans/{result.plan_id}"'
+    assert "reconcile plan" in page.text and plan_link in page.text
