@@ -457,6 +457,9 @@ def _final_owners(
             if key in owners:
                 new_failures.update(wanting)
                 continue
+            if len(wanting) == 1:  # the one claimant gets it (as the rules below say)
+                owners[key] = claimant[wanting[0]]
+                continue
             holder = holders.get(key)
             keeper = next((i for i in wanting if claimant[i] == holder), None)
             if keeper is None:
