@@ -10,8 +10,8 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from receiver._state_queries import agents_by_crm_or_username
-from receiver.models import Organization, ProcessedNotification, Tombstone
+from receiver._state_queries import agents_by_crm_or_username, processed_of, tombstones_of
+from receiver.models import Organization
 from receiver.provisioning_tables import ParkedChangeRow
 from sf_metadata.decision import StoredState, StoredUser, UserChange
 from sf_metadata.effects import ParkedChange
@@ -89,24 +89,8 @@ def load_state(session: Session, org_id: str, keys: StateKeys) -> StoredState:
             owners[row.username_key] = row.crm_id
         if row.crm_id in crm_ids:
             agents[row.crm_id] = row
-    tombs: dict[str, Tombstone] = {}
-    if crm_ids:
-        for t in session.exec(
-            select(Tombstone).where(
-                Tombstone.organization_id == org_id, col(Tombstone.crm_id).in_(crm_ids)
-            )
-        ).all():
-            tombs[t.crm_id] = t
-    processed: frozenset[str] = frozenset()
-    if keys.notification_ids:
-        processed = frozenset(
-            session.exec(
-                select(ProcessedNotification.notification_id).where(
-                    ProcessedNotification.organization_id == org_id,
-                    col(ProcessedNotification.notification_id).in_(keys.notification_ids),
-                )
-            ).all()
-        )
+    tombs = {t.crm_id: t for t in tombstones_of(session, org_id, crm_ids)}
+    processed = processed_of(session, org_id, keys.notification_ids)
     for crm in crm_ids:
         held, left = agents.get(crm), tombs.get(crm)
         if held is not None:

@@ -10,20 +10,35 @@ IS NOT NULL (an ``IN`` list implies NOT NULL on both stores). The cost per messa
 depends on the message, not on the store's size. ``tests/receiver/test_state_queries.py``
 checks the plans with ``EXPLAIN``.
 
-Rows are plain Core rows (no ORM objects): ``AgentRow`` columns, in this order.
+The statements are built once per dialect, with the id lists as ONE parameter each
+(SQLite: an expanding ``IN``; PostgreSQL: ``= ANY(array)``, so the statement text does not
+depend on the list's length and neither SQLAlchemy nor psycopg renders or parses 100
+placeholders per message). Rows are plain Core rows (no ORM objects):
+:data:`AGENT_COLUMNS`, in this order; the tombstone and processed-id reads
+(``receiver._provisioning_state``) use :func:`tombstones_of` and :func:`processed_of`.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import CompoundSelect, Select, select, union_all
+from sqlalchemy import ColumnElement, Select, String, any_, bindparam, select, union_all
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.sql.expression import CompoundSelect
 from sqlmodel import Session, col
 
-from receiver.models import Agent
+from receiver.models import Agent, ProcessedNotification, Tombstone
 
-__all__ = ["AGENT_COLUMNS", "agents_by_crm_or_username", "agents_lookup"]
+__all__ = [
+    "AGENT_COLUMNS",
+    "TOMBSTONE_COLUMNS",
+    "agents_by_crm_or_username",
+    "agents_lookup",
+    "processed_of",
+    "tombstones_of",
+]
 
 #: Columns of the rows :func:`agents_by_crm_or_username` returns, in order.
 AGENT_COLUMNS = (
@@ -36,33 +51,71 @@ AGENT_COLUMNS = (
     col(Agent.created_at),
 )
 
+#: Columns of the rows :func:`tombstones_of` returns, in order.
+TOMBSTONE_COLUMNS = (
+    col(Tombstone.crm_id),
+    col(Tombstone.agent_id),
+    col(Tombstone.system_modstamp),
+)
+
+
+def _one_of(column: Any, name: str, postgresql: bool) -> ColumnElement[bool]:
+    """``column`` is one of the values of the list parameter ``name``."""
+    if postgresql:
+        return column == any_(bindparam(name, type_=ARRAY(String())))  # type: ignore[no-any-return]
+    return column.in_(bindparam(name, expanding=True))  # type: ignore[no-any-return]
+
+
+@functools.cache
+def _statements(postgresql: bool) -> dict[str, Select[Any] | CompoundSelect[Any]]:
+    org = col(Agent.organization_id) == bindparam("org_id")
+    by_crm = select(*AGENT_COLUMNS).where(org, _one_of(col(Agent.crm_id), "crm_ids", postgresql))
+    by_username = select(*AGENT_COLUMNS).where(
+        org, _one_of(col(Agent.username_key), "username_keys", postgresql)
+    )
+    return {
+        "crm": by_crm,
+        "username": by_username,
+        "both": union_all(by_crm, by_username),
+        "tombstones": select(*TOMBSTONE_COLUMNS).where(
+            col(Tombstone.organization_id) == bindparam("org_id"),
+            _one_of(col(Tombstone.crm_id), "crm_ids", postgresql),
+        ),
+        "processed": select(col(ProcessedNotification.notification_id)).where(
+            col(ProcessedNotification.organization_id) == bindparam("org_id"),
+            _one_of(col(ProcessedNotification.notification_id), "notification_ids", postgresql),
+        ),
+    }
+
+
+def _is_postgresql(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
 
 def agents_lookup(
-    org_id: str, crm_ids: Collection[str], username_keys: Collection[str]
-) -> Select[Any] | CompoundSelect[Any] | None:
+    org_id: str,
+    crm_ids: Collection[str],
+    username_keys: Collection[str],
+    *,
+    postgresql: bool = False,
+) -> tuple[Select[Any] | CompoundSelect[Any], dict[str, Any]] | None:
     """The statement reading the agents of ``org_id`` whose crm id is in ``crm_ids`` or
-    whose username key is in ``username_keys`` (an agent matching both comes twice), or
-    ``None`` when both are empty. Parameters are sorted, so one message gives one
-    statement text."""
-    arms: list[Select[Any]] = []
+    whose username key is in ``username_keys`` (an agent matching both comes twice), and
+    its parameters; ``None`` when both are empty. Lists are sorted, so one message gives
+    one set of parameters."""
+    statements = _statements(postgresql)
+    params: dict[str, Any] = {"org_id": org_id}
     if crm_ids:
-        arms.append(
-            select(*AGENT_COLUMNS).where(
-                col(Agent.organization_id) == org_id, col(Agent.crm_id).in_(sorted(crm_ids))
-            )
-        )
+        params["crm_ids"] = sorted(crm_ids)
     if username_keys:
-        arms.append(
-            select(*AGENT_COLUMNS).where(
-                col(Agent.organization_id) == org_id,
-                col(Agent.username_key).in_(sorted(username_keys)),
-            )
-        )
-    if not arms:
-        return None
-    if len(arms) == 1:
-        return arms[0]
-    return union_all(*arms)
+        params["username_keys"] = sorted(username_keys)
+    if crm_ids and username_keys:
+        return statements["both"], params
+    if crm_ids:
+        return statements["crm"], params
+    if username_keys:
+        return statements["username"], params
+    return None
 
 
 def agents_by_crm_or_username(
@@ -70,13 +123,33 @@ def agents_by_crm_or_username(
 ) -> Sequence[Any]:
     """Rows (:data:`AGENT_COLUMNS`) of the agents of ``org_id`` named by crm id or username
     key, each agent once. Raises what the session raises."""
-    statement = agents_lookup(org_id, crm_ids, username_keys)
-    if statement is None:
+    lookup = agents_lookup(org_id, crm_ids, username_keys, postgresql=_is_postgresql(session))
+    if lookup is None:
         return []
+    statement, params = lookup
     seen: set[str] = set()
     rows = []
-    for row in session.execute(statement):
+    for row in session.execute(statement, params):
         if row[0] not in seen:
             seen.add(row[0])
             rows.append(row)
     return rows
+
+
+def tombstones_of(session: Session, org_id: str, crm_ids: Collection[str]) -> Sequence[Any]:
+    """Rows (:data:`TOMBSTONE_COLUMNS`) of the tombstones of these users of ``org_id``."""
+    if not crm_ids:
+        return []
+    statement = _statements(_is_postgresql(session))["tombstones"]
+    return session.execute(statement, {"org_id": org_id, "crm_ids": sorted(crm_ids)}).all()
+
+
+def processed_of(
+    session: Session, org_id: str, notification_ids: Collection[str]
+) -> frozenset[str]:
+    """Those of ``notification_ids`` already processed in ``org_id``."""
+    if not notification_ids:
+        return frozenset()
+    statement = _statements(_is_postgresql(session))["processed"]
+    params = {"org_id": org_id, "notification_ids": sorted(notification_ids)}
+    return frozenset(session.execute(statement, params).scalars())

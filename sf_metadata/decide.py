@@ -384,6 +384,7 @@ def _upsert(
         released_key=old_key if old_key is not None and old_key != new_key else None,
         data_changed=data_changed,
         record_json=data,
+        key=new_key,
     )
     return _decision(
         c, action, reason, agent=c.agent, effect=effect, end_sessions=end, unpark=unpark

@@ -67,6 +67,8 @@ class UpsertAgent:
     released_key: str | None
     data_changed: bool
     record_json: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    #: ``username_key(record.username)`` when the decision computed it; not compared.
+    key: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def username(self) -> str | None:
@@ -74,6 +76,8 @@ class UpsertAgent:
 
     @property
     def username_key(self) -> str | None:
+        if self.key is not None:
+            return self.key
         return username_key(self.record.username)
 
     @property

@@ -116,6 +116,10 @@ def canonical_id(value: object, prefix: str | None = None) -> str:
     Raises :class:`InvalidSalesforceId` naming the problem when ``value`` is not an id or
     does not start with ``prefix``.
     """
+    try:
+        return _CANONICAL[value, prefix]  # type: ignore[index]
+    except (KeyError, TypeError):  # not seen yet, or not hashable (so not an id)
+        pass
     if not _is_id_text(value):
         shown = (
             repr(value)
@@ -132,7 +136,17 @@ def canonical_id(value: object, prefix: str | None = None) -> str:
         raise InvalidSalesforceId(
             f"{value!r} is not {article} {kind} id: expected the key prefix {prefix!r}"
         )
-    return _with_suffix(value[:15])
+    canonical = _with_suffix(value[:15])
+    if len(_CANONICAL) >= _CANONICAL_MAX:
+        _CANONICAL.clear()
+    _CANONICAL[value, prefix] = canonical
+    return canonical
+
+
+#: Valid ids already canonicalised, by (value, prefix): one message names each id several
+#: times (state load, screening, decision, mapping). Bounded; cleared when full.
+_CANONICAL: dict[tuple[str, str | None], str] = {}
+_CANONICAL_MAX = 65536
 
 
 @lru_cache(maxsize=65536)
