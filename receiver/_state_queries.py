@@ -67,7 +67,7 @@ def _one_of(column: Any, name: str, postgresql: bool) -> ColumnElement[bool]:
 
 
 @functools.cache
-def _statements(postgresql: bool) -> dict[str, Select[Any] | CompoundSelect[Any]]:
+def _statements(postgresql: bool) -> dict[str, Any]:
     org = col(Agent.organization_id) == bindparam("org_id")
     by_crm = select(*AGENT_COLUMNS).where(org, _one_of(col(Agent.crm_id), "crm_ids", postgresql))
     by_username = select(*AGENT_COLUMNS).where(
