@@ -13,7 +13,6 @@ as its 18-character form; a new organization has the feature disabled; the webho
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,9 +20,14 @@ from urllib.parse import urlsplit
 from sqlmodel import Session, col, select
 
 from receiver.models import Organization
+from receiver.org_address import (
+    DEFAULT_BASE_URL,
+    validate_organization_name,
+    webhook_path,
+    webhook_url_for,
+)
 from receiver.secrets import decrypt_token, encrypt_token, hash_token, new_token, token_matches
 from sf_metadata.errors import (
-    InvalidOrganizationName,
     InvalidSalesforceId,
     OrganizationExists,
     OrganizationNotFound,
@@ -49,25 +53,9 @@ __all__ = [
     "webhook_url",
 ]
 
-DEFAULT_BASE_URL = "http://127.0.0.1:8000"
-_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
-
 
 def _now(now: datetime | None) -> datetime:
     return now if now is not None else datetime.now(UTC)
-
-
-def validate_organization_name(name: str) -> str:
-    """``name`` unchanged if it is 1-63 of ``[a-z0-9-]`` starting with ``[a-z0-9]``.
-
-    Raises :class:`~sf_metadata.errors.InvalidOrganizationName`.
-    """
-    if not isinstance(name, str) or _NAME.fullmatch(name) is None:
-        raise InvalidOrganizationName(
-            f"organization name {name!r} is invalid: use 1 to 63 lowercase letters, digits and "
-            "hyphens, starting with a letter or digit"
-        )
-    return name
 
 
 def validate_base_url(base_url: str) -> str:
@@ -209,14 +197,9 @@ def reveal_token(org: Organization, key: bytes) -> str:
     return decrypt_token(org.token_encrypted, key)
 
 
-def webhook_path(name: str) -> str:
-    """The route path for organization ``name`` (no query string)."""
-    return f"/v2/features/agent-auto-provision/organizations/{name}/integrations/provider/webhook"
-
-
 def webhook_url(org: Organization, token: str) -> str:
     """The endpoint URL Salesforce posts to, token included (a secret: print, never log)."""
-    return f"{org.base_url}{webhook_path(org.id)}?token={token}"
+    return webhook_url_for(org.base_url, org.id, token)
 
 
 def organization_json(org: Organization, key: bytes, *, details: bool = True) -> dict[str, Any]:

@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from pydantic import ValidationError
-from sqlmodel import Session
 
-from receiver.settings import Settings
+from sf_metadata.errors import OrganizationNotFound, StoreNotFound, UsageError
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
-from sf_metadata.errors import OrganizationNotFound, StoreNotFound, UsageError
+    from sqlmodel import Session
+
+    from receiver.settings import Settings
 
 __all__ = [
     "CliState",
@@ -80,7 +80,7 @@ def database_url_option(func: F) -> F:
 
 
 def _organization_name(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
-    from receiver.organizations import validate_organization_name
+    from receiver.org_address import validate_organization_name
 
     return validate_organization_name(value)
 
@@ -102,6 +102,10 @@ def settings_from(ctx: click.Context) -> Settings:
 
     Raises :class:`~sf_metadata.errors.UsageError` naming each invalid setting.
     """
+    from pydantic import ValidationError
+
+    from receiver.settings import Settings
+
     state = state_from(ctx)
     if state.settings is None:
         kwargs: dict[str, Any] = {}

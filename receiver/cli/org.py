@@ -9,34 +9,29 @@ on purpose (``add``, ``show``, ``update``, ``rotate-token``, ``url``), never log
 from __future__ import annotations
 
 import json
-from typing import Any
+import os
+from typing import TYPE_CHECKING, Any
 
 import click
-from sqlmodel import Session
 
 from receiver.cli._options import (
     database_url_option,
     json_option,
+    not_registered,
     organization_argument,
     read_session,
     secret_key_from,
     settings_from,
+    state_from,
     store_session,
 )
-from receiver.models import Organization
-from receiver.organizations import (
-    DEFAULT_BASE_URL,
-    add_organization,
-    get_organization,
-    list_organizations,
-    organization_json,
-    reveal_token,
-    rotate_token,
-    update_organization,
-    webhook_url,
-)
-from sf_metadata.errors import UsageError
-from sf_metadata.ids import same_org_id, to_18
+from receiver.org_address import DEFAULT_BASE_URL
+from sf_metadata.errors import StoreNotFound, UsageError
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+    from receiver.models import Organization
 
 __all__ = ["org"]
 
@@ -83,6 +78,8 @@ def add(
     ctx: click.Context, organization: str, salesforce_org_id: str, base_url: str, as_json: bool
 ) -> None:
     """Register ORGANIZATION (feature disabled) and print its webhook URL."""
+    from receiver.organizations import add_organization, organization_json, webhook_url
+
     key = secret_key_from(ctx)
     with store_session(ctx) as session:
         record, token = add_organization(
@@ -112,6 +109,9 @@ def _org_id_notes(session: Session, organization: str, given: str) -> list[str]:
     """Warnings (never errors) about a Salesforce org id just stored for ``organization``:
     a case-safe suffix that was recomputed, and other organizations registered for the
     same Salesforce org (allowed, e.g. two receivers for one org, but usually a mistake)."""
+    from receiver.organizations import list_organizations
+    from sf_metadata.ids import same_org_id, to_18
+
     notes: list[str] = []
     given = given.strip()
     stored = to_18(given)
@@ -188,6 +188,8 @@ def disable(ctx: click.Context, organization: str) -> None:
 @click.pass_context
 def list_(ctx: click.Context, as_json: bool) -> None:
     """List the organizations (without tokens)."""
+    from receiver.organizations import list_organizations
+
     with read_session(ctx) as session:
         rows = [_summary(o) for o in list_organizations(session)]
     if as_json:
@@ -212,6 +214,7 @@ def list_(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def show(ctx: click.Context, organization: str, as_json: bool) -> None:
     """Show ORGANIZATION, its webhook URL included."""
+    from receiver.organizations import get_organization, organization_json
     from receiver.salesforce_connection import connection_info, connection_json
 
     with read_session(ctx, organization) as session:
@@ -248,6 +251,22 @@ def show(ctx: click.Context, organization: str, as_json: bool) -> None:
 @click.pass_context
 def url(ctx: click.Context, organization: str) -> None:
     """Print only the webhook URL of ORGANIZATION (token included)."""
+    from receiver.quick_read import quick_webhook_url
+    from receiver.store_probe import SECRET_KEY_ENV, database_url_from
+
+    # the environment as Settings reads it (names are case-insensitive there)
+    secret = next((v for k, v in os.environ.items() if k.upper() == SECRET_KEY_ENV and v), None)
+    try:
+        quick = quick_webhook_url(
+            database_url_from(state_from(ctx).database_url), organization, secret
+        )
+    except StoreNotFound as error:
+        raise not_registered(error, organization) from error
+    if quick is not None:
+        click.echo(quick)
+        return
+    from receiver.organizations import get_organization, reveal_token, webhook_url
+
     with read_session(ctx, organization) as session:
         record = get_organization(session, organization)
         out = webhook_url(record, reveal_token(record, secret_key_from(ctx, create=False)))
@@ -276,6 +295,8 @@ def update(
     """Change the base URL and/or Salesforce org id of ORGANIZATION (token kept)."""
     if base_url is None and salesforce_org_id is None:
         raise UsageError("org update: give --base-url and/or --salesforce-org-id")
+    from receiver.organizations import get_organization, organization_json, update_organization
+
     key = secret_key_from(ctx)
     with store_session(ctx) as session:
         base_url_before = get_organization(session, organization).base_url
@@ -307,6 +328,8 @@ def update(
 @click.pass_context
 def rotate(ctx: click.Context, organization: str) -> None:
     """Issue a new token for ORGANIZATION and print the new webhook URL."""
+    from receiver.organizations import get_organization, rotate_token, webhook_url
+
     key = secret_key_from(ctx)
     with store_session(ctx) as session:
         token = rotate_token(session, name=organization, key=key)
