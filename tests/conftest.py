@@ -15,6 +15,11 @@
 - ``key``: a fresh Fernet key. ``now``: a fixed aware UTC datetime.
 - ``make_organization(session, **kw) -> (Organization, token)``: registers an organization
   (defaults: a unique name, a valid 00D id, ``enabled=True``).
+
+``pytest --sf-org ALIAS_OR_URL [--sf-record-mode once|new_episodes|all]`` records the
+cassette tests from a real org into ``cassettes/recorded/`` through the cassettes' scrubber
+(``tests/deployer/_vcr.py``, ``cassettes/README.md``); without it nothing reaches the
+network (vcrpy ``record_mode="none"``).
 """
 
 from __future__ import annotations
@@ -47,8 +52,33 @@ from receiver.provisioning_tables import FailedNotification  # noqa: F401 - regi
 from receiver.reconcile import tables as _reconcile_tables  # noqa: F401  (registers reconcile_plan)
 from receiver.settings import psycopg_url
 from sf_metadata.ids import checksum_suffix
+from tests.deployer._vcr import RECORD_MODES, start_recording
 
 POSTGRES_ENV = "AGENT_PROVISION_TEST_POSTGRES_URL"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("salesforce", "recording cassettes from a real Salesforce org")
+    group.addoption(
+        "--sf-org",
+        metavar="ALIAS_OR_URL",
+        default=None,
+        help="record the cassette tests from this org (an sf CLI alias, or an https:// "
+        "instance URL with SF_ACCESS_TOKEN) into cassettes/recorded/; default: play back only",
+    )
+    group.addoption(
+        "--sf-record-mode",
+        choices=RECORD_MODES,
+        default="once",
+        help="vcrpy record mode with --sf-org (default once: record cassettes not yet recorded)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    org = config.getoption("--sf-org")
+    if org:
+        start_recording(org, config.getoption("--sf-record-mode"))
+
 
 _org_counter = itertools.count(1)
 

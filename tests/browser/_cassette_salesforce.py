@@ -1,7 +1,7 @@
 """A cassette-backed fake Salesforce for the browser tests: a Starlette app served over
 TLS on loopback (a self-signed certificate made for the test; ``serve`` trusts it through
 ``REQUESTS_CA_BUNDLE``) that answers each request with the next recorded response of a
-vcrpy cassette from ``cassettes/`` (method and path must agree; SOAP calls their
+vcrpy cassette from ``cassettes/synthetic/`` (or its recording in ``cassettes/recorded/``) (method and path must agree; SOAP calls their
 SOAPAction), so a live ``serve`` can deploy against the same exchanges the CLI tests use."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.deployer._vcr import CASSETTES
+from tests.deployer._vcr import cassette_path
 
 
 def self_signed(folder: Path) -> tuple[Path, Path]:
@@ -69,12 +69,15 @@ class CassetteSalesforce:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def load(self, *names: str) -> None:
-        """Queue the interactions of these cassettes (``cassettes/<name>.yaml``)."""
+        """Queue the interactions of these cassettes (``cassettes/synthetic/<name>.yaml``,
+        or its recording: ``tests.deployer._vcr.cassette_path``)."""
         with self.lock:
             self.interactions = []
             self.played = 0
             for name in names:
-                data = yaml.safe_load((CASSETTES / f"{name}.yaml").read_text(encoding="utf-8"))
+                data = yaml.safe_load(
+                    Path(cassette_path(f"{name}.yaml")).read_text(encoding="utf-8")
+                )
                 self.interactions.extend(data["interactions"])
 
     @property

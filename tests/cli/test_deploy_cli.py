@@ -1,4 +1,4 @@
-"""``agent-provision check | deploy | undeploy`` against the cassettes in ``cassettes/``
+"""``agent-provision check | deploy | undeploy`` against the cassettes in ``cassettes/synthetic/``
 (CONTRACT section 4; issue 3 "Tests with vcrpy cassettes")."""
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from deployer.credentials import CREDENTIAL_OPTIONS
 from deployer.deploy import Timing
 from receiver.cli import main
 from receiver.cli._options import CliState
-from tests.deployer._vcr import HOST, make_vcr
+from tests.deployer._vcr import HOST, live_args, make_vcr
 
 SESSION_ARGS = ["--instance-url", f"https://{HOST}", "--access-token", "test-access-token"]
 CLIENT_CREDENTIAL_ARGS = [
@@ -67,7 +67,7 @@ class Harness:
         timing = Timing(timeout=self.timeout, sleep=self.clock.sleep, clock=self.clock.clock)
         return CliRunner().invoke(
             main,
-            args,
+            live_args(args, REGISTERED_ORG_ID),
             obj=CliState(extra={"deploy_timing": timing}),
             env=self.env(),
             catch_exceptions=False,

@@ -1,5 +1,5 @@
 # ruff: noqa: E501  (recorded-shape data: one exchange per line reads best)
-"""Builds the deployer's cassettes in ``cassettes/`` from the real response shapes of
+"""Builds the deployer's cassettes in ``cassettes/synthetic/`` from the real response shapes of
 ``reference/samples/metadata/`` (DeployResult, deployResponse, SOAP faults, SOQL JSON,
 OAuth token JSON), written as our own bodies for our own components.
 
@@ -35,11 +35,12 @@ from deployer.package import (
 )
 from sf_metadata.ids import to_18
 from sf_metadata.metadata_names import FLOW_NAME, OUTBOUND_MESSAGE_NAME
-from tests.deployer._vcr import CASSETTES, Scrubber
+from tests.deployer._vcr import API_VERSION, CASSETTES, Scrubber
 
 Interaction = tuple[Request, dict[str, Any]]
 
-V = "62.0"
+#: The one API version of the cassettes: the client's pinned one (deployer/package.py).
+V = API_VERSION
 #: What a live recording would see before scrubbing (hosts, session ids are made up).
 LIVE_HOST = "acme-dev-ed.develop.my.salesforce.com"
 LIVE_SESSION = "00D000000000001!AQ0AQFakeSessionForCassettesOnly.abcdefghijklmnop"
@@ -350,8 +351,7 @@ def preflight_calls(
         rest(
             "/services/data/",
             [
-                {"label": "Winter '25", "url": "/services/data/v62.0", "version": "62.0"},
-                {"label": "Spring '25", "url": "/services/data/v63.0", "version": "63.0"},
+                {"label": "Winter '25", "url": f"/services/data/v{V}", "version": V},
             ],
         ),
         soql(
@@ -663,7 +663,7 @@ def scenarios() -> dict[str, list[Interaction]]:
             flow_definition(active=FLOW_V2, latest=FLOW_V2),
         ],
         "undeploy": [
-            rest("/services/data/", [{"version": "62.0"}, {"version": "63.0"}]),
+            rest("/services/data/", [{"version": V, "url": f"/services/data/v{V}"}]),
             soql(
                 "SELECT Id, IsSandbox, OrganizationType FROM Organization",
                 [{"Id": ORG_ID, "IsSandbox": False, "OrganizationType": "Developer Edition"}],
@@ -701,7 +701,7 @@ def scenarios() -> dict[str, list[Interaction]]:
             ),
         ],
         "undeploy_rerun": [
-            rest("/services/data/", [{"version": "62.0"}, {"version": "63.0"}]),
+            rest("/services/data/", [{"version": V, "url": f"/services/data/v{V}"}]),
             soql(
                 "SELECT Id, IsSandbox, OrganizationType FROM Organization",
                 [{"Id": ORG_ID, "IsSandbox": False, "OrganizationType": "Developer Edition"}],

@@ -1,4 +1,4 @@
-"""Builds the reconcile cassettes in ``cassettes/reconcile/``: the REST exchanges of a
+"""Builds the reconcile cassettes in ``cassettes/synthetic/reconcile/``: the REST exchanges of a
 reconcile read (client-credentials login, the Organization check, describe User, the User
 query pages with ``nextRecordsUrl``), in the shapes of the REST Query resource
 (``salesforce-facts-2026.md`` Q5), written through the same scrubbing hooks as a live

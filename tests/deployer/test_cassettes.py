@@ -10,7 +10,15 @@ import pytest
 import yaml
 from vcr.request import Request
 
-from tests.deployer._vcr import CASSETTES, ELIDED, HOST, Scrubber
+from tests.deployer._vcr import (
+    API_VERSION,
+    CASSETTE_ROOT,
+    CASSETTES,
+    ELIDED,
+    HOST,
+    RECORDED,
+    Scrubber,
+)
 
 SCENARIOS = [
     "check_ok",
@@ -53,6 +61,26 @@ PLACEHOLDER = re.compile(r"^00D0{9}[0-9]{3}")
 HOSTS = re.compile(r"[0-9A-Za-z.-]+\.(?:salesforce|force)\.com")
 
 
+#: An API version in a URI (``/services/data/v62.0/``, ``/services/Soap/m/62.0``) or in
+#: the version listing's JSON.
+VERSIONS = re.compile(r"/v(\d+\.\d+)\b|/Soap/\w/(\d+\.\d+)|\\?\"version\\?\": ?\\?\"(\d+\.\d+)")
+
+
+def test_every_cassette_uses_the_one_api_version_of_the_client() -> None:
+    files = sorted(CASSETTE_ROOT.rglob("*.yaml"))
+    assert len(files) > len(SCENARIOS)
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        found = {next(v for v in m.groups() if v) for m in VERSIONS.finditer(text)}
+        assert found <= {API_VERSION}, (path.name, found)
+
+
+def test_recorded_cassettes_hold_no_secret() -> None:
+    """What ``pytest --sf-org`` recorded (none is committed yet) passes the same check."""
+    for path in sorted(RECORDED.rglob("*.yaml")):
+        assert_no_secret(path.read_text(encoding="utf-8"))
+
+
 def test_every_scenario_has_a_cassette() -> None:
     on_disk = sorted(p.stem for p in CASSETTES.glob("*.yaml"))
     assert on_disk == sorted(SCENARIOS)
@@ -60,7 +88,11 @@ def test_every_scenario_has_a_cassette() -> None:
 
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_cassette_holds_no_secret(name: str) -> None:
-    text = (CASSETTES / f"{name}.yaml").read_text(encoding="utf-8")
+    assert_no_secret((CASSETTES / f"{name}.yaml").read_text(encoding="utf-8"))
+
+
+def assert_no_secret(text: str) -> None:
+    """The secret check of every cassette (synthetic or recorded): YAML ``text``."""
     data = yaml.safe_load(text)
     assert SESSION_ID.search(text) is None
     assert all(PLACEHOLDER.match(m) for m in ORG_ID.findall(text)), ORG_ID.findall(text)

@@ -1,6 +1,6 @@
 # ruff: noqa: E501  (recorded-shape data: one exchange per line reads best)
-"""Builds the cassettes of the stored Salesforce connection (``cassettes/connect_*.yaml``,
-``cassettes/stored_oauth_*.yaml``) from Salesforce's published response shapes (OAuth
+"""Builds the cassettes of the stored Salesforce connection (``cassettes/synthetic/connect_*.yaml``,
+``cassettes/synthetic/stored_oauth_*.yaml``) from Salesforce's published response shapes (OAuth
 token JSON, SOAP ``loginResponse``, identity ``userinfo``), through the same scrubber as
 every cassette (``tests.deployer._vcr.Scrubber``). Synthetic, not recorded from an org.
 
