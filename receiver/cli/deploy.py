@@ -9,7 +9,9 @@ document); a deploy whose end is unknown is printed (``--json``) before the erro
 ``--dry-run`` contacts no org, so any valid ``--api-version`` is taken (a flow still needs
 53.0 or later); its files are written 0600 because they hold the webhook token.
 
-Tests may put a ``deployer.deploy.Timing`` in ``CliState.extra["deploy_timing"]``.
+Tests may put a ``deployer.deploy.Timing`` in ``CliState.extra["deploy_timing"]`` and a
+``requests.Session`` in ``CliState.extra["salesforce_http"]`` (a ``retrying_session`` with
+no backoff pause, say).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import requests
 from sqlalchemy.engine import Engine
 
 from deployer.client import OrgApi
@@ -107,6 +110,11 @@ def _timing(ctx: click.Context) -> Timing:
     return timing if isinstance(timing, Timing) else Timing()
 
 
+def _http(ctx: click.Context) -> requests.Session | None:
+    http = state_from(ctx).extra.get("salesforce_http")
+    return http if isinstance(http, requests.Session) else None
+
+
 def _warn(lines: tuple[str, ...] | list[str]) -> None:
     for line in lines:
         click.echo(f"warning: {line}", err=True)
@@ -131,6 +139,7 @@ def _connect(
         api_version=api_version,
         client_id=settings.salesforce_client_id,
         client_secret=secret.get_secret_value() if secret else None,
+        http=_http(ctx),
     )
     _warn(resolved.warnings)
     return resolved.client

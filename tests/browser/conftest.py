@@ -12,8 +12,6 @@ Without Chromium the tests are skipped, except with ``CI=true``: then they fail.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,17 +35,19 @@ ORG_ID = "00D000000000001EAA"
 
 
 def _cli(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
-    out = subprocess.run(
-        [sys.executable, "-c", "from receiver.cli import main; main()", *args],
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr
-    return out.stdout.strip()
+    """``agent-provision ARGS`` in this process (click's CliRunner) with exactly ``env`` as
+    its environment (variables absent from it are unset meanwhile); its standard output.
+    In-process saves a Python start and the imports per call; the server under test
+    still runs in its own process (``serve_process``)."""
+    from click.testing import CliRunner
+
+    from receiver.cli import main
+
+    overrides: dict[str, str | None] = {k: None for k in os.environ if k not in env}
+    overrides.update(env)
+    result = CliRunner().invoke(main, list(args), input=stdin, env=overrides)
+    assert result.exit_code == 0, (result.stderr, result.exception)
+    return result.stdout.strip()
 
 
 @dataclass

@@ -407,7 +407,6 @@ def test_dry_run_removes_its_own_earlier_files_only(harness: Harness, tmp_path: 
     assert not (out / "flows").exists()
 
 
-@pytest.mark.slow  # the client's urllib3 Retry backs off before it gives up (about 10 s)
 def test_check_against_an_unreachable_salesforce_says_so_once_with_exit_9(
     harness: Harness,
 ) -> None:

@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import requests
 from click.testing import CliRunner, Result
 
+from deployer.client import retrying_session
 from deployer.credentials import CREDENTIAL_OPTIONS
 from deployer.deploy import Timing
 from receiver.cli import main
@@ -28,6 +30,11 @@ CLIENT_CREDENTIAL_ARGS = [
 ORG = "acme"
 REGISTERED_ORG_ID = "00D000000000001"
 INTEGRATION_USER = "integration@acme.example.com"
+
+
+def _no_pause() -> requests.Session:
+    """The client's retrying session without the backoff pauses (the retries still run)."""
+    return retrying_session(requests.Session(), backoff_factor=0)
 
 
 @dataclass
@@ -68,7 +75,7 @@ class Harness:
         return CliRunner().invoke(
             main,
             live_args(args, REGISTERED_ORG_ID),
-            obj=CliState(extra={"deploy_timing": timing}),
+            obj=CliState(extra={"deploy_timing": timing, "salesforce_http": _no_pause()}),
             env=self.env(),
             catch_exceptions=False,
         )
