@@ -22,7 +22,7 @@ them and are never logged.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -37,6 +37,7 @@ from sf_metadata.errors import (
     CredentialsError,
     SalesforceError,
     SalesforceUnreadable,
+    Setting,
 )
 
 __all__ = [
@@ -118,8 +119,8 @@ def resolve_credentials(
     if v["instance_url"] and v["access_token"]:
         if not v["instance_url"].startswith("https://"):
             raise CredentialsError(
-                "--instance-url/SF_INSTANCE_URL must be an https:// URL such as "
-                "https://acme.my.salesforce.com"
+                "the instance URL must be an https:// URL such as https://acme.my.salesforce.com",
+                setting=Setting.INSTANCE_URL,
             )
         return Credentials(
             kind="session", instance_url=v["instance_url"], access_token=v["access_token"]
@@ -128,8 +129,9 @@ def resolve_credentials(
         key_path = Path(v["private_key_file"])
         if not key_path.is_file():
             raise CredentialsError(
-                f"--private-key-file/SF_PRIVATE_KEY_FILE: cannot read {key_path}: "
-                "give the PEM private key of the connected app's certificate"
+                f"cannot read the private key file {key_path}: give the PEM private key of "
+                "the connected app's certificate",
+                setting=Setting.PRIVATE_KEY_FILE,
             )
         domain = v["domain"] or "login"
         return Credentials(
@@ -143,8 +145,9 @@ def resolve_credentials(
         my_domain = v["domain"]
         if not my_domain or my_domain in ("login", "test"):
             raise CredentialsError(
-                "client credentials need --domain/SF_DOMAIN set to the org's My Domain, "
-                "such as acme.my or acme--uat.sandbox.my (not login or test)"
+                "client credentials need the org's My Domain as login domain, such as "
+                "acme.my or acme--uat.sandbox.my (not login or test)",
+                setting=Setting.LOGIN_DOMAIN,
             )
         return Credentials(
             kind="client-credentials",
@@ -162,12 +165,12 @@ def resolve_credentials(
         )
     partial = _nearest_partial_set(v)
     if partial is not None:
-        raise CredentialsError(partial)
+        line, missing = partial
+        raise CredentialsError(line, missing=missing)
     raise CredentialsError(
-        "no complete Salesforce credentials: give --instance-url + --access-token "
-        "(SF_INSTANCE_URL, SF_ACCESS_TOKEN), or --username + --consumer-key + "
-        "--private-key-file (JWT), or --consumer-key + --consumer-secret + --domain "
-        "(client credentials), or --username + --password + --security-token (SOAP login)"
+        "no complete Salesforce credentials: "
+        + ", or ".join(f"{label} ({_words(names)})" for label, names in _SETS),
+        setting=Setting.CREDENTIALS,
     )
 
 
@@ -180,13 +183,30 @@ _SETS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
-def _flag(name: str) -> str:
-    return f"--{name.replace('_', '-')}/{CREDENTIAL_OPTIONS[name]}"
+#: Each credential piece in words (messages name the problem, each surface its controls).
+PIECES: dict[str, str] = {
+    "instance_url": "instance URL",
+    "access_token": "access token",
+    "username": "username",
+    "consumer_key": "consumer key",
+    "private_key_file": "private key file",
+    "consumer_secret": "consumer secret",
+    "domain": "login domain",
+    "password": "password",
+    "security_token": "security token",
+}
 
 
-def _nearest_partial_set(v: Mapping[str, str | None]) -> str | None:
-    """One line naming what the nearest incomplete set lacks, or ``None`` when no piece
-    was given. Nearest: the largest share of its pieces given, then the first in order."""
+def _words(names: Iterable[str]) -> str:
+    """``"the username, the consumer key and the private key file"`` style."""
+    words = [f"the {PIECES[n]}" for n in names]
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def _nearest_partial_set(v: Mapping[str, str | None]) -> tuple[str, list[str]] | None:
+    """One line naming what the nearest incomplete set lacks, and those pieces, or
+    ``None`` when no piece was given. Nearest: the largest share of its pieces given, then
+    the first in order."""
     best: tuple[tuple[float, int], str, list[str]] | None = None
     for order, (label, names) in enumerate(_SETS):
         given = [n for n in names if v.get(n)]
@@ -199,8 +219,8 @@ def _nearest_partial_set(v: Mapping[str, str | None]) -> str | None:
         return None
     _, label, missing = best
     return (
-        f"{label} also needs {' and '.join(_flag(n) for n in missing)} "
-        "(or give another complete set of credentials, see --help)"
+        f"{label} also needs {_words(missing)} (or another complete set of credentials)",
+        missing,
     )
 
 
@@ -218,7 +238,7 @@ def login(
     """
     if credentials.kind == "soap-login" and float(api_version) > SOAP_LOGIN_MAX_API_VERSION:
         raise CredentialsError(
-            f"SOAP login (--username/--password/--security-token) is unavailable from "
+            f"SOAP login (username, password and security token) is unavailable from "
             f"API 65.0; API {api_version} was asked: use JWT or client credentials"
         )
     try:
@@ -227,13 +247,14 @@ def login(
         raise AuthenticationError(
             f"Salesforce refused the login with {credentials.describe()}: "
             f"{_auth_reason(exc)}; check the credentials and the connected app"
-        ) from None
+        ) from exc
     except _SfError as exc:
-        raise SalesforceError(f"Salesforce login failed with HTTP {exc.status}") from None
+        raise SalesforceError(f"Salesforce login failed with HTTP {exc.status}") from exc
     except requests.RequestException as exc:
         raise SalesforceUnreadable(
             f"Salesforce cannot be reached to log in ({type(exc).__name__}): check the "
-            "network and --domain/SF_DOMAIN; nothing was changed"
+            "network and the login domain; nothing was changed",
+            setting=Setting.LOGIN_DOMAIN,
         ) from exc
 
 

@@ -36,7 +36,7 @@ import orjson
 import requests
 
 from deployer.client import OrgClient
-from sf_metadata.errors import AuthenticationError, SalesforceUnreadable
+from sf_metadata.errors import AuthenticationError, SalesforceUnreadable, Setting
 from sf_metadata.ids import same_org_id
 
 __all__ = [
@@ -103,9 +103,10 @@ class StaticSession:
     def refresh(self) -> None:
         if self.refresh_fn is None:
             raise AuthenticationError(
-                "the Salesforce session expired and an existing session "
-                "(--access-token/SF_ACCESS_TOKEN) cannot be refreshed: get a new access "
-                "token, or use JWT or client credentials"
+                "the Salesforce session expired and an existing session (an access token) "
+                "cannot be refreshed: get a new access token, or use JWT or client "
+                "credentials",
+                setting=Setting.ACCESS_TOKEN,
             )
         self.instance_url, self.access_token = self.refresh_fn()
 
@@ -247,7 +248,8 @@ class UserReader:
             raise SalesforceUnreadable(
                 f"the credentials reach Salesforce org {actual}, not the registered "
                 f"{expected} (a sandbox refresh?): nothing was read or written; update the "
-                "organization (org update --salesforce-org-id) or connect the right org"
+                "organization's Salesforce org id or connect the right org",
+                setting=Setting.SALESFORCE_ORG_ID,
             )
 
     def _get(self, path: str, what: str) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from receiver import admin, health, webhook
 from receiver._logging import LOGGER_NAME
-from receiver.context import Clock, Maintenance, ReceiverContext, utc_now
+from receiver.context import Clock, ReceiverContext, utc_now
 from receiver.dashboard.site import routes as dashboard_routes
 from receiver.db import make_engine, migrate
 from receiver.sessions import SessionHooks
@@ -28,7 +28,6 @@ from receiver.settings import Settings
 
 __all__ = [
     "Clock",
-    "Maintenance",
     "ReceiverContext",
     "app_from_environment",
     "create_app",

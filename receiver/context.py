@@ -9,7 +9,7 @@ A route finds the :class:`ReceiverContext` in ``request.app.state.context``; use
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from receiver.sessions import SessionHooks
     from receiver.settings import Settings
 
-__all__ = ["Clock", "Maintenance", "ReceiverContext", "context_of", "utc_now"]
+__all__ = ["Clock", "ReceiverContext", "context_of", "utc_now"]
 
 #: A clock returns the current time as an aware UTC datetime.
 Clock = Callable[[], datetime]
@@ -31,24 +31,17 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass(slots=True)
-class Maintenance:
-    """Per-process bookkeeping: when processed notification ids were last pruned."""
-
-    last_prune: datetime | None = None
-
-
 @dataclass(frozen=True, slots=True)
 class ReceiverContext:
     """What the routes need, built once per app: ``settings``; ``engine`` (the store);
     ``clock`` (aware UTC now); ``hooks`` (session-ended callbacks for the host app, or
-    ``None``); ``maintenance`` (per-process bookkeeping)."""
+    ``None``). Pruning keeps no state here: ``receiver.maintenance`` runs on the
+    scheduler."""
 
     settings: Settings
     engine: Engine
     clock: Clock
     hooks: SessionHooks | None
-    maintenance: Maintenance = field(default_factory=Maintenance)
 
 
 def context_of(connection: HTTPConnection) -> ReceiverContext:

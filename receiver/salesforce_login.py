@@ -292,6 +292,7 @@ def salesforce_client(
     if stored is None:
         raise CredentialsError(
             missing.message,
+            missing=missing.missing,
             problems=(
                 *missing.problems,
                 f"{organization} has no stored Salesforce connection: store one with "

@@ -117,8 +117,12 @@ class Setting(StrEnum):
     CUSTOM_FIELD = "custom field"
     INTEGRATION_USER = "integration user"
     ACCESS_TOKEN = "access token"
+    INSTANCE_URL = "instance URL"
+    PRIVATE_KEY_FILE = "private key file"
+    LOGIN_DOMAIN = "login domain"
     CREDENTIALS = "credentials"
     MAX_DELETIONS = "maximum deletions"
+    APPROVAL = "approval of a held plan"
     SECRET_KEY = "secret key"
 
 
@@ -198,7 +202,20 @@ class InvalidSalesforceId(UsageError):
 
 class CredentialsError(UsageError):
     """No complete set of Salesforce credentials, or one that cannot be used (unreadable
-    private key file, unknown domain)."""
+    private key file, unknown domain). ``missing`` names the pieces a nearly complete set
+    lacks (keys of ``deployer.credentials.CREDENTIAL_OPTIONS``), for each surface to name
+    its own controls."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        missing: Iterable[str] = (),
+        problems: Iterable[str] | None = None,
+        setting: Setting | None = None,
+    ) -> None:
+        super().__init__(message, problems=problems, setting=setting)
+        self.missing: tuple[str, ...] = tuple(missing)
 
 
 class EnvelopeError(AgentProvisionError):
@@ -314,8 +331,8 @@ class ReconcileHeld(AgentProvisionError):
     """The deletion guard held a reconcile plan (more deprovisions than allowed): nothing
     was written; ``plan_id`` names the plan to approve or reject."""
 
-    def __init__(self, message: str, *, plan_id: str) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, plan_id: str, setting: Setting | None = None) -> None:
+        super().__init__(message, setting=setting)
         self.plan_id = plan_id
 
 

@@ -271,8 +271,7 @@ class DeletionGuard:
         """Why a plan with ``deprovisions`` deprovisions is held, or ``None``."""
         if deprovisions > self.max_deletions:
             return (
-                f"{deprovisions} deprovisions is above the limit of {self.max_deletions} "
-                f"(--max-deletions)"
+                f"{deprovisions} deprovisions is above the limit of {self.max_deletions} deletions"
             )
         if deprovisions > self.floor and deprovisions > self.share * agents_before:
             return (

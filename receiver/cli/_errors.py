@@ -35,6 +35,7 @@ import click
 from sf_metadata.errors import (
     AgentProvisionError,
     AuthenticationError,
+    CredentialsError,
     DeployFailed,
     DeployTimeout,
     OperatorExists,
@@ -86,8 +87,22 @@ FLAG_HINTS: dict[Setting, str] = {
     Setting.ACCESS_TOKEN: (
         "get a new --access-token (SF_ACCESS_TOKEN), or log in with JWT or client credentials"
     ),
-    Setting.CREDENTIALS: "see `agent-provision deploy --help` for the credential options",
+    Setting.INSTANCE_URL: "give it as --instance-url URL (or SF_INSTANCE_URL)",
+    Setting.PRIVATE_KEY_FILE: "give it as --private-key-file PATH (or SF_PRIVATE_KEY_FILE)",
+    Setting.LOGIN_DOMAIN: (
+        "set --domain (or SF_DOMAIN): login, test, or the org's My Domain such as acme.my"
+    ),
+    Setting.CREDENTIALS: (
+        "give --instance-url + --access-token (SF_INSTANCE_URL, SF_ACCESS_TOKEN), or "
+        "--username + --consumer-key + --private-key-file (JWT), or --consumer-key + "
+        "--consumer-secret + --domain (client credentials), or --username + --password + "
+        "--security-token (SOAP login); see `agent-provision deploy --help`"
+    ),
     Setting.MAX_DELETIONS: "raise the limit with --max-deletions N",
+    Setting.APPROVAL: (
+        "apply it with `agent-provision reconcile apply ORGANIZATION PLAN_ID "
+        "--approve-deletions`, or `agent-provision reconcile reject ORGANIZATION PLAN_ID`"
+    ),
     Setting.SECRET_KEY: (
         "restore the key file (or AGENT_PROVISION_SECRET_KEY) that was used, or run "
         "`agent-provision org rotate-token ORGANIZATION` and refresh the webhook"
@@ -161,10 +176,22 @@ def error_lines(error: AgentProvisionError) -> list[str]:
 def _error_hint(error: AgentProvisionError) -> str | None:
     if error.setting is not None:
         return FLAG_HINTS[error.setting]
+    if isinstance(error, CredentialsError) and error.missing:
+        return _missing_credentials_hint(error.missing)
     for kind, hint in CLASS_HINTS:
         if isinstance(error, kind):
             return hint
     return None
+
+
+def _missing_credentials_hint(missing: tuple[str, ...]) -> str:
+    """``give --private-key-file (or SF_PRIVATE_KEY_FILE)``, for the pieces (keys of
+    ``deployer.credentials.CREDENTIAL_OPTIONS``) a nearly complete set lacks."""
+    from receiver.cli._credentials import CREDENTIAL_FLAGS
+
+    flags = {flag[2:].replace("-", "_"): (flag, env) for flag, env, _ in CREDENTIAL_FLAGS}
+    named = [f"{flags[n][0]} (or {flags[n][1]})" for n in missing if n in flags]
+    return "give " + " and ".join(named) + "; see --help for the other credential sets"
 
 
 def report_error(error: AgentProvisionError) -> int:

@@ -37,7 +37,7 @@ from receiver.reconcile.state import load_reconcile_state
 from receiver.reconcile.tables import ReconcilePlanRecord
 from receiver.sessions import SessionHooks
 from sf_metadata.changes import parse_stamp
-from sf_metadata.errors import AgentProvisionError, PlanNotFound, ReconcileHeld, UsageError
+from sf_metadata.errors import AgentProvisionError, PlanNotFound, ReconcileHeld, Setting, UsageError
 from sf_metadata.reconcile import (
     COUNT_KEYS,
     DEFAULT_GUARD,
@@ -360,9 +360,10 @@ def apply_plan(
             )
         if record.status == "held" and not approve_deletions:
             raise ReconcileHeld(
-                f"reconcile plan {plan_id} is held: {record.hold_reason}; apply it with "
-                "--approve-deletions (or Approve deletions on the Reconcile page), or reject it",
+                f"reconcile plan {plan_id} is held: {record.hold_reason}; approve its "
+                "deletions to apply it, or reject it",
                 plan_id=plan_id,
+                setting=Setting.APPROVAL,
             )
         todo = [r for r in stored.rows if r.writes]
         redecided = decide_rows(session, org.id, todo)

@@ -9,18 +9,21 @@ from __future__ import annotations
 import base64
 import io
 import json
-import threading
 import zipfile
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import requests
 import yaml
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from tests.deployer._vcr import API_VERSION, ELIDED, HOST, make_vcr
 from tests.deployer.test_cassettes import assert_no_secret
+from tests.receiver._live import serve_in_thread
 
 #: Made-up values a live org would put in the exchanges; none may reach the cassette.
 SESSION = "00D5g000004XyZa!AQ0AQmadeUpSessionForTheRecordingTest.abcdef"
@@ -110,37 +113,22 @@ RESPONSES: dict[str, tuple[str, str]] = {
 }
 
 
-class _Org(BaseHTTPRequestHandler):
-    def _answer(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        self.rfile.read(length)
-        content_type, body = RESPONSES[self.path.split("?", 1)[0]]
-        data = body.encode()
-        self.send_response(200)
-        self.send_header("Content-Type", f"{content_type};charset=UTF-8")
-        self.send_header("Set-Cookie", f"sid={SESSION}; Path=/; Secure")
-        self.send_header("Sforce-Limit-Info", "api-usage=10/15000")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    do_GET = _answer
-    do_POST = _answer
-
-    def log_message(self, *args: object) -> None:
-        pass
+async def _answer(request: Request) -> Response:
+    await request.body()
+    content_type, body = RESPONSES[request.url.path]
+    return Response(
+        body,
+        media_type=f"{content_type};charset=UTF-8",
+        headers={"Set-Cookie": f"sid={SESSION}; Path=/; Secure", "Sforce-Limit-Info": "x=1"},
+    )
 
 
 @pytest.fixture
 def org() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Org)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    """The stand-in org: every path of :data:`RESPONSES`, on a loopback port."""
+    app = Starlette(routes=[Route("/{path:path}", _answer, methods=["GET", "POST"])])
+    with serve_in_thread(app, lifespan="off") as base:
+        yield base
 
 
 def _exchanges(base: str) -> list[requests.Response]:
@@ -222,7 +210,7 @@ def test_a_recorded_interaction_is_scrubbed_on_disk(org: str, tmp_path: Path) ->
     assert "token=" + ELIDED in bodies[3]
     assert json.loads(bodies[4])["records"][0]["Id"] == "00D000000000001EAK"
     for response in (i["response"] for i in data["interactions"]):
-        assert set(response["headers"]) <= {"Content-Type"}
+        assert {h.lower() for h in response["headers"]} <= {"content-type"}
 
 
 def test_a_recording_plays_back_without_the_org(org: str, tmp_path: Path) -> None:

@@ -23,19 +23,13 @@ from click.testing import CliRunner
 
 from receiver.cli import main
 from tests.factories import make_notification, make_outbound_message, make_user_fields, sf_id
+from tests.serve_process import free_port
 
 pytestmark = pytest.mark.timeout(180)
 
 ORG_ID = "00D000000000001EAA"
 FD_LIMIT = 512
 FLOOD = 600
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _cli(*args: str) -> str:
@@ -50,7 +44,7 @@ def _low_fd_limit() -> None:
 
 class _Server:
     def __init__(self, tmp_path: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url_flag = ["--database-url", f"sqlite:///{tmp_path / 'store.db'}"]
         _cli("org", "add", "demo", "--salesforce-org-id", ORG_ID, *self.url_flag)
         _cli("org", "enable", "demo", *self.url_flag)
