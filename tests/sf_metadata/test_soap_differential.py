@@ -242,3 +242,27 @@ def test_scoped_resolution_equals_nsmap(case: tuple[bytes, str]) -> None:
         except AgentProvisionError as error:
             got = error.message
         assert got == expected
+
+
+@pytest.mark.parametrize("own", [0, 3, 64, 65, 500])
+def test_an_element_with_many_own_declarations_resolves_as_nsmap(own: int) -> None:
+    """Past ``_OWN_EVENTS_MAX`` own declarations an element's scope comes from its map."""
+    many = " ".join(f'xmlns:p{i}="urn:p{i}"' for i in range(own))
+    data = (
+        f'<r xmlns="urn:d" xmlns:a="urn:a1"><m {many} xmlns="" xmlns:a="urn:a2">'
+        f'<leaf xmlns:b="urn:b"/></m></r>'
+    ).encode()
+    root = etree.fromstring(data)
+    middle, leaf = root[0], root[0][0]
+    scopes = _xml.NamespaceScopes()
+    for target in (leaf, middle, root, leaf):
+        for qname in ("a:T", "b:T", "T", "p0:T", f"p{max(own - 1, 0)}:T", "zz:T"):
+            try:
+                expected: object = _xml.resolve_qname(qname, target.nsmap)
+            except AgentProvisionError as error:
+                expected = error.message
+            try:
+                got: object = scopes.resolve_qname(qname, target)
+            except AgentProvisionError as error:
+                got = error.message
+            assert got == expected, (own, target.tag, qname)
