@@ -89,3 +89,14 @@ def test_crm_deploy_result_is_the_first_status_even_with_a_flash(
         "The webhook token is wrong (401)"
     )
     _shot(page, "crm-deployed-with-flash-and-rejection", shot)
+
+
+def test_a_short_search_says_it_cannot_use_the_index(page: Any, live: Live, shot: Any) -> None:
+    _try(page, live, PASSWORD)
+    expect(page.get_by_role("heading", name="Your organizations")).to_be_visible()
+    page.goto(live.url + "/organizations/acme/users")
+    page.get_by_label("Search").fill("zq")
+    page.get_by_role("button", name="Search").click()
+    expect(page.get_by_text("cannot use the search index")).to_be_visible()
+    expect(page.get_by_text("No agent's name or username contains")).to_be_visible()
+    _shot(page, "users-short-search", shot)

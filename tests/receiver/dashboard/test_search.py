@@ -5,6 +5,7 @@ triggers, PostgreSQL pg_trgm GIN indexes; the same answers as a substring scan."
 from __future__ import annotations
 
 import re
+import sqlite3
 from html import unescape
 
 import pytest
@@ -26,7 +27,13 @@ def _names(d: Dash, q: str) -> list[str]:
     return [unescape(m.group(2)) for m in _ROW.finditer(response.text)]
 
 
+def _old_sqlite(d: Dash) -> bool:
+    return d.engine.dialect.name == "sqlite" and sqlite3.sqlite_version_info < (3, 34)
+
+
 def test_the_store_has_a_trigram_index_for_the_search(dash: Dash) -> None:
+    if _old_sqlite(dash):
+        pytest.skip("FTS5's trigram tokenizer needs SQLite 3.34 (the page then scans)")
     with dash.engine.connect() as conn:
         if conn.dialect.name == "sqlite":
             tables = set(
@@ -49,8 +56,10 @@ def test_the_store_has_a_trigram_index_for_the_search(dash: Dash) -> None:
 
 def test_the_search_plan_reads_the_trigram_index(dash: Dash) -> None:
     """SQLite: the query for 3 characters or more scans the FTS5 table, not the agents.
-    PostgreSQL: with sequential and plain index scans priced out, the planner can answer the filter from
-    the GIN indexes (on a tiny table it would rightly scan)."""
+    PostgreSQL: with sequential and plain index scans priced out, the planner can answer
+    the filter from the GIN indexes (on a tiny table it would rightly scan)."""
+    if _old_sqlite(dash):
+        pytest.skip("FTS5's trigram tokenizer needs SQLite 3.34")
     if dash.engine.dialect.name == "sqlite":
         _seed(dash, 50)
     with transaction(dash.engine) as session:
@@ -113,13 +122,15 @@ def test_the_index_follows_create_rename_and_deprovision(dash: Dash) -> None:
     dash.post_message(gone)
     assert _names(dash, "hurston") == []
     with dash.engine.connect() as conn:
-        if conn.dialect.name == "sqlite":
+        if conn.dialect.name == "sqlite" and not _old_sqlite(dash):
             docs = conn.execute(sa.text("SELECT count(*) FROM agent_search_doc")).scalar_one()
             agents = conn.execute(sa.text("SELECT count(*) FROM agent")).scalar_one()
             assert docs == agents
 
 
 def test_search_folds_the_case_of_every_letter_from_three_characters(dash: Dash) -> None:
+    if _old_sqlite(dash):
+        pytest.skip("without FTS5's trigram tokenizer SQLite folds ASCII letters only")
     dash.sign_in()
     dash.post_message(make_notification(Name="JÜRGEN GROSS", Username="jg@acme.com"))
     assert _names(dash, "jürgen") == ["JÜRGEN GROSS"]
@@ -216,8 +227,8 @@ def test_a_short_search_says_it_cannot_use_the_index(dash: Dash) -> None:
 def test_a_term_most_agents_share_walks_the_name_order(
     dash: Dash, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if dash.engine.dialect.name != "sqlite":
-        pytest.skip("SQLite's plan choice")
+    if dash.engine.dialect.name != "sqlite" or _old_sqlite(dash):
+        pytest.skip("SQLite's plan choice (with FTS5's trigram tokenizer)")
     monkeypatch.setattr(directory, "DENSE", 50)
     _seed(dash, 120, name="Team {i:04d}")
     statements: list[str] = []
