@@ -86,5 +86,5 @@ def write_decisions(
         )
         applied, woken = result.decisions, result.redecided
         ended = list(result.ended_sessions)
-    record_digests(session, org.id, plan.rows, applied, woken, written_at=now)
+    record_digests(session, org.id, plan.rows, applied, woken)
     return ended

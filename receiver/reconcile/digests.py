@@ -12,9 +12,10 @@ so that a run recognises an unchanged user without mapping or deciding it in ful
   webhook's and reconcile's alike: ``receiver/_provisioning_write.py``) and the user has
   no tombstone; or, for a user with a tombstone alone, the tombstone's SystemModstamp is
   the one recorded; in both cases nothing is parked for the user.
-- :func:`record_digests`: after a plan is applied, in the same transaction, one upsert
-  of the rows whose stored state is now exactly what deciding that record wrote (see
-  :func:`recordable`).
+- :func:`record_digests`: after a plan is applied, in the same transaction, the digest
+  rows of the users whose stored state is now exactly what deciding that record wrote
+  (see :func:`recordable`), each copying the agent's ``updated_at`` or the tombstone's
+  stamp from the store.
 
 Then deciding such a record again would give ``unchanged`` with nothing written (same
 stamp, same agent JSON, same username, no tombstone, nothing parked), which is the row
@@ -25,8 +26,8 @@ from __future__ import annotations
 
 import hashlib
 import sys
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,6 @@ from receiver.models import Agent, Tombstone
 from receiver.provisioning_tables import ParkedChangeRow
 from receiver.reconcile.tables import ReconcileDigest
 from sf_metadata.decision import Action, Decision
-from sf_metadata.effects import UpsertAgent, WriteTombstone
 from sf_metadata.reconcile import Known, PlanRow
 
 __all__ = ["SALT", "load_digests", "load_vouched", "record_digests", "recordable"]
@@ -57,6 +57,9 @@ _SOURCES = (
     "reconcile.py",
 )
 _CHUNK = 500
+#: Final actions after which the stored state is what the record decided.
+_KEPT_ACTIVE = frozenset({Action.CREATED, Action.UPDATED, Action.RESTORED})
+_KEPT_INACTIVE = frozenset({Action.DEPROVISIONED, Action.IGNORED})
 
 
 def _salt() -> bytes:
@@ -159,36 +162,35 @@ def recordable(
     with that final decision."""
     final = {d.crm_id: d for d in applied if d.crm_id is not None}
     skip = {d.crm_id for d in woken}
-    times: dict[str, int] = {}
-    for r in rows:
-        times[r.crm_id] = times.get(r.crm_id, 0) + 1
+    times = Counter(r.crm_id for r in rows)
     for r in rows:
         if r.digest is None or r.decision is None or times[r.crm_id] > 1 or r.crm_id in skip:
             continue
         d = final.get(r.crm_id, r.decision) if r.writes else r.decision
-        if d.park is not None:
-            continue
-        if d.action in (Action.CREATED, Action.UPDATED, Action.RESTORED) and r.active:
-            yield r, d
-        elif d.action in (Action.DEPROVISIONED, Action.IGNORED) and not r.active:
+        if d.park is None and d.action in (_KEPT_ACTIVE if r.active else _KEPT_INACTIVE):
             yield r, d
 
 
-def _chunks(values: Sequence[str]) -> Iterator[Sequence[str]]:
-    for start in range(0, len(values), _CHUNK):
-        yield values[start : start + _CHUNK]
+#: The digest rows, copying the stored agent's ``updated_at`` or tombstone's stamp (so the
+#: value recorded is the stored one itself, never a bound value that might compare
+#: unequal). Plain SQL with ``?`` placeholders, run through the driver's executemany.
+_DELETE = "DELETE FROM reconcile_digest WHERE organization_id = ? AND crm_id = ?"
+_COPY = (
+    "INSERT INTO reconcile_digest (organization_id, crm_id, digest, agent_updated_at, "
+    "system_modstamp, disabled) SELECT organization_id, crm_id, ?, {agent_at}, {stamp}, ? "
+    "FROM {table} WHERE organization_id = ? AND crm_id = ?"
+)
+_COPY_AGENT = _COPY.format(agent_at="updated_at", stamp="NULL", table="agent")
+_COPY_TOMB = _COPY.format(agent_at="NULL", stamp="system_modstamp", table="tombstone")
 
 
-def _stored(session: Session, table: Any, column: Any, org: str, crm_ids: Sequence[str]) -> Any:
-    out: dict[str, Any] = {}
-    for batch in _chunks(crm_ids):
-        for crm, value in session.connection().execute(
-            sa.select(table.c.crm_id, column).where(
-                table.c.organization_id == org, table.c.crm_id.in_(batch)
-            )
-        ):
-            out[crm] = value
-    return out
+def _executemany(session: Session, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    """``sql`` (``?`` placeholders) for every row, through the DB-API cursor's
+    executemany (no per-row SQLAlchemy processing: the values are text and booleans)."""
+    connection = session.connection()
+    if connection.dialect.paramstyle != "qmark":
+        sql = sql.replace("?", "%s")
+    connection.exec_driver_sql(sql, rows)
 
 
 def record_digests(
@@ -197,64 +199,29 @@ def record_digests(
     rows: Sequence[PlanRow],
     applied: Iterable[Decision],
     woken: Iterable[Decision],
-    *,
-    written_at: datetime,
 ) -> int:
-    """Upsert the digests of :func:`recordable` rows (``written_at``: the ``now`` the
-    decisions were written with, so every agent they wrote has that ``updated_at``);
-    returns how many. Rows whose decision wrote nothing get the stored ``updated_at`` or
-    tombstone stamp (one query per :data:`_CHUNK` of them)."""
+    """Record the digests of :func:`recordable` rows (after the decisions were written, in
+    the same transaction): the user's digest row is replaced by one holding the agent's
+    ``updated_at`` (active) or the tombstone's stamp (inactive) as stored now; returns
+    how many rows were given. Three statements, each run for every row (the delete only
+    when the organization has digests already)."""
     pending = list(recordable(rows, applied, woken))
     if not pending:
         return 0
-    kept_agents = [r.crm_id for r, d in pending if r.active and d.effect is None]
-    kept_tombs = [r.crm_id for r, d in pending if not r.active and d.effect is None]
-    updated = _stored(session, _A, _A.c.updated_at, organization_id, kept_agents)
-    stamps = _stored(session, _T, _T.c.system_modstamp, organization_id, kept_tombs)
-    values: list[dict[str, Any]] = []
-    for r, d in pending:
-        assert r.digest is not None
-        agent_at: datetime | None = None
-        stamp: datetime | None = None
-        if r.active:
-            agent_at = written_at if isinstance(d.effect, UpsertAgent) else updated.get(r.crm_id)
-            if agent_at is None:
-                continue
-        else:
-            effect = d.effect
-            stamp = effect.system_modstamp if isinstance(effect, WriteTombstone) else None
-            if effect is None:
-                stamp = stamps.get(r.crm_id)
-            if stamp is None:
-                continue  # a NULL stamp never compares equal: nothing to vouch for
-        values.append(
-            {
-                "organization_id": organization_id,
-                "crm_id": r.crm_id,
-                "digest": r.digest,
-                "agent_updated_at": agent_at,
-                "system_modstamp": stamp,
-                "disabled": bool(r.agent.disabled) if r.agent is not None else False,
-            }
-        )
-    if values:
-        _upsert(session, values)
-    return len(values)
-
-
-def _upsert(session: Session, values: list[dict[str, Any]]) -> None:
-    dialect = session.get_bind().dialect.name
-    insert: Any
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    statement = insert(_D)
-    statement = statement.on_conflict_do_update(
-        index_elements=[_D.c.organization_id, _D.c.crm_id],
-        set_={
-            name: statement.excluded[name]
-            for name in ("digest", "agent_updated_at", "system_modstamp", "disabled")
-        },
+    org = organization_id
+    any_stored = (
+        session.connection()
+        .execute(sa.select(_D.c.crm_id).where(_D.c.organization_id == org).limit(1))
+        .first()
     )
-    session.connection().execute(statement, values)
+    if any_stored is not None:
+        _executemany(session, _DELETE, [(org, r.crm_id) for r, _ in pending])
+    for active, sql in ((True, _COPY_AGENT), (False, _COPY_TOMB)):
+        values = [
+            (r.digest, bool(r.agent.disabled) if r.agent is not None else False, org, r.crm_id)
+            for r, _ in pending
+            if r.active is active
+        ]
+        if values:
+            _executemany(session, sql, values)
+    return len(pending)

@@ -237,3 +237,33 @@ def test_parked_changes_are_in_reconciles_state_as_in_the_webhooks(receiver: Rec
     om(receiver, 1, NEWER, IsActive="false", **shared)  # releases the username
     assert receiver.actions() == ["deprovisioned"]  # nothing woke
     assert receiver.usernames()[sf_id("005", 2)] == "agent2@acme.com"
+
+
+def test_a_run_pauses_the_collector_and_enables_it_again(receiver: Receiver) -> None:
+    import gc
+
+    from receiver.reconcile.run import gc_paused
+
+    seen: list[bool] = []
+
+    class Sink(BurstDuringApply):
+        def phase(self, name: str) -> None:
+            seen.append(gc.isenabled())
+
+    assert gc.isenabled()
+    fake = FakeSalesforce(receiver.salesforce_org_id, [make_user_record(1)])
+    reconcile(receiver.engine, receiver.name, fake.reader(), progress=Sink(lambda: None))
+    assert seen and not any(seen)  # paused while reading and planning
+    assert gc.isenabled()
+    with gc_paused():
+        with gc_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # nested: the last one out enables it
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()  # left as it was
+    finally:
+        gc.enable()
