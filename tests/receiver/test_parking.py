@@ -329,3 +329,75 @@ def test_concurrent_deliveries_of_a_handover_chain_end_as_in_order(
             t.join(timeout=120)
         assert errors == [] and not any(t.is_alive() for t in threads)
         assert final_agents(engine, org) == expected
+
+
+# --- several changes in one message ------------------------------------------------------
+
+SWAP = [
+    Change(1, 0, "alpha@acme.com"),
+    Change(2, 1, "beta@acme.com"),
+    Change(1, 2, "tmp@acme.com"),
+    Change(2, 3, "alpha@acme.com"),
+    Change(1, 4, "beta@acme.com"),
+]
+
+
+def batched(
+    engine: Engine, make_organization: Any, history: list[Change], batches: list[list[int]]
+) -> Any:
+    org = new_org(engine, make_organization)
+    for batch in batches:
+        deliver(engine, org, *(history[i] for i in batch))
+    assert parked_count(engine, org) == parked_count_in_order(engine, make_organization, history)
+    return final_agents(engine, org)
+
+
+def parked_count_in_order(engine: Engine, make_organization: Any, history: list[Change]) -> int:
+    org = new_org(engine, make_organization)
+    for c in history:
+        deliver(engine, org, c)
+    return parked_count(engine, org)
+
+
+@pytest.mark.parametrize(
+    "batches",
+    [
+        [[0, 1], [2, 3, 4]],  # the swap's three steps in one message, in order
+        [[0, 1], [4, 3, 2]],  # ... in reverse document order
+        [[0, 1], [2, 4], [3]],  # Alice's two renames together, Bob's take after them
+        [[0, 1], [3], [2, 4]],  # Bob's take first: parked until Alice's renames come
+        [[0, 1, 2, 3, 4]],  # everything at once
+    ],
+)
+def test_a_username_swap_in_batches_ends_as_in_order(
+    engine: Engine, make_organization: Any, batches: list[list[int]]
+) -> None:
+    """Attack finding 1: a swap with its intermediate rename, its changes grouped into
+    messages: each ordering ends with Alice on beta, Bob on alpha and nothing parked."""
+    expected = in_order(engine, make_organization, SWAP)
+    assert [a["username"] for a in expected] == ["beta@acme.com", "alpha@acme.com"]
+    assert batched(engine, make_organization, SWAP, batches) == expected
+
+
+@settings(
+    max_examples=8,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(seed=st.integers(0, 2**32 - 1), steps=st.integers(2, 6), data=st.data())
+def test_random_histories_in_random_messages_end_as_in_order(
+    engine: Engine, make_organization: Any, seed: int, steps: int, data: st.DataObject
+) -> None:
+    """A realistic history cut into messages of several changes each, the messages and the
+    changes inside them in random orders: the same agents as one change per message, in
+    order."""
+    history = realistic_history(random.Random(seed), steps)
+    expected = in_order(engine, make_organization, history)
+    order = data.draw(st.permutations(range(len(history))))
+    cuts = sorted(data.draw(st.sets(st.integers(1, len(history) - 1), max_size=3)))
+    bounds = [0, *cuts, len(history)]
+    batches = [list(order[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
+    org = new_org(engine, make_organization)
+    for batch in batches:
+        deliver(engine, org, *(history[i] for i in batch))
+    assert final_agents(engine, org) == expected, (history, batches)

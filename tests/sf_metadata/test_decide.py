@@ -234,9 +234,11 @@ class _ScanOwners:
     def get(self, key: str) -> str | None:
         return self._by_key.get(key)
 
-    def release(self, crm_id: str) -> None:
-        for key in [k for k, v in self._by_key.items() if v == crm_id]:
+    def release(self, crm_id: str) -> list[str]:
+        keys = [k for k, v in self._by_key.items() if v == crm_id]
+        for key in keys:
             del self._by_key[key]
+        return keys
 
     def claim(self, key: str, crm_id: str) -> None:
         self._by_key[key] = crm_id

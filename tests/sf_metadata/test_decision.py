@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -25,6 +25,7 @@ DT1 = datetime(2026, 11, 20, 11, tzinfo=UTC)
 DT2 = datetime(2026, 11, 20, 12, tzinfo=UTC)
 ALICE = sf_id("005", 101)
 BOB = sf_id("005", 102)
+CAROL = sf_id("005", 103)
 EMPTY = StoredState(users={}, username_owners={}, processed_ids=frozenset())
 
 
@@ -268,19 +269,32 @@ def test_username_released_by_earlier_deprovision_or_rename() -> None:
     )
     assert (rename.action, take.action) == (Action.UPDATED, Action.CREATED)
 
+    # A claim taken before the release in that order waits for it, as a parked change of
+    # an earlier message would, and applies once the release is taken: the batch ends as
+    # its changes delivered one by one, in order.
     take, later = plan(
         note(ALICE, Username="jane@acme.com", SystemModstamp=T2),
         note(BOB, IsActive="false", SystemModstamp=T2),
         st=st,
     )
-    assert (take.action, later.action) == (Action.FAILED, Action.DEPROVISIONED)
+    assert (take.action, later.action) == (Action.CREATED, Action.DEPROVISIONED)
 
     take, later = plan(
         note(ALICE, Username="jane@acme.com", SystemModstamp=T0),
         note(BOB, IsActive="false", SystemModstamp=T2),
         st=st,
     )
-    assert (take.action, later.action) == (Action.FAILED, Action.DEPROVISIONED)
+    assert (take.action, later.action) == (Action.CREATED, Action.DEPROVISIONED)
+
+    # The holder renames to a name another user holds: nothing is released, the claim fails.
+    st2 = state(stored(BOB, username="jane@acme.com"), stored(CAROL, username="carol@acme.com"))
+    take, rename = plan(
+        note(ALICE, Username="jane@acme.com", SystemModstamp=T2),
+        note(BOB, Username="carol@acme.com", SystemModstamp=T2),
+        st=st2,
+    )
+    assert (take.action, rename.action) == (Action.FAILED, Action.FAILED)
+    assert take.park is not None and take.park.holder_crm_id == BOB
 
 
 def test_username_released_by_an_older_change_later_in_the_document() -> None:
@@ -299,7 +313,9 @@ def test_username_released_by_an_older_change_later_in_the_document() -> None:
     )
     assert (take.action, off.action) == (Action.CREATED, Action.DEPROVISIONED)
 
-    # the release that counts is the user's winning change: a superseded rename frees nothing
+    # A superseded rename released its name too (as delivered one by one, in order): Alice
+    # takes it; Bob's newest change, back to it, collides and is parked, while his rename
+    # (his newest change that does not collide) applies.
     take, rename, back = plan(
         note(ALICE, Username="jane@acme.com", SystemModstamp=T1),
         note(BOB, Username="bob@acme.com", SystemModstamp=T0),
@@ -307,10 +323,12 @@ def test_username_released_by_an_older_change_later_in_the_document() -> None:
         st=st,
     )
     assert (take.action, rename.action, back.action) == (
-        Action.FAILED,
-        Action.STALE,
+        Action.CREATED,
         Action.UPDATED,
+        Action.FAILED,
     )
+    assert rename.agent is not None and rename.agent.username == "bob@acme.com"
+    assert back.park is not None and back.park.holder_crm_id == ALICE
 
 
 def test_username_chain_is_decided_in_stamp_order() -> None:
@@ -365,3 +383,73 @@ def test_collision_failure_of_a_stale_loser_does_not_block() -> None:
         st=state(stored(BOB, username="x@acme.com")),
     )
     assert (old.action, new.action) == (Action.STALE, Action.CREATED)
+
+
+def test_a_swap_with_its_intermediate_rename_in_one_message_applies() -> None:
+    """Alice alpha -> tmp (T0), Bob beta -> alpha (T1), Alice tmp -> beta (T2), all in one
+    message: Alice's superseded rename released alpha, so both land (attack finding 1)."""
+    st = state(
+        stored(ALICE, username="alpha@acme.com", stamp=DT0 - timedelta(days=1)),
+        stored(BOB, username="beta@acme.com", stamp=DT0 - timedelta(days=1), agent_id="agent-2"),
+    )
+    first, bob, alice = plan(
+        note(ALICE, Username="tmp@acme.com", SystemModstamp=T0),
+        note(BOB, Username="alpha@acme.com", SystemModstamp=T1),
+        note(ALICE, Username="beta@acme.com", SystemModstamp=T2),
+        st=st,
+    )
+    assert (first.action, bob.action, alice.action) == (
+        Action.STALE,
+        Action.UPDATED,
+        Action.UPDATED,
+    )
+    assert first.reason == "superseded by a newer change in the same message"
+    assert bob.effect.username == "alpha@acme.com"
+    assert alice.effect.username == "beta@acme.com"
+    assert (bob.effect.released_key, alice.effect.released_key) == (
+        "beta@acme.com",
+        "alpha@acme.com",
+    )
+
+
+def test_a_swap_whose_intermediate_rename_was_lost_rotates() -> None:
+    """Reconcile reads only where users are now: Alice holds beta, Bob alpha, Carol gamma in
+    a three-way rotation of the stored names. Each waits on a name the next one gives up:
+    they move together instead of parking on each other for good."""
+    old = DT0 - timedelta(days=1)
+    st = state(
+        stored(ALICE, username="alpha@acme.com", stamp=old),
+        stored(BOB, username="beta@acme.com", stamp=old, agent_id="agent-2"),
+        stored(CAROL, username="gamma@acme.com", stamp=old, agent_id="agent-3"),
+    )
+    decisions = plan(
+        note(BOB, Username="gamma@acme.com", SystemModstamp=T1),
+        note(ALICE, Username="beta@acme.com", SystemModstamp=T2),
+        note(CAROL, Username="alpha@acme.com", SystemModstamp=T0),
+        st=st,
+    )
+    assert [d.action for d in decisions] == [Action.UPDATED] * 3
+    assert [d.effect.username for d in decisions] == [
+        "gamma@acme.com",
+        "beta@acme.com",
+        "alpha@acme.com",
+    ]
+
+
+def test_a_cycle_broken_by_an_outsider_does_not_rotate() -> None:
+    """Alice wants Bob's name and Bob wants Dave's (Dave is not in the batch): no cycle, so
+    both fail and park; nothing ends held twice."""
+    dave = sf_id("005", 104)
+    old = DT0 - timedelta(days=1)
+    st = state(
+        stored(ALICE, username="alpha@acme.com", stamp=old),
+        stored(BOB, username="beta@acme.com", stamp=old, agent_id="agent-2"),
+        stored(dave, username="delta@acme.com", stamp=old, agent_id="agent-4"),
+    )
+    alice, bob = plan(
+        note(ALICE, Username="beta@acme.com", SystemModstamp=T1),
+        note(BOB, Username="delta@acme.com", SystemModstamp=T2),
+        st=st,
+    )
+    assert (alice.action, bob.action) == (Action.FAILED, Action.FAILED)
+    assert (alice.park.holder_crm_id, bob.park.holder_crm_id) == (BOB, dave)
