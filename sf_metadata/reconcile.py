@@ -185,7 +185,9 @@ def read_record(
     digest, raw = digested
     rid = record.get("Id")
     if type(rid) is str and digests.get(rid) == digest:
-        return KnownUser(rid, digest, raw)
+        # A copy of exactly its length: orjson's bytes keep its whole write buffer (about
+        # 8 KB a record), and a KnownUser is kept until the plan is made.
+        return KnownUser(rid, digest, memoryview(raw).tobytes())
     return read_user(record, digest=digest)
 
 
