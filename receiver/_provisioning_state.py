@@ -8,9 +8,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
-from receiver._state_queries import agents_by_crm_or_username, processed_of, tombstones_of
+from receiver._state_queries import (
+    agents_by_crm_or_username,
+    parked_rows_of,
+    processed_of,
+    tombstones_of,
+)
 from receiver.models import Organization
 from receiver.provisioning_tables import ParkedChangeRow
 from sf_metadata.decision import StoredState, StoredUser, UserChange
@@ -132,10 +137,6 @@ def load_parked(
     if not ids:
         return {}
     found: dict[str, list[ParkedChange]] = {}
-    for row in session.exec(
-        select(ParkedChangeRow)
-        .where(ParkedChangeRow.organization_id == org_id, col(ParkedChangeRow.crm_id).in_(ids))
-        .order_by(col(ParkedChangeRow.id))
-    ).all():
+    for row in parked_rows_of(session, org_id, ids):
         found.setdefault(row.crm_id, []).append(parked_change(row))
     return {crm: tuple(changes) for crm, changes in found.items()}

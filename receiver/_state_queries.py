@@ -30,12 +30,14 @@ from sqlalchemy.sql.expression import CompoundSelect
 from sqlmodel import Session, col
 
 from receiver.models import Agent, ProcessedNotification, Tombstone
+from receiver.provisioning_tables import ParkedChangeRow
 
 __all__ = [
     "AGENT_COLUMNS",
     "TOMBSTONE_COLUMNS",
     "agents_by_crm_or_username",
     "agents_lookup",
+    "parked_rows_of",
     "processed_of",
     "tombstones_of",
 ]
@@ -81,6 +83,12 @@ def _statements(postgresql: bool) -> dict[str, Any]:
             col(Tombstone.organization_id) == bindparam("org_id"),
             _one_of(col(Tombstone.crm_id), "crm_ids", postgresql),
         ),
+        "parked": select(ParkedChangeRow)
+        .where(
+            col(ParkedChangeRow.organization_id) == bindparam("org_id"),
+            _one_of(col(ParkedChangeRow.crm_id), "crm_ids", postgresql),
+        )
+        .order_by(col(ParkedChangeRow.id)),
         "processed": select(col(ProcessedNotification.notification_id)).where(
             col(ProcessedNotification.organization_id) == bindparam("org_id"),
             _one_of(col(ProcessedNotification.notification_id), "notification_ids", postgresql),
@@ -153,3 +161,13 @@ def processed_of(
     statement = _statements(_is_postgresql(session))["processed"]
     params = {"org_id": org_id, "notification_ids": sorted(notification_ids)}
     return frozenset(session.execute(statement, params).scalars())
+
+
+def parked_rows_of(
+    session: Session, org_id: str, crm_ids: Collection[str]
+) -> Sequence[ParkedChangeRow]:
+    """The parked change rows of these users of ``org_id``, oldest first (one query)."""
+    if not crm_ids:
+        return []
+    statement = _statements(_is_postgresql(session))["parked"]
+    return session.scalars(statement, {"org_id": org_id, "crm_ids": sorted(crm_ids)}).all()

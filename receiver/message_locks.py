@@ -55,7 +55,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from sqlalchemy import bindparam, func, text
+from sqlalchemy import String, any_, bindparam, func, text
 from sqlalchemy.dialects.postgresql import ARRAY, BIGINT
 from sqlmodel import Session, col, select
 
@@ -166,25 +166,33 @@ def ensure_locked(session: Session, keys: Iterable[int]) -> None:
     held.keys.update(new)
 
 
+#: The organization row ``FOR SHARE`` and the username keys the agents of ``crm_ids``
+#: hold now (read without a lock): one statement, one round trip, one text whatever the
+#: number of ids.
+_HELD_NOW = (
+    select(func.array_agg(col(Agent.username_key)))
+    .where(
+        col(Agent.organization_id) == bindparam("org_id"),
+        col(Agent.crm_id) == any_(bindparam("crm_ids", type_=ARRAY(String()))),
+        col(Agent.username_key).is_not(None),
+    )
+    .scalar_subquery()
+)
+_ORGANIZATION_FOR_SHARE = (
+    select(Organization, _HELD_NOW)
+    .where(col(Organization.id) == bindparam("org_id"))
+    .with_for_update(read=True, of=Organization)
+    .execution_options(populate_existing=True)
+)
+
+
 def _organization_for_share(
     session: Session, name: str, crm_ids: set[str]
 ) -> tuple[Organization, set[str]]:
     """The organization row ``FOR SHARE`` and, in the same statement (no extra round
     trip), the username keys the agents of ``crm_ids`` hold now (read without a lock)."""
-    held = (
-        select(func.array_agg(col(Agent.username_key)))
-        .where(
-            col(Agent.organization_id) == name,
-            col(Agent.crm_id).in_(sorted(crm_ids)),
-            col(Agent.username_key).is_not(None),
-        )
-        .scalar_subquery()
-    )
-    row = session.exec(
-        select(Organization, held)
-        .where(Organization.id == name)
-        .with_for_update(read=True, of=Organization)
-        .execution_options(populate_existing=True)
+    row = session.execute(
+        _ORGANIZATION_FOR_SHARE, {"org_id": name, "crm_ids": sorted(crm_ids)}
     ).one_or_none()
     if row is None:
         raise OrganizationNotFound(f"organization {name!r} is not registered")
