@@ -36,10 +36,13 @@ _E = ProvisioningEvent.__table__  # type: ignore[attr-defined]
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
-    """A rejected webhook request: when (aware UTC) and why."""
+    """A rejected webhook request: when (aware UTC), why, and ``kind`` (``message``: a
+    rejected message in the provisioning log; ``token``: a request refused at the token
+    check)."""
 
     at: datetime
     reason: str | None
+    kind: str = "message"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +59,9 @@ class WebhookGlance:
     endpoint: str
     deployed_endpoint: str | None = None
     endpoint_problem: str | None = None
+    #: The newest rejection of each kind, newest first (so a tokenless probe does not
+    #: hide the 403 that says what to fix).
+    rejections: tuple[Rejection, ...] = ()
 
 
 def _endpoint_problem(
@@ -123,11 +129,12 @@ def webhook_glance(
             Rejection(last_rejection.received_at, last_rejection.detail)
             if last_rejection is not None
             else None,
-            Rejection(refusal.last_at, refusal.reason) if refusal is not None else None,
+            Rejection(refusal.last_at, refusal.reason, "token") if refusal is not None else None,
         )
         if r is not None
     ]
-    newest = max(rejections, key=lambda r: r.at) if rejections else None
+    rejections.sort(key=lambda r: r.at, reverse=True)
+    newest = rejections[0] if rejections else None
     endpoint = f"{base_url}{webhook_path(organization_id)}"
     return WebhookGlance(
         last_message,
@@ -137,6 +144,7 @@ def webhook_glance(
         endpoint,
         deployed_endpoint=last_deploy.endpoint if last_deploy is not None else None,
         endpoint_problem=_endpoint_problem(last_deploy, endpoint, token_sha256),
+        rejections=tuple(rejections),
     )
 
 

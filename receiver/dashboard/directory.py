@@ -96,7 +96,8 @@ def encode_cursor(name_key: str, crm_id: str) -> str:
 
 
 def decode_cursor(value: str | None) -> tuple[str, str] | None:
-    """The (name key, crmId) of a cursor, or ``None`` for a missing or malformed one."""
+    """The (name key, crmId) of a cursor, or ``None`` for a missing or malformed one (a
+    NUL character in either is malformed: no key holds one, PostgreSQL refuses them)."""
     if not value or len(value) > 2000:
         return None
     try:
@@ -107,7 +108,7 @@ def decode_cursor(value: str | None) -> tuple[str, str] | None:
     if (
         isinstance(data, list)
         and len(data) == 2
-        and all(isinstance(x, str) for x in data)
+        and all(isinstance(x, str) and "\x00" not in x for x in data)
         and len(data[1]) <= 18
     ):
         return data[0], data[1]

@@ -66,6 +66,7 @@ __all__ = [
     "FLASH_MESSAGES",
     "OrgPage",
     "SignedInPage",
+    "csv_cell",
     "error_page",
     "form_size_problem",
     "guarded",
@@ -109,6 +110,13 @@ def _now(request: Request) -> datetime:
 def client_address(request: Request) -> str:
     """The peer address (``serve`` runs uvicorn without proxy headers)."""
     return request.client.host if request.client is not None else "unknown"
+
+
+def csv_cell(value: object) -> str:
+    """A CSV cell of a download; text that a spreadsheet would run as a formula gets a
+    leading quote (OWASP "CSV Injection")."""
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 def _with_headers(response: Response) -> Response:

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from sqlmodel import Session, col, select
 from starlette.responses import Response, StreamingResponse
 
-from receiver.dashboard.framework import FLASH_MESSAGES, OrgPage, org_route, redirect
+from receiver.dashboard.framework import FLASH_MESSAGES, OrgPage, csv_cell, org_route, redirect
 from receiver.dashboard.logview import ACTIONS, LogRow, iter_rows, log_page, parse_filter
 from receiver.provisioning_tables import FailedNotification
 from receiver.replay import replay_notification
@@ -68,9 +68,22 @@ def replayable_events(session: Session, *, organization_id: str, rows: list[LogR
     return set(found)
 
 
+#: The largest row id of the store (PostgreSQL ``integer``); larger numbers are no id.
+_MAX_ID = 2**31 - 1
+
+
+def row_id(raw: str) -> int | None:
+    """``raw`` as a row id: ASCII digits only (``str.isdigit`` also takes ``²`` and
+    Arabic-Indic digits, which ``int`` then refuses or reads), at most :data:`_MAX_ID`;
+    else ``None``."""
+    if not raw or len(raw) > 10 or not (raw.isascii() and raw.isdigit()):
+        return None
+    value = int(raw)
+    return value if value <= _MAX_ID else None
+
+
 def _before(page: OrgPage) -> int | None:
-    raw = page.request.query_params.get("before", "")
-    return int(raw) if raw.isdigit() and len(raw) < 12 else None
+    return row_id(page.request.query_params.get("before", ""))
 
 
 async def log_page_view(page: OrgPage) -> Response:
@@ -107,15 +120,11 @@ def _csv_lines(rows: Iterator[LogRow]) -> Iterator[str]:
         buffer.seek(0)
         buffer.truncate()
         data = row.to_json()
-        writer.writerow([_cell(data[c]) for c in _CSV_COLUMNS])
+        writer.writerow([csv_cell(data[c]) for c in _CSV_COLUMNS])
         yield buffer.getvalue()
 
 
-def _cell(value: object) -> str:
-    """A CSV cell; text that a spreadsheet would run as a formula gets a leading quote
-    (OWASP "CSV Injection")."""
-    text = "" if value is None else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+_cell = csv_cell  # the log's name for it (tests/receiver/dashboard/test_log.py)
 
 
 def _json_chunks(rows: Iterator[LogRow]) -> Iterator[str]:
@@ -148,9 +157,9 @@ async def download(page: OrgPage) -> Response:
 async def replay(page: OrgPage) -> Response:
     """POST: replay the failed notification of form field ``event_id``, then show the log."""
     raw = str(page.form.get("event_id", "")) if page.form is not None else ""
-    if not raw.isdigit() or len(raw) > 12:
+    event_id = row_id(raw)
+    if event_id is None:
         return redirect(page.url("/provisioning-log", flash="replay-unknown"))
-    event_id = int(raw)
     org_id = page.organization.id
     now = page.context.clock()
     hooks = page.context.hooks

@@ -20,11 +20,13 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from receiver.models import ProvisioningEvent, ProvisioningMessage
+from receiver.outcomes import MessageOutcome
 from sf_metadata.errors import InvalidSalesforceId
 from sf_metadata.ids import USER, canonical_id
 
 __all__ = [
     "ACTIONS",
+    "OUTCOMES",
     "LogFilter",
     "LogRow",
     "iter_rows",
@@ -43,6 +45,8 @@ ACTIONS = (
     "ignored",
     "failed",
 )
+#: The message outcomes the Outcome filter offers (``receiver.outcomes``).
+OUTCOMES = tuple(o.value for o in MessageOutcome)
 #: About this many notification rows a page (whole messages).
 ROWS_PER_PAGE = 100
 
@@ -88,8 +92,8 @@ def parse_filter(params: Any) -> LogFilter:
         action = None
         raw["action"] = ""
     outcome = raw["outcome"] or None
-    if outcome is not None and (not outcome.replace("-", "").isalnum() or len(outcome) > 40):
-        problems.append("the outcome is not a word")
+    if outcome is not None and outcome not in OUTCOMES:
+        problems.append(f"unknown outcome {outcome[:40]!r}: choose one of the list")
         outcome = None
         raw["outcome"] = ""
     crm_id = None
@@ -112,7 +116,7 @@ def parse_filter(params: Any) -> LogFilter:
         if d is None:
             problems.append("the To date is not YYYY-MM-DD")
             raw["to"] = ""
-        else:
+        elif d < date.max:
             until = datetime.combine(d, time.min, tzinfo=UTC) + timedelta(days=1)
     return LogFilter(action, outcome, crm_id, since, until, tuple(problems), raw)
 

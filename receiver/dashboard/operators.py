@@ -14,6 +14,7 @@ does not commit: run it inside ``receiver.db.transaction``.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -49,26 +50,37 @@ _MAX_PASSWORD_LENGTH = 1024
 #: The password hasher (argon2-cffi defaults). Tests swap in a cheaper one with
 #: :func:`use_hasher`; the parameters of each hash are in its PHC string, so old hashes
 #: still verify.
-_state: dict[str, object] = {}
+#: The hasher and its dummy hash, published together as one tuple (a reader never sees a
+#: hasher without its dummy hash); built once under :data:`_lock`.
+_state: dict[str, tuple[PasswordHasher, str]] = {}
+_lock = threading.Lock()
 
 
 def use_hasher(hasher: PasswordHasher) -> None:
     """Hash new passwords with ``hasher`` from now on."""
-    _state["hasher"] = hasher
-    _state["dummy"] = hasher.hash("not a password of anyone: timing equaliser")
+    dummy = hasher.hash("not a password of anyone: timing equaliser")
+    with _lock:
+        _state["current"] = (hasher, dummy)
+
+
+def _current() -> tuple[PasswordHasher, str]:
+    current = _state.get("current")
+    if current is None:
+        with _lock:
+            current = _state.get("current")
+            if current is None:
+                hasher = PasswordHasher()
+                current = (hasher, hasher.hash("not a password of anyone: timing equaliser"))
+                _state["current"] = current
+    return current
 
 
 def _hasher() -> PasswordHasher:
-    if "hasher" not in _state:
-        use_hasher(PasswordHasher())
-    hasher = _state["hasher"]
-    assert isinstance(hasher, PasswordHasher)
-    return hasher
+    return _current()[0]
 
 
 def _dummy_hash() -> str:
-    _hasher()
-    return str(_state["dummy"])
+    return _current()[1]
 
 
 @dataclass(frozen=True, slots=True)

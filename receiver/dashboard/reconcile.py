@@ -18,7 +18,7 @@ from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from receiver.dashboard.framework import FLASH_MESSAGES, OrgPage, org_route, redirect
+from receiver.dashboard.framework import FLASH_MESSAGES, OrgPage, csv_cell, org_route, redirect
 from receiver.jobs import JobKind, latest_jobs
 from receiver.reconcile.plans import StoredPlan, get_plan, latest_plan, plan_rows_json
 from receiver.reconcile.run import apply_plan, reject_plan
@@ -104,6 +104,8 @@ async def _act(page: OrgPage, action: str, plan_id: str) -> str:
         except JobBusy:
             return "reconcile-busy"
         return "reconcile-planning" if action == "plan" else "reconcile-started"
+    if action in ("approve", "reject") and not _plausible_plan_id(plan_id):
+        return "reconcile-gone"
     try:
         if action == "approve":
             result = await run_in_threadpool(
@@ -122,15 +124,23 @@ async def _act(page: OrgPage, action: str, plan_id: str) -> str:
     return ""
 
 
+def _plausible_plan_id(plan_id: str) -> bool:
+    """Could ``plan_id`` name a plan? (A NUL or a control character never does, and
+    PostgreSQL refuses a NUL in a parameter.)"""
+    return 0 < len(plan_id) <= 64 and plan_id.isprintable()
+
+
 async def plan_page(page: OrgPage) -> Response:
     """One plan: status, counts and its first rows (the CSV has every row)."""
     plan_id = str(page.request.path_params["plan_id"])
     org_id = page.organization.id
     try:
+        if not _plausible_plan_id(plan_id):
+            raise PlanNotFound(f"no reconcile plan {plan_id[:40]!r}")
         plan = await page.read(lambda s: get_plan(s, org_id, plan_id))
     except PlanNotFound:
         return page.error(
-            404, "No such plan", f"This organization has no reconcile plan {plan_id}."
+            404, "No such plan", f"This organization has no reconcile plan {plan_id[:40]!r}."
         )
     rows = list(plan_rows_json(plan))
     return page.render(
@@ -150,16 +160,18 @@ async def plan_csv(page: OrgPage) -> Response:
     plan_id = str(page.request.path_params["plan_id"])
     org_id = page.organization.id
     try:
+        if not _plausible_plan_id(plan_id):
+            raise PlanNotFound(f"no reconcile plan {plan_id[:40]!r}")
         plan = await page.read(lambda s: get_plan(s, org_id, plan_id))
     except PlanNotFound:
         return page.error(
-            404, "No such plan", f"This organization has no reconcile plan {plan_id}."
+            404, "No such plan", f"This organization has no reconcile plan {plan_id[:40]!r}."
         )
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=["crmId", "action", "reason", "username"])
     writer.writeheader()
     for row in plan_rows_json(plan):
-        writer.writerow(row)
+        writer.writerow({key: csv_cell(value) for key, value in row.items()})
     return Response(
         out.getvalue(),
         media_type="text/csv; charset=utf-8",

@@ -16,7 +16,8 @@ username   casefolded username                    :data:`USERNAME_TOTAL_LIMIT` i
 device     this browser's device token            :data:`USERNAME_LIMIT` in :data:`WINDOW`
 =========  =====================================  ======================================
 
-So guessing from one address is held fast (5 a quarter hour per username, 30 in all), and
+An IPv6 address counts by its /64 network (:func:`address_key`). So guessing from one
+address is held fast (5 a quarter hour per username, 30 in all), and
 guessing from many addresses is held slowly (50 an hour per username). Counting the fast
 lock per (username, address) rather than per username means a stranger posting wrong
 passwords for an operator's username locks out only their own address, not the operator.
@@ -39,6 +40,7 @@ attempts cannot slip past a limit; a right password then removes its own rows
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -60,6 +62,7 @@ __all__ = [
     "WINDOW",
     "Attempt",
     "Hold",
+    "address_key",
     "device_cookie_value",
     "device_token",
     "forgive_attempt",
@@ -141,8 +144,24 @@ class Attempt:
     hold: Hold | None = None
 
 
+def address_key(address: str) -> str:
+    """The address a limit counts: an IPv6 address by its /64 network (one host usually
+    holds a whole /64, so counting single addresses would let it rotate through them), an
+    IPv4-mapped IPv6 address as its IPv4 address, anything else as given."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
 def _subjects(username: str, address: str, device: str | None) -> dict[str, str]:
     key = _username_key(username)
+    address = address_key(address)
     subjects = {
         "pair": _sha(f"{key}\x00{address}"),
         "address": _sha(address),

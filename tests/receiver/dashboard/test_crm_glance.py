@@ -165,3 +165,20 @@ def test_a_flash_on_the_crm_page_is_not_a_status_element(dash: Dash) -> None:
     assert 'role="status"' not in html.split("Agent Auto Provision is now Enabled.")[0][-200:]
     users = dash.client.get(f"/organizations/{dash.org}/users", params={"flash": "enabled"}).text
     assert '<p class="flash" role="status">Agent Auto Provision is now Enabled.</p>' in users
+
+
+def test_a_tokenless_probe_does_not_hide_a_rejected_message(dash: Dash) -> None:
+    """Attack finding 5: both kinds are shown, newest first."""
+    dash.sign_in()
+    other = make_outbound_message([make_notification()], organization_id="00D000000000009EAA")
+    dash.client.post(
+        webhook_path(dash.org),
+        params={"token": dash.token},
+        content=other,
+        headers={"content-type": "text/xml"},
+    )
+    dash.clock.advance(minutes=2)
+    assert _post(dash, None) == 401
+    rejection = _glance(_crm(dash), "Last rejection")
+    assert rejection.index("token is missing") < rejection.index("is not the Salesforce org")
+    assert "(request refused)" in rejection and "(message rejected)" in rejection

@@ -95,3 +95,21 @@ def test_the_device_cookie_is_httponly_and_only_for_the_login_path(dash: Dash) -
     cookie = next(c for c in response.headers.get_list("set-cookie") if c.startswith("aap_device="))
     lowered = cookie.lower()
     assert "httponly" in lowered and "path=/login" in lowered and "samesite=lax" in lowered
+
+
+def test_ipv6_addresses_count_by_their_64_network(dash: Dash) -> None:
+    """Attack finding 7: one host holds a whole /64; rotating through it is one address."""
+    for n in range(USERNAME_LIMIT):
+        rotating = _browser(dash, f"2001:db8:1:2::{n + 1:x}")
+        assert _sign_in(rotating, password=WRONG).status_code == 401
+    assert _sign_in(_browser(dash, "2001:db8:1:2::ffff")).status_code == 429
+    assert _sign_in(_browser(dash, "2001:db8:1:3::1")).status_code == 303  # another /64
+
+
+def test_address_keys() -> None:
+    from receiver.dashboard.throttle import address_key
+
+    assert address_key("2001:db8::1") == "2001:db8::/64"
+    assert address_key("::ffff:192.0.2.1") == "192.0.2.1"
+    assert address_key("192.0.2.1") == "192.0.2.1"
+    assert address_key("testclient") == "testclient"
