@@ -44,6 +44,7 @@ from receiver.dashboard.framework import (
     render,
     signed_in_route,
 )
+from receiver.dashboard.operators import credential_stamp
 from receiver.dashboard.state import get_state
 from receiver.dashboard.throttle import (
     DEVICE_COOKIE,
@@ -155,19 +156,22 @@ async def login_submit(request: Request) -> Response:
     now = context.clock()
     engine = context.engine
 
-    device = device_token(state.secret, request.cookies.get(DEVICE_COOKIE), username)
+    device_cookie = request.cookies.get(DEVICE_COOKIE)
 
-    def reserve() -> Attempt:
+    def reserve() -> tuple[Attempt, str | None]:
         with transaction(engine) as session:
-            return reserve_attempt(
+            stamp = credential_stamp(session, username=username)
+            device = device_token(state.secret, device_cookie, username, stamp)
+            attempt = reserve_attempt(
                 session, username=username, address=address, now=now, device=device
             )
+            return attempt, stamp
 
     def check() -> int | None:
         with transaction(engine, read_only=True) as session:
             return check_password(session, username=username, password=password)
 
-    attempt = await run_in_threadpool(reserve)
+    attempt, stamp = await run_in_threadpool(reserve)
     if attempt.hold is not None:
         response = _login_form(
             request,
@@ -211,7 +215,7 @@ async def login_submit(request: Request) -> Response:
     response.delete_cookie(_NONCE_COOKIE, path="/login")
     response.set_cookie(
         DEVICE_COOKIE,
-        device_cookie_value(state.secret, username),
+        device_cookie_value(state.secret, username, stamp),
         max_age=int(DEVICE_LIFETIME.total_seconds()),
         path="/login",
         httponly=True,

@@ -14,6 +14,7 @@ does not commit: run it inside ``receiver.db.transaction``.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,6 +29,7 @@ from receiver.organizations import get_organization
 from sf_metadata.errors import OperatorExists, OperatorNotFound, UsageError
 
 __all__ = [
+    "credential_stamp",
     "MIN_PASSWORD_LENGTH",
     "OperatorExists",
     "OperatorInfo",
@@ -255,6 +257,19 @@ def set_password(
     session.flush()
     assert row.id is not None
     return end_operator_sessions(session, operator_id=row.id, reason="password changed", now=stamp)
+
+
+def credential_stamp(session: Session, *, username: str) -> str | None:
+    """A short digest of the operator's credential (id and when its password was set),
+    ``None`` for an unknown username: it changes with ``operator set-password`` and when
+    the operator is removed, so what is bound to it (the sign-in device cookie) ends then."""
+    if not isinstance(username, str) or not 0 < len(username) <= 320:
+        return None
+    row = session.exec(select(Operator).where(Operator.username_key == _key(username))).first()
+    if row is None:
+        return None
+    seed = f"{row.id}:{row.password_changed_at.isoformat()}"
+    return hashlib.sha256(seed.encode("utf-8")).hexdigest()[:32]
 
 
 def verify_password(session: Session, *, username: str, password: str) -> Operator | None:

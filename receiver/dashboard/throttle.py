@@ -27,7 +27,9 @@ trip it), so a browser that has signed in as a username before carries a **devic
 cookie** (``aap_device``: a random token and the username's hash, signed with the
 dashboard key, ``HttpOnly``, path ``/login``, :data:`DEVICE_LIFETIME`): its attempts for
 that username are held only by its own failures (kind ``device``), never by the pair,
-address or username counts that others ran up.
+address or username counts that others ran up. The cookie is bound to the operator's
+credential (``operators.credential_stamp``): a password change or the operator's removal
+ends it.
 
 An attempt is counted *before* its password is checked (:func:`reserve_attempt`, in one
 write transaction: SQLite write transactions queue on the writer lock; on PostgreSQL the
@@ -101,15 +103,26 @@ def _username_key(username: str) -> str:
     return username.strip().casefold()
 
 
-def device_cookie_value(secret: bytes, username: str) -> str:
-    """A new device cookie value for a browser that just signed in as ``username``."""
-    payload = {"u": _sha(_username_key(username))[:32], "n": secrets.token_urlsafe(16)}
+def device_cookie_value(secret: bytes, username: str, credential: str | None) -> str:
+    """A new device cookie value for a browser that just signed in as ``username``, bound
+    to the operator's ``credential`` stamp (``operators.credential_stamp``)."""
+    payload = {
+        "u": _sha(_username_key(username))[:32],
+        "c": credential or "",
+        "n": secrets.token_urlsafe(16),
+    }
     return URLSafeTimedSerializer(secret, salt=_DEVICE_SALT).dumps(payload)
 
 
-def device_token(secret: bytes, value: str | None, username: str) -> str | None:
-    """The device token of cookie ``value`` when it was issued for ``username`` (and is
-    authentic and younger than :data:`DEVICE_LIFETIME`), else ``None``."""
+def device_token(
+    secret: bytes, value: str | None, username: str, credential: str | None
+) -> str | None:
+    """The device token of cookie ``value`` when it was issued for ``username`` with the
+    operator's current ``credential`` stamp (so it ends at a password change or when the
+    operator is removed) and is authentic and younger than :data:`DEVICE_LIFETIME`; else
+    ``None``."""
+    if credential is None:
+        return None
     if not value or len(value) > 300:
         return None
     try:
@@ -120,7 +133,7 @@ def device_token(secret: bytes, value: str | None, username: str) -> str | None:
         return None
     if not isinstance(payload, dict) or not isinstance(payload.get("n"), str):
         return None
-    if payload.get("u") != _sha(_username_key(username))[:32]:
+    if payload.get("u") != _sha(_username_key(username))[:32] or payload.get("c") != credential:
         return None
     return str(payload["n"])
 

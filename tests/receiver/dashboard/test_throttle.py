@@ -113,3 +113,19 @@ def test_address_keys() -> None:
     assert address_key("::ffff:192.0.2.1") == "192.0.2.1"
     assert address_key("192.0.2.1") == "192.0.2.1"
     assert address_key("testclient") == "testclient"
+
+
+def test_a_password_change_ends_the_browser_trust(dash: Dash) -> None:
+    """Attack finding 7: the device cookie is bound to the operator's credential."""
+    from receiver.dashboard.operators import set_password
+    from receiver.db import transaction
+
+    assert dash.sign_in().status_code == 303  # known browser
+    with transaction(dash.engine) as session:
+        set_password(session, username="ops", password="another long password")
+    for a in range(USERNAME_TOTAL_LIMIT // USERNAME_LIMIT):
+        stranger = _browser(dash, f"192.0.2.{a + 1}")
+        for _ in range(USERNAME_LIMIT):
+            _sign_in(stranger, password=WRONG)
+    held = dash.sign_in(password="another long password")
+    assert held.status_code == 429 and "from many addresses" in held.text
