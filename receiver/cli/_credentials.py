@@ -8,18 +8,15 @@ Kept free of the Salesforce client's imports so that ``org`` stays fast to load;
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from receiver.cli._options import settings_from
-
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
+    pass
 
-__all__ = ["CREDENTIAL_FLAGS", "credential_options", "store_engine"]
+__all__ = ["CREDENTIAL_FLAGS", "credential_options"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -71,17 +68,3 @@ def credential_options(func: F) -> F:
             func
         )
     return func
-
-
-@contextmanager
-def store_engine(ctx: click.Context) -> Iterator[Engine]:
-    """The store's engine for this invocation (migrated), disposed at the end."""
-    from receiver.db import make_engine, migrate
-
-    settings = settings_from(ctx)
-    engine = make_engine(settings.database_url)
-    try:
-        migrate(engine)
-        yield engine
-    finally:
-        engine.dispose()

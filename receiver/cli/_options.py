@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from sf_metadata.errors import OrganizationNotFound, StoreNotFound, UsageError
+from sf_metadata.errors import OrganizationNotFound, StoreNotFound, StoreOutdated, UsageError
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -34,6 +34,8 @@ __all__ = [
     "open_store_for_reading",
     "read_session",
     "state_from",
+    "open_store",
+    "store_engine",
     "store_session",
 ]
 
@@ -123,24 +125,65 @@ def settings_from(ctx: click.Context) -> Settings:
     return state.settings
 
 
-@contextmanager
-def store_session(ctx: click.Context) -> Iterator[Session]:
-    """Open the store of this invocation (migrated to the newest schema) and yield a
-    session inside one transaction, committed when the block ends.
+def open_store(
+    ctx: click.Context, organization: str | None = None, *, create: bool = False
+) -> Engine:
+    """The engine of the store of this invocation, migrated to the newest schema (the
+    caller disposes of it). Only a command that may start a store (``create``: ``org
+    add``, ``operator add``) makes a new one. Any other command changes something that
+    must already be stored, so a missing store is an error and nothing (no file,
+    directory or table) is created: run from the wrong directory, it says which store it
+    looked at instead of making an empty one there.
 
-    Raises :class:`~sf_metadata.errors.StoreUnavailable` when it cannot be reached and
+    Raises :class:`~sf_metadata.errors.StoreNotFound` (or, for a command about
+    ``organization``, :class:`~sf_metadata.errors.OrganizationNotFound`: exit 4),
+    :class:`~sf_metadata.errors.StoreUnavailable` when it cannot be reached and
     :class:`~sf_metadata.errors.UsageError` for an unusable URL.
     """
-    from receiver.db import make_engine, migrate, transaction
+    from receiver.db import make_engine, migrate, open_existing
 
-    settings = settings_from(ctx)
-    engine = make_engine(settings.database_url)
+    url = settings_from(ctx).database_url
+    if create:
+        engine = make_engine(url)
+    else:
+        try:
+            engine = open_existing(url)
+        except StoreOutdated:
+            engine = make_engine(url)  # there, at an older schema: migrated below
+        except StoreNotFound as error:
+            if organization:
+                raise not_registered(error, organization) from error
+            raise
     try:
         migrate(engine)
-        with transaction(engine) as session:
-            yield session
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine
+
+
+@contextmanager
+def store_engine(
+    ctx: click.Context, organization: str | None = None, *, create: bool = False
+) -> Iterator[Engine]:
+    """:func:`open_store`, disposed when the block ends."""
+    engine = open_store(ctx, organization, create=create)
+    try:
+        yield engine
     finally:
         engine.dispose()
+
+
+@contextmanager
+def store_session(
+    ctx: click.Context, organization: str | None = None, *, create: bool = False
+) -> Iterator[Session]:
+    """A session inside one transaction on :func:`open_store`, committed when the block
+    ends. Raises as :func:`open_store`."""
+    from receiver.db import transaction
+
+    with store_engine(ctx, organization, create=create) as engine, transaction(engine) as session:
+        yield session
 
 
 @contextmanager

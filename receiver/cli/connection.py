@@ -19,12 +19,13 @@ from typing import Any
 
 import click
 
-from receiver.cli._credentials import credential_options, store_engine
+from receiver.cli._credentials import credential_options
 from receiver.cli._options import (
     database_url_option,
     json_option,
     organization_argument,
     secret_key_from,
+    store_engine,
 )
 
 __all__ = ["connect", "disconnect"]
@@ -85,8 +86,8 @@ def connect(ctx: click.Context, /, organization: str, as_json: bool, **options: 
     from receiver.salesforce_connection import connection_info, connection_json, save_connection
     from sf_metadata.errors import PreflightError, SalesforceError
 
-    key = secret_key_from(ctx)
-    with store_engine(ctx) as engine:
+    with store_engine(ctx, organization) as engine:
+        key = secret_key_from(ctx)
         with transaction(engine, read_only=True) as session:
             expected = get_organization(session, organization).salesforce_org_id
         credentials = resolve_credentials(options, os.environ)
@@ -150,8 +151,8 @@ def disconnect(ctx: click.Context, /, organization: str) -> None:
     from receiver.salesforce_connection import delete_connection, read_secrets
     from receiver.salesforce_login import revoke_token
 
-    key = secret_key_from(ctx)
-    with store_engine(ctx) as engine:
+    with store_engine(ctx, organization) as engine:
+        key = secret_key_from(ctx)
         with transaction(engine) as session:
             get_organization(session, organization)
             row = delete_connection(session, organization)

@@ -37,7 +37,7 @@ from deployer.package import (
 )
 from deployer.preflight import check_org, choose_api_version, preflight
 from deployer.urlcheck import check_webhook_url
-from receiver.cli._credentials import credential_options, store_engine
+from receiver.cli._credentials import credential_options
 from receiver.cli._options import (
     database_url_option,
     json_option,
@@ -45,6 +45,7 @@ from receiver.cli._options import (
     secret_key_from,
     settings_from,
     state_from,
+    store_engine,
 )
 from receiver.refresh import (
     OrgFacts,
@@ -180,8 +181,8 @@ def check(
     **credentials: str | None,
 ) -> None:
     """Run the deploy preflight against the org of ORGANIZATION; deploy nothing."""
-    key = secret_key_from(ctx)
-    with store_engine(ctx) as engine:
+    with store_engine(ctx, organization) as engine:
+        key = secret_key_from(ctx)
         facts = org_facts(engine, key, organization)
         client = _connect(ctx, engine, key, organization, credentials, api_version)
     report = preflight(
@@ -244,8 +245,8 @@ def deploy(
     **credentials: str | None,
 ) -> None:
     """Refresh Webhook: deploy the User Outbound Message and its trigger to the org."""
-    key = secret_key_from(ctx)
-    with store_engine(ctx) as engine:
+    with store_engine(ctx, organization) as engine:
+        key = secret_key_from(ctx)
         if dry_run:
             facts = org_facts(engine, key, organization)
             _dry_run(facts, trigger, integration_user, api_version, custom_fields, out, as_json)
@@ -342,8 +343,8 @@ def undeploy(
     ctx: click.Context, /, organization: str, as_json: bool, **credentials: str | None
 ) -> None:
     """Remove from the org what deploy created there (re-runnable)."""
-    key = secret_key_from(ctx)
-    with store_engine(ctx) as engine:
+    with store_engine(ctx, organization) as engine:
+        key = secret_key_from(ctx)
         facts = org_facts(engine, key, organization)
         if not facts.recorded_components:
             if as_json:

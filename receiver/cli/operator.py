@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import click
+from sqlmodel import Session
 
 from receiver.cli._options import (
     database_url_option,
@@ -27,9 +30,22 @@ from receiver.dashboard.operators import (
     set_password,
     validate_password,
 )
-from sf_metadata.errors import UsageError
+from sf_metadata.errors import OperatorNotFound, StoreNotFound, UsageError
 
 __all__ = ["operator"]
+
+
+@contextmanager
+def _operator_session(ctx: click.Context, username: str) -> Iterator[Session]:
+    """:func:`store_session` for a command about operator ``username``: without a store
+    the operator does not exist there (exit 4, naming the store); nothing is created."""
+    try:
+        with store_session(ctx) as session:
+            yield session
+    except StoreNotFound as error:
+        raise OperatorNotFound(
+            f"operator {username!r} does not exist: {error.message}", setting=error.setting
+        ) from error
 
 
 def _read_password(from_stdin: bool) -> str:
@@ -65,7 +81,7 @@ def add(
 ) -> None:
     """Add operator USERNAME."""
     password = _read_password(password_stdin)
-    with store_session(ctx) as session:
+    with store_session(ctx, create=True) as session:
         info = add_operator(
             session, username=username, password=password, organizations=organizations
         )
@@ -104,7 +120,7 @@ def list_(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def remove(ctx: click.Context, username: str) -> None:
     """Remove operator USERNAME (its sessions end at once)."""
-    with store_session(ctx) as session:
+    with _operator_session(ctx, username) as session:
         remove_operator(session, username=username)
     click.echo(f"operator {username} removed")
 
@@ -117,6 +133,6 @@ def remove(ctx: click.Context, username: str) -> None:
 def set_password_(ctx: click.Context, username: str, password_stdin: bool) -> None:
     """Set the password of USERNAME and end its signed-in sessions."""
     password = _read_password(password_stdin)
-    with store_session(ctx) as session:
+    with _operator_session(ctx, username) as session:
         ended = set_password(session, username=username, password=password)
     click.echo(f"password of operator {username} changed; {ended} session(s) ended")

@@ -18,6 +18,7 @@ from receiver.cli._options import (
     database_url_option,
     json_option,
     not_registered,
+    open_store,
     organization_argument,
     read_session,
     secret_key_from,
@@ -81,7 +82,7 @@ def add(
     from receiver.organizations import add_organization, organization_json, webhook_url
 
     key = secret_key_from(ctx)
-    with store_session(ctx) as session:
+    with store_session(ctx, create=True) as session:
         record, token = add_organization(
             session,
             name=organization,
@@ -136,13 +137,11 @@ def _set_enabled(ctx: click.Context, organization: str, enabled: bool) -> None:
     """Through ``receiver.feature_switch.set_feature`` (the dashboard's switch too): the
     flip is audited (actor ``cli``) and enabling runs the on-enable actions before
     returning; a failed action is reported on stderr and exits 1."""
-    from receiver.db import make_engine, migrate
     from receiver.feature_switch import set_feature
 
     settings = settings_from(ctx)
-    engine = make_engine(settings.database_url)
+    engine = open_store(ctx, organization)
     try:
-        migrate(engine)
         result = set_feature(
             engine, settings=settings, organization=organization, enabled=enabled, actor="cli"
         )
@@ -297,8 +296,8 @@ def update(
         raise UsageError("org update: give --base-url and/or --salesforce-org-id")
     from receiver.organizations import get_organization, organization_json, update_organization
 
-    key = secret_key_from(ctx)
-    with store_session(ctx) as session:
+    with store_session(ctx, organization) as session:
+        key = secret_key_from(ctx)
         base_url_before = get_organization(session, organization).base_url
         record = update_organization(
             session, name=organization, base_url=base_url, salesforce_org_id=salesforce_org_id
@@ -330,8 +329,8 @@ def rotate(ctx: click.Context, organization: str) -> None:
     """Issue a new token for ORGANIZATION and print the new webhook URL."""
     from receiver.organizations import get_organization, rotate_token, webhook_url
 
-    key = secret_key_from(ctx)
-    with store_session(ctx) as session:
+    with store_session(ctx, organization) as session:
+        key = secret_key_from(ctx)
         token = rotate_token(session, name=organization, key=key)
         out = webhook_url(get_organization(session, organization), token)
     click.echo(out)

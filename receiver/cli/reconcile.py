@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import click
 from sqlalchemy.engine import Engine
@@ -33,6 +31,7 @@ from receiver.cli._options import (
     organization_argument,
     settings_from,
     state_from,
+    store_engine,
 )
 from receiver.db import transaction
 from receiver.reconcile.plans import NOT_FOUND_REASON
@@ -68,18 +67,6 @@ class TqdmProgress:
 
     def close(self) -> None:
         self._bar.close()
-
-
-@contextmanager
-def _engine(ctx: click.Context) -> Iterator[Engine]:
-    from receiver.db import make_engine, migrate
-
-    engine = make_engine(settings_from(ctx).database_url)
-    try:
-        migrate(engine)
-        yield engine
-    finally:
-        engine.dispose()
 
 
 def make_reader(
@@ -144,7 +131,7 @@ def run_with_flags(
     from receiver.organizations import get_organization
     from receiver.reconcile.jobs import run_in_foreground
 
-    with _engine(ctx) as engine:
+    with store_engine(ctx, organization) as engine:
         with transaction(engine, read_only=True) as session:
             get_organization(session, organization)  # exit 4 before any login
         progress = TqdmProgress()
@@ -244,7 +231,7 @@ def apply_command(
     ctx: click.Context, organization: str, plan_id: str, approve_deletions: bool, as_json: bool
 ) -> None:
     """Apply a stored plan (rows whose user changed since are decided again)."""
-    with _engine(ctx) as engine:
+    with store_engine(ctx, organization) as engine:
         result = apply_plan(engine, organization, plan_id, approve_deletions=approve_deletions)
     _print(result, as_json)
 
@@ -256,6 +243,6 @@ def apply_command(
 @click.pass_context
 def reject_command(ctx: click.Context, organization: str, plan_id: str) -> None:
     """Discard a held plan (nothing is written)."""
-    with _engine(ctx) as engine:
+    with store_engine(ctx, organization) as engine:
         stored = reject_plan(engine, organization, plan_id)
     click.echo(f"plan {stored.id} rejected: nothing was written")

@@ -116,7 +116,10 @@ def serve(
         f"{workers} worker(s)); Ctrl-C stops it.",
         err=True,
     )
-    click.echo(f"Dashboard: {public}/ (operators: agent-provision operator add USERNAME)", err=True)
+    click.echo(
+        f"Dashboard: {public}/ (people sign in as operators: see agent-provision operator)",
+        err=True,
+    )
     try:
         _run(uvicorn, host, port, workers, settings)
     finally:
