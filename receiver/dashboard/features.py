@@ -14,6 +14,7 @@ from starlette.responses import Response
 
 from receiver.dashboard.framework import (
     FLASH_MESSAGES,
+    FLASH_PROBLEMS,
     OrgPage,
     client_address,
     org_route,
@@ -27,6 +28,7 @@ FLASH_MESSAGES["enabled-with-problems"] = (
     "Agent Auto Provision is now Enabled, but a step that follows enabling failed: "
     "see the CRM and Reconcile pages."
 )
+FLASH_PROBLEMS.add("enabled-with-problems")
 
 
 async def features_page(page: OrgPage) -> Response:

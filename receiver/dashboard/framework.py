@@ -64,6 +64,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FLASH_MESSAGES",
+    "FLASH_PROBLEMS",
     "OrgPage",
     "SignedInPage",
     "csv_cell",
@@ -88,6 +89,10 @@ FLASH_MESSAGES: dict[str, str] = {
     "(the form was probably sent twice).",
     "signed-out": "You are signed out.",
 }
+
+#: The ``?flash=`` codes that report a problem (nothing was done, or part failed): shown as
+#: an alert in the error colours instead of the green status line.
+FLASH_PROBLEMS: set[str] = set()
 
 _SECURITY_HEADERS = {
     "content-security-policy": "default-src 'none'; style-src 'self'; img-src 'self'; "
@@ -157,7 +162,8 @@ def render(
         assert organization is not None
         return _org_url(organization.id, path, **query)
 
-    flash = FLASH_MESSAGES.get(request.query_params.get("flash", ""))
+    flash_code = request.query_params.get("flash", "")
+    flash = FLASH_MESSAGES.get(flash_code)
     data: dict[str, Any] = {
         "viewer": viewer,
         "organization": organization,
@@ -165,6 +171,7 @@ def render(
         "csrf_field": csrf_field,
         "org_url": org_url,
         "flash": flash,
+        "flash_problem": flash is not None and flash_code in FLASH_PROBLEMS,
         "request_path": request.url.path,
     }
     data.update(values or {})

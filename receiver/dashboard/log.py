@@ -20,7 +20,14 @@ from collections.abc import Iterator
 from sqlmodel import Session, col, select
 from starlette.responses import Response, StreamingResponse
 
-from receiver.dashboard.framework import FLASH_MESSAGES, OrgPage, csv_cell, org_route, redirect
+from receiver.dashboard.framework import (
+    FLASH_MESSAGES,
+    FLASH_PROBLEMS,
+    OrgPage,
+    csv_cell,
+    org_route,
+    redirect,
+)
 from receiver.dashboard.logview import ACTIONS, LogRow, iter_rows, log_page, parse_filter
 from receiver.provisioning_tables import FailedNotification
 from receiver.replay import replay_notification
@@ -39,6 +46,7 @@ FLASH_MESSAGES.update(
         "no organization of yours, or was logged before replay was kept.",
     }
 )
+FLASH_PROBLEMS.update({"replay-failed-again", "replay-unknown"})
 
 _CSV_COLUMNS = (
     "messageId",

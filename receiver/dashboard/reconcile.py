@@ -18,7 +18,14 @@ from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from receiver.dashboard.framework import FLASH_MESSAGES, OrgPage, csv_cell, org_route, redirect
+from receiver.dashboard.framework import (
+    FLASH_MESSAGES,
+    FLASH_PROBLEMS,
+    OrgPage,
+    csv_cell,
+    org_route,
+    redirect,
+)
 from receiver.jobs import JobKind, latest_jobs
 from receiver.reconcile.plans import StoredPlan, get_plan, latest_plan, plan_rows_json
 from receiver.reconcile.run import apply_plan, reject_plan
@@ -41,6 +48,15 @@ FLASH_MESSAGES.update(
         "reconcile-held-again": "The plan is held again: deciding it again now deprovisions more agents than it showed. Read it again.",
         "reconcile-disabled": "Agent Auto Provision is disabled for this organization: enable it before applying a plan.",
         "reconcile-no-connection": "This organization has no Salesforce connection: connect it on the CRM page first.",
+    }
+)
+FLASH_PROBLEMS.update(
+    {
+        "reconcile-busy",
+        "reconcile-gone",
+        "reconcile-held-again",
+        "reconcile-disabled",
+        "reconcile-no-connection",
     }
 )
 

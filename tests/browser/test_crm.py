@@ -67,14 +67,8 @@ def crm_live(tmp_path: Path) -> Iterator[CrmLive]:
             yield CrmLive(f"http://127.0.0.1:{port}", auth, salesforce, log_path)
 
 
-SCREENS = Path("/work/team/screens/h9")
-
-
 def _shot(page: Any, name: str, shot: Any) -> None:
-    shot(page, name)
-    if SCREENS.parent.exists():
-        SCREENS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENS / f"{name}.png"), full_page=True)
+    shot(page, name)  # in $AGENT_PROVISION_SCREENSHOT_DIR (tests/browser/conftest.py)
 
 
 def _sign_in(page: Any, live: CrmLive) -> None:

@@ -2,12 +2,10 @@
 sign-in says which limit and when to retry; a stranger's wrong passwords from another
 address do not hold the operator; on the CRM page the current deploy's result stays the
 first ``status`` element even with a flash, and the deployed endpoint is shown; a wrong
-token shows as the last rejection. Screens at 1366x768 (copies in /work/team/screens/h8
-when that folder's parent exists)."""
+token shows as the last rejection. Screens at 1366x768 (in $AGENT_PROVISION_SCREENSHOT_DIR)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,14 +18,9 @@ from tests.factories import make_notification, make_outbound_message
 
 __all__ = ["crm_live"]
 
-SCREENS = Path("/work/team/screens/h8")
-
 
 def _shot(page: Any, name: str, shot: Any) -> None:
-    shot(page, name)
-    if SCREENS.parent.exists():
-        SCREENS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENS / f"{name}.png"), full_page=True)
+    shot(page, name)  # in $AGENT_PROVISION_SCREENSHOT_DIR (tests/browser/conftest.py)
 
 
 def _try(page: Any, live: Live, password: str) -> None:

@@ -63,27 +63,25 @@ def test_held_plan_approved_from_the_page(page: Any, live: Live, shot: Any, tmp_
     assert _count(page, "create") == "0"
     expect(page.get_by_text(plan_id).first).to_be_visible()
     shot(page, "reconcile-held")
-    Path("/work/team/screens/h10").mkdir(parents=True, exist_ok=True)
-    page.screenshot(path="/work/team/screens/h10/reconcile-held.png", full_page=True)
 
     page.get_by_role("button", name="Approve deletions").click()
     expect(page.get_by_text("The held plan was applied.")).to_be_visible()
     expect(page.get_by_role("button", name="Approve deletions")).to_have_count(0)
     assert _count(page, "deprovision") == "7"
-    page.screenshot(path="/work/team/screens/h10/reconcile-approved.png", full_page=True)
+    shot(page, "reconcile-approved")
     page.get_by_role("link", name="Users").first.click()
     expect(page.get_by_text("No agents yet")).to_be_visible()
 
     page.goto(live.url + f"/organizations/acme/reconcile/plans/{plan_id}")
     expect(page.get_by_role("row")).to_have_count(8)
-    page.screenshot(path="/work/team/screens/h10/reconcile-plan-rows.png", full_page=True)
+    shot(page, "reconcile-plan-rows")
     csv = page.request.get(live.url + f"/organizations/acme/reconcile/plans/{plan_id}.csv")
     assert csv.status == 200 and csv.text().startswith("crmId,action,reason,username")
     assert csv.text().count("deprovision") == 7
 
 
 def test_held_plan_rejected_and_plan_without_connection(
-    page: Any, live: Live, tmp_path: Path
+    page: Any, live: Live, shot: Any, tmp_path: Path
 ) -> None:
     live.cli("org", "enable", "acme")
     _held_plan(tmp_path)
@@ -96,5 +94,6 @@ def test_held_plan_rejected_and_plan_without_connection(
     expect(page.get_by_role("row")).to_have_count(8)  # nothing deprovisioned
     page.goto(live.url + "/organizations/acme/reconcile")
     page.get_by_role("button", name="Plan", exact=True).click()
-    expect(page.locator(".flash")).to_contain_text("has no Salesforce connection")
-    page.screenshot(path="/work/team/screens/h10/reconcile-no-connection.png", full_page=True)
+    expect(page.get_by_role("alert")).to_contain_text("has no Salesforce connection")
+    expect(page.get_by_text("press Plan to see")).to_have_count(0)
+    shot(page, "reconcile-no-connection")
