@@ -11,7 +11,7 @@ from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
 from receiver._contained_write import write_contained
-from receiver._provisioning_state import StateKeys, load_state, parked_change
+from receiver._provisioning_state import StateKeys, load_state
 from receiver._provisioning_write import write_effects
 from receiver.db import insert_rows
 from receiver.message_locks import ensure_locked, lock_key_values
@@ -38,7 +38,7 @@ def load_waiting(session: Session, org_id: str, keys: Iterable[str]) -> list[Par
     if not wanted:
         return []
     return [
-        parked_change(row)
+        row.to_change()
         for row in session.exec(
             select(ParkedChangeRow)
             .where(

@@ -17,12 +17,11 @@ from receiver._state_queries import (
     tombstones_of,
 )
 from receiver.models import Organization
-from receiver.provisioning_tables import ParkedChangeRow
 from sf_metadata.decision import StoredState, StoredUser, UserChange
 from sf_metadata.effects import ParkedChange
 from sf_metadata.errors import OrganizationNotFound
 from sf_metadata.ids import USER, try_canonical_id
-from sf_metadata.mapping import AgentRecord, username_key
+from sf_metadata.mapping import username_key
 from sf_metadata.outbound import Notification
 
 __all__ = [
@@ -31,7 +30,6 @@ __all__ = [
     "load_state",
     "lock_organization",
     "message_keys",
-    "parked_change",
 ]
 
 
@@ -116,19 +114,6 @@ def load_state(session: Session, org_id: str, keys: StateKeys) -> StoredState:
     return StoredState(users, owners, processed, organization_id=org_id, parked=parked)
 
 
-def parked_change(row: ParkedChangeRow) -> ParkedChange:
-    if row.id is None:  # pragma: no cover - rows read from the store always have an id
-        raise ValueError("a parked change without an id")
-    return ParkedChange(
-        id=row.id,
-        crm_id=row.crm_id,
-        username_key=row.username_key,
-        record=AgentRecord.from_json(row.data),
-        system_modstamp=row.system_modstamp,
-        notification_id=row.notification_id,
-    )
-
-
 def load_parked(
     session: Session, org_id: str, crm_ids: Iterable[str]
 ) -> dict[str, tuple[ParkedChange, ...]]:
@@ -138,5 +123,5 @@ def load_parked(
         return {}
     found: dict[str, list[ParkedChange]] = {}
     for row in parked_rows_of(session, org_id, ids):
-        found.setdefault(row.crm_id, []).append(parked_change(row))
+        found.setdefault(row.crm_id, []).append(row.to_change())
     return {crm: tuple(changes) for crm, changes in found.items()}

@@ -24,6 +24,8 @@ import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from receiver.models import UTCDateTime
+from sf_metadata.effects import ParkedChange
+from sf_metadata.mapping import AgentRecord
 
 __all__ = ["FailedNotification", "ParkedChangeRow"]
 
@@ -56,6 +58,20 @@ class ParkedChangeRow(SQLModel, table=True):
     data: dict[str, Any] = Field(sa_column=sa.Column(sa.JSON(), nullable=False))
     notification_id: str | None = Field(default=None, max_length=18)
     parked_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
+
+    def to_change(self) -> ParkedChange:
+        """The parked change as the decision core reads it (``sf_metadata.effects``).
+        Raises ``ValueError`` for a row not read from the store (no id yet)."""
+        if self.id is None:
+            raise ValueError("a parked change without an id")
+        return ParkedChange(
+            id=self.id,
+            crm_id=self.crm_id,
+            username_key=self.username_key,
+            record=AgentRecord.from_json(self.data),
+            system_modstamp=self.system_modstamp,
+            notification_id=self.notification_id,
+        )
 
 
 class FailedNotification(SQLModel, table=True):

@@ -23,7 +23,7 @@ from receiver.provisioning_tables import ParkedChangeRow
 from receiver.reconcile.digests import load_vouched
 from sf_metadata.decision import StoredState, StoredUser
 from sf_metadata.effects import ParkedChange
-from sf_metadata.mapping import AgentRecord, username_key
+from sf_metadata.mapping import username_key
 from sf_metadata.reconcile import (
     Known,
     KnownUser,
@@ -60,18 +60,6 @@ _AGENT_COLUMNS = (
 )
 
 
-def _parked(row: ParkedChangeRow) -> ParkedChange:
-    assert row.id is not None  # rows read from the store have their id
-    return ParkedChange(
-        id=row.id,
-        crm_id=row.crm_id,
-        username_key=row.username_key,
-        record=AgentRecord.from_json(row.data),
-        system_modstamp=row.system_modstamp,
-        notification_id=row.notification_id,
-    )
-
-
 def load_parked(
     session: Session, organization_id: str, crm_ids: Sequence[str] | None
 ) -> dict[str, tuple[ParkedChange, ...]]:
@@ -86,7 +74,7 @@ def load_parked(
             rows += session.exec(statement.where(col(ParkedChangeRow.crm_id).in_(batch)))
     found: dict[str, list[ParkedChange]] = {}
     for row in sorted(rows, key=lambda r: r.id or 0):
-        found.setdefault(row.crm_id, []).append(_parked(row))
+        found.setdefault(row.crm_id, []).append(row.to_change())
     return {crm: tuple(changes) for crm, changes in found.items()}
 
 
