@@ -38,7 +38,7 @@ from sqlmodel import Field, Session, SQLModel, col, select
 
 from receiver._logging import LOGGER_NAME
 from receiver.db import transaction
-from receiver.models import Organization, UTCDateTime
+from receiver.models import Organization, UTCDateTime, organization_column
 from receiver.organizations import get_organization
 from receiver.settings import Settings
 from sf_metadata.errors import AgentProvisionError
@@ -66,11 +66,7 @@ class FeatureAudit(SQLModel, table=True):
     __table_args__ = (sa.Index("ix_feature_audit_organization_id_id", "organization_id", "id"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    organization_id: str = Field(
-        sa_column=sa.Column(
-            sa.String(63), sa.ForeignKey("organization.id", ondelete="CASCADE"), nullable=False
-        )
-    )
+    organization_id: str = Field(sa_column=organization_column())
     at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
     actor: str = Field(max_length=340)
     client_address: str | None = Field(default=None, max_length=64)

@@ -21,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from receiver.models import UTCDateTime
+from receiver.models import UTCDateTime, organization_column
 
 __all__ = ["Job", "JobLease"]
 
@@ -45,11 +45,7 @@ class Job(SQLModel, table=True):
     __table_args__ = (sa.Index("ix_job_organization_kind_id", "organization_id", "kind", "id"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    organization_id: str = Field(
-        sa_column=sa.Column(
-            sa.String(63), sa.ForeignKey("organization.id", ondelete="CASCADE"), nullable=False
-        )
-    )
+    organization_id: str = Field(sa_column=organization_column())
     kind: str = Field(max_length=40)
     state: str = Field(max_length=20)
     steps: list[dict[str, str]] = Field(

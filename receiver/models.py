@@ -58,6 +58,18 @@ __all__ = [
 ]
 
 
+def organization_column(*, primary_key: bool = False) -> sa.Column[str]:
+    """The ``organization_id`` column of an organization's rows: ``organization.id``
+    (``String(63)``), deleted with the organization (``ON DELETE CASCADE``), never null;
+    part of the primary key when ``primary_key``."""
+    return sa.Column(
+        sa.String(63),
+        sa.ForeignKey("organization.id", ondelete="CASCADE"),
+        primary_key=primary_key,
+        nullable=False,
+    )
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """``DateTime(timezone=True)`` that only takes aware datetimes and always gives aware UTC.
 
@@ -161,11 +173,7 @@ class Agent(SQLModel, table=True):
     )
 
     id: str = Field(primary_key=True, max_length=32)
-    organization_id: str = Field(
-        sa_column=sa.Column(
-            sa.String(63), sa.ForeignKey("organization.id", ondelete="CASCADE"), nullable=False
-        )
-    )
+    organization_id: str = Field(sa_column=organization_column())
     crm_id: str = Field(max_length=18)
     username: str | None = Field(default=None, max_length=320)
     username_key: str | None = Field(default=None, max_length=320)
@@ -181,13 +189,7 @@ class Tombstone(SQLModel, table=True):
 
     __tablename__ = "tombstone"
 
-    organization_id: str = Field(
-        sa_column=sa.Column(
-            sa.String(63),
-            sa.ForeignKey("organization.id", ondelete="CASCADE"),
-            primary_key=True,
-        )
-    )
+    organization_id: str = Field(sa_column=organization_column(primary_key=True))
     crm_id: str = Field(primary_key=True, max_length=18)
     agent_id: str | None = Field(default=None, max_length=32)
     system_modstamp: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
@@ -202,11 +204,7 @@ class AgentSession(SQLModel, table=True):
     __table_args__ = (sa.Index("ix_agent_session_agent_id", "agent_id", "ended_at"),)
 
     id: str = Field(primary_key=True, max_length=64)
-    organization_id: str = Field(
-        sa_column=sa.Column(
-            sa.String(63), sa.ForeignKey("organization.id", ondelete="CASCADE"), nullable=False
-        )
-    )
+    organization_id: str = Field(sa_column=organization_column())
     agent_id: str = Field(max_length=32)
     crm_id: str = Field(max_length=18)
     started_at: datetime = Field(sa_column=_utc_column())
@@ -219,13 +217,7 @@ class ProcessedNotification(SQLModel, table=True):
 
     __tablename__ = "processed_notification"
 
-    organization_id: str = Field(
-        sa_column=sa.Column(
-            sa.String(63),
-            sa.ForeignKey("organization.id", ondelete="CASCADE"),
-            primary_key=True,
-        )
-    )
+    organization_id: str = Field(sa_column=organization_column(primary_key=True))
     notification_id: str = Field(primary_key=True, max_length=18)
     processed_at: datetime = Field(sa_column=_utc_column(index=True))
 
@@ -244,11 +236,7 @@ class ProvisioningMessage(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    organization_id: str = Field(
-        sa_column=sa.Column(
-            sa.String(63), sa.ForeignKey("organization.id", ondelete="CASCADE"), nullable=False
-        )
-    )
+    organization_id: str = Field(sa_column=organization_column())
     received_at: datetime = Field(sa_column=_utc_column())
     action_id: str | None = Field(default=None, max_length=64)
     outcome: MessageOutcome = Field(sa_column=_enum_column(MessageOutcome, 40))
@@ -330,11 +318,7 @@ class Deployment(DeploymentBase, table=True):
     __table_args__ = (sa.Index("ix_deployment_organization_id_id", "organization_id", "id"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    organization_id: str = Field(
-        sa_column=sa.Column(
-            sa.String(63), sa.ForeignKey("organization.id", ondelete="CASCADE"), nullable=False
-        )
-    )
+    organization_id: str = Field(sa_column=organization_column())
     created_at: datetime = Field(sa_column=_utc_column())
     kind: DeploymentKind = Field(sa_column=_enum_column(DeploymentKind, 20))
     trigger: Trigger | None = Field(

@@ -23,17 +23,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from receiver.models import UTCDateTime
+from receiver.models import UTCDateTime, organization_column
 from sf_metadata.effects import ParkedChange
 from sf_metadata.mapping import AgentRecord
 
 __all__ = ["FailedNotification", "ParkedChangeRow"]
-
-
-def _org_column() -> Any:
-    return sa.Column(
-        sa.String(63), sa.ForeignKey("organization.id", ondelete="CASCADE"), nullable=False
-    )
 
 
 class ParkedChangeRow(SQLModel, table=True):
@@ -48,7 +42,7 @@ class ParkedChangeRow(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    organization_id: str = Field(sa_column=_org_column())
+    organization_id: str = Field(sa_column=organization_column())
     crm_id: str = Field(max_length=18)
     username_key: str = Field(max_length=320)
     holder_crm_id: str = Field(max_length=18)
@@ -88,7 +82,7 @@ class FailedNotification(SQLModel, table=True):
             autoincrement=False,
         )
     )
-    organization_id: str = Field(sa_column=_org_column())
+    organization_id: str = Field(sa_column=organization_column())
     notification_id: str | None = Field(default=None, max_length=64)
     sobject_type: str | None = Field(default=None, max_length=80)
     record_id: str | None = Field(default=None, max_length=64)

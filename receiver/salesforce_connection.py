@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from cryptography.fernet import Fernet, InvalidToken
 from sqlmodel import Field, Session, SQLModel, select
 
-from receiver.models import UTCDateTime
+from receiver.models import UTCDateTime, organization_column
 from sf_metadata.errors import CredentialsError
 
 __all__ = [
@@ -57,13 +57,7 @@ class SalesforceConnection(SQLModel, table=True):
 
     __tablename__ = "salesforce_connection"
 
-    organization_id: str = Field(
-        sa_column=sa.Column(
-            sa.String(63),
-            sa.ForeignKey("organization.id", ondelete="CASCADE"),
-            primary_key=True,
-        )
-    )
+    organization_id: str = Field(sa_column=organization_column(primary_key=True))
     kind: str = Field(max_length=30)
     instance_url: str = Field(max_length=2000)
     salesforce_org_id: str = Field(max_length=18)

@@ -33,7 +33,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Field, SQLModel
 
 from receiver.db import transaction
-from receiver.models import UTCDateTime
+from receiver.models import UTCDateTime, organization_column
 from receiver.organizations import get_organization
 from receiver.salesforce_connection import ConnectionInfo, connection_info, save_connection
 from receiver.salesforce_login import OAUTH_TIMEOUT_S, revoke_token, token_request
@@ -79,11 +79,7 @@ class OAuthState(SQLModel, table=True):
     __tablename__ = "oauth_state"
 
     state_hash: str = Field(primary_key=True, max_length=64)
-    organization_id: str = Field(
-        sa_column=sa.Column(
-            sa.String(63), sa.ForeignKey("organization.id", ondelete="CASCADE"), nullable=False
-        )
-    )
+    organization_id: str = Field(sa_column=organization_column())
     login_url: str = Field(max_length=2000)
     verifier_encrypted: str = Field(sa_column=sa.Column(sa.Text(), nullable=False))
     operator: str | None = Field(default=None, max_length=200)

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlmodel import Field, Session, SQLModel
 
-from receiver.models import UTCDateTime
+from receiver.models import UTCDateTime, organization_column
 
 __all__ = ["RECORD_EVERY", "WebhookRefusal", "last_refusal", "record_refusal", "refusal_due"]
 
@@ -30,13 +30,7 @@ class WebhookRefusal(SQLModel, table=True):
 
     __tablename__ = "webhook_refusal"
 
-    organization_id: str = Field(
-        sa_column=sa.Column(
-            sa.String(63),
-            sa.ForeignKey("organization.id", ondelete="CASCADE"),
-            primary_key=True,
-        )
-    )
+    organization_id: str = Field(sa_column=organization_column(primary_key=True))
     last_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
     reason: str = Field(max_length=200)
 

@@ -30,7 +30,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from receiver.models import UTCDateTime
+from receiver.models import UTCDateTime, organization_column
 
 __all__ = ["ReconcileDigest", "ReconcilePlanRecord"]
 
@@ -44,11 +44,7 @@ class ReconcilePlanRecord(SQLModel, table=True):
     )
 
     id: str = Field(primary_key=True, max_length=32)
-    organization_id: str = Field(
-        sa_column=sa.Column(
-            sa.String(63), sa.ForeignKey("organization.id", ondelete="CASCADE"), nullable=False
-        )
-    )
+    organization_id: str = Field(sa_column=organization_column())
     created_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
     kind: str = Field(max_length=20)
     status: str = Field(max_length=20)
@@ -78,13 +74,7 @@ class ReconcileDigest(SQLModel, table=True):
 
     __tablename__ = "reconcile_digest"
 
-    organization_id: str = Field(
-        sa_column=sa.Column(
-            sa.String(63),
-            sa.ForeignKey("organization.id", ondelete="CASCADE"),
-            primary_key=True,
-        )
-    )
+    organization_id: str = Field(sa_column=organization_column(primary_key=True))
     crm_id: str = Field(primary_key=True, max_length=18)
     digest: str = Field(max_length=32)
     agent_updated_at: datetime | None = Field(
