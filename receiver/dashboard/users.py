@@ -111,31 +111,74 @@ def agent_timeline(
     return [TimelineEntry(*row) for row in session.execute(stmt)]
 
 
-def _fields(data: dict[str, Any]) -> list[tuple[str, Any]]:
-    """The agent JSON flattened to (path, value) rows in CONTRACT order."""
-    out: list[tuple[str, Any]] = []
-    for key in (
-        "username",
-        "crmId",
-        "crmUser",
-        "name",
-        "pictureUrl",
-        "disabled",
-        "inboundEnabled",
-    ):
-        out.append((key, data.get(key)))
+@dataclass(frozen=True, slots=True)
+class FieldRow:
+    """One row of the agent page's Fields table: ``label`` for a person, ``path`` the
+    agent JSON path (CONTRACT section 2), ``source`` the Salesforce User field(s) it comes
+    from (``None`` for a custom field, whose label is its API name), ``value`` already
+    worded for the page (``None`` shows as empty)."""
+
+    label: str
+    path: str
+    source: str | None
+    value: Any
+
+
+#: (label, JSON key, Salesforce User field) of the top-level agent fields, CONTRACT section 2.
+_TOP_FIELDS = (
+    ("Username", "username", "Username, else Email"),
+    ("Salesforce user id", "crmId", "Id"),
+    ("Salesforce username", "crmUser", "Username"),
+    ("Name", "name", "Name"),
+    ("Photo", "pictureUrl", "SmallPhotoUrl"),
+)
+
+#: The same for the ``crm`` object.
+_CRM_FIELDS = (
+    ("Call center", "callCenterId", "CallCenterId"),
+    ("Email", "email", "Email"),
+    ("Language", "language", "LanguageLocaleKey"),
+    ("Profile", "profileId", "ProfileId"),
+    ("Role", "userRoleId", "UserRoleId"),
+    ("User type", "userType", "UserType"),
+)
+
+
+def _fields(data: dict[str, Any]) -> list[FieldRow]:
+    """The agent JSON as labelled rows in CONTRACT order; ``disabled`` and
+    ``inboundEnabled`` read as the Users page's Status (Enabled/Disabled) and Inbound
+    (Yes/No); custom fields keep their API name as label."""
+    out = [FieldRow(label, key, source, data.get(key)) for label, key, source in _TOP_FIELDS]
+    out.append(
+        FieldRow(
+            "Status",
+            "disabled",
+            "IsActive, CallCenterId",
+            "Disabled" if data.get("disabled") else "Enabled",
+        )
+    )
+    out.append(
+        FieldRow(
+            "Inbound",
+            "inboundEnabled",
+            "IsActive, CallCenterId",
+            "Yes" if data.get("inboundEnabled") else "No",
+        )
+    )
     phones = data.get("phoneNumbers") or []
     out.append(
-        (
+        FieldRow(
+            "Phone numbers",
             "phoneNumbers",
-            ", ".join(f"{p.get('type')}: {p.get('number')}" for p in phones) if phones else "",
+            "MobilePhone, Phone",
+            ", ".join(f"{p.get('type')}: {p.get('number')}" for p in phones) or None,
         )
     )
     crm = data.get("crm") or {}
-    for key in ("callCenterId", "email", "language", "profileId", "userRoleId", "userType"):
-        out.append((f"crm.{key}", crm.get(key)))
+    for label, key, source in _CRM_FIELDS:
+        out.append(FieldRow(label, f"crm.{key}", source, crm.get(key)))
     for key, value in sorted((crm.get("customFields") or {}).items()):
-        out.append((f"crm.customFields.{key}", value))
+        out.append(FieldRow(key, f"crm.customFields.{key}", None, value))
     return out
 
 

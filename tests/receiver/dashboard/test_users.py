@@ -226,3 +226,21 @@ def test_the_timeline_names_the_reconcile_plan_of_a_reconcile_decision(dash: Das
     assert page.status_code == 200
     plan_link = f'href="/organizations/{dash.org}/reconcile/plans/{result.plan_id}"'
     assert "reconcile plan" in page.text and plan_link in page.text
+
+
+def test_the_agent_page_labels_each_field_with_its_salesforce_source(dash: Dash) -> None:
+    dash.sign_in()
+    user = next_id("005")
+    dash.post_message(
+        make_notification(user_id=user, Name="Lia Label", CallCenterId=None, Team__c="red")
+    )
+    html = dash.client.get(f"/organizations/{dash.org}/users/{user}").text
+    rows = dict(
+        (re.sub(r"<[^>]+>", "", dt.split("<small>")[0]).strip(), re.sub(r"<[^>]+>", "", dd).strip())
+        for dt, dd in re.findall(r"<dt>(.*?)</dt>\s*<dd>(.*?)</dd>", html, re.S)
+    )
+    # The Users page's words, not JSON booleans; the JSON path and Salesforce field beside it.
+    assert rows["Status"] == "Disabled" and rows["Inbound"] == "No"
+    assert rows["Call center"] == "empty"
+    assert rows["Team__c"] == "red" and rows["Salesforce user id"] == user
+    assert "<code>crm.language</code> from <code>LanguageLocaleKey</code>" in html
