@@ -29,12 +29,13 @@ from receiver.dashboard.framework import (
     redirect,
 )
 from receiver.dashboard.logview import ACTIONS, LogRow, iter_rows, log_page, parse_filter
+from receiver.models import Agent
 from receiver.provisioning_tables import FailedNotification
 from receiver.replay import replay_notification
 from sf_metadata.decision import Action
 from sf_metadata.errors import ReplayNotFound
 
-__all__ = ["ROUTES", "replayable_events"]
+__all__ = ["ROUTES", "agent_names", "replayable_events"]
 
 FLASH_MESSAGES.update(
     {
@@ -76,6 +77,22 @@ def replayable_events(session: Session, *, organization_id: str, rows: list[LogR
     return set(found)
 
 
+def agent_names(session: Session, *, organization_id: str, rows: list[LogRow]) -> dict[str, str]:
+    """``{crmId: name}`` of the agents that exist now among ``rows``' Salesforce users (one
+    indexed query for the page; the username stands in for an agent without a name). A
+    deprovisioned user has no entry: the page shows its id alone."""
+    ids = {r.crm_id for r in rows if r.crm_id is not None}
+    if not ids:
+        return {}
+    found = session.exec(
+        select(Agent.crm_id, Agent.username, Agent.data).where(
+            Agent.organization_id == organization_id, col(Agent.crm_id).in_(ids)
+        )
+    )
+    names = {crm_id: (data or {}).get("name") or username for crm_id, username, data in found}
+    return {crm_id: name for crm_id, name in names.items() if name}
+
+
 #: The largest row id of the store (PostgreSQL ``integer``); larger numbers are no id.
 _MAX_ID = 2**31 - 1
 
@@ -100,11 +117,16 @@ async def log_page_view(page: OrgPage) -> Response:
     before = _before(page)
     org_id = page.organization.id
 
-    def work(session: Session) -> tuple[list[LogRow], int | None, set[int]]:
+    def work(session: Session) -> tuple[list[LogRow], int | None, set[int], dict[str, str]]:
         rows, next_before = log_page(session, organization_id=org_id, flt=flt, before_id=before)
-        return rows, next_before, replayable_events(session, organization_id=org_id, rows=rows)
+        return (
+            rows,
+            next_before,
+            replayable_events(session, organization_id=org_id, rows=rows),
+            agent_names(session, organization_id=org_id, rows=rows),
+        )
 
-    rows, next_before, replayable = await page.read(work)
+    rows, next_before, replayable, names = await page.read(work)
     return page.render(
         "log.html.j2",
         {
@@ -114,6 +136,7 @@ async def log_page_view(page: OrgPage) -> Response:
             "next_before": next_before,
             "first_page": before is None,
             "replayable": replayable,
+            "names": names,
         },
         nav="log",
     )

@@ -47,10 +47,11 @@ def test_the_switch_on_the_features_page_flips_and_is_audited(make_dash: MakeDas
     d.sign_in()
     html = d.client.get(f"/organizations/{d.org}/features").text
     assert 'role="switch" aria-label="Agent Auto Provision" aria-checked="false"' in html
-    assert "Disabled</button>" in html
+    assert "Disabled</button>" in html and ">Provisioning off</span>" in html
     html = _switch(d, "features", "disabled")
     assert 'aria-checked="true"' in html and "Enabled</button>" in html
     assert "is now Enabled" in html
+    assert ">Provisioning on</span>" in html and "Provisioning off" not in html  # the menu's badge
     assert "operator:ops" in html and "testclient" in html  # who and from where
     with transaction(d.engine) as session:
         audit = list_audit(session, organization_id=d.org)

@@ -179,3 +179,20 @@ def test_replay_without_a_csrf_token_is_refused(dash: Dash) -> None:
     )
     assert response.status_code == 403
     assert _log(dash).count(">failed</span>") == 1
+
+
+def test_a_row_names_the_agent_of_its_salesforce_user_while_it_exists(dash: Dash) -> None:
+    dash.sign_in()
+    kept, gone = next_id("005"), next_id("005")
+    dash.post_message(
+        make_notification(user_id=kept, Name="Nia <Named>"), make_notification(user_id=gone)
+    )
+    dash.post_message(
+        make_notification(user_id=gone, IsActive="false", SystemModstamp="2026-11-21T10:00:00Z")
+    )
+    rows = {
+        m.group(1): m.group(0)
+        for m in re.finditer(r'<a href="[^"]*/users/(005\w+)">.*?</a>', _log(dash), re.S)
+    }
+    assert "Nia &lt;Named&gt;<br><code>" in rows[kept]  # the name, escaped, above the id
+    assert rows[gone].endswith(f"><code>{gone}</code></a>")  # deprovisioned: the id alone
