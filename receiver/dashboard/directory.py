@@ -14,7 +14,8 @@ name or the username, read through a trigram index (migration ``0010_dashboard_s
   order instead, as below, since a page of matches then comes at once.
   A query of 1 or 2 characters (shorter than a trigram) walks the covering index
   ``ix_agent_search_doc_order`` in page order with ``LIKE`` (``%``, ``_`` and ``\\``
-  escaped; ASCII case folding): it stops after a page of matches and, for a rare pair of
+  escaped; each non-ASCII letter tried in both cases, see :func:`name_spellings`, since
+  SQLite folds ASCII only): it stops after a page of matches and, for a rare pair of
   letters, reads the organization's index entries once without touching agent rows.
 - **PostgreSQL**: GIN ``pg_trgm`` indexes on the name key and ``username_key``; the
   ``LIKE '%q%'`` filters below use them (the planner picks them for rare terms and walks
@@ -29,7 +30,9 @@ name or the username, read through a trigram index (migration ``0010_dashboard_s
 from __future__ import annotations
 
 import base64
+import itertools
 import json
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -117,6 +120,38 @@ def decode_cursor(value: str | None) -> tuple[str, str] | None:
 
 def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+#: At most this many spellings of a query's non-ASCII letters are tried (2 ** 4).
+_MAX_SPELLINGS = 16
+
+
+def name_spellings(query: str) -> list[str]:
+    """The spellings of ``query`` to look for in a name key (``lower(name)``), case folded.
+
+    SQLite's ``lower()`` and ``LIKE`` fold ASCII letters only, so the key of ``ØRSTED`` is
+    ``Ørsted`` and ``LIKE '%ør%'`` misses it: each non-ASCII letter is tried in its lower
+    and upper case (ASCII letters once, lowered). A query with more spellings than
+    :data:`_MAX_SPELLINGS` is looked for lowered only (such a query is long, and from 3
+    characters SQLite reads the FTS5 index, which folds every letter).
+    Example: ``"Ør"`` -> ``["Ør", "ør"]``.
+    """
+    choices = [sorted({c.lower(), c.upper()}) if not c.isascii() else [c.lower()] for c in query]
+    if math.prod(len(c) for c in choices) > _MAX_SPELLINGS:
+        return [query.lower()]
+    return ["".join(p) for p in itertools.product(*choices)]
+
+
+def _substring_of_name_or_username(
+    name_key: sa.ColumnElement[str], username_key: sa.ColumnElement[str], query: str
+) -> sa.ColumnElement[bool]:
+    """``query`` is a substring of the name (any spelling, see :func:`name_spellings`) or
+    of the casefolded username; ``%``, ``_`` and ``\\`` match themselves."""
+    names = [
+        name_key.like(f"%{_escape_like(spelling)}%", escape="\\")
+        for spelling in name_spellings(query)
+    ]
+    return sa.or_(*names, username_key.like(f"%{_escape_like(query.casefold())}%", escape="\\"))
 
 
 def _row(values: Any) -> AgentRow:
@@ -238,12 +273,7 @@ def _sqlite_search_keys(
     stmt = (
         sa.select(_DOC.c.agent_id, _DOC.c.name_key, _DOC.c.crm_id)
         .where(_DOC.c.organization_id == organization_id)
-        .where(
-            sa.or_(
-                _DOC.c.name_key.like(f"%{_escape_like(query.lower())}%", escape="\\"),
-                _DOC.c.username.like(f"%{_escape_like(query.casefold())}%", escape="\\"),
-            )
-        )
+        .where(_substring_of_name_or_username(_DOC.c.name_key, _DOC.c.username, query))
     )
     if cursor is not None:
         key = sa.tuple_(_DOC.c.name_key, _DOC.c.crm_id)
@@ -359,12 +389,7 @@ def _walk_rows(
         name_key.label("name_key"),
     ).where(table.c.organization_id == organization_id)
     if query:
-        stmt = stmt.where(
-            sa.or_(
-                name_key.like(f"%{_escape_like(query.lower())}%", escape="\\"),
-                table.c.username_key.like(f"%{_escape_like(query.casefold())}%", escape="\\"),
-            )
-        )
+        stmt = stmt.where(_substring_of_name_or_username(name_key, table.c.username_key, query))
     if cursor is not None:
         key = sa.tuple_(name_key, table.c.crm_id)
         stmt = stmt.where(key < sa.tuple_(*cursor) if backwards else key > sa.tuple_(*cursor))

@@ -154,6 +154,26 @@ def test_one_or_two_characters_are_still_a_substring(dash: Dash, q: str) -> None
     assert _names(dash, q) == expected
 
 
+@pytest.mark.parametrize("q", ["ø", "Ø", "ør", "ØR", "Ür", "üR"])
+def test_one_or_two_characters_fold_the_case_of_every_letter(dash: Dash, q: str) -> None:
+    # SQLite's lower() and LIKE fold ASCII only: the name key of ØRSTED keeps its Ø.
+    dash.sign_in()
+    dash.post_message(
+        make_notification(Name="ØRSTED ÜRGE", Username="o@acme.com"),
+        make_notification(Name="Astrid Ørsted", Username="astrid@acme.com"),
+        make_notification(Name="Grace Hopper", Username="grace@acme.com"),
+    )
+    expected = ["Astrid Ørsted", "ØRSTED ÜRGE"] if q.casefold().startswith("ø") else ["ØRSTED ÜRGE"]
+    assert _names(dash, q) == expected
+
+
+def test_a_name_is_looked_for_in_each_spelling_of_its_non_ascii_letters() -> None:
+    assert directory.name_spellings("Ab%") == ["ab%"]
+    assert directory.name_spellings("Ør") == ["Ør", "ør"]
+    assert len(directory.name_spellings("ÄÖÜÅ")) == 16
+    assert directory.name_spellings("ÄÖÜÅÉ") == ["äöüåé"]  # too many: lowered only
+
+
 @pytest.mark.parametrize(
     "q", ['"', 'a" OR "b', "NEAR(a b)", "name : x", "* OR 1", "^abc", "a AND NOT b"]
 )
