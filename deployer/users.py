@@ -21,7 +21,8 @@ the login goes through a session the counter hooks). Failures:
 - any other answer, a body that is not a query result: :class:`SalesforceUnreadable`.
 
 A page that fails is never read as an absence: the caller gets the error before any
-write (an iterator that raises).
+write (an iterator that raises). :meth:`UserReader.raw_pages` gives each record as the
+JSON text read, unparsed (``deployer.pages``).
 """
 
 from __future__ import annotations
@@ -32,10 +33,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import quote
 
-import orjson
 import requests
 
 from deployer.client import OrgClient
+from deployer.pages import RawPage, decode_page, parse_body
 from sf_metadata.errors import AuthenticationError, SalesforceUnreadable, Setting
 from sf_metadata.ids import same_org_id
 
@@ -46,6 +47,7 @@ __all__ = [
     "LoginSession",
     "QueryPage",
     "QuerySession",
+    "RawPage",
     "StaticSession",
     "UserReader",
 ]
@@ -192,30 +194,24 @@ class UserReader:
         self.counter.attach(self.http)
 
     def pages(self, soql: str) -> Iterator[QueryPage]:
-        """Yield every page of ``soql`` in order. Raises :class:`SalesforceUnreadable` or
-        :class:`AuthenticationError` as the module docstring says."""
+        """Yield every page of ``soql`` in order, each record parsed. Raises
+        :class:`SalesforceUnreadable` or :class:`AuthenticationError` as the module
+        docstring says."""
+        for page in self.raw_pages(soql):
+            records = [r for r in map(page.parse, page.records) if isinstance(r, dict)]
+            yield QueryPage(records, page.total_size, page.done)
+
+    def raw_pages(self, soql: str) -> Iterator[RawPage]:
+        """:meth:`pages` with every record as the JSON text read, unparsed
+        (``deployer.pages.decode_page``)."""
         path: str | None = f"/services/data/v{self.api_version}/query?q={quote(soql, safe='')}"
         number = 0
         while path is not None:
             number += 1
-            body = self._get(path, f"page {number} of the User query")
-            records = body.get("records")
-            if not isinstance(records, list) or not isinstance(body.get("done"), bool):
-                raise SalesforceUnreadable(
-                    f"page {number} of the User query is not a query result "
-                    "(no records/done): nothing was written"
-                )
-            done = bool(body["done"])
-            next_url = body.get("nextRecordsUrl")
-            if not done and not (isinstance(next_url, str) and next_url.startswith("/")):
-                raise SalesforceUnreadable(
-                    f"page {number} of the User query says it is not the last one but "
-                    "gives no nextRecordsUrl: nothing was written"
-                )
-            yield QueryPage(
-                [r for r in records if isinstance(r, dict)], int(body.get("totalSize") or 0), done
-            )
-            path = None if done else str(next_url)
+            what = f"page {number} of the User query"
+            page, next_url = decode_page(self._fetch(path, what), number)
+            yield page
+            path = None if page.done else str(next_url)
 
     def organization_id(self) -> str:
         """The org's ``Organization.Id`` (one request), to check a read is of the org we
@@ -253,6 +249,11 @@ class UserReader:
             )
 
     def _get(self, path: str, what: str) -> dict[str, Any]:
+        return parse_body(self._fetch(path, what), what)
+
+    def _fetch(self, path: str, what: str) -> bytes:
+        """The body of the 200 answer to ``GET path`` (refreshing, backing off and
+        raising as the module docstring says)."""
         refreshed = False
         attempt = 0
         while True:
@@ -280,18 +281,7 @@ class UserReader:
                 continue
             status = response.status_code
             if status == 200:
-                try:
-                    # orjson: about a third of the json module's time for a 2,000-record
-                    # page (bench/reconcile.py); the REST API answers UTF-8 JSON.
-                    body = orjson.loads(response.content)
-                except ValueError:
-                    raise SalesforceUnreadable(
-                        f"{what}: Salesforce answered with a body that is not JSON: "
-                        "nothing was written"
-                    ) from None
-                if not isinstance(body, dict):
-                    raise SalesforceUnreadable(f"{what}: not a query result: nothing was written")
-                return body
+                return response.content
             code, message = _error_code(response)
             if status == 401 or code == "INVALID_SESSION_ID":
                 if refreshed:

@@ -33,10 +33,11 @@ from __future__ import annotations
 import enum
 import hashlib
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from operator import attrgetter
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -57,6 +58,7 @@ from sf_metadata.soql import record_fields
 __all__ = [
     "COUNT_KEYS",
     "DEFAULT_GUARD",
+    "Buffer",
     "REPEATED_REASON",
     "DeletionGuard",
     "Known",
@@ -90,6 +92,9 @@ class ReconcileAction(enum.StrEnum):
 
 #: The keys of ``counts`` in CONTRACT section 6, in its order.
 COUNT_KEYS: tuple[str, ...] = (*(a.value for a in ReconcileAction), "notFound")
+
+#: A record's JSON text: bytes, or a view of the page it was read in.
+Buffer = bytes | memoryview
 
 REPEATED_REASON = "repeated in the read: the newest record of this user decides"
 
@@ -131,14 +136,13 @@ def read_user(record: Mapping[str, Any], *, digest: str | None = None) -> Querie
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Known:
+class Known(NamedTuple):
     """What the store vouches for about one user (``receiver.reconcile.digests``):
     ``digest`` is :func:`record_digest` of the User record its stored state was last
     decided from, and that state is still exactly what the decision wrote: an agent
     (``provisioned``; its ``username`` and whether its JSON says ``disabled``) with no
     tombstone, or a tombstone alone (``username`` ``None``) holding that record's stamp;
-    nothing parked for the user."""
+    nothing parked for the user. A named tuple: a store builds one per user."""
 
     digest: str
     provisioned: bool
@@ -146,49 +150,47 @@ class Known:
     disabled: bool
 
 
-@dataclass(frozen=True, slots=True)
-class KnownUser:
-    """A record read whose digest equals the one stored for its ``Id`` when the read
-    began: not mapped. ``crm_id`` is its ``Id`` (a stored 18-character id), ``digest``
-    its :func:`record_digest`, ``raw`` the record as JSON bytes, to decide it in full
-    when :func:`plan_users` must (the state loaded under the lock no longer vouches for
-    that digest, or the user is read twice)."""
+class KnownUser(NamedTuple):
+    """A record read whose digest is one stored when the read began: neither parsed nor
+    mapped. ``crm_id`` is the user the digest was stored for (a stored 18-character id:
+    its ``Id``, since the text digested holds it), ``digest`` its
+    :func:`record_digest`, ``raw`` its JSON text (a view of the page read), to decide
+    it in full when :func:`plan_users` must (the state loaded under the lock no longer
+    vouches for that digest, or the user is read twice). A named tuple: a read builds one
+    per user."""
 
     crm_id: str
     digest: str
-    raw: bytes
+    raw: Buffer
 
 
 ReadUser = QueriedUser | KnownUser
 
 
-def record_digest(record: Mapping[str, Any], salt: bytes) -> tuple[str, bytes] | None:
-    """``(digest, json)`` of one SOQL JSON record: ``json`` is the record as orjson writes
-    it (keys in the order read), ``digest`` the first 32 hex characters of the SHA-256 of
-    ``salt`` and ``json``. The ``salt`` names the mapping code, so a changed mapping
-    never meets an old digest. ``None`` when the record cannot be written as JSON."""
-    try:
-        raw = orjson.dumps(record)
-    except (orjson.JSONEncodeError, TypeError):
-        return None
-    return hashlib.sha256(salt + raw).hexdigest()[:32], raw
+def record_digest(raw: Buffer, salt: bytes) -> str:
+    """The digest of one SOQL JSON record as read (``raw``: its exact text): the first 32
+    hex characters of the SHA-256 of ``salt`` and ``raw``. The ``salt`` names the mapping
+    code, so a changed mapping never meets an old digest; the text holds the ``Id``, so
+    one digest never names two users."""
+    return hashlib.sha256(salt + raw).hexdigest()[:32]
 
 
 def read_record(
-    record: Mapping[str, Any], digests: Mapping[str, str], salt: bytes
-) -> QueriedUser | KnownUser:
-    """:func:`read_user` of ``record``, or a :class:`KnownUser` when its digest is the
-    one ``digests`` holds for its ``Id`` (then nothing is mapped). Raises nothing."""
-    digested = record_digest(record, salt)
-    if digested is None:
-        return read_user(record)
-    digest, raw = digested
-    rid = record.get("Id")
-    if type(rid) is str and digests.get(rid) == digest:
-        # A copy of exactly its length: orjson's bytes keep its whole write buffer (about
-        # 8 KB a record), and a KnownUser is kept until the plan is made.
-        return KnownUser(rid, digest, memoryview(raw).tobytes())
-    return read_user(record, digest=digest)
+    raw: Buffer,
+    known: Mapping[str, str],
+    salt: bytes,
+    loads: Callable[[Buffer], Any] = orjson.loads,
+) -> QueriedUser | KnownUser | None:
+    """The record whose text is ``raw``: a :class:`KnownUser` when ``known`` (digest ->
+    crm id, the digests stored) holds its digest (then nothing is parsed or mapped),
+    else :func:`read_user` of it parsed with ``loads`` (whose errors propagate);
+    ``None`` when that is not a JSON object (not a record)."""
+    digest = record_digest(raw, salt)
+    crm = known.get(digest)
+    if crm is not None:
+        return KnownUser(crm, digest, raw)
+    record = loads(raw)
+    return read_user(record, digest=digest) if isinstance(record, dict) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,13 +202,16 @@ class ReconcileState:
     every agent of the organization) or, when it is ``None``, the provisioned ones of
     ``stored.users`` (then every agent is there); ``agent_count``: provisioned agents of
     the organization before the plan; ``known``: what the store vouches for now (loaded
-    with the rest, under the lock), by crm id."""
+    with the rest, under the lock), by crm id; ``decided``: the users this state was
+    loaded for and :func:`decided_users` of them (so :func:`plan_users` of those very
+    users does not decide it again)."""
 
     stored: StoredState
     full: bool
     agent_count: int
     known: Mapping[str, Known] = field(default_factory=dict)
     roster: Mapping[str, str | None] | None = None
+    decided: tuple[Sequence[ReadUser], Sequence[ReadUser]] | None = None
 
 
 @dataclass(slots=True)
@@ -295,10 +300,13 @@ def _order(user: QueriedUser) -> tuple[datetime, str]:
     return (stamp, user.crm_id or "")
 
 
+_ACTION_OF = attrgetter("action")
+
+
 def count_rows(rows: Iterable[PlanRow], not_found: int) -> dict[str, int]:
     """``counts`` of CONTRACT section 6 (every key present, zeros included)."""
     counts = dict.fromkeys(COUNT_KEYS, 0)
-    for action, n in Counter(row.action for row in rows).items():
+    for action, n in Counter(map(_ACTION_OF, rows)).items():
         counts[action.value] += n
     counts["notFound"] = not_found
     return counts
@@ -324,32 +332,46 @@ def decided_users(users: Sequence[ReadUser], known: Mapping[str, Known]) -> list
     entry with its digest: its user changed in the store since the read began), or whose
     user is read more than once, decoded into a :class:`QueriedUser` (to decide in full;
     the state must hold those users: ``receiver.reconcile.state`` loads it after this)."""
-    ids = [u.crm_id for u in users if u.crm_id is not None]
-    repeated: set[str] = set()
+    ids = list(map(_CRM_OF, users))
+    repeated: set[str | None] = set()
     if len(set(ids)) != len(ids):
-        repeated = {crm for crm, n in Counter(ids).items() if n > 1}
-    out: list[ReadUser] = []
-    for u in users:
-        if isinstance(u, KnownUser):
-            k = known.get(u.crm_id)
-            if k is None or k.digest != u.digest or u.crm_id in repeated:
-                u = read_user(orjson.loads(u.raw), digest=u.digest)
-        out.append(u)
+        repeated = {crm for crm, n in Counter(ids).items() if n > 1 and crm is not None}
+    missing = _MISSING
+    stale = [
+        i
+        for i, u in enumerate(users)
+        if type(u) is KnownUser and (known.get(u.crm_id, missing).digest != u.digest)
+    ]
+    if repeated:
+        stale += [i for i, crm in enumerate(ids) if crm in repeated]
+    out = list(users)
+    for i in dict.fromkeys(stale):
+        u = users[i]
+        if type(u) is KnownUser:
+            out[i] = read_user(orjson.loads(u.raw), digest=u.digest)
     return out
+
+
+_CRM_OF = attrgetter("crm_id")
+_MISSING = Known("", False, None, False)  # matches no digest
 
 
 def plan_users(users: Sequence[ReadUser], state: ReconcileState) -> ReconcilePlan:
     """Plan every user read (module docstring). Pure; raises nothing."""
     stored = state.stored
-    read_users = decided_users(users, state.known)
+    if state.decided is not None and state.decided[0] is users:
+        read_users = state.decided[1]
+    else:
+        read_users = decided_users(users, state.known)
     rows: list[PlanRow | None] = [None] * len(read_users)
     queried: list[QueriedUser | None] = [None] * len(read_users)
     latest: dict[str, int] = {}
     reasons: dict[tuple[bool, bool], str] = {}
     unchanged = ReconcileAction.UNCHANGED
+    known = state.known
     for i, r in enumerate(read_users):
         if isinstance(r, KnownUser):
-            k = state.known[r.crm_id]
+            k = known[r.crm_id]
             reason = reasons.get((k.provisioned, k.disabled))
             if reason is None:
                 reason = unchanged_reason(provisioned=k.provisioned, disabled=k.disabled)
@@ -413,15 +435,14 @@ def plan_users(users: Sequence[ReadUser], state: ReconcileState) -> ReconcilePla
             c.crm_id, action, d.reason, username, writes, u.stamp, u.active, u.agent, d, u.digest
         )
 
-    done = tuple(r for r in rows if r is not None)
+    done = tuple(filter(None, rows))  # every row is set (PlanRow is always true)
     not_found: tuple[NotFound, ...] = ()
     if state.full:
-        read = {u.crm_id for u in read_users if u.crm_id is not None}
         roster = state.roster
         if roster is None:
             roster = {crm: s.username for crm, s in stored.users.items() if s.provisioned}
-        missing = sorted((crm, name) for crm, name in roster.items() if crm not in read)
-        not_found = tuple(NotFound(crm, name) for crm, name in missing)
+        missing = roster.keys() - {u.crm_id for u in read_users}
+        not_found = tuple(NotFound(crm, roster[crm]) for crm in sorted(missing))
     return ReconcilePlan(done, not_found, count_rows(done, len(not_found)))
 
 

@@ -12,6 +12,11 @@ so that a run recognises an unchanged user without mapping or deciding it in ful
   webhook's and reconcile's alike: ``receiver/_provisioning_write.py``) and the user has
   no tombstone; or, for a user with a tombstone alone, the tombstone's SystemModstamp is
   the one recorded; in both cases nothing is parked for the user.
+- :func:`load_snapshot` / :func:`revouch`: what a run uses: the digest rows before the
+  read (with the username and disabled each recorded), then under the lock only what no
+  longer vouches (agents written since, tombstones, parked users), so a store as the
+  last run left it is checked without loading every agent; the same ``(known, roster)``
+  as :func:`load_vouched`, which it falls back to when a plan was applied in between.
 - :func:`record_digests`: after a plan is applied, in the same transaction, the digest
   rows of the users whose stored state is now exactly what deciding that record wrote
   (see :func:`recordable`), each copying the agent's ``updated_at`` or the tombstone's
@@ -28,6 +33,9 @@ import hashlib
 import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import partial
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +45,20 @@ from sqlmodel import Session
 import sf_metadata
 from receiver.models import Agent, Tombstone
 from receiver.provisioning_tables import ParkedChangeRow
-from receiver.reconcile.tables import ReconcileDigest
+from receiver.reconcile.tables import ReconcileDigest, ReconcilePlanRecord
 from sf_metadata.decision import Action, Decision
 from sf_metadata.reconcile import Known, PlanRow
 
-__all__ = ["SALT", "load_digests", "load_vouched", "record_digests", "recordable"]
+__all__ = [
+    "SALT",
+    "DigestSnapshot",
+    "load_digests",
+    "load_snapshot",
+    "load_vouched",
+    "record_digests",
+    "recordable",
+    "revouch",
+]
 
 #: The modules of ``sf_metadata`` whose code a record's mapping and decision depend on.
 _SOURCES = (
@@ -65,7 +82,7 @@ _KEPT_INACTIVE = frozenset({Action.DEPROVISIONED, Action.IGNORED})
 def _salt() -> bytes:
     import email_validator
 
-    h = hashlib.blake2b(digest_size=32, person=b"reconcile-v1")
+    h = hashlib.blake2b(digest_size=32, person=b"reconcile-v2")
     root = Path(sf_metadata.__file__).parent
     for name in _SOURCES:
         h.update(name.encode() + b"\0" + (root / name).read_bytes() + b"\0")
@@ -80,6 +97,16 @@ _D = ReconcileDigest.__table__  # type: ignore[attr-defined]
 _A = Agent.__table__  # type: ignore[attr-defined]
 _T = Tombstone.__table__  # type: ignore[attr-defined]
 _P = ParkedChangeRow.__table__  # type: ignore[attr-defined]
+_R = ReconcilePlanRecord.__table__  # type: ignore[attr-defined]
+#: Each agent with the digest row recorded for its ``updated_at`` (NULLs when none).
+_AGENT_DIGEST = _A.outerjoin(
+    _D,
+    sa.and_(
+        _D.c.organization_id == _A.c.organization_id,
+        _D.c.crm_id == _A.c.crm_id,
+        _D.c.agent_updated_at == _A.c.updated_at,
+    ),
+)
 
 
 def _plain_rows(session: Session, statement: Any) -> list[Any]:
@@ -102,24 +129,9 @@ def load_digests(session: Session, organization_id: str) -> dict[str, str]:
     return {crm: digest for crm, digest in _plain_rows(session, statement)}
 
 
-def load_vouched(
-    session: Session, organization_id: str
-) -> tuple[dict[str, Known], dict[str, str | None]]:
-    """``(known, roster)``: the valid digests (module docstring) by crm id, and every
-    agent of the organization (crm id -> username). Three queries, each a scan of one
-    table of the organization joined on primary keys: the agents with the digest
-    recorded for their ``updated_at``, the tombstones with the digest recorded for their
-    stamp, and the users with a parked change."""
-    agents = sa.select(_A.c.crm_id, _A.c.username, _D.c.digest, _D.c.disabled).select_from(
-        _A.outerjoin(
-            _D,
-            sa.and_(
-                _D.c.organization_id == _A.c.organization_id,
-                _D.c.crm_id == _A.c.crm_id,
-                _D.c.agent_updated_at == _A.c.updated_at,
-            ),
-        )
-    )
+def _tombs_and_parked(session: Session, organization_id: str) -> tuple[list[Any], set[str]]:
+    """The organization's tombstones with the digest recorded for their stamp (or
+    ``None``), and the crm ids with a parked change: two queries."""
     tombs = sa.select(_T.c.crm_id, _D.c.digest).select_from(
         _T.outerjoin(
             _D,
@@ -132,12 +144,27 @@ def load_vouched(
         )
     )
     parked = sa.select(_P.c.crm_id).distinct()
-    agent_rows = _plain_rows(session, agents.where(_A.c.organization_id == organization_id))
     tomb_rows = _plain_rows(session, tombs.where(_T.c.organization_id == organization_id))
     waiting = {
         crm
         for (crm,) in _plain_rows(session, parked.where(_P.c.organization_id == organization_id))
     }
+    return tomb_rows, waiting
+
+
+def load_vouched(
+    session: Session, organization_id: str
+) -> tuple[dict[str, Known], dict[str, str | None]]:
+    """``(known, roster)``: the valid digests (module docstring) by crm id, and every
+    agent of the organization (crm id -> username). Three queries, each a scan of one
+    table of the organization joined on primary keys: the agents with the digest
+    recorded for their ``updated_at``, the tombstones with the digest recorded for their
+    stamp, and the users with a parked change."""
+    agents = sa.select(_A.c.crm_id, _A.c.username, _D.c.digest, _D.c.disabled).select_from(
+        _AGENT_DIGEST
+    )
+    agent_rows = _plain_rows(session, agents.where(_A.c.organization_id == organization_id))
+    tomb_rows, waiting = _tombs_and_parked(session, organization_id)
     tombstoned = {crm for crm, _ in tomb_rows}
     known: dict[str, Known] = {}
     roster: dict[str, str | None] = {}
@@ -151,6 +178,105 @@ def load_vouched(
     return known, roster
 
 
+@dataclass(frozen=True)
+class DigestSnapshot:
+    """The digest rows of an organization as :func:`load_snapshot` found them before a
+    read: ``by_digest`` (digest -> crm id: what the read may leave unparsed), ``known``
+    (crm id -> the :class:`~sf_metadata.reconcile.Known` each row would give if it still
+    vouches), ``agents`` (crm id -> username of the rows recorded for an agent),
+    ``tombs`` (the crm ids of the rows recorded for a tombstone alone) and ``marker``
+    (the count and newest ``applied_at`` of the organization's applied plans: digest
+    rows change only in the transaction that applies a plan, and applied plans are
+    never deleted, so an equal marker under the lock means the rows are still these)."""
+
+    by_digest: dict[str, str]
+    known: dict[str, Known]
+    agents: dict[str, str | None]
+    tombs: set[str]
+    marker: tuple[Any, ...]
+
+    @property
+    def digests(self) -> dict[str, str]:
+        """crm id -> digest (as :func:`load_digests` gives them)."""
+        return {crm: k.digest for crm, k in self.known.items()}
+
+
+def _marker(session: Session, organization_id: str) -> tuple[Any, ...]:
+    applied = sa.select(sa.func.count(), sa.func.max(_R.c.applied_at)).where(
+        _R.c.organization_id == organization_id, _R.c.status == "applied"
+    )
+    return tuple(_plain_rows(session, applied)[0])
+
+
+def load_snapshot(session: Session, organization_id: str) -> DigestSnapshot:
+    """The organization's digest rows (one query of one table, after the marker's):
+    :class:`DigestSnapshot`."""
+    marker = _marker(session, organization_id)  # first: rows as new as it, or newer
+    statement = sa.select(
+        _D.c.crm_id,
+        _D.c.digest,
+        _D.c.agent_updated_at.is_not(None),
+        _D.c.username,
+        sa.and_(_D.c.disabled, _D.c.agent_updated_at.is_not(None)),
+    ).where(_D.c.organization_id == organization_id)
+    rows = _plain_rows(session, statement)
+    # Set-based (a 50,000-row organization): each Known is the row's last four columns
+    # (SQLite's 0/1 compare and hash as the booleans); a tombstone's row has no
+    # username and is never disabled (as load_vouched reads it).
+    by_digest = dict(map(_DIGEST_CRM, rows))
+    crms = list(map(_CRM, rows))
+    known = dict(zip(crms, map(_as_known, map(_KNOWN_COLUMNS, rows)), strict=True))
+    agents = {row[0]: row[3] for row in rows if row[2]}
+    tombs = set(crms).difference(agents)
+    return DigestSnapshot(by_digest, known, agents, tombs, marker)
+
+
+_DIGEST_CRM = itemgetter(1, 0)
+_CRM = itemgetter(0)
+_KNOWN_COLUMNS = itemgetter(1, 2, 3, 4)
+_as_known = partial(tuple.__new__, Known)
+
+
+def revouch(
+    session: Session, organization_id: str, snapshot: DigestSnapshot
+) -> tuple[dict[str, Known], dict[str, str | None]]:
+    """:func:`load_vouched`'s ``(known, roster)``, under the lock, from ``snapshot``
+    and what no longer vouches: the agents whose digest row does not hold their
+    ``updated_at`` (with their usernames), the tombstones (and whether their digest
+    row holds their stamp) and the users with a parked change: three queries that
+    return about nothing but the tombstones when the store is as the last run left it.
+    The agents vouched for are the snapshot's agent rows less those; the count of the
+    organization's agents proves none of them is gone. When the marker moved (a plan
+    was applied since the snapshot) or that count differs, :func:`load_vouched`."""
+    if _marker(session, organization_id) != snapshot.marker:
+        return load_vouched(session, organization_id)
+    unvouched = (
+        sa.select(_A.c.crm_id, _A.c.username)
+        .select_from(_AGENT_DIGEST)
+        .where(_A.c.organization_id == organization_id, _D.c.crm_id.is_(None))
+    )
+    stray: dict[str, str | None] = dict(_plain_rows(session, unvouched))
+    count = sa.select(sa.func.count()).where(_A.c.organization_id == organization_id)
+    agents = int(_plain_rows(session, count)[0][0])
+    roster = dict(snapshot.agents)
+    for crm in stray.keys() & roster.keys():
+        del roster[crm]  # an agent written since: not vouched, username below
+    if len(roster) + len(stray) != agents:
+        return load_vouched(session, organization_id)  # a vouched agent is gone
+    tomb_rows, waiting = _tombs_and_parked(session, organization_id)
+    tombstoned = {crm for crm, _ in tomb_rows}
+    vouched_tombs = {crm for crm, digest in tomb_rows if digest is not None}
+    known = dict(snapshot.known)
+    # Not vouched: agents written since, agents with a tombstone, parked users, and the
+    # tombstone rows whose tombstone moved or that now have an agent.
+    gone = stray.keys() | (roster.keys() & tombstoned) | waiting
+    gone |= snapshot.tombs - (vouched_tombs - roster.keys() - stray.keys())
+    for crm in gone & known.keys():
+        del known[crm]
+    roster.update(stray)
+    return known, roster
+
+
 def recordable(
     rows: Sequence[PlanRow], applied: Iterable[Decision], woken: Iterable[Decision]
 ) -> Iterator[tuple[PlanRow, Decision]]:
@@ -160,11 +286,14 @@ def recordable(
     woken for it, and a final decision that created, updated or restored the agent or
     left it as it was (active), or deprovisioned or kept a tombstone (inactive). Each
     with that final decision."""
+    candidates = [r for r in rows if r.digest is not None and r.decision is not None]
+    if not candidates:  # a read left unparsed (every user vouched for) records nothing
+        return
     final = {d.crm_id: d for d in applied if d.crm_id is not None}
     skip = {d.crm_id for d in woken}
     times = Counter(r.crm_id for r in rows)
-    for r in rows:
-        if r.digest is None or r.decision is None or times[r.crm_id] > 1 or r.crm_id in skip:
+    for r in candidates:
+        if r.decision is None or times[r.crm_id] > 1 or r.crm_id in skip:
             continue
         d = final.get(r.crm_id, r.decision) if r.writes else r.decision
         if d.park is None and d.action in (_KEPT_ACTIVE if r.active else _KEPT_INACTIVE):
@@ -177,11 +306,13 @@ def recordable(
 _DELETE = "DELETE FROM reconcile_digest WHERE organization_id = ? AND crm_id = ?"
 _COPY = (
     "INSERT INTO reconcile_digest (organization_id, crm_id, digest, agent_updated_at, "
-    "system_modstamp, disabled) SELECT organization_id, crm_id, ?, {agent_at}, {stamp}, ? "
-    "FROM {table} WHERE organization_id = ? AND crm_id = ?"
+    "system_modstamp, disabled, username) SELECT organization_id, crm_id, ?, {agent_at}, "
+    "{stamp}, ?, {username} FROM {table} WHERE organization_id = ? AND crm_id = ?"
 )
-_COPY_AGENT = _COPY.format(agent_at="updated_at", stamp="NULL", table="agent")
-_COPY_TOMB = _COPY.format(agent_at="NULL", stamp="system_modstamp", table="tombstone")
+_COPY_AGENT = _COPY.format(agent_at="updated_at", stamp="NULL", username="username", table="agent")
+_COPY_TOMB = _COPY.format(
+    agent_at="NULL", stamp="system_modstamp", username="NULL", table="tombstone"
+)
 
 
 def _executemany(session: Session, sql: str, rows: list[tuple[Any, ...]]) -> None:

@@ -1,14 +1,19 @@
 """Stored reconcile plans: save, read in full, change status.
 
-A plan's rows are kept as one zlib-compressed JSON document (``reconcile_plan.rows``)::
+A plan's rows are kept as one zlib-compressed JSON document, a column per field (a
+50,000-row plan is written in a few list comprehensions)::
 
-    {"rows": [{"c": crmId, "a": action, "r": reason, "u": username,
-               "w": 1, "s": SystemModstamp ISO or null, "v": IsActive,
-               "g": agent JSON or null, "h": record digest}, ...],   # in read order
-     "notFound": [{"c": crmId, "u": username}, ...]}    # by crm id
+    {"v": 2, "actions": [action, ...], "reasons": [reason, ...],
+     "c": [crmId, ...], "a": [index in actions, ...], "r": [index in reasons, ...],
+     "u": [username, ...],                                   # in read order
+     "w": [[row index, SystemModstamp ISO or null, IsActive, agent JSON or null,
+            record digest], ...],                            # the rows that write
+     "notFound": [{"c": crmId, "u": username}, ...]}        # by crm id
 
-``w``/``g``/``s``/``v``/``h`` are kept only for rows whose decision writes something (they are
-decided again when applied), so an unchanged 50,000-user plan stays small. :func:`plan_json` is the ``reconcile show --json``
+A row's stamp, activity, agent and digest are kept only when its decision writes
+something (it is decided again when applied), so an unchanged plan stays small. Plans
+stored before (``{"rows": [{"c", "a", "r", "u", "w", ...}]}``) read as they did.
+:func:`plan_json` is the ``reconcile show --json``
 shape of CONTRACT section 6.
 """
 
@@ -19,6 +24,7 @@ import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 import orjson
@@ -61,56 +67,98 @@ def new_plan_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
+_ACTIONS = tuple(ReconcileAction)
+_ACTION_CODE = {a: i for i, a in enumerate(_ACTIONS)}
+_CRM, _ACTION, _REASON, _USERNAME = (
+    attrgetter(name) for name in ("crm_id", "action", "reason", "username")
+)
+
+
+def _written(r: PlanRow, stamps: dict[datetime, str]) -> list[Any]:
+    """``[s, v, g, h]`` of a row that writes (module docstring); ``stamps`` caches one
+    ISO text per distinct stamp."""
+    effect = r.decision.effect if r.decision is not None else None
+    agent: dict[str, Any] | None
+    if isinstance(effect, UpsertAgent) and effect.record is r.agent:
+        agent = effect.data  # the JSON the decision built
+    else:
+        agent = r.agent.to_json() if r.agent else None
+    stamp = None
+    if r.stamp is not None:
+        stamp = stamps.get(r.stamp)
+        if stamp is None:
+            stamp = stamps[r.stamp] = r.stamp.isoformat()
+    return [stamp, r.active, agent, r.digest]
+
+
 def encode_rows(plan: ReconcilePlan) -> bytes:
     """The compressed rows document of ``plan`` (module docstring)."""
-    rows = []
-    stamps: dict[datetime, str] = {}  # one isoformat per distinct stamp
-    for r in plan.rows:
-        row: dict[str, Any] = {"c": r.crm_id, "a": r.action.value, "r": r.reason, "u": r.username}
-        if r.writes:
-            row["w"] = 1
-            stamp = None
-            if r.stamp is not None:
-                stamp = stamps.get(r.stamp)
-                if stamp is None:
-                    stamp = stamps[r.stamp] = r.stamp.isoformat()
-            row["s"] = stamp
-            row["v"] = r.active
-            effect = r.decision.effect if r.decision is not None else None
-            if isinstance(effect, UpsertAgent) and effect.record is r.agent:
-                row["g"] = effect.data  # the JSON the decision built
-            else:
-                row["g"] = r.agent.to_json() if r.agent else None
-            if r.digest is not None:
-                row["h"] = r.digest
-        rows.append(row)
-    doc = {"rows": rows, "notFound": [{"c": n.crm_id, "u": n.username} for n in plan.not_found]}
-    # Level 1: a 50,000-row plan compresses about as well (its rows repeat) in a
+    rows = plan.rows
+    reasons: dict[str, int] = {}
+    stamps: dict[datetime, str] = {}
+    code = _ACTION_CODE
+    doc = {
+        "v": 2,
+        "actions": [a.value for a in _ACTIONS],
+        "c": list(map(_CRM, rows)),
+        "a": [code[a] for a in map(_ACTION, rows)],
+        "r": [reasons.setdefault(reason, len(reasons)) for reason in map(_REASON, rows)],
+        "u": list(map(_USERNAME, rows)),
+        "w": [[i, *_written(r, stamps)] for i, r in enumerate(rows) if r.writes],
+        "notFound": [{"c": n.crm_id, "u": n.username} for n in plan.not_found],
+    }
+    doc["reasons"] = list(reasons)
+    # Level 1: a 50,000-row plan compresses about as well (its columns repeat) in a
     # fraction of the time of level 6.
     return zlib.compress(orjson.dumps(doc), 1)
 
 
+def _row(
+    crm: str, action: str, reason: str, username: str | None, written: list[Any] | None
+) -> PlanRow:
+    if written is None:
+        return PlanRow(crm, ReconcileAction(action), reason, username)
+    stamp, active, agent, digest = written
+    return PlanRow(
+        crm,
+        ReconcileAction(action),
+        reason,
+        username,
+        True,
+        datetime.fromisoformat(stamp) if stamp else None,
+        bool(active),
+        AgentRecord.from_json(agent) if agent else None,
+        digest=digest,
+    )
+
+
 def decode_rows(blob: bytes) -> tuple[tuple[PlanRow, ...], tuple[NotFound, ...]]:
-    """Inverse of :func:`encode_rows`."""
+    """Inverse of :func:`encode_rows` (and of the one-object-per-row document of plans
+    stored before: ``{"rows": [{"c", "a", "r", "u", "w", "s", "v", "g", "h"}, ...]}``)."""
     doc = orjson.loads(zlib.decompress(blob))
-    rows = []
-    for row in doc["rows"]:
-        stamp = row.get("s")
-        agent = row.get("g")
-        rows.append(
-            PlanRow(
-                row["c"],
-                ReconcileAction(row["a"]),
-                row["r"],
-                row["u"],
-                bool(row.get("w")),
-                datetime.fromisoformat(stamp) if stamp else None,
-                bool(row.get("v", False)),
-                AgentRecord.from_json(agent) if agent else None,
-                digest=row.get("h"),
+    not_found = tuple(NotFound(n["c"], n["u"]) for n in doc["notFound"])
+    if doc.get("v") == 2:
+        actions, reasons = doc["actions"], doc["reasons"]
+        written = {w[0]: w[1:] for w in doc["w"]}
+        rows = [
+            _row(crm, actions[a], reasons[r], u, written.get(i))
+            for i, (crm, a, r, u) in enumerate(
+                zip(doc["c"], doc["a"], doc["r"], doc["u"], strict=True)
             )
+        ]
+        return tuple(rows), not_found
+    return tuple(
+        _row(
+            row["c"],
+            row["a"],
+            row["r"],
+            row["u"],
+            [row.get("s"), row.get("v", False), row.get("g"), row.get("h")]
+            if row.get("w")
+            else None,
         )
-    return tuple(rows), tuple(NotFound(n["c"], n["u"]) for n in doc["notFound"])
+        for row in doc["rows"]
+    ), not_found
 
 
 @dataclass(frozen=True)

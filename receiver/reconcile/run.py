@@ -31,10 +31,11 @@ from typing import Any, Protocol
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from deployer.pages import read_ahead
 from deployer.users import UserReader
 from receiver.db import transaction
 from receiver.organizations import get_organization
-from receiver.reconcile.digests import SALT, load_digests
+from receiver.reconcile.digests import SALT, DigestSnapshot, load_snapshot
 from receiver.reconcile.plans import StoredPlan, get_plan, plan_json, save_plan
 from receiver.reconcile.state import load_reconcile_state
 from receiver.reconcile.tables import ReconcilePlanRecord
@@ -131,8 +132,10 @@ class _NoProgress:
         pass
 
 
-#: The SOQL JSON dateTime as the REST API writes it (``2026-11-20T10:00:00.000+0000``).
-_SOQL_STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+0000")
+#: The SystemModstamp of a record's JSON text as the REST API writes it
+#: (``"SystemModstamp":"2026-11-20T10:00:00.000+0000"``): one format, so text order is
+#: time order. Only a key is followed by a colon (quotes inside strings are escaped).
+_SOQL_STAMP = re.compile(rb'"SystemModstamp"\s*:\s*"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+0000)"')
 
 
 def _stamp_of(record: Mapping[str, Any]) -> datetime | None:
@@ -166,12 +169,14 @@ def read_users(
     since: datetime | None = None,
     progress: ProgressSink | None = None,
     digests: Mapping[str, str] | None = None,
+    snapshot: DigestSnapshot | None = None,
 ) -> ReadResult:
     """Read every User (``since`` ``None``) or those changed since ``since`` minus the
-    overlap (:data:`~sf_metadata.soql.DEFAULT_OVERLAP`). Each record is digested; one
-    whose digest is the one ``digests`` holds for its user is kept unmapped
-    (``sf_metadata.reconcile.read_record``; the plan checks it under the lock). Raises :class:`~sf_metadata.errors.SalesforceUnreadable` /
-    ``AuthenticationError``."""
+    overlap (:data:`~sf_metadata.soql.DEFAULT_OVERLAP`). Each record's JSON text is
+    digested as read (``UserReader.raw_pages``); one whose digest is one ``digests``
+    (crm id -> digest) or ``snapshot`` holds is kept unparsed and unmapped
+    (``sf_metadata.reconcile.read_record``; the plan checks it under the lock). Raises
+    :class:`~sf_metadata.errors.SalesforceUnreadable` / ``AuthenticationError``."""
     sink = progress or _NoProgress()
     sink.phase("reading")
     reader.check_organization(salesforce_org_id)
@@ -179,29 +184,37 @@ def read_users(
     users: list[ReadUser] = []
     watermark: datetime | None = None
     first = True
-    stored: Mapping[str, str] = digests or {}
-    newest_text = ""  # the newest SystemModstamp text of the users left unmapped
-    for page in reader.pages(soql):
+    # digest -> crm id (a digest's text holds the Id: one user per digest)
+    known = (
+        snapshot.by_digest
+        if snapshot is not None
+        else {digest: crm for crm, digest in (digests or {}).items()}
+    )
+    newest_text = b""  # the newest SystemModstamp text of the users left unparsed
+    stamp_in = _SOQL_STAMP.search
+    for page in read_ahead(reader.raw_pages(soql)):
         if first:
             sink.total(page.total_size)
             first = False
-        for record in page.records:
-            user = read_record(record, stored, SALT)
+        for raw in page.records:
+            user = read_record(raw, known, SALT, page.parse)
+            if user is None:
+                continue  # not a JSON object: not a record
             users.append(user)
-            if isinstance(user, QueriedUser):
+            if type(user) is QueriedUser:
                 stamp = user.stamp
             else:
-                text = record.get("SystemModstamp")
-                if type(text) is str and _SOQL_STAMP.fullmatch(text):
-                    if text > newest_text:
-                        newest_text = text  # one format, so text order is time order
+                found = stamp_in(raw)
+                if found is not None:
+                    if (text := found.group(1)) > newest_text:
+                        newest_text = text
                     continue
-                stamp = _stamp_of(record)
+                stamp = _stamp_of(page.parse(raw))
             if stamp is not None and (watermark is None or stamp > watermark):
                 watermark = stamp
         sink.advance(len(page.records))
     if newest_text:
-        stamp = _stamp_of({"SystemModstamp": newest_text})
+        stamp = _stamp_of({"SystemModstamp": newest_text.decode()})
         if stamp is not None and (watermark is None or stamp > watermark):
             watermark = stamp
     return ReadResult(
@@ -255,10 +268,12 @@ def plan_run(
     progress: ProgressSink | None = None,
     clock: Clock = _utc_now,
     hooks: SessionHooks | None = None,
+    snapshot: DigestSnapshot | None = None,
 ) -> RunResult:
     """Plan ``read`` against the stored state, store the plan, and apply it unless it is a
     dry run, the feature is disabled (status ``planned``) or the guard holds it
-    (``held``: nothing written but the plan). Applying plans and writes in one
+    (``held``: nothing written but the plan); ``snapshot``: the digests the read was
+    given (``receiver.reconcile.digests.revouch``). Applying plans and writes in one
     transaction with the organization row locked (as the webhook locks it), so what is
     applied is exactly what was planned against the state it writes over. Raises
     ``OrganizationNotFound``, ``StoreUnavailable``."""
@@ -280,7 +295,9 @@ def plan_run(
         else:
             org = lock_organization(session, organization)
             enabled = org.enabled
-        state = load_reconcile_state(session, org.id, read.users, full=read.kind == FULL)
+        state = load_reconcile_state(
+            session, org.id, read.users, full=read.kind == FULL, snapshot=snapshot
+        )
         previous = last_watermark(session, org.id)
         plan = plan_users(read.users, state)
         hold = guard.hold_reason(plan.counts["deprovision"], state.agent_count)
@@ -485,20 +502,19 @@ def reconcile(
     applied watermark; a full read when there is none), plan, store, apply (see
     :func:`plan_run`). The one function behind ``reconcile run``, the Reconcile page's
     buttons, ``org enable`` and the scheduler."""
-    with transaction(engine, read_only=True) as session:
-        org = get_organization(session, organization)
-        salesforce_org_id = org.salesforce_org_id
-        since = None if full else last_watermark(session, org.id)
-        digests = load_digests(session, org.id)
     with gc_paused():
+        with transaction(engine, read_only=True) as session:
+            org = get_organization(session, organization)
+            salesforce_org_id = org.salesforce_org_id
+            since = None if full else last_watermark(session, org.id)
+            snapshot = load_snapshot(session, org.id)
         read = read_users(
             reader,
             salesforce_org_id=salesforce_org_id,
             since=since,
             progress=progress,
-            digests=digests,
+            snapshot=snapshot,
         )
-        del digests
         return plan_run(
             engine,
             organization,
@@ -508,4 +524,5 @@ def reconcile(
             progress=progress,
             clock=clock,
             hooks=hooks,
+            snapshot=snapshot,
         )

@@ -20,7 +20,7 @@ from sqlmodel import Session, col, select
 
 from receiver.models import Agent, Tombstone
 from receiver.provisioning_tables import ParkedChangeRow
-from receiver.reconcile.digests import load_vouched
+from receiver.reconcile.digests import DigestSnapshot, load_vouched, revouch
 from sf_metadata.decision import StoredState, StoredUser
 from sf_metadata.effects import ParkedChange
 from sf_metadata.mapping import username_key
@@ -99,6 +99,7 @@ def load_reconcile_state(
     *,
     full: bool,
     whole: bool | None = None,
+    snapshot: DigestSnapshot | None = None,
 ) -> ReconcileState:
     """The :class:`~sf_metadata.reconcile.ReconcileState` for ``users`` (see the module
     docstring); ``full`` also makes every agent not read count as ``notFound``.
@@ -109,16 +110,20 @@ def load_reconcile_state(
     :class:`~sf_metadata.reconcile.QueriedUser` ones) and the holders of the usernames
     they claim, plus, for a full read, the roster of every agent (crm id, username) for
     ``notFound``. The valid digests (``receiver.reconcile.digests.load_vouched``, which
-    gives that roster too) are loaded when ``users`` holds a
-    :class:`~sf_metadata.reconcile.KnownUser`."""
+    gives that roster too; ``revouch`` from ``snapshot``, the digests the read was
+    given) are loaded when ``users`` holds a :class:`~sf_metadata.reconcile.KnownUser`."""
     known: dict[str, Known] = {}
     roster: dict[str, str | None] | None = None
     vouch = any(isinstance(u, KnownUser) for u in users)
     if vouch:
-        known, roster = load_vouched(session, organization_id)
+        if snapshot is not None:
+            known, roster = revouch(session, organization_id, snapshot)
+        else:
+            known, roster = load_vouched(session, organization_id)
     # The users plan_users decides in full: those read and mapped, and those read
     # unmapped that the store no longer vouches for (their state is loaded too).
-    decide = [u for u in decided_users(users, known) if isinstance(u, QueriedUser)]
+    decided = decided_users(users, known)
+    decide = [u for u in decided if type(u) is QueriedUser]
     if whole is None:
         whole = len(decide) > WHOLE_ABOVE or (full and 2 * len(decide) > len(users))
     agents: list[Any] = []
@@ -191,4 +196,4 @@ def load_reconcile_state(
     state = StoredState(
         stored, holders, frozenset(), organization_id=organization_id, parked=parked
     )
-    return ReconcileState(state, full, count, known=known, roster=roster)
+    return ReconcileState(state, full, count, known=known, roster=roster, decided=(users, decided))

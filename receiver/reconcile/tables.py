@@ -11,7 +11,8 @@
                      last read and applied, ``sf_metadata.reconcile.record_digest``);
                      agent_updated_at (the ``agent.updated_at`` that applying left, NULL
                      for a user with a tombstone only); system_modstamp (the tombstone's
-                     stamp, for those); disabled (the agent JSON's)
+                     stamp, for those); disabled (the agent JSON's); username (the
+                     agent's, NULL for a tombstone)
 
 A plan's rows are one compressed document rather than one row each: a 50,000-user plan is
 written and read in one statement (``bench/reconcile.py``), and it is always read whole.
@@ -84,3 +85,4 @@ class ReconcileDigest(SQLModel, table=True):
         default=None, sa_column=sa.Column(UTCDateTime(), nullable=True)
     )
     disabled: bool = False
+    username: str | None = Field(default=None, max_length=320)
