@@ -18,7 +18,10 @@ A port another process listens on is reported before anything else, as "port N i
 exit status 3 is the CLI's "Salesforce authentication"); a server that still fails to
 start exits 1.
 
-Connections are bounded per worker (``receiver.http_limits``): ``--header-timeout``
+With ``--workers`` above 1, new connections are spread over the workers
+(``receiver.accept_balance``: the workers share one listening socket, and a burst of
+keep-alive connections would otherwise often land on one of them). Connections are bounded
+per worker (``receiver.http_limits``): ``--header-timeout``
 (``AGENT_PROVISION_HEADER_TIMEOUT``) and ``--max-connections``
 (``AGENT_PROVISION_MAX_CONNECTIONS``) are exported for the workers, and the soft
 file-descriptor limit is raised to the hard one (at most 65,536) first.
@@ -197,6 +200,9 @@ def _uvicorn_run(
         server_header=False,
         http="receiver.http_limits:LimitedAutoProtocol",
         backlog=backlog,
+        # Several workers share the listening socket: spread new connections over them
+        # (receiver.accept_balance); one worker keeps uvicorn's default loop.
+        loop="receiver.accept_balance:BalancedEventLoop" if workers > 1 else "auto",
     )
 
 
