@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.in_process_cli import run_cli
 from tests.serve_process import free_port, serve_process
 
 CHROMIUM = "/usr/bin/chromium"
@@ -32,22 +33,6 @@ CHROMIUM_ARGS = [
 ]
 PASSWORD = "browser test password"
 ORG_ID = "00D000000000001EAA"
-
-
-def _cli(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
-    """``agent-provision ARGS`` in this process (click's CliRunner) with exactly ``env`` as
-    its environment (variables absent from it are unset meanwhile); its standard output.
-    In-process saves a Python start and the imports per call; the server under test
-    still runs in its own process (``serve_process``)."""
-    from click.testing import CliRunner
-
-    from receiver.cli import main
-
-    overrides: dict[str, str | None] = {k: None for k in os.environ if k not in env}
-    overrides.update(env)
-    result = CliRunner().invoke(main, list(args), input=stdin, env=overrides)
-    assert result.exit_code == 0, (result.stderr, result.exception)
-    return result.stdout.strip()
 
 
 @dataclass
@@ -67,7 +52,7 @@ class Live:
         )
 
     def cli(self, *args: str, stdin: str | None = None) -> str:
-        return _cli(self.env, *args, stdin=stdin)
+        return run_cli(self.env, *args, stdin=stdin)
 
 
 @pytest.fixture
@@ -76,7 +61,7 @@ def live(tmp_path: Path) -> Iterator[Live]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_PROVISION_")}
     env["AGENT_PROVISION_DATABASE_URL"] = f"sqlite:///{tmp_path / 'store.db'}"
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    _cli(
+    run_cli(
         env,
         "org",
         "add",
@@ -86,8 +71,8 @@ def live(tmp_path: Path) -> Iterator[Live]:
         "--base-url",
         f"http://127.0.0.1:{port}",
     )
-    webhook = _cli(env, "org", "url", "acme")
-    _cli(env, "operator", "add", "ops", "--password-stdin", stdin=PASSWORD + "\n")
+    webhook = run_cli(env, "org", "url", "acme")
+    run_cli(env, "operator", "add", "ops", "--password-stdin", stdin=PASSWORD + "\n")
     log_path = tmp_path / "serve.log"
     with serve_process(env, port, cwd=tmp_path, log_path=log_path):
         yield Live(f"http://127.0.0.1:{port}", webhook, env)

@@ -16,7 +16,8 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser._cassette_salesforce import CassetteSalesforce, self_signed
-from tests.browser.conftest import ORG_ID, PASSWORD, _cli
+from tests.browser.conftest import ORG_ID, PASSWORD
+from tests.in_process_cli import run_cli
 from tests.receiver._live import serve_in_thread
 from tests.receiver.fake_salesforce_auth import FakeAuthServer
 from tests.serve_process import free_port, serve_process
@@ -51,7 +52,7 @@ def crm_live(tmp_path: Path) -> Iterator[CrmLive]:
                 "REQUESTS_CA_BUNDLE": str(cert),
             }
         )
-        _cli(
+        run_cli(
             env,
             "org",
             "add",
@@ -61,7 +62,7 @@ def crm_live(tmp_path: Path) -> Iterator[CrmLive]:
             "--base-url",
             "https://hooks.example.com",
         )
-        _cli(env, "operator", "add", "ops", "--password-stdin", stdin=PASSWORD + "\n")
+        run_cli(env, "operator", "add", "ops", "--password-stdin", stdin=PASSWORD + "\n")
         log_path = tmp_path / "serve.log"
         with serve_process(env, port, cwd=tmp_path, log_path=log_path):
             yield CrmLive(f"http://127.0.0.1:{port}", auth, salesforce, log_path)

@@ -27,9 +27,10 @@ from sqlalchemy.engine import make_url
 from bench._client import Poster
 from bench._messages import BENCH_ORG_ID
 from bench._pg import is_postgres, set_outage
-from bench._server import Cli, ServerProcess, harness_env
+from bench._server import ServerProcess, harness_env
 from bench._soak import Scenario, applied_counts, build_scenario, compare_with_oracle, oracle
 from bench._stores import postgres_server_url
+from tests.in_process_cli import InProcessCli
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]  # real uvicorn processes
 
@@ -44,7 +45,7 @@ class Harness:
         self.log_dir = log_dir
         self.starts = 0
         self.server = self._new_server(port=None)
-        self.cli = Cli(database_url, env=self.env)
+        self.cli = InProcessCli(database_url, env=self.env)
         self.webhook = self.cli.add_org("faults", BENCH_ORG_ID, base_url=self.server.base_url)
 
     def _new_server(self, port: int | None) -> ServerProcess:

@@ -19,14 +19,15 @@ import pytest
 from bench._client import Poster
 from bench._messages import BENCH_ORG_ID
 from bench._pg import is_postgres
-from bench._server import Cli, ServerProcess, harness_env
+from bench._server import ServerProcess, harness_env
 from bench._soak import applied_counts, build_scenario, compare_with_oracle, oracle
+from tests.in_process_cli import InProcessCli
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]  # real uvicorn processes
 
 
 @pytest.fixture
-def served(database_url: str, tmp_path: Path) -> Iterator[tuple[ServerProcess, Cli, str]]:
+def served(database_url: str, tmp_path: Path) -> Iterator[tuple[ServerProcess, InProcessCli, str]]:
     """(server, CLI, webhook URL) of an enabled organization ``soak`` on a fresh store;
     the server is stopped at the end."""
     env = harness_env()
@@ -35,7 +36,7 @@ def served(database_url: str, tmp_path: Path) -> Iterator[tuple[ServerProcess, C
         database_url, workers=workers, env=env, log_path=tmp_path / "serve.log"
     ).start()
     try:
-        cli = Cli(database_url, env=env)
+        cli = InProcessCli(database_url, env=env)
         webhook = cli.add_org("soak", BENCH_ORG_ID, base_url=server.base_url)
         yield server, cli, webhook
     finally:
@@ -43,7 +44,7 @@ def served(database_url: str, tmp_path: Path) -> Iterator[tuple[ServerProcess, C
 
 
 def test_concurrent_out_of_order_deliveries_end_at_the_newest_change(
-    served: tuple[ServerProcess, Cli, str], database_url: str
+    served: tuple[ServerProcess, InProcessCli, str], database_url: str
 ) -> None:
     server, cli, webhook = served
     scenario = build_scenario(users=60, versions=5, seed=11, run="soak", max_batch=20)

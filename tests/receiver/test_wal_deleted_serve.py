@@ -11,8 +11,9 @@ import pytest
 
 from bench._client import Poster
 from bench._messages import BENCH_ORG_ID
-from bench._server import Cli, ServerProcess, harness_env
+from bench._server import ServerProcess, harness_env
 from bench._soak import build_scenario, compare_with_oracle, oracle
+from tests.in_process_cli import InProcessCli
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -29,7 +30,7 @@ def test_messages_acknowledged_after_the_wal_was_deleted_survive_sigkill(
     server = ServerProcess(url, workers=workers, env=env, log_path=tmp_path / "serve.log")
     server.start()
     try:
-        cli = Cli(url, env=env)
+        cli = InProcessCli(url, env=env)
         webhook = cli.add_org("wal", BENCH_ORG_ID, base_url=server.base_url)
         first = Poster(webhook, scenario.messages[:half], concurrency=2, retry=True).start()
         assert all(d.acked for d in first.join(timeout=90))
