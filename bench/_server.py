@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ try:
 except ImportError:  # the bench extra is absent (CI installs .[test]): no RSS, group kill only
     psutil = None  # type: ignore[assignment]
 
-__all__ = ["Cli", "ServerProcess", "free_port", "harness_env"]
+__all__ = ["Cli", "ServerProcess", "free_port", "harness_env", "wait_until_listening"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,6 +53,22 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def wait_until_listening(
+    port: int, *, alive: Callable[[], bool], deadline: float, poll_s: float = 0.02
+) -> bool:
+    """Whether 127.0.0.1:``port`` accepted a TCP connection before ``deadline``
+    (``time.monotonic()``) while ``alive()`` held. A refused connection costs microseconds,
+    where an HTTP client per try costs about 40 ms of CPU (httpx builds an SSL context), CPU
+    the starting server then lacks. uvicorn with one worker listens once the app started;
+    its supervisor (``--workers N``) listens before its workers answer."""
+    while alive() and time.monotonic() < deadline:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return True
+        time.sleep(poll_s)
+    return False
 
 
 class Cli:
@@ -106,7 +123,8 @@ class ServerProcess:
     ``RuntimeError`` after ``start_timeout`` seconds; ``kill()`` sends SIGKILL to the whole
     group; ``stop()`` sends SIGTERM then SIGKILL. ``peak_rss`` (bytes) is the largest sum of
     RSS over the process tree seen by the sampler while running (0 without psutil, which
-    the bench extra installs; the tests do not need it).
+    the bench extra installs, or with ``sample_rss=False``: the tests do not need it, and a
+    sample every 50 ms walks every process of the machine, about 7 ms of CPU each).
     """
 
     def __init__(
@@ -117,8 +135,10 @@ class ServerProcess:
         workers: int = 1,
         env: dict[str, str] | None = None,
         log_path: Path | None = None,
+        sample_rss: bool = True,
     ) -> None:
         self.database_url = database_url
+        self.sample_rss = sample_rss
         self.port = port or free_port()
         self.workers = workers
         self.env = {**os.environ, **(env or {})}
@@ -158,9 +178,11 @@ class ServerProcess:
             start_new_session=True,
         )
         deadline = time.monotonic() + start_timeout
+        proc = self._proc
         while True:
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"serve exited {self._proc.returncode} (log: {self.log_path})")
+            wait_until_listening(self.port, alive=lambda: proc.poll() is None, deadline=deadline)
+            if proc.poll() is not None:
+                raise RuntimeError(f"serve exited {proc.returncode} (log: {self.log_path})")
             try:
                 httpx.get(self.base_url + "/", timeout=1.0)
                 break
@@ -173,9 +195,10 @@ class ServerProcess:
         if self.workers > 1 and psutil is not None:
             while len(self._tree()) < self.workers + 1 and time.monotonic() < deadline:
                 time.sleep(0.1)
-        self._sampling.set()
-        self._sampler = threading.Thread(target=self._sample, daemon=True)
-        self._sampler.start()
+        if self.sample_rss:
+            self._sampling.set()
+            self._sampler = threading.Thread(target=self._sample, daemon=True)
+            self._sampler.start()
         return self
 
     def _tree(self) -> list[Any]:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import httpx
 
+from bench._server import wait_until_listening
+
 __all__ = ["free_port", "serve_process"]
 
 _START_TIMEOUT_S = 60
@@ -60,6 +62,9 @@ def serve_process(
         )
         try:
             while True:
+                # a TCP probe until uvicorn listens (an HTTP client per try costs the starting
+                # server CPU), then /readyz
+                wait_until_listening(port, alive=lambda: process.poll() is None, deadline=deadline)
                 try:
                     if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
                         break

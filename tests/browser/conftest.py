@@ -3,7 +3,8 @@
 
 - ``live``: the server (SQLite store in ``tmp_path``), one organization ``acme`` (feature
   disabled) and one operator ``ops``; ``live.url``, ``live.webhook``, ``live.post(xml)``.
-- ``page``: a Playwright page at a laptop size (1366x768); ``shot(page, name)`` saves a
+- ``page``: a Playwright page at a laptop size (1366x768), in a new context of a Chromium
+  shared by the browser tests that run in a row (``browser``); ``shot(page, name)`` saves a
   full-page screenshot in ``$AGENT_PROVISION_SCREENSHOT_DIR`` (default: the test's tmp dir).
 
 Without Chromium the tests are skipped, except with ``CI=true``: then they fail.
@@ -19,7 +20,10 @@ from typing import Any
 
 import httpx
 import pytest
+from argon2 import PasswordHasher
+from argon2.profiles import CHEAPEST
 
+from receiver.dashboard.operators import use_hasher
 from tests.in_process_cli import run_cli
 from tests.serve_process import free_port, serve_process
 
@@ -80,11 +84,22 @@ def live(tmp_path: Path) -> Iterator[Live]:
     assert webhook.split("token=")[1] not in text  # the token never reaches the log
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
+def _cheap_password_hashes() -> None:
+    """Operators added here get argon2's CHEAPEST profile (as in the dashboard tests): the
+    server verifies a hash with the parameters in its PHC string, so a sign-in costs the
+    live server no 0.2 s of CPU."""
+    use_hasher(PasswordHasher.from_parameters(CHEAPEST))
+
+
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
-    """Chromium for one test. Not session-scoped: between its calls Playwright's sync API
-    marks its event loop as running, which breaks later tests in the same process that
-    call ``asyncio.run``."""
+    """One Chromium (and one Playwright driver) for the browser tests that run one after
+    another in this process: starting both costs about 1 s of CPU. Package-scoped, not
+    session-scoped: while Playwright's sync API runs, it marks its event loop as running in
+    this thread, which breaks tests that call ``asyncio.run``; pytest stops it as soon as
+    the next test of this process is not a browser test. Each test gets its own context
+    (``page``): no cookies or storage carry over."""
     if not Path(CHROMIUM).exists():
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"CI=true but {CHROMIUM} is missing: .ci/run installs the chromium package")
@@ -101,6 +116,8 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
+    """A page in a new browser context (1366x768, 15 s default timeout), closed after the
+    test."""
     context = browser.new_context(viewport={"width": 1366, "height": 768})
     context.set_default_timeout(15_000)
     page = context.new_page()

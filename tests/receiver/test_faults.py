@@ -56,6 +56,7 @@ class Harness:
             workers=self.workers,
             env=self.env,
             log_path=self.log_dir / f"serve-{self.starts}.log",
+            sample_rss=False,
         ).start()
 
     def restart(self) -> None:

@@ -33,7 +33,7 @@ def served(database_url: str, tmp_path: Path) -> Iterator[tuple[ServerProcess, I
     env = harness_env()
     workers = 4 if is_postgres(database_url) else 1
     server = ServerProcess(
-        database_url, workers=workers, env=env, log_path=tmp_path / "serve.log"
+        database_url, workers=workers, env=env, log_path=tmp_path / "serve.log", sample_rss=False
     ).start()
     try:
         cli = InProcessCli(database_url, env=env)

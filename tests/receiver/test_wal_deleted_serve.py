@@ -27,7 +27,9 @@ def test_messages_acknowledged_after_the_wal_was_deleted_survive_sigkill(
     env = harness_env()
     scenario = build_scenario(users=30, versions=1, seed=5, run="wal", max_batch=3)
     half = len(scenario.messages) // 2
-    server = ServerProcess(url, workers=workers, env=env, log_path=tmp_path / "serve.log")
+    server = ServerProcess(
+        url, workers=workers, env=env, log_path=tmp_path / "serve.log", sample_rss=False
+    )
     server.start()
     try:
         cli = InProcessCli(url, env=env)
