@@ -53,6 +53,7 @@ from receiver.reconcile import tables as _reconcile_tables  # noqa: F401  (regis
 from receiver.settings import psycopg_url
 from sf_metadata.ids import checksum_suffix
 from tests.deployer._vcr import RECORD_MODES, start_recording
+from tests.sqlite_template import template_store
 
 POSTGRES_ENV = "AGENT_PROVISION_TEST_POSTGRES_URL"
 
@@ -149,18 +150,11 @@ def _empty_tables(url: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A SQLite store migrated once for this test session (one per xdist worker); tests
-    using ``engine`` get a copy of the file, so no SQLite test runs the migrations again."""
-    path = tmp_path_factory.mktemp("sqlite-template") / "agent_provision.db"
-    engine = make_engine(f"sqlite:///{path}", poolclass=NullPool)
-    try:
-        migrate(engine)
-    finally:
-        engine.dispose()  # the last connection closed: SQLite folds the WAL into the file
-    if path.with_name(path.name + "-wal").exists():
-        raise RuntimeError(f"the template store {path} kept its WAL file")
-    return path
+def _sqlite_template() -> Path:
+    """A SQLite store migrated once for this test session (one per xdist worker,
+    ``tests/sqlite_template.py``); tests using ``engine`` get a copy of the file, so no
+    SQLite test runs the migrations again."""
+    return template_store()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

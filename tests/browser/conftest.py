@@ -1,7 +1,8 @@
 """A live ``agent-provision serve`` on a free loopback port and a headless Chromium
 (Debian's ``/usr/bin/chromium`` driven by Playwright; ``.ci/run`` installs it).
 
-- ``live``: the server (SQLite store in ``tmp_path``), one organization ``acme`` (feature
+- ``live``: the server (SQLite store in ``tmp_path``, a copy of the migrated template
+  ``tests/sqlite_template.py``), one organization ``acme`` (feature
   disabled) and one operator ``ops``; ``live.url``, ``live.webhook``, ``live.post(xml)``.
 - ``page``: a Playwright page at a laptop size (1366x768), in a new context of a Chromium
   shared by the browser tests that run in a row (``browser``); ``shot(page, name)`` saves a
@@ -26,6 +27,7 @@ from argon2.profiles import CHEAPEST
 from receiver.dashboard.operators import use_hasher
 from tests.in_process_cli import run_cli
 from tests.serve_process import free_port, serve_process
+from tests.sqlite_template import copy_migrated_store
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -63,7 +65,7 @@ class Live:
 def live(tmp_path: Path) -> Iterator[Live]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_PROVISION_")}
-    env["AGENT_PROVISION_DATABASE_URL"] = f"sqlite:///{tmp_path / 'store.db'}"
+    env["AGENT_PROVISION_DATABASE_URL"] = f"sqlite:///{copy_migrated_store(tmp_path / 'store.db')}"
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     run_cli(
         env,

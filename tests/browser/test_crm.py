@@ -21,6 +21,7 @@ from tests.in_process_cli import run_cli
 from tests.receiver._live import serve_in_thread
 from tests.receiver.fake_salesforce_auth import FakeAuthServer
 from tests.serve_process import free_port, serve_process
+from tests.sqlite_template import copy_migrated_store
 
 
 @dataclass
@@ -46,7 +47,9 @@ def crm_live(tmp_path: Path) -> Iterator[CrmLive]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENT_PROVISION_", "SF_"))}
         env.update(
             {
-                "AGENT_PROVISION_DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}",
+                "AGENT_PROVISION_DATABASE_URL": (
+                    f"sqlite:///{copy_migrated_store(tmp_path / 'store.db')}"
+                ),
                 "AGENT_PROVISION_SALESFORCE_CLIENT_ID": auth.client_id,
                 "AGENT_PROVISION_SALESFORCE_LOGIN_URLS": auth_url,
                 "REQUESTS_CA_BUNDLE": str(cert),

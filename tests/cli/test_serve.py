@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from receiver.cli import main
 from tests.serve_process import free_port, serve_process
+from tests.sqlite_template import copy_migrated_store
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 ORG_ID = "00D000000000001EAA"
@@ -33,7 +34,8 @@ def test_serve_takes_messages_and_logs_no_token(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("AGENT_PROVISION_DATABASE_URL", raising=False)
-    url_flag = ["--database-url", f"sqlite:///{tmp_path / 'store.db'}"]
+    # a copy of the migrated template: this test is about serve, not about making a store
+    url_flag = ["--database-url", f"sqlite:///{copy_migrated_store(tmp_path / 'store.db')}"]
     port = free_port()
     _cli(
         "org",

@@ -17,6 +17,7 @@ from deployer.deploy import Timing
 from receiver.cli import main
 from receiver.cli._options import CliState
 from tests.deployer._vcr import HOST, live_args, make_vcr
+from tests.sqlite_template import copy_migrated_store
 
 SESSION_ARGS = ["--instance-url", f"https://{HOST}", "--access-token", "test-access-token"]
 CLIENT_CREDENTIAL_ARGS = [
@@ -83,6 +84,11 @@ class Harness:
     def add_org(
         self, *, base_url: str = "https://hooks.example.com", org_id: str = REGISTERED_ORG_ID
     ) -> str:
+        """``org add acme --json`` (on a copy of the migrated template store when there is
+        no store yet: these tests are not about making one); the webhook URL."""
+        store = self.tmp_path / "store.db"
+        if not store.exists():
+            copy_migrated_store(store)
         result = self.invoke(
             ["org", "add", ORG, "--salesforce-org-id", org_id, "--base-url", base_url, "--json"]
         )
