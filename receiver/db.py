@@ -45,6 +45,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.engine.url import URL
 from sqlmodel import Session, SQLModel, create_engine
 
+from receiver._driver_insert import driver_rows
 from receiver._sqlite_guard import (
     confirm_write_landed,
     install_file_guard,
@@ -479,6 +480,14 @@ def _sqlite_write_lock(engine: Engine) -> WriteQueue | None:
 
 def insert_rows(session: Session, model: type[SQLModel], rows: list[dict[str, Any]]) -> None:
     """One multi-row INSERT of ``rows`` into ``model``'s table through SQLAlchemy Core
-    (the ORM bulk path costs several times more per row on the hot path)."""
+    (the ORM bulk path costs several times more per row on the hot path). On SQLite,
+    rows of one set of keys go through the driver's executemany with each column's own
+    bind processing (``receiver._driver_insert``), the same values SQLAlchemy would send."""
     table: Table = model.__table__  # type: ignore[attr-defined]
-    session.connection().execute(table.insert(), rows)
+    connection = session.connection()
+    if connection.dialect.name == "sqlite" and len(rows) > 1:
+        prepared = driver_rows(connection, table, rows)
+        if prepared is not None:
+            connection.exec_driver_sql(*prepared)
+            return
+    connection.execute(table.insert(), rows)

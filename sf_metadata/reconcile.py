@@ -18,6 +18,9 @@ reconcile's own (CONTRACT section 6):
   ``SystemModstamp``, then ``Id``, gets it. Resolved to a fixed point (a loser keeps its
   old username, which may decide another claim) into the owners the decision sees;
 - ``notFound``: provisioned agents a full read did not return; never deprovisioned;
+- parking once: a user who still collides on a username parks its change once; a later
+  read that collides the same way keeps that parked row and writes nothing, a newer one
+  replaces it (``_park_once``);
 - ``counts``, and the deletion guard (:class:`DeletionGuard`);
 - the unchanged fast path: :func:`read_record` digests each record as read
   (:func:`record_digest`); a record whose digest equals the one the store vouches for
@@ -41,6 +44,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from sf_metadata.changes import as_utc
 from sf_metadata.decide import unchanged_reason
 from sf_metadata.decision import (
     Action,
@@ -419,6 +423,8 @@ def plan_users(users: Sequence[ReadUser], state: ReconcileState) -> ReconcilePla
     view = replace(stored, username_owners=owners)
     decided = decide_changes(pending, view, superseded=REPEATED_REASON)
     for c, d in zip(pending, decided, strict=True):
+        if d.park is not None:
+            d = _park_once(d, stored)
         u = _at(queried, c.index)
         held = stored.users.get(c.crm_id)
         action = _action(d)
@@ -444,6 +450,37 @@ def plan_users(users: Sequence[ReadUser], state: ReconcileState) -> ReconcilePla
         missing = roster.keys() - {u.crm_id for u in read_users}
         not_found = tuple(NotFound(crm, roster[crm]) for crm in sorted(missing))
     return ReconcilePlan(done, not_found, count_rows(done, len(not_found)))
+
+
+def _park_once(d: Decision, stored: StoredState) -> Decision:
+    """A read's change that fails on a username collision (``park``) against the changes
+    parked for its user: one that parks exactly what is parked already (same username,
+    stamp and agent, from a read) keeps that row and writes nothing; the others parked
+    for the user that are not newer are forgotten (the read is the newest they could
+    wake to). So a user who collides on every run keeps one parked change."""
+    park = d.park
+    assert park is not None and d.crm_id is not None
+    stamp = as_utc(park.system_modstamp) if park.system_modstamp is not None else None
+    same: int | None = None
+    older: set[int] = set()
+    for p in stored.parked.get(d.crm_id, ()):
+        p_stamp = as_utc(p.system_modstamp) if p.system_modstamp is not None else None
+        if (
+            same is None
+            and p.notification_id is None
+            and p.username_key == park.username_key
+            and p_stamp == stamp
+            and p.record == park.record
+        ):
+            same = p.id
+        elif stamp is None or p_stamp is None or p_stamp <= stamp:
+            older.add(p.id)
+    if same is None and not older:
+        return d
+    unpark = tuple(
+        sorted({*d.unpark, *older} - {same} if same is not None else {*d.unpark, *older})
+    )
+    return replace(d, park=None if same is not None else park, unpark=unpark)
 
 
 def _at(queried: Sequence[QueriedUser | None], i: int) -> QueriedUser:

@@ -11,7 +11,8 @@ A plan's rows are kept as one zlib-compressed JSON document, a column per field 
      "notFound": [{"c": crmId, "u": username}, ...]}        # by crm id
 
 A row's stamp, activity, agent and digest are kept only when its decision writes
-something (it is decided again when applied), so an unchanged plan stays small. Plans
+something and the plan is not stored as applied (such a row is decided again when the
+plan is applied), so an unchanged or applied plan stays small. Plans
 stored before (``{"rows": [{"c", "a", "r", "u", "w", ...}]}``) read as they did.
 :func:`plan_json` is the ``reconcile show --json``
 shape of CONTRACT section 6.
@@ -91,8 +92,9 @@ def _written(r: PlanRow, stamps: dict[datetime, str]) -> list[Any]:
     return [stamp, r.active, agent, r.digest]
 
 
-def encode_rows(plan: ReconcilePlan) -> bytes:
-    """The compressed rows document of ``plan`` (module docstring)."""
+def encode_rows(plan: ReconcilePlan, *, applied: bool = False) -> bytes:
+    """The compressed rows document of ``plan`` (module docstring); ``applied``: the plan
+    is stored as applied, never to be decided again, so ``w`` is left empty."""
     rows = plan.rows
     reasons: dict[str, int] = {}
     stamps: dict[datetime, str] = {}
@@ -104,7 +106,7 @@ def encode_rows(plan: ReconcilePlan) -> bytes:
         "a": [code[a] for a in map(_ACTION, rows)],
         "r": [reasons.setdefault(reason, len(reasons)) for reason in map(_REASON, rows)],
         "u": list(map(_USERNAME, rows)),
-        "w": [[i, *_written(r, stamps)] for i, r in enumerate(rows) if r.writes],
+        "w": [] if applied else [[i, *_written(r, stamps)] for i, r in enumerate(rows) if r.writes],
         "notFound": [{"c": n.crm_id, "u": n.username} for n in plan.not_found],
     }
     doc["reasons"] = list(reasons)
@@ -212,7 +214,7 @@ def save_plan(
         max_deletions=max_deletions,
         watermark=watermark,
         detail=detail,
-        rows=encode_rows(plan),
+        rows=encode_rows(plan, applied=status == "applied"),
     )
     session.add(record)
     session.flush()

@@ -267,3 +267,38 @@ def test_a_run_pauses_the_collector_and_enables_it_again(receiver: Receiver) -> 
         assert not gc.isenabled()  # left as it was
     finally:
         gc.enable()
+
+
+def test_a_user_who_collides_on_every_run_keeps_one_parked_change(receiver: Receiver) -> None:
+    """User 2 claims the username user 1 holds: the first run fails it and parks its
+    change; runs that read it colliding the same way keep that one parked row and write
+    nothing for it; a newer read, still colliding, replaces it, and the holder's release
+    wakes that newest change."""
+    shared = {"Username": "shared@acme.com", "Email": "shared@acme.com"}
+    holder = make_user_record(1, SystemModstamp=OLDER, LastModifiedDate=OLDER, **shared)
+    claimant = make_user_record(2, SystemModstamp=READ_STAMP, LastModifiedDate=READ_STAMP, **shared)
+    fake = FakeSalesforce(receiver.salesforce_org_id, [holder, claimant])
+    first = reconcile(receiver.engine, receiver.name, fake.reader())
+    assert first.counts["create"] == 1 and first.counts["failed"] == 1
+    [parked] = _parked_rows(receiver)
+    assert parked.crm_id == sf_id("005", 2)
+    messages = len(receiver.log())
+    for _ in range(2):
+        again = reconcile(receiver.engine, receiver.name, fake.reader())
+        assert again.counts["failed"] == 1 and again.counts["unchanged"] == 1
+        assert [p.id for p in _parked_rows(receiver)] == [parked.id]
+    assert len(receiver.log()) == messages  # nothing written for the user who still collides
+
+    renamed = make_user_record(
+        2, SystemModstamp=NEWER, LastModifiedDate=NEWER, Name="Renamed", **shared
+    )
+    fake.records = [holder, renamed]
+    assert reconcile(receiver.engine, receiver.name, fake.reader()).counts["failed"] == 1
+    [newest] = _parked_rows(receiver)
+    assert newest.system_modstamp == datetime(2026, 11, 21, 10, tzinfo=UTC)
+    assert newest.data["name"] == "Renamed"
+
+    om(receiver, 1, "2026-11-22T10:00:00.000Z", IsActive="false", **shared)  # releases it
+    assert receiver.usernames()[sf_id("005", 2)] == "shared@acme.com"
+    assert receiver.agents()[sf_id("005", 2)].data["name"] == "Renamed"
+    assert _parked_rows(receiver) == []
