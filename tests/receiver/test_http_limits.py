@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import resource
-import select
+import selectors
 import signal
 import socket
 import subprocess
@@ -109,20 +109,25 @@ def _flood(port: int, count: int) -> list[socket.socket]:
 
 
 def _closed_by_server(sockets: list[socket.socket], bound_s: float) -> int:
-    """How many of ``sockets`` the server closed within ``bound_s`` (EOF or reset)."""
-    open_ = {s.fileno(): s for s in sockets}
+    """How many of ``sockets`` the server closed within ``bound_s`` (EOF or reset). Waits
+    with epoll (``selectors``): ``select()`` refuses file descriptors above 1023, which a
+    long test process reaches."""
     closed = 0
     deadline = time.monotonic() + bound_s
-    while open_ and time.monotonic() < deadline:
-        ready, _, _ = select.select(list(open_.values()), [], [], 0.2)
-        for s in ready:
-            try:
-                data = s.recv(4096)
-            except OSError:
-                data = b""
-            if not data:
-                closed += 1
-                del open_[s.fileno()]
+    with selectors.DefaultSelector() as waiting:
+        for s in sockets:
+            waiting.register(s, selectors.EVENT_READ)
+        while waiting.get_map() and time.monotonic() < deadline:
+            for key, _ in waiting.select(0.2):
+                conn = key.fileobj
+                assert isinstance(conn, socket.socket)
+                try:
+                    data = conn.recv(4096)
+                except OSError:
+                    data = b""
+                if not data:
+                    closed += 1
+                    waiting.unregister(conn)
     return closed
 
 
