@@ -14,6 +14,7 @@ import uvicorn
 from click.testing import CliRunner
 
 from receiver.cli import main
+from tests.serve_process import free_port
 
 ORG_ID = "00D000000000001EAA"
 
@@ -38,6 +39,12 @@ def _invoke(*args: str) -> Any:
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
+def _serve(*args: str) -> Any:
+    """``serve ARGS`` on a free port (uvicorn.run is replaced; the port is still checked, and
+    the default 8000 may be taken by a server someone runs on this machine)."""
+    return _invoke("serve", "--port", str(free_port()), *args)
+
+
 def test_a_deleted_store_beside_its_key_file_is_refused(
     runs: list[dict[str, Any]], tmp_path: Path
 ) -> None:
@@ -48,13 +55,13 @@ def test_a_deleted_store_beside_its_key_file_is_refused(
     for leftover in store.parent.glob("agent_provision.db*"):
         if not leftover.name.endswith(".key"):
             leftover.unlink()  # a cleanup job took the store, the key file stayed
-    result = _invoke("serve", *url)
+    result = _serve(*url)
     assert result.exit_code == 2
     assert "does not exist" in result.output and "agent_provision.db.key" in result.output
     assert "--new-store" in result.output
     assert runs == [] and not store.exists()
 
-    result = _invoke("serve", "--new-store", *url)
+    result = _serve("--new-store", *url)
     assert result.exit_code == 0, result.output
     assert "NEW, EMPTY store" in result.output
     assert len(runs) == 1
@@ -64,10 +71,10 @@ def test_a_new_store_is_announced_and_an_existing_one_is_not(
     runs: list[dict[str, Any]], tmp_path: Path
 ) -> None:
     url = ["--database-url", f"sqlite:///{tmp_path / 'fresh.db'}"]
-    first = _invoke("serve", *url)
+    first = _serve(*url)
     assert first.exit_code == 0, first.output
     assert "NEW, EMPTY store" in first.output
-    second = _invoke("serve", *url)
+    second = _serve(*url)
     assert second.exit_code == 0, second.output
     assert "NEW, EMPTY" not in second.output
 
@@ -76,7 +83,7 @@ def test_serve_runs_uvicorn_with_the_connection_limits(
     runs: list[dict[str, Any]], tmp_path: Path
 ) -> None:
     url = ["--database-url", f"sqlite:///{tmp_path / 's.db'}"]
-    result = _invoke("serve", "--header-timeout", "3", "--max-connections", "100", *url)
+    result = _serve("--header-timeout", "3", "--max-connections", "100", *url)
     assert result.exit_code == 0, result.output
     (kw,) = runs
     assert kw["http"] == "receiver.http_limits:LimitedAutoProtocol"
