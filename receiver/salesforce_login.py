@@ -38,7 +38,7 @@ from receiver.salesforce_connection import (
     read_secrets,
     write_secrets,
 )
-from sf_metadata.errors import AuthenticationError, CredentialsError, SalesforceError
+from sf_metadata.errors import AuthenticationError, CredentialsError, SalesforceError, Setting
 
 __all__ = [
     "OAUTH_TIMEOUT_S",
@@ -289,6 +289,16 @@ def salesforce_client(
     with transaction(engine, read_only=True) as session:
         row = session.get(SalesforceConnection, organization)
         stored = stored_credentials(row, key) if row is not None else None
+    given = any(options.get(k) for k in options) or any(environ.get(k) for k in _ENV_NAMES)
+    if stored is None and not given:
+        # nothing was given for this run: the stored connection is what is missing
+        problem = (
+            f"{organization} has no stored Salesforce connection: store one with "
+            f"`agent-provision org connect {organization}` or Connect to Salesforce on the CRM "
+            "page (shown when AGENT_PROVISION_SALESFORCE_CLIENT_ID names the External Client "
+            "App), or give credentials for this run"
+        )
+        raise CredentialsError(problem, problems=(problem,), setting=Setting.CREDENTIALS)
     if stored is None:
         raise CredentialsError(
             missing.message,
@@ -301,7 +311,7 @@ def salesforce_client(
             ),
         )
     warnings: tuple[str, ...] = ()
-    if any(options.get(k) for k in options) or any(environ.get(k) for k in _ENV_NAMES):
+    if given:
         warnings = (f"{missing.message}; using the stored Salesforce connection instead",)
     login_fn: Any = login
     if stored.kind == "oauth":

@@ -96,7 +96,7 @@ FLAG_HINTS: dict[Setting, str] = {
         "give --instance-url + --access-token (SF_INSTANCE_URL, SF_ACCESS_TOKEN), or "
         "--username + --consumer-key + --private-key-file (JWT), or --consumer-key + "
         "--consumer-secret + --domain (client credentials), or --username + --password + "
-        "--security-token (SOAP login); see `agent-provision deploy --help`"
+        "--security-token (SOAP login); the command's --help lists them"
     ),
     Setting.MAX_DELETIONS: "raise the limit with --max-deletions N",
     Setting.APPROVAL: (

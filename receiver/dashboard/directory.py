@@ -33,6 +33,7 @@ import base64
 import itertools
 import json
 import math
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -131,12 +132,18 @@ def name_spellings(query: str) -> list[str]:
 
     SQLite's ``lower()`` and ``LIKE`` fold ASCII letters only, so the key of ``ØRSTED`` is
     ``Ørsted`` and ``LIKE '%ør%'`` misses it: each non-ASCII letter is tried in its lower
-    and upper case (ASCII letters once, lowered). A query with more spellings than
+    and upper case where that case folds as the letter does (ASCII letters once, lowered;
+    the dotless ``ı`` is not tried as ``I``, which LIKE would take for every ``i``). A query with more spellings than
     :data:`_MAX_SPELLINGS` is looked for lowered only (such a query is long, and from 3
     characters SQLite reads the FTS5 index, which folds every letter).
     Example: ``"Ør"`` -> ``["Ør", "ør"]``.
     """
-    choices = [sorted({c.lower(), c.upper()}) if not c.isascii() else [c.lower()] for c in query]
+    choices = [
+        sorted({v for v in (c.lower(), c.upper()) if v.casefold() == c.casefold()})
+        if not c.isascii()
+        else [c.lower()]
+        for c in query
+    ]
     if math.prod(len(c) for c in choices) > _MAX_SPELLINGS:
         return [query.lower()]
     return ["".join(p) for p in itertools.product(*choices)]
@@ -172,8 +179,9 @@ def _row(values: Any) -> AgentRow:
 def clean_query(raw: str) -> str:
     """The search string as used: NUL characters removed (no name or username can hold
     one: XML 1.0 and PostgreSQL text forbid them, and FTS5 reads one as the end of its
-    query), surrounding blanks stripped, cut to :data:`MAX_QUERY` characters."""
-    return raw.replace("\x00", "").strip()[:MAX_QUERY]
+    query), in Unicode normal form C (``e`` + combining acute finds ``é`` as Salesforce
+    sends it, composed), surrounding blanks stripped, cut to :data:`MAX_QUERY` characters."""
+    return unicodedata.normalize("NFC", raw.replace("\x00", "")).strip()[:MAX_QUERY]
 
 
 #: The shortest query a trigram index answers.

@@ -21,6 +21,7 @@ from receiver.dashboard.framework import (
     redirect,
 )
 from receiver.feature_switch import FeatureAudit, list_audit, set_feature
+from receiver.salesforce_connection import connection_info
 
 __all__ = ["ROUTES"]
 
@@ -29,6 +30,11 @@ FLASH_MESSAGES["enabled-with-problems"] = (
     "see the CRM and Reconcile pages."
 )
 FLASH_PROBLEMS.add("enabled-with-problems")
+FLASH_MESSAGES["enabled-unconnected"] = (
+    "Agent Auto Provision is now Enabled. This organization has no Salesforce connection, so "
+    "nothing brings in what changed in Salesforce while it was off, nor the users who existed "
+    "before: connect on the CRM page, then reconcile."
+)
 
 
 async def features_page(page: OrgPage) -> Response:
@@ -82,6 +88,10 @@ async def flip(page: OrgPage) -> Response:
         flash = "enabled-with-problems"
     else:
         flash = "enabled" if result.after else "disabled"
+    if flash == "enabled" and not await page.read(
+        lambda session: connection_info(session, org_id) is not None
+    ):
+        flash = "enabled-unconnected"  # no first reconcile ran: say what is missing
     return redirect(page.url(return_to, flash=flash))
 
 

@@ -319,6 +319,13 @@ def test_no_credentials_names_every_kind(harness: Harness) -> None:
         assert flag in result.stderr
 
 
+def test_no_credentials_and_no_connection_says_so_first_in_one_line(harness: Harness) -> None:
+    result = harness.run("no_such_cassette", ["check", ORG], all_played=False)
+    [line] = result.stderr.strip().splitlines()  # one problem, not one per credential kind
+    assert line.startswith(f"error: {ORG} has no stored Salesforce connection: store one with ")
+    assert "deploy --help" not in line  # the hint fits every command
+
+
 def test_switch_to_flow_when_the_rule_is_already_gone(harness: Harness) -> None:
     first = harness.run("deploy_workflow", _deploy())
     assert first.exit_code == 0, first.stderr

@@ -51,6 +51,7 @@ def test_the_switch_on_the_features_page_flips_and_is_audited(make_dash: MakeDas
     html = _switch(d, "features", "disabled")
     assert 'aria-checked="true"' in html and "Enabled</button>" in html
     assert "is now Enabled" in html
+    assert "no Salesforce connection" in html  # nothing brings in what changed while off
     assert ">Provisioning on</span>" in html and "Provisioning off" not in html  # the menu's badge
     assert "operator:ops" in html and "testclient" in html  # who and from where
     with transaction(d.engine) as session:

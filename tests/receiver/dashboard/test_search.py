@@ -172,6 +172,8 @@ def test_a_name_is_looked_for_in_each_spelling_of_its_non_ascii_letters() -> Non
     assert directory.name_spellings("Ør") == ["Ør", "ør"]
     assert len(directory.name_spellings("ÄÖÜÅ")) == 16
     assert directory.name_spellings("ÄÖÜÅÉ") == ["äöüåé"]  # too many: lowered only
+    assert directory.name_spellings("ı") == ["ı"]  # not "I": LIKE would match every i
+    assert directory.clean_query("Zoe\u0301") == "Zoé"  # composed, as Salesforce sends names
 
 
 @pytest.mark.parametrize(
