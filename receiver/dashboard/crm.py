@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
@@ -148,6 +149,27 @@ def webhook_glance(
     )
 
 
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of ``url``, the default port of its scheme made explicit."""
+    parts = urlsplit(url)
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    try:
+        port = parts.port or default
+    except ValueError:
+        port = None
+    return parts.scheme, (parts.hostname or "").lower(), port
+
+
+def other_origin(base_url: str, served_from: str) -> str | None:
+    """``base_url``'s origin when it is not the one this page was served from (for
+    example a demo run on another port re-registered the webhook), else ``None``.
+    Behind a proxy both may differ on purpose: the page says so as a hint, not a fault."""
+    if _origin(base_url) == _origin(served_from):
+        return None
+    scheme, host, port = _origin(base_url)
+    return f"{scheme}://{host}" + (f":{port}" if port is not None else "")
+
+
 def crm_values(session: Session, page: OrgPage) -> dict[str, Any]:
     """Everything the CRM template shows. The Salesforce connection's and Refresh
     Webhook's values are added here by their module."""
@@ -158,6 +180,7 @@ def crm_values(session: Session, page: OrgPage) -> dict[str, Any]:
         "glance": webhook_glance(
             session, organization_id=org.id, base_url=org.base_url, token_sha256=org.token_hash
         ),
+        "other_origin": other_origin(org.base_url, str(page.request.base_url)),
         **salesforce_values(session, page),
     }
 

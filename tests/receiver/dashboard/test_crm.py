@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from receiver.organizations import webhook_path
 from tests.factories import make_notification, make_outbound_message
-from tests.receiver.dashboard._harness import Dash
+from tests.receiver.dashboard._harness import Dash, MakeDash
 
 
 def test_never_before_the_first_message(dash: Dash) -> None:
@@ -34,3 +34,22 @@ def test_last_message_notification_and_rejection(dash: Dash) -> None:
     assert "is not the Salesforce org registered" in html
     assert dash.token not in html
     assert "?token=…" in html
+
+
+def test_a_webhook_url_on_another_address_than_the_page_is_pointed_out(
+    make_dash: MakeDash,
+) -> None:
+    from receiver.dashboard.crm import other_origin
+
+    assert (
+        other_origin("http://127.0.0.1:8071", "http://127.0.0.1:8000/") == "http://127.0.0.1:8071"
+    )
+    assert other_origin("https://Agents.Example.com", "https://agents.example.com:443/") is None
+    elsewhere = make_dash()  # its organization's webhook is on http://127.0.0.1:8000
+    elsewhere.sign_in()
+    html = elsewhere.client.get(f"/organizations/{elsewhere.org}/settings/crm").text
+    assert "webhook URL's <code>http://127.0.0.1:8000</code>" in html
+    here = make_dash(base_url="http://127.0.0.1:8000")  # the page served from that address
+    here.sign_in()
+    html = here.client.get(f"/organizations/{here.org}/settings/crm").text
+    assert "served from another address" not in html
