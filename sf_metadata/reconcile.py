@@ -39,8 +39,9 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from itertools import repeat
 from operator import attrgetter
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import orjson
 
@@ -77,6 +78,7 @@ __all__ = [
     "count_rows",
     "decided_users",
     "plan_users",
+    "read_page",
     "read_record",
     "read_user",
     "record_digest",
@@ -195,6 +197,28 @@ def read_record(
         return KnownUser(crm, digest, raw)
     record = loads(raw)
     return read_user(record, digest=digest) if isinstance(record, dict) else None
+
+
+def read_page(
+    records: Sequence[Buffer],
+    known: Mapping[str, str],
+    salt: bytes,
+    loads: Callable[[Buffer], Any] = orjson.loads,
+) -> list[QueriedUser | KnownUser]:
+    """:func:`read_record` of every record of a page in order, those that are not JSON
+    objects left out; a page whose every digest is known is read in a few passes over
+    it, without a Python loop per record."""
+    digests = [record_digest(raw, salt) for raw in records]
+    crms = list(map(known.get, digests))
+    if None not in crms:
+        return list(map(KnownUser, cast(list[str], crms), digests, records))
+    out: list[QueriedUser | KnownUser] = []
+    for raw, digest, crm in zip(records, digests, crms, strict=True):
+        if crm is not None:
+            out.append(KnownUser(crm, digest, raw))
+        elif isinstance(record := loads(raw), dict):
+            out.append(read_user(record, digest=digest))
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,12 +364,15 @@ def decided_users(users: Sequence[ReadUser], known: Mapping[str, Known]) -> list
     repeated: set[str | None] = set()
     if len(set(ids)) != len(ids):
         repeated = {crm for crm, n in Counter(ids).items() if n > 1 and crm is not None}
-    missing = _MISSING
-    stale = [
-        i
-        for i, u in enumerate(users)
-        if type(u) is KnownUser and (known.get(u.crm_id, missing).digest != u.digest)
-    ]
+    vouched = list(map(known.get, ids, repeat(_MISSING)))
+    if list(map(_DIGEST_OF, users)) == list(map(_DIGEST_OF, vouched)):
+        stale = []  # every user read is the digest vouched for (no loop per user)
+    else:
+        stale = [
+            i
+            for i, (u, k) in enumerate(zip(users, vouched, strict=True))
+            if type(u) is KnownUser and k.digest != u.digest
+        ]
     if repeated:
         stale += [i for i, crm in enumerate(ids) if crm in repeated]
     out = list(users)
@@ -357,6 +384,9 @@ def decided_users(users: Sequence[ReadUser], known: Mapping[str, Known]) -> list
 
 
 _CRM_OF = attrgetter("crm_id")
+_DIGEST_OF = attrgetter("digest")
+_REASON_KEY = attrgetter("provisioned", "disabled")
+_USERNAME_OF = attrgetter("username")
 _MISSING = Known("", False, None, False)  # matches no digest
 
 
@@ -370,17 +400,28 @@ def plan_users(users: Sequence[ReadUser], state: ReconcileState) -> ReconcilePla
     rows: list[PlanRow | None] = [None] * len(read_users)
     queried: list[QueriedUser | None] = [None] * len(read_users)
     latest: dict[str, int] = {}
-    reasons: dict[tuple[bool, bool], str] = {}
-    unchanged = ReconcileAction.UNCHANGED
-    known = state.known
-    for i, r in enumerate(read_users):
+    # The rows of the users the store vouches for, in passes over them (a run with
+    # nothing changed is made of these): the decision's unchanged row, nothing written.
+    at = [i for i, r in enumerate(read_users) if type(r) is KnownUser]
+    if at:
+        crms = cast(list[str], [read_users[i].crm_id for i in at])  # KnownUser's: str
+        vouched = list(map(state.known.__getitem__, crms))
+        keys = list(map(_REASON_KEY, vouched))
+        reason_of = {k: unchanged_reason(provisioned=k[0], disabled=k[1]) for k in set(keys)}
+        made = map(
+            PlanRow,
+            crms,
+            repeat(ReconcileAction.UNCHANGED),
+            map(reason_of.__getitem__, keys),
+            map(_USERNAME_OF, vouched),
+        )
+        if len(at) == len(rows):
+            rows = list(made)
+        else:
+            for i, row in zip(at, made, strict=True):
+                rows[i] = row
+    for i, r in enumerate(read_users if len(at) < len(rows) else ()):
         if isinstance(r, KnownUser):
-            k = known[r.crm_id]
-            reason = reasons.get((k.provisioned, k.disabled))
-            if reason is None:
-                reason = unchanged_reason(provisioned=k.provisioned, disabled=k.disabled)
-                reasons[(k.provisioned, k.disabled)] = reason
-            rows[i] = PlanRow(r.crm_id, unchanged, reason, k.username)
             continue
         u = queried[i] = r
         if u.error is not None or u.crm_id is None or u.agent is None:

@@ -46,12 +46,13 @@ from sf_metadata.reconcile import (
     COUNT_KEYS,
     DEFAULT_GUARD,
     DeletionGuard,
+    KnownUser,
     PlanRow,
     QueriedUser,
     ReadUser,
     count_rows,
     plan_users,
-    read_record,
+    read_page,
 )
 from sf_metadata.soql import DEFAULT_OVERLAP, user_query
 
@@ -175,7 +176,7 @@ def read_users(
     overlap (:data:`~sf_metadata.soql.DEFAULT_OVERLAP`). Each record's JSON text is
     digested as read (``UserReader.raw_pages``); one whose digest is one ``digests``
     (crm id -> digest) or ``snapshot`` holds is kept unparsed and unmapped
-    (``sf_metadata.reconcile.read_record``; the plan checks it under the lock). Raises
+    (``sf_metadata.reconcile.read_page``; the plan checks it under the lock). Raises
     :class:`~sf_metadata.errors.SalesforceUnreadable` / ``AuthenticationError``."""
     sink = progress or _NoProgress()
     sink.phase("reading")
@@ -196,22 +197,25 @@ def read_users(
         if first:
             sink.total(page.total_size)
             first = False
-        for raw in page.records:
-            user = read_record(raw, known, SALT, page.parse)
-            if user is None:
-                continue  # not a JSON object: not a record
-            users.append(user)
-            if type(user) is QueriedUser:
-                stamp = user.stamp
-            else:
-                found = stamp_in(raw)
-                if found is not None:
-                    if (text := found.group(1)) > newest_text:
-                        newest_text = text
-                    continue
-                stamp = _stamp_of(page.parse(raw))
-            if stamp is not None and (watermark is None or stamp > watermark):
-                watermark = stamp
+        read = read_page(page.records, known, SALT, page.parse)
+        users += read
+        # The page's newest stamp, in passes over it (no loop per record when all are
+        # known): the decoded users' own, the known ones' SystemModstamp text.
+        stamps = [u.stamp for u in read if isinstance(u, QueriedUser) and u.stamp is not None]
+        raws = [u.raw for u in read if isinstance(u, KnownUser)]
+        found = list(map(stamp_in, raws))
+        texts = [m.group(1) for m in found if m is not None]
+        if len(texts) != len(raws):  # another format: read from the parsed record
+            stamps += [
+                stamp
+                for raw, m in zip(raws, found, strict=True)
+                if m is None and (stamp := _stamp_of(page.parse(raw))) is not None
+            ]
+        if texts:
+            newest_text = max(newest_text, max(texts))
+        if stamps:
+            newest = max(stamps)
+            watermark = newest if watermark is None or newest > watermark else watermark
         sink.advance(len(page.records))
     if newest_text:
         stamp = _stamp_of({"SystemModstamp": newest_text.decode()})
