@@ -33,7 +33,7 @@ __all__ = ["SPREAD_BELOW", "STEP_S", "BalancedEventLoop"]
 #: A worker holding this many open connections or more accepts without waiting.
 SPREAD_BELOW = 16
 #: Seconds a worker waits before accepting, per open connection it holds.
-STEP_S = 0.002
+STEP_S = 0.005
 
 
 class BalancedEventLoop(asyncio.SelectorEventLoop):
