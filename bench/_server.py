@@ -222,6 +222,22 @@ class ServerProcess:
             total += times.user + times.system
         return total
 
+    def worker_cpu_seconds(self) -> dict[int, float]:
+        """User + system CPU seconds of each worker process so far, by pid (the uvicorn
+        supervisor and multiprocessing's resource tracker apart; with one worker, the
+        server process itself; empty without psutil)."""
+        tree = self._tree()
+        seconds: dict[int, float] = {}
+        for proc in tree[1:] if self.workers > 1 else tree[:1]:
+            try:
+                if self.workers > 1 and "spawn_main" not in " ".join(proc.cmdline()):
+                    continue  # multiprocessing's resource tracker
+                times = proc.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            seconds[proc.pid] = times.user + times.system
+        return seconds
+
     def _sample(self) -> None:
         while self._sampling.is_set():
             total = 0

@@ -15,8 +15,9 @@ starts ``agent-provision serve`` on 127.0.0.1 (free port), registers and enables
 organization with the CLI, posts the messages from K concurrent clients (default 4), checks
 every message got a 200 Ack and that ``users --json`` lists every agent, and prints:
 notifications/s end to end, p50/p99 time to Ack per message, server CPU per message (the
-receiver's process tree; PostgreSQL's backends apart), lock waits on PostgreSQL (sampled
-from ``pg_locks``), peak RSS; then the parse floor (lxml and defusedxml, same bytes, one
+receiver's process tree; PostgreSQL's backends apart), each worker's share of that CPU
+(how evenly the connections were spread), lock waits on PostgreSQL (sampled from
+``pg_locks``), peak RSS; then the parse floor (lxml and defusedxml, same bytes, one
 process, per CPU second), a Markdown table and ``ratio: X`` = end to end / lxml floor.
 
 ``--preload [N,N,...]``: see ``bench/_preload.py`` (in process, no HTTP).
@@ -172,10 +173,12 @@ def run_ingest(
             if backend == "postgresql" and database_url is not None:
                 sampler = LockWaitSampler(database_url, url).start()
             cpu_before = server.cpu_seconds()
+            workers_before = server.worker_cpu_seconds()
             start = time.perf_counter()
             deliveries = Poster(webhook, bodies, concurrency=args.clients).run()
             elapsed = time.perf_counter() - start
             cpu = server.cpu_seconds() - cpu_before
+            split = _shares(workers_before, server.worker_cpu_seconds())
             db_cpu = backend_cpu_seconds(url) - db_cpu_before if backend == "postgresql" else None
             waits = sampler.stop() if sampler is not None else None
         finally:
@@ -210,6 +213,8 @@ def run_ingest(
             f"lock waits (pg_locks, sampled every 4 ms): {len(waits)} seen, p99 over "
             f"messages {figures.lock_wait_p99:.1f} ms, max {figures.lock_wait_max:.1f} ms"
         )
+    if workers > 1 and split:
+        say(f"CPU share of each worker: {' / '.join(f'{share:.0%}' for share in split)}")
     say(f"server peak RSS (process tree): {figures.peak_rss_mib:.0f} MiB")
     if failed:
         statuses = sorted({s for d in failed for s in d.statuses})
@@ -219,6 +224,14 @@ def run_ingest(
         say(f"FAILED: {len(agents)} agents, expected {total}")
         figures.ok = False
     return figures
+
+
+def _shares(before: dict[int, float], after: dict[int, float]) -> list[float]:
+    """Each worker's part of the workers' CPU between two readings, largest first (how
+    evenly the connections were spread: receiver.accept_balance)."""
+    used = [after[pid] - before.get(pid, 0.0) for pid in after]
+    total = sum(used)
+    return sorted((u / total for u in used), reverse=True) if total > 0 else []
 
 
 def _configs(args: argparse.Namespace) -> list[tuple[str | None, int]]:
