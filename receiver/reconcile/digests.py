@@ -245,9 +245,11 @@ def revouch(
     ``updated_at`` (with their usernames), the tombstones (and whether their digest
     row holds their stamp) and the users with a parked change: three queries that
     return about nothing but the tombstones when the store is as the last run left it.
-    The agents vouched for are the snapshot's agent rows less those; the count of the
-    organization's agents proves none of them is gone. When the marker moved (a plan
-    was applied since the snapshot) or that count differs, :func:`load_vouched`."""
+    The agents vouched for are the snapshot's agent rows less those and less the rows of
+    agents deleted since (deprovisioned: a fourth query, only when the count of the
+    organization's agents says some are gone); the count then proves the roster is
+    every agent. When the marker moved (a plan was applied since the snapshot) or the
+    count still differs, :func:`load_vouched`."""
     if _marker(session, organization_id) != snapshot.marker:
         return load_vouched(session, organization_id)
     unvouched = (
@@ -261,15 +263,39 @@ def revouch(
     roster = dict(snapshot.agents)
     for crm in stray.keys() & roster.keys():
         del roster[crm]  # an agent written since: not vouched, username below
+    deleted: set[str] = set()
     if len(roster) + len(stray) != agents:
-        return load_vouched(session, organization_id)  # a vouched agent is gone
+        # Agents deleted since their digest was recorded (deprovisioned): those rows
+        # vouch for nothing. Then the roster is every agent (the count proves it).
+        orphans = (
+            sa.select(_D.c.crm_id)
+            .select_from(
+                _D.outerjoin(
+                    _A,
+                    sa.and_(
+                        _A.c.organization_id == _D.c.organization_id,
+                        _A.c.crm_id == _D.c.crm_id,
+                    ),
+                )
+            )
+            .where(
+                _D.c.organization_id == organization_id,
+                _D.c.agent_updated_at.is_not(None),
+                _A.c.id.is_(None),
+            )
+        )
+        deleted = {crm for (crm,) in _plain_rows(session, orphans)}
+        for crm in deleted & roster.keys():
+            del roster[crm]
+        if len(roster) + len(stray) != agents:
+            return load_vouched(session, organization_id)
     tomb_rows, waiting = _tombs_and_parked(session, organization_id)
     tombstoned = {crm for crm, _ in tomb_rows}
     vouched_tombs = {crm for crm, digest in tomb_rows if digest is not None}
     known = dict(snapshot.known)
     # Not vouched: agents written since, agents with a tombstone, parked users, and the
     # tombstone rows whose tombstone moved or that now have an agent.
-    gone = stray.keys() | (roster.keys() & tombstoned) | waiting
+    gone = stray.keys() | (roster.keys() & tombstoned) | waiting | deleted
     gone |= snapshot.tombs - (vouched_tombs - roster.keys() - stray.keys())
     for crm in gone & known.keys():
         del known[crm]

@@ -174,3 +174,43 @@ def test_digests_of_another_mapping_vouch_for_nothing(receiver: Receiver, monkey
     assert all(isinstance(u, QueriedUser) for u in read)
     assert rows(fast) == rows(slow)
     assert digest_module.SALT != b"another mapping" + bytes(17)
+
+
+def test_the_check_under_the_lock_gives_what_loading_every_agent_gives(
+    receiver: Receiver, monkeypatch: Any
+) -> None:
+    """``revouch`` (from the digests loaded before a read) and ``load_vouched`` (every
+    agent) agree whatever was stored in between: an agent written, a parked change, a
+    deprovision (an agent gone), another plan applied. Only the last needs
+    ``load_vouched`` itself."""
+    from receiver.reconcile.digests import load_snapshot, revouch
+
+    fake = FakeSalesforce(
+        receiver.salesforce_org_id, [*records(1, 2, 3, 4), *records(5, IsActive=False)]
+    )
+    reconcile(receiver.engine, receiver.name, fake.reader())
+    fell_back: list[bool] = []
+    real = digest_module.load_vouched
+
+    def spy(session: Any, organization_id: str) -> Any:
+        fell_back.append(True)
+        return real(session, organization_id)
+
+    changes = [
+        lambda: None,
+        lambda: om(receiver, 1, NEWER, Name="Renamed by a message"),
+        lambda: om(receiver, 3, NEWER, Username="agent4@acme.com", Email="agent4@acme.com"),
+        lambda: om(receiver, 2, NEWER, IsActive="false"),
+        lambda: reconcile(receiver.engine, receiver.name, fake.reader()),
+    ]
+    for n, change in enumerate(changes):
+        with transaction(receiver.engine, read_only=True) as session:
+            snapshot = load_snapshot(session, receiver.name)
+        change()
+        with transaction(receiver.engine, read_only=True) as session:
+            expected = real(session, receiver.name)
+            monkeypatch.setattr(digest_module, "load_vouched", spy)
+            assert revouch(session, receiver.name, snapshot) == expected
+            monkeypatch.setattr(digest_module, "load_vouched", real)
+        assert fell_back == [True] * (n == len(changes) - 1)
+        fell_back.clear()
