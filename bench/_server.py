@@ -191,9 +191,13 @@ class ServerProcess:
                     self.stop()
                     raise RuntimeError(f"serve did not answer in {start_timeout} s") from None
                 time.sleep(0.1)
-        # uvicorn --workers: the supervisor answers nothing itself; wait for every worker.
+        # uvicorn --workers: the supervisor answers nothing itself; wait for every worker
+        # (multiprocessing's resource tracker is a child too) and, with a log, until each
+        # one said its startup is complete (else a burst of connections finds one missing).
         if self.workers > 1 and psutil is not None:
-            while len(self._tree()) < self.workers + 1 and time.monotonic() < deadline:
+            while time.monotonic() < deadline and (
+                len(self._workers()) < self.workers or self._started() < self.workers
+            ):
                 time.sleep(0.1)
         if self.sample_rss:
             self._sampling.set()
@@ -222,16 +226,33 @@ class ServerProcess:
             total += times.user + times.system
         return total
 
+    def _workers(self) -> list[Any]:
+        """The worker processes (uvicorn's multiprocessing children that run a server)."""
+        found = []
+        for proc in self._tree()[1:]:
+            try:
+                if "spawn_main" in " ".join(proc.cmdline()):
+                    found.append(proc)
+            except psutil.NoSuchProcess:
+                continue
+        return found
+
+    def _started(self) -> int:
+        """Workers whose startup completed, by the log (``workers`` without a log)."""
+        if self.log_path is None:
+            return self.workers
+        try:
+            return self.log_path.read_bytes().count(b"Application startup complete")
+        except OSError:
+            return 0
+
     def worker_cpu_seconds(self) -> dict[int, float]:
         """User + system CPU seconds of each worker process so far, by pid (the uvicorn
         supervisor and multiprocessing's resource tracker apart; with one worker, the
         server process itself; empty without psutil)."""
-        tree = self._tree()
         seconds: dict[int, float] = {}
-        for proc in tree[1:] if self.workers > 1 else tree[:1]:
+        for proc in self._workers() if self.workers > 1 else self._tree()[:1]:
             try:
-                if self.workers > 1 and "spawn_main" not in " ".join(proc.cmdline()):
-                    continue  # multiprocessing's resource tracker
                 times = proc.cpu_times()
             except psutil.NoSuchProcess:
                 continue
