@@ -118,3 +118,77 @@ def test_a_server_closed_during_the_deferral_is_left_closed() -> None:
     accepted, errors = _run(scenario)
     assert accepted == 1
     assert errors == []  # no accept on, nor re-arming of, the closed socket
+
+
+class _Transport:
+    def __init__(self, closing: bool) -> None:
+        self.closing = closing
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+
+def test_only_open_connections_count_as_held() -> None:
+    # A closed keep-alive connection's transport lingers in _transports until it is
+    # garbage: counted, it made a worker that had served many defer every accept.
+    loop = BalancedEventLoop()
+    try:
+        kept = [_Transport(closing=True) for _ in range(40)] + [_Transport(closing=False)] * 3
+        for fd, transport in enumerate(kept, start=1000):
+            loop._transports[fd] = transport  # type: ignore[attr-defined]
+        assert loop.held_connections() == 3
+        for transport in kept:
+            transport.closing = False
+        assert loop.held_connections() == accept_balance.SPREAD_BELOW  # counted up to there
+        loop._transports.clear()  # type: ignore[attr-defined]
+    finally:
+        loop.close()
+
+
+class _FailingListener:
+    """A listening socket whose accept fails with ``error``."""
+
+    def __init__(self, error: OSError) -> None:
+        self.error = error
+        self.real = socket.socket()
+
+    def fileno(self) -> int:
+        return self.real.fileno()
+
+    def accept(self) -> tuple[socket.socket, object]:
+        raise self.error
+
+
+@pytest.mark.parametrize("errno_name", ["EMFILE", "ENFILE"])
+def test_out_of_descriptors_the_listener_waits_for_asyncios_own_retry(errno_name: str) -> None:
+    import errno
+
+    loop = BalancedEventLoop()
+    listener = _FailingListener(OSError(getattr(errno, errno_name), "Too many open files"))
+    rearmed: list[object] = []
+    loop._start_serving = lambda *args: rearmed.append(args)  # type: ignore[attr-defined]
+    loop.set_exception_handler(lambda _loop, _context: None)
+    try:
+        loop._accept_one_and_rearm((asyncio.Protocol, listener, None, None, 100))
+        assert rearmed == []  # not at once: that retried every few ms, with a log line each
+        [retry] = loop._scheduled  # type: ignore[attr-defined]
+        assert retry.when() - loop.time() > 0.5  # asyncio's ACCEPT_RETRY_DELAY, 1 s
+    finally:
+        listener.real.close()
+        loop.close()
+
+
+def test_any_other_accept_error_still_rearms_the_listener() -> None:
+    import errno
+
+    loop = BalancedEventLoop()
+    listener = _FailingListener(OSError(errno.EPERM, "refused by a firewall rule"))
+    rearmed: list[object] = []
+    loop._start_serving = lambda *args: rearmed.append(args)  # type: ignore[attr-defined]
+    try:
+        with pytest.raises(OSError):
+            loop._accept_one_and_rearm((asyncio.Protocol, listener, None, None, 100))
+        assert len(rearmed) == 1  # the worker keeps accepting
+    finally:
+        listener.real.close()
+        loop.close()
