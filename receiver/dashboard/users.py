@@ -149,22 +149,11 @@ def _fields(data: dict[str, Any]) -> list[FieldRow]:
     ``inboundEnabled`` read as the Users page's Status (Enabled/Disabled) and Inbound
     (Yes/No); custom fields keep their API name as label."""
     out = [FieldRow(label, key, source, data.get(key)) for label, key, source in _TOP_FIELDS]
-    out.append(
-        FieldRow(
-            "Status",
-            "disabled",
-            "IsActive, CallCenterId",
-            "Disabled" if data.get("disabled") else "Enabled",
-        )
-    )
-    out.append(
-        FieldRow(
-            "Inbound",
-            "inboundEnabled",
-            "IsActive, CallCenterId",
-            "Yes" if data.get("inboundEnabled") else "No",
-        )
-    )
+    for label, key, true, false in (
+        ("Status", "disabled", "Disabled", "Enabled"),
+        ("Inbound", "inboundEnabled", "Yes", "No"),
+    ):
+        out.append(FieldRow(label, key, "IsActive, CallCenterId", true if data.get(key) else false))
     phones = data.get("phoneNumbers") or []
     out.append(
         FieldRow(
