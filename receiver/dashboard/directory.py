@@ -29,11 +29,6 @@ name or the username, read through a trigram index (migration ``0010_dashboard_s
 
 from __future__ import annotations
 
-import base64
-import itertools
-import json
-import math
-import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -41,6 +36,16 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session
 
+from receiver.dashboard.search_text import (
+    MAX_QUERY,
+    TRIGRAM,
+    clean_query,
+    decode_cursor,
+    encode_cursor,
+    escape_like,
+    fts_query,
+    name_spellings,
+)
 from receiver.models import Agent
 
 __all__ = [
@@ -55,11 +60,10 @@ __all__ = [
     "encode_cursor",
     "fts_query",
     "list_page",
+    "name_spellings",
 ]
 
 PAGE_SIZE = 100
-#: Longer search strings are cut (the page says so).
-MAX_QUERY = 200
 
 
 def name_key_sql(dialect: str) -> sa.ColumnElement[str]:
@@ -93,72 +97,16 @@ class DirectoryPage:
     previous_cursor: str | None
 
 
-def encode_cursor(name_key: str, crm_id: str) -> str:
-    """An opaque URL-safe cursor for a row."""
-    raw = json.dumps([name_key, crm_id], ensure_ascii=False).encode("utf-8")
-    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
-
-
-def decode_cursor(value: str | None) -> tuple[str, str] | None:
-    """The (name key, crmId) of a cursor, or ``None`` for a missing or malformed one (a
-    NUL character in either is malformed: no key holds one, PostgreSQL refuses them)."""
-    if not value or len(value) > 2000:
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
-        data = json.loads(raw.decode("utf-8"))
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if (
-        isinstance(data, list)
-        and len(data) == 2
-        and all(isinstance(x, str) and "\x00" not in x for x in data)
-        and len(data[1]) <= 18
-    ):
-        return data[0], data[1]
-    return None
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-#: At most this many spellings of a query's non-ASCII letters are tried (2 ** 4).
-_MAX_SPELLINGS = 16
-
-
-def name_spellings(query: str) -> list[str]:
-    """The spellings of ``query`` to look for in a name key (``lower(name)``), case folded.
-
-    SQLite's ``lower()`` and ``LIKE`` fold ASCII letters only, so the key of ``ØRSTED`` is
-    ``Ørsted`` and ``LIKE '%ør%'`` misses it: each non-ASCII letter is tried in its lower
-    and upper case where that case folds as the letter does (ASCII letters once, lowered;
-    the dotless ``ı`` is not tried as ``I``, which LIKE would take for every ``i``). A query with more spellings than
-    :data:`_MAX_SPELLINGS` is looked for lowered only (such a query is long, and from 3
-    characters SQLite reads the FTS5 index, which folds every letter).
-    Example: ``"Ør"`` -> ``["Ør", "ør"]``.
-    """
-    choices = [
-        sorted({v for v in (c.lower(), c.upper()) if v.casefold() == c.casefold()})
-        if not c.isascii()
-        else [c.lower()]
-        for c in query
-    ]
-    if math.prod(len(c) for c in choices) > _MAX_SPELLINGS:
-        return [query.lower()]
-    return ["".join(p) for p in itertools.product(*choices)]
-
-
 def _substring_of_name_or_username(
     name_key: sa.ColumnElement[str], username_key: sa.ColumnElement[str], query: str
 ) -> sa.ColumnElement[bool]:
     """``query`` is a substring of the name (any spelling, see :func:`name_spellings`) or
     of the casefolded username; ``%``, ``_`` and ``\\`` match themselves."""
     names = [
-        name_key.like(f"%{_escape_like(spelling)}%", escape="\\")
+        name_key.like(f"%{escape_like(spelling)}%", escape="\\")
         for spelling in name_spellings(query)
     ]
-    return sa.or_(*names, username_key.like(f"%{_escape_like(query.casefold())}%", escape="\\"))
+    return sa.or_(*names, username_key.like(f"%{escape_like(query.casefold())}%", escape="\\"))
 
 
 def _row(values: Any) -> AgentRow:
@@ -175,17 +123,6 @@ def _row(values: Any) -> AgentRow:
         name_key=values.name_key,
     )
 
-
-def clean_query(raw: str) -> str:
-    """The search string as used: NUL characters removed (no name or username can hold
-    one: XML 1.0 and PostgreSQL text forbid them, and FTS5 reads one as the end of its
-    query), in Unicode normal form C (``e`` + combining acute finds ``é`` as Salesforce
-    sends it, composed), surrounding blanks stripped, cut to :data:`MAX_QUERY` characters."""
-    return unicodedata.normalize("NFC", raw.replace("\x00", "")).strip()[:MAX_QUERY]
-
-
-#: The shortest query a trigram index answers.
-TRIGRAM = 3
 
 _DOC = sa.table(
     "agent_search_doc",
@@ -205,17 +142,6 @@ def _has_search_index(session: Session) -> bool:
         sa.text("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'agent_search'")
     ).first()
     return found is not None
-
-
-def fts_query(query: str) -> str:
-    """The FTS5 query for a substring of the name or of the (casefolded) username: one
-    quoted phrase per column, ``"`` doubled (FTS5 string syntax,
-    https://sqlite.org/fts5.html section 3.1), so nothing in ``query`` is an operator."""
-
-    def phrase(text: str) -> str:
-        return '"' + text.replace('"', '""') + '"'
-
-    return f"name : {phrase(query)} OR username : {phrase(query.casefold())}"
 
 
 #: From this many FTS5 matches (any organization) an ASCII query walks the name order.

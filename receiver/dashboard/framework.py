@@ -1,4 +1,5 @@
-"""How a dashboard page is written: sign-in, organization access, CSRF, rendering.
+"""How a dashboard page is written: sign-in, organization access, CSRF; drawing it is
+:mod:`receiver.dashboard.rendering` (re-exported here: a page module imports this one).
 
 Adding a page (say ``receiver/dashboard/reconcile.py``)::
 
@@ -42,18 +43,28 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlencode
 
-from markupsafe import Markup
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from receiver._logging import LOGGER_NAME
 from receiver.context import context_of
 from receiver.dashboard import csrf
 from receiver.dashboard.auth import Viewer, cookie_name, load_viewer, record_check, unsign_token
+from receiver.dashboard.rendering import (
+    FLASH_MESSAGES,
+    FLASH_PROBLEMS,
+    client_address,
+    csv_cell,
+    error_page,
+    not_found_page,
+    org_url,
+    redirect,
+    render,
+)
 from receiver.dashboard.state import DashboardState, get_state
 from receiver.db import transaction
 from receiver.models import Organization
@@ -67,6 +78,7 @@ __all__ = [
     "FLASH_PROBLEMS",
     "OrgPage",
     "SignedInPage",
+    "client_address",
     "csv_cell",
     "error_page",
     "form_size_problem",
@@ -80,29 +92,6 @@ __all__ = [
 log = logging.getLogger(LOGGER_NAME)
 T = TypeVar("T")
 
-#: ``?flash=`` codes -> the sentence shown after a Post/Redirect/Get (never echoed text).
-#: Modules add their own codes here at import time.
-FLASH_MESSAGES: dict[str, str] = {
-    "enabled": "Agent Auto Provision is now Enabled.",
-    "disabled": "Agent Auto Provision is now Disabled.",
-    "unchanged": "Nothing changed: the switch was already in that position "
-    "(the form was probably sent twice).",
-    "signed-out": "You are signed out.",
-}
-
-#: The ``?flash=`` codes that report a problem (nothing was done, or part failed): shown as
-#: an alert in the error colours instead of the green status line.
-FLASH_PROBLEMS: set[str] = set()
-
-_SECURITY_HEADERS = {
-    "content-security-policy": "default-src 'none'; style-src 'self'; img-src 'self'; "
-    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-    "x-content-type-options": "nosniff",
-    "referrer-policy": "same-origin",
-    "x-frame-options": "DENY",
-    "cache-control": "no-store",
-}
-
 
 def _context(request: Request) -> ReceiverContext:
     return context_of(request)
@@ -110,112 +99,6 @@ def _context(request: Request) -> ReceiverContext:
 
 def _now(request: Request) -> datetime:
     return _context(request).clock()
-
-
-def client_address(request: Request) -> str:
-    """The peer address (``serve`` runs uvicorn without proxy headers)."""
-    return request.client.host if request.client is not None else "unknown"
-
-
-def csv_cell(value: object) -> str:
-    """A CSV cell of a download; text that a spreadsheet would run as a formula gets a
-    leading quote (OWASP "CSV Injection")."""
-    text = "" if value is None else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
-def _with_headers(response: Response) -> Response:
-    for name, value in _SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
-    return response
-
-
-def redirect(url: str) -> Response:
-    """A 303 See Other (Post/Redirect/Get)."""
-    return _with_headers(RedirectResponse(url, status_code=303))
-
-
-def render(
-    request: Request,
-    template: str,
-    values: Mapping[str, Any] | None = None,
-    *,
-    status: int = 200,
-    viewer: Viewer | None = None,
-    organization: Organization | None = None,
-    nav: str | None = None,
-) -> Response:
-    """Render ``templates/dashboard/<template>`` with the base layout's values: ``viewer``,
-    ``organization`` (its menu), ``nav`` (the current menu entry), ``csrf_field()``,
-    ``org_url(path)``, ``flash`` (from ``?flash=``), plus ``values``."""
-    state = get_state(request)
-    token = (
-        csrf.form_token(state.secret, "session", viewer.session_token)
-        if viewer is not None
-        else None
-    )
-
-    def csrf_field() -> Markup:
-        return Markup('<input type="hidden" name="{}" value="{}">').format(csrf.FIELD, token or "")
-
-    def org_url(path: str = "", **query: object) -> str:
-        assert organization is not None
-        return _org_url(organization.id, path, **query)
-
-    flash_code = request.query_params.get("flash", "")
-    flash = FLASH_MESSAGES.get(flash_code)
-    data: dict[str, Any] = {
-        "viewer": viewer,
-        "organization": organization,
-        "nav": nav,
-        "csrf_field": csrf_field,
-        "org_url": org_url,
-        "flash": flash,
-        "flash_problem": flash is not None and flash_code in FLASH_PROBLEMS,
-        "request_path": request.url.path,
-    }
-    data.update(values or {})
-    html = state.templates.get_template(template).render(data)
-    return _with_headers(HTMLResponse(html, status_code=status))
-
-
-def _org_url(organization_id: str, path: str = "", **query: object) -> str:
-    from urllib.parse import quote
-
-    url = f"/organizations/{quote(organization_id, safe='')}{path}"
-    pairs = {k: v for k, v in query.items() if v not in (None, "")}
-    return url + ("?" + urlencode(pairs) if pairs else "")
-
-
-def error_page(
-    request: Request,
-    status: int,
-    title: str,
-    message: str,
-    *,
-    viewer: Viewer | None = None,
-    hint: str | None = None,
-) -> Response:
-    """A page that says what happened (``title``, ``message``) and what to do (``hint``)."""
-    return render(
-        request,
-        "error.html.j2",
-        {"title": title, "message": message, "hint": hint, "status": status},
-        status=status,
-        viewer=viewer,
-    )
-
-
-def not_found_page(request: Request, viewer: Viewer | None, organization_id: str) -> Response:
-    """The one page for an unknown organization and one the operator does not manage."""
-    return error_page(
-        request,
-        404,
-        "Organization not found",
-        f"There is no organization {organization_id!r} that you can manage.",
-        viewer=viewer,
-        hint="Choose one of your organizations on the home page.",
-    )
 
 
 async def _viewer(request: Request) -> tuple[Viewer | None, str | None]:
@@ -317,7 +200,7 @@ class OrgPage(SignedInPage):
 
     def url(self, path: str = "", **query: object) -> str:
         """``/organizations/{organization}{path}?{query}`` (empty values left out)."""
-        return _org_url(self.organization.id, path, **query)
+        return org_url(self.organization.id, path, **query)
 
     def render(
         self,

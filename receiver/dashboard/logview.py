@@ -56,7 +56,8 @@ _E = ProvisioningEvent.__table__  # type: ignore[attr-defined]
 
 @dataclass(frozen=True, slots=True)
 class LogFilter:
-    """The page's filters; ``problems`` lists the ones that could not be read (ignored)."""
+    """The page's filters; ``problems`` lists the ones that could not be read (ignored),
+    ``notes`` what was read otherwise than typed (a From date after the To date: swapped)."""
 
     action: str | None = None
     outcome: str | None = None
@@ -65,6 +66,7 @@ class LogFilter:
     until: datetime | None = None
     problems: tuple[str, ...] = ()
     raw: dict[str, str] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
 
     def query(self) -> dict[str, str]:
         """The filter as query parameters (for links and downloads)."""
@@ -81,7 +83,10 @@ def _date(value: str) -> date | None:
 def parse_filter(params: Any) -> LogFilter:
     """Read ``action``, ``outcome``, ``user`` (Salesforce User id), ``from`` and ``to``
     (``YYYY-MM-DD``, UTC, inclusive) from a query mapping. A value that cannot be read is
-    left out and named in ``problems``."""
+    left out and named in ``problems``. A From date after the To date is read as the range
+    between them (the two swapped, also in ``raw`` so the form shows them so) and said in
+    ``notes``: an admin who typed them the wrong way round sees the days meant, not an empty
+    log."""
     problems: list[str] = []
     raw = {
         k: str(params.get(k, ""))[:100].strip() for k in ("action", "outcome", "user", "from", "to")
@@ -103,6 +108,13 @@ def parse_filter(params: Any) -> LogFilter:
         except InvalidSalesforceId:
             problems.append("the Salesforce user is not a User id (005…, 15 or 18 characters)")
             raw["user"] = ""
+    notes: list[str] = []
+    first, last = _date(raw["from"]), _date(raw["to"])
+    if first is not None and last is not None and first > last:
+        notes.append(
+            f"From {first.isoformat()} was after To {last.isoformat()}: the dates were swapped"
+        )
+        raw["from"], raw["to"] = raw["to"], raw["from"]
     since = until = None
     if raw["from"]:
         d = _date(raw["from"])
@@ -118,7 +130,7 @@ def parse_filter(params: Any) -> LogFilter:
             raw["to"] = ""
         elif d < date.max:
             until = datetime.combine(d, time.min, tzinfo=UTC) + timedelta(days=1)
-    return LogFilter(action, outcome, crm_id, since, until, tuple(problems), raw)
+    return LogFilter(action, outcome, crm_id, since, until, tuple(problems), raw, tuple(notes))
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,7 @@ from receiver.dashboard.framework import (
     redirect,
     signed_in_route,
 )
+from receiver.dashboard.rendering import org_url
 from receiver.db import transaction
 from receiver.jobs import JobKind, JobView, latest_jobs
 from receiver.refresh import RefreshRequest, run_refresh
@@ -231,9 +232,7 @@ async def callback(page: SignedInPage) -> Response:
         info = await run_in_threadpool(finish)
     except OAuthRefused as error:
         return page.error(400, "Salesforce did not connect", error.message, hint=_AGAIN)
-    from receiver.dashboard.framework import _org_url  # noqa: PLC2701 - same package
-
-    return redirect(_org_url(info.organization, "/settings/crm", notice="connected"))
+    return redirect(org_url(info.organization, "/settings/crm", notice="connected"))
 
 
 def _pending_organization(engine: Any, state: str) -> str | None:

@@ -46,6 +46,25 @@ def test_filters_by_action_outcome_user_and_date(dash: Dash) -> None:
     assert "No notification matches" in _log(dash, outcome="ignored")
 
 
+def test_a_from_date_after_the_to_date_shows_the_days_between_and_says_so(dash: Dash) -> None:
+    dash.sign_in()
+    dash.post_message(make_notification(Name="Day One"))  # 2026-11-29 on the harness clock
+    dash.clock.advance(days=2)
+    dash.post_message(make_notification(IsActive=None))  # 2026-12-01
+    dash.sign_in()
+    reversed_range = _log(dash, **{"from": "2026-11-30", "to": "2026-11-28"})
+    assert ">created</span>" in reversed_range and ">failed</span>" not in reversed_range
+    assert "From 2026-11-30 was after To 2026-11-28: the dates were swapped" in reversed_range
+    assert 'name="from" type="date" value="2026-11-28"' in reversed_range
+    assert 'name="to" type="date" value="2026-11-30"' in reversed_range
+    rows = dash.client.get(
+        f"/organizations/{dash.org}/provisioning-log.json",
+        params={"from": "2026-12-02", "to": "2026-11-30"},
+    ).json()
+    assert [r["action"] for r in rows] == ["failed"]
+    assert "swapped" not in _log(dash, **{"from": "2026-11-29", "to": "2026-11-29"})
+
+
 def test_unreadable_filters_are_named_and_ignored(dash: Dash) -> None:
     dash.sign_in()
     html = _log(dash, action="<b>x</b>", user="not-an-id", **{"from": "yesterday"})
