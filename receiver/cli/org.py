@@ -136,8 +136,12 @@ def _org_id_notes(session: Session, organization: str, given: str) -> list[str]:
 def _set_enabled(ctx: click.Context, organization: str, enabled: bool) -> None:
     """Through ``receiver.feature_switch.set_feature`` (the dashboard's switch too): the
     flip is audited (actor ``cli``) and enabling runs the on-enable actions before
-    returning; a failed action is reported on stderr and exits 1."""
+    returning; a failed action is reported on stderr and exits 1. Enabling an organization
+    without a Salesforce connection adds a ``note:`` line on stderr (no first reconcile
+    ran, as the dashboard's flash says); standard output is the one result line."""
+    from receiver.db import transaction
     from receiver.feature_switch import set_feature
+    from receiver.salesforce_connection import connection_info
 
     settings = settings_from(ctx)
     engine = open_store(ctx, organization)
@@ -145,9 +149,21 @@ def _set_enabled(ctx: click.Context, organization: str, enabled: bool) -> None:
         result = set_feature(
             engine, settings=settings, organization=organization, enabled=enabled, actor="cli"
         )
+        unconnected = False
+        if result.changed and result.after:
+            with transaction(engine, read_only=True) as session:
+                unconnected = connection_info(session, organization) is None
     finally:
         engine.dispose()
     click.echo(f"organization {organization}: {'enabled' if enabled else 'disabled'}")
+    if unconnected:
+        click.echo(
+            f"note: organization {organization} has no Salesforce connection, so no first "
+            "reconcile ran: the users that exist already (and what changed while it was off) "
+            f"get agents after `agent-provision org connect {organization}` and "
+            f"`agent-provision reconcile run {organization}`",
+            err=True,
+        )
     failed = False
     for outcome in result.actions:
         if outcome.message:

@@ -159,6 +159,7 @@ def test_new_user_org_add_connect_enable_gets_the_existing_users(h: Harness) -> 
     assert enabled.exit_code == 0, enabled.stderr
     assert "enabled" in enabled.stdout
     assert "applied: create 7" in enabled.stdout
+    assert "no Salesforce connection" not in enabled.stderr
     assert [a["crmId"] for a in users(h)] == sorted(u["Id"] for u in USERS)
     # reconcile run needs no credential flags once connected
     again = h.run("reconcile/pages", ["reconcile", "run", ORG, "--json"])
@@ -212,6 +213,11 @@ def test_enable_without_connection_runs_no_reconcile(h: Harness) -> None:
     result = h.invoke(["org", "enable", ORG])
     assert result.exit_code == 0
     assert "first reconcile" not in result.stdout
+    assert result.stdout.strip() == f"organization {ORG}: enabled"
+    assert f"note: organization {ORG} has no Salesforce connection" in result.stderr
+    assert f"agent-provision org connect {ORG}" in result.stderr
+    again = h.invoke(["org", "enable", ORG])  # already enabled: nothing flipped, no note
+    assert again.exit_code == 0 and "note:" not in again.stderr
 
 
 def test_a_run_while_another_runs_for_the_organization_exits_1_and_says_so(h: Harness) -> None:
