@@ -31,6 +31,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "operator": ("receiver.cli.operator", "operator"),
     "org": ("receiver.cli.org", "org"),
     "reconcile": ("receiver.cli.reconcile", "reconcile_group"),
+    "replay": ("receiver.cli.replay", "replay"),
     "serve": ("receiver.cli.serve", "serve"),
     "undeploy": ("receiver.cli.deploy", "undeploy"),
     "users": ("receiver.cli.users", "users"),

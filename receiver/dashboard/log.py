@@ -8,6 +8,13 @@ notification again through :func:`receiver.replay.replay_notification`: the same
 code and apply path as the webhook, so a stale change stays stale. The button is shown only
 on failed rows whose notification was kept for replay (rows logged before replay existed
 have nothing to replay). The result is shown after the redirect (Post/Redirect/Get).
+
+With the Action filter on ``failed``, the page counts the view's failures not replayed yet
+and offers ``Replay N failed`` (``POST .../provisioning-log/replay-failed``, the filter's
+``user``, ``from``, ``to`` and ``outcome`` as form fields): the same
+:func:`receiver.replay_batch.replay_failed` as ``agent-provision replay``, oldest first, at
+most 500 a press; the redirect carries the counts (``replayed``, ``applied``, ``again``,
+``left``: integers only) for the line that reports them.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import json
 from collections.abc import Iterator
 
 from sqlmodel import Session, col, select
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
 from receiver.dashboard.framework import (
@@ -28,10 +36,18 @@ from receiver.dashboard.framework import (
     org_route,
     redirect,
 )
-from receiver.dashboard.logview import ACTIONS, LogRow, iter_rows, log_page, parse_filter
+from receiver.dashboard.logview import (
+    ACTIONS,
+    LogFilter,
+    LogRow,
+    iter_rows,
+    log_page,
+    parse_filter,
+)
 from receiver.models import Agent
 from receiver.provisioning_tables import FailedNotification
 from receiver.replay import replay_notification
+from receiver.replay_batch import MAX_BATCH, ReplayScope, replay_failed, replayable_failures
 from sf_metadata.decision import Action
 from sf_metadata.errors import ReplayNotFound
 
@@ -79,8 +95,9 @@ def replayable_events(session: Session, *, organization_id: str, rows: list[LogR
 
 def agent_names(session: Session, *, organization_id: str, rows: list[LogRow]) -> dict[str, str]:
     """``{crmId: name}`` of the agents that exist now among ``rows``' Salesforce users (one
-    indexed query for the page; the username stands in for an agent without a name). A
-    deprovisioned user has no entry: the page shows its id alone."""
+    indexed query for the page; the username stands in for an agent without a name); for
+    a user with no agent, the ``Name`` its failed notification carried (kept for replay; a
+    second query). A deprovisioned user has no entry: the page shows its id alone."""
     ids = {r.crm_id for r in rows if r.crm_id is not None}
     if not ids:
         return {}
@@ -89,8 +106,26 @@ def agent_names(session: Session, *, organization_id: str, rows: list[LogRow]) -
             Agent.organization_id == organization_id, col(Agent.crm_id).in_(ids)
         )
     )
-    names = {crm_id: (data or {}).get("name") or username for crm_id, username, data in found}
-    return {crm_id: name for crm_id, name in names.items() if name}
+    names: dict[str, str] = {}
+    for crm_id, username, data in found:
+        name = (data or {}).get("name") or username
+        if name:
+            names[crm_id] = str(name)
+    # A user with no agent (its change failed): the Name its kept notification carried.
+    users_of = {r.event_id: r.crm_id for r in rows if r.event_id is not None and r.crm_id}
+    failed = [e for e, crm_id in users_of.items() if crm_id not in names]
+    if failed:
+        kept = session.exec(
+            select(FailedNotification.event_id, FailedNotification.fields).where(
+                FailedNotification.organization_id == organization_id,
+                col(FailedNotification.event_id).in_(failed),
+            )
+        )
+        for event_id, fields in kept:
+            name = (fields or {}).get("Name")
+            if isinstance(name, str) and name.strip():
+                names.setdefault(users_of[event_id], name.strip())
+    return names
 
 
 #: The largest row id of the store (PostgreSQL ``integer``); larger numbers are no id.
@@ -111,22 +146,48 @@ def _before(page: OrgPage) -> int | None:
     return row_id(page.request.query_params.get("before", ""))
 
 
+def replay_scope(flt: LogFilter) -> ReplayScope:
+    """The failures a bulk replay of the view ``flt`` takes (its action filter aside)."""
+    return ReplayScope(crm_id=flt.crm_id, since=flt.since, until=flt.until, outcome=flt.outcome)
+
+
+_BATCH_COUNTS = ("replayed", "applied", "again", "left")
+
+
+def batch_counts(params: object) -> dict[str, int] | None:
+    """The counts a bulk replay's redirect carries (each an ASCII integer), or ``None``."""
+    get = getattr(params, "get", None)
+    if get is None or get("replayed") is None:
+        return None
+    counts = {k: row_id(str(get(k, "") or "0")) for k in _BATCH_COUNTS}
+    if any(v is None for v in counts.values()):
+        return None
+    return {k: int(v or 0) for k, v in counts.items()}
+
+
 async def log_page_view(page: OrgPage) -> Response:
     """The table."""
     flt = parse_filter(page.request.query_params)
     before = _before(page)
     org_id = page.organization.id
 
-    def work(session: Session) -> tuple[list[LogRow], int | None, set[int], dict[str, str]]:
+    def work(
+        session: Session,
+    ) -> tuple[list[LogRow], int | None, set[int], dict[str, str], int | None]:
         rows, next_before = log_page(session, organization_id=org_id, flt=flt, before_id=before)
+        pending = None
+        if flt.action == "failed":
+            scope = replay_scope(flt)
+            pending = len(replayable_failures(session, organization_id=org_id, scope=scope))
         return (
             rows,
             next_before,
             replayable_events(session, organization_id=org_id, rows=rows),
             agent_names(session, organization_id=org_id, rows=rows),
+            pending,
         )
 
-    rows, next_before, replayable, names = await page.read(work)
+    rows, next_before, replayable, names, pending = await page.read(work)
     return page.render(
         "log.html.j2",
         {
@@ -137,6 +198,10 @@ async def log_page_view(page: OrgPage) -> Response:
             "first_page": before is None,
             "replayable": replayable,
             "names": names,
+            "pending_replays": pending,
+            "max_batch": MAX_BATCH,
+            "batch": batch_counts(page.request.query_params),
+            "failed_on_page": any(r.action == "failed" for r in rows),
         },
         nav="log",
     )
@@ -208,9 +273,54 @@ async def replay(page: OrgPage) -> Response:
     return redirect(page.url("/provisioning-log", flash=flash))
 
 
+async def replay_view(page: OrgPage) -> Response:
+    """POST: replay the failures of the filter in the form (see the module docstring)."""
+    form = page.form
+    fields = {
+        k: str(form.get(k, "")) if form is not None else ""
+        for k in ("user", "from", "to", "outcome")
+    }
+    flt = parse_filter({**fields, "action": "failed"})
+    back = {**flt.query()}
+    if flt.problems:
+        return redirect(page.url("/provisioning-log", **back))
+    org_id = page.organization.id
+    context = page.context
+    now = context.clock()
+
+    def work() -> tuple[int, int, int, int]:
+        done = replay_failed(
+            context.engine,
+            organization=org_id,
+            scope=replay_scope(flt),
+            now=now,
+            hooks=context.hooks,
+        )
+        again = done.actions.get(Action.FAILED.value, 0)
+        applied = sum(
+            n
+            for a, n in done.actions.items()
+            if a in ("created", "updated", "restored", "deprovisioned")
+        )
+        return done.replayed, applied, again, done.remaining
+
+    replayed, applied, again, left = await run_in_threadpool(work)
+    return redirect(
+        page.url(
+            "/provisioning-log",
+            **back,
+            replayed=str(replayed),
+            applied=str(applied),
+            again=str(again),
+            left=str(left),
+        )
+    )
+
+
 ROUTES = [
     org_route("/provisioning-log", log_page_view),
     org_route("/provisioning-log/replay", replay, methods=["POST"]),
+    org_route("/provisioning-log/replay-failed", replay_view, methods=["POST"]),
     org_route("/provisioning-log.csv", download),
     org_route("/provisioning-log.json", download),
 ]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from receiver.db import make_engine, transaction
 from receiver.models import Organization
 from receiver.organizations import verify_token
 from receiver.settings import Settings
+from tests.cli.conftest import Run
 from tests.factories import make_notification, make_outbound_message
 
 with warnings.catch_warnings():  # starlette 1.x prefers httpx2; httpx works the same here
@@ -27,23 +27,6 @@ with warnings.catch_warnings():  # starlette 1.x prefers httpx2; httpx works the
 
 ORG_ID = "00D000000000001EAA"
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-
-Run = Callable[..., Result]
-
-
-@pytest.fixture
-def run(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Run:
-    """``run(*args, url=True)``: invoke the CLI with ``--database-url`` appended (after the
-    command's own arguments), in an empty working directory."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("AGENT_PROVISION_DATABASE_URL", raising=False)
-    monkeypatch.delenv("AGENT_PROVISION_SECRET_KEY", raising=False)
-
-    def invoke(*args: str, url: bool = True) -> Result:
-        argv = [*args, "--database-url", database_url] if url else list(args)
-        return CliRunner().invoke(main, argv, catch_exceptions=False)
-
-    return invoke
 
 
 def _ok(result: Result) -> str:

@@ -215,3 +215,83 @@ def test_a_row_names_the_agent_of_its_salesforce_user_while_it_exists(dash: Dash
     }
     assert "Nia &lt;Named&gt;<br><code>" in rows[kept]  # the name, escaped, above the id
     assert rows[gone].endswith(f"><code>{gone}</code></a>")  # deprovisioned: the id alone
+
+
+def test_replay_failed_replays_the_views_failures_once_and_reports_the_counts(
+    dash: Dash,
+) -> None:
+    dash.sign_in()
+    fixed, broken, other = next_id("005"), next_id("005"), next_id("005")
+    dash.post_message(
+        make_notification(user_id=fixed, IsActive=None, Name="Fixed Later"),
+        make_notification(user_id=broken, IsActive=None),
+        make_notification(user_id=other, Name="Fine"),
+    )
+    everything = _log(dash)
+    assert "set Action to" in everything and "Replay 2 failed" not in everything
+    failed_row = next(r for r in everything.split("<tr")[1:] if fixed in r)
+    assert "Fixed Later" in failed_row  # no agent yet: the name its notification carried
+    with dash.engine.begin() as conn:  # as if a fixed mapping could read it now
+        (event,) = conn.execute(
+            text(
+                "SELECT f.event_id FROM failed_notification f"
+                " JOIN provisioning_event e ON e.id = f.event_id WHERE e.crm_id = :crm"
+            ),
+            {"crm": fixed},
+        ).one()
+    _make_active(dash, int(event))
+    failed_view = _log(dash, action="failed")
+    assert "2 failed notifications in this view have not been replayed yet" in failed_view
+    assert "Replay 2 failed" in failed_view
+    response = dash.post_form(
+        f"/organizations/{dash.org}/provisioning-log/replay-failed",
+        {"user": "", "from": "", "to": "", "outcome": ""},
+        page=f"/organizations/{dash.org}/provisioning-log?action=failed",
+    )
+    assert response.status_code == 303
+    location = response.headers["location"]
+    assert "action=failed" in location and "replayed=2" in location
+    after = dash.client.get(location).text
+    assert "Replayed 2 failed notifications: 1 applied, 1 failed again, 0 changed nothing" in after
+    assert "1 failed notification in this view has not been replayed yet" in after  # the new one
+    users_page = dash.client.get(f"/organizations/{dash.org}/users").text
+    assert "Fixed Later" in users_page  # the agent now exists
+    # counts in the address are read as integers only
+    odd = _log(dash, action="failed", replayed="<b>2</b>", applied="1")
+    assert "Replayed" not in odd and "<b>2</b>" not in odd
+
+
+def _make_active(dash: Dash, event: int) -> None:
+    from receiver.db import transaction
+    from receiver.provisioning_tables import FailedNotification
+
+    with transaction(dash.engine) as session:
+        kept = session.get(FailedNotification, event)
+        assert kept is not None
+        kept.fields = {**kept.fields, "IsActive": "true"}
+        session.add(kept)
+
+
+def test_replay_failed_needs_the_csrf_token_and_stays_in_the_organization(
+    make_dash: MakeDash,
+) -> None:
+    dash, other = make_dash(), make_dash()
+    dash.sign_in()
+    other.post_message(make_notification(IsActive=None))
+    refused = dash.client.post(
+        f"/organizations/{dash.org}/provisioning-log/replay-failed",
+        data={"user": ""},
+        follow_redirects=False,
+    )
+    assert refused.status_code == 403
+    response = dash.post_form(
+        f"/organizations/{dash.org}/provisioning-log/replay-failed",
+        {"user": "", "from": "", "to": "", "outcome": ""},
+        page=f"/organizations/{dash.org}/provisioning-log",
+    )
+    assert "replayed=0" in response.headers["location"]
+    with other.engine.connect() as conn:
+        replays = conn.execute(
+            text("SELECT count(*) FROM provisioning_message WHERE source = 'replay'")
+        ).scalar_one()
+    assert replays == 0

@@ -1,0 +1,93 @@
+"""receiver.replay_batch: the failures of a scope are replayed once each, oldest first,
+bounded per call, through the one replay path. On SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import col, select
+
+from receiver.db import transaction
+from receiver.models import Agent, Organization, ProvisioningMessage
+from receiver.provisioning_tables import FailedNotification
+from receiver.replay_batch import BatchReplay, ReplayScope, replay_failed, replayable_failures
+from tests.receiver.test_replay import T0, deliver, event_id, note, user
+
+
+@pytest.fixture
+def org(engine: Engine, make_organization: Any) -> Organization:
+    with transaction(engine) as session:
+        o, _ = make_organization(session, name="acme")
+    return o
+
+
+def _fix(engine: Engine, *events: int) -> None:
+    """As if a fixed mapping could now read these kept notifications."""
+    with transaction(engine) as session:
+        for event in events:
+            kept = session.get(FailedNotification, event)
+            assert kept is not None
+            kept.fields = {**kept.fields, "IsActive": "true"}
+            session.add(kept)
+
+
+def _pending(engine: Engine, org: Organization, scope: ReplayScope | None = None) -> list[int]:
+    with transaction(engine, read_only=True) as session:
+        return replayable_failures(session, organization_id=org.id, scope=scope or ReplayScope())
+
+
+def _replay(engine: Engine, org: Organization, **kw: Any) -> BatchReplay:
+    scope = kw.pop("scope", ReplayScope())
+    return replay_failed(
+        engine, organization=org.id, scope=scope, now=T0 + timedelta(hours=1), **kw
+    )
+
+
+def test_each_failure_is_replayed_once_oldest_first(engine: Engine, org: Organization) -> None:
+    first = deliver(engine, org, note(1, 0, IsActive=None), note(2, 0))
+    second = deliver(engine, org, note(3, 1, IsActive=None), note(4, 1, IsActive=None))
+    failures = [
+        event_id(engine, first, 0),
+        event_id(engine, second, 0),
+        event_id(engine, second, 1),
+    ]
+    assert _pending(engine, org) == failures
+    _fix(engine, failures[0], failures[2])
+    done = _replay(engine, org)
+    assert done.actions == {"created": 2, "failed": 1} and done.replayed == 3
+    assert done.remaining == 0
+    with transaction(engine, read_only=True) as session:
+        agents = {a.crm_id for a in session.exec(select(Agent)).all()}
+        sources = session.exec(
+            select(ProvisioningMessage.source_ref)
+            .where(ProvisioningMessage.source == "replay")
+            .order_by(col(ProvisioningMessage.id))
+        ).all()
+    assert agents == {user(1), user(2), user(4)}
+    assert sources == [str(e) for e in failures]  # oldest first
+    # only user 3's new failure is left; pressing again replays it, not the old ones
+    (new_failure,) = _pending(engine, org)
+    assert new_failure not in failures
+    assert _replay(engine, org).actions == {"failed": 1}
+    assert len(_pending(engine, org)) == 1  # the newest failure of user 3, once more
+
+
+def test_the_scope_and_the_limit_bound_what_runs(
+    engine: Engine, org: Organization, make_organization: Any
+) -> None:
+    with transaction(engine) as session:
+        other, _ = make_organization(session, name="other")
+    deliver(engine, other, note(9, 0, IsActive=None))
+    mine = deliver(engine, org, *(note(n, 0, IsActive=None) for n in range(1, 4)))
+    events = [event_id(engine, mine, p) for p in range(3)]
+    only_two = ReplayScope(crm_id=user(2))
+    assert _pending(engine, org, only_two) == [events[1]]
+    later = ReplayScope(since=T0 + timedelta(minutes=1))
+    assert _pending(engine, org, later) == []
+    limited = _replay(engine, org, limit=2)
+    assert (limited.replayed, limited.remaining) == (2, 1)
+    assert _pending(engine, org)[0] == events[2]  # the oldest left, then the new failures
+    assert len(_pending(engine, other)) == 1  # another organization's failure is its own
