@@ -2,8 +2,8 @@
 ``agent-provision org enable|disable`` (CONTRACT sections 3, 5 and 6).
 
 :func:`set_feature` flips ``organization.enabled`` and records one ``feature_audit`` row
-per change (who: ``"operator:<username>"`` or ``"cli"``; when; the client address; before
-and after) in the same transaction. After the commit, when the feature went from off to
+per change (who: ``"operator:<username>"`` or ``"cli:<login>@<host>"``; when; the client
+address; before and after) in the same transaction. After the commit, when the feature went from off to
 on, it runs the on-enable actions registered with :func:`register_on_enable` (installing
 the webhook when it was never deployed, the first reconcile), in registration order. An
 action's :class:`~sf_metadata.errors.AgentProvisionError` does not undo the flip: it is

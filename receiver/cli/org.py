@@ -133,9 +133,22 @@ def _org_id_notes(session: Session, organization: str, given: str) -> list[str]:
     return notes
 
 
+def cli_actor() -> str:
+    """Who flips the switch from a shell, for the Features page's history:
+    ``cli:<login name>@<host>`` (``cli`` alone where the system cannot say: a container
+    user without a passwd entry)."""
+    import getpass
+    import socket
+
+    try:
+        return f"cli:{getpass.getuser()}@{socket.gethostname()}"
+    except (OSError, KeyError):
+        return "cli"
+
+
 def _set_enabled(ctx: click.Context, organization: str, enabled: bool) -> None:
     """Through ``receiver.feature_switch.set_feature`` (the dashboard's switch too): the
-    flip is audited (actor ``cli``) and enabling runs the on-enable actions before
+    flip is audited (actor :func:`cli_actor`) and enabling runs the on-enable actions before
     returning; a failed action is reported on stderr and exits 1. Enabling an organization
     without a Salesforce connection adds a ``note:`` line on stderr (no first reconcile
     ran, as the dashboard's flash says); standard output is the one result line."""
@@ -147,7 +160,7 @@ def _set_enabled(ctx: click.Context, organization: str, enabled: bool) -> None:
     engine = open_store(ctx, organization)
     try:
         result = set_feature(
-            engine, settings=settings, organization=organization, enabled=enabled, actor="cli"
+            engine, settings=settings, organization=organization, enabled=enabled, actor=cli_actor()
         )
         unconnected = False
         if result.changed and result.after:

@@ -253,3 +253,22 @@ def test_help_lists_the_commands(run: Run) -> None:
     out = _ok(run("--help", url=False))
     for command in ("serve", "org", "users"):
         assert command in out
+
+
+def test_a_switch_flipped_from_the_cli_names_the_login_and_host(
+    run: Run, database_url: str
+) -> None:
+    import getpass
+    import socket
+
+    from receiver.feature_switch import list_audit
+
+    _ok(run("org", "add", "demo", "--salesforce-org-id", ORG_ID))
+    _ok(run("org", "enable", "demo"))
+    engine = make_engine(database_url)
+    try:
+        with transaction(engine, read_only=True) as session:
+            (flip,) = list_audit(session, organization_id="demo")
+    finally:
+        engine.dispose()
+    assert flip.actor == f"cli:{getpass.getuser()}@{socket.gethostname()}"

@@ -111,7 +111,11 @@ def test_the_cli_uses_the_same_function(
     out = runner.invoke(main, ["org", "enable", dash.org, "--database-url", database_url])
     assert out.exit_code == 0, out.output
     assert "recorded" in out.output
-    assert [(f.actor, f.background) for f in actions] == [("cli", False)]
+    from receiver.cli.org import cli_actor
+
+    who = cli_actor()  # cli:<login>@<host>
+    assert who.startswith("cli:") and "@" in who
+    assert [(f.actor, f.background) for f in actions] == [(who, False)]
     with transaction(dash.engine) as session:
         audit = list_audit(session, organization_id=dash.org)
-    assert [(a.actor, a.enabled_after) for a in audit] == [("cli", True), ("cli", False)]
+    assert [(a.actor, a.enabled_after) for a in audit] == [(who, True), (who, False)]
