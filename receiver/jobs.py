@@ -85,6 +85,7 @@ class JobKind(StrEnum):
     REFRESH_WEBHOOK = "refresh-webhook"
     RECONCILE = "reconcile"
     KEEP_ALIVE = "keep-alive"
+    REPLAY = "replay"
 
 
 class JobState(StrEnum):

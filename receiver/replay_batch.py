@@ -14,7 +14,9 @@ They run oldest first (an older change never runs after a newer one of the same 
 at most :data:`MAX_BATCH` per call, each in its own transaction through
 :func:`receiver.replay.replay_notification`: one store outage stops the batch (the
 error propagates, what was replayed stays replayed), a replay that fails again is
-counted and the batch goes on.
+counted and the batch goes on. A batch is a ``replay`` job (``receiver.jobs``): one at a
+time per organization, so two presses at once never replay a failure twice (the second
+gets :class:`~sf_metadata.errors.JobBusy`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from receiver.db import transaction
+from receiver.jobs import JobKind, JobOutcome, Progress, run_job, start_job
 from receiver.models import ProvisioningEvent, ProvisioningMessage
 from receiver.provisioning import SourceKind
 from receiver.provisioning_tables import FailedNotification
@@ -120,11 +123,42 @@ def replay_failed(
 ) -> BatchReplay:
     """Replay the scope's failures not replayed yet (see the module docstring), oldest
     first, at most ``limit`` (capped at :data:`MAX_BATCH`), each in its own transaction.
-    ``now``: aware UTC datetime of the new log entries.
+    ``now``: aware UTC datetime of the new log entries. It runs as a ``replay`` job
+    (``receiver.jobs``): one at a time per organization across threads, workers and hosts,
+    so two presses at once cannot replay a failure twice; the job's result holds the
+    counts.
 
-    Raises :class:`~sf_metadata.errors.OrganizationNotFound` and
+    Raises :class:`~sf_metadata.errors.JobBusy` while another bulk replay of the
+    organization runs, :class:`~sf_metadata.errors.OrganizationNotFound` and
     :class:`~sf_metadata.errors.StoreUnavailable` (the replays before it stay applied)."""
     limit = max(0, min(limit, MAX_BATCH))
+    progress = start_job(engine, organization, JobKind.REPLAY)
+    failure: list[BaseException] = []
+    done: list[BatchReplay] = []
+
+    def work(progress: Progress) -> JobOutcome:
+        try:
+            done.append(_replay_pending(engine, organization, scope, now, hooks, limit))
+        except Exception as error:  # re-raised below, once the lease is released
+            failure.append(error)
+            return JobOutcome(False, problems=(str(error),))
+        result = done[0]
+        return JobOutcome(True, {"actions": result.actions, "remaining": result.remaining})
+
+    run_job(progress, work)
+    if failure:
+        raise failure[0]
+    return done[0]
+
+
+def _replay_pending(
+    engine: Engine,
+    organization: str,
+    scope: ReplayScope,
+    now: datetime,
+    hooks: SessionHooks | None,
+    limit: int,
+) -> BatchReplay:
     with transaction(engine, read_only=True) as session:
         pending = replayable_failures(session, organization_id=organization, scope=scope)
     actions: Counter[str] = Counter()

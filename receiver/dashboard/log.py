@@ -49,7 +49,7 @@ from receiver.provisioning_tables import FailedNotification
 from receiver.replay import replay_notification
 from receiver.replay_batch import MAX_BATCH, ReplayScope, replay_failed, replayable_failures
 from sf_metadata.decision import Action
-from sf_metadata.errors import ReplayNotFound
+from sf_metadata.errors import JobBusy, ReplayNotFound
 
 __all__ = ["ROUTES", "agent_names", "replayable_events"]
 
@@ -61,9 +61,12 @@ FLASH_MESSAGES.update(
         "at the top of the log.",
         "replay-unknown": "That notification cannot be replayed: it did not fail, belongs to "
         "no organization of yours, or was logged before replay was kept.",
+        "replay-busy": "Another replay of this organization's failures is running (started "
+        "from another page, browser or the command line): nothing was replayed twice. Look "
+        "at the log again in a moment.",
     }
 )
-FLASH_PROBLEMS.update({"replay-failed-again", "replay-unknown"})
+FLASH_PROBLEMS.update({"replay-failed-again", "replay-unknown", "replay-busy"})
 
 _CSV_COLUMNS = (
     "messageId",
@@ -304,7 +307,10 @@ async def replay_view(page: OrgPage) -> Response:
         )
         return done.replayed, applied, again, done.remaining
 
-    replayed, applied, again, left = await run_in_threadpool(work)
+    try:
+        replayed, applied, again, left = await run_in_threadpool(work)
+    except JobBusy:
+        return redirect(page.url("/provisioning-log", **back, flash="replay-busy"))
     return redirect(
         page.url(
             "/provisioning-log",

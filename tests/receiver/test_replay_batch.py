@@ -91,3 +91,24 @@ def test_the_scope_and_the_limit_bound_what_runs(
     assert (limited.replayed, limited.remaining) == (2, 1)
     assert _pending(engine, org)[0] == events[2]  # the oldest left, then the new failures
     assert len(_pending(engine, other)) == 1  # another organization's failure is its own
+
+
+def test_one_batch_at_a_time_per_organization(
+    engine: Engine, org: Organization, make_organization: Any
+) -> None:
+    from receiver.jobs import JobKind, latest_jobs, start_job
+    from sf_metadata.errors import JobBusy
+
+    deliver(engine, org, note(1, 0, IsActive=None))
+    start_job(engine, org.id, JobKind.REPLAY)  # another worker's batch holds the lease
+    with pytest.raises(JobBusy):
+        _replay(engine, org)
+    assert len(_pending(engine, org)) == 1  # nothing was replayed
+    with transaction(engine) as session:
+        other, _ = make_organization(session, name="other")
+    deliver(engine, other, note(2, 0, IsActive=None))
+    assert _replay(engine, other).actions == {"failed": 1}  # its own lease
+    with transaction(engine, read_only=True) as session:
+        (job,) = latest_jobs(session, other.id, JobKind.REPLAY)
+    assert job.state.value == "succeeded"
+    assert job.result == {"actions": {"failed": 1}, "remaining": 0}

@@ -295,3 +295,19 @@ def test_replay_failed_needs_the_csrf_token_and_stays_in_the_organization(
             text("SELECT count(*) FROM provisioning_message WHERE source = 'replay'")
         ).scalar_one()
     assert replays == 0
+
+
+def test_replay_failed_while_another_batch_runs_replays_nothing_and_says_so(dash: Dash) -> None:
+    from receiver.jobs import JobKind, start_job
+
+    dash.sign_in()
+    dash.post_message(make_notification(IsActive=None))
+    start_job(dash.engine, dash.org, JobKind.REPLAY)  # a batch started elsewhere
+    response = dash.post_form(
+        f"/organizations/{dash.org}/provisioning-log/replay-failed",
+        {"user": "", "from": "", "to": "", "outcome": ""},
+        page=f"/organizations/{dash.org}/provisioning-log?action=failed",
+    )
+    after = dash.client.get(response.headers["location"]).text
+    assert "Another replay of this organization" in after and 'role="alert"' in after
+    assert "1 failed notification in this view has not been replayed yet" in after
