@@ -11,9 +11,12 @@ depends on the message, not on the store's size. ``tests/receiver/test_state_que
 checks the plans with ``EXPLAIN``.
 
 The statements are built once per dialect, with the id lists as ONE parameter each
-(SQLite: an expanding ``IN``; PostgreSQL: ``= ANY(array)``, so the statement text does not
-depend on the list's length and neither SQLAlchemy nor psycopg renders or parses 100
-placeholders per message). Rows are plain Core rows (no ORM objects):
+(SQLite: an expanding ``IN``; PostgreSQL: an array, so the statement text does not depend
+on the list's length and neither SQLAlchemy nor psycopg renders or parses 100 placeholders
+per message). On PostgreSQL the agent, tombstone and processed-id reads probe the unique
+index once per listed value (``unnest`` + ``LATERAL ... LIMIT 1``): as ``key = ANY(array)``
+a table without statistics (a new store, or one grown since autovacuum's last ``ANALYZE``)
+was planned as a scan of the organization, 12-19 ms per message at 3,000 agents. Rows are plain Core rows (no ORM objects):
 :data:`AGENT_COLUMNS`, in this order; the tombstone and processed-id reads
 (``receiver._provisioning_state``) use :func:`tombstones_of` and :func:`processed_of`.
 """
@@ -24,7 +27,18 @@ import functools
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, String, any_, bindparam, select, union_all
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    String,
+    any_,
+    bindparam,
+    func,
+    literal_column,
+    select,
+    true,
+    union_all,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.expression import CompoundSelect
 from sqlmodel import Session, col
@@ -68,20 +82,52 @@ def _one_of(column: Any, name: str, postgresql: bool) -> ColumnElement[bool]:
     return column.in_(bindparam(name, expanding=True))  # type: ignore[no-any-return]
 
 
+def _unique_lookups(
+    columns: Sequence[Any], organization: Any, key: Any, name: str, postgresql: bool
+) -> Select[Any]:
+    """The rows of ``columns`` whose ``organization`` is the ``org_id`` parameter and whose
+    ``key`` is one of the list parameter ``name``; (organization, key) is unique.
+
+    PostgreSQL: one index probe per listed value (``unnest`` of the array, a ``LATERAL``
+    search with ``LIMIT 1``, which the planner cannot flatten into a join). Written as
+    ``key = ANY(array)``, a table without statistics (a new store, or one that grew since
+    autovacuum's last ``ANALYZE``) is planned as a scan of the organization filtered by
+    the array: 12-19 ms per message at 3,000 agents, growing with the store, against
+    about 1 ms. SQLite: ``key IN (...)``, which it always serves from the index."""
+    org = organization == bindparam("org_id")
+    if not postgresql:
+        return select(*columns).where(org, _one_of(key, name, postgresql))
+    wanted = (
+        func.unnest(bindparam(name, type_=ARRAY(String())))
+        .table_valued("v")
+        .render_derived(name=f"{name}_k")
+    )
+    found = (
+        select(*columns)
+        .where(org, key == wanted.c.v)
+        .limit(literal_column("1"))
+        .lateral(f"{name}_row")
+    )
+    return select(*found.c).select_from(wanted).join(found, true())
+
+
 @functools.cache
 def _statements(postgresql: bool) -> dict[str, Any]:
-    org = col(Agent.organization_id) == bindparam("org_id")
-    by_crm = select(*AGENT_COLUMNS).where(org, _one_of(col(Agent.crm_id), "crm_ids", postgresql))
-    by_username = select(*AGENT_COLUMNS).where(
-        org, _one_of(col(Agent.username_key), "username_keys", postgresql)
+    agent_org = col(Agent.organization_id)
+    by_crm = _unique_lookups(AGENT_COLUMNS, agent_org, col(Agent.crm_id), "crm_ids", postgresql)
+    by_username = _unique_lookups(
+        AGENT_COLUMNS, agent_org, col(Agent.username_key), "username_keys", postgresql
     )
     return {
         "crm": by_crm,
         "username": by_username,
         "both": union_all(by_crm, by_username),
-        "tombstones": select(*TOMBSTONE_COLUMNS).where(
-            col(Tombstone.organization_id) == bindparam("org_id"),
-            _one_of(col(Tombstone.crm_id), "crm_ids", postgresql),
+        "tombstones": _unique_lookups(
+            TOMBSTONE_COLUMNS,
+            col(Tombstone.organization_id),
+            col(Tombstone.crm_id),
+            "crm_ids",
+            postgresql,
         ),
         "parked": select(ParkedChangeRow)
         .where(
@@ -89,9 +135,12 @@ def _statements(postgresql: bool) -> dict[str, Any]:
             _one_of(col(ParkedChangeRow.crm_id), "crm_ids", postgresql),
         )
         .order_by(col(ParkedChangeRow.id)),
-        "processed": select(col(ProcessedNotification.notification_id)).where(
-            col(ProcessedNotification.organization_id) == bindparam("org_id"),
-            _one_of(col(ProcessedNotification.notification_id), "notification_ids", postgresql),
+        "processed": _unique_lookups(
+            (col(ProcessedNotification.notification_id),),
+            col(ProcessedNotification.organization_id),
+            col(ProcessedNotification.notification_id),
+            "notification_ids",
+            postgresql,
         ),
     }
 
