@@ -54,6 +54,7 @@ __all__ = [
     "parked_rows_of",
     "processed_of",
     "tombstones_of",
+    "unique_lookups",
 ]
 
 #: Columns of the rows :func:`agents_by_crm_or_username` returns, in order.
@@ -82,7 +83,7 @@ def _one_of(column: Any, name: str, postgresql: bool) -> ColumnElement[bool]:
     return column.in_(bindparam(name, expanding=True))  # type: ignore[no-any-return]
 
 
-def _unique_lookups(
+def unique_lookups(
     columns: Sequence[Any], organization: Any, key: Any, name: str, postgresql: bool
 ) -> Select[Any]:
     """The rows of ``columns`` whose ``organization`` is the ``org_id`` parameter and whose
@@ -114,15 +115,15 @@ def _unique_lookups(
 @functools.cache
 def _statements(postgresql: bool) -> dict[str, Any]:
     agent_org = col(Agent.organization_id)
-    by_crm = _unique_lookups(AGENT_COLUMNS, agent_org, col(Agent.crm_id), "crm_ids", postgresql)
-    by_username = _unique_lookups(
+    by_crm = unique_lookups(AGENT_COLUMNS, agent_org, col(Agent.crm_id), "crm_ids", postgresql)
+    by_username = unique_lookups(
         AGENT_COLUMNS, agent_org, col(Agent.username_key), "username_keys", postgresql
     )
     return {
         "crm": by_crm,
         "username": by_username,
         "both": union_all(by_crm, by_username),
-        "tombstones": _unique_lookups(
+        "tombstones": unique_lookups(
             TOMBSTONE_COLUMNS,
             col(Tombstone.organization_id),
             col(Tombstone.crm_id),
@@ -135,7 +136,7 @@ def _statements(postgresql: bool) -> dict[str, Any]:
             _one_of(col(ParkedChangeRow.crm_id), "crm_ids", postgresql),
         )
         .order_by(col(ParkedChangeRow.id)),
-        "processed": _unique_lookups(
+        "processed": unique_lookups(
             (col(ProcessedNotification.notification_id),),
             col(ProcessedNotification.organization_id),
             col(ProcessedNotification.notification_id),

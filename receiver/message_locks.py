@@ -55,11 +55,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from sqlalchemy import String, any_, bindparam, func, text
+from sqlalchemy import bindparam, func, text
 from sqlalchemy.dialects.postgresql import ARRAY, BIGINT
 from sqlmodel import Session, col, select
 
 from receiver._provisioning_state import StateKeys, load_state, lock_organization
+from receiver._state_queries import unique_lookups
 from receiver.models import Agent, Organization
 from sf_metadata.decision import StoredState
 from sf_metadata.errors import OrganizationNotFound
@@ -169,13 +170,18 @@ def ensure_locked(session: Session, keys: Iterable[int]) -> None:
 #: The organization row ``FOR SHARE`` and the username keys the agents of ``crm_ids``
 #: hold now (read without a lock): one statement, one round trip, one text whatever the
 #: number of ids.
+#: The agents are probed by crm id one at a time (``receiver._state_queries``): as
+#: ``crm_id = ANY(array)`` a table without statistics was scanned for the organization.
+_HELD_BY = unique_lookups(
+    (col(Agent.username_key),),
+    col(Agent.organization_id),
+    col(Agent.crm_id),
+    "crm_ids",
+    postgresql=True,
+).subquery("held_by")
 _HELD_NOW = (
-    select(func.array_agg(col(Agent.username_key)))
-    .where(
-        col(Agent.organization_id) == bindparam("org_id"),
-        col(Agent.crm_id) == any_(bindparam("crm_ids", type_=ARRAY(String()))),
-        col(Agent.username_key).is_not(None),
-    )
+    select(func.array_agg(_HELD_BY.c.username_key))
+    .where(_HELD_BY.c.username_key.is_not(None))
     .scalar_subquery()
 )
 _ORGANIZATION_FOR_SHARE = (

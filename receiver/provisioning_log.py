@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import Table, insert
 from sqlmodel import Session, col, select
 
 from receiver.db import insert_rows
@@ -55,20 +56,25 @@ def record_message(
     sentence (cut at 1000 characters); ``action_id`` is cut at 64 characters. ``source``
     is where the decisions came from (``outbound-message``, ``reconcile``, ``replay``),
     ``source_ref`` the reconcile run or replayed event it names (cut at 64)."""
-    row = ProvisioningMessage(
-        organization_id=organization_id,
-        received_at=received_at,
-        action_id=action_id[:64] if action_id else None,
-        outcome=outcome,
-        notification_count=notification_count,
-        detail=detail[:_MAX_DETAIL] if detail else None,
-        source=source[:20],
-        source_ref=source_ref[:64] if source_ref else None,
-    )
-    session.add(row)
+    row = {
+        "organization_id": organization_id,
+        "received_at": received_at,
+        "action_id": action_id[:64] if action_id else None,
+        "outcome": outcome,
+        "notification_count": notification_count,
+        "detail": detail[:_MAX_DETAIL] if detail else None,
+        "source": source[:20],
+        "source_ref": source_ref[:64] if source_ref else None,
+    }
+    # Core INSERT ... RETURNING on the session's connection: no ORM object to track and
+    # flush (a millisecond a message on the webhook's path); ORM rows added earlier in
+    # the transaction are flushed first, so the order of writes is as before.
     session.flush()
-    assert row.id is not None
-    return row.id
+    return int(session.connection().execute(_INSERT_MESSAGE, row).scalar_one())
+
+
+_MESSAGE_TABLE: Table = ProvisioningMessage.__table__  # type: ignore[attr-defined]
+_INSERT_MESSAGE = insert(_MESSAGE_TABLE).returning(_MESSAGE_TABLE.c.id)
 
 
 def record_events(session: Session, *, message_id: int, decisions: Iterable[Decision]) -> None:

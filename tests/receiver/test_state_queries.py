@@ -130,3 +130,51 @@ def test_the_agent_lookup_uses_both_indexes_not_an_organization_scan(
         assert conditions and all(
             "crm_id" in line or "username_key" in line for line in conditions
         ), shown
+
+
+def test_postgresql_probes_the_unique_indexes_without_statistics(
+    engine: Engine, org: Organization
+) -> None:
+    """A table without statistics (a new store, or one grown since autovacuum's last
+    ANALYZE) is not scanned for the organization either: the agent, tombstone and
+    processed-id reads and the organization row's read of held usernames probe their
+    unique indexes once per listed id (as ``key = ANY(array)`` PostgreSQL planned a bitmap
+    scan of the organization filtered by the array)."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite without statistics is the case of the test above")
+    _preload(engine, org.id, analyze=False)
+    captured: list[tuple[str, Any]] = []
+
+    def capture(_c: Any, _cur: Any, statement: str, parameters: Any, *_a: Any) -> None:
+        lowered = statement.lower()
+        if lowered.startswith("select") and any(
+            f"from {table}" in lowered
+            for table in ("agent", "tombstone", "processed_notification", "organization")
+        ):
+            captured.append((statement, parameters))
+
+    message = OutboundMessage(
+        organization_id=org.salesforce_org_id,
+        action_id=None,
+        enterprise_url=None,
+        partner_url=None,
+        notifications=(
+            _note(7, "stored7@acme.com"),
+            *(_note(STORED + 2 + i, f"fresh{i}@acme.com") for i in range(99)),
+        ),
+    )
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        result = apply_and_commit(engine, organization=org.id, message=message, now=NOW)
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+    assert [d.action for d in result.decisions] == [Action.UPDATED, *[Action.CREATED] * 99]
+    plans = [_explain(engine, *c) for c in captured]
+    shown = "\n\n".join("\n".join(plan) for plan in plans)
+    for table in ("agent", "tombstone", "processed_notification"):
+        assert f"Seq Scan on {table} " not in shown, shown
+        assert f"Bitmap Heap Scan on {table} " not in shown, shown
+    assert "uq_agent_organization_crm_id" in shown, shown
+    assert "uq_agent_organization_username_key" in shown, shown
+    assert "tombstone_pkey" in shown, shown
+    assert "processed_notification_pkey" in shown, shown
