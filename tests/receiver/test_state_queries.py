@@ -62,6 +62,33 @@ def _explain(engine: Engine, statement: str, parameters: Any) -> list[str]:
     return [str(row[-1]) for row in rows]
 
 
+def _apply_capturing(
+    engine: Engine, org: Organization, notifications: tuple[Notification, ...], tables: Any
+) -> tuple[Any, list[tuple[str, Any]]]:
+    """Apply one message of ``notifications``; the result and the SELECT statements (with
+    their parameters) the transaction sent that read one of ``tables``."""
+    captured: list[tuple[str, Any]] = []
+
+    def capture(_c: Any, _cur: Any, statement: str, parameters: Any, *_a: Any) -> None:
+        lowered = statement.lower()
+        if lowered.startswith("select") and any(f"from {t}" in lowered for t in tables):
+            captured.append((statement, parameters))
+
+    message = OutboundMessage(
+        organization_id=org.salesforce_org_id,
+        action_id=None,
+        enterprise_url=None,
+        partner_url=None,
+        notifications=notifications,
+    )
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        result = apply_and_commit(engine, organization=org.id, message=message, now=NOW)
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+    return result, captured
+
+
 @pytest.fixture
 def org(engine: Engine, make_organization: Any) -> Organization:
     with transaction(engine) as session:
@@ -79,30 +106,13 @@ def test_the_agent_lookup_uses_both_indexes_not_an_organization_scan(
             "moment ago has none (SQLite never gathers any by itself: that case is real)"
         )
     _preload(engine, org.id, analyze=analyze)
-    captured: list[tuple[str, Any]] = []
-
-    def capture(_c: Any, _cur: Any, statement: str, parameters: Any, *_a: Any) -> None:
-        lowered = statement.lower()
-        if lowered.startswith("select") and "from agent" in lowered:
-            captured.append((statement, parameters))
-
-    message = OutboundMessage(
-        organization_id=org.salesforce_org_id,
-        action_id=None,
-        enterprise_url=None,
-        partner_url=None,
-        notifications=(
-            _note(7, "stored7@acme.com"),  # a stored agent, updated
-            _note(STORED + 1, "stored8@acme.com"),  # a new user claiming a stored username
-            # new users, up to a full message
-            *(_note(STORED + 2 + i, f"fresh{i}@acme.com") for i in range(98)),
-        ),
+    notifications = (
+        _note(7, "stored7@acme.com"),  # a stored agent, updated
+        _note(STORED + 1, "stored8@acme.com"),  # a new user claiming a stored username
+        # new users, up to a full message
+        *(_note(STORED + 2 + i, f"fresh{i}@acme.com") for i in range(98)),
     )
-    event.listen(engine, "before_cursor_execute", capture)
-    try:
-        result = apply_and_commit(engine, organization=org.id, message=message, now=NOW)
-    finally:
-        event.remove(engine, "before_cursor_execute", capture)
+    result, captured = _apply_capturing(engine, org, notifications, ("agent",))
     assert [d.action for d in result.decisions] == [
         Action.UPDATED,
         Action.FAILED,
@@ -143,31 +153,12 @@ def test_postgresql_probes_the_unique_indexes_without_statistics(
     if engine.dialect.name != "postgresql":
         pytest.skip("SQLite without statistics is the case of the test above")
     _preload(engine, org.id, analyze=False)
-    captured: list[tuple[str, Any]] = []
-
-    def capture(_c: Any, _cur: Any, statement: str, parameters: Any, *_a: Any) -> None:
-        lowered = statement.lower()
-        if lowered.startswith("select") and any(
-            f"from {table}" in lowered
-            for table in ("agent", "tombstone", "processed_notification", "organization")
-        ):
-            captured.append((statement, parameters))
-
-    message = OutboundMessage(
-        organization_id=org.salesforce_org_id,
-        action_id=None,
-        enterprise_url=None,
-        partner_url=None,
-        notifications=(
-            _note(7, "stored7@acme.com"),
-            *(_note(STORED + 2 + i, f"fresh{i}@acme.com") for i in range(99)),
-        ),
+    notifications = (
+        _note(7, "stored7@acme.com"),
+        *(_note(STORED + 2 + i, f"fresh{i}@acme.com") for i in range(99)),
     )
-    event.listen(engine, "before_cursor_execute", capture)
-    try:
-        result = apply_and_commit(engine, organization=org.id, message=message, now=NOW)
-    finally:
-        event.remove(engine, "before_cursor_execute", capture)
+    tables = ("agent", "tombstone", "processed_notification", "organization")
+    result, captured = _apply_capturing(engine, org, notifications, tables)
     assert [d.action for d in result.decisions] == [Action.UPDATED, *[Action.CREATED] * 99]
     plans = [_explain(engine, *c) for c in captured]
     shown = "\n\n".join("\n".join(plan) for plan in plans)
