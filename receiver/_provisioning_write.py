@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import delete, update
 from sqlmodel import Session, col
 
+from receiver._search_bulk import insert_agents
 from receiver.db import insert_rows
 from receiver.models import Agent, Tombstone
 from sf_metadata.decision import Decision
@@ -80,7 +81,7 @@ def write_effects(
         {**_agent_row(org_id, crm, u, now), "created_at": now} for crm, u in upserts if u.insert
     ]
     if inserted:
-        insert_rows(session, Agent, inserted)
+        insert_agents(session, inserted)
 
 
 def _tomb_row(org_id: str, crm: str, t: WriteTombstone, now: datetime) -> dict[str, Any]:
