@@ -1,29 +1,44 @@
-"""Replay of every failed notification in a view of the provisioning log (the log page's
-``Replay failed`` button and ``agent-provision replay``): the same function behind both.
+"""Replay of failed notifications as a job: every failure of a view of the provisioning
+log at once (the log page's ``Replay failed`` button and ``agent-provision replay``, one
+function behind both), and the row button's single replay.
 
 After a fix (a mapping, a released username, a call center created), an admin replays the
 failures of a filter at once instead of row by row; the count is shown before anything
 runs (the convoy and Hookdeck "affects N" pattern, ``dashboard-anchors.md`` (b) 10).
 
-Which failures: those of ``organization`` whose notification was kept for replay
-(``failed_notification``), in the filter (Salesforce user, received from/until, message
-outcome), and **not replayed yet**: no provisioning log entry with source ``replay``
-names the event. A failure that fails again on replay has a new entry (with its own kept
-notification), so pressing the button twice replays each failure once, not twice.
-They run oldest first (an older change never runs after a newer one of the same user),
-at most :data:`MAX_BATCH` per call, each in its own transaction through
-:func:`receiver.replay.replay_notification`: one store outage stops the batch (the
-error propagates, what was replayed stays replayed), a replay that fails again is
-counted and the batch goes on. A batch is a ``replay`` job (``receiver.jobs``): one at a
-time per organization, so two presses at once never replay a failure twice (the second
-gets :class:`~sf_metadata.errors.JobBusy`).
+Which failures are pending: those of ``organization`` whose notification was kept for
+replay (``failed_notification``), in the filter (Salesforce user, received from/until,
+message outcome), that are
+
+- **not replayed yet**: no provisioning log entry with source ``replay`` names the event;
+- **not overtaken**: no later entry of the same Salesforce user created, updated,
+  restored or deprovisioned its agent (a parked change that woke up, a newer message, a
+  reconcile): replaying those could only come out ``stale`` or change nothing.
+
+They come in two groups (:class:`PendingFailures`): ``first``, failures of a delivery or
+a reconcile, and ``again``, failures of an earlier replay (a replay that failed again,
+which only a further fix can change). A batch takes ``first`` and, when the scope says
+``again``, those too; so pressing twice with nothing fixed does not replay the same
+notifications over and over.
+
+A batch runs oldest first, at most :data:`MAX_BATCH` per call, each replay in its own
+transaction through :func:`receiver.replay.replay_notification`: a store outage stops it
+(the error propagates, what was replayed stays replayed), a replay that fails again is
+counted and the batch goes on. Batches and single replays are ``replay`` jobs
+(``receiver.jobs``): one at a time per organization across threads, workers and hosts,
+so two presses at once never replay a failure twice (the second gets
+:class:`~sf_metadata.errors.JobBusy`). A batch needs the organization's feature on
+(replaying while it is off would log each failure as ``ignored`` and use it up):
+:class:`~sf_metadata.errors.ReplayRefused` otherwise.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -32,39 +47,68 @@ from sqlmodel import Session
 from receiver.db import transaction
 from receiver.jobs import JobKind, JobOutcome, Progress, run_job, start_job
 from receiver.models import ProvisioningEvent, ProvisioningMessage
+from receiver.organizations import get_organization
 from receiver.provisioning import SourceKind
 from receiver.provisioning_tables import FailedNotification
-from receiver.replay import replay_notification
+from receiver.replay import ReplayResult, replay_notification
 from receiver.sessions import SessionHooks
-from sf_metadata.errors import ReplayNotFound
+from sf_metadata.errors import ReplayNotFound, ReplayRefused
 
-__all__ = ["MAX_BATCH", "BatchReplay", "ReplayScope", "replay_failed", "replayable_failures"]
+__all__ = [
+    "MAX_BATCH",
+    "BatchReplay",
+    "PendingFailures",
+    "ReplayScope",
+    "pending_failures",
+    "replay_failed",
+    "replay_one",
+]
 
 #: At most this many failures are replayed per call (press again for the rest).
 MAX_BATCH = 500
 
+#: Actions that bring a user's agent in step: a failure before one of them is overtaken.
+_APPLIED = ("created", "updated", "restored", "deprovisioned")
+
 _F = FailedNotification.__table__  # type: ignore[attr-defined]
 _E = ProvisioningEvent.__table__  # type: ignore[attr-defined]
 _M = ProvisioningMessage.__table__  # type: ignore[attr-defined]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
 class ReplayScope:
     """Which failures: ``crm_id`` (an 18-character User id) or any; the message received
     at ``since`` or later and before ``until`` (aware UTC datetimes) or any time;
-    ``outcome`` (a message outcome) or any."""
+    ``outcome`` (a message outcome) or any; ``again``: also the failures of earlier
+    replays."""
 
     crm_id: str | None = None
     since: datetime | None = None
     until: datetime | None = None
     outcome: str | None = None
+    again: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PendingFailures:
+    """The event ids of the pending failures, oldest first: ``first`` (failed on delivery
+    or reconcile) and ``again`` (failed again on an earlier replay)."""
+
+    first: list[int] = field(default_factory=list)
+    again: list[int] = field(default_factory=list)
+
+    def batch(self, *, again: bool) -> list[int]:
+        """What a batch takes, oldest first."""
+        return sorted(self.first + self.again) if again else list(self.first)
 
 
 @dataclass(frozen=True, slots=True)
 class BatchReplay:
     """What :func:`replay_failed` did: ``actions`` counts the new decisions by action
-    (``{"created": 3, "failed": 1}``), ``remaining`` how many failures of the scope were
-    left for another call (over :data:`MAX_BATCH`)."""
+    (``{"created": 3, "failed": 1}``), ``remaining`` how many pending failures of the
+    scope the batch did not reach (over :data:`MAX_BATCH`)."""
 
     actions: dict[str, int] = field(default_factory=dict)
     remaining: int = 0
@@ -75,15 +119,27 @@ class BatchReplay:
         return sum(self.actions.values())
 
 
-def replayable_failures(
-    session: Session, *, organization_id: str, scope: ReplayScope, limit: int | None = None
-) -> list[int]:
-    """The provisioning log event ids of the scope's failures not replayed yet, oldest
-    first, at most ``limit`` (``None``: all)."""
+def pending_failures(
+    session: Session, *, organization_id: str, scope: ReplayScope
+) -> PendingFailures:
+    """The scope's pending failures (see the module docstring; ``scope.again`` aside)."""
+    later = _E.alias("later")
+    later_message = _M.alias("later_message")
+    overtaken = (
+        sa.select(sa.literal(1))
+        .select_from(later.join(later_message, later_message.c.id == later.c.message_id))
+        .where(
+            later.c.crm_id == _E.c.crm_id,
+            later.c.message_id > _E.c.message_id,
+            later.c.action.in_(_APPLIED),
+            later_message.c.organization_id == organization_id,
+        )
+        .exists()
+    )
     stmt = (
-        sa.select(_F.c.event_id, _E.c.message_id)
+        sa.select(_F.c.event_id, _E.c.message_id, _M.c.source)
         .select_from(_F.join(_E, _E.c.id == _F.c.event_id).join(_M, _M.c.id == _E.c.message_id))
-        .where(_F.c.organization_id == organization_id, _E.c.action == "failed")
+        .where(_F.c.organization_id == organization_id, _E.c.action == "failed", ~overtaken)
     )
     if scope.crm_id is not None:
         stmt = stmt.where(_E.c.crm_id == scope.crm_id)
@@ -95,7 +151,7 @@ def replayable_failures(
         stmt = stmt.where(_M.c.outcome == scope.outcome)
     found = session.execute(stmt.order_by(_F.c.event_id)).all()
     if not found:
-        return []
+        return PendingFailures()
     # Replays come after what they replay: only entries newer than the oldest candidate.
     oldest_message = min(int(r.message_id) for r in found)
     replayed = {
@@ -108,8 +164,68 @@ def replayable_failures(
             )
         )
     }
-    ids = [int(r.event_id) for r in found if str(r.event_id) not in replayed]
-    return ids if limit is None else ids[:limit]
+    left = [r for r in found if str(r.event_id) not in replayed]
+    return PendingFailures(
+        first=[int(r.event_id) for r in left if r.source != SourceKind.REPLAY.value],
+        again=[int(r.event_id) for r in left if r.source == SourceKind.REPLAY.value],
+    )
+
+
+def _as_job(
+    engine: Engine, organization: str, work: Callable[[], T], *, require_enabled: bool
+) -> T:
+    """Run ``work`` as the organization's ``replay`` job (after checking the feature is on,
+    with ``require_enabled``); re-raise what it raised once the lease is released."""
+    with transaction(engine, read_only=True) as session:
+        enabled = get_organization(session, organization).enabled
+        if require_enabled and not enabled:
+            raise ReplayRefused(
+                f"Agent Auto Provision is off for {organization}: a replay now would only log "
+                "each failure as ignored; turn it on first"
+            )
+    progress = start_job(engine, organization, JobKind.REPLAY)
+    failure: list[BaseException] = []
+    done: list[T] = []
+
+    def job(_progress: Progress) -> JobOutcome:
+        try:
+            done.append(work())
+        except Exception as error:  # re-raised below
+            failure.append(error)
+            return JobOutcome(False, problems=(str(error),))
+        value = done[0]
+        if isinstance(value, BatchReplay):
+            return JobOutcome(True, {"actions": value.actions, "remaining": value.remaining})
+        return JobOutcome(True)
+
+    run_job(progress, job)
+    if failure:
+        raise failure[0]
+    return done[0]
+
+
+def replay_one(
+    engine: Engine,
+    *,
+    organization: str,
+    event_id: int,
+    now: datetime,
+    hooks: SessionHooks | None = None,
+) -> ReplayResult:
+    """:func:`receiver.replay.replay_notification` of one failure, in its own transaction,
+    as a ``replay`` job (so it never runs beside a batch). With the feature off it runs
+    too (the row shows its ``ignored`` result, and its button stays). Raises
+    :class:`~sf_metadata.errors.JobBusy`, :class:`~sf_metadata.errors.ReplayNotFound`,
+    :class:`~sf_metadata.errors.OrganizationNotFound` and
+    :class:`~sf_metadata.errors.StoreUnavailable`."""
+
+    def work() -> ReplayResult:
+        with transaction(engine) as session:
+            return replay_notification(
+                session, organization=organization, event_id=event_id, now=now, hooks=hooks
+            )
+
+    return _as_job(engine, organization, work, require_enabled=False)
 
 
 def replay_failed(
@@ -121,54 +237,31 @@ def replay_failed(
     hooks: SessionHooks | None = None,
     limit: int = MAX_BATCH,
 ) -> BatchReplay:
-    """Replay the scope's failures not replayed yet (see the module docstring), oldest
-    first, at most ``limit`` (capped at :data:`MAX_BATCH`), each in its own transaction.
-    ``now``: aware UTC datetime of the new log entries. It runs as a ``replay`` job
-    (``receiver.jobs``): one at a time per organization across threads, workers and hosts,
-    so two presses at once cannot replay a failure twice; the job's result holds the
-    counts.
+    """Replay the scope's pending failures (see the module docstring), oldest first, at
+    most ``limit`` (capped at :data:`MAX_BATCH`), each in its own transaction, as the
+    organization's ``replay`` job (its result holds the counts). ``now``: aware UTC
+    datetime of the new log entries.
 
-    Raises :class:`~sf_metadata.errors.JobBusy` while another bulk replay of the
-    organization runs, :class:`~sf_metadata.errors.OrganizationNotFound` and
+    Raises :class:`~sf_metadata.errors.JobBusy` while another replay of the organization
+    runs, :class:`~sf_metadata.errors.ReplayRefused` while its feature is off,
+    :class:`~sf_metadata.errors.OrganizationNotFound` and
     :class:`~sf_metadata.errors.StoreUnavailable` (the replays before it stay applied)."""
     limit = max(0, min(limit, MAX_BATCH))
-    progress = start_job(engine, organization, JobKind.REPLAY)
-    failure: list[BaseException] = []
-    done: list[BatchReplay] = []
 
-    def work(progress: Progress) -> JobOutcome:
-        try:
-            done.append(_replay_pending(engine, organization, scope, now, hooks, limit))
-        except Exception as error:  # re-raised below, once the lease is released
-            failure.append(error)
-            return JobOutcome(False, problems=(str(error),))
-        result = done[0]
-        return JobOutcome(True, {"actions": result.actions, "remaining": result.remaining})
+    def work() -> BatchReplay:
+        with transaction(engine, read_only=True) as session:
+            pending = pending_failures(session, organization_id=organization, scope=scope)
+        batch = pending.batch(again=scope.again)
+        actions: Counter[str] = Counter()
+        for event_id in batch[:limit]:
+            try:
+                with transaction(engine) as session:
+                    result = replay_notification(
+                        session, organization=organization, event_id=event_id, now=now, hooks=hooks
+                    )
+            except ReplayNotFound:  # pruned by the log retention since it was read
+                continue
+            actions[result.decision.action.value] += 1
+        return BatchReplay(dict(actions), max(0, len(batch) - limit))
 
-    run_job(progress, work)
-    if failure:
-        raise failure[0]
-    return done[0]
-
-
-def _replay_pending(
-    engine: Engine,
-    organization: str,
-    scope: ReplayScope,
-    now: datetime,
-    hooks: SessionHooks | None,
-    limit: int,
-) -> BatchReplay:
-    with transaction(engine, read_only=True) as session:
-        pending = replayable_failures(session, organization_id=organization, scope=scope)
-    actions: Counter[str] = Counter()
-    for event_id in pending[:limit]:
-        try:
-            with transaction(engine) as session:
-                result = replay_notification(
-                    session, organization=organization, event_id=event_id, now=now, hooks=hooks
-                )
-        except ReplayNotFound:  # pruned by the log retention since it was read
-            continue
-        actions[result.decision.action.value] += 1
-    return BatchReplay(dict(actions), max(0, len(pending) - limit))
+    return _as_job(engine, organization, work, require_enabled=True)

@@ -23,6 +23,8 @@ that maps it: exit codes in ``receiver/cli/_errors.py``, HTTP statuses and SOAP 
     │                                      or rejected
     │   ├── ReplayNotFound                 no failed notification kept for that provisioning
     │                                      log event in the organization
+    │   ├── ReplayRefused                  a replay while the organization's feature is off
+    │                                      (it would log each failure as ignored)
     │   └── StoreNotFound                  a command that only reads found no store at the
     │                                      database URL (nothing was created)
     ├── EnvelopeError                      an Outbound Message that cannot be taken
@@ -91,6 +93,7 @@ __all__ = [
     "Problem",
     "ReconcileHeld",
     "ReplayNotFound",
+    "ReplayRefused",
     "SalesforceError",
     "SalesforceUnreadable",
     "Setting",
@@ -319,6 +322,11 @@ class PlanNotFound(UsageError):
 class ReplayNotFound(UsageError):
     """No failed notification is kept for that provisioning log event in the organization
     (it did not fail, belongs to another organization, or its log entry was pruned)."""
+
+
+class ReplayRefused(UsageError):
+    """A replay was asked for while the organization's Agent Auto Provision is off: each
+    failure would be decided as ``ignored`` and count as replayed. Nothing was replayed."""
 
 
 class SalesforceUnreadable(SalesforceError):

@@ -28,6 +28,7 @@ __all__ = ["main"]
 _COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("receiver.cli.deploy", "check"),
     "deploy": ("receiver.cli.deploy", "deploy"),
+    "migrate": ("receiver.cli.migrate", "migrate"),
     "operator": ("receiver.cli.operator", "operator"),
     "org": ("receiver.cli.org", "org"),
     "reconcile": ("receiver.cli.reconcile", "reconcile_group"),

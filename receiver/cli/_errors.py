@@ -116,7 +116,8 @@ CLASS_HINTS: tuple[tuple[type[AgentProvisionError], str], ...] = (
     (OperatorNotFound, "see `agent-provision operator list`"),
     (
         StoreOutdated,
-        "migrate it by running `agent-provision serve` (or any command that writes) once, "
+        "migrate it by running `agent-provision migrate` (or `agent-provision serve`, or any "
+        "command that writes) once, "
         "or point --database-url at the store of this release",
     ),
     (

@@ -135,15 +135,19 @@ def _org_id_notes(session: Session, organization: str, given: str) -> list[str]:
 
 def cli_actor() -> str:
     """Who flips the switch from a shell, for the Features page's history:
-    ``cli:<login name>@<host>`` (``cli`` alone where the system cannot say: a container
-    user without a passwd entry)."""
-    import getpass
+    ``cli:<login>@<host>``, the login of the process's user id from the password database
+    (not ``LOGNAME`` or ``USER``, which the caller sets), each part cut to 64 characters;
+    ``cli:uid<n>@<host>`` for a user id without a passwd entry (a container)."""
+    import os
+    import pwd
     import socket
 
+    uid = os.geteuid()
     try:
-        return f"cli:{getpass.getuser()}@{socket.gethostname()}"
-    except (OSError, KeyError):
-        return "cli"
+        login = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        login = f"uid{uid}"
+    return f"cli:{login[:64]}@{socket.gethostname()[:64]}"
 
 
 def _set_enabled(ctx: click.Context, organization: str, enabled: bool) -> None:

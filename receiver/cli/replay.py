@@ -1,21 +1,25 @@
-"""``agent-provision replay ORGANIZATION [--user ID] [--from DATE] [--to DATE] [--limit N]
-[--dry-run] [--json]``: decide the failed notifications of the provisioning log again, after
-a fix (the log page's ``Replay failed`` button; both call
+"""``agent-provision replay ORGANIZATION [--user ID] [--from DATE] [--to DATE] [--again]
+[--limit N] [--dry-run] [--json]``: decide the failed notifications of the provisioning log
+again, after a fix (the log page's ``Replay failed`` button; both call
 :func:`receiver.replay_batch.replay_failed`).
 
-Each failure not replayed yet in the scope (a Salesforce User id; received on or after
-``--from`` and on or before ``--to``, ``YYYY-MM-DD`` UTC) runs oldest first, at most
-``--limit`` (default and most: 500) per call; ``--dry-run`` only counts them and lists
-their provisioning log event ids. Output: one line, or with ``--json``
+Each pending failure of the scope (not replayed yet, not overtaken by a later change of its
+user; a Salesforce User id; received on or after ``--from`` and on or before ``--to``,
+``YYYY-MM-DD`` UTC, swapped with a note when ``--from`` is the later) runs oldest first,
+at most ``--limit`` (default and most: 500) per call; ``--again`` also takes those that
+failed again on an earlier replay; ``--dry-run`` only counts them and lists their
+provisioning log event ids. Output: one line, or with ``--json``
 ``{"organization", "replayed", "actions": {action: count}, "remaining"}`` (dry run:
-``{"organization", "pending", "eventIds"}``). Exit codes: 0, 2 for a bad argument, 4 for
-an unknown organization, 75 when the store is unavailable (what was replayed stays).
+``{"organization", "pending", "pendingAgain", "eventIds"}``). Exit codes: 0; 2 for a bad
+argument or while the organization's feature is off; 4 for an unknown organization; 75
+when the store is unavailable (what was replayed stays); 1 while another replay of the
+organization runs (CONTRACT section 4's "1 otherwise").
 """
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import click
 
@@ -27,14 +31,16 @@ from receiver.cli._options import (
 )
 from receiver.db import transaction
 from receiver.organizations import get_organization
-from receiver.replay_batch import MAX_BATCH, ReplayScope, replay_failed, replayable_failures
+from receiver.replay_batch import MAX_BATCH, ReplayScope, pending_failures, replay_failed
 from sf_metadata.errors import InvalidSalesforceId, UsageError
 from sf_metadata.ids import USER, canonical_id
 
 __all__ = ["replay"]
 
 
-def _scope(user: str | None, first: datetime | None, last: datetime | None) -> ReplayScope:
+def _scope(
+    user: str | None, first: datetime | None, last: datetime | None, again: bool
+) -> ReplayScope:
     crm_id = None
     if user:
         try:
@@ -44,12 +50,17 @@ def _scope(user: str | None, first: datetime | None, last: datetime | None) -> R
                 f"--user {user[:40]!r} is not a Salesforce User id (005..., 15 or 18 characters)"
             ) from None
     if first is not None and last is not None and first > last:
-        raise UsageError(
-            f"--from {first.date().isoformat()} is after --to {last.date().isoformat()}"
+        click.echo(
+            f"note: --from {first.date().isoformat()} is after --to {last.date().isoformat()}: "
+            "the dates were swapped",
+            err=True,
         )
+        first, last = last, first
     since = first.replace(tzinfo=UTC) if first is not None else None
-    until = last.replace(tzinfo=UTC) + timedelta(days=1) if last is not None else None
-    return ReplayScope(crm_id=crm_id, since=since, until=until)
+    until = None
+    if last is not None and last.date() < date.max:
+        until = last.replace(tzinfo=UTC) + timedelta(days=1)
+    return ReplayScope(crm_id=crm_id, since=since, until=until, again=again)
 
 
 @click.command("replay")
@@ -68,6 +79,7 @@ def _scope(user: str | None, first: datetime | None, last: datetime | None) -> R
     show_default=True,
     help="Replay at most this many (oldest first); run again for the rest.",
 )
+@click.option("--again", is_flag=True, help="Also those that failed again on an earlier replay.")
 @click.option("--dry-run", is_flag=True, help="Only count them and list their event ids.")
 @json_option
 @database_url_option
@@ -79,28 +91,33 @@ def replay(
     first: datetime | None,
     last: datetime | None,
     limit: int,
+    again: bool,
     dry_run: bool,
     as_json: bool,
 ) -> None:
     """Decide the failed notifications of ORGANIZATION again, oldest first, once each."""
-    scope = _scope(user, first, last)
+    scope = _scope(user, first, last, again)
     with store_engine(ctx, organization) as engine:
         with transaction(engine, read_only=True) as session:
             get_organization(session, organization)
-            pending = replayable_failures(session, organization_id=organization, scope=scope)
+            found = pending_failures(session, organization_id=organization, scope=scope)
         if dry_run:
+            pending = found.batch(again=again)
             if as_json:
-                out = {"organization": organization, "pending": len(pending), "eventIds": pending}
+                out = {
+                    "organization": organization,
+                    "pending": len(found.first),
+                    "pendingAgain": len(found.again),
+                    "eventIds": pending,
+                }
                 click.echo(json.dumps(out, indent=2))
             else:
-                click.echo(
-                    f"{len(pending)} failed notification(s) of {organization} not replayed yet"
-                    + (
-                        f": provisioning log events {', '.join(map(str, pending))}"
-                        if pending
-                        else ""
-                    )
-                )
+                line = f"{len(pending)} failed notification(s) of {organization} to replay"
+                if pending:
+                    line += f": provisioning log events {', '.join(map(str, pending))}"
+                if found.again and not again:
+                    line += f" ({len(found.again)} more failed again on a replay: --again)"
+                click.echo(line)
             return
         done = replay_failed(
             engine, organization=organization, scope=scope, now=datetime.now(UTC), limit=limit

@@ -3,18 +3,8 @@ per notification with its action and reason, filters (action, outcome, Salesforc
 date), failed ones highlighted with a ``Replay`` button, and the filtered log as CSV
 (``.../provisioning-log.csv``) or JSON (``.../provisioning-log.json``).
 
-``Replay`` (``POST .../provisioning-log/replay``, form field ``event_id``) decides a failed
-notification again through :func:`receiver.replay.replay_notification`: the same decision
-code and apply path as the webhook, so a stale change stays stale. The button is shown only
-on failed rows whose notification was kept for replay (rows logged before replay existed
-have nothing to replay). The result is shown after the redirect (Post/Redirect/Get).
-
-With the Action filter on ``failed``, the page counts the view's failures not replayed yet
-and offers ``Replay N failed`` (``POST .../provisioning-log/replay-failed``, the filter's
-``user``, ``from``, ``to`` and ``outcome`` as form fields): the same
-:func:`receiver.replay_batch.replay_failed` as ``agent-provision replay``, oldest first, at
-most 500 a press; the redirect carries the counts (``replayed``, ``applied``, ``again``,
-``left``: integers only) for the line that reports them.
+``Replay`` on a failed row and ``Replay N failed`` (with the Action filter on
+``failed``) are :mod:`receiver.dashboard.log_replay`.
 """
 
 from __future__ import annotations
@@ -25,48 +15,24 @@ import json
 from collections.abc import Iterator
 
 from sqlmodel import Session, col, select
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
-from receiver.dashboard.framework import (
-    FLASH_MESSAGES,
-    FLASH_PROBLEMS,
-    OrgPage,
-    csv_cell,
-    org_route,
-    redirect,
-)
+from receiver.dashboard.framework import OrgPage, csv_cell, org_route
+from receiver.dashboard.log_replay import PendingCounts, batch_counts, pending_counts
 from receiver.dashboard.logview import (
     ACTIONS,
-    LogFilter,
     LogRow,
     iter_rows,
     log_page,
     parse_filter,
+    row_id,
 )
 from receiver.models import Agent
 from receiver.provisioning_tables import FailedNotification
-from receiver.replay import replay_notification
-from receiver.replay_batch import MAX_BATCH, ReplayScope, replay_failed, replayable_failures
-from sf_metadata.decision import Action
-from sf_metadata.errors import JobBusy, ReplayNotFound
+from receiver.replay_batch import MAX_BATCH
 
-__all__ = ["ROUTES", "agent_names", "replayable_events"]
+__all__ = ["ROUTES", "agent_names", "replayable_events", "row_id"]
 
-FLASH_MESSAGES.update(
-    {
-        "replayed": "Replayed: the notification was decided again; its new entry is at the "
-        "top of the log.",
-        "replay-failed-again": "Replayed, and it failed again: see the reason in the new entry "
-        "at the top of the log.",
-        "replay-unknown": "That notification cannot be replayed: it did not fail, belongs to "
-        "no organization of yours, or was logged before replay was kept.",
-        "replay-busy": "Another replay of this organization's failures is running (started "
-        "from another page, browser or the command line): nothing was replayed twice. Look "
-        "at the log again in a moment.",
-    }
-)
-FLASH_PROBLEMS.update({"replay-failed-again", "replay-unknown", "replay-busy"})
 
 _CSV_COLUMNS = (
     "messageId",
@@ -131,41 +97,8 @@ def agent_names(session: Session, *, organization_id: str, rows: list[LogRow]) -
     return names
 
 
-#: The largest row id of the store (PostgreSQL ``integer``); larger numbers are no id.
-_MAX_ID = 2**31 - 1
-
-
-def row_id(raw: str) -> int | None:
-    """``raw`` as a row id: ASCII digits only (``str.isdigit`` also takes ``²`` and
-    Arabic-Indic digits, which ``int`` then refuses or reads), at most :data:`_MAX_ID`;
-    else ``None``."""
-    if not raw or len(raw) > 10 or not (raw.isascii() and raw.isdigit()):
-        return None
-    value = int(raw)
-    return value if value <= _MAX_ID else None
-
-
 def _before(page: OrgPage) -> int | None:
     return row_id(page.request.query_params.get("before", ""))
-
-
-def replay_scope(flt: LogFilter) -> ReplayScope:
-    """The failures a bulk replay of the view ``flt`` takes (its action filter aside)."""
-    return ReplayScope(crm_id=flt.crm_id, since=flt.since, until=flt.until, outcome=flt.outcome)
-
-
-_BATCH_COUNTS = ("replayed", "applied", "again", "left")
-
-
-def batch_counts(params: object) -> dict[str, int] | None:
-    """The counts a bulk replay's redirect carries (each an ASCII integer), or ``None``."""
-    get = getattr(params, "get", None)
-    if get is None or get("replayed") is None:
-        return None
-    counts = {k: row_id(str(get(k, "") or "0")) for k in _BATCH_COUNTS}
-    if any(v is None for v in counts.values()):
-        return None
-    return {k: int(v or 0) for k, v in counts.items()}
 
 
 async def log_page_view(page: OrgPage) -> Response:
@@ -176,12 +109,9 @@ async def log_page_view(page: OrgPage) -> Response:
 
     def work(
         session: Session,
-    ) -> tuple[list[LogRow], int | None, set[int], dict[str, str], int | None]:
+    ) -> tuple[list[LogRow], int | None, set[int], dict[str, str], PendingCounts | None]:
         rows, next_before = log_page(session, organization_id=org_id, flt=flt, before_id=before)
-        pending = None
-        if flt.action == "failed":
-            scope = replay_scope(flt)
-            pending = len(replayable_failures(session, organization_id=org_id, scope=scope))
+        pending = pending_counts(session, organization_id=org_id, flt=flt)
         return (
             rows,
             next_before,
@@ -201,7 +131,7 @@ async def log_page_view(page: OrgPage) -> Response:
             "first_page": before is None,
             "replayable": replayable,
             "names": names,
-            "pending_replays": pending,
+            "pending": pending,
             "max_batch": MAX_BATCH,
             "batch": batch_counts(page.request.query_params),
             "failed_on_page": any(r.action == "failed" for r in rows),
@@ -253,80 +183,8 @@ async def download(page: OrgPage) -> Response:
     return StreamingResponse(_json_chunks(rows), media_type="application/json", headers=headers)
 
 
-async def replay(page: OrgPage) -> Response:
-    """POST: replay the failed notification of form field ``event_id``, then show the log."""
-    raw = str(page.form.get("event_id", "")) if page.form is not None else ""
-    event_id = row_id(raw)
-    if event_id is None:
-        return redirect(page.url("/provisioning-log", flash="replay-unknown"))
-    org_id = page.organization.id
-    now = page.context.clock()
-    hooks = page.context.hooks
-
-    def work(session: Session) -> str:
-        try:
-            result = replay_notification(
-                session, organization=org_id, event_id=event_id, now=now, hooks=hooks
-            )
-        except ReplayNotFound:
-            return "replay-unknown"
-        return "replay-failed-again" if result.decision.action is Action.FAILED else "replayed"
-
-    flash = await page.write(work)
-    return redirect(page.url("/provisioning-log", flash=flash))
-
-
-async def replay_view(page: OrgPage) -> Response:
-    """POST: replay the failures of the filter in the form (see the module docstring)."""
-    form = page.form
-    fields = {
-        k: str(form.get(k, "")) if form is not None else ""
-        for k in ("user", "from", "to", "outcome")
-    }
-    flt = parse_filter({**fields, "action": "failed"})
-    back = {**flt.query()}
-    if flt.problems:
-        return redirect(page.url("/provisioning-log", **back))
-    org_id = page.organization.id
-    context = page.context
-    now = context.clock()
-
-    def work() -> tuple[int, int, int, int]:
-        done = replay_failed(
-            context.engine,
-            organization=org_id,
-            scope=replay_scope(flt),
-            now=now,
-            hooks=context.hooks,
-        )
-        again = done.actions.get(Action.FAILED.value, 0)
-        applied = sum(
-            n
-            for a, n in done.actions.items()
-            if a in ("created", "updated", "restored", "deprovisioned")
-        )
-        return done.replayed, applied, again, done.remaining
-
-    try:
-        replayed, applied, again, left = await run_in_threadpool(work)
-    except JobBusy:
-        return redirect(page.url("/provisioning-log", **back, flash="replay-busy"))
-    return redirect(
-        page.url(
-            "/provisioning-log",
-            **back,
-            replayed=str(replayed),
-            applied=str(applied),
-            again=str(again),
-            left=str(left),
-        )
-    )
-
-
 ROUTES = [
     org_route("/provisioning-log", log_page_view),
-    org_route("/provisioning-log/replay", replay, methods=["POST"]),
-    org_route("/provisioning-log/replay-failed", replay_view, methods=["POST"]),
     org_route("/provisioning-log.csv", download),
     org_route("/provisioning-log.json", download),
 ]

@@ -32,6 +32,7 @@ __all__ = [
     "iter_rows",
     "log_page",
     "parse_filter",
+    "row_id",
 ]
 
 #: The notification actions of CONTRACT section 3.
@@ -52,6 +53,20 @@ ROWS_PER_PAGE = 100
 
 _M = ProvisioningMessage.__table__  # type: ignore[attr-defined]
 _E = ProvisioningEvent.__table__  # type: ignore[attr-defined]
+
+
+#: The largest row id of the store (PostgreSQL ``integer``); larger numbers are no id.
+_MAX_ID = 2**31 - 1
+
+
+def row_id(raw: str) -> int | None:
+    """``raw`` as a row id: ASCII digits only (``str.isdigit`` also takes ``²`` and
+    Arabic-Indic digits, which ``int`` then refuses or reads), at most :data:`_MAX_ID`;
+    else ``None``."""
+    if not raw or len(raw) > 10 or not (raw.isascii() and raw.isdigit()):
+        return None
+    value = int(raw)
+    return value if value <= _MAX_ID else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,16 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from receiver.dashboard import crm, features, log, login, reconcile, salesforce, users
+from receiver.dashboard import (
+    crm,
+    features,
+    log,
+    log_replay,
+    login,
+    reconcile,
+    salesforce,
+    users,
+)
 from receiver.dashboard.state import templates_dir
 
 __all__ = ["routes"]
@@ -31,6 +40,7 @@ def routes() -> list[BaseRoute]:
         *users.ROUTES,
         *features.ROUTES,
         *log.ROUTES,
+        *log_replay.ROUTES,
         *crm.ROUTES,
         *salesforce.ROUTES,
         *reconcile.ROUTES,

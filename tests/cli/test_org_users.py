@@ -256,14 +256,17 @@ def test_help_lists_the_commands(run: Run) -> None:
 
 
 def test_a_switch_flipped_from_the_cli_names_the_login_and_host(
-    run: Run, database_url: str
+    run: Run, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import getpass
+    import os
+    import pwd
     import socket
 
     from receiver.feature_switch import list_audit
 
     _ok(run("org", "add", "demo", "--salesforce-org-id", ORG_ID))
+    monkeypatch.setenv("LOGNAME", "someone-else")  # the caller's environment is not asked
+    monkeypatch.setenv("USER", "someone-else")
     _ok(run("org", "enable", "demo"))
     engine = make_engine(database_url)
     try:
@@ -271,4 +274,5 @@ def test_a_switch_flipped_from_the_cli_names_the_login_and_host(
             (flip,) = list_audit(session, organization_id="demo")
     finally:
         engine.dispose()
-    assert flip.actor == f"cli:{getpass.getuser()}@{socket.gethostname()}"
+    login = pwd.getpwuid(os.geteuid()).pw_name
+    assert flip.actor == f"cli:{login}@{socket.gethostname()}"

@@ -154,3 +154,29 @@ def test_reads_of_an_existing_store_work_and_create_no_key_file(
 
 def test_the_probe_knows_the_newest_migration() -> None:
     assert HEAD_REVISION == head_revision()
+
+
+def test_migrate_brings_an_older_store_to_this_release_and_then_reads_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from alembic import command
+
+    path = tmp_path / "old.db"
+    url = f"sqlite:///{path}"
+    engine = make_engine(url, poolclass=NullPool)
+    try:
+        with engine.begin() as connection:
+            command.upgrade(_alembic_config(connection), "0008_dashboard")
+    finally:
+        engine.dispose()
+    first = _invoke(["migrate", "--database-url", url], monkeypatch, tmp_path)
+    assert first.exit_code == 0, first.stderr
+    assert first.stdout.strip() == (
+        f"store {url}: schema revision 0008_dashboard -> {HEAD_REVISION}"
+    )
+    again = _invoke(["migrate", "--database-url", url], monkeypatch, tmp_path)
+    assert again.stdout.strip() == f"store {url} is at schema revision {HEAD_REVISION}"
+    assert _invoke(["org", "list", "--database-url", url], monkeypatch, tmp_path).exit_code == 0
+    missing = tmp_path / "nowhere" / "x.db"
+    refused = _invoke(["migrate", "--database-url", f"sqlite:///{missing}"], monkeypatch, tmp_path)
+    assert refused.exit_code == 2 and not missing.parent.exists()

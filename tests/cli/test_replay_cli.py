@@ -37,9 +37,9 @@ def _org_with_failures(run: Run, database_url: str) -> list[int]:
 def test_dry_run_lists_then_replay_runs_each_failure_once(run: Run, database_url: str) -> None:
     events = _org_with_failures(run, database_url)
     dry = json.loads(_ok(run("replay", "demo", "--dry-run", "--json")))
-    assert dry == {"organization": "demo", "pending": 2, "eventIds": events}
+    assert dry == {"organization": "demo", "pending": 2, "pendingAgain": 0, "eventIds": events}
     only_one = _ok(run("replay", "demo", "--user", user(1)[:15], "--dry-run"))
-    assert only_one.startswith("1 failed notification(s) of demo not replayed yet")
+    assert only_one.startswith("1 failed notification(s) of demo to replay")
     done = json.loads(_ok(run("replay", "demo", "--json")))
     assert done == {
         "organization": "demo",
@@ -48,21 +48,36 @@ def test_dry_run_lists_then_replay_runs_each_failure_once(run: Run, database_url
         "remaining": 0,
     }
     assert [a["crmId"] for a in json.loads(_ok(run("users", "demo", "--json")))] == [user(1)]
-    # user 2's replay failed again: that new failure is the only one left
-    again = _ok(run("replay", "demo", "--limit", "1")).strip()
+    # user 2's replay failed again: only --again takes that new failure
+    nothing = _ok(run("replay", "demo")).strip()
+    assert nothing == "replayed 0 failed notification(s) of demo: nothing to do"
+    hint = _ok(run("replay", "demo", "--dry-run")).strip()
+    assert hint.endswith("(1 more failed again on a replay: --again)")
+    again = _ok(run("replay", "demo", "--again", "--limit", "1")).strip()
     assert again == "replayed 1 failed notification(s) of demo: failed 1"
 
 
 def test_bad_arguments_exit_2_and_an_unknown_organization_4(run: Run, database_url: str) -> None:
     _org_with_failures(run, database_url)
-    backwards = run("replay", "demo", "--from", "2026-12-05", "--to", "2026-12-01")
-    assert (
-        backwards.exit_code == 2
-        and "--from 2026-12-05 is after --to 2026-12-01" in backwards.stderr
-    )
+    backwards = run("replay", "demo", "--from", "2026-12-05", "--to", "2026-12-01", "--dry-run")
+    assert backwards.exit_code == 0
+    assert "--from 2026-12-05 is after --to 2026-12-01: the dates were swapped" in backwards.stderr
+    widest = run("replay", "demo", "--from", "0001-01-01", "--to", "9999-12-31", "--dry-run")
+    assert widest.exit_code == 0 and widest.stdout.startswith("2 failed notification(s)")
     not_a_user = run("replay", "demo", "--user", "001000000000001")
     assert not_a_user.exit_code == 2 and "not a Salesforce User id" in not_a_user.stderr
     assert run("replay", "demo", "--limit", "501").exit_code == 2
     unknown = run("replay", "nope")
     assert unknown.exit_code == 4 and "not registered" in unknown.stderr
+    assert json.loads(_ok(run("replay", "demo", "--dry-run", "--json")))["pending"] == 2
+
+
+def test_a_replay_while_the_feature_is_off_exits_2_and_uses_nothing_up(
+    run: Run, database_url: str
+) -> None:
+    _org_with_failures(run, database_url)
+    _ok(run("org", "disable", "demo"))
+    off = run("replay", "demo")
+    assert off.exit_code == 2 and "Agent Auto Provision is off for demo" in off.stderr
+    _ok(run("org", "enable", "demo"))
     assert json.loads(_ok(run("replay", "demo", "--dry-run", "--json")))["pending"] == 2

@@ -13,7 +13,13 @@ from sqlmodel import col, select
 from receiver.db import transaction
 from receiver.models import Agent, Organization, ProvisioningMessage
 from receiver.provisioning_tables import FailedNotification
-from receiver.replay_batch import BatchReplay, ReplayScope, replay_failed, replayable_failures
+from receiver.replay_batch import (
+    BatchReplay,
+    PendingFailures,
+    ReplayScope,
+    pending_failures,
+    replay_failed,
+)
 from tests.receiver.test_replay import T0, deliver, event_id, note, user
 
 
@@ -34,9 +40,15 @@ def _fix(engine: Engine, *events: int) -> None:
             session.add(kept)
 
 
-def _pending(engine: Engine, org: Organization, scope: ReplayScope | None = None) -> list[int]:
+def _found(engine: Engine, org: Organization, scope: ReplayScope | None = None) -> PendingFailures:
     with transaction(engine, read_only=True) as session:
-        return replayable_failures(session, organization_id=org.id, scope=scope or ReplayScope())
+        return pending_failures(session, organization_id=org.id, scope=scope or ReplayScope())
+
+
+def _pending(engine: Engine, org: Organization, scope: ReplayScope | None = None) -> list[int]:
+    """What a batch of ``scope`` would take."""
+    scope = scope or ReplayScope()
+    return _found(engine, org, scope).batch(again=scope.again)
 
 
 def _replay(engine: Engine, org: Organization, **kw: Any) -> BatchReplay:
@@ -68,11 +80,12 @@ def test_each_failure_is_replayed_once_oldest_first(engine: Engine, org: Organiz
         ).all()
     assert agents == {user(1), user(2), user(4)}
     assert sources == [str(e) for e in failures]  # oldest first
-    # only user 3's new failure is left; pressing again replays it, not the old ones
-    (new_failure,) = _pending(engine, org)
-    assert new_failure not in failures
-    assert _replay(engine, org).actions == {"failed": 1}
-    assert len(_pending(engine, org)) == 1  # the newest failure of user 3, once more
+    # user 3's replay failed again: a failure of a replay, not taken without `again`
+    found = _found(engine, org)
+    assert found.first == [] and len(found.again) == 1 and found.again[0] not in failures
+    assert _replay(engine, org).actions == {}  # pressing again with nothing fixed: nothing
+    assert _replay(engine, org, scope=ReplayScope(again=True)).actions == {"failed": 1}
+    assert len(_found(engine, org).again) == 1  # its newest failure, once more
 
 
 def test_the_scope_and_the_limit_bound_what_runs(
@@ -89,7 +102,7 @@ def test_the_scope_and_the_limit_bound_what_runs(
     assert _pending(engine, org, later) == []
     limited = _replay(engine, org, limit=2)
     assert (limited.replayed, limited.remaining) == (2, 1)
-    assert _pending(engine, org)[0] == events[2]  # the oldest left, then the new failures
+    assert _pending(engine, org) == [events[2]]  # the one not reached; the two new are `again`
     assert len(_pending(engine, other)) == 1  # another organization's failure is its own
 
 
@@ -112,3 +125,23 @@ def test_one_batch_at_a_time_per_organization(
         (job,) = latest_jobs(session, other.id, JobKind.REPLAY)
     assert job.state.value == "succeeded"
     assert job.result == {"actions": {"failed": 1}, "remaining": 0}
+
+
+def test_a_failure_overtaken_by_a_later_change_is_not_pending(
+    engine: Engine, org: Organization
+) -> None:
+    failed = deliver(engine, org, note(1, 0, IsActive=None), note(2, 0, IsActive=None))
+    deliver(engine, org, note(1, 5))  # a newer change of user 1 applies
+    assert _pending(engine, org) == [event_id(engine, failed, 1)]
+
+
+def test_a_batch_is_refused_while_the_feature_is_off(engine: Engine, org: Organization) -> None:
+    from receiver.feature_switch import set_feature
+    from receiver.settings import Settings
+    from sf_metadata.errors import ReplayRefused
+
+    deliver(engine, org, note(1, 0, IsActive=None))
+    set_feature(engine, settings=Settings(), organization=org.id, enabled=False, actor="test")
+    with pytest.raises(ReplayRefused):
+        _replay(engine, org)
+    assert len(_pending(engine, org)) == 1  # nothing used up

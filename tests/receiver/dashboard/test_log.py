@@ -253,7 +253,10 @@ def test_replay_failed_replays_the_views_failures_once_and_reports_the_counts(
     assert "action=failed" in location and "replayed=2" in location
     after = dash.client.get(location).text
     assert "Replayed 2 failed notifications: 1 applied, 1 failed again, 0 changed nothing" in after
-    assert "1 failed notification in this view has not been replayed yet" in after  # the new one
+    # the one that failed again is offered only with those of earlier replays
+    assert "not been replayed yet" not in after
+    assert "1 failed again when replayed earlier" in after
+    assert "Replay 1, including those" in after
     users_page = dash.client.get(f"/organizations/{dash.org}/users").text
     assert "Fixed Later" in users_page  # the agent now exists
     # counts in the address are read as integers only
@@ -311,3 +314,28 @@ def test_replay_failed_while_another_batch_runs_replays_nothing_and_says_so(dash
     after = dash.client.get(response.headers["location"]).text
     assert "Another replay of this organization" in after and 'role="alert"' in after
     assert "1 failed notification in this view has not been replayed yet" in after
+
+
+def test_replay_failed_is_offered_but_refused_while_provisioning_is_off(dash: Dash) -> None:
+    dash.sign_in()
+    dash.post_message(make_notification(IsActive=None))
+    with dash.engine.begin() as conn:
+        conn.execute(text("UPDATE organization SET enabled = :off"), {"off": False})
+    page = _log(dash, action="failed")
+    assert "Agent Auto Provision is off for this organization" in page
+    assert re.search(r"<button type=\"submit\" disabled>Replay 1 failed</button>", page)
+    response = dash.post_form(
+        f"/organizations/{dash.org}/provisioning-log/replay-failed",
+        {"user": "", "from": "", "to": "", "outcome": ""},
+        page=f"/organizations/{dash.org}/provisioning-log?action=failed",
+    )
+    assert "flash=replay-off" in response.headers["location"]
+    after = dash.client.get(response.headers["location"]).text
+    assert "Nothing was replayed: Agent Auto Provision is off" in after
+    assert "1 failed notification in this view has not been replayed yet" in after
+
+
+def test_forged_counts_in_the_address_show_no_report(dash: Dash) -> None:
+    dash.sign_in()
+    forged = _log(dash, action="failed", replayed="0", applied="5", again="7")
+    assert "Replayed" not in forged
