@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Engine
 
@@ -43,6 +43,9 @@ from receiver.models import DeploymentCreate
 from receiver.organizations import get_organization, reveal_token, webhook_path, webhook_url
 from sf_metadata.errors import AgentProvisionError, PreflightError, SalesforceError
 
+if TYPE_CHECKING:
+    from receiver.settings import Settings
+
 __all__ = [
     "STEPS",
     "OrgFacts",
@@ -53,6 +56,7 @@ __all__ = [
     "record_outcome",
     "refresh_webhook",
     "run_refresh",
+    "serve_timing",
     "undeploy_webhook",
 ]
 
@@ -364,6 +368,14 @@ def run_refresh(
     run.job_id = progress.job_id
     run_job(progress, work)
     return run
+
+
+def serve_timing(settings: Settings) -> Timing:
+    """The deploy polling of a Refresh Webhook started by the CRM page's button or by the
+    install on enable (``receiver.webhook_install``): the first wait is ``settings.deploy_poll_seconds`` (default
+    1 s), each next one 1.5 times longer, up to 15 s (or the first wait, when longer)."""
+    first = settings.deploy_poll_seconds
+    return Timing(first_interval=first, max_interval=max(first, Timing.max_interval))
 
 
 def undeploy_webhook(

@@ -21,6 +21,8 @@ environment variable named beside it, else from the default. Nothing mutates a
 | ``public_url`` | ``AGENT_PROVISION_PUBLIC_URL`` | none: ``http://{host}:{port}`` of ``serve``; the dashboard cookie is ``Secure`` when it is https |
 | ``dashboard_idle_minutes`` | ``AGENT_PROVISION_DASHBOARD_IDLE_MINUTES`` | 60: a dashboard session unused this long ends; at least 1 |
 | ``dashboard_session_hours`` | ``AGENT_PROVISION_DASHBOARD_SESSION_HOURS`` | 12: a dashboard session ends this long after sign-in; more than 0 |
+| ``dashboard_reload_seconds`` | ``AGENT_PROVISION_DASHBOARD_RELOAD_SECONDS`` | 2: while a Refresh Webhook runs, the CRM page reloads itself this often (whole seconds, a meta refresh); at least 1 |
+| ``deploy_poll_seconds`` | ``AGENT_PROVISION_DEPLOY_POLL_SECONDS`` | 1.0: a Refresh Webhook started by the CRM page's button or by the install on enable first waits this long between two ``checkDeployStatus`` calls, each next wait 1.5 times longer, up to 15 s (``deployer.deploy.Timing``); more than 0 |
 """
 
 from __future__ import annotations
@@ -64,6 +66,8 @@ class Settings(BaseSettings):
     public_url: str | None = None
     dashboard_idle_minutes: float = 60.0
     dashboard_session_hours: float = 12.0
+    dashboard_reload_seconds: int = Field(default=2, ge=1)
+    deploy_poll_seconds: float = Field(default=1.0, gt=0.0, allow_inf_nan=False)
     salesforce_client_id: str | None = None
     salesforce_client_secret: SecretStr | None = None
     salesforce_login_urls: str = ""

@@ -19,7 +19,7 @@ __all__ = ["install_if_never_deployed"]
 def install_if_never_deployed(flip: FeatureFlip) -> str | None:
     """Run Refresh Webhook when a connection is stored and nothing was ever deployed;
     return one line for the operator, or ``None`` when there is nothing to do."""
-    from receiver.refresh import RefreshRequest, run_refresh
+    from receiver.refresh import RefreshRequest, run_refresh, serve_timing
     from receiver.salesforce_login import salesforce_client
     from receiver.secrets import load_key
 
@@ -50,6 +50,7 @@ def install_if_never_deployed(flip: FeatureFlip) -> str | None:
             RefreshRequest(organization=org, integration_user=connection.username),
             connect,
             background=flip.background,
+            timing=serve_timing(settings),
         )
     except JobBusy:
         return "webhook install: a Refresh Webhook is already running"

@@ -17,7 +17,9 @@ Routes (each through ``receiver.dashboard.framework``: sign-in, organization acc
 
 :func:`salesforce_values` adds the connection, the current Refresh Webhook job and the
 history to the CRM page; while a job runs the page reloads itself every 2 seconds (meta
-refresh, no JavaScript).
+refresh, no JavaScript; ``AGENT_PROVISION_DASHBOARD_RELOAD_SECONDS``). A Refresh Webhook
+started here polls the deploy as ``receiver.refresh.serve_timing`` says
+(``AGENT_PROVISION_DEPLOY_POLL_SECONDS``).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from receiver.dashboard.framework import (
 from receiver.dashboard.rendering import org_url
 from receiver.db import transaction
 from receiver.jobs import JobKind, JobView, latest_jobs
-from receiver.refresh import RefreshRequest, run_refresh
+from receiver.refresh import RefreshRequest, run_refresh, serve_timing
 from receiver.salesforce_connection import (
     ConnectionInfo,
     connection_info,
@@ -54,8 +56,6 @@ from sf_metadata.errors import AgentProvisionError, JobBusy, UsageError
 
 __all__ = ["ROUTES", "salesforce_values"]
 
-#: How often a page showing a running deploy reloads itself (seconds).
-RELOAD_SECONDS = 2
 _KIND_LABELS = {
     "oauth": "OAuth 2.0 web server flow (refresh token)",
     "jwt": "JWT bearer (certificate)",
@@ -122,7 +122,9 @@ def salesforce_values(session: Session, page: OrgPage) -> dict[str, Any]:
         "oauth_configured": bool(page.context.settings.salesforce_client_id),
         "refresh": current,
         "history": [_job_summary(j) for j in jobs],
-        "reload_seconds": RELOAD_SECONDS if current and current["headline"] == "Running" else None,
+        "reload_seconds": page.context.settings.dashboard_reload_seconds
+        if current and current["headline"] == "Running"
+        else None,
         "notice": _NOTICES.get(page.request.query_params.get("notice", "")),
     }
 
@@ -293,7 +295,9 @@ async def refresh(page: OrgPage) -> Response:
         ).client
 
     def start() -> None:
-        run_refresh(engine, key, request, connect_stored, background=True)
+        run_refresh(
+            engine, key, request, connect_stored, background=True, timing=serve_timing(settings)
+        )
 
     try:
         await run_in_threadpool(start)

@@ -53,6 +53,9 @@ def crm_live(tmp_path: Path) -> Iterator[CrmLive]:
                 "AGENT_PROVISION_SALESFORCE_CLIENT_ID": auth.client_id,
                 "AGENT_PROVISION_SALESFORCE_LOGIN_URLS": auth_url,
                 "REQUESTS_CA_BUNDLE": str(cert),
+                # the cassettes answer at once: poll and reload at the shortest settings
+                "AGENT_PROVISION_DEPLOY_POLL_SECONDS": "0.01",
+                "AGENT_PROVISION_DASHBOARD_RELOAD_SECONDS": "1",
             }
         )
         run_cli(

@@ -263,7 +263,7 @@ def _flip(harness: Harness) -> Any:
     from receiver.feature_switch import FeatureFlip
     from receiver.settings import Settings
 
-    settings = Settings(database_url=harness.db_url)
+    settings = Settings(database_url=harness.db_url, deploy_poll_seconds=0.01)
     return FeatureFlip(ORG, make_engine(harness.db_url), settings, "cli", datetime.now(UTC), False)
 
 

@@ -12,9 +12,15 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
+from pydantic import ValidationError
+
+from deployer.deploy import Timing
 from receiver.db import transaction
 from receiver.jobs import JobKind, latest_jobs, start_job
+from receiver.refresh import serve_timing
 from receiver.salesforce_connection import mark_reconnect, save_connection
+from receiver.settings import Settings
 from tests.deployer._vcr import HOST, make_vcr
 from tests.receiver.dashboard._harness import Dash, MakeDash
 
@@ -130,10 +136,29 @@ def test_refresh_pressed_while_one_runs_shows_the_running_one(
         assert len(latest_jobs(session, d.org, JobKind.REFRESH_WEBHOOK)) == 1
 
 
+def test_the_running_page_reloads_as_often_as_configured(make_dash: MakeDash, key: bytes) -> None:
+    d = _dash(make_dash, key, dashboard_reload_seconds=7)
+    _store(d, key)
+    start_job(d.engine, d.org, JobKind.REFRESH_WEBHOOK).step("deploying")
+    page = d.client.get(_crm(d))
+    assert '<meta http-equiv="refresh" content="7">' in page.text
+
+
+def test_deploy_polling_of_a_page_refresh_follows_the_setting() -> None:
+    assert serve_timing(Settings()) == Timing()  # 1 s first, 1.5 times longer, up to 15 s
+    quick = serve_timing(Settings(deploy_poll_seconds=0.01))
+    assert (quick.first_interval, quick.max_interval) == (0.01, 15.0)
+    slow = serve_timing(Settings(deploy_poll_seconds=20))
+    assert (slow.first_interval, slow.max_interval) == (20.0, 20.0)
+    for bad in ({"deploy_poll_seconds": 0}, {"dashboard_reload_seconds": 0}):
+        with pytest.raises(ValidationError):
+            Settings(**bad)  # type: ignore[arg-type]
+
+
 def test_refresh_deploys_with_the_stored_connection_in_the_background(
     make_dash: MakeDash, key: bytes
 ) -> None:
-    d = _dash(make_dash, key)
+    d = _dash(make_dash, key, deploy_poll_seconds=0.01)
     # the cassette's org, and a webhook URL Salesforce could reach
     d.org = d.new_org(salesforce_org_id="00D000000000001EAA", base_url="https://hooks.example.com")
     d.sf_org = "00D000000000001EAA"
