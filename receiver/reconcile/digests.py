@@ -72,6 +72,8 @@ _SOURCES = (
     "decision_types.py",
     "effects.py",
     "reconcile.py",
+    "reconcile_read.py",
+    "reconcile_claims.py",
 )
 _CHUNK = 500
 #: Final actions after which the stored state is what the record decided.

@@ -8,25 +8,19 @@ One function per action, shared by the CLI and the dashboard:
 - :func:`plan_run`: decide against the stored state (``sf_metadata.reconcile``) and store
   the plan: ``planned`` (a dry run, or a disabled organization: a preview of what
   enabling will do), ``held`` (the deletion guard), else applied at once.
-- :func:`apply_plan`: apply a stored plan (planned, or held with approval). In one write
-  transaction, with the organization row locked as the webhook locks it: the rows with an
-  effect are decided again against the then stored state (a change stored after the plan
-  wins, never rolled back), the deletion guard is checked again for a plan not approved,
-  and the decisions go through ``receiver.reconcile.apply`` (the receiver's apply path).
-  All or nothing.
-- :func:`reject_plan`: discard a held (or planned) plan.
+- :func:`reconcile`: read, plan and apply in one go.
+- :func:`apply_plan`, :func:`reject_plan`, :func:`show_plan` (a stored plan) and
+  :class:`RunResult` are ``receiver.reconcile.review``'s, :class:`ProgressSink` and
+  :func:`gc_paused` ``receiver.reconcile.progress``'s, exported here too.
 """
 
 from __future__ import annotations
 
-import gc
 import re
-import threading
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
-from typing import Any, Protocol
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
@@ -36,21 +30,20 @@ from deployer.users import UserReader
 from receiver.db import transaction
 from receiver.organizations import get_organization
 from receiver.reconcile.digests import SALT, DigestSnapshot, load_snapshot
-from receiver.reconcile.plans import StoredPlan, get_plan, plan_json, save_plan
+from receiver.reconcile.plans import save_plan
+from receiver.reconcile.progress import Clock, NoProgress, ProgressSink, gc_paused, utc_now
+from receiver.reconcile.review import RunResult, apply_plan, reject_plan, show_plan
 from receiver.reconcile.state import load_reconcile_state
 from receiver.reconcile.tables import ReconcilePlanRecord
 from receiver.sessions import SessionHooks
 from sf_metadata.changes import parse_stamp
-from sf_metadata.errors import AgentProvisionError, PlanNotFound, ReconcileHeld, Setting, UsageError
+from sf_metadata.errors import AgentProvisionError
 from sf_metadata.reconcile import (
-    COUNT_KEYS,
     DEFAULT_GUARD,
     DeletionGuard,
     KnownUser,
-    PlanRow,
     QueriedUser,
     ReadUser,
-    count_rows,
     plan_users,
     read_page,
 )
@@ -74,63 +67,6 @@ __all__ = [
 
 FULL = "full"
 INCREMENTAL = "incremental"
-Clock = Callable[[], datetime]
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-class _GcPause:
-    """How many runs pause the collector now, and whether it was enabled before them."""
-
-    lock = threading.Lock()
-    runs = 0
-    was_enabled = False
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """CPython's cyclic garbage collector paused while a run reads and plans: a 50,000-user
-    run builds some million acyclic objects that every collection would scan again (a
-    third of its CPU, ``bench/reconcile.py``); reference counting frees them as usual.
-    Process-wide, so nested and concurrent runs share one pause (the collector is enabled
-    again, if it was, when the last one ends)."""
-    with _GcPause.lock:
-        if _GcPause.runs == 0:
-            _GcPause.was_enabled = gc.isenabled()
-            gc.disable()
-        _GcPause.runs += 1
-    try:
-        yield
-    finally:
-        with _GcPause.lock:
-            _GcPause.runs -= 1
-            if _GcPause.runs == 0 and _GcPause.was_enabled:
-                gc.enable()
-
-
-class ProgressSink(Protocol):
-    """Where a run reports progress, in users: ``total`` once the first page says how
-    many, ``advance`` per page read (and per batch applied), ``phase`` on each step
-    (``reading``, ``planning``, ``applying``)."""
-
-    def phase(self, name: str) -> None: ...
-
-    def total(self, users: int) -> None: ...
-
-    def advance(self, users: int) -> None: ...
-
-
-class _NoProgress:
-    def phase(self, name: str) -> None:
-        pass
-
-    def total(self, users: int) -> None:
-        pass
-
-    def advance(self, users: int) -> None:
-        pass
 
 
 #: The SystemModstamp of a record's JSON text as the REST API writes it
@@ -178,7 +114,7 @@ def read_users(
     (crm id -> digest) or ``snapshot`` holds is kept unparsed and unmapped
     (``sf_metadata.reconcile.read_page``; the plan checks it under the lock). Raises
     :class:`~sf_metadata.errors.SalesforceUnreadable` / ``AuthenticationError``."""
-    sink = progress or _NoProgress()
+    sink = progress or NoProgress()
     sink.phase("reading")
     reader.check_organization(salesforce_org_id)
     soql = user_query(reader.custom_fields(), since=since, overlap=DEFAULT_OVERLAP)
@@ -226,27 +162,6 @@ def read_users(
     )
 
 
-@dataclass(frozen=True)
-class RunResult:
-    """A run's or an apply's result: ``counts`` are the plan's, or what was applied."""
-
-    plan_id: str
-    status: str
-    counts: dict[str, int]
-    api_calls: int
-    hold_reason: str | None = None
-    detail: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        """``{"planId", "status", "counts", "apiCalls"}`` (CONTRACT section 6)."""
-        return {
-            "planId": self.plan_id,
-            "status": self.status,
-            "counts": {k: self.counts.get(k, 0) for k in COUNT_KEYS},
-            "apiCalls": self.api_calls,
-        }
-
-
 def last_watermark(session: Session, organization_id: str) -> datetime | None:
     """The newest SystemModstamp of an applied plan of the organization (the start of the
     next incremental read), or ``None`` (then the next run is a full one)."""
@@ -270,7 +185,7 @@ def plan_run(
     dry_run: bool = False,
     guard: DeletionGuard = DEFAULT_GUARD,
     progress: ProgressSink | None = None,
-    clock: Clock = _utc_now,
+    clock: Clock = utc_now,
     hooks: SessionHooks | None = None,
     snapshot: DigestSnapshot | None = None,
 ) -> RunResult:
@@ -284,7 +199,7 @@ def plan_run(
     from receiver.provisioning import lock_organization
     from receiver.reconcile.apply import write_decisions
 
-    sink = progress or _NoProgress()
+    sink = progress or NoProgress()
     sink.phase("planning")
     with transaction(engine, read_only=True) as session:
         enabled = get_organization(session, organization).enabled
@@ -372,124 +287,6 @@ def plan_run(
     )
 
 
-def apply_plan(
-    engine: Engine,
-    organization: str,
-    plan_id: str,
-    *,
-    approve_deletions: bool = False,
-    guard: DeletionGuard | None = None,
-    progress: ProgressSink | None = None,
-    clock: Clock = _utc_now,
-    hooks: SessionHooks | None = None,
-) -> RunResult:
-    """Apply stored plan ``plan_id`` (module docstring). Returns status ``applied`` with
-    the counts of what was applied, or ``held`` (the plan was held, or deciding it again
-    now deprovisions more than the guard allows: nothing written; the plan is held).
-
-    Raises :class:`PlanNotFound` (none, or already applied or rejected),
-    :class:`ReconcileHeld` (a held plan without ``approve_deletions``),
-    :class:`~sf_metadata.errors.UsageError` (the feature is disabled), ``StoreUnavailable``.
-    """
-    from receiver.reconcile.apply import decide_rows, write_decisions
-
-    sink = progress or _NoProgress()
-    sink.phase("applying")  # before the write transaction (see plan_run)
-    ended: list[Any] = []
-    with gc_paused(), transaction(engine) as session:
-        from receiver.provisioning import lock_organization
-
-        org = lock_organization(session, organization)
-        stored = get_plan(session, org.id, plan_id, for_update=True)
-        record = stored.record
-        if record.status in ("applied", "rejected"):
-            raise PlanNotFound(
-                f"reconcile plan {plan_id} was already {record.status}: run "
-                f"`agent-provision reconcile run {organization}` for a new plan"
-            )
-        if not org.enabled:
-            raise UsageError(
-                f"the feature is disabled for {organization}: enable it "
-                f"(`agent-provision org enable {organization}`) before applying a plan"
-            )
-        if record.status == "held" and not approve_deletions:
-            raise ReconcileHeld(
-                f"reconcile plan {plan_id} is held: {record.hold_reason}; approve its "
-                "deletions to apply it, or reject it",
-                plan_id=plan_id,
-                setting=Setting.APPROVAL,
-            )
-        todo = [r for r in stored.rows if r.writes]
-        redecided = decide_rows(session, org.id, todo)
-        new_rows = _merge(stored.rows, todo, redecided.rows)
-        counts = count_rows(new_rows, len(stored.not_found))
-        limits = guard or replace(DEFAULT_GUARD, max_deletions=record.max_deletions)
-        hold = limits.hold_reason(counts["deprovision"], record.agents_before)
-        planned = int(record.counts.get("deprovision", 0))
-        if approve_deletions:
-            # An approval covers the deprovisions the admin read in the plan, no more.
-            hold = (
-                None
-                if counts["deprovision"] <= planned
-                else f"deciding the plan again now deprovisions {counts['deprovision']} "
-                f"agents, more than the {planned} approved: read the plan again"
-            )
-        if hold is not None:
-            record.status = "held"
-            record.hold_reason = hold
-            session.add(record)
-            return RunResult(plan_id, "held", counts, record.api_calls, hold, record.detail)
-        ended = write_decisions(
-            session,
-            org,
-            redecided.plan,
-            plan_id=plan_id,
-            item_count=record.users_read,
-            now=clock(),
-            hooks=hooks,
-        )
-        record.status = "applied"
-        record.applied_counts = counts
-        record.applied_at = clock()
-        session.add(record)
-        result = RunResult(plan_id, "applied", counts, record.api_calls, None, record.detail)
-    del ended
-    return result
-
-
-def _merge(
-    rows: tuple[PlanRow, ...], todo: list[PlanRow], redecided: list[PlanRow]
-) -> list[PlanRow]:
-    """``rows`` with each row of ``todo`` replaced by its new decision."""
-    by_id = {id(old): new for old, new in zip(todo, redecided, strict=True)}
-    return [by_id.get(id(r), r) for r in rows]
-
-
-def reject_plan(
-    engine: Engine, organization: str, plan_id: str, *, clock: Clock = _utc_now
-) -> StoredPlan:
-    """Discard a held or planned plan (status ``rejected``; nothing written). Raises
-    :class:`PlanNotFound` for an unknown, applied or already rejected plan."""
-    with transaction(engine) as session:
-        org = get_organization(session, organization)
-        stored = get_plan(session, org.id, plan_id, for_update=True)
-        if stored.record.status in ("applied", "rejected"):
-            raise PlanNotFound(
-                f"reconcile plan {plan_id} was already {stored.record.status}: nothing to reject"
-            )
-        stored.record.status = "rejected"
-        stored.record.detail = f"rejected at {clock().isoformat()}"
-        session.add(stored.record)
-        return stored
-
-
-def show_plan(engine: Engine, organization: str, plan_id: str) -> dict[str, Any]:
-    """``reconcile show --json`` of a stored plan."""
-    with transaction(engine, read_only=True) as session:
-        org = get_organization(session, organization)
-        return plan_json(get_plan(session, org.id, plan_id))
-
-
 def reconcile(
     engine: Engine,
     organization: str,
@@ -499,7 +296,7 @@ def reconcile(
     dry_run: bool = False,
     guard: DeletionGuard = DEFAULT_GUARD,
     progress: ProgressSink | None = None,
-    clock: Clock = _utc_now,
+    clock: Clock = utc_now,
     hooks: SessionHooks | None = None,
 ) -> RunResult:
     """One run: read (every User, or with ``full=False`` those changed since the last
