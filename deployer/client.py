@@ -21,25 +21,20 @@ an ``INVALID_SESSION_ID`` fault logs in again once and retries.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
 import requests
 from requests.adapters import HTTPAdapter
-from simple_salesforce.api import Salesforce
-from simple_salesforce.exceptions import (
-    SalesforceError as _SfError,
-)
-from simple_salesforce.exceptions import (
-    SalesforceExpiredSession,
-    SalesforceMalformedRequest,
-    SalesforceResourceNotFound,
-)
 from urllib3.util.retry import Retry
 
 from deployer.credentials import Credentials, login
 from deployer.envelopes import SoapFault, parse_soap_fault
 from sf_metadata.errors import AuthenticationError, SalesforceError, Setting
+
+if TYPE_CHECKING:  # simple-salesforce is imported where a call needs it (see _sf_errors)
+    from simple_salesforce.api import Salesforce
+    from simple_salesforce.exceptions import SalesforceError as _SfError
 
 __all__ = [
     "IDEMPOTENT_METADATA_CALLS",
@@ -49,7 +44,7 @@ __all__ = [
     "retrying_session",
 ]
 
-Login = Callable[..., Salesforce]
+Login = Callable[..., "Salesforce"]
 
 #: Metadata API calls that only read, so a retry after a reset cannot do anything twice.
 IDEMPOTENT_METADATA_CALLS = frozenset(
@@ -254,6 +249,15 @@ class OrgClient:
     def _call(self, fn: Callable[[], Any], what: str, *, missing_ok: bool = False) -> Any:
         """Run ``fn``; a 404 re-raises ``SalesforceResourceNotFound`` only when
         ``missing_ok``, else it becomes :class:`SalesforceError` like every other failure."""
+        from simple_salesforce.exceptions import (  # loaded by the login that made self.sf
+            SalesforceError as _SfError,
+        )
+        from simple_salesforce.exceptions import (
+            SalesforceExpiredSession,
+            SalesforceMalformedRequest,
+            SalesforceResourceNotFound,
+        )
+
         for _ in range(2):
             try:
                 return fn()
@@ -295,6 +299,8 @@ class OrgClient:
 
     def tooling_delete(self, path: str) -> bool:
         """DELETE a Tooling sobject; ``False`` when it was already gone (404)."""
+        from simple_salesforce.exceptions import SalesforceResourceNotFound
+
         try:
             self._call(lambda: self.sf.toolingexecute(path, method="DELETE"), path, missing_ok=True)
         except SalesforceResourceNotFound:
@@ -321,6 +327,9 @@ class OrgClient:
 
     def max_api_version(self) -> str:
         """The highest API version the org serves (``GET /services/data/``)."""
+
+        from simple_salesforce.exceptions import SalesforceError as _SfError
+        from simple_salesforce.exceptions import SalesforceExpiredSession
 
         def fetch() -> Any:
             url = f"https://{self.sf.sf_instance}/services/data/"

@@ -25,12 +25,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import requests
-from simple_salesforce.api import Salesforce
-from simple_salesforce.exceptions import SalesforceAuthenticationFailed
-from simple_salesforce.exceptions import SalesforceError as _SfError
 
 from sf_metadata.errors import (
     AuthenticationError,
@@ -39,6 +36,10 @@ from sf_metadata.errors import (
     SalesforceUnreadable,
     Setting,
 )
+
+if TYPE_CHECKING:  # simple-salesforce (and zeep under it) is imported at the first login
+    from simple_salesforce.api import Salesforce
+    from simple_salesforce.exceptions import SalesforceAuthenticationFailed
 
 __all__ = [
     "CREDENTIAL_OPTIONS",
@@ -241,6 +242,12 @@ def login(
             f"SOAP login (username, password and security token) is unavailable from "
             f"API 65.0; API {api_version} was asked: use JWT or client credentials"
         )
+    # imported here, not with the module: simple-salesforce and zeep cost a process that
+    # never logs in (the receiver serving webhooks, a read-only CLI command) about 0.2 s
+    from simple_salesforce.api import Salesforce
+    from simple_salesforce.exceptions import SalesforceAuthenticationFailed
+    from simple_salesforce.exceptions import SalesforceError as _SfError
+
     try:
         return Salesforce(**_login_arguments(credentials), version=api_version, session=session)
     except SalesforceAuthenticationFailed as exc:

@@ -21,10 +21,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import requests
-from simple_salesforce.api import Salesforce
 from sqlalchemy.engine import Engine
 
 from deployer.client import OrgClient
@@ -39,6 +38,9 @@ from receiver.salesforce_connection import (
     write_secrets,
 )
 from sf_metadata.errors import AuthenticationError, CredentialsError, SalesforceError, Setting
+
+if TYPE_CHECKING:
+    from simple_salesforce.api import Salesforce
 
 __all__ = [
     "OAUTH_TIMEOUT_S",

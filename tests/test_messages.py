@@ -9,9 +9,9 @@ import re
 from pathlib import Path
 
 import pytest
+import simple_salesforce.api
 from simple_salesforce.exceptions import SalesforceAuthenticationFailed
 
-import deployer.credentials as credentials_module
 from deployer.credentials import Credentials, login, resolve_credentials
 from receiver.cli._errors import error_lines
 from sf_metadata.errors import (
@@ -118,7 +118,8 @@ def test_a_refused_login_keeps_its_cause(monkeypatch: pytest.MonkeyPatch) -> Non
     def refuse(**_kwargs: object) -> None:
         raise refused
 
-    monkeypatch.setattr(credentials_module, "Salesforce", refuse)
+    # login() imports the class from simple_salesforce.api when it is called
+    monkeypatch.setattr(simple_salesforce.api, "Salesforce", refuse)
     creds = Credentials(kind="client-credentials", consumer_key="c", consumer_secret="s")
     with pytest.raises(AuthenticationError) as raised:
         login(creds, api_version="62.0")
