@@ -27,6 +27,7 @@ from starlette.responses import Response
 from receiver.dashboard.framework import OrgPage, org_route
 from receiver.models import Deployment, ProvisioningEvent, ProvisioningMessage
 from receiver.organizations import webhook_path
+from receiver.provisioning import SourceKind
 from receiver.webhook_refusals import last_refusal
 
 __all__ = ["ROUTES", "Rejection", "WebhookGlance", "crm_values", "webhook_glance"]
@@ -90,20 +91,21 @@ def webhook_glance(
     base_url: str,
     token_sha256: str | None = None,
 ) -> WebhookGlance:
-    """Five indexed reads (newest message, its newest notification, the newest rejected
-    message, the last refused request, the newest successful deploy). The last rejection
+    """Five indexed reads (newest Outbound Message, its newest notification: a replay's or a
+    reconcile's log entry is not a message from Salesforce; the newest rejected message, the last refused request, the newest successful deploy). The last rejection
     is the newer of a rejected message (413, 400, 403: in the provisioning log) and a
     refused request (401, missing or wrong token: ``receiver.webhook_refusals``)."""
+    from_salesforce = _M.c.source == SourceKind.OUTBOUND_MESSAGE.value
     last_message = session.execute(
         sa.select(_M.c.id, _M.c.received_at, _M.c.outcome, _M.c.detail)
-        .where(_M.c.organization_id == organization_id)
+        .where(_M.c.organization_id == organization_id, from_salesforce)
         .order_by(_M.c.id.desc())
         .limit(1)
     ).first()
     last_event = session.execute(
         sa.select(_E.c.action, _E.c.reason, _E.c.crm_id, _M.c.received_at)
         .select_from(_E.join(_M, _M.c.id == _E.c.message_id))
-        .where(_M.c.organization_id == organization_id)
+        .where(_M.c.organization_id == organization_id, from_salesforce)
         .order_by(_M.c.id.desc(), _E.c.position.desc())
         .limit(1)
     ).first()

@@ -105,9 +105,8 @@ def test_a_store_without_the_schema_is_neither_migrated_nor_written(
         engine.dispose()
 
 
-def test_an_older_schema_is_not_migrated_by_a_read(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _old_store(tmp_path: Path) -> tuple[Path, str]:
+    """A SQLite store migrated only to ``0008_dashboard`` (an older release): its path and URL."""
     from alembic import command
 
     path = tmp_path / "old.db"
@@ -118,6 +117,13 @@ def test_an_older_schema_is_not_migrated_by_a_read(
             command.upgrade(_alembic_config(connection), "0008_dashboard")
     finally:
         engine.dispose()
+    return path, url
+
+
+def test_an_older_schema_is_not_migrated_by_a_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, url = _old_store(tmp_path)
     result = _invoke(["org", "list", "--database-url", url], monkeypatch, tmp_path)
     assert result.exit_code == 1
     _one_error_line(result, str(path), "0008_dashboard", HEAD_REVISION, "agent-provision serve")
@@ -159,16 +165,7 @@ def test_the_probe_knows_the_newest_migration() -> None:
 def test_migrate_brings_an_older_store_to_this_release_and_then_reads_work(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from alembic import command
-
-    path = tmp_path / "old.db"
-    url = f"sqlite:///{path}"
-    engine = make_engine(url, poolclass=NullPool)
-    try:
-        with engine.begin() as connection:
-            command.upgrade(_alembic_config(connection), "0008_dashboard")
-    finally:
-        engine.dispose()
+    path, url = _old_store(tmp_path)
     first = _invoke(["migrate", "--database-url", url], monkeypatch, tmp_path)
     assert first.exit_code == 0, first.stderr
     assert first.stdout.strip() == (

@@ -182,3 +182,17 @@ def test_a_tokenless_probe_does_not_hide_a_rejected_message(dash: Dash) -> None:
     rejection = _glance(_crm(dash), "Last rejection")
     assert rejection.index("token is missing") < rejection.index("is not the Salesforce org")
     assert "(request refused)" in rejection and "(message rejected)" in rejection
+
+
+def test_a_replay_is_not_the_last_message_from_salesforce(dash: Dash) -> None:
+    from receiver.replay_batch import ReplayScope, replay_failed
+
+    dash.sign_in()
+    dash.post_message(make_notification(IsActive=None))
+    before = _crm(dash)
+    dash.clock.advance(minutes=30)
+    done = replay_failed(dash.engine, organization=dash.org, scope=ReplayScope(), now=dash.clock())
+    assert done.actions == {"failed": 1}
+    after = _crm(dash)
+    assert _glance(after, "Last message") == _glance(before, "Last message")
+    assert _glance(after, "Last notification") == _glance(before, "Last notification")

@@ -256,7 +256,7 @@ def test_replay_failed_replays_the_views_failures_once_and_reports_the_counts(
     # the one that failed again is offered only with those of earlier replays
     assert "not been replayed yet" not in after
     assert "1 failed again when replayed earlier" in after
-    assert "Replay 1, including those" in after
+    assert "Replay 1 that failed again" in after
     users_page = dash.client.get(f"/organizations/{dash.org}/users").text
     assert "Fixed Later" in users_page  # the agent now exists
     # counts in the address are read as integers only
