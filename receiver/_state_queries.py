@@ -106,6 +106,10 @@ def unique_lookups(
     found = (
         select(*columns)
         .where(org, key == wanted.c.v)
+        # The unique index's own order: without statistics the planner otherwise ties it
+        # with any index that merely starts with the organization (the Users page's
+        # (organization_id, lower(name), crm_id)) and may scan that one's entries.
+        .order_by(organization, key)
         .limit(literal_column("1"))
         .lateral(f"{name}_row")
     )
