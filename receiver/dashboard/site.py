@@ -35,6 +35,7 @@ def _page_routes() -> list[BaseRoute]:
     from receiver.dashboard.state import templates_dir
 
     css = templates_dir() / "style.css"
+    icon = templates_dir() / "icon.svg"
 
     async def stylesheet(_request: Request) -> Response:
         """``GET /static/dashboard/style.css``: the one stylesheet."""
@@ -44,8 +45,19 @@ def _page_routes() -> list[BaseRoute]:
             headers={"cache-control": "public, max-age=300", "x-content-type-options": "nosniff"},
         )
 
+    async def favicon(_request: Request) -> Response:
+        """``GET /static/dashboard/icon.svg`` (and ``/favicon.ico``, which browsers ask for
+        on pages that name no icon, such as a JSON answer): the tab's icon."""
+        return FileResponse(
+            icon,
+            media_type="image/svg+xml",
+            headers={"cache-control": "public, max-age=86400", "x-content-type-options": "nosniff"},
+        )
+
     return [
         Route("/static/dashboard/style.css", stylesheet, methods=["GET"]),
+        Route("/static/dashboard/icon.svg", favicon, methods=["GET"]),
+        Route("/favicon.ico", favicon, methods=["GET"]),
         *login.ROUTES,
         *users.ROUTES,
         *features.ROUTES,

@@ -29,6 +29,7 @@ from receiver.dashboard.directory import (
 )
 from receiver.dashboard.framework import OrgPage, org_route
 from receiver.models import Agent, AgentSession, ProvisioningEvent, ProvisioningMessage, Tombstone
+from receiver.provisioning_tables import FailedNotification
 from sf_metadata.errors import InvalidSalesforceId
 from sf_metadata.ids import USER, canonical_id
 
@@ -204,6 +205,7 @@ async def agent_page(page: OrgPage) -> Response:
             "tombstone": tombstone,
             "sessions": sessions,
             "timeline": timeline,
+            "kept_name": None if agent is not None else _kept_name(session, org_id, timeline),
         }
 
     values = await page.read(work)
@@ -222,12 +224,29 @@ async def agent_page(page: OrgPage) -> Response:
     return page.render("agent.html.j2", values, nav="users")
 
 
+def _kept_name(session: Session, org_id: str, timeline: list[TimelineEntry]) -> str | None:
+    """For a user with no agent: the ``Name`` its newest failed notification carried (kept
+    for replay in ``failed_notification``), or ``None``."""
+    failed = next((t for t in timeline if t.action == "failed"), None)
+    if failed is None:
+        return None
+    kept = session.get(FailedNotification, failed.event_id)
+    name = (kept.fields or {}).get("Name") if kept is not None else None
+    return (name.strip() or None) if isinstance(name, str) else None
+
+
 def _why(data: dict[str, Any] | None, timeline: list[TimelineEntry]) -> str | None:
-    """A sentence answering "why is this agent disabled (or gone)?"."""
+    """A sentence answering "why is this agent disabled (or gone, or not there)?": for a
+    user with no agent, the newest of its deprovisioning and its failures decides."""
     if data is None:
-        last = next((t for t in timeline if t.action == "deprovisioned"), None)
-        if last is not None:
+        last = next((t for t in timeline if t.action in ("deprovisioned", "failed")), None)
+        if last is not None and last.action == "deprovisioned":
             return f"Deprovisioned: {last.reason}"
+        if last is not None:
+            return (
+                f"Not provisioned: its last change failed ({last.reason}). Once the cause is "
+                "fixed, replay it from the Provisioning log."
+            )
         return "This Salesforce user has no agent."
     if not data.get("disabled"):
         return None

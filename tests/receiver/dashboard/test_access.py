@@ -200,6 +200,21 @@ def test_pages_carry_security_headers(dash: Dash) -> None:
     assert response.headers["cache-control"] == "no-store"
 
 
+def test_the_stylesheet_and_the_icon_are_served_signed_out(dash: Dash) -> None:
+    page = dash.client.get("/login").text
+    assert '<link rel="icon" href="/static/dashboard/icon.svg"' in page
+    for path, kind in [
+        ("/static/dashboard/style.css", "text/css"),
+        ("/static/dashboard/icon.svg", "image/svg+xml"),
+        ("/favicon.ico", "image/svg+xml"),  # asked for by browsers on pages naming no icon
+    ]:
+        response = dash.client.get(path)
+        assert response.status_code == 200, path
+        assert response.headers["content-type"].startswith(kind)
+        assert response.headers["x-content-type-options"] == "nosniff"
+    assert b"<svg" in dash.client.get("/favicon.ico").content
+
+
 def test_a_huge_form_is_refused_unread(dash: Dash) -> None:
     dash.sign_in()
     token = csrf_of(dash.client.get(f"/organizations/{dash.org}/users").text)

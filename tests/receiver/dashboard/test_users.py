@@ -197,6 +197,24 @@ def test_the_agent_page_shows_fields_sessions_and_timeline(dash: Dash) -> None:
     assert "No sessions." in html
 
 
+def test_a_user_whose_first_change_failed_shows_its_name_and_the_reason(dash: Dash) -> None:
+    dash.sign_in()
+    user = next_id("005")
+    dash.post_message(make_notification(user_id=user, Name="Fay <Failed>", IsActive=None))
+    html = dash.client.get(f"/organizations/{dash.org}/users/{user}").text
+    h1 = html.split("<h1>")[1].split("</h1>")[0]
+    assert "Fay &lt;Failed&gt;" in h1 and user in h1  # the kept Name, escaped, and the id
+    why = html.split('class="notice" role="status">')[1].split("</p>")[0]
+    assert why.startswith("Not provisioned: its last change failed (") and "IsActive" in why
+    assert "replay it from the Provisioning log" in why
+    # once a later change provisions it, the page is the agent's
+    dash.post_message(
+        make_notification(user_id=user, Name="Fay Fixed", SystemModstamp="2026-11-21T10:00:00.000Z")
+    )
+    fixed = dash.client.get(f"/organizations/{dash.org}/users/{user}").text
+    assert "Fay Fixed" in fixed.split("<h1>")[1] and "Not provisioned" not in fixed
+
+
 def test_an_unknown_or_invalid_agent_gets_a_clear_404(dash: Dash) -> None:
     dash.sign_in()
     unknown = dash.client.get(f"/organizations/{dash.org}/users/{next_id('005')}")
