@@ -35,7 +35,8 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
-from operator import itemgetter
+from itertools import compress
+from operator import itemgetter, not_
 from pathlib import Path
 from typing import Any
 
@@ -226,15 +227,17 @@ def load_snapshot(session: Session, organization_id: str) -> DigestSnapshot:
     # (SQLite's 0/1 compare and hash as the booleans); a tombstone's row has no
     # username and is never disabled (as load_vouched reads it).
     by_digest = dict(map(_DIGEST_CRM, rows))
-    crms = list(map(_CRM, rows))
-    known = dict(zip(crms, map(_as_known, map(_KNOWN_COLUMNS, rows)), strict=True))
-    agents = {row[0]: row[3] for row in rows if row[2]}
-    tombs = set(crms).difference(agents)
+    known = dict(zip(map(_CRM, rows), map(_as_known, map(_KNOWN_COLUMNS, rows)), strict=True))
+    is_agent = list(map(_IS_AGENT, rows))
+    agents = dict(map(_CRM_USERNAME, compress(rows, is_agent)))
+    tombs = set(map(_CRM, compress(rows, map(not_, is_agent))))
     return DigestSnapshot(by_digest, known, agents, tombs, marker)
 
 
 _DIGEST_CRM = itemgetter(1, 0)
 _CRM = itemgetter(0)
+_IS_AGENT = itemgetter(2)
+_CRM_USERNAME = itemgetter(0, 3)
 _KNOWN_COLUMNS = itemgetter(1, 2, 3, 4)
 _as_known = partial(tuple.__new__, Known)
 

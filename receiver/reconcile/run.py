@@ -17,9 +17,10 @@ One function per action, shared by the CLI and the dashboard:
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -73,6 +74,9 @@ INCREMENTAL = "incremental"
 #: (``"SystemModstamp":"2026-11-20T10:00:00.000+0000"``): one format, so text order is
 #: time order. Only a key is followed by a colon (quotes inside strings are escaped).
 _SOQL_STAMP = re.compile(rb'"SystemModstamp"\s*:\s*"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+0000)"')
+
+
+_TEXT: Callable[[Any], bytes] = itemgetter(1)  # a match's stamp text
 
 
 def _stamp_of(record: Mapping[str, Any]) -> datetime | None:
@@ -137,10 +141,14 @@ def read_users(
         users += read
         # The page's newest stamp, in passes over it (no loop per record when all are
         # known): the decoded users' own, the known ones' SystemModstamp text.
-        stamps = [u.stamp for u in read if isinstance(u, QueriedUser) and u.stamp is not None]
-        raws = [u.raw for u in read if isinstance(u, KnownUser)]
+        stamps: list[datetime] = []
+        if len(read) == len(page.records) and set(map(type, read)) == {KnownUser}:
+            raws: list[Any] = page.records  # the known users' own records, in order
+        else:
+            stamps = [u.stamp for u in read if isinstance(u, QueriedUser) and u.stamp is not None]
+            raws = [u.raw for u in read if isinstance(u, KnownUser)]
         found = list(map(stamp_in, raws))
-        texts = [m.group(1) for m in found if m is not None]
+        texts = list(map(_TEXT, found)) if None not in found else [m[1] for m in found if m]
         if len(texts) != len(raws):  # another format: read from the parsed record
             stamps += [
                 stamp

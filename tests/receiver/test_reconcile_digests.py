@@ -214,3 +214,42 @@ def test_the_check_under_the_lock_gives_what_loading_every_agent_gives(
             monkeypatch.setattr(digest_module, "load_vouched", real)
         assert fell_back == [True] * (n == len(changes) - 1)
         fell_back.clear()
+
+
+def test_one_user_changed_among_known_pages_is_the_only_one_decided_and_written(
+    receiver: Receiver,
+) -> None:
+    """Pages whose every record is known and a page with one changed record: exactly
+    that user is mapped, decided and written, the others keep their rows and agents, and
+    the watermark is the newest stamp read (the known records' own text included)."""
+    fake = FakeSalesforce(
+        receiver.salesforce_org_id, [*records(1, 2, 3, 4), *records(5, IsActive=False)], page_size=2
+    )
+    reconcile(receiver.engine, receiver.name, fake.reader())
+    before = updated_at(receiver)
+    changed = make_user_record(3, SystemModstamp=NEWER, LastModifiedDate=NEWER, Name="Renamed")
+    fake.records = [*records(1, 2), changed, *records(4), *records(5, IsActive=False)]
+    fast, slow, read = both_ways(receiver, fake)
+    assert [type(u) for u in read] == [KnownUser, KnownUser, QueriedUser, KnownUser, KnownUser]
+    assert rows(fast) == rows(slow)
+    assert fast.counts["update"] == 1 and fast.counts["unchanged"] == 4
+    with transaction(receiver.engine, read_only=True) as session:
+        from receiver.reconcile.digests import load_snapshot
+
+        snapshot = load_snapshot(session, receiver.name)
+    org = receiver.salesforce_org_id
+    assert read_users(fake.reader(), salesforce_org_id=org, snapshot=snapshot).watermark == (
+        read_users(fake.reader(), salesforce_org_id=org).watermark
+    )
+    result = reconcile(receiver.engine, receiver.name, fake.reader())
+    assert result.counts["update"] == 1 and result.counts["unchanged"] == 4
+    after = updated_at(receiver)
+    assert {crm for crm in after if after[crm] != before[crm]} == {sf_id("005", 3)}
+    assert receiver.agents()[sf_id("005", 3)].data["name"] == "Renamed"
+    # A known page only (the changed user is now known too): its stamp is the watermark.
+    fake.records = [changed]
+    with transaction(receiver.engine, read_only=True) as session:
+        snapshot = load_snapshot(session, receiver.name)
+    again = read_users(fake.reader(), salesforce_org_id=org, snapshot=snapshot)
+    assert [type(u) for u in again.users] == [KnownUser]
+    assert again.watermark is not None and again.watermark.isoformat().startswith("2026-11-21T10")
