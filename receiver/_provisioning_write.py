@@ -90,6 +90,7 @@ def _tomb_row(org_id: str, crm: str, t: WriteTombstone, now: datetime) -> dict[s
         "crm_id": crm,
         "agent_id": t.agent_id,
         "system_modstamp": t.system_modstamp,
+        "name": t.name,
     }
     if t.insert or t.deprovisioned:
         row["deprovisioned_at"] = now

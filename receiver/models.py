@@ -185,7 +185,8 @@ class Agent(SQLModel, table=True):
 
 class Tombstone(SQLModel, table=True):
     """What is kept of a deprovisioned (or never provisioned, inactive) Salesforce user, so
-    a late, older message cannot bring it back and a newer one restores the same agent id."""
+    a late, older message cannot bring it back and a newer one restores the same agent id,
+    and the pages can still name it."""
 
     __tablename__ = "tombstone"
 
@@ -194,6 +195,9 @@ class Tombstone(SQLModel, table=True):
     agent_id: str | None = Field(default=None, max_length=32)
     system_modstamp: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
     deprovisioned_at: datetime = Field(sa_column=_utc_column())
+    #: the user's Name as its deprovisioning change carried it (migration 0016; ``None``
+    #: for older tombstones and users without a Name)
+    name: str | None = Field(default=None, sa_column=sa.Column(sa.Text(), nullable=True))
 
 
 class AgentSession(SQLModel, table=True):

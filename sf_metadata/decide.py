@@ -406,6 +406,7 @@ def _inactive(
             deprovisioned=True,
             delete_agent=True,
             released_key=username_key(stored.username),
+            name=c.agent.name,
         )
         end = EndSessions(agent_id=stored.agent_id, reason=EndReason.DEPROVISIONED)
         return _decision(
@@ -425,6 +426,7 @@ def _inactive(
             deprovisioned=True,
             delete_agent=False,
             released_key=None,
+            name=c.agent.name,
         )
     elif stamp != _stamp(stored.system_modstamp):
         tomb = WriteTombstone(
@@ -434,6 +436,7 @@ def _inactive(
             deprovisioned=not stored.tombstoned,
             delete_agent=False,
             released_key=None,
+            name=c.agent.name,
         )
     return _decision(c, Action.IGNORED, NOT_PROVISIONED, effect=tomb, unpark=unpark)
 

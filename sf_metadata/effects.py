@@ -98,6 +98,8 @@ class WriteTombstone:
       advances).
     - ``delete_agent``: the agent row is deleted (a deprovision).
     - ``released_key``: the casefolded username the deleted agent held, else ``None``.
+    - ``name``: the user's ``Name`` as the change carried it (kept so the pages can say who
+      a deprovisioned user was), ``None`` when it carried none.
     """
 
     agent_id: str | None
@@ -106,6 +108,7 @@ class WriteTombstone:
     deprovisioned: bool
     delete_agent: bool
     released_key: str | None
+    name: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -27,7 +27,7 @@ from receiver.dashboard.logview import (
     parse_filter,
     row_id,
 )
-from receiver.models import Agent
+from receiver.models import Agent, Tombstone
 from receiver.provisioning_tables import FailedNotification
 from receiver.replay_batch import MAX_BATCH
 
@@ -66,7 +66,8 @@ def agent_names(session: Session, *, organization_id: str, rows: list[LogRow]) -
     """``{crmId: name}`` of the agents that exist now among ``rows``' Salesforce users (one
     indexed query for the page; the username stands in for an agent without a name); for
     a user with no agent, the ``Name`` its failed notification carried (kept for replay; a
-    second query). A deprovisioned user has no entry: the page shows its id alone."""
+    second query); for a deprovisioned user, the ``Name`` its tombstone kept (a third; none
+    for a tombstone older than migration 0016: the page shows the id alone)."""
     ids = {r.crm_id for r in rows if r.crm_id is not None}
     if not ids:
         return {}
@@ -80,6 +81,19 @@ def agent_names(session: Session, *, organization_id: str, rows: list[LogRow]) -
         name = (data or {}).get("name") or username
         if name:
             names[crm_id] = str(name)
+    # A deprovisioned user: the Name its tombstone kept (migration 0016).
+    gone = ids - names.keys()
+    if gone:
+        kept_names = session.exec(
+            select(Tombstone.crm_id, Tombstone.name).where(
+                Tombstone.organization_id == organization_id,
+                col(Tombstone.crm_id).in_(gone),
+                col(Tombstone.name).is_not(None),
+            )
+        )
+        for crm_id, name in kept_names:
+            if name and name.strip():
+                names[crm_id] = name.strip()
     # A user with no agent (its change failed): the Name its kept notification carried.
     users_of = {r.event_id: r.crm_id for r in rows if r.event_id is not None and r.crm_id}
     failed = [e for e, crm_id in users_of.items() if crm_id not in names]

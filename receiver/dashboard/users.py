@@ -205,7 +205,10 @@ async def agent_page(page: OrgPage) -> Response:
             "tombstone": tombstone,
             "sessions": sessions,
             "timeline": timeline,
-            "kept_name": None if agent is not None else _kept_name(session, org_id, timeline),
+            "kept_name": None
+            if agent is not None
+            else (tombstone.name if tombstone is not None and tombstone.name else None)
+            or _kept_name(session, org_id, timeline),
         }
 
     values = await page.read(work)

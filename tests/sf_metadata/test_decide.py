@@ -131,7 +131,7 @@ def test_rename_releases_the_old_username() -> None:
 
 def test_deprovision_deletes_the_agent_keeps_its_id_and_ends_sessions() -> None:
     held = StoredUser(ALICE, "a1", True, DT0, "alice@acme.com")
-    (d,) = decide_changes([pending(IsActive="false")], st(held))
+    (d,) = decide_changes([pending(IsActive="false", Name="Alice Gone")], st(held))
     assert d.action is Action.DEPROVISIONED
     assert d.effect == WriteTombstone(
         agent_id="a1",
@@ -140,6 +140,7 @@ def test_deprovision_deletes_the_agent_keeps_its_id_and_ends_sessions() -> None:
         deprovisioned=True,
         delete_agent=True,
         released_key="alice@acme.com",
+        name="Alice Gone",  # the tombstone says who the user was
     )
     assert d.end_sessions is not None and d.end_sessions.agent_id == "a1"
     assert d.end_sessions.reason is EndReason.DEPROVISIONED

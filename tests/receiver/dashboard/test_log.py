@@ -207,14 +207,24 @@ def test_a_row_names_the_agent_of_its_salesforce_user_while_it_exists(dash: Dash
         make_notification(user_id=kept, Name="Nia <Named>"), make_notification(user_id=gone)
     )
     dash.post_message(
-        make_notification(user_id=gone, IsActive="false", SystemModstamp="2026-11-21T10:00:00Z")
+        make_notification(
+            user_id=gone, Name="Ola <Gone>", IsActive="false", SystemModstamp="2026-11-21T10:00:00Z"
+        )
     )
-    rows = {
-        m.group(1): m.group(0)
-        for m in re.finditer(r'<a href="[^"]*/users/(005\w+)">.*?</a>', _log(dash), re.S)
-    }
-    assert "Nia &lt;Named&gt;<br><code>" in rows[kept]  # the name, escaped, above the id
-    assert rows[gone].endswith(f"><code>{gone}</code></a>")  # deprovisioned: the id alone
+
+    def rows() -> dict[str, str]:
+        return {
+            m.group(1): m.group(0)
+            for m in re.finditer(r'<a href="[^"]*/users/(005\w+)">.*?</a>', _log(dash), re.S)
+        }
+
+    assert "Nia &lt;Named&gt;<br><code>" in rows()[kept]  # the name, escaped, above the id
+    # deprovisioned: the Name its tombstone kept (every row of that user)
+    assert "Ola &lt;Gone&gt;<br><code>" in rows()[gone]
+    # a tombstone written before migration 0016 kept no name: the id alone
+    with dash.engine.begin() as connection:
+        connection.execute(text("UPDATE tombstone SET name = NULL"))
+    assert rows()[gone].endswith(f"><code>{gone}</code></a>")
 
 
 def test_replay_failed_replays_the_views_failures_once_and_reports_the_counts(

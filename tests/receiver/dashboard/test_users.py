@@ -89,6 +89,8 @@ def test_a_deprovisioned_user_is_no_longer_listed(dash: Dash) -> None:
     page = dash.client.get(f"/organizations/{dash.org}/users/{user}")
     assert page.status_code == 200
     assert "Deprovisioned" in page.text
+    # its tombstone says who it was
+    assert "Gone Soon" in page.text.split("<h1>")[1].split("</h1>")[0]
 
 
 def test_search_is_a_case_insensitive_substring_of_name_or_username(dash: Dash) -> None:
