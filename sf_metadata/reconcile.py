@@ -355,6 +355,6 @@ def plan_users(users: Sequence[ReadUser], state: ReconcileState) -> ReconcilePla
         roster = state.roster
         if roster is None:
             roster = {crm: s.username for crm, s in stored.users.items() if s.provisioned}
-        missing = roster.keys() - set(map(_CRM_OF, read_users))
+        missing = roster.keys() - set(crms if every else map(_CRM_OF, read_users))
         not_found = tuple(NotFound(crm, roster[crm]) for crm in sorted(missing))
     return ReconcilePlan(done, not_found, count_rows(done, len(not_found)))

@@ -123,7 +123,8 @@ def load_reconcile_state(
     # The users plan_users decides in full: those read and mapped, and those read
     # unmapped that the store no longer vouches for (their state is loaded too).
     decided = decided_users(users, known)
-    decide = [u for u in decided if type(u) is QueriedUser]
+    every_known = set(map(type, decided)) == {KnownUser}  # no loop per user then
+    decide = [] if every_known else [u for u in decided if type(u) is QueriedUser]
     if whole is None:
         whole = len(decide) > WHOLE_ABOVE or (full and 2 * len(decide) > len(users))
     agents: list[Any] = []
