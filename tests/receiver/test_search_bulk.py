@@ -129,6 +129,29 @@ def test_a_bulk_insert_indexes_as_the_triggers_do(
     )
 
 
+def test_an_outbound_message_of_100_new_users_is_indexed_in_bulk_as_the_triggers_do(
+    engine: Engine, make_organization: Any, now: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The webhook's largest message (100 notifications) takes the bulk path on SQLite
+    (issue 11: the per-row triggers were about a quarter of its CPU) and is searchable
+    exactly as through the triggers."""
+    bulk, rows = _orgs(engine, make_organization)
+    taken: list[bool] = []
+    real = _search_bulk._bulk
+
+    def spy(connection: Any, agents: list[dict[str, Any]]) -> bool:
+        taken.append(real(connection, agents))
+        return taken[-1]
+
+    monkeypatch.setattr(_search_bulk, "_bulk", spy)
+    apply_and_commit(engine, organization=bulk.id, message=_message(bulk, 100), now=now)
+    assert taken == [_search_tables(engine)]
+    monkeypatch.setattr(_search_bulk, "BULK_ROWS", 10**9)  # the per-row triggers
+    apply_and_commit(engine, organization=rows.id, message=_message(rows, 100), now=now)
+    _assert_same_search(engine, bulk, rows)
+    assert len(_found(engine, bulk)["acme.com"]) == 100
+
+
 def test_a_second_bulk_insert_indexes_only_its_own_agents(
     engine: Engine, make_organization: Any, now: Any
 ) -> None:
@@ -157,7 +180,7 @@ def test_a_refused_bulk_insert_leaves_the_index_and_no_pause(
             "created_at": now,
             "updated_at": now,
         }
-        for i in range(_search_bulk.BULK_ROWS)
+        for i in range(max(2, _search_bulk.BULK_ROWS))  # two rows: the second is refused
     ]
     with transaction(engine) as session:
         with pytest.raises(exc.IntegrityError), session.begin_nested():
