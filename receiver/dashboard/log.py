@@ -12,7 +12,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from sqlmodel import Session, col, select
 from starlette.responses import Response, StreamingResponse
@@ -31,7 +32,7 @@ from receiver.models import Agent, Tombstone
 from receiver.provisioning_tables import FailedNotification
 from receiver.replay_batch import MAX_BATCH
 
-__all__ = ["ROUTES", "agent_names", "replayable_events", "row_id"]
+__all__ = ["ROUTES", "agent_names", "carried_name", "replayable_events", "row_id"]
 
 
 _CSV_COLUMNS = (
@@ -105,10 +106,17 @@ def agent_names(session: Session, *, organization_id: str, rows: list[LogRow]) -
             )
         )
         for event_id, fields in kept:
-            name = (fields or {}).get("Name")
-            if isinstance(name, str) and name.strip():
-                names.setdefault(users_of[event_id], name.strip())
+            name = carried_name(fields)
+            if name is not None:
+                names.setdefault(users_of[event_id], name)
     return names
+
+
+def carried_name(fields: Mapping[str, Any] | None) -> str | None:
+    """The ``Name`` a kept failed notification's ``fields`` carried, stripped; ``None`` for
+    none or an empty one."""
+    name = (fields or {}).get("Name")
+    return (name.strip() or None) if isinstance(name, str) else None
 
 
 def _before(page: OrgPage) -> int | None:

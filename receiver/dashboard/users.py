@@ -28,6 +28,7 @@ from receiver.dashboard.directory import (
     list_page,
 )
 from receiver.dashboard.framework import OrgPage, org_route
+from receiver.dashboard.log import carried_name
 from receiver.models import Agent, AgentSession, ProvisioningEvent, ProvisioningMessage, Tombstone
 from receiver.provisioning_tables import FailedNotification
 from sf_metadata.errors import InvalidSalesforceId
@@ -234,8 +235,7 @@ def _kept_name(session: Session, org_id: str, timeline: list[TimelineEntry]) -> 
     if failed is None:
         return None
     kept = session.get(FailedNotification, failed.event_id)
-    name = (kept.fields or {}).get("Name") if kept is not None else None
-    return (name.strip() or None) if isinstance(name, str) else None
+    return carried_name(kept.fields) if kept is not None else None
 
 
 def _why(data: dict[str, Any] | None, timeline: list[TimelineEntry]) -> str | None:
