@@ -29,6 +29,12 @@ from typing import Any
 from deployer._poll import Timing, submit, wait
 from deployer.client import OrgApi
 from deployer.envelopes import DeployResult
+from deployer.flow_versions import (
+    deactivate_flow,
+    delete_flow_versions,
+    flow_definition,
+    reactivate_flow,
+)
 from deployer.kinds import DeploymentKind, DeploymentOutcome
 from deployer.package import (
     FLOW,
@@ -42,7 +48,6 @@ from deployer.package import (
     render_removal_package,
     zip_package,
 )
-from deployer.preflight import soql_quote
 from sf_metadata.errors import DeployFailed, DeployTimeout, Problem, SalesforceError, Setting
 
 __all__ = ["DeployOutcome", "Kind", "Outcome", "Timing", "deploy_package", "undeploy"]
@@ -161,39 +166,6 @@ def _judge(
     return (Outcome.FAILED if problems else Outcome.SUCCEEDED), problems, warnings
 
 
-def _flow_definition(client: OrgApi, flow_name: str) -> dict[str, Any] | None:
-    rows = client.tooling_query(
-        "SELECT Id, DeveloperName, ActiveVersionId, LatestVersionId FROM FlowDefinition "
-        f"WHERE DeveloperName = {soql_quote(flow_name)}"
-    )
-    return rows[0] if rows else None
-
-
-def _set_flow_active_version(client: OrgApi, definition_id: str, number: int) -> None:
-    client.tooling_patch(
-        f"sobjects/FlowDefinition/{definition_id}", {"Metadata": {"activeVersionNumber": number}}
-    )
-
-
-def _deactivate_flow(client: OrgApi, flow_name: str) -> tuple[str, int] | None:
-    """Deactivate the flow; return ``(definition id, version number)`` to restore it."""
-    definition = _flow_definition(client, flow_name)
-    if not definition or not definition.get("ActiveVersionId"):
-        return None
-    active_id = soql_quote(str(definition["ActiveVersionId"]))
-    active = client.tooling_query(f"SELECT Id, VersionNumber FROM Flow WHERE Id = {active_id}")
-    number = int(active[0]["VersionNumber"]) if active else 0
-    _set_flow_active_version(client, str(definition["Id"]), 0)
-    return str(definition["Id"]), number
-
-
-def _delete_flow_versions(client: OrgApi, flow_name: str) -> int:
-    rows = client.tooling_query(
-        f"SELECT Id FROM Flow WHERE Definition.DeveloperName = {soql_quote(flow_name)}"
-    )
-    return sum(client.tooling_delete(f"sobjects/Flow/{row['Id']}") for row in rows)
-
-
 def _run(
     client: OrgApi,
     files: dict[str, bytes],
@@ -209,25 +181,6 @@ def _run(
     if on_deploy_id is not None:
         on_deploy_id(deploy_id)
     return deploy_id, wait(client, deploy_id, timing)
-
-
-def _reactivate(client: OrgApi, restore: tuple[str, int], flow_name: str) -> str | None:
-    """Reactivate the flow; return a problem line when that fails, or when the version
-    that was active could not be read (nothing to restore: never claim it was)."""
-    if restore[1] <= 0:
-        return (
-            f"The flow {flow_name} (Flow) was deactivated for this deploy but its active "
-            "version could not be found (Tooling Flow), so it was not reactivated: "
-            "activate it in Setup > Flows"
-        )
-    try:
-        _set_flow_active_version(client, *restore)
-    except SalesforceError as exc:
-        return (
-            f"The flow {flow_name} (Flow) was deactivated for this deploy and could not "
-            f"be reactivated ({exc}): reactivate version {restore[1]} in Setup > Flows"
-        )
-    return None
 
 
 def deploy_package(
@@ -272,7 +225,7 @@ def deploy_package(
     flow_name = parse_component(FLOW)[1]
     restore: tuple[str, int] | None = None
     if previous_trigger == "flow" and spec.trigger == "workflow" and not check_only:
-        restore = _deactivate_flow(client, flow_name)
+        restore = deactivate_flow(client, flow_name)
         retire = (FLOW,)
     try:
         deploy_id, result = _run(
@@ -285,7 +238,7 @@ def deploy_package(
         )
     except BaseException as exc:
         if restore is not None:
-            problem = _reactivate(client, restore, flow_name)
+            problem = reactivate_flow(client, restore, flow_name)
             if problem is not None:
                 raise SalesforceError(problem) from exc
         raise
@@ -323,7 +276,7 @@ def deploy_package(
     )
     if verdict == "failed":
         if restore is not None:
-            problem = _reactivate(client, restore, flow_name)
+            problem = reactivate_flow(client, restore, flow_name)
             if problem is None:
                 warnings.append(f"The flow {flow_name} was reactivated because the deploy failed")
             else:
@@ -331,7 +284,7 @@ def deploy_package(
         return outcome(Outcome.FAILED, problems, warnings)
     if FLOW in retire:
         try:
-            _delete_flow_versions(client, flow_name)
+            delete_flow_versions(client, flow_name)
         except SalesforceError as exc:
             warnings.append(
                 f"The flow {flow_name} (Flow) is inactive but its versions could not be "
@@ -341,7 +294,7 @@ def deploy_package(
         if on_step is not None:
             on_step("checking the flow is active")
         try:
-            definition = _flow_definition(client, flow_name)
+            definition = flow_definition(client, flow_name)
         except SalesforceError as exc:
             warnings.append(
                 f"Deploy {deploy_id} succeeded but whether the flow {flow_name} is active "
@@ -384,8 +337,8 @@ def undeploy(
         parse_component(component)
     if FLOW in wanted:
         flow_name = parse_component(FLOW)[1]
-        _deactivate_flow(client, flow_name)
-        _delete_flow_versions(client, flow_name)
+        deactivate_flow(client, flow_name)
+        delete_flow_versions(client, flow_name)
     rest = [c for c in wanted if c != FLOW]
     if not rest:
         return DeployOutcome(
