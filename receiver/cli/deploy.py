@@ -47,13 +47,8 @@ from receiver.cli._options import (
     state_from,
     store_engine,
 )
-from receiver.refresh import (
-    OrgFacts,
-    RefreshRequest,
-    org_facts,
-    run_refresh,
-    undeploy_webhook,
-)
+from receiver.deploy_facts import OrgFacts, org_facts
+from receiver.refresh import RefreshRequest, run_refresh, undeploy_webhook
 from receiver.salesforce_login import ResolvedClient, salesforce_client
 from sf_metadata.errors import PreflightError, UsageError
 
