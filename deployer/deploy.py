@@ -23,7 +23,7 @@ Nothing here touches the store: results are returned as :class:`DeployOutcome`.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from deployer._poll import Timing, submit, wait
@@ -50,7 +50,15 @@ from deployer.package import (
 )
 from sf_metadata.errors import DeployFailed, DeployTimeout, Problem, SalesforceError, Setting
 
-__all__ = ["DeployOutcome", "Kind", "Outcome", "Timing", "deploy_package", "undeploy"]
+__all__ = [
+    "DeployOutcome",
+    "Kind",
+    "Outcome",
+    "Timing",
+    "deploy_package",
+    "retired_components",
+    "undeploy",
+]
 
 Kind = DeploymentKind
 #: ``unknown``: Salesforce could not be asked how a submitted deploy ended (recorded by
@@ -114,6 +122,19 @@ class DeployOutcome:
             raise error
         first = self.problems[0] if self.problems else f"{self.kind} {self.outcome}"
         raise DeployFailed(first, problems=self.problems or None, deploy_id=self.deploy_id)
+
+
+def retired_components(
+    trigger: Trigger, previous: Trigger | None, *, check_only: bool = False
+) -> tuple[str, ...]:
+    """The components (``"Type:FullName"``) of the other trigger that a deploy of
+    ``trigger`` removes, when the store says we deployed ``previous`` before: the rule
+    when a flow replaces it, the flow when a rule replaces it; nothing for a validation
+    (``check_only``) or the same trigger."""
+    if check_only or previous is None or previous == trigger:
+        return ()
+    ours = deploy_components(trigger)
+    return tuple(c for c in deploy_components(previous) if c not in ours)
 
 
 def _judge(
@@ -210,23 +231,14 @@ def deploy_package(
     timing = timing or Timing()
     kind = Kind.CHECK_ONLY if check_only else Kind.DEPLOY
     components = deploy_components(spec.trigger)
-    retire: tuple[str, ...] = ()
-    if previous_trigger == "workflow" and spec.trigger == "flow" and not check_only:
-        retire = (WORKFLOW_RULE,)
-    spec = PackageSpec(
-        trigger=spec.trigger,
-        api_version=spec.api_version,
-        endpoint_url=spec.endpoint_url,
-        integration_user=spec.integration_user,
-        custom_fields=spec.custom_fields,
-        retire=retire,
-    )
+    retire = retired_components(spec.trigger, previous_trigger, check_only=check_only)
+    # the rule goes in the package's destructiveChangesPost.xml; the flow through Tooling
+    spec = replace(spec, retire=tuple(c for c in retire if c != FLOW))
     files = render_deploy_package(spec)
     flow_name = parse_component(FLOW)[1]
     restore: tuple[str, int] | None = None
-    if previous_trigger == "flow" and spec.trigger == "workflow" and not check_only:
+    if FLOW in retire:
         restore = deactivate_flow(client, flow_name)
-        retire = (FLOW,)
     try:
         deploy_id, result = _run(
             client,

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.engine import Engine
 
 from deployer.client import OrgApi
-from deployer.deploy import DeployOutcome, Timing, deploy_package, undeploy
+from deployer.deploy import DeployOutcome, Timing, deploy_package, retired_components, undeploy
 from deployer.kinds import DeploymentKind, DeploymentOutcome
 from deployer.package import PackageSpec, Trigger, deploy_components
 from deployer.preflight import PreflightReport, preflight
@@ -90,14 +90,6 @@ class RefreshResult:
         if not self.report.ok:
             raise PreflightError(self.report.problems[0], problems=self.report.problems)
         self.outcome.raise_for_outcome()
-
-
-def _retiring(trigger: Trigger, previous: Trigger | None, check_only: bool) -> tuple[str, ...]:
-    """What :func:`deploy_package` retires when switching from ``previous`` to ``trigger``."""
-    if check_only or previous is None or previous == trigger:
-        return ()
-    ours = deploy_components(trigger)
-    return tuple(c for c in deploy_components(previous) if c not in ours)
 
 
 @dataclass
@@ -193,7 +185,7 @@ def refresh_webhook(
                 api_version=spec.api_version,
                 components=(
                     *deploy_components(trigger),
-                    *_retiring(trigger, previous, request.check_only),
+                    *retired_components(trigger, previous, check_only=request.check_only),
                 ),
                 deploy_id=hooks.seen[0],
                 outcome=DeploymentOutcome.UNKNOWN,

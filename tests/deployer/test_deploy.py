@@ -9,7 +9,7 @@ from typing import Any, cast
 import pytest
 
 from deployer.client import OrgApi, OrgClient
-from deployer.deploy import Timing, deploy_package, undeploy
+from deployer.deploy import Timing, deploy_package, retired_components, undeploy
 from deployer.kinds import Trigger
 from deployer.package import FLOW, OUTBOUND_MESSAGE, WORKFLOW_RULE, PackageSpec
 from sf_metadata.errors import (
@@ -396,3 +396,20 @@ def test_rule_gone_is_only_excused_for_what_we_retire() -> None:
     outcome = deploy_package(_client(org), _spec("workflow"))
     assert outcome.outcome == "failed"
     assert WORKFLOW_RULE in outcome.problems[0]
+
+
+@pytest.mark.parametrize(
+    ("trigger", "previous", "check_only", "expected"),
+    [
+        (Trigger.FLOW, Trigger.WORKFLOW, False, (WORKFLOW_RULE,)),
+        (Trigger.WORKFLOW, Trigger.FLOW, False, (FLOW,)),
+        (Trigger.FLOW, Trigger.FLOW, False, ()),
+        (Trigger.FLOW, None, False, ()),
+        (Trigger.FLOW, Trigger.WORKFLOW, True, ()),
+    ],
+)
+def test_a_deploy_retires_only_the_other_trigger_and_never_in_a_validation(
+    trigger: Trigger, previous: Trigger | None, check_only: bool, expected: tuple[str, ...]
+) -> None:
+    """The Outbound Message is shared by both triggers, so it is never retired."""
+    assert retired_components(trigger, previous, check_only=check_only) == expected
