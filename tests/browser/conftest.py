@@ -41,6 +41,15 @@ PASSWORD = "browser test password"
 ORG_ID = "00D000000000001EAA"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every browser test drives real Chromium against a real ``serve``: ``slow``, so
+    ``scripts/test -m "not slow"`` leaves them out while you work (CI runs them)."""
+    here = Path(__file__).parent
+    for item in items:
+        if item.path.is_relative_to(here):
+            item.add_marker(pytest.mark.slow)
+
+
 @dataclass
 class Live:
     """The running server: ``url`` (http://127.0.0.1:PORT), ``webhook`` (token included)."""

@@ -25,7 +25,7 @@ from receiver.cli import main
 from tests.factories import make_notification, make_outbound_message, make_user_fields, sf_id
 from tests.serve_process import free_port
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
 
 ORG_ID = "00D000000000001EAA"
 FD_LIMIT = 512

@@ -15,7 +15,7 @@ from bench._server import ServerProcess, harness_env
 from bench._soak import build_scenario, compare_with_oracle, oracle
 from tests.in_process_cli import InProcessCli
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
 
 
 @pytest.mark.parametrize("workers", [1, 2])
