@@ -24,7 +24,9 @@ transaction. An :class:`~sf_metadata.errors.AgentProvisionError` raised by the w
 job with its problems; any other exception fails it with "internal error" (logged with its
 traceback, which must hold no secret: callers never put secrets in exceptions).
 
-The periodic scheduler that ``serve`` runs is in ``receiver/scheduler.py``.
+Reading jobs back (:class:`JobView`, :func:`get_job`, :func:`latest_jobs`, and when a
+running job reads as ``interrupted``) is ``receiver/job_views.py``, re-exported here. The
+periodic scheduler that ``serve`` runs is in ``receiver/scheduler.py``.
 """
 
 from __future__ import annotations
@@ -43,11 +45,11 @@ from typing import Any
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
 
 from receiver._logging import LOGGER_NAME
 from receiver.db import transaction
 from receiver.job_tables import Job, JobLease
+from receiver.job_views import JobState, JobView, get_job, latest_jobs, lease_key
 from sf_metadata.errors import AgentProvisionError, JobBusy
 
 __all__ = [
@@ -88,15 +90,6 @@ class JobKind(StrEnum):
     REPLAY = "replay"
 
 
-class JobState(StrEnum):
-    """A job's state as read: ``interrupted`` is a running job whose worker stopped."""
-
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    INTERRUPTED = "interrupted"
-
-
 @dataclass(frozen=True)
 class JobOutcome:
     """What the work returns: ``succeeded``, a JSON-ready ``result`` and problem lines."""
@@ -106,39 +99,9 @@ class JobOutcome:
     problems: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class JobView:
-    """A job as pages and commands show it. ``steps``: ``(name, at)`` in order."""
-
-    id: int
-    organization: str
-    kind: str
-    state: JobState
-    steps: tuple[tuple[str, datetime], ...]
-    deploy_id: str | None
-    result: dict[str, Any]
-    problems: tuple[str, ...]
-    created_at: datetime
-    finished_at: datetime | None
-
-    @property
-    def done(self) -> bool:
-        """Whether the job will not change any more."""
-        return self.state is not JobState.RUNNING
-
-    @property
-    def current_step(self) -> str | None:
-        """The name of the last step recorded, or ``None``."""
-        return self.steps[-1][0] if self.steps else None
-
-
 def process_owner() -> str:
     """A name for this process that is unique across hosts: ``host:pid:random``."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def _lease_key(organization: str, kind: str) -> str:
-    return f"{organization}:{kind}"
 
 
 def _ensure_lease_row(engine: Engine, key: str) -> None:
@@ -168,27 +131,6 @@ def claim_lease(
         lease.owner, lease.job_id, lease.expires_at = owner, None, until
         session.add(lease)
         return lease
-
-
-def _view(job: Job, lease: JobLease | None, now: datetime) -> JobView:
-    state = JobState(job.state)
-    if state is JobState.RUNNING and (
-        lease is None or lease.job_id != job.id or lease.expires_at <= now
-    ):
-        state = JobState.INTERRUPTED
-    assert job.id is not None
-    return JobView(
-        id=job.id,
-        organization=job.organization_id,
-        kind=job.kind,
-        state=state,
-        steps=tuple((s["name"], datetime.fromisoformat(s["at"])) for s in job.steps),
-        deploy_id=job.deploy_id,
-        result=dict(job.result),
-        problems=tuple(job.problems),
-        created_at=job.created_at,
-        finished_at=job.finished_at,
-    )
 
 
 def _interrupted_problems(job: Job) -> list[str]:
@@ -237,7 +179,7 @@ class Progress:
         """Extend this job's lease; ``False`` when it lost the lease (expired and taken)."""
         until = self.clock() + ttl
         with transaction(self.engine) as session:
-            lease = session.get(JobLease, _lease_key(self.organization, self.kind))
+            lease = session.get(JobLease, lease_key(self.organization, self.kind))
             if lease is None or lease.job_id != self.job_id:
                 return False
             lease.expires_at = until
@@ -261,7 +203,7 @@ def start_job(
     expired) is recorded as failed first.
     """
     owner = owner or process_owner()
-    key = _lease_key(organization, kind)
+    key = lease_key(organization, kind)
     _ensure_lease_row(engine, key)
     now = clock()
     with transaction(engine) as session:
@@ -307,7 +249,7 @@ def _finish(progress: Progress, outcome: JobOutcome) -> None:
             job.problems = list(outcome.problems)
             job.finished_at = now
             session.add(job)
-        lease = session.get(JobLease, _lease_key(progress.organization, progress.kind))
+        lease = session.get(JobLease, lease_key(progress.organization, progress.kind))
         if lease is not None and lease.job_id == progress.job_id:
             lease.job_id, lease.owner, lease.expires_at = None, None, _EPOCH
             session.add(lease)
@@ -381,39 +323,3 @@ def start_in_background(
     thread.daemon = True
     thread.start()
     return progress.job_id
-
-
-def get_job(session: Session, job_id: int, *, now: datetime | None = None) -> JobView | None:
-    """The job ``job_id`` or ``None``."""
-    # The lease is read BEFORE the job: on PostgreSQL (READ COMMITTED) each statement sees
-    # the newest commit, and a job's end releases its lease in the same commit that records
-    # its state; read the other way round, a job ending in between would read as
-    # "interrupted" (running, lease gone).
-    head = session.exec(select(Job.organization_id, Job.kind).where(Job.id == job_id)).first()
-    if head is None:
-        return None
-    lease = session.get(JobLease, _lease_key(head[0], head[1]))
-    job = session.get(Job, job_id, populate_existing=True)
-    if job is None:
-        return None
-    return _view(job, lease, now or _utc_now())
-
-
-def latest_jobs(
-    session: Session,
-    organization: str,
-    kind: str,
-    *,
-    limit: int = 20,
-    now: datetime | None = None,
-) -> list[JobView]:
-    """The organization's newest ``limit`` jobs of ``kind``, newest first."""
-    lease = session.get(JobLease, _lease_key(organization, kind))  # first: see get_job
-    rows = session.exec(
-        select(Job)
-        .where(Job.organization_id == organization, Job.kind == kind)
-        .order_by(col(Job.id).desc())
-        .limit(limit)
-    ).all()
-    moment = now or _utc_now()
-    return [_view(job, lease, moment) for job in rows]
