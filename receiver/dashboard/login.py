@@ -44,6 +44,7 @@ from receiver.dashboard.framework import (
     render,
     signed_in_route,
 )
+from receiver.dashboard.glance import OrgGlance, org_glance
 from receiver.dashboard.operators import credential_stamp
 from receiver.dashboard.state import get_state
 from receiver.dashboard.throttle import (
@@ -258,12 +259,13 @@ async def logout(page: SignedInPage) -> Response:
 
 
 async def home(page: SignedInPage) -> Response:
-    """``GET /``: the operator's organizations, each a link to its Users page."""
+    """``GET /``: the operator's organizations, each a link to its Users page, with its
+    health at a glance (``receiver.dashboard.glance``)."""
     allowed = page.viewer.organizations
 
-    def work(session: Session) -> list[Organization]:
+    def work(session: Session) -> list[tuple[Organization, OrgGlance]]:
         rows = list(session.exec(select(Organization).order_by(Organization.id)).all())
-        return [o for o in rows if allowed is None or o.id in allowed]
+        return [(o, org_glance(session, o.id)) for o in rows if allowed is None or o.id in allowed]
 
     organizations = await page.read(work)
     return page.render("home.html.j2", {"organizations": organizations})

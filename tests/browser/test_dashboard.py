@@ -36,6 +36,9 @@ def test_the_admin_walkthrough(page: Any, live: Live, shot: Any) -> None:
     shot(page, "01-login-wrong-password")
 
     _sign_in(page, live)
+    home_row = page.get_by_role("row", name=re.compile(r"^acme\b"))
+    expect(home_row).to_contain_text("never")  # Last message
+    expect(home_row).to_contain_text("nothing")  # Needs attention
     shot(page, "02-home")
     page.get_by_role("link", name="acme").click()
     expect(page.get_by_role("heading", name="Users")).to_be_visible()
