@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -89,16 +91,39 @@ class OAuthState(SQLModel, table=True):
     )
 
 
-def _origin(url: str) -> tuple[str, str, int] | None:
+#: One DNS label of a login host: ASCII letters, digits and inner hyphens (RFC 1123).
+_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+
+
+def _plain_host(host: str) -> bool:
+    """True for an IP address or a host name of plain DNS labels: the host that
+    ``urlsplit`` reads is then the one requests (urllib3) and browsers connect to. A
+    backslash, a percent sign, a non-ASCII letter or an empty label could read as another
+    host to one of them (``https://evil.example\\.my.salesforce.com`` reaches
+    ``evil.example``)."""
     try:
-        parts = urlsplit(url.strip())
+        ipaddress.ip_address(host)
+    except ValueError:
+        return all(_LABEL.fullmatch(label) for label in host.split("."))
+    return True
+
+
+def _origin(url: str) -> tuple[str, str, int] | None:
+    text = url.strip()
+    if not text.isprintable() or any(c.isspace() or c == "\\" for c in text):
+        return None
+    try:
+        parts = urlsplit(text)
         port = parts.port
     except ValueError:
         return None
-    if parts.scheme not in ("https", "http") or not parts.hostname:
+    if parts.scheme not in ("https", "http") or not parts.hostname or "@" in parts.netloc:
+        return None
+    host = parts.hostname.lower()
+    if not _plain_host(host):
         return None
     default = 443 if parts.scheme == "https" else 80
-    return parts.scheme, parts.hostname.lower(), port or default
+    return parts.scheme, host, port or default
 
 
 def _salesforce_host(host: str) -> bool:

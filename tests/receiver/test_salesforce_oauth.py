@@ -210,11 +210,36 @@ def test_accepted_login_urls(url: str, extra: str, expected: str) -> None:
         ("https://acme.my.salesforce.com.evil.com", ""),
         ("http://127.0.0.1:9001", "http://127.0.0.1:9000"),  # the port differs
         ("javascript:alert(1)", ""),
+        # a host that only looks like a My Domain to urlsplit: requests (urllib3) ends the
+        # host at the backslash and would post the code, verifier and client secret to
+        # evil.example (attack finding: Connect to Salesforce's My Domain URL field)
+        ("https://evil.example\\.my.salesforce.com", ""),
+        ("https://evil.example%2f.my.salesforce.com", ""),
+        ("https://ev\u0131l.my.salesforce.com", ""),
+        ("https://evil.example\x00.my.salesforce.com", ""),
+        ("https://evil.example\t.my.salesforce.com", ""),
+        ("https://-acme.my.salesforce.com", ""),
+        ("https://acme..my.salesforce.com", ""),
+        ("https://evil.example\\@acme.my.salesforce.com", ""),
+        ("https://user:pw@acme.my.salesforce.com", ""),
     ],
 )
 def test_login_urls_outside_the_accepted_ones_are_refused(url: str, extra: str) -> None:
     with pytest.raises(UsageError, match="not a Salesforce login URL"):
         accepted_login_url(url, extra)
+
+
+def test_what_requests_would_reach_is_what_was_accepted() -> None:
+    """The host requests connects to for an accepted login URL is the accepted one (the
+    backslash URL above reaches another host: why it is refused)."""
+    from urllib3.util import parse_url
+
+    hostile = "https://evil.example\\.my.salesforce.com/services/oauth2/token"
+    assert parse_url(str(requests.Request("POST", hostile).prepare().url)).host == "evil.example"
+    for url in ("https://acme.my.salesforce.com", "https://acme--uat.sandbox.my.salesforce.com"):
+        token_url = accepted_login_url(url) + "/services/oauth2/token"
+        prepared = str(requests.Request("POST", token_url).prepare().url)
+        assert "https://" + str(parse_url(prepared).host) == url
 
 
 def test_environment_field_choices() -> None:

@@ -102,6 +102,34 @@ def test_a_login_url_outside_the_accepted_ones_is_refused(make_dash: MakeDash, k
     assert 'role="alert"' in answer.text and "is not a Salesforce login URL" in answer.text
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://evil.example\\.my.salesforce.com",
+        "evil.example\\.my.salesforce.com",
+        "https://evil.example%2f.my.salesforce.com",
+    ],
+)
+def test_a_my_domain_url_reaching_another_host_is_refused(
+    make_dash: MakeDash, key: bytes, url: str
+) -> None:
+    """Attack finding: a backslash in the My Domain URL passed the host check, and the
+    callback's token request (code, verifier, the External Client App's secret) went to
+    the host before it. Refused with the form's page; no sign-in is pending."""
+    from sqlmodel import select
+
+    from receiver.salesforce_oauth import OAuthState
+
+    d = _dash(make_dash, key, salesforce_client_secret="app-secret-value")
+    answer = d.post_form(
+        _crm(d) + "/connect", {"environment": "my-domain", "my_domain_url": url}, page=_crm(d)
+    )
+    assert answer.status_code == 400
+    assert 'role="alert"' in answer.text and "is not a Salesforce login URL" in answer.text
+    with transaction(d.engine, read_only=True) as session:
+        assert session.exec(select(OAuthState)).all() == []
+
+
 def test_an_unknown_state_on_the_callback_is_refused(make_dash: MakeDash, key: bytes) -> None:
     d = _dash(make_dash, key)
     answer = d.client.get("/oauth/salesforce/callback", params={"code": "x", "state": "forged"})
