@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import delete, or_
 from sqlmodel import Session, col, select
+from starlette.responses import Response
 
 from receiver.dashboard.operators import verify_password
 from receiver.dashboard.tables import Operator, OperatorOrganization, OperatorSession
@@ -36,6 +37,7 @@ __all__ = [
     "WINDOW",
     "SessionCheck",
     "Viewer",
+    "clear_session_cookie",
     "cookie_name",
     "end_session",
     "load_viewer",
@@ -66,6 +68,15 @@ _SALT = "aap-session"
 def cookie_name(secure: bool) -> str:
     """``__Host-aap_session`` over https, else ``aap_session``."""
     return "__Host-aap_session" if secure else "aap_session"
+
+
+def clear_session_cookie(response: Response, secure: bool) -> None:
+    """Clear the session cookie with the attributes it was set with: a browser ignores a
+    ``__Host-`` cookie without ``Secure`` (RFC 6265bis), so a bare ``delete_cookie`` left
+    the dead cookie in place behind https."""
+    response.delete_cookie(
+        cookie_name(secure), path="/", secure=secure, httponly=True, samesite="lax"
+    )
 
 
 def _sha(value: str) -> str:

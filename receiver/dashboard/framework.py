@@ -53,7 +53,14 @@ from starlette.routing import Route
 from receiver._logging import LOGGER_NAME
 from receiver.context import context_of
 from receiver.dashboard import csrf
-from receiver.dashboard.auth import Viewer, cookie_name, load_viewer, record_check, unsign_token
+from receiver.dashboard.auth import (
+    Viewer,
+    clear_session_cookie,
+    cookie_name,
+    load_viewer,
+    record_check,
+    unsign_token,
+)
 from receiver.dashboard.rendering import (
     FLASH_MESSAGES,
     FLASH_PROBLEMS,
@@ -136,8 +143,7 @@ def _to_login(request: Request, why: str | None) -> Response:
         query["ended"] = "1"
     response = redirect("/login" + ("?" + urlencode(query) if query else ""))
     if why is not None:
-        state = get_state(request)
-        response.delete_cookie(cookie_name(state.secure_cookie), path="/")
+        clear_session_cookie(response, get_state(request).secure_cookie)
     return response
 
 

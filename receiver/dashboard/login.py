@@ -28,6 +28,7 @@ from receiver.context import context_of
 from receiver.dashboard import csrf
 from receiver.dashboard.auth import (
     check_password,
+    clear_session_cookie,
     cookie_name,
     end_session,
     sign_token,
@@ -213,7 +214,9 @@ async def login_submit(request: Request) -> Response:
         samesite="lax",
         secure=state.secure_cookie,
     )
-    response.delete_cookie(_NONCE_COOKIE, path="/login")
+    response.delete_cookie(
+        _NONCE_COOKIE, path="/login", secure=state.secure_cookie, httponly=True, samesite="lax"
+    )
     response.set_cookie(
         DEVICE_COOKIE,
         device_cookie_value(state.secret, username, stamp),
@@ -254,7 +257,7 @@ async def logout(page: SignedInPage) -> Response:
     now = page.now
     await page.write(lambda s: end_session(s, token=token, now=now))
     response = redirect("/login?" + urlencode({"flash": "signed-out"}))
-    response.delete_cookie(cookie_name(page.state.secure_cookie), path="/")
+    clear_session_cookie(response, page.state.secure_cookie)
     return response
 
 

@@ -81,6 +81,36 @@ def test_cookie_is_secure_and_host_prefixed_behind_https(make_dash: MakeDash) ->
     assert "secure" in cookie.lower()
 
 
+def _host_cookie_rules_hold(set_cookie: str) -> bool:
+    """What a browser requires of a ``__Host-`` cookie, a clearing one too, or it ignores
+    the header (RFC 6265bis 4.1.3.2): ``Secure``, ``Path=/``, no ``Domain``."""
+    attributes = [a.strip().lower() for a in set_cookie.split(";")[1:]]
+    return (
+        "secure" in attributes
+        and "path=/" in attributes
+        and not any(a.startswith("domain=") for a in attributes)
+    )
+
+
+def test_sign_out_clears_the_host_prefixed_cookie_behind_https(make_dash: MakeDash) -> None:
+    """Attack finding: behind https, Sign out cleared ``__Host-aap_session`` without
+    ``Secure``, which a browser ignores: the dead cookie stayed in Chromium and every later
+    visit said the session had ended. The redirect of an ended session clears it the same
+    way."""
+    d = make_dash(public_url="https://provision.example.com", base_url="https://testserver")
+    d.sign_in()
+    old = d.client.cookies.get("__Host-aap_session")
+    response = d.post_form("/logout", {}, page="/")
+    cleared = [c for c in _set_cookie(response) if c.startswith("__Host-aap_session=")]
+    assert len(cleared) == 1 and _host_cookie_rules_hold(cleared[0])
+    assert "max-age=0" in cleared[0].lower()
+    d.client.cookies.set("__Host-aap_session", old, domain="testserver.local")
+    ended = d.client.get("/", follow_redirects=False)
+    assert ended.status_code == 303 and "ended=1" in ended.headers["location"]
+    cleared = [c for c in _set_cookie(ended) if c.startswith("__Host-aap_session=")]
+    assert len(cleared) == 1 and _host_cookie_rules_hold(cleared[0])
+
+
 def test_a_forged_cookie_is_refused(dash: Dash) -> None:
     dash.client.cookies.set("aap_session", "forged.value", domain="testserver.local")
     response = dash.client.get(f"/organizations/{dash.org}/users", follow_redirects=False)
