@@ -89,6 +89,13 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.context = context
+    if settings.trusted_proxies:
+        # the client's address behind the listed reverse proxies (README "In production")
+        from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+        app.add_middleware(
+            ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies.split(",")
+        )
     return app
 
 

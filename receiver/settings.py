@@ -22,6 +22,7 @@ environment variable named beside it, else from the default. Nothing mutates a
 | ``dashboard_idle_minutes`` | ``AGENT_PROVISION_DASHBOARD_IDLE_MINUTES`` | 60: a dashboard session unused this long ends; at least 1 |
 | ``dashboard_session_hours`` | ``AGENT_PROVISION_DASHBOARD_SESSION_HOURS`` | 12: a dashboard session ends this long after sign-in; more than 0 |
 | ``dashboard_reload_seconds`` | ``AGENT_PROVISION_DASHBOARD_RELOAD_SECONDS`` | 2: while a Refresh Webhook runs, the CRM page reloads itself this often (whole seconds, a meta refresh); at least 1 |
+| ``trusted_proxies`` | ``AGENT_PROVISION_TRUSTED_PROXIES`` | none: comma-separated addresses or networks of reverse proxies whose ``X-Forwarded-For`` (and ``X-Forwarded-Proto``) give the client's address (the sign-in throttle, the switch's audit); anyone else's are ignored |
 | ``deploy_poll_seconds`` | ``AGENT_PROVISION_DEPLOY_POLL_SECONDS`` | 1.0: a Refresh Webhook started by the CRM page's button or by the install on enable first waits this long between two ``checkDeployStatus`` calls, each next wait 1.5 times longer, up to 15 s (``deployer.deploy.Timing``); more than 0 |
 """
 
@@ -71,12 +72,38 @@ class Settings(BaseSettings):
     salesforce_client_id: str | None = None
     salesforce_client_secret: SecretStr | None = None
     salesforce_login_urls: str = ""
+    trusted_proxies: str = ""
 
     @field_validator("database_url")
     @classmethod
     def _normalise_url(cls, value: str) -> str:
         """Rewrite ``postgres://`` and ``postgresql://`` to the psycopg 3 driver URL."""
         return psycopg_url(value)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _trusted_proxies(cls, value: str) -> str:
+        """Comma-separated IP addresses or networks, normalised (``192.0.2.1/24`` reads as
+        ``192.0.2.0/24``); no host names and no ``*``: a proxy is trusted by address."""
+        import ipaddress
+
+        items = []
+        for raw in value.split(","):
+            item = raw.strip()
+            if not item:
+                continue
+            try:
+                items.append(
+                    str(ipaddress.ip_network(item, strict=False))
+                    if "/" in item
+                    else str(ipaddress.ip_address(item))
+                )
+            except ValueError:
+                raise ValueError(
+                    f"trusted proxies are IP addresses or networks (such as 10.0.0.7 or "
+                    f"10.0.0.0/24), not {item[:60]!r}"
+                ) from None
+        return ",".join(items)
 
     @field_validator("log_level")
     @classmethod
