@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from receiver import admin, health, webhook
 from receiver._logging import LOGGER_NAME
 from receiver.context import Clock, ReceiverContext, utc_now
+from receiver.dashboard.site import http_error as dashboard_http_error
 from receiver.dashboard.site import routes as dashboard_routes
 from receiver.db import make_engine, migrate
 from receiver.sessions import SessionHooks
@@ -86,6 +87,7 @@ def create_app(
 
     app = Starlette(
         routes=[*webhook.routes(), *admin.routes(), *health.routes(), *dashboard_routes()],
+        exception_handlers={404: dashboard_http_error, 405: dashboard_http_error},
         lifespan=lifespan,
     )
     app.state.context = context

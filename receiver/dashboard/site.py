@@ -18,7 +18,7 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Match, Route, Router
 from starlette.types import Receive, Scope, Send
 
-__all__ = ["routes"]
+__all__ = ["http_error", "routes"]
 
 
 def _page_routes() -> list[BaseRoute]:
@@ -100,6 +100,47 @@ class _DashboardRoutes(BaseRoute):
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         # the Router matches again, as the app's own router did; the page route handles it
         await self.router.app(scope, receive, send)
+
+
+#: Paths that are not the dashboard's: the webhook and the JSON API (``/v2/...``) and the
+#: probes keep Starlette's plain-text 404 and 405.
+_NOT_PAGES = ("/v2/", "/healthz", "/readyz", "/metrics")
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """The app's handler of the router's 404 and 405: for a dashboard address a page
+    saying what happened, with the pages' security headers; for the webhook, the API and
+    the probes Starlette's plain text, as before."""
+    from starlette.exceptions import HTTPException
+    from starlette.responses import PlainTextResponse
+
+    assert isinstance(exc, HTTPException)
+    path = request.url.path
+    if path.startswith(_NOT_PAGES) or exc.status_code not in (404, 405):
+        return PlainTextResponse(exc.detail, status_code=exc.status_code, headers=exc.headers)
+    from receiver.dashboard.rendering import error_page
+
+    shown = path if len(path) <= 80 else path[:80] + "…"
+    if exc.status_code == 405:
+        response = error_page(
+            request,
+            405,
+            "Not a page",
+            f"Nothing was changed: {shown} takes a form sent from its page, not a visit.",
+            hint="Go back and press the page's button.",
+        )
+    else:
+        response = error_page(
+            request,
+            404,
+            "Page not found",
+            f"There is no page at {shown}.",
+            hint="Start from the home page: each organization's pages are under "
+            "/organizations/NAME/users.",
+        )
+    for name, value in (exc.headers or {}).items():
+        response.headers[name] = value
+    return response
 
 
 def routes() -> list[BaseRoute]:

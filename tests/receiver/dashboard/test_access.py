@@ -192,6 +192,43 @@ def test_unknown_paths_and_bad_names_get_a_clear_page(dash: Dash) -> None:
         assert "<script>" not in response.text
 
 
+@pytest.mark.parametrize(
+    "path",
+    ["/organizations/{org}", "/organizations/{org}/user", "/organizations", "/nowhere", "/login/x"],
+)
+def test_a_page_that_does_not_exist_is_a_dashboard_page(dash: Dash, path: str) -> None:
+    """Attack finding: a mistyped or trimmed address answered a bare ``Not Found`` text,
+    without the pages' security headers."""
+    dash.sign_in()
+    response = dash.client.get(path.format(org=dash.org))
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("text/html")
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    assert response.headers["cache-control"] == "no-store"
+    assert "Page not found" in response.text and 'role="alert"' in response.text
+    assert 'href="/"' in response.text
+
+
+@pytest.mark.parametrize("path", ["/logout", "/organizations/{org}/features/agent-auto-provision"])
+def test_a_visit_to_a_form_address_is_a_dashboard_page(dash: Dash, path: str) -> None:
+    """A GET of a POST-only address (a bookmark, ``?next=`` after sign-in): 405 with a page
+    saying that nothing changed, and the ``Allow`` header."""
+    dash.sign_in()
+    response = dash.client.get(path.format(org=dash.org))
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    assert response.headers["content-type"].startswith("text/html")
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    assert "Nothing was changed" in response.text
+
+
+@pytest.mark.parametrize("path", ["/v2/nowhere", "/v2/organizations"])
+def test_unknown_api_paths_stay_plain(dash: Dash, path: str) -> None:
+    response = dash.client.get(path)
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("text/plain")
+
+
 def test_pages_carry_security_headers(dash: Dash) -> None:
     dash.sign_in()
     response = dash.client.get(f"/organizations/{dash.org}/users")
