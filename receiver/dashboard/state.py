@@ -5,7 +5,8 @@
   every ``serve`` worker, and changes when the store's key is rotated.
 - ``templates``: the Jinja environment of ``templates/dashboard/`` (shipped as package data
   of ``deployer.templates``, the package the top-level ``templates/`` directory is), with
-  autoescape on for every template.
+  autoescape on for every template, and bidirectional control characters shown as their
+  code point (``[U+202E]``).
 - ``public_origin`` and ``secure_cookie`` from ``AGENT_PROVISION_PUBLIC_URL``.
 """
 
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jinja2
+import markupsafe
 from starlette.requests import Request
 
 from receiver.dashboard.csrf import origin_of
@@ -47,10 +49,25 @@ def _isotime(value: datetime | None) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+#: Bidirectional embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069): in a
+#: Salesforce Name they would reorder what the page shows (``\u202emoc.elpmaxe@nimda``
+#: reads as ``admin@example.com``), so each is shown as its code point instead.
+_BIDI_CONTROLS = {c: f"[U+{c:04X}]" for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))}
+
+
+def _shown(value: Any) -> Any:
+    """Every ``{{ value }}``: text with its bidirectional controls made visible (markup the
+    templates build, such as the CSRF field, as it is)."""
+    if isinstance(value, str) and not isinstance(value, markupsafe.Markup):
+        return value.translate(_BIDI_CONTROLS)
+    return value
+
+
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir())),
         autoescape=True,
+        finalize=_shown,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,

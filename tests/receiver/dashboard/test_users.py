@@ -132,6 +132,28 @@ def test_html_in_the_search_and_in_a_name_is_escaped(dash: Dash) -> None:
     assert "<img" not in html
 
 
+def test_bidirectional_controls_in_a_name_are_shown_not_obeyed(dash: Dash) -> None:
+    """Attack finding: a Salesforce user may edit their own Name; with a right-to-left
+    override (U+202E) ``\u202emoc.elpmaxe@nimda`` read as ``admin@example.com`` on every
+    page. Overrides, embeddings and isolates are shown as their code point; the letters
+    of a right-to-left script (no control characters) are shown as they are."""
+    dash.sign_in()
+    user = next_id("005")
+    spoof = "\u202emoc.elpmaxe@nimda"
+    dash.post_message(make_notification(user_id=user, Name=spoof, Username="spoof@acme.com"))
+    dash.post_message(make_notification(Name="\u05d3\u05e0\u05d4 \u05db\u05d4\u05df"))
+    pages = [
+        _users(dash),
+        dash.client.get(f"/organizations/{dash.org}/users/{user}").text,
+        dash.client.get(f"/organizations/{dash.org}/provisioning-log").text,
+        _users(dash, q="\u2067x\u2069"),
+    ]
+    for html in pages:
+        assert not any(c in html for c in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+    assert "[U+202E]moc.elpmaxe@nimda" in pages[0] and "[U+202E]moc" in pages[1]
+    assert "\u05d3\u05e0\u05d4 \u05db\u05d4\u05df" in pages[0]
+
+
 def test_paging_shows_at_most_100_rows_with_next_and_previous(dash: Dash) -> None:
     dash.sign_in()
     _seed(dash, 250)
