@@ -94,6 +94,7 @@ __all__ = [
     "redirect",
     "render",
     "signed_in_route",
+    "viewer_of",
 ]
 
 log = logging.getLogger(LOGGER_NAME)
@@ -133,6 +134,13 @@ async def _viewer(request: Request) -> tuple[Viewer | None, str | None]:
 
     viewer, why = await run_in_threadpool(work)
     return viewer, (why or "invalid") if viewer is None else None
+
+
+async def viewer_of(request: Request) -> Viewer | None:
+    """The signed-in operator of ``request``, or ``None`` (for pages outside the routes,
+    such as the 404 page, which only show who is signed in)."""
+    viewer, _ = await _viewer(request)
+    return viewer
 
 
 def _to_login(request: Request, why: str | None) -> Response:

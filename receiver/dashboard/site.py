@@ -118,8 +118,13 @@ async def http_error(request: Request, exc: Exception) -> Response:
     path = request.url.path
     if path.startswith(_NOT_PAGES) or exc.status_code not in (404, 405):
         return PlainTextResponse(exc.detail, status_code=exc.status_code, headers=exc.headers)
+    from receiver.dashboard.framework import viewer_of
     from receiver.dashboard.rendering import error_page
 
+    try:
+        viewer = await viewer_of(request)
+    except Exception:  # noqa: BLE001 - the store down: the page, without who is signed in
+        viewer = None
     shown = path if len(path) <= 80 else path[:80] + "…"
     if exc.status_code == 405:
         response = error_page(
@@ -127,6 +132,7 @@ async def http_error(request: Request, exc: Exception) -> Response:
             405,
             "Not a page",
             f"Nothing was changed: {shown} takes a form sent from its page, not a visit.",
+            viewer=viewer,
             hint="Go back and press the page's button.",
         )
     else:
@@ -135,6 +141,7 @@ async def http_error(request: Request, exc: Exception) -> Response:
             404,
             "Page not found",
             f"There is no page at {shown}.",
+            viewer=viewer,
             hint="Start from the home page: each organization's pages are under "
             "/organizations/NAME/users.",
         )

@@ -27,7 +27,7 @@ from receiver.dashboard.directory import (
     decode_cursor,
     list_page,
 )
-from receiver.dashboard.framework import OrgPage, org_route
+from receiver.dashboard.framework import OrgPage, org_route, redirect
 from receiver.dashboard.log import carried_name
 from receiver.models import Agent, AgentSession, ProvisioningEvent, ProvisioningMessage, Tombstone
 from receiver.provisioning_tables import FailedNotification
@@ -259,7 +259,13 @@ def _why(data: dict[str, Any] | None, timeline: list[TimelineEntry]) -> str | No
     return "Disabled because the Salesforce user is not active."
 
 
+async def organization_home(page: OrgPage) -> Response:
+    """``/organizations/{organization}`` (a trimmed address): its Users page."""
+    return redirect(page.url("/users"))
+
+
 ROUTES = [
+    org_route("", organization_home),
     org_route("/users", users_page),
     org_route("/users/{crm_id}", agent_page),
 ]

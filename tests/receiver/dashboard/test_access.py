@@ -194,7 +194,13 @@ def test_unknown_paths_and_bad_names_get_a_clear_page(dash: Dash) -> None:
 
 @pytest.mark.parametrize(
     "path",
-    ["/organizations/{org}", "/organizations/{org}/user", "/organizations", "/nowhere", "/login/x"],
+    [
+        "/organizations/{org}/user",
+        "/organizations",
+        "/nowhere",
+        "/login/x",
+        "/organizations/{org}/x/y",
+    ],
 )
 def test_a_page_that_does_not_exist_is_a_dashboard_page(dash: Dash, path: str) -> None:
     """Attack finding: a mistyped or trimmed address answered a bare ``Not Found`` text,
@@ -207,6 +213,15 @@ def test_a_page_that_does_not_exist_is_a_dashboard_page(dash: Dash, path: str) -
     assert response.headers["cache-control"] == "no-store"
     assert "Page not found" in response.text and 'role="alert"' in response.text
     assert 'href="/"' in response.text
+    assert "Sign out" in response.text  # still signed in: the page says so
+
+
+def test_an_organization_address_is_its_users_page(limited: tuple[Dash, str]) -> None:
+    dash, other = limited
+    response = dash.client.get(f"/organizations/{dash.org}", follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"] == f"/organizations/{dash.org}/users"
+    assert dash.client.get(f"/organizations/{other}").status_code == 404  # not theirs
 
 
 @pytest.mark.parametrize("path", ["/logout", "/organizations/{org}/features/agent-auto-provision"])
