@@ -30,7 +30,17 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", StarletteDeprecationWarning)
     from starlette.testclient import TestClient
 
-__all__ = ["PASSWORD", "Clock", "Dash", "MakeDash", "csrf_of", "dash", "make_dash"]
+__all__ = [
+    "PASSWORD",
+    "Clock",
+    "Dash",
+    "MakeDash",
+    "browser",
+    "csrf_of",
+    "dash",
+    "make_dash",
+    "sign_in_with",
+]
 
 PASSWORD = "correct horse battery staple"
 START = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
@@ -110,6 +120,24 @@ class Dash:
 
 
 MakeDash = Callable[..., Dash]
+
+
+def browser(d: Dash, address: str, headers: dict[str, str] | None = None) -> TestClient:
+    """Another browser on the same app whose requests come from ``address`` (its own, or
+    a reverse proxy's with ``X-Forwarded-For`` in ``headers``)."""
+    return TestClient(
+        d.client.app, base_url="http://testserver", client=(address, 40000), headers=headers
+    )
+
+
+def sign_in_with(client: TestClient, username: str = "ops", password: str = PASSWORD) -> Any:
+    """Post the sign-in form from ``client`` (its token from a GET first); the answer."""
+    page = client.get("/login")
+    return client.post(
+        "/login",
+        data={"username": username, "password": password, "csrf_token": csrf_of(page.text)},
+        follow_redirects=False,
+    )
 
 
 @pytest.fixture

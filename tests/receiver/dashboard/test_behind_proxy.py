@@ -14,7 +14,14 @@ from pydantic import ValidationError
 
 from receiver.dashboard.throttle import ADDRESS_LIMIT, USERNAME_LIMIT
 from receiver.settings import Settings
-from tests.receiver.dashboard._harness import PASSWORD, Dash, MakeDash, csrf_of
+from tests.receiver.dashboard._harness import (
+    PASSWORD,
+    Dash,
+    MakeDash,
+    browser,
+    csrf_of,
+    sign_in_with,
+)
 
 with warnings.catch_warnings():
     from starlette.exceptions import StarletteDeprecationWarning
@@ -29,19 +36,11 @@ PROXY = "10.0.0.7"
 def _browser(d: Dash, client: str, forwarded_for: str | None = None) -> TestClient:
     """A browser whose requests reach the app from ``client`` (the proxy, or itself),
     with ``X-Forwarded-For`` when given."""
-    headers = {"x-forwarded-for": forwarded_for} if forwarded_for else None
-    return TestClient(
-        d.client.app, base_url="http://testserver", client=(client, 40000), headers=headers
-    )
+    return browser(d, client, {"x-forwarded-for": forwarded_for} if forwarded_for else None)
 
 
 def _sign_in(client: TestClient, username: str = "ops", password: str = PASSWORD) -> int:
-    page = client.get("/login")
-    return client.post(
-        "/login",
-        data={"username": username, "password": password, "csrf_token": csrf_of(page.text)},
-        follow_redirects=False,
-    ).status_code
+    return int(sign_in_with(client, username, password).status_code)
 
 
 def test_behind_a_trusted_proxy_a_stranger_holds_only_their_own_address(

@@ -3,33 +3,14 @@ address, per username across addresses, per trusted browser; what the 429 page s
 
 from __future__ import annotations
 
-import warnings
-from typing import Any
-
 from receiver.dashboard.throttle import ADDRESS_LIMIT, USERNAME_LIMIT, USERNAME_TOTAL_LIMIT
-from tests.receiver.dashboard._harness import PASSWORD, Dash, csrf_of
-
-with warnings.catch_warnings():
-    from starlette.exceptions import StarletteDeprecationWarning
-
-    warnings.simplefilter("ignore", StarletteDeprecationWarning)
-    from starlette.testclient import TestClient
+from tests.receiver.dashboard._harness import Dash, browser, sign_in_with
 
 WRONG = "wrong password!!"
 
 
-def _browser(d: Dash, address: str) -> TestClient:
-    """Another browser on the same ``serve``, from ``address``."""
-    return TestClient(d.client.app, base_url="http://testserver", client=(address, 40000))
-
-
-def _sign_in(client: TestClient, username: str = "ops", password: str = PASSWORD) -> Any:
-    page = client.get("/login")
-    return client.post(
-        "/login",
-        data={"username": username, "password": password, "csrf_token": csrf_of(page.text)},
-        follow_redirects=False,
-    )
+_browser = browser
+_sign_in = sign_in_with
 
 
 def test_a_stranger_at_another_address_cannot_lock_the_operator_out(dash: Dash) -> None:
