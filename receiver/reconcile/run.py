@@ -324,7 +324,7 @@ def reconcile(
             progress=progress,
             snapshot=snapshot,
         )
-        return plan_run(
+        result = plan_run(
             engine,
             organization,
             read,
@@ -335,3 +335,8 @@ def reconcile(
             hooks=hooks,
             snapshot=snapshot,
         )
+        # Freed while the collector is paused: resumed, it would first scan every
+        # object the run made (a collection of the youngest generation holds all of
+        # them), about a tenth of an unchanged run's CPU.
+        del read, snapshot
+    return result
