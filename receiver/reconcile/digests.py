@@ -13,14 +13,15 @@ so that a run recognises an unchanged user without mapping or deciding it in ful
   no tombstone; or, for a user with a tombstone alone, the tombstone's SystemModstamp is
   the one recorded; in both cases nothing is parked for the user.
 - :func:`load_snapshot` / :func:`revouch`: what a run uses: the digest rows before the
-  read (with the username and disabled each recorded), then under the lock only what no
+  read (with the username and disabled each recorded; read as their one document,
+  ``receiver.reconcile.digest_document``), then under the lock only what no
   longer vouches (agents written since, tombstones, parked users), so a store as the
   last run left it is checked without loading every agent; the same ``(known, roster)``
   as :func:`load_vouched`, which it falls back to when a plan was applied in between.
 - :func:`record_digests`: after a plan is applied, in the same transaction, the digest
   rows of the users whose stored state is now exactly what deciding that record wrote
   (see :func:`recordable`), each copying the agent's ``updated_at`` or the tombstone's
-  stamp from the store.
+  stamp from the store; then the rows' document, selected back from them.
 
 Then deciding such a record again would give ``unchanged`` with nothing written (same
 stamp, same agent JSON, same username, no tombstone, nothing parked), which is the row
@@ -33,12 +34,13 @@ import hashlib
 import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from functools import partial
 from itertools import compress
-from operator import itemgetter, not_
+from operator import not_
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlmodel import Session
@@ -46,6 +48,14 @@ from sqlmodel import Session
 import sf_metadata
 from receiver.models import Agent, Tombstone
 from receiver.provisioning_tables import ParkedChangeRow
+from receiver.reconcile.digest_document import (
+    DigestColumns,
+    has_document,
+    read_document,
+    select_columns,
+    write_document,
+)
+from receiver.reconcile.digest_document import plain_rows as _plain_rows
 from receiver.reconcile.tables import ReconcileDigest, ReconcilePlanRecord
 from sf_metadata.decision import Action, Decision
 from sf_metadata.reconcile import Known, PlanRow
@@ -110,18 +120,6 @@ _AGENT_DIGEST = _A.outerjoin(
         _D.c.agent_updated_at == _A.c.updated_at,
     ),
 )
-
-
-def _plain_rows(session: Session, statement: Any) -> list[Any]:
-    """The rows of ``statement`` straight from the DB-API cursor: tuples of the driver's
-    values, without SQLAlchemy's per-row result objects (a third of the cost for the
-    50,000-row reads here). Only for columns whose driver value needs no conversion:
-    text, and booleans read with ``bool()`` (SQLite gives 0/1)."""
-    result = session.connection().execute(statement)
-    try:
-        return list(result.cursor.fetchall())
-    finally:
-        result.close()
 
 
 def load_digests(session: Session, organization_id: str) -> dict[str, str]:
@@ -212,33 +210,31 @@ def _marker(session: Session, organization_id: str) -> tuple[Any, ...]:
 
 
 def load_snapshot(session: Session, organization_id: str) -> DigestSnapshot:
-    """The organization's digest rows (one query of one table, after the marker's):
+    """The organization's digest rows (its document, ``receiver.reconcile.digest_document``,
+    or the rows when none was written yet; after the marker's query):
     :class:`DigestSnapshot`."""
     marker = _marker(session, organization_id)  # first: rows as new as it, or newer
-    statement = sa.select(
-        _D.c.crm_id,
-        _D.c.digest,
-        _D.c.agent_updated_at.is_not(None),
-        _D.c.username,
-        sa.and_(_D.c.disabled, _D.c.agent_updated_at.is_not(None)),
-    ).where(_D.c.organization_id == organization_id)
-    rows = _plain_rows(session, statement)
-    # Set-based (a 50,000-row organization): each Known is the row's last four columns
-    # (SQLite's 0/1 compare and hash as the booleans); a tombstone's row has no
-    # username and is never disabled (as load_vouched reads it).
-    by_digest = dict(map(_DIGEST_CRM, rows))
-    known = dict(zip(map(_CRM, rows), map(_as_known, map(_KNOWN_COLUMNS, rows)), strict=True))
-    is_agent = list(map(_IS_AGENT, rows))
-    agents = dict(map(_CRM_USERNAME, compress(rows, is_agent)))
-    tombs = set(map(_CRM, compress(rows, map(not_, is_agent))))
+    columns = read_document(session, organization_id) or select_columns(session, organization_id)
+    return _snapshot(columns, marker)
+
+
+def _snapshot(columns: DigestColumns, marker: tuple[Any, ...]) -> DigestSnapshot:
+    # Set-based (a 50,000-row organization): each Known is a row's last four columns;
+    # a tombstone's row has no username and is never disabled (as load_vouched reads it).
+    crm_ids, digests, is_agent, usernames, disabled = columns
+    by_digest = dict(zip(digests, crm_ids, strict=True))
+    known = dict(
+        zip(
+            crm_ids,
+            map(_as_known, zip(digests, is_agent, usernames, disabled, strict=True)),
+            strict=True,
+        )
+    )
+    agents = dict(zip(compress(crm_ids, is_agent), compress(usernames, is_agent), strict=True))
+    tombs = set(compress(crm_ids, map(not_, is_agent)))
     return DigestSnapshot(by_digest, known, agents, tombs, marker)
 
 
-_DIGEST_CRM = itemgetter(1, 0)
-_CRM = itemgetter(0)
-_IS_AGENT = itemgetter(2)
-_CRM_USERNAME = itemgetter(0, 3)
-_KNOWN_COLUMNS = itemgetter(1, 2, 3, 4)
 _as_known = partial(tuple.__new__, Known)
 
 
@@ -265,9 +261,9 @@ def revouch(
     stray: dict[str, str | None] = dict(_plain_rows(session, unvouched))
     count = sa.select(sa.func.count()).where(_A.c.organization_id == organization_id)
     agents = int(_plain_rows(session, count)[0][0])
-    roster = dict(snapshot.agents)
-    for crm in stray.keys() & roster.keys():
-        del roster[crm]  # an agent written since: not vouched, username below
+    # An agent written since: not vouched, username below (the snapshot's own
+    # dictionaries are given back when nothing is left out of them: no copy).
+    roster = _without(snapshot.agents, stray.keys())
     deleted: set[str] = set()
     if len(roster) + len(stray) != agents:
         # Agents deleted since their digest was recorded (deprovisioned): those rows
@@ -290,22 +286,31 @@ def revouch(
             )
         )
         deleted = {crm for (crm,) in _plain_rows(session, orphans)}
-        for crm in deleted & roster.keys():
-            del roster[crm]
+        roster = _without(roster, deleted)
         if len(roster) + len(stray) != agents:
             return load_vouched(session, organization_id)
     tomb_rows, waiting = _tombs_and_parked(session, organization_id)
     tombstoned = {crm for crm, _ in tomb_rows}
     vouched_tombs = {crm for crm, digest in tomb_rows if digest is not None}
-    known = dict(snapshot.known)
     # Not vouched: agents written since, agents with a tombstone, parked users, and the
     # tombstone rows whose tombstone moved or that now have an agent.
     gone = stray.keys() | (roster.keys() & tombstoned) | waiting | deleted
     gone |= snapshot.tombs - (vouched_tombs - roster.keys() - stray.keys())
-    for crm in gone & known.keys():
-        del known[crm]
-    roster.update(stray)
+    known = _without(snapshot.known, gone)
+    if stray:
+        roster = {**roster, **stray}
     return known, roster
+
+
+_V = TypeVar("_V")
+
+
+def _without(mapping: dict[str, _V], keys: AbstractSet[str]) -> dict[str, _V]:
+    """``mapping`` less ``keys``: itself when it holds none of them, else a copy."""
+    drop = keys & mapping.keys()
+    if not drop:
+        return mapping
+    return {key: value for key, value in mapping.items() if key not in drop}
 
 
 def recordable(
@@ -366,9 +371,14 @@ def record_digests(
     the same transaction): the user's digest row is replaced by one holding the agent's
     ``updated_at`` (active) or the tombstone's stamp (inactive) as stored now; returns
     how many rows were given. Three statements, each run for every row (the delete only
-    when the organization has digests already)."""
+    when the organization has digests already), then the organization's document is
+    written from the rows (``receiver.reconcile.digest_document``; also when none was
+    written yet and nothing is recorded)."""
     pending = list(recordable(rows, applied, woken))
     if not pending:
+        # A store whose rows predate their document gets it at its first applied plan.
+        if not has_document(session, organization_id):
+            write_document(session, organization_id)
         return 0
     org = organization_id
     any_stored = (
@@ -386,4 +396,5 @@ def record_digests(
         ]
         if values:
             _executemany(session, sql, values)
+    write_document(session, org)  # the rows as written: the document is always the rows
     return len(pending)

@@ -14,6 +14,10 @@
                      stamp, for those); disabled (the agent JSON's); username (the
                      agent's, NULL for a tombstone)
 
+    reconcile_digest_snapshot organization_id PK; columns (the organization's digest
+                     rows as one zlib-compressed JSON document, written with them: see
+                     ``receiver.reconcile.digest_document``)
+
 A plan's rows are one compressed document rather than one row each: a 50,000-user plan is
 written and read in one statement (``bench/reconcile.py``), and it is always read whole.
 
@@ -33,7 +37,7 @@ from sqlmodel import Field, SQLModel
 
 from receiver.models import UTCDateTime, organization_column
 
-__all__ = ["ReconcileDigest", "ReconcilePlanRecord"]
+__all__ = ["ReconcileDigest", "ReconcileDigestSnapshot", "ReconcilePlanRecord"]
 
 
 class ReconcilePlanRecord(SQLModel, table=True):
@@ -86,3 +90,13 @@ class ReconcileDigest(SQLModel, table=True):
     )
     disabled: bool = False
     username: str | None = Field(default=None, max_length=320)
+
+
+class ReconcileDigestSnapshot(SQLModel, table=True):
+    """An organization's digest rows as one document (written in the transaction that
+    wrote the rows)."""
+
+    __tablename__ = "reconcile_digest_snapshot"
+
+    organization_id: str = Field(sa_column=organization_column(primary_key=True))
+    columns: bytes = Field(sa_column=sa.Column(sa.LargeBinary(), nullable=False))
