@@ -259,13 +259,24 @@ def set_password(
     return end_operator_sessions(session, operator_id=row.id, reason="password changed", now=stamp)
 
 
+def _typed_operator(session: Session, username: object) -> Operator | None:
+    """The operator a typed username names; ``None``, without a query, for text no
+    operator can have (what :func:`validate_username` refuses: a NUL, which PostgreSQL
+    refuses in a parameter, a control character, a space, more than 320 characters)."""
+    if not isinstance(username, str):
+        return None
+    try:
+        validate_username(username)
+    except UsageError:
+        return None
+    return session.exec(select(Operator).where(Operator.username_key == _key(username))).first()
+
+
 def credential_stamp(session: Session, *, username: str) -> str | None:
     """A short digest of the operator's credential (id and when its password was set),
     ``None`` for an unknown username: it changes with ``operator set-password`` and when
     the operator is removed, so what is bound to it (the sign-in device cookie) ends then."""
-    if not isinstance(username, str) or not 0 < len(username) <= 320:
-        return None
-    row = session.exec(select(Operator).where(Operator.username_key == _key(username))).first()
+    row = _typed_operator(session, username)
     if row is None:
         return None
     seed = f"{row.id}:{row.password_changed_at.isoformat()}"
@@ -275,9 +286,7 @@ def credential_stamp(session: Session, *, username: str) -> str | None:
 def verify_password(session: Session, *, username: str, password: str) -> Operator | None:
     """The operator if ``password`` is theirs, else ``None`` (also for an unknown username,
     after the same work). Never raises for bad input."""
-    row = None
-    if isinstance(username, str) and 0 < len(username) <= 320:
-        row = session.exec(select(Operator).where(Operator.username_key == _key(username))).first()
+    row = _typed_operator(session, username)
     if not isinstance(password, str) or not 0 < len(password) <= _MAX_PASSWORD_LENGTH:
         return None
     try:

@@ -4,6 +4,7 @@ that says what is wrong, or ignores the value; never a 500 or a 503."""
 from __future__ import annotations
 
 import threading
+from urllib.parse import urlencode
 
 import pytest
 from argon2 import PasswordHasher
@@ -131,3 +132,34 @@ def test_the_first_concurrent_password_checks_all_get_the_dummy_hash(
     first.join(10)
     second.join(10)
     assert errors == [] and len(got) == 2 and got[0] == got[1]
+
+
+@pytest.mark.parametrize(
+    ("username", "password"),
+    [
+        ("ops\x00", "x" * 12),
+        ("\x00", "\x00" * 12),
+        ("ops", "pass\x00word-long"),
+        ("%ED%A0%80", "y" * 12),  # a lone surrogate, percent-encoded as a browser may
+        ("ops", "%ED%A0%80" * 4),
+    ],
+)
+def test_odd_sign_in_fields_are_wrong_credentials(dash: Dash, username: str, password: str) -> None:
+    """A NUL (PostgreSQL refuses it in a parameter) or a lone surrogate in the sign-in
+    form: 401 with the form, never 500."""
+    page = dash.client.get("/login")
+    body = (
+        urlencode({"csrf_token": csrf_of(page.text)})
+        + "&"
+        + urlencode({"username": username, "password": password}).replace(
+            "%25ED%25A0%2580", "%ED%A0%80"
+        )
+    )
+    response = dash.client.post(
+        "/login",
+        content=body,
+        headers={"content-type": "application/x-www-form-urlencoded"},
+        follow_redirects=False,
+    )
+    assert response.status_code == 401
+    assert "Wrong username or password" in response.text
