@@ -7,8 +7,9 @@ Routes (each through ``receiver.dashboard.framework``: sign-in, organization acc
   give the login URL (``receiver.salesforce_oauth.login_url_for``); answers 303 to
   Salesforce's authorize URL (the CRM page's ``form-action`` allows Salesforce's login
   hosts and ``AGENT_PROVISION_SALESFORCE_LOGIN_URLS``).
-- ``GET /oauth/salesforce/callback``: the end of the OAuth flow (signed in; the operator
-  must manage the organization the sign-in was started for). Success: 303 to the CRM page;
+- ``GET /oauth/salesforce/callback``: the end of the OAuth flow (signed in as the operator
+  who pressed Connect, who must still manage the organization; another operator's state is
+  refused as unknown and stays pending). Success: 303 to the CRM page;
   a refusal: a page with role ``alert`` (``receiver.salesforce_oauth.OAuthRefused``).
 - ``POST .../settings/crm/disconnect``: forget the connection, revoke its OAuth token.
 - ``POST .../settings/crm/refresh``: Refresh Webhook: ``receiver.refresh.run_refresh`` in
@@ -212,10 +213,14 @@ async def callback(page: SignedInPage) -> Response:
     params = {k: v for k, v in page.request.query_params.items()}
     engine, key = page.context.engine, _key(settings)
     secret = settings.salesforce_client_secret
-    organization = _pending_organization(engine, params.get("state", ""))
-    if organization is not None and not page.viewer.can_access(organization):
-        organization = None
-        params["state"] = ""  # another operator's sign-in: refused as unknown
+    pending = _pending(engine, params.get("state", ""))
+    if pending is not None and (
+        not page.viewer.can_access(pending[0])
+        or (pending[1] is not None and pending[1] != page.viewer.username)
+    ):
+        # another operator's sign-in (RFC 6749 10.12: the state is bound to who started
+        # it): refused as unknown, and left pending for them
+        params["state"] = _NO_SUCH_STATE
 
     def finish() -> ConnectionInfo:
         return complete(
@@ -237,7 +242,12 @@ async def callback(page: SignedInPage) -> Response:
     return redirect(org_url(info.organization, "/settings/crm", notice="connected"))
 
 
-def _pending_organization(engine: Any, state: str) -> str | None:
+#: What the callback's state becomes when it is another operator's: no state hashes to it.
+_NO_SUCH_STATE = "another operator's sign-in"
+
+
+def _pending(engine: Any, state: str) -> tuple[str, str | None] | None:
+    """The organization and the operator of the pending sign-in of ``state``, or ``None``."""
     import hashlib
 
     from receiver.salesforce_oauth import OAuthState
@@ -246,7 +256,7 @@ def _pending_organization(engine: Any, state: str) -> str | None:
         return None
     with transaction(engine, read_only=True) as session:
         row = session.get(OAuthState, hashlib.sha256(state.encode()).hexdigest())
-        return row.organization_id if row is not None else None
+        return (row.organization_id, row.operator) if row is not None else None
 
 
 async def disconnect(page: OrgPage) -> Response:

@@ -130,6 +130,32 @@ def test_a_my_domain_url_reaching_another_host_is_refused(
         assert session.exec(select(OAuthState)).all() == []
 
 
+def test_another_operators_state_is_refused_and_left_for_them(
+    make_dash: MakeDash, key: bytes
+) -> None:
+    """Attack finding: the callback took any pending state of an organization the viewer
+    manages, so a link carrying one operator's ``state`` (and a code for it) finished that
+    sign-in in another operator's browser (RFC 6749 10.12: bind the state to the user
+    agent's sign-in). It is refused as unknown and stays pending for its own operator."""
+    from sqlmodel import select
+
+    from receiver.salesforce_oauth import OAuthState
+    from tests.receiver.dashboard._harness import browser, sign_in_with
+
+    d = _dash(make_dash, key)
+    started = d.post_form(_crm(d) + "/connect", {"environment": "sandbox"}, page=_crm(d))
+    state = parse_qs(urlsplit(started.headers["location"]).query)["state"][0]
+    d.add_operator("other")
+    other = browser(d, "198.51.100.4")
+    assert sign_in_with(other, "other").status_code == 303
+    answer = other.get("/oauth/salesforce/callback", params={"code": "x", "state": state})
+    assert answer.status_code == 400
+    assert 'role="alert"' in answer.text and "unknown" in answer.text
+    with transaction(d.engine, read_only=True) as session:
+        pending = session.exec(select(OAuthState)).one()
+    assert pending.consumed_at is None
+
+
 def test_an_unknown_state_on_the_callback_is_refused(make_dash: MakeDash, key: bytes) -> None:
     d = _dash(make_dash, key)
     answer = d.client.get("/oauth/salesforce/callback", params={"code": "x", "state": "forged"})
