@@ -33,6 +33,7 @@ from receiver.dashboard.auth import (
     end_session,
     sign_token,
     start_session,
+    unsign_token,
 )
 from receiver.dashboard.framework import (
     FLASH_MESSAGES,
@@ -195,10 +196,15 @@ async def login_submit(request: Request) -> Response:
             next_path=next_path,
         )
     signed_in = operator_id
+    # the session this browser held until now (its cookie is overwritten below) ends
+    # here, rather than live on unheld until its idle lifetime
+    previous = unsign_token(state.secret, request.cookies.get(cookie_name(state.secure_cookie)))
 
     def start() -> str:
         with transaction(engine) as session:
             forgive_attempt(session, attempt=attempt, username=username, address=address)
+            if previous is not None:
+                end_session(session, token=previous, now=now, reason="signed in again")
             return start_session(
                 session, operator_id=signed_in, username=username, address=address, now=now
             )

@@ -179,6 +179,18 @@ def test_every_sign_in_gets_a_new_session_token(dash: Dash) -> None:
     assert dash.client.cookies.get("aap_session") != first
 
 
+def test_signing_in_again_ends_the_session_the_browser_held(dash: Dash) -> None:
+    """The new cookie overwrites the old one: the old session ends at once rather than
+    live on, held by nobody, until its idle lifetime."""
+    dash.sign_in()
+    old_cookie = dash.client.cookies.get("aap_session")
+    assert dash.sign_in().status_code == 303
+    new_cookie = dash.client.cookies.get("aap_session")
+    assert new_cookie != old_cookie and dash.client.get("/").status_code == 200
+    dash.client.cookies.set("aap_session", old_cookie, domain="testserver.local")
+    assert dash.client.get("/", follow_redirects=False).status_code == 303
+
+
 def test_wrong_passwords_are_throttled_per_username(dash: Dash) -> None:
     for _ in range(USERNAME_LIMIT):
         assert dash.sign_in(password="wrong password!!").status_code == 401
