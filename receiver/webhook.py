@@ -280,8 +280,8 @@ def _note_refusal(engine: Engine, name: str, token: str | None, now: datetime) -
     reason = (
         "The webhook token is missing (401)"
         if not token
-        else "The webhook token is wrong (401): after 'org rotate-token', refresh the "
-        "Outbound Message endpoint (Refresh Webhook)"
+        else "The webhook token is wrong (401): not this organization's current token "
+        "(rotated since the deploy, or a mistyped URL): press Refresh (Refresh Webhook)"
     )
     try:
         with transaction(engine) as session:

@@ -30,6 +30,12 @@ FLASH_MESSAGES["enabled-with-problems"] = (
     "see the CRM and Reconcile pages."
 )
 FLASH_PROBLEMS.add("enabled-with-problems")
+FLASH_MESSAGES["enabled-installing"] = (
+    "Agent Auto Provision is now Enabled. Nothing was deployed to this Salesforce org "
+    "before, so Refresh Webhook now deploys the User Outbound Message and its flow there "
+    "with the stored connection (follow it on the CRM page), and a first reconcile brings "
+    "in the users who already exist (the Reconcile page)."
+)
 FLASH_MESSAGES["enabled-unconnected"] = (
     "Agent Auto Provision is now Enabled. This organization has no Salesforce connection, so "
     "nothing brings in what changed in Salesforce while it was off, nor the users who existed "
@@ -86,6 +92,10 @@ async def flip(page: OrgPage) -> Response:
         flash = "unchanged"
     elif result.after and any(not a.ok for a in result.actions):
         flash = "enabled-with-problems"
+    elif result.after and any(
+        a.name == "install-webhook" and a.message is not None for a in result.actions
+    ):
+        flash = "enabled-installing"  # the admin must know a deploy to their org started
     else:
         flash = "enabled" if result.after else "disabled"
     if flash == "enabled" and not await page.read(

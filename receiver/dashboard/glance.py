@@ -3,12 +3,14 @@
 An operator with many organizations sees on ``GET /`` which one needs them, without
 opening each: when the last Outbound Message arrived from Salesforce and how it ended,
 how many failed notifications wait for a replay, and whether a reconcile plan is held
-for approval, and whether webhook requests were refused since the last message (a
-missing or wrong token: the deployed Outbound Message carries an old one). Each
-organization costs four indexed reads (the newest message from Salesforce; the last
-refused request, ``receiver.webhook_refusals``; its pending failures, as the Provisioning
-log's ``Replay N failed`` counts them, ``receiver.replay_batch.pending_failures``; its
-newest reconcile plan's status), never a scan of its agents or of its log.
+for approval, whether webhook requests were refused since the last message (a
+missing or wrong token: the deployed Outbound Message carries an old one), and whether
+the last Refresh Webhook (the button, ``deploy``, or the install when the feature was
+enabled) failed. Each organization costs five indexed reads (the newest message from
+Salesforce; the last refused request, ``receiver.webhook_refusals``; its pending
+failures, as the Provisioning log's ``Replay N failed`` counts them,
+``receiver.replay_batch.pending_failures``; its newest reconcile plan's status; its newest
+Refresh Webhook job), never a scan of its agents or of its log.
 
 :func:`org_glance` returns an :class:`OrgGlance`; its :attr:`~OrgGlance.attention`
 lines are what the page lists under "Needs attention", each with the page that fixes it.
@@ -22,6 +24,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Session
 
+from receiver.jobs import JobKind, JobState, latest_jobs
 from receiver.models import ProvisioningMessage
 from receiver.provisioning import SourceKind
 from receiver.reconcile.tables import ReconcilePlanRecord
@@ -51,13 +54,15 @@ class OrgGlance:
     ``plan_status`` of the newest reconcile plan (``planned``, ``held``, ``applied``,
     ``rejected``) or ``None``; ``refused_at``: when the last webhook request was refused
     for a missing or wrong token, if that happened after the last message (else
-    ``None``; the CRM page says why)."""
+    ``None``; the CRM page says why); ``refresh_failed``: the newest Refresh Webhook job
+    failed (or its worker stopped), so Salesforce may not send messages here."""
 
     last_message_at: datetime | None
     last_outcome: str | None
     pending_failures: int
     plan_status: str | None
     refused_at: datetime | None = None
+    refresh_failed: bool = False
 
     @property
     def attention(self) -> tuple[Attention, ...]:
@@ -75,6 +80,10 @@ class OrgGlance:
                     "/provisioning-log?action=failed",
                 )
             )
+        if self.refresh_failed:
+            lines.append(
+                Attention("Refresh Webhook failed: see why on the CRM page", "/settings/crm")
+            )
         if self.refused_at is not None:
             lines.append(
                 Attention(
@@ -88,7 +97,7 @@ class OrgGlance:
 
 
 def org_glance(session: Session, organization_id: str) -> OrgGlance:
-    """The :class:`OrgGlance` of one organization (four indexed reads)."""
+    """The :class:`OrgGlance` of one organization (five indexed reads)."""
     last = session.execute(
         sa.select(_M.c.received_at, _M.c.outcome)
         .where(
@@ -105,6 +114,7 @@ def org_glance(session: Session, organization_id: str) -> OrgGlance:
         .order_by(_P.c.created_at.desc())
         .limit(1)
     ).scalar()
+    refresh = latest_jobs(session, organization_id, JobKind.REFRESH_WEBHOOK, limit=1)
     refusal = last_refusal(session, organization_id)
     refused_since = refusal is not None and (last is None or refusal.last_at > last.received_at)
     return OrgGlance(
@@ -113,4 +123,6 @@ def org_glance(session: Session, organization_id: str) -> OrgGlance:
         pending_failures=len(pending.first) + len(pending.again),
         plan_status=plan_status,
         refused_at=refusal.last_at if refusal is not None and refused_since else None,
+        refresh_failed=bool(refresh)
+        and refresh[0].state in (JobState.FAILED, JobState.INTERRUPTED),
     )

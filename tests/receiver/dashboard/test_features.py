@@ -95,6 +95,34 @@ def test_a_failing_action_is_reported_and_the_flip_stays(make_dash: MakeDash) ->
         feature_switch._ACTIONS[:] = saved
 
 
+def test_enabling_says_when_it_starts_a_deploy_to_the_salesforce_org(
+    make_dash: MakeDash,
+) -> None:
+    """The webhook install on enable deploys to the customer's org: the flash says so
+    (newcomer finding: it said only "now Enabled")."""
+    feature_switch.registered_actions()  # see the test above
+    saved = list(feature_switch._ACTIONS)
+
+    def started(_flip: FeatureFlip) -> str | None:
+        return "webhook install: started (see the CRM page)"
+
+    def nothing_to_do(_flip: FeatureFlip) -> str | None:
+        return None
+
+    try:
+        register_on_enable("install-webhook", started)
+        d = make_dash(enabled=False)
+        d.sign_in()
+        html = _switch(d, "features", "disabled")
+        assert "Refresh Webhook now deploys the User Outbound Message" in html
+        _switch(d, "features", "enabled")
+        register_on_enable("install-webhook", nothing_to_do)
+        html = _switch(d, "features", "disabled")
+        assert "is now Enabled" in html and "Refresh Webhook now deploys" not in html
+    finally:
+        feature_switch._ACTIONS[:] = saved
+
+
 def test_set_feature_unknown_organization(dash: Dash) -> None:
     with pytest.raises(OrganizationNotFound):
         set_feature(

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from html import unescape
 
 from receiver.db import transaction
+from receiver.jobs import JobKind, JobOutcome, run_job, start_job
 from receiver.organizations import webhook_path
 from receiver.reconcile.tables import ReconcilePlanRecord
 from tests.factories import make_notification, make_outbound_message, sf_id
@@ -86,3 +87,21 @@ def test_a_held_plan_and_refused_requests_are_listed_most_urgent_first(dash: Das
     dash.clock.advance(minutes=1)
     dash.post_message(make_notification())
     assert [path for path, _ in _attention(_row(dash, dash.org))] == [f"{base}/reconcile"]
+
+
+def test_a_failed_refresh_webhook_needs_attention_until_one_succeeds(dash: Dash) -> None:
+    """The install on enable runs Refresh Webhook in the background: when it fails, the
+    home page must not say "nothing" while Salesforce sends nothing here."""
+    dash.sign_in()
+    crm = f"/organizations/{dash.org}/settings/crm"
+
+    def refresh(succeeded: bool) -> None:
+        progress = start_job(dash.engine, dash.org, JobKind.REFRESH_WEBHOOK)
+        run_job(progress, lambda _: JobOutcome(succeeded, problems=("preflight failed",)))
+
+    refresh(False)
+    assert _attention(_row(dash, dash.org)) == [
+        (crm, "Refresh Webhook failed: see why on the CRM page")
+    ]
+    refresh(True)
+    assert _attention(_row(dash, dash.org)) == []
