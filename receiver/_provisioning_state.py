@@ -8,7 +8,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlalchemy import bindparam
+from sqlmodel import Session, col, select
 
 from receiver._state_queries import (
     agents_by_crm_or_username,
@@ -33,17 +34,22 @@ __all__ = [
 ]
 
 
+#: The organization row by name, locked (built once: building it cost about a third of
+#: the read, per message).
+_LOCK_ORGANIZATION = (
+    select(Organization)
+    .where(col(Organization.id) == bindparam("name"))
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
+
+
 def lock_organization(session: Session, organization: Organization | str) -> Organization:
     """The organization row, locked for the transaction (PostgreSQL ``SELECT ... FOR
     UPDATE``; SQLite's write transaction began ``BEGIN IMMEDIATE``). Raises
     :class:`~sf_metadata.errors.OrganizationNotFound`."""
     name = organization if isinstance(organization, str) else organization.id
-    org = session.exec(
-        select(Organization)
-        .where(Organization.id == name)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).one_or_none()
+    org = session.exec(_LOCK_ORGANIZATION, params={"name": name}).one_or_none()
     if org is None:
         raise OrganizationNotFound(f"organization {name!r} is not registered")
     return org
