@@ -5,66 +5,36 @@ a username collision, decided again once the username is released).
 
 Rules: the project's CONTRACT section 2 (lifecycle, order, collisions, parking); each
 :class:`~sf_metadata.decision_types.Decision` carries its effect, so the store writes
-what it is told and decides nothing.
+what it is told and decides nothing. Which change of a batch applies is decided here
+(the username replay, collisions, staleness); what an applied change writes, and the ids
+of new agents, in ``sf_metadata.change_effects``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from sf_metadata.changes import as_utc
-from sf_metadata.decision_types import Action, Decision, PendingChange, StoredState, StoredUser
+from sf_metadata.change_effects import NEW_AGENT_NS, NOT_PROVISIONED, unchanged_reason, uuid5_hex
+from sf_metadata.change_effects import as_stamp as _stamp
+from sf_metadata.change_effects import decision as _decision
+from sf_metadata.change_effects import inactive as _inactive
+from sf_metadata.change_effects import later as _later
+from sf_metadata.change_effects import own_parked as _own
+from sf_metadata.change_effects import upsert as _upsert
+from sf_metadata.decision_types import Action, Decision, PendingChange, StoredState
 from sf_metadata.effects import (
-    EndReason,
-    EndSessions,
     ParkChange,
     ParkedChange,
-    UpsertAgent,
-    WriteTombstone,
 )
-from sf_metadata.mapping import AgentRecord, username_key
+from sf_metadata.mapping import username_key
 
 __all__ = ["NOT_PROVISIONED", "decide_changes", "decide_parked", "rank", "unchanged_reason"]
 
-#: The reason of an inactive user's change that leaves no agent (IGNORED).
-NOT_PROVISIONED = "user is not provisioned"
-
-#: Namespace of the uuid5 ids of new agents (any fixed value; never change it).
-_NEW_AGENT_NS = uuid.UUID("5a0c3f4e-2b1d-4e8a-9c47-0d5e6f7a8b9c")
-
-
-def _new_agent_id(organization_id: str, c: PendingChange) -> str:
-    """A new agent id: 32 hex characters, derived from the organization, user and change,
-    so deciding twice gives equal decisions. Unique: an organization's user has at most
-    one agent row, and a tombstone keeps its id for every later restore.
-
-    Time-ordered (issue 11 item 2): the first 12 hex characters are the change's
-    ``SystemModstamp`` in milliseconds since 1970 (UUIDv7's layout, RFC 9562 section 5.7,
-    with the stamp for the clock), the rest the uuid5 digest; so new agents land at the end
-    of the primary-key index instead of dirtying random pages of it. A change without a
-    stamp keeps the plain uuid5. Ids already stored (uuid4 or uuid5 hex) stay valid."""
-    stamp = c.stamp.isoformat() if c.stamp else ""
-    name = f"{organization_id}\n{c.crm_id}\n{c.notification_id or ''}\n{stamp}\n{c.index}"
-    digest = _uuid5_hex(name)
-    if c.stamp is None:
-        return digest
-    millis = int(c.stamp.timestamp() * 1000)
-    if not 0 <= millis < 1 << 48:
-        return digest
-    return f"{millis:012x}7{digest[13:]}"
-
-
-def _uuid5_hex(name: str) -> str:
-    """``uuid.uuid5(_NEW_AGENT_NS, name).hex`` (RFC 9562 section 5.5: SHA-1 of the
-    namespace and the name, version 5, variant 10), without building UUID objects."""
-    b = bytearray(hashlib.sha1(_NEW_AGENT_NS.bytes + name.encode("utf-8")).digest()[:16])
-    b[6] = (b[6] & 0x0F) | 0x50
-    b[8] = (b[8] & 0x3F) | 0x80
-    return b.hex()
+#: The names they had here before ``sf_metadata.change_effects`` (tests read them).
+_NEW_AGENT_NS = NEW_AGENT_NS
+_uuid5_hex = uuid5_hex
 
 
 def rank(c: PendingChange) -> tuple[int, datetime, int]:
@@ -154,57 +124,6 @@ def decide_parked(
         )
         for d, p in zip(decisions, parked, strict=True)
     ]
-
-
-def _decision(
-    c: PendingChange,
-    action: Action,
-    reason: str,
-    *,
-    agent: AgentRecord | None = None,
-    effect: UpsertAgent | WriteTombstone | None = None,
-    end_sessions: EndSessions | None = None,
-    park: ParkChange | None = None,
-    unpark: tuple[int, ...] = (),
-) -> Decision:
-    return Decision(
-        index=c.index,
-        notification_id=c.notification_id,
-        crm_id=c.crm_id,
-        action=action,
-        reason=reason,
-        stamp=c.stamp,
-        agent=agent,
-        mark_processed=c.notification_id is not None and c.parked_id is None,
-        effect=effect,
-        end_sessions=end_sessions,
-        park=park,
-        unpark=unpark,
-    )
-
-
-def _own(c: PendingChange) -> tuple[int, ...]:
-    return (c.parked_id,) if c.parked_id is not None else ()
-
-
-def _stamp(value: datetime | None) -> datetime | None:
-    return as_utc(value) if value is not None else None
-
-
-def _later(a: datetime | None, b: datetime | None) -> datetime | None:
-    if a is None or b is None:
-        return _stamp(a if b is None else b)
-    return max(as_utc(a), as_utc(b))
-
-
-def _superseded(c: PendingChange, state: StoredState) -> tuple[int, ...]:
-    """The parked changes of ``c``'s user that ``c`` makes stale (not newer than it), and
-    ``c``'s own parked row."""
-    ids = set(_own(c))
-    for p in state.parked.get(c.crm_id, ()):
-        if c.stamp is None or p.system_modstamp is None or as_utc(p.system_modstamp) <= c.stamp:
-            ids.add(p.id)
-    return tuple(sorted(ids))
 
 
 class _Owners:
@@ -389,122 +308,3 @@ def _decide(c: PendingChange, state: StoredState) -> Decision:
     if not c.active:
         return _inactive(c, state, stored, stamp)
     return _upsert(c, state, stored, stamp)
-
-
-def _inactive(
-    c: PendingChange,
-    state: StoredState,
-    stored: StoredUser | None,
-    stamp: datetime | None,
-) -> Decision:
-    unpark = _superseded(c, state)
-    if stored is not None and stored.provisioned and stored.agent_id is not None:
-        effect = WriteTombstone(
-            agent_id=stored.agent_id,
-            system_modstamp=stamp,
-            insert=not stored.tombstoned,
-            deprovisioned=True,
-            delete_agent=True,
-            released_key=username_key(stored.username),
-            name=c.agent.name,
-        )
-        end = EndSessions(agent_id=stored.agent_id, reason=EndReason.DEPROVISIONED)
-        return _decision(
-            c,
-            Action.DEPROVISIONED,
-            "IsActive is false",
-            effect=effect,
-            end_sessions=end,
-            unpark=unpark,
-        )
-    tomb: WriteTombstone | None = None
-    if stored is None:
-        tomb = WriteTombstone(
-            agent_id=None,
-            system_modstamp=c.stamp,
-            insert=True,
-            deprovisioned=True,
-            delete_agent=False,
-            released_key=None,
-            name=c.agent.name,
-        )
-    elif stamp != _stamp(stored.system_modstamp):
-        tomb = WriteTombstone(
-            agent_id=stored.agent_id,
-            system_modstamp=stamp,
-            insert=not stored.tombstoned,
-            deprovisioned=not stored.tombstoned,
-            delete_agent=False,
-            released_key=None,
-            name=c.agent.name,
-        )
-    return _decision(c, Action.IGNORED, NOT_PROVISIONED, effect=tomb, unpark=unpark)
-
-
-def _updated_reason(disabled: bool) -> str:
-    why = ", disabled: no CallCenterId" if disabled else ""
-    return f"IsActive is true: agent updated{why}"
-
-
-def unchanged_reason(*, provisioned: bool, disabled: bool) -> str:
-    """The reason :func:`decide_changes` gives a change that leaves its user exactly as
-    stored (same stamp, same agent JSON, same username, no tombstone, nothing parked):
-    an agent's (``provisioned``; ``disabled`` is its JSON's) or a tombstone's."""
-    return _updated_reason(disabled) if provisioned else NOT_PROVISIONED
-
-
-def _upsert_action(stored: StoredUser | None, agent: AgentRecord) -> tuple[Action, str]:
-    why = ", disabled: no CallCenterId" if agent.disabled else ""
-    if stored is None:
-        return Action.CREATED, f"IsActive is true: new agent{why}"
-    if stored.provisioned:
-        return Action.UPDATED, _updated_reason(agent.disabled)
-    if stored.agent_id is not None:
-        return Action.RESTORED, f"IsActive is true: deprovisioned agent restored{why}"
-    return Action.CREATED, f"IsActive is true: new agent (user was never provisioned){why}"
-
-
-def _upsert(
-    c: PendingChange, state: StoredState, stored: StoredUser | None, stamp: datetime | None
-) -> Decision:
-    """An applied active change: the agent row (or nothing when nothing differs), the
-    sessions of an agent that becomes disabled, the parked changes it makes stale."""
-    action, reason = _upsert_action(stored, c.agent)
-    unpark = _superseded(c, state)
-    held = stored if stored is not None and stored.provisioned else None
-    agent_id = (
-        stored.agent_id
-        if stored is not None and stored.agent_id is not None
-        else _new_agent_id(state.organization_id, c)
-    )
-    old_key = username_key(held.username) if held is not None else None
-    new_key = username_key(c.agent.username)
-    data = c.agent.to_json()
-    data_changed = held is None or held.data is None or held.data != data
-    end = None
-    was_disabled = held is not None and held.data is not None and held.data.get("disabled")
-    if held is not None and c.agent.disabled and not was_disabled:
-        end = EndSessions(agent_id=agent_id, reason=EndReason.DISABLED)
-    tombstoned = stored is not None and stored.tombstoned
-    if (
-        held is not None
-        and not data_changed
-        and not tombstoned
-        and old_key == new_key
-        and stamp == _stamp(held.system_modstamp)
-    ):
-        return _decision(c, action, reason, agent=c.agent, end_sessions=end, unpark=unpark)
-    effect = UpsertAgent(
-        agent_id=agent_id,
-        record=c.agent,
-        system_modstamp=stamp,
-        insert=held is None,
-        drop_tombstone=tombstoned,
-        released_key=old_key if old_key is not None and old_key != new_key else None,
-        data_changed=data_changed,
-        record_json=data,
-        key=new_key,
-    )
-    return _decision(
-        c, action, reason, agent=c.agent, effect=effect, end_sessions=end, unpark=unpark
-    )
