@@ -121,8 +121,10 @@ def parse_filter(params: Any) -> LogFilter:
         try:
             crm_id = canonical_id(raw["user"], USER)
         except InvalidSalesforceId:
-            problems.append("the Salesforce user is not a User id (005…, 15 or 18 characters)")
-            raw["user"] = ""
+            problems.append(
+                "the Salesforce user id is not a User id (005…, 15 or 18 characters; find a "
+                "user by name with Search on the Users page: the id is on their page)"
+            )
     notes: list[str] = []
     first, last = _date(raw["from"]), _date(raw["to"])
     if first is not None and last is not None and first > last:

@@ -349,3 +349,14 @@ def test_forged_counts_in_the_address_show_no_report(dash: Dash) -> None:
     dash.sign_in()
     forged = _log(dash, action="failed", replayed="0", applied="5", again="7")
     assert "Replayed" not in forged
+
+
+def test_a_name_in_the_user_filter_stays_in_the_box_and_points_to_search(dash: Dash) -> None:
+    """Newcomer finding: the log's rows name users, so admins type a name; the filter
+    takes an id, and says where a name is found, keeping what was typed."""
+    dash.sign_in()
+    dash.post_message(make_notification(Name="Jürgen Groß"))
+    html = _log(dash, user="Jürgen")
+    assert 'name="user" type="text" value="Jürgen"' in html
+    assert "find a user by name with Search on the Users page" in html
+    assert ">created</span>" in html  # the filter is left out, not an empty log
