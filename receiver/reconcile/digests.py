@@ -38,7 +38,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from functools import partial
 from itertools import compress
-from operator import not_
+from operator import attrgetter, not_
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -326,15 +326,19 @@ def recordable(
     if not candidates:  # a read left unparsed (every user vouched for) records nothing
         return
     final = {d.crm_id: d for d in applied if d.crm_id is not None}
-    skip = {d.crm_id for d in woken}
-    times = Counter(r.crm_id for r in rows)
+    skip: set[str | None] = {d.crm_id for d in woken}
+    crms = list(map(_CRM_OF, rows))
+    if len(set(crms)) != len(crms):  # users read more than once
+        skip |= {crm for crm, n in Counter(crms).items() if n > 1}
     for r in candidates:
-        if r.decision is None or times[r.crm_id] > 1 or r.crm_id in skip:
+        if r.decision is None or r.crm_id in skip:
             continue
         d = final.get(r.crm_id, r.decision) if r.writes else r.decision
         if d.park is None and d.action in (_KEPT_ACTIVE if r.active else _KEPT_INACTIVE):
             yield r, d
 
+
+_CRM_OF = attrgetter("crm_id")
 
 #: The digest rows, copying the stored agent's ``updated_at`` or tombstone's stamp (so the
 #: value recorded is the stored one itself, never a bound value that might compare
