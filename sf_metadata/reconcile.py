@@ -62,11 +62,13 @@ from sf_metadata.reconcile_read import (
     KnownUser,
     QueriedUser,
     ReadUser,
+    Vouching,
     decided_users,
     read_page,
     read_record,
     read_user,
     record_digest,
+    vouch,
 )
 
 __all__ = [
@@ -84,6 +86,7 @@ __all__ = [
     "ReconcileAction",
     "ReconcilePlan",
     "ReconcileState",
+    "Vouching",
     "count_rows",
     "decided_users",
     "plan_users",
@@ -91,6 +94,7 @@ __all__ = [
     "read_record",
     "read_user",
     "record_digest",
+    "vouch",
 ]
 
 
@@ -121,15 +125,15 @@ class ReconcileState:
     ``stored.users`` (then every agent is there); ``agent_count``: provisioned agents of
     the organization before the plan; ``known``: what the store vouches for now (loaded
     with the rest, under the lock), by crm id; ``decided``: the users this state was
-    loaded for and :func:`decided_users` of them (so :func:`plan_users` of those very
-    users does not decide it again)."""
+    loaded for and :func:`vouch` of them (so :func:`plan_users` of those very users
+    does not vouch for them again)."""
 
     stored: StoredState
     full: bool
     agent_count: int
     known: Mapping[str, Known] = field(default_factory=dict)
     roster: Mapping[str, str | None] | None = None
-    decided: tuple[Sequence[ReadUser], Sequence[ReadUser]] | None = None
+    decided: tuple[Sequence[ReadUser], Vouching] | None = None
 
 
 class PlanRow(NamedTuple):
@@ -251,24 +255,25 @@ def plan_users(users: Sequence[ReadUser], state: ReconcileState) -> ReconcilePla
     """Plan every user read (module docstring). Pure; raises nothing."""
     stored = state.stored
     if state.decided is not None and state.decided[0] is users:
-        read_users = state.decided[1]
+        vouching = state.decided[1]
     else:
-        read_users = decided_users(users, state.known)
+        vouching = vouch(users, state.known)
+    read_users = vouching.users
     rows: list[PlanRow | None] = [None] * len(read_users)
     queried: list[QueriedUser | None] = [None] * len(read_users)
     latest: dict[str, int] = {}
     # The rows of the users the store vouches for, in passes over them (a run with
     # nothing changed is made of these): the decision's unchanged row, nothing written.
-    every = set(map(type, read_users)) == {KnownUser}  # no loop per user when all are
+    every = vouching.known is not None  # every user is known: no loop per user
     at = (
         range(len(rows)) if every else [i for i, r in enumerate(read_users) if type(r) is KnownUser]
     )
     if at:
-        crms = cast(
-            list[str],  # KnownUser's: str
-            list(map(_CRM_OF, read_users)) if every else [read_users[i].crm_id for i in at],
-        )
-        vouched = list(map(state.known.__getitem__, crms))
+        if vouching.known is not None and vouching.ids is not None:
+            crms, vouched = vouching.ids, vouching.known
+        else:
+            crms = cast(list[str], [read_users[i].crm_id for i in at])  # KnownUser's: str
+            vouched = list(map(state.known.__getitem__, crms))
         keys = list(map(_REASON_KEY, vouched))
         reason_of = {k: unchanged_reason(provisioned=k[0], disabled=k[1]) for k in set(keys)}
         made = map(
@@ -355,6 +360,6 @@ def plan_users(users: Sequence[ReadUser], state: ReconcileState) -> ReconcilePla
         roster = state.roster
         if roster is None:
             roster = {crm: s.username for crm, s in stored.users.items() if s.provisioned}
-        missing = roster.keys() - set(crms if every else map(_CRM_OF, read_users))
+        missing = roster.keys() - (vouching.id_set or set(map(_CRM_OF, read_users)))
         not_found = tuple(NotFound(crm, roster[crm]) for crm in sorted(missing))
     return ReconcilePlan(done, not_found, count_rows(done, len(not_found)))

@@ -32,6 +32,7 @@ __all__ = [
     "KnownUser",
     "QueriedUser",
     "ReadUser",
+    "Vouching",
     "decided_users",
     "read_page",
     "read_record",
@@ -168,18 +169,41 @@ _DIGEST_OF = attrgetter("digest")
 _MISSING = Known("", False, None, False)  # matches no digest
 
 
+class Vouching(NamedTuple):
+    """What :func:`vouch` found: ``users`` is :func:`decided_users`' result; when every
+    user read is a :class:`KnownUser` the store vouches for and none is read twice,
+    ``known`` holds each one's :class:`Known` in read order, ``ids`` their crm ids in
+    read order and ``id_set`` as a set (what :func:`~sf_metadata.reconcile.plan_users`
+    builds those rows and ``notFound`` from), else the three are ``None``."""
+
+    users: list[ReadUser]
+    known: list[Known] | None = None
+    ids: list[str] | None = None
+    id_set: set[str] | None = None
+
+
 def decided_users(users: Sequence[ReadUser], known: Mapping[str, Known]) -> list[ReadUser]:
     """``users`` with every :class:`KnownUser` that ``known`` does not vouch for (no
     entry with its digest: its user changed in the store since the read began), or whose
     user is read more than once, decoded into a :class:`QueriedUser` (to decide in full;
     the state must hold those users: ``receiver.reconcile.state`` loads it after this)."""
+    return vouch(users, known).users
+
+
+def vouch(users: Sequence[ReadUser], known: Mapping[str, Known]) -> Vouching:
+    """:class:`Vouching` of ``users`` against ``known`` (see :func:`decided_users`), in
+    passes over them when every user is vouched for."""
     ids = list(map(_CRM_OF, users))
     repeated: set[str | None] = set()
-    if len(set(ids)) != len(ids):
+    distinct = set(ids)
+    if len(distinct) != len(ids):
         repeated = {crm for crm, n in Counter(ids).items() if n > 1 and crm is not None}
     vouched = list(map(known.get, ids, repeat(_MISSING)))
     if list(map(_DIGEST_OF, users)) == list(map(_DIGEST_OF, vouched)):
-        stale = []  # every user read is the digest vouched for (no loop per user)
+        # Every user read is the digest vouched for (no loop per user).
+        if not repeated and set(map(type, users)) == {KnownUser}:
+            return Vouching(list(users), vouched, cast(list[str], ids), cast(set[str], distinct))
+        stale = []
     else:
         stale = [
             i
@@ -193,4 +217,4 @@ def decided_users(users: Sequence[ReadUser], known: Mapping[str, Known]) -> list
         u = users[i]
         if type(u) is KnownUser:
             out[i] = read_user(orjson.loads(u.raw), digest=u.digest)
-    return out
+    return Vouching(out)

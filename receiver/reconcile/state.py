@@ -30,7 +30,7 @@ from sf_metadata.reconcile import (
     QueriedUser,
     ReadUser,
     ReconcileState,
-    decided_users,
+    vouch,
 )
 
 __all__ = ["CHUNK", "WHOLE_ABOVE", "agent_count", "load_parked", "load_reconcile_state"]
@@ -114,16 +114,17 @@ def load_reconcile_state(
     given) are loaded when ``users`` holds a :class:`~sf_metadata.reconcile.KnownUser`."""
     known: dict[str, Known] = {}
     roster: dict[str, str | None] | None = None
-    vouch = any(isinstance(u, KnownUser) for u in users)
-    if vouch:
+    any_known = any(isinstance(u, KnownUser) for u in users)
+    if any_known:
         if snapshot is not None:
             known, roster = revouch(session, organization_id, snapshot)
         else:
             known, roster = load_vouched(session, organization_id)
     # The users plan_users decides in full: those read and mapped, and those read
     # unmapped that the store no longer vouches for (their state is loaded too).
-    decided = decided_users(users, known)
-    every_known = set(map(type, decided)) == {KnownUser}  # no loop per user then
+    vouching = vouch(users, known)
+    decided = vouching.users
+    every_known = vouching.known is not None  # no loop per user then
     decide = [] if every_known else [u for u in decided if type(u) is QueriedUser]
     if whole is None:
         whole = len(decide) > WHOLE_ABOVE or (full and 2 * len(decide) > len(users))
@@ -184,7 +185,7 @@ def load_reconcile_state(
     for crm, agent_id, stamp in tombs:
         if crm not in stored:
             stored[crm] = StoredUser(crm, agent_id, False, stamp, None, has_tombstone=True)
-    if full and not whole and not vouch:
+    if full and not whole and not any_known:
         known, roster = load_vouched(session, organization_id)
     if whole:
         count = len(agents)
@@ -197,4 +198,4 @@ def load_reconcile_state(
     state = StoredState(
         stored, holders, frozenset(), organization_id=organization_id, parked=parked
     )
-    return ReconcileState(state, full, count, known=known, roster=roster, decided=(users, decided))
+    return ReconcileState(state, full, count, known=known, roster=roster, decided=(users, vouching))
