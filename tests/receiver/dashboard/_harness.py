@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import warnings
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -98,6 +99,23 @@ class Dash:
         with transaction(self.engine) as session:
             org, _ = self.make_organization(session, **kw)
             return str(org.id)
+
+    def add_plan(self, plan_id: str, *, status: str = "planned") -> None:
+        """Store an empty reconcile plan of this organization (made an hour before the
+        clock's start) with ``status`` (``planned``, ``held``...)."""
+        from receiver.reconcile.tables import ReconcilePlanRecord
+
+        with transaction(self.engine) as session:
+            session.add(
+                ReconcilePlanRecord(
+                    id=plan_id,
+                    organization_id=self.org,
+                    created_at=datetime(2026, 11, 29, 11, 0, tzinfo=UTC),
+                    kind="full",
+                    status=status,
+                    rows=zlib.compress(b'{"rows": [], "notFound": []}'),
+                )
+            )
 
     def post_form(
         self, path: str, data: dict[str, str], *, page: str | None = None, **kw: Any

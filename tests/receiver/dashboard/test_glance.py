@@ -6,13 +6,10 @@ healthy organization."""
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 from html import unescape
 
-from receiver.db import transaction
 from receiver.jobs import JobKind, JobOutcome, run_job, start_job
 from receiver.organizations import webhook_path
-from receiver.reconcile.tables import ReconcilePlanRecord
 from tests.factories import make_notification, make_outbound_message, sf_id
 from tests.receiver.dashboard._harness import Dash
 
@@ -64,17 +61,7 @@ def test_failed_notifications_are_counted_per_organization_until_a_later_change_
 
 def test_a_held_plan_and_refused_requests_are_listed_most_urgent_first(dash: Dash) -> None:
     dash.sign_in()
-    with transaction(dash.engine) as session:
-        session.add(
-            ReconcilePlanRecord(
-                id="p1",
-                organization_id=dash.org,
-                created_at=datetime(2026, 11, 29, 11, 0, tzinfo=UTC),
-                kind="full",
-                status="held",
-                rows=b"",
-            )
-        )
+    dash.add_plan("p1", status="held")
     body = make_outbound_message([make_notification()], organization_id=dash.sf_org)
     refused = dash.client.post(webhook_path(dash.org), params={"token": "old-token"}, content=body)
     assert refused.status_code == 401

@@ -6,14 +6,10 @@ and name matches a substring, so a second link whose text holds a menu name (a n
 from __future__ import annotations
 
 import re
-import zlib
-from datetime import UTC, datetime
 from html import unescape
 
 import pytest
 
-from receiver.db import transaction
-from receiver.reconcile.tables import ReconcilePlanRecord
 from tests.factories import make_notification, sf_id
 from tests.receiver.dashboard._harness import Dash
 
@@ -43,17 +39,7 @@ def _link_texts(html: str) -> list[str]:
 def test_each_menu_name_is_one_link(dash: Dash, path: str) -> None:
     dash.sign_in()
     dash.post_message(make_notification(USER, Name="Grace Hopper"))
-    with transaction(dash.engine) as session:
-        session.add(
-            ReconcilePlanRecord(
-                id="p1",
-                organization_id=dash.org,
-                created_at=datetime(2026, 11, 29, 11, 0, tzinfo=UTC),
-                kind="full",
-                status="planned",
-                rows=zlib.compress(b'{"rows": [], "notFound": []}'),
-            )
-        )
+    dash.add_plan("p1", status="planned")
     response = dash.client.get(f"/organizations/{dash.org}{path}")
     assert response.status_code == 200
     texts = _link_texts(response.text)
