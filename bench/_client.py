@@ -49,8 +49,10 @@ class Delivery:
 class Poster:
     """Send ``bodies`` to ``url`` from ``concurrency`` clients.
 
-    ``inflight`` and ``acked`` are live counters another thread may read (the fault tests
-    kill the server while ``inflight > 0``). :meth:`hold` stops the clients from starting
+    ``inflight``, ``acked``, ``attempts`` and ``failures`` are live counters another
+    thread may read; every change to them is announced, so :meth:`wait_for` sees every
+    state they pass through, not samples of them (the fault tests kill the server in the
+    first state with ``acked >= N`` and ``inflight > 0``). :meth:`hold` stops the clients from starting
     a new attempt (the ones in flight finish) until :meth:`release`, so a test can inject a
     fault between two known states. ``run()`` returns one :class:`Delivery` per
     body, in body order. ``retry=False`` sends each body once (the benchmark: every message
@@ -83,6 +85,8 @@ class Poster:
         self.failures = 0
         self.deliveries: list[Delivery] = []
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._finished = False
         self._open = threading.Event()
         self._open.set()
         self._thread: threading.Thread | None = None
@@ -101,6 +105,10 @@ class Poster:
                 self.run()
             except BaseException as exc:  # reported by join()
                 self._error = exc
+            finally:
+                with self._changed:
+                    self._finished = True
+                    self._changed.notify_all()
 
         self._thread = threading.Thread(target=target, name="poster", daemon=True)
         self._thread.start()
@@ -125,16 +133,26 @@ class Poster:
         """Let the clients start attempts again."""
         self._open.set()
 
-    def wait_for(self, condition: Callable[[Poster], bool], timeout: float) -> bool:
-        """Poll ``condition(self)`` every 10 ms for at most ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if condition(self):
-                return True
-            if self._thread is not None and not self._thread.is_alive():
-                return condition(self)
-            time.sleep(0.01)
-        return False
+    def wait_for(
+        self,
+        condition: Callable[[Poster], bool],
+        timeout: float,
+        *,
+        then: Callable[[], None] | None = None,
+    ) -> bool:
+        """Wait at most ``timeout`` seconds for ``condition(self)`` to hold, evaluated at
+        each change of the counters (and once at the start), until :meth:`start`'s thread
+        ends. If it holds and ``then`` is given, ``then()`` runs before any counter can
+        change again: a fault injected there meets exactly the state the condition saw
+        (the requests it counted in flight have not been answered to the clients yet)."""
+        with self._changed:
+            held = self._changed.wait_for(
+                lambda: condition(self) or self._finished, timeout=timeout
+            )
+            held = bool(held) and condition(self)
+            if held and then is not None:
+                then()
+            return held
 
     async def _run(self) -> list[Delivery]:
         deliveries = [Delivery(i) for i in range(len(self.bodies))]
@@ -170,25 +188,29 @@ class Poster:
             while not self._open.is_set():
                 await asyncio.sleep(0.005)
             start = time.perf_counter()
-            with self._lock:
+            with self._changed:
                 self.inflight += 1
                 self.attempts += 1
+                self._changed.notify_all()
             try:
                 response = await client.post(self.url, content=body, headers=_HEADERS)
                 status, content = response.status_code, response.content
             except httpx.TransportError:
                 status, content = 0, b""
             finally:
-                with self._lock:
+                with self._changed:
                     self.inflight -= 1
+                    self._changed.notify_all()
             delivery.statuses.append(status)
             if is_ack(status, content):
                 delivery.ack_seconds = time.perf_counter() - start
-                with self._lock:
+                with self._changed:
                     self.acked += 1
+                    self._changed.notify_all()
                 return
-            with self._lock:
+            with self._changed:
                 self.failures += 1
+                self._changed.notify_all()
             if self.retry:
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, self.max_pause)

@@ -107,8 +107,9 @@ def test_sigkill_in_the_middle_of_requests_loses_nothing_and_applies_nothing_twi
     ).start()
     kills = 0
     for target in (len(scenario.messages) // 4, len(scenario.messages) // 2):
-        assert poster.wait_for(_acked_and_in_flight(target), timeout=60)
-        harness.server.kill()  # SIGKILL, requests in flight
+        # SIGKILL (and reap) in the first state with ``target`` Acks and a request in
+        # flight, before the clients can see another answer
+        assert poster.wait_for(_acked_and_in_flight(target), timeout=60, then=harness.server.kill)
         kills += 1
         assert poster.wait_for(_failed_more_than(poster.failures), timeout=30)
         harness.restart()
