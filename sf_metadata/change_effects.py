@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from sf_metadata.changes import as_utc
 from sf_metadata.decision_types import Action, Decision, PendingChange, StoredState, StoredUser
@@ -27,6 +29,7 @@ __all__ = [
     "NEW_AGENT_NS",
     "NOT_PROVISIONED",
     "as_stamp",
+    "changed_fields",
     "decision",
     "inactive",
     "later",
@@ -183,16 +186,45 @@ def inactive(
     return decision(c, Action.IGNORED, NOT_PROVISIONED, effect=tomb, unpark=unpark)
 
 
-def _updated_reason(disabled: bool) -> str:
+#: How many changed fields an UPDATED reason names before it says "and N more".
+_NAMED_FIELDS = 6
+
+
+def changed_fields(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """The dotted paths of the agent JSON (CONTRACT section 2) whose values differ between
+    ``old`` and ``new``, in ``new``'s key order then ``old``'s leftovers: nested objects
+    are walked (``crm.email``, ``crm.customFields.Region__c``), lists compare whole
+    (``phoneNumbers``)."""
+    paths: list[str] = []
+    for key in [*new, *(k for k in old if k not in new)]:
+        before, after = old.get(key), new.get(key)
+        if before == after:
+            continue
+        if isinstance(before, Mapping) and isinstance(after, Mapping):
+            paths.extend(changed_fields(before, after, f"{prefix}{key}."))
+        else:
+            paths.append(f"{prefix}{key}")
+    return paths
+
+
+def _updated_reason(disabled: bool, fields: list[str] | None = None) -> str:
+    """``fields``: the changed agent JSON paths; ``[]`` when nothing but the stamp moved,
+    ``None`` when the stored agent JSON was not at hand to compare."""
     why = ", disabled: no CallCenterId" if disabled else ""
-    return f"IsActive is true: agent updated{why}"
+    if fields is None:
+        return f"IsActive is true: agent updated{why}"
+    if not fields:
+        return f"IsActive is true: agent already up to date{why}"
+    named = ", ".join(fields[:_NAMED_FIELDS])
+    more = f" and {len(fields) - _NAMED_FIELDS} more" if len(fields) > _NAMED_FIELDS else ""
+    return f"IsActive is true: agent updated ({named}{more} changed){why}"
 
 
 def unchanged_reason(*, provisioned: bool, disabled: bool) -> str:
     """The reason :func:`decide_changes` gives a change that leaves its user exactly as
     stored (same stamp, same agent JSON, same username, no tombstone, nothing parked):
     an agent's (``provisioned``; ``disabled`` is its JSON's) or a tombstone's."""
-    return _updated_reason(disabled) if provisioned else NOT_PROVISIONED
+    return _updated_reason(disabled, []) if provisioned else NOT_PROVISIONED
 
 
 def upsert_action(stored: StoredUser | None, agent: AgentRecord) -> tuple[Action, str]:
@@ -223,6 +255,8 @@ def upsert(
     new_key = username_key(c.agent.username)
     data = c.agent.to_json()
     data_changed = held is None or held.data is None or held.data != data
+    if action is Action.UPDATED and held is not None and held.data is not None:
+        reason = _updated_reason(c.agent.disabled, changed_fields(held.data, data))
     end = None
     was_disabled = held is not None and held.data is not None and held.data.get("disabled")
     if held is not None and c.agent.disabled and not was_disabled:

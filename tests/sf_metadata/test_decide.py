@@ -20,6 +20,7 @@ from sf_metadata.decision import (
     plan_message,
     user_change,
 )
+from sf_metadata.change_effects import changed_fields
 from sf_metadata.effects import EndReason, ParkedChange, UpsertAgent, WriteTombstone
 from sf_metadata.outbound import Notification
 from tests.factories import make_user_fields, next_id, sf_id
@@ -121,6 +122,31 @@ def test_an_unchanged_agent_writes_nothing_but_a_newer_stamp_is_written() -> Non
     (newer,) = decide_changes([pending(SystemModstamp=T2)], st(held))
     assert isinstance(newer.effect, UpsertAgent) and not newer.effect.data_changed
     assert newer.effect.system_modstamp == DT2
+
+
+def test_an_update_names_the_fields_it_changed() -> None:
+    held = StoredUser(ALICE, "a1", True, DT0, "alice@acme.com", data=agent_json())
+    (d,) = decide_changes([pending(Name="Alice B", Email="ab@acme.com")], st(held))
+    assert d.action is Action.UPDATED
+    assert d.reason == "IsActive is true: agent updated (name, crm.email changed)"
+    (same,) = decide_changes([pending(SystemModstamp=T2)], st(held))
+    assert same.reason == "IsActive is true: agent already up to date"
+    unknown = dataclasses.replace(held, data=None)  # nothing stored to compare with
+    (d,) = decide_changes([pending(Name="Alice B")], st(unknown))
+    assert d.reason == "IsActive is true: agent updated"
+
+
+def test_changed_fields_walks_objects_and_compares_lists_whole() -> None:
+    old = {"name": "A", "crm": {"email": "a@x", "customFields": {"R__c": "1"}}, "tags": [1]}
+    new = {"name": "A", "crm": {"email": "b@x", "customFields": {"R__c": "2", "S__c": "x"}}}
+    assert changed_fields(old, new) == [
+        "crm.email", "crm.customFields.R__c", "crm.customFields.S__c", "tags"
+    ]
+    many = {f"f{i}": i for i in range(9)}
+    held = StoredUser(ALICE, "a1", True, DT0, "alice@acme.com", data=many)
+    (d,) = decide_changes([pending()], st(held))
+    changed = changed_fields(many, agent_json())  # 9 stale keys and every agent key
+    assert d.reason.endswith(f"{', '.join(changed[:6])} and {len(changed) - 6} more changed)")
 
 
 def test_rename_releases_the_old_username() -> None:
