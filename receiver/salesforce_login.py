@@ -18,6 +18,7 @@ Tokens are never logged or put in an error message.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +30,7 @@ from sqlalchemy.engine import Engine
 from deployer.client import OrgClient
 from deployer.credentials import Credentials, login, resolve_credentials
 from deployer.package import PINNED_API_VERSION, validate_api_version
+from receiver._logging import LOGGER_NAME
 from receiver.db import transaction
 from receiver.salesforce_connection import (
     SalesforceConnection,
@@ -37,7 +39,14 @@ from receiver.salesforce_connection import (
     read_secrets,
     write_secrets,
 )
-from sf_metadata.errors import AuthenticationError, CredentialsError, SalesforceError, Setting
+from receiver.salesforce_hosts import accepted_instance_url
+from sf_metadata.errors import (
+    AuthenticationError,
+    CredentialsError,
+    SalesforceError,
+    Setting,
+    UsageError,
+)
 
 if TYPE_CHECKING:
     from simple_salesforce.api import Salesforce
@@ -54,6 +63,8 @@ __all__ = [
 
 #: Seconds to wait for Salesforce's OAuth endpoints.
 OAUTH_TIMEOUT_S = 30.0
+
+log = logging.getLogger(LOGGER_NAME)
 
 Clock = Callable[[], datetime]
 
@@ -116,6 +127,22 @@ def revoke_token(http: requests.Session, login_url: str, token: str) -> bool:
     return response.status_code < 300
 
 
+def _kept_instance_url(answered: object, stored: str) -> str:
+    """The instance URL after a refresh: the one Salesforce answered when it is a
+    Salesforce host (``receiver.salesforce_hosts``), else the stored one, which was
+    accepted when the connection was made (a token never goes to a host nobody accepted)."""
+    if not answered or str(answered).rstrip("/") == stored.rstrip("/"):
+        return stored
+    try:
+        return accepted_instance_url(str(answered))
+    except UsageError:
+        log.warning(
+            "the token refresh named an instance URL that is not a Salesforce host; keeping %s",
+            stored,
+        )
+        return stored
+
+
 def refresh_stored_token(
     engine: Engine,
     key: bytes,
@@ -170,7 +197,7 @@ def refresh_stored_token(
             secrets["access_token"] = access
             if answer.get("refresh_token"):
                 secrets["refresh_token"] = str(answer["refresh_token"])
-            row.instance_url = str(answer.get("instance_url") or row.instance_url)
+            row.instance_url = _kept_instance_url(answer.get("instance_url"), row.instance_url)
             row.secrets_encrypted = write_secrets(dict(secrets), key)
             row.refreshed_at = row.last_used_at = clock()
             session.add(row)

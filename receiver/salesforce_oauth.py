@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import ipaddress
-import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -38,6 +36,7 @@ from receiver.db import transaction
 from receiver.models import UTCDateTime, organization_column
 from receiver.organizations import get_organization
 from receiver.salesforce_connection import ConnectionInfo, connection_info, save_connection
+from receiver.salesforce_hosts import accepted_instance_url, accepted_login_url
 from receiver.salesforce_login import OAUTH_TIMEOUT_S, revoke_token, token_request
 from sf_metadata.errors import AgentProvisionError, SalesforceError, UsageError
 from sf_metadata.ids import same_org_id, to_18
@@ -66,8 +65,6 @@ ENVIRONMENTS = {
     "sandbox": "https://test.salesforce.com",
     "my-domain": "",
 }
-_SALESFORCE_HOSTS = ("login.salesforce.com", "test.salesforce.com")
-_MY_DOMAIN_SUFFIX = ".my.salesforce.com"
 
 
 class OAuthRefused(AgentProvisionError):
@@ -88,68 +85,6 @@ class OAuthState(SQLModel, table=True):
     created_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
     consumed_at: datetime | None = Field(
         default=None, sa_column=sa.Column(UTCDateTime(), nullable=True)
-    )
-
-
-#: One DNS label of a login host: ASCII letters, digits and inner hyphens (RFC 1123).
-_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
-
-
-def _plain_host(host: str) -> bool:
-    """True for an IP address or a host name of plain DNS labels: the host that
-    ``urlsplit`` reads is then the one requests (urllib3) and browsers connect to. A
-    backslash, a percent sign, a non-ASCII letter or an empty label could read as another
-    host to one of them (``https://evil.example\\.my.salesforce.com`` reaches
-    ``evil.example``)."""
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return all(_LABEL.fullmatch(label) for label in host.split("."))
-    return True
-
-
-def _origin(url: str) -> tuple[str, str, int] | None:
-    text = url.strip()
-    if not text.isprintable() or any(c.isspace() or c == "\\" for c in text):
-        return None
-    try:
-        parts = urlsplit(text)
-        port = parts.port
-    except ValueError:
-        return None
-    if parts.scheme not in ("https", "http") or not parts.hostname or "@" in parts.netloc:
-        return None
-    host = parts.hostname.lower()
-    if not _plain_host(host):
-        return None
-    default = 443 if parts.scheme == "https" else 80
-    return parts.scheme, host, port or default
-
-
-def _salesforce_host(host: str) -> bool:
-    return host in _SALESFORCE_HOSTS or (
-        host.endswith(_MY_DOMAIN_SUFFIX) and len(host) > len(_MY_DOMAIN_SUFFIX)
-    )
-
-
-def accepted_login_url(url: str, extra: str = "") -> str:
-    """The origin of ``url`` (``https://host[:port]``) when it is an accepted login URL:
-    https on ``login.salesforce.com``, ``test.salesforce.com``, ``*.my.salesforce.com``
-    (which holds ``*.sandbox.my.salesforce.com``) on port 443, or an origin listed in
-    ``extra`` (``AGENT_PROVISION_SALESFORCE_LOGIN_URLS``: comma-separated, compared by
-    scheme, host and port). Raises :class:`UsageError` otherwise."""
-    origin = _origin(url)
-    allowed = {o for o in (_origin(u) for u in extra.split(",") if u.strip()) if o}
-    if origin is not None and (
-        origin in allowed
-        or (origin[0] == "https" and origin[2] == 443 and _salesforce_host(origin[1]))
-    ):
-        scheme, host, port = origin
-        default = 443 if scheme == "https" else 80
-        return f"{scheme}://{host}" + ("" if port == default else f":{port}")
-    raise UsageError(
-        f"{url.strip()[:200]!r} is not a Salesforce login URL: use https://login.salesforce.com, "
-        "https://test.salesforce.com or your My Domain (https://acme.my.salesforce.com)"
     )
 
 
@@ -337,7 +272,16 @@ def complete(
             "Salesforce gave no refresh token: add the refresh_token scope (Perform requests "
             "at any time) to the External Client App, then connect again. Nothing was stored"
         )
-    instance_url = str(answer.get("instance_url") or pending.login_url)
+    try:
+        instance_url = accepted_instance_url(
+            str(answer.get("instance_url") or pending.login_url), extra_login_urls
+        )
+    except UsageError as error:
+        revoke_token(http, pending.login_url, str(refresh))
+        raise OAuthRefused(
+            f"{error.message}. Nothing was stored and the token was revoked: connect again, "
+            "and tell Salesforce support if it happens twice"
+        ) from None
     host = (urlsplit(instance_url).hostname or "").lower()
     with transaction(engine) as session:
         save_connection(

@@ -71,6 +71,7 @@ from receiver.dashboard.rendering import (
     org_url,
     redirect,
     render,
+    shown_flash,
 )
 from receiver.dashboard.state import DashboardState, get_state
 from receiver.db import transaction
@@ -93,6 +94,7 @@ __all__ = [
     "org_route",
     "redirect",
     "render",
+    "shown_flash",
     "signed_in_route",
     "viewer_of",
 ]

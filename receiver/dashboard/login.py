@@ -44,6 +44,7 @@ from receiver.dashboard.framework import (
     guarded,
     redirect,
     render,
+    shown_flash,
     signed_in_route,
 )
 from receiver.dashboard.glance import OrgGlance, org_glance
@@ -94,7 +95,7 @@ def _login_form(
     state = get_state(request)
     nonce = secrets.token_urlsafe(24)
     ended = request.query_params.get("ended") == "1" and message is None
-    notice = FLASH_MESSAGES.get(request.query_params.get("flash", ""))
+    notice = FLASH_MESSAGES.get(shown_flash(request))
     response = render(
         request,
         "login.html.j2",

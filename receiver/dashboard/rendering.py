@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from markupsafe import Markup
 from starlette.requests import Request
@@ -22,6 +22,7 @@ from receiver.dashboard.state import get_state
 from receiver.models import Organization
 
 __all__ = [
+    "FLASH_COOKIE",
     "FLASH_MESSAGES",
     "FLASH_PROBLEMS",
     "client_address",
@@ -31,6 +32,7 @@ __all__ = [
     "org_url",
     "redirect",
     "render",
+    "shown_flash",
     "with_headers",
 ]
 
@@ -47,6 +49,12 @@ FLASH_MESSAGES: dict[str, str] = {
 #: The ``?flash=`` codes that report a problem (nothing was done, or part failed): shown as
 #: an alert in the error colours instead of the green status line.
 FLASH_PROBLEMS: set[str] = set()
+
+#: The one-shot cookie that vouches for a ``?flash=`` code: :func:`redirect` sets it to the
+#: code it redirects with, :func:`render` shows the sentence only when the two agree and
+#: clears it. A reload, a bookmark or a link someone sent ("?flash=enabled") shows nothing.
+FLASH_COOKIE = "aap_flash"
+_FLASH_MAX_AGE = 120  # seconds: a redirect is followed at once
 
 _SECURITY_HEADERS = {
     "content-security-policy": "default-src 'none'; style-src 'self'; img-src 'self'; "
@@ -77,8 +85,22 @@ def with_headers(response: Response) -> Response:
 
 
 def redirect(url: str) -> Response:
-    """A 303 See Other (Post/Redirect/Get)."""
-    return with_headers(RedirectResponse(url, status_code=303))
+    """A 303 See Other (Post/Redirect/Get); a ``flash`` in ``url``'s query is vouched for
+    by :data:`FLASH_COOKIE` (the code only: no secret, no echoed text)."""
+    response = with_headers(RedirectResponse(url, status_code=303))
+    code = parse_qs(urlsplit(url).query).get("flash")
+    if code:
+        response.set_cookie(
+            FLASH_COOKIE, code[0], max_age=_FLASH_MAX_AGE, path="/", httponly=True, samesite="lax"
+        )
+    return response
+
+
+def shown_flash(request: Request) -> str:
+    """The ``?flash=`` code to show: the query's, when :data:`FLASH_COOKIE` holds the same
+    code, else ``""``."""
+    code = request.query_params.get("flash", "")
+    return code if code and request.cookies.get(FLASH_COOKIE) == code else ""
 
 
 def render(
@@ -108,7 +130,7 @@ def render(
         assert organization is not None
         return org_url(organization.id, path, **query)
 
-    flash_code = request.query_params.get("flash", "")
+    flash_code = shown_flash(request)
     flash = FLASH_MESSAGES.get(flash_code)
     data: dict[str, Any] = {
         "viewer": viewer,
@@ -122,7 +144,10 @@ def render(
     }
     data.update(values or {})
     html = state.templates.get_template(template).render(data)
-    return with_headers(HTMLResponse(html, status_code=status))
+    response = with_headers(HTMLResponse(html, status_code=status))
+    if FLASH_COOKIE in request.cookies:  # shown once (or stale): a reload shows no flash
+        response.delete_cookie(FLASH_COOKIE, path="/", httponly=True, samesite="lax")
+    return response
 
 
 def org_url(organization_id: str, path: str = "", **query: object) -> str:

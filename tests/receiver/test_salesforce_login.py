@@ -25,6 +25,7 @@ class FakeTokenEndpoint:
 
     def __init__(self, *, status: int = 200, error: Exception | None = None) -> None:
         self.calls: list[dict[str, str]] = []
+        self.instance_url = "https://acme.my.salesforce.com"
         self.status = status
         self.error = error
         self.gate = threading.Event()
@@ -42,7 +43,7 @@ class FakeTokenEndpoint:
             {
                 "access_token": f"access-{n}",
                 "refresh_token": f"refresh-{n}",
-                "instance_url": "https://acme.my.salesforce.com",
+                "instance_url": self.instance_url,
             }
             if self.status == 200
             else {"error": "invalid_grant", "error_description": "token revoked"}
@@ -100,6 +101,33 @@ def test_rotation_is_saved_and_the_next_refresh_uses_the_new_token(
     assert _refresh(engine, org, key, http, "access-1") == "access-2"
     assert [c["refresh_token"] for c in http.calls] == ["refresh-0", "refresh-1"]
     assert http.calls[0]["grant_type"] == "refresh_token" and http.calls[0]["client_id"] == "cid"
+
+
+@pytest.mark.parametrize(
+    ("answered", "kept"),
+    [
+        ("https://acme2.my.salesforce.com", "https://acme2.my.salesforce.com"),  # a moved org
+        ("https://evil.example", "https://acme.my.salesforce.com"),
+        ("http://acme.my.salesforce.com", "https://acme.my.salesforce.com"),  # not https
+        ("https://evil.example\\.my.salesforce.com", "https://acme.my.salesforce.com"),
+    ],
+)
+def test_a_refresh_keeps_its_token_on_salesforce_hosts(
+    engine: Engine, org: str, key: bytes, answered: str, kept: str
+) -> None:
+    http = FakeTokenEndpoint()
+    http.instance_url = answered
+    access, instance_url = refresh_stored_token(
+        engine,
+        key,
+        org,
+        stale_access_token="access-0",
+        client_id="cid",
+        client_secret=None,
+        http=http,
+    )
+    assert access == "access-1" and instance_url == kept
+    assert _secrets(engine, org, key)[0].instance_url == kept
 
 
 def test_two_racing_refreshes_send_one_request(

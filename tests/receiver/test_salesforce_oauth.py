@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 
 from receiver.db import transaction
 from receiver.salesforce_connection import SalesforceConnection, connection_info, read_secrets
+from receiver.salesforce_hosts import accepted_instance_url
 from receiver.salesforce_oauth import (
     OAuthRefused,
     accepted_login_url,
@@ -163,6 +164,53 @@ def test_another_org_is_refused_and_its_token_revoked(
     assert _stored(engine, org) is None
     assert len(fake.revoked) == revoked_before + 1
     assert fake.revoked[-1] not in fake.refresh_tokens  # that token no longer works
+
+
+@pytest.mark.parametrize(
+    "instance_url",
+    [
+        "https://evil.example",
+        "http://orgname.my.salesforce.com",
+        "https://orgname.lightning.force.com",
+    ],
+)
+def test_a_token_naming_a_foreign_instance_is_refused_and_revoked(
+    engine: Engine, key: bytes, fake: FakeAuthServer, org: str, instance_url: str
+) -> None:
+    fake.instance_url = instance_url
+    try:
+        params = _consent(_begin(engine, key, fake, org))
+        revoked_before = len(fake.revoked)
+        with pytest.raises(OAuthRefused, match="not a Salesforce host.*revoked"):
+            _complete(engine, key, fake, params)
+    finally:
+        fake.instance_url = "https://orgname.my.salesforce.com"
+    assert _stored(engine, org) is None  # the token never goes to that host
+    assert len(fake.revoked) == revoked_before + 1
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://Acme.my.salesforce.com/", "https://acme.my.salesforce.com"),
+        (
+            "https://acme--uat.sandbox.my.salesforce.com",
+            "https://acme--uat.sandbox.my.salesforce.com",
+        ),
+        ("https://na1.salesforce.com", "https://na1.salesforce.com"),
+    ],
+)
+def test_accepted_instance_urls(url: str, expected: str) -> None:
+    assert accepted_instance_url(url) == expected
+
+
+def test_a_listed_host_is_trusted_on_any_port_and_nothing_else_is() -> None:
+    extra = "http://127.0.0.1:8071"
+    assert accepted_instance_url("https://127.0.0.1:9443", extra) == "https://127.0.0.1:9443"
+    with pytest.raises(UsageError, match="not a Salesforce host"):
+        accepted_instance_url("http://127.0.0.2:8071", extra)
+    with pytest.raises(UsageError, match="not a Salesforce host"):
+        accepted_instance_url("https://acme.my.salesforce.com:8443")  # not port 443
 
 
 def test_an_old_state_is_refused(

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from sf_metadata.change_effects import changed_fields
 from sf_metadata.decision import (
     Action,
     Decision,
@@ -20,7 +21,6 @@ from sf_metadata.decision import (
     plan_message,
     user_change,
 )
-from sf_metadata.change_effects import changed_fields
 from sf_metadata.effects import EndReason, ParkedChange, UpsertAgent, WriteTombstone
 from sf_metadata.outbound import Notification
 from tests.factories import make_user_fields, next_id, sf_id
@@ -140,7 +140,10 @@ def test_changed_fields_walks_objects_and_compares_lists_whole() -> None:
     old = {"name": "A", "crm": {"email": "a@x", "customFields": {"R__c": "1"}}, "tags": [1]}
     new = {"name": "A", "crm": {"email": "b@x", "customFields": {"R__c": "2", "S__c": "x"}}}
     assert changed_fields(old, new) == [
-        "crm.email", "crm.customFields.R__c", "crm.customFields.S__c", "tags"
+        "crm.email",
+        "crm.customFields.R__c",
+        "crm.customFields.S__c",
+        "tags",
     ]
     many = {f"f{i}": i for i in range(9)}
     held = StoredUser(ALICE, "a1", True, DT0, "alice@acme.com", data=many)

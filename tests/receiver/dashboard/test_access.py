@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from receiver.dashboard.rendering import FLASH_COOKIE
 from receiver.db import transaction
 from receiver.models import Organization
 from tests.receiver.dashboard._harness import Dash, MakeDash, csrf_of
@@ -181,6 +182,22 @@ def test_a_form_posted_twice_flips_once(dash: Dash) -> None:
     assert not _enabled(dash)
     page = dash.client.get(second.headers["location"])
     assert "the form was probably sent twice" in page.text
+
+
+def test_a_flash_shows_once_after_its_redirect_and_never_from_a_link(dash: Dash) -> None:
+    dash.sign_in()
+    users = f"/organizations/{dash.org}/users"
+    sentence = "Agent Auto Provision is now Disabled."
+    token = csrf_of(dash.client.get(users).text)
+    posted = dash.client.post(
+        _switch(dash), data={"expected": "enabled", "csrf_token": token}, follow_redirects=False
+    )
+    assert sentence in dash.client.get(posted.headers["location"]).text
+    assert sentence not in dash.client.get(posted.headers["location"]).text  # a reload
+    # a link someone sent, or a flash code that is not the one just redirected with
+    assert "is now Enabled" not in dash.client.get(users, params={"flash": "enabled"}).text
+    dash.client.cookies.set(FLASH_COOKIE, "disabled")
+    assert "is now Enabled" not in dash.client.get(users, params={"flash": "enabled"}).text
 
 
 def test_unknown_paths_and_bad_names_get_a_clear_page(dash: Dash) -> None:
