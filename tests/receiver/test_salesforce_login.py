@@ -115,8 +115,9 @@ def test_rotation_is_saved_and_the_next_refresh_uses_the_new_token(
 def test_a_refresh_keeps_its_token_on_salesforce_hosts(
     engine: Engine, org: str, key: bytes, answered: str, kept: str
 ) -> None:
-    http = FakeTokenEndpoint()
-    http.instance_url = answered
+    fake = FakeTokenEndpoint()
+    fake.instance_url = answered
+    http: Any = fake
     access, instance_url = refresh_stored_token(
         engine,
         key,
