@@ -18,7 +18,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from receiver.dashboard import csrf
 from receiver.dashboard.auth import Viewer
-from receiver.dashboard.state import get_state
+from receiver.dashboard.state import BIDI_CONTROLS, get_state
 from receiver.models import Organization
 
 __all__ = [
@@ -73,8 +73,9 @@ def client_address(request: Request) -> str:
 
 def csv_cell(value: object) -> str:
     """A CSV cell of a download; text that a spreadsheet would run as a formula gets a
-    leading quote (OWASP "CSV Injection")."""
-    text = "" if value is None else str(value)
+    leading quote (OWASP "CSV Injection"), and bidirectional controls show as their code
+    points, as on the pages (:data:`~receiver.dashboard.state.BIDI_CONTROLS`)."""
+    text = "" if value is None else str(value).translate(BIDI_CONTROLS)
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 

@@ -29,7 +29,7 @@ from receiver.dashboard.csrf import origin_of
 if TYPE_CHECKING:
     from receiver.context import ReceiverContext
 
-__all__ = ["DashboardState", "get_state", "templates_dir"]
+__all__ = ["BIDI_CONTROLS", "DashboardState", "get_state", "templates_dir"]
 
 
 def templates_dir() -> Path:
@@ -51,15 +51,16 @@ def _isotime(value: datetime | None) -> str:
 
 #: Bidirectional embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069): in a
 #: Salesforce Name they would reorder what the page shows (``\u202emoc.elpmaxe@nimda``
-#: reads as ``admin@example.com``), so each is shown as its code point instead.
-_BIDI_CONTROLS = {c: f"[U+{c:04X}]" for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))}
+#: reads as ``admin@example.com``), so each is shown as its code point instead (pages and
+#: CSV downloads; the JSON downloads keep the text as stored).
+BIDI_CONTROLS = {c: f"[U+{c:04X}]" for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))}
 
 
 def _shown(value: Any) -> Any:
     """Every ``{{ value }}``: text with its bidirectional controls made visible (markup the
     templates build, such as the CSRF field, as it is)."""
     if isinstance(value, str) and not isinstance(value, markupsafe.Markup):
-        return value.translate(_BIDI_CONTROLS)
+        return value.translate(BIDI_CONTROLS)
     return value
 
 

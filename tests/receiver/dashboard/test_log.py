@@ -91,6 +91,9 @@ def test_csv_cells_that_look_like_formulas_are_quoted(dash: Dash) -> None:
     from receiver.dashboard.log import _cell
 
     assert _cell("=1+1") == "'=1+1" and _cell("-x") == "'-x" and _cell("ok") == "ok"
+    # a right-to-left override would show "admin@example.com" in a spreadsheet
+    assert _cell("\u202emoc.elpmaxe@nimda") == "[U+202E]moc.elpmaxe@nimda"
+    assert _cell("=\u2066x") == "'=[U+2066]x"
 
 
 def test_paging_by_message(dash: Dash) -> None:
