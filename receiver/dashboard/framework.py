@@ -72,6 +72,7 @@ from receiver.dashboard.rendering import (
     redirect,
     render,
     shown_flash,
+    vouched,
 )
 from receiver.dashboard.state import DashboardState, get_state
 from receiver.db import transaction
@@ -97,6 +98,7 @@ __all__ = [
     "shown_flash",
     "signed_in_route",
     "viewer_of",
+    "vouched",
 ]
 
 log = logging.getLogger(LOGGER_NAME)

@@ -18,7 +18,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 from starlette.responses import Response, StreamingResponse
 
-from receiver.dashboard.framework import OrgPage, csv_cell, org_route
+from receiver.dashboard.framework import OrgPage, csv_cell, org_route, vouched
 from receiver.dashboard.log_replay import PendingCounts, batch_counts, pending_counts
 from receiver.dashboard.logview import (
     ACTIONS,
@@ -155,7 +155,7 @@ async def log_page_view(page: OrgPage) -> Response:
             "names": names,
             "pending": pending,
             "max_batch": MAX_BATCH,
-            "batch": batch_counts(page.request.query_params),
+            "batch": batch_counts(vouched(page.request)),
             "failed_on_page": any(r.action == "failed" for r in rows),
         },
         nav="log",

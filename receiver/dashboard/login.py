@@ -211,7 +211,7 @@ async def login_submit(request: Request) -> Response:
             )
 
     token = await run_in_threadpool(start)
-    response = redirect(next_path)
+    response = redirect(next_path, vouch=False)  # ``next`` came with the request
     response.set_cookie(
         cookie_name(state.secure_cookie),
         sign_token(state.secret, token),

@@ -8,9 +8,9 @@ page, which has no viewer yet, calls :func:`render` itself. Nothing here reads t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import parse_qs, quote, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from markupsafe import Markup
 from starlette.requests import Request
@@ -33,6 +33,7 @@ __all__ = [
     "redirect",
     "render",
     "shown_flash",
+    "vouched",
     "with_headers",
 ]
 
@@ -50,9 +51,15 @@ FLASH_MESSAGES: dict[str, str] = {
 #: an alert in the error colours instead of the green status line.
 FLASH_PROBLEMS: set[str] = set()
 
-#: The one-shot cookie that vouches for a ``?flash=`` code: :func:`redirect` sets it to the
-#: code it redirects with, :func:`render` shows the sentence only when the two agree and
-#: clears it. A reload, a bookmark or a link someone sent ("?flash=enabled") shows nothing.
+#: The query parameters that report what a POST just did (``?flash=`` codes, the CRM
+#: page's ``?notice=``, a bulk replay's counts): a page shows them only when
+#: :data:`FLASH_COOKIE` vouches for them (:func:`vouched`).
+VOUCHED_PARAMS = frozenset({"flash", "notice", "replayed", "applied", "again", "left"})
+
+#: The one-shot cookie that vouches for those parameters: :func:`redirect` sets it to the
+#: ones it redirects with, :func:`render` shows them only when the page's own are the same
+#: and clears it. A reload, a bookmark or a link someone sent ("?flash=enabled",
+#: "?replayed=40") shows nothing.
 FLASH_COOKIE = "aap_flash"
 _FLASH_MAX_AGE = 120  # seconds: a redirect is followed at once
 
@@ -85,23 +92,38 @@ def with_headers(response: Response) -> Response:
     return response
 
 
-def redirect(url: str) -> Response:
-    """A 303 See Other (Post/Redirect/Get); a ``flash`` in ``url``'s query is vouched for
-    by :data:`FLASH_COOKIE` (the code only: no secret, no echoed text)."""
+def _vouched_text(pairs: Iterable[tuple[str, str]]) -> str:
+    """The :data:`VOUCHED_PARAMS` of a query, in order, as a cookie-safe text."""
+    return quote(urlencode([(k, v) for k, v in pairs if k in VOUCHED_PARAMS]), safe="")
+
+
+def redirect(url: str, *, vouch: bool = True) -> Response:
+    """A 303 See Other (Post/Redirect/Get). The :data:`VOUCHED_PARAMS` of ``url``'s query
+    are vouched for by :data:`FLASH_COOKIE` (codes and counts only: no secret, no echoed
+    text), unless ``vouch`` is false: a redirect to a URL that came from a request (the
+    sign-in's ``next``) must not make its parameters look like what a POST did."""
     response = with_headers(RedirectResponse(url, status_code=303))
-    code = parse_qs(urlsplit(url).query).get("flash")
-    if code:
+    text = _vouched_text(parse_qsl(urlsplit(url).query)) if vouch else ""
+    if text:
         response.set_cookie(
-            FLASH_COOKIE, code[0], max_age=_FLASH_MAX_AGE, path="/", httponly=True, samesite="lax"
+            FLASH_COOKIE, text, max_age=_FLASH_MAX_AGE, path="/", httponly=True, samesite="lax"
         )
     return response
 
 
+def vouched(request: Request) -> dict[str, str]:
+    """The request's :data:`VOUCHED_PARAMS` (name -> value) when :data:`FLASH_COOKIE`
+    holds exactly them (the redirect of a POST just set it), else ``{}``."""
+    pairs = request.query_params.multi_items()
+    text = _vouched_text(pairs)
+    if not text or request.cookies.get(FLASH_COOKIE) != text:
+        return {}
+    return {k: v for k, v in pairs if k in VOUCHED_PARAMS}
+
+
 def shown_flash(request: Request) -> str:
-    """The ``?flash=`` code to show: the query's, when :data:`FLASH_COOKIE` holds the same
-    code, else ``""``."""
-    code = request.query_params.get("flash", "")
-    return code if code and request.cookies.get(FLASH_COOKIE) == code else ""
+    """The ``?flash=`` code to show (:func:`vouched`), else ``""``."""
+    return vouched(request).get("flash", "")
 
 
 def render(

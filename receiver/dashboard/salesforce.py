@@ -39,7 +39,7 @@ from receiver.dashboard.framework import (
     redirect,
     signed_in_route,
 )
-from receiver.dashboard.rendering import org_url
+from receiver.dashboard.rendering import org_url, vouched
 from receiver.db import transaction
 from receiver.jobs import JobKind, JobView, latest_jobs
 from receiver.refresh import RefreshRequest, run_refresh, serve_timing
@@ -126,7 +126,7 @@ def salesforce_values(session: Session, page: OrgPage) -> dict[str, Any]:
         "reload_seconds": page.context.settings.dashboard_reload_seconds
         if current and current["headline"] == "Running"
         else None,
-        "notice": _NOTICES.get(page.request.query_params.get("notice", "")),
+        "notice": _NOTICES.get(vouched(page.request).get("notice", "")),
     }
 
 

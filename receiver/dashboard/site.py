@@ -12,6 +12,7 @@ import runs once, on the event loop, before that first dashboard request is answ
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
@@ -125,7 +126,10 @@ async def http_error(request: Request, exc: Exception) -> Response:
         viewer = await viewer_of(request)
     except Exception:  # noqa: BLE001 - the store down: the page, without who is signed in
         viewer = None
-    shown = path if len(path) <= 80 else path[:80] + "…"
+    # as the address bar writes it: a space, a control or a NUL stays escaped, so words
+    # put in a link ("/ Your session expired, sign in at ...") do not read as the page's
+    address = quote(path, safe="/:@!$&'()*+,;=-._~")
+    shown = address if len(address) <= 80 else address[:80] + "…"
     if exc.status_code == 405:
         response = error_page(
             request,

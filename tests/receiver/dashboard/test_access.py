@@ -9,7 +9,7 @@ import pytest
 from receiver.dashboard.rendering import FLASH_COOKIE
 from receiver.db import transaction
 from receiver.models import Organization
-from tests.receiver.dashboard._harness import Dash, MakeDash, csrf_of
+from tests.receiver.dashboard._harness import PASSWORD, Dash, MakeDash, csrf_of
 
 
 def _enabled(d: Dash, org: str | None = None) -> bool:
@@ -184,6 +184,26 @@ def test_a_form_posted_twice_flips_once(dash: Dash) -> None:
     assert "the form was probably sent twice" in page.text
 
 
+def test_a_flash_in_the_sign_in_next_address_is_not_shown(dash: Dash) -> None:
+    """A link to a page with ``?flash=`` reaches a signed-out admin through the sign-in:
+    its redirect to ``next`` must not vouch for what no POST did."""
+    users = f"/organizations/{dash.org}/users?flash=disabled"
+    page = dash.client.get("/login", params={"next": users})
+    answer = dash.client.post(
+        "/login",
+        data={
+            "username": "ops",
+            "password": PASSWORD,
+            "csrf_token": csrf_of(page.text),
+            "next": users,
+        },
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303 and answer.headers["location"] == users
+    assert FLASH_COOKIE not in answer.headers.get("set-cookie", "")
+    assert "is now Disabled" not in dash.client.get(users).text
+
+
 def test_a_flash_shows_once_after_its_redirect_and_never_from_a_link(dash: Dash) -> None:
     dash.sign_in()
     users = f"/organizations/{dash.org}/users"
@@ -196,7 +216,7 @@ def test_a_flash_shows_once_after_its_redirect_and_never_from_a_link(dash: Dash)
     assert sentence not in dash.client.get(posted.headers["location"]).text  # a reload
     # a link someone sent, or a flash code that is not the one just redirected with
     assert "is now Enabled" not in dash.client.get(users, params={"flash": "enabled"}).text
-    dash.client.cookies.set(FLASH_COOKIE, "disabled")
+    dash.client.cookies.set(FLASH_COOKIE, "flash%3Ddisabled")  # vouches for another code
     assert "is now Enabled" not in dash.client.get(users, params={"flash": "enabled"}).text
 
 
@@ -231,6 +251,16 @@ def test_a_page_that_does_not_exist_is_a_dashboard_page(dash: Dash, path: str) -
     assert "Page not found" in response.text and 'role="alert"' in response.text
     assert 'href="/"' in response.text
     assert "Sign out" in response.text  # still signed in: the page says so
+
+
+def test_words_in_an_unknown_address_stay_an_address(dash: Dash) -> None:
+    """Attack finding: "/ Your session has expired. Sign in again at http://evil.example"
+    read as the page's own sentence, and a NUL reached the HTML."""
+    dash.sign_in()
+    spoof = "/ Your session has expired. Sign in at http://evil.example %00-"
+    page = dash.client.get(spoof).text
+    assert "Your session has expired" not in page and "\x00" not in page
+    assert "/%20Your%20session%20has" in page
 
 
 def test_an_organization_address_is_its_users_page(limited: tuple[Dash, str]) -> None:

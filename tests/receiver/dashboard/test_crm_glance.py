@@ -161,11 +161,11 @@ def test_a_deploy_recorded_before_endpoints_were_kept_says_so(dash: Dash) -> Non
 
 def test_a_flash_on_the_crm_page_is_not_a_status_element(dash: Dash) -> None:
     dash.sign_in()
-    dash.client.cookies.set(FLASH_COOKIE, "enabled")  # as the switch's redirect sets it
+    dash.client.cookies.set(FLASH_COOKIE, "flash%3Denabled")  # as the switch's redirect sets it
     html = _crm(dash, flash="enabled")
     assert "Agent Auto Provision is now Enabled." in html
     assert 'role="status"' not in html.split("Agent Auto Provision is now Enabled.")[0][-200:]
-    dash.client.cookies.set(FLASH_COOKIE, "enabled")
+    dash.client.cookies.set(FLASH_COOKIE, "flash%3Denabled")
     users = dash.client.get(f"/organizations/{dash.org}/users", params={"flash": "enabled"}).text
     assert '<p class="flash" role="status">Agent Auto Provision is now Enabled.</p>' in users
 

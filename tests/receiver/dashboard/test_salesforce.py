@@ -171,6 +171,10 @@ def test_refresh_without_a_connection_says_connect_first(make_dash: MakeDash, ke
     assert "Connect to Salesforce first" in page.text
     with transaction(d.engine, read_only=True) as session:
         assert latest_jobs(session, d.org, JobKind.REFRESH_WEBHOOK) == []
+    # said once: a reload, or a link with a notice, says nothing
+    assert "Connect to Salesforce first" not in d.client.get(answer.headers["location"]).text
+    linked = d.client.get(_crm(d), params={"notice": "connected"}).text
+    assert "Connected to Salesforce." not in linked
 
 
 def test_refresh_pressed_while_one_runs_shows_the_running_one(
