@@ -71,7 +71,6 @@ from receiver.dashboard.rendering import (
     org_url,
     redirect,
     render,
-    shown_flash,
     vouched,
 )
 from receiver.dashboard.state import DashboardState, get_state
@@ -95,7 +94,6 @@ __all__ = [
     "org_route",
     "redirect",
     "render",
-    "shown_flash",
     "signed_in_route",
     "viewer_of",
     "vouched",

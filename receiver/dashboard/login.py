@@ -36,7 +36,6 @@ from receiver.dashboard.auth import (
     unsign_token,
 )
 from receiver.dashboard.framework import (
-    FLASH_MESSAGES,
     SignedInPage,
     client_address,
     csrf_refused,
@@ -44,7 +43,6 @@ from receiver.dashboard.framework import (
     guarded,
     redirect,
     render,
-    shown_flash,
     signed_in_route,
 )
 from receiver.dashboard.glance import OrgGlance, org_glance
@@ -95,7 +93,6 @@ def _login_form(
     state = get_state(request)
     nonce = secrets.token_urlsafe(24)
     ended = request.query_params.get("ended") == "1" and message is None
-    notice = FLASH_MESSAGES.get(shown_flash(request))
     response = render(
         request,
         "login.html.j2",
@@ -105,7 +102,6 @@ def _login_form(
             "next_path": next_path,
             "login_token": csrf.form_token(state.secret, "signin", nonce),
             "ended": ended,
-            "notice": notice,
         },
         status=status,
     )
@@ -149,13 +145,22 @@ async def login_submit(request: Request) -> Response:
     expected = csrf.form_token(state.secret, "signin", nonce) if isinstance(nonce, str) else None
     origins = csrf.allowed_origin(request, [state.public_origin])
     problem = csrf.request_problem(request, form.get(csrf.FIELD), expected, origins)
-    if problem is not None:
-        return csrf_refused(request, problem + " (the sign-in form may have expired)", None)
     username = form.get("username")
     password = form.get("password")
     username = username.strip() if isinstance(username, str) else ""
     password = password if isinstance(password, str) else ""
     next_path = _safe_next(str(form.get("next") or "/"))
+    if problem is not None and problem.endswith("another site"):
+        return csrf_refused(request, problem, None)
+    if problem is not None:  # an expired form, or one a reload sent again: the form anew
+        return _login_form(
+            request,
+            status=403,
+            message="This sign-in form had expired or was sent again (a reload): nothing "
+            "was checked. Sign in again.",
+            username=username,
+            next_path=next_path,
+        )
     address = client_address(request)
     now = context.clock()
     engine = context.engine

@@ -318,3 +318,24 @@ def test_the_throttle_holds_against_concurrent_attempts(make_dash: MakeDash) -> 
     with ThreadPoolExecutor(max_workers=len(clients)) as pool:
         statuses = sorted(pool.map(attempt, range(len(clients))))
     assert statuses == [401] * USERNAME_LIMIT + [429] * (len(clients) - USERNAME_LIMIT)
+
+
+def test_a_reloaded_or_expired_sign_in_form_is_refused_with_the_form_again(dash: Dash) -> None:
+    """Newcomer finding: a reload after a wrong password sent the old form again and
+    answered a bare "Form refused" page."""
+    page = dash.client.get("/login")
+    token = csrf_of(page.text)
+    wrong = {"username": "ops", "password": "not it", "csrf_token": token}
+    assert dash.client.post("/login", data=wrong, follow_redirects=False).status_code == 401
+    again = dash.client.post("/login", data=wrong, follow_redirects=False)  # the reload
+    assert again.status_code == 403  # refused, nothing checked (CONTRACT section 5)
+    assert "was sent again" in again.text and 'value="ops"' in again.text
+    fresh = {"username": "ops", "password": PASSWORD, "csrf_token": csrf_of(again.text)}
+    assert dash.client.post("/login", data=fresh, follow_redirects=False).status_code == 303
+
+
+def test_signed_out_is_said_once(dash: Dash) -> None:
+    dash.sign_in()
+    token = csrf_of(dash.client.get("/").text)
+    page = dash.client.post("/logout", data={"csrf_token": token})
+    assert page.text.count("You are signed out.") == 1
