@@ -23,7 +23,7 @@ from sf_metadata.effects import (
     UpsertAgent,
     WriteTombstone,
 )
-from sf_metadata.mapping import AgentRecord, username_key
+from sf_metadata.mapping import AgentRecord, field_label, username_key
 
 __all__ = [
     "NEW_AGENT_NS",
@@ -208,14 +208,15 @@ def changed_fields(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str =
 
 
 def _updated_reason(disabled: bool, fields: list[str] | None = None) -> str:
-    """``fields``: the changed agent JSON paths; ``[]`` when nothing but the stamp moved,
-    ``None`` when the stored agent JSON was not at hand to compare."""
+    """``fields``: the changed agent JSON paths (named by their labels,
+    ``sf_metadata.mapping.field_label``); ``[]`` when nothing but the stamp moved, ``None``
+    when the stored agent JSON was not at hand to compare."""
     why = ", disabled: no CallCenterId" if disabled else ""
     if fields is None:
         return f"IsActive is true: agent updated{why}"
     if not fields:
         return f"IsActive is true: agent already up to date{why}"
-    named = ", ".join(fields[:_NAMED_FIELDS])
+    named = ", ".join(map(field_label, fields[:_NAMED_FIELDS]))
     more = f" and {len(fields) - _NAMED_FIELDS} more" if len(fields) > _NAMED_FIELDS else ""
     return f"IsActive is true: agent updated ({named}{more} changed){why}"
 

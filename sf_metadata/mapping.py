@@ -16,6 +16,7 @@ from sf_metadata.errors import InvalidSalesforceId, NotificationError
 from sf_metadata.ids import USER, canonical_id
 
 __all__ = [
+    "AGENT_FIELD_LABELS",
     "MAX_EMAIL_ADDRESS_LENGTH",
     "MAX_USERNAME_LENGTH",
     "AgentRecord",
@@ -24,7 +25,38 @@ __all__ = [
     "map_user",
     "parse_boolean",
     "username_key",
+    "field_label",
 ]
+
+#: The agent JSON's fields (CONTRACT section 2, dotted paths) as a person reads them: the
+#: dashboard's labels, and the words of an update's reason. A custom field is read by its
+#: API name (:func:`field_label`).
+AGENT_FIELD_LABELS = {
+    "username": "Username",
+    "crmId": "Salesforce user id",
+    "crmUser": "Salesforce username",
+    "name": "Name",
+    "pictureUrl": "Photo",
+    "disabled": "Status",
+    "inboundEnabled": "Inbound",
+    "phoneNumbers": "Phone numbers",
+    "crm.callCenterId": "Call center",
+    "crm.email": "Email",
+    "crm.language": "Language",
+    "crm.profileId": "Profile",
+    "crm.userRoleId": "Role",
+    "crm.userType": "User type",
+}
+_CUSTOM_PREFIX = "crm.customFields."
+
+
+def field_label(path: str) -> str:
+    """The label of an agent JSON path (:data:`AGENT_FIELD_LABELS`; a custom field's API
+    name, such as ``Team__c``; else the path itself)."""
+    label = AGENT_FIELD_LABELS.get(path)
+    if label is not None:
+        return label
+    return path.removeprefix(_CUSTOM_PREFIX)
 
 
 @dataclass(frozen=True, slots=True)

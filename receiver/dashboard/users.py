@@ -33,6 +33,7 @@ from receiver.models import Agent, AgentSession, ProvisioningEvent, Provisioning
 from receiver.provisioning_tables import FailedNotification
 from sf_metadata.errors import InvalidSalesforceId
 from sf_metadata.ids import USER, canonical_id
+from sf_metadata.mapping import field_label
 
 __all__ = ["ROUTES", "TimelineEntry", "agent_timeline"]
 
@@ -126,23 +127,24 @@ class FieldRow:
     value: Any
 
 
-#: (label, JSON key, Salesforce User field) of the top-level agent fields, CONTRACT section 2.
+#: (JSON key, Salesforce User field) of the top-level agent fields, CONTRACT section 2;
+#: their labels are ``sf_metadata.mapping.AGENT_FIELD_LABELS`` (the log's reasons too).
 _TOP_FIELDS = (
-    ("Username", "username", "Username, else Email"),
-    ("Salesforce user id", "crmId", "Id"),
-    ("Salesforce username", "crmUser", "Username"),
-    ("Name", "name", "Name"),
-    ("Photo", "pictureUrl", "SmallPhotoUrl"),
+    ("username", "Username, else Email"),
+    ("crmId", "Id"),
+    ("crmUser", "Username"),
+    ("name", "Name"),
+    ("pictureUrl", "SmallPhotoUrl"),
 )
 
 #: The same for the ``crm`` object.
 _CRM_FIELDS = (
-    ("Call center", "callCenterId", "CallCenterId"),
-    ("Email", "email", "Email"),
-    ("Language", "language", "LanguageLocaleKey"),
-    ("Profile", "profileId", "ProfileId"),
-    ("Role", "userRoleId", "UserRoleId"),
-    ("User type", "userType", "UserType"),
+    ("callCenterId", "CallCenterId"),
+    ("email", "Email"),
+    ("language", "LanguageLocaleKey"),
+    ("profileId", "ProfileId"),
+    ("userRoleId", "UserRoleId"),
+    ("userType", "UserType"),
 )
 
 
@@ -150,26 +152,28 @@ def _fields(data: dict[str, Any]) -> list[FieldRow]:
     """The agent JSON as labelled rows in CONTRACT order; ``disabled`` and
     ``inboundEnabled`` read as the Users page's Status (Enabled/Disabled) and Inbound
     (Yes/No); custom fields keep their API name as label."""
-    out = [FieldRow(label, key, source, data.get(key)) for label, key, source in _TOP_FIELDS]
-    for label, key, true, false in (
-        ("Status", "disabled", "Disabled", "Enabled"),
-        ("Inbound", "inboundEnabled", "Yes", "No"),
-    ):
-        out.append(FieldRow(label, key, "IsActive, CallCenterId", true if data.get(key) else false))
+    out = [FieldRow(field_label(key), key, source, data.get(key)) for key, source in _TOP_FIELDS]
+    for key, true, false in (("disabled", "Disabled", "Enabled"), ("inboundEnabled", "Yes", "No")):
+        out.append(
+            FieldRow(
+                field_label(key), key, "IsActive, CallCenterId", true if data.get(key) else false
+            )
+        )
     phones = data.get("phoneNumbers") or []
     out.append(
         FieldRow(
-            "Phone numbers",
+            field_label("phoneNumbers"),
             "phoneNumbers",
             "MobilePhone, Phone",
             ", ".join(f"{p.get('type')}: {p.get('number')}" for p in phones) or None,
         )
     )
     crm = data.get("crm") or {}
-    for label, key, source in _CRM_FIELDS:
-        out.append(FieldRow(label, f"crm.{key}", source, crm.get(key)))
+    for key, source in _CRM_FIELDS:
+        out.append(FieldRow(field_label(f"crm.{key}"), f"crm.{key}", source, crm.get(key)))
     for key, value in sorted((crm.get("customFields") or {}).items()):
-        out.append(FieldRow(key, f"crm.customFields.{key}", None, value))
+        path = f"crm.customFields.{key}"
+        out.append(FieldRow(field_label(path), path, None, value))
     return out
 
 

@@ -22,6 +22,7 @@ from sf_metadata.decision import (
     user_change,
 )
 from sf_metadata.effects import EndReason, ParkedChange, UpsertAgent, WriteTombstone
+from sf_metadata.mapping import field_label
 from sf_metadata.outbound import Notification
 from tests.factories import make_user_fields, next_id, sf_id
 
@@ -128,7 +129,7 @@ def test_an_update_names_the_fields_it_changed() -> None:
     held = StoredUser(ALICE, "a1", True, DT0, "alice@acme.com", data=agent_json())
     (d,) = decide_changes([pending(Name="Alice B", Email="ab@acme.com")], st(held))
     assert d.action is Action.UPDATED
-    assert d.reason == "IsActive is true: agent updated (name, crm.email changed)"
+    assert d.reason == "IsActive is true: agent updated (Name, Email changed)"
     (same,) = decide_changes([pending(SystemModstamp=T2)], st(held))
     assert same.reason == "IsActive is true: agent already up to date"
     unknown = dataclasses.replace(held, data=None)  # nothing stored to compare with
@@ -149,7 +150,8 @@ def test_changed_fields_walks_objects_and_compares_lists_whole() -> None:
     held = StoredUser(ALICE, "a1", True, DT0, "alice@acme.com", data=many)
     (d,) = decide_changes([pending()], st(held))
     changed = changed_fields(many, agent_json())  # 9 stale keys and every agent key
-    assert d.reason.endswith(f"{', '.join(changed[:6])} and {len(changed) - 6} more changed)")
+    named = ", ".join(map(field_label, changed[:6]))
+    assert d.reason.endswith(f"{named} and {len(changed) - 6} more changed)")
 
 
 def test_rename_releases_the_old_username() -> None:
