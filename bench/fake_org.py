@@ -4,11 +4,12 @@ would (issue 10's "done when": ``org add``, ``org connect``, ``org enable``, the
 
     .venv/bin/python -m bench.fake_org --users 300 --port 8443
 
-It prints the Salesforce org id to register, the ``org connect`` flags (an existing
-session: ``--instance-url https://127.0.0.1:PORT --access-token ...``) and the
-``REQUESTS_CA_BUNDLE`` to export (its certificate is self-signed for 127.0.0.1, made at
-start in a temporary directory). It serves what a connect, a preflight and a reconcile
-read: ``GET /services/data/`` (versions), the Organization query, ``userinfo``,
+It prints the ``REQUESTS_CA_BUNDLE`` to export (its certificate is self-signed for
+127.0.0.1 and kept in ``$TMPDIR/agent-provision-fake-org/`` for two days, so a server
+started with it once trusts every later run) and the commands to copy: ``org add`` with
+the Salesforce org id to register and the dashboard's ``--base-url``, ``org connect``
+(an existing session: ``--instance-url https://127.0.0.1:PORT --access-token ...``) and
+``org enable``. It serves what a connect, a preflight and a reconcile read: ``GET /services/data/`` (versions), the Organization query, ``userinfo``,
 ``describe`` of User and UserPermissionAccess, the User query with ``nextRecordsUrl``
 pages of the users of ``bench.reconcile.make_records``; every other query is empty. It
 cannot deploy: a Metadata API call gets a SOAP fault, so ``org enable``'s webhook
@@ -153,32 +154,54 @@ def _handler(pages: list[bytes]) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+def _kept_certificate(directory: Path) -> tuple[Path, Path]:
+    """The certificate and key in ``directory`` while valid for another hour (a server
+    that trusts it keeps trusting the next run), else new ones (:func:`self_signed`)."""
+    from cryptography import x509
+
+    cert, key = directory / "fake-org.pem", directory / "fake-org.key"
+    if cert.is_file() and key.is_file():
+        loaded = x509.load_pem_x509_certificate(cert.read_bytes())
+        if loaded.not_valid_after_utc > dt.datetime.now(dt.UTC) + dt.timedelta(hours=1):
+            return cert, key
+    return self_signed(directory)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=300)
     parser.add_argument("--port", type=int, default=8443)
+    parser.add_argument("--name", default="bench", help="the organization to register")
+    parser.add_argument(
+        "--base-url",
+        default="http://127.0.0.1:8000",
+        help="where the dashboard and webhook are served (scripts/demo --port N: that port)",
+    )
     args = parser.parse_args(argv)
     pages = render_pages(make_records(args.users), 2000)
-    with tempfile.TemporaryDirectory() as tmp:
-        cert, key = self_signed(Path(tmp))
-        server = ThreadingHTTPServer(("127.0.0.1", args.port), _handler(pages))
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(cert, key)
-        server.socket = context.wrap_socket(server.socket, server_side=True)
-        url = f"https://127.0.0.1:{server.server_address[1]}"
-        say(f"fake Salesforce org {ORG_ID} with {args.users} users at {url}")
-        say(f"export REQUESTS_CA_BUNDLE={cert}")
-        say(f"agent-provision org add NAME --salesforce-org-id {ORG_ID}")
-        say(f"agent-provision org connect NAME --instance-url {url} --access-token fake-token")
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            thread.join()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            server.shutdown()
-            server.server_close()
+    directory = Path(tempfile.gettempdir()) / "agent-provision-fake-org"
+    directory.mkdir(mode=0o700, exist_ok=True)
+    cert, key = _kept_certificate(directory)
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), _handler(pages))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    url = f"https://127.0.0.1:{server.server_address[1]}"
+    say(f"fake Salesforce org {ORG_ID} with {args.users} users at {url}")
+    cli = ".venv/bin/agent-provision"
+    say(f"export REQUESTS_CA_BUNDLE={cert}")
+    say(f"{cli} org add {args.name} --salesforce-org-id {ORG_ID} --base-url {args.base_url}")
+    say(f"{cli} org connect {args.name} --instance-url {url} --access-token fake-token")
+    say(f"{cli} org enable {args.name}")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        thread.join()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.shutdown()
+        server.server_close()
     return 0
 
 
