@@ -42,8 +42,8 @@ __all__ = [
 FLASH_MESSAGES: dict[str, str] = {
     "enabled": "Agent Auto Provision is now Enabled.",
     "disabled": "Agent Auto Provision is now Disabled.",
-    "unchanged": "Nothing changed: the switch was already in that position "
-    "(the form was probably sent twice).",
+    "unchanged": "Nothing changed: the switch was already in that position (another tab or "
+    "operator switched it first, or the form was sent twice).",
     "signed-out": "You are signed out.",
 }
 
