@@ -13,6 +13,7 @@ import csv
 import io
 import json
 from collections.abc import Iterator, Mapping
+from itertools import chain
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -43,9 +44,12 @@ _CSV_COLUMNS = (
     "position",
     "notificationId",
     "crmId",
+    "name",
     "action",
     "reason",
 )
+#: Rows named per query in a download (:func:`_named`).
+_NAMED_CHUNK = 500
 
 
 def replayable_events(session: Session, *, organization_id: str, rows: list[LogRow]) -> set[int]:
@@ -162,15 +166,37 @@ async def log_page_view(page: OrgPage) -> Response:
     )
 
 
-def _csv_lines(rows: Iterator[LogRow]) -> Iterator[str]:
+def _named(engine: Any, organization_id: str, rows: Iterator[LogRow]) -> Iterator[dict[str, Any]]:
+    """Each row's JSON with ``name``: the Name the page shows for its Salesforce user
+    (:func:`agent_names`, one short read per :data:`_NAMED_CHUNK` rows; ``None`` when
+    none is known)."""
+    from receiver.db import transaction
+
+    chunk: list[LogRow] = []
+    for row in chain(rows, [None]):  # None: the end, the last chunk goes out
+        if row is not None:
+            chunk.append(row)
+            if len(chunk) < _NAMED_CHUNK:
+                continue
+        if not chunk:
+            break
+        with transaction(engine, read_only=True) as session:
+            names = agent_names(session, organization_id=organization_id, rows=chunk)
+        for each in chunk:
+            data = each.to_json()
+            data["name"] = names.get(each.crm_id) if each.crm_id is not None else None
+            yield data
+        chunk = []
+
+
+def _csv_lines(rows: Iterator[dict[str, Any]]) -> Iterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(_CSV_COLUMNS)
     yield buffer.getvalue()
-    for row in rows:
+    for data in rows:
         buffer.seek(0)
         buffer.truncate()
-        data = row.to_json()
         writer.writerow([csv_cell(data[c]) for c in _CSV_COLUMNS])
         yield buffer.getvalue()
 
@@ -178,11 +204,11 @@ def _csv_lines(rows: Iterator[LogRow]) -> Iterator[str]:
 _cell = csv_cell  # the log's name for it (tests/receiver/dashboard/test_log.py)
 
 
-def _json_chunks(rows: Iterator[LogRow]) -> Iterator[str]:
+def _json_chunks(rows: Iterator[dict[str, Any]]) -> Iterator[str]:
     yield "["
     first = True
-    for row in rows:
-        yield ("" if first else ",") + "\n" + json.dumps(row.to_json(), ensure_ascii=False)
+    for data in rows:
+        yield ("" if first else ",") + "\n" + json.dumps(data, ensure_ascii=False)
         first = False
     yield "\n]\n"
 
@@ -191,7 +217,8 @@ async def download(page: OrgPage) -> Response:
     """The filtered log, newest first, at most 100,000 rows."""
     flt = parse_filter(page.request.query_params)
     kind = "csv" if page.request.url.path.endswith(".csv") else "json"
-    rows = iter_rows(page.context.engine, organization_id=page.organization.id, flt=flt)
+    engine, org_id = page.context.engine, page.organization.id
+    rows = _named(engine, org_id, iter_rows(engine, organization_id=org_id, flt=flt))
     name = f"provisioning-log-{page.organization.id}.{kind}"
     headers = {
         "content-disposition": f'attachment; filename="{name}"',

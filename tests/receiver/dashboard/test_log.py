@@ -7,6 +7,7 @@ import io
 import json
 import re
 
+import pytest
 from sqlalchemy import text
 
 from tests.factories import make_notification, next_id
@@ -85,6 +86,26 @@ def test_csv_and_json_downloads_follow_the_filter(dash: Dash) -> None:
     data = json.loads(dash.client.get(base + ".json").text)
     assert sorted(r["action"] for r in data) == ["created", "failed"]
     assert all("token" not in json.dumps(r).lower() for r in data)
+
+
+def test_downloads_name_each_user_as_the_page_does(
+    dash: Dash, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Newcomer finding: the downloads had the crmId and no name."""
+    dash.sign_in()
+    dash.post_message(
+        make_notification(Name="=Ada Lovelace"), make_notification(IsActive=None, Name="Kept Name")
+    )
+    base = f"/organizations/{dash.org}/provisioning-log"
+    data = json.loads(dash.client.get(base + ".json").text)
+    assert sorted((r["action"], r["name"]) for r in data) == [
+        ("created", "=Ada Lovelace"),
+        ("failed", "Kept Name"),  # no agent: the Name its kept notification carried
+    ]
+    rows = list(csv.DictReader(io.StringIO(dash.client.get(base + ".csv").text)))
+    assert sorted(r["name"] for r in rows) == ["'=Ada Lovelace", "Kept Name"]
+    monkeypatch.setattr("receiver.dashboard.log._NAMED_CHUNK", 1)  # a query per row
+    assert json.loads(dash.client.get(base + ".json").text) == data
 
 
 def test_csv_cells_that_look_like_formulas_are_quoted(dash: Dash) -> None:
