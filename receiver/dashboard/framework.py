@@ -218,6 +218,18 @@ class OrgPage(SignedInPage):
         """``/organizations/{organization}{path}?{query}`` (empty values left out)."""
         return org_url(self.organization.id, path, **query)
 
+    def error(self, status: int, title: str, message: str, hint: str | None = None) -> Response:
+        """:func:`error_page` with this page's viewer and organization (its menu)."""
+        return error_page(
+            self.request,
+            status,
+            title,
+            message,
+            viewer=self.viewer,
+            hint=hint,
+            organization=self.organization,
+        )
+
     def render(
         self,
         template: str,

@@ -189,14 +189,17 @@ def error_page(
     *,
     viewer: Viewer | None = None,
     hint: str | None = None,
+    organization: Organization | None = None,
 ) -> Response:
-    """A page that says what happened (``title``, ``message``) and what to do (``hint``)."""
+    """A page that says what happened (``title``, ``message``) and what to do (``hint``);
+    with ``organization`` (one the viewer manages) in its menu, with a link to its Users."""
     return render(
         request,
         "error.html.j2",
         {"title": title, "message": message, "hint": hint, "status": status},
         status=status,
         viewer=viewer,
+        organization=organization,
     )
 
 
