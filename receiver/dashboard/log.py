@@ -39,6 +39,7 @@ __all__ = ["ROUTES", "agent_names", "carried_name", "replayable_events", "row_id
 _CSV_COLUMNS = (
     "messageId",
     "receivedAt",
+    "source",
     "outcome",
     "detail",
     "position",

@@ -25,6 +25,7 @@ from sf_metadata.errors import InvalidSalesforceId
 from sf_metadata.ids import USER, canonical_id
 
 __all__ = [
+    "SOURCE_LABELS",
     "ACTIONS",
     "OUTCOMES",
     "LogFilter",
@@ -50,6 +51,13 @@ ACTIONS = (
 OUTCOMES = tuple(o.value for o in MessageOutcome)
 #: About this many notification rows a page (whole messages).
 ROWS_PER_PAGE = 100
+
+#: ``provisioning_message.source`` -> what the page calls it.
+SOURCE_LABELS = {
+    "outbound-message": "Outbound Message",
+    "reconcile": "Reconcile",
+    "replay": "Replay",
+}
 
 _M = ProvisioningMessage.__table__  # type: ignore[attr-defined]
 _E = ProvisioningEvent.__table__  # type: ignore[attr-defined]
@@ -166,12 +174,20 @@ class LogRow:
     crm_id: str | None
     action: str | None
     reason: str | None
+    source: str = "outbound-message"
+
+    @property
+    def source_label(self) -> str:
+        """Where the row's decision came from, as the page says it: an Outbound Message,
+        a reconcile plan or a replay (``provisioning_message.source``)."""
+        return SOURCE_LABELS.get(self.source, self.source)
 
     def to_json(self) -> dict[str, Any]:
         """The row for the JSON download."""
         return {
             "messageId": self.message_id,
             "receivedAt": self.received_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "source": self.source,
             "outcome": self.outcome,
             "detail": self.detail,
             "position": self.position,
@@ -223,9 +239,9 @@ def _rows(session: Session, ids: list[int], flt: LogFilter) -> list[LogRow]:
     messages = {
         r.id: r
         for r in session.execute(
-            sa.select(_M.c.id, _M.c.received_at, _M.c.outcome, _M.c.detail, _M.c.action_id).where(
-                _M.c.id.in_(ids)
-            )
+            sa.select(
+                _M.c.id, _M.c.received_at, _M.c.outcome, _M.c.detail, _M.c.action_id, _M.c.source
+            ).where(_M.c.id.in_(ids))
         )
     }
     stmt = sa.select(
@@ -262,6 +278,7 @@ def _rows(session: Session, ids: list[int], flt: LogFilter) -> list[LogRow]:
                     None,
                     None,
                     None,
+                    m.source,
                 )
             )
         for e in evs:
@@ -278,6 +295,7 @@ def _rows(session: Session, ids: list[int], flt: LogFilter) -> list[LogRow]:
                     e.crm_id,
                     e.action,
                     e.reason,
+                    m.source,
                 )
             )
     return out

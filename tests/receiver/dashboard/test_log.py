@@ -85,6 +85,7 @@ def test_csv_and_json_downloads_follow_the_filter(dash: Dash) -> None:
     assert [r["action"] for r in rows] == ["failed"]
     data = json.loads(dash.client.get(base + ".json").text)
     assert sorted(r["action"] for r in data) == ["created", "failed"]
+    assert {r["source"] for r in data} == {"outbound-message"}
     assert all("token" not in json.dumps(r).lower() for r in data)
 
 
@@ -287,6 +288,9 @@ def test_replay_failed_replays_the_views_failures_once_and_reports_the_counts(
     assert "action=failed" in location and "replayed=2" in location
     after = dash.client.get(location).text
     assert "Replayed 2 failed notifications: 1 applied, 1 failed again, 0 changed nothing" in after
+    # each row says where its decision came from (newcomer finding)
+    assert '<span class="hint">Replay</span>' in after
+    assert '<span class="hint">Outbound Message</span>' in after
     # the one that failed again is offered only with those of earlier replays
     assert "not been replayed yet" not in after
     assert "1 failed again when replayed earlier" in after
