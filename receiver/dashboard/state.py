@@ -49,16 +49,32 @@ def _isotime(value: datetime | None) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-#: Bidirectional embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069): in a
-#: Salesforce Name they would reorder what the page shows (``\u202emoc.elpmaxe@nimda``
-#: reads as ``admin@example.com``), so each is shown as its code point instead (pages and
-#: CSV downloads; the JSON downloads keep the text as stored).
-BIDI_CONTROLS = {c: f"[U+{c:04X}]" for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))}
+#: Characters shown as their code point (``[U+202E]``) on the pages and in the CSV
+#: downloads (the JSON downloads keep the text as stored): the bidirectional embeddings,
+#: overrides and isolates (U+202A-U+202E, U+2066-U+2069), which in a Salesforce Name would
+#: reorder what the page shows (``\u202emoc.elpmaxe@nimda`` reads as ``admin@example.com``),
+#: and the invisible ones that make two names look the same: the C1 controls
+#: (U+0080-U+009F), the soft hyphen (U+00AD), the zero-width space (U+200B), the invisible
+#: operators (U+2060-U+2064) and the byte order mark (U+FEFF). The joiners (U+200C, U+200D)
+#: are left alone: names in Persian, Hindi or with emoji need them.
+BIDI_CONTROLS = {
+    c: f"[U+{c:04X}]"
+    for c in (
+        *range(0x202A, 0x202F),
+        *range(0x2066, 0x206A),
+        *range(0x80, 0xA0),
+        0xAD,
+        0x200B,
+        *range(0x2060, 0x2065),
+        0xFEFF,
+    )
+}
 
 
 def _shown(value: Any) -> Any:
-    """Every ``{{ value }}``: text with its bidirectional controls made visible (markup the
-    templates build, such as the CSRF field, as it is)."""
+    """Every ``{{ value }}``: text with its bidirectional controls and invisible characters
+    made visible (:data:`BIDI_CONTROLS`; markup the templates build, such as the CSRF field,
+    as it is)."""
     if isinstance(value, str) and not isinstance(value, markupsafe.Markup):
         return value.translate(BIDI_CONTROLS)
     return value

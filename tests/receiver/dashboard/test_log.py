@@ -116,6 +116,9 @@ def test_csv_cells_that_look_like_formulas_are_quoted(dash: Dash) -> None:
     # a right-to-left override would show "admin@example.com" in a spreadsheet
     assert _cell("\u202emoc.elpmaxe@nimda") == "[U+202E]moc.elpmaxe@nimda"
     assert _cell("=\u2066x") == "'=[U+2066]x"
+    # invisible characters that make two names look the same (attack finding)
+    assert _cell("\ufeffAdmin\u00ad\u200b\u0085") == "[U+FEFF]Admin[U+00AD][U+200B][U+0085]"
+    assert _cell("Ali\u200dce \u0645\u200c") == "Ali\u200dce \u0645\u200c"  # joiners stay
 
 
 def test_paging_by_message(dash: Dash) -> None:
