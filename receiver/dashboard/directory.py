@@ -334,6 +334,20 @@ def _walk_rows(
     return [_row(r) for r in session.execute(stmt.limit(limit))]
 
 
+def count_before(session: Session, *, organization_id: str, key: tuple[str, str]) -> int:
+    """How many of the organization's agents come before ``key`` (name key, crmId) in
+    name order: where a page of the unfiltered list starts (a count over the name index)."""
+    name_key = name_key_sql(session.get_bind().dialect.name)
+    table = Agent.__table__  # type: ignore[attr-defined]
+    stmt = (
+        sa.select(sa.func.count())
+        .select_from(table)
+        .where(table.c.organization_id == organization_id)
+        .where(sa.tuple_(name_key, table.c.crm_id) < sa.tuple_(*key))
+    )
+    return int(session.execute(stmt).scalar_one())
+
+
 def count_agents(session: Session, *, organization_id: str) -> int:
     """How many agents the organization has (an index count)."""
     table = Agent.__table__  # type: ignore[attr-defined]

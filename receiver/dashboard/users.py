@@ -24,6 +24,7 @@ from receiver.dashboard.directory import (
     DirectoryPage,
     clean_query,
     count_agents,
+    count_before,
     decode_cursor,
     list_page,
 )
@@ -50,11 +51,16 @@ async def users_page(page: OrgPage) -> Response:
     before = decode_cursor(page.request.query_params.get("before"))
     org_id = page.organization.id
 
-    def work(session: Session) -> tuple[DirectoryPage, int]:
+    def work(session: Session) -> tuple[DirectoryPage, int, int | None]:
         listing = list_page(session, organization_id=org_id, query=q, after=after, before=before)
-        return listing, count_agents(session, organization_id=org_id)
+        start = None
+        if listing.rows and not q:  # "101-200 of 285" (a search is counted by its page)
+            first = listing.rows[0]
+            key = (first.name_key, first.crm_id)
+            start = count_before(session, organization_id=org_id, key=key) + 1
+        return listing, count_agents(session, organization_id=org_id), start
 
-    listing, total = await page.read(work)
+    listing, total, start = await page.read(work)
     return page.render(
         "users.html.j2",
         {
@@ -63,6 +69,7 @@ async def users_page(page: OrgPage) -> Response:
             "cut": cut,
             "max_query": MAX_QUERY,
             "total": total,
+            "start": start,
             "short": 0 < len(q) < TRIGRAM,
             "trigram": TRIGRAM,
         },

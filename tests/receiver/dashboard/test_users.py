@@ -175,6 +175,9 @@ def test_paging_shows_at_most_100_rows_with_next_and_previous(dash: Dash) -> Non
     back = dash.client.get(unescape(before.group(1))).text
     assert _names(back) == [f"Agent {i:04d}" for i in range(100, 200)]
     assert "250 agents" in first
+    # where each page stands (newcomer finding: every page said "100 shown")
+    assert "1–100 shown" in first and "101–200 shown" in second and "201–250 shown" in third
+    assert "101–200 shown" in back
 
 
 def test_paging_keeps_the_search(dash: Dash) -> None:
