@@ -150,20 +150,33 @@ def test_a_code_exchanged_twice_is_refused(
         _complete(engine, key, fake, {"code": first["code"], "state": state})
 
 
-def test_another_org_is_refused_and_its_token_revoked(
-    engine: Engine, key: bytes, fake: FakeAuthServer, org: str
+def _refused_and_revoked(
+    engine: Engine, key: bytes, fake: FakeAuthServer, org: str, match: str, **answer: str
 ) -> None:
-    fake.org_id = "00D000000000002EAA"
+    """A sign-in whose token answer has ``answer``'s fields (the fake's attributes) is
+    refused with ``match``, stores nothing, and revokes the token once."""
+    kept = {name: getattr(fake, name) for name in answer}
+    for name, value in answer.items():
+        setattr(fake, name, value)
     try:
         params = _consent(_begin(engine, key, fake, org))
         revoked_before = len(fake.revoked)
-        with pytest.raises(OAuthRefused, match="not 00D000000000001EAA.*revoked"):
+        with pytest.raises(OAuthRefused, match=match):
             _complete(engine, key, fake, params)
     finally:
-        fake.org_id = ORG_ID
-    assert _stored(engine, org) is None
+        for name, value in kept.items():
+            setattr(fake, name, value)
+    assert _stored(engine, org) is None  # the token never goes anywhere else
     assert len(fake.revoked) == revoked_before + 1
     assert fake.revoked[-1] not in fake.refresh_tokens  # that token no longer works
+
+
+def test_another_org_is_refused_and_its_token_revoked(
+    engine: Engine, key: bytes, fake: FakeAuthServer, org: str
+) -> None:
+    _refused_and_revoked(
+        engine, key, fake, org, "not 00D000000000001EAA.*revoked", org_id="00D000000000002EAA"
+    )
 
 
 @pytest.mark.parametrize(
@@ -177,16 +190,9 @@ def test_another_org_is_refused_and_its_token_revoked(
 def test_a_token_naming_a_foreign_instance_is_refused_and_revoked(
     engine: Engine, key: bytes, fake: FakeAuthServer, org: str, instance_url: str
 ) -> None:
-    fake.instance_url = instance_url
-    try:
-        params = _consent(_begin(engine, key, fake, org))
-        revoked_before = len(fake.revoked)
-        with pytest.raises(OAuthRefused, match="not a Salesforce host.*revoked"):
-            _complete(engine, key, fake, params)
-    finally:
-        fake.instance_url = "https://orgname.my.salesforce.com"
-    assert _stored(engine, org) is None  # the token never goes to that host
-    assert len(fake.revoked) == revoked_before + 1
+    _refused_and_revoked(
+        engine, key, fake, org, "not a Salesforce host.*revoked", instance_url=instance_url
+    )
 
 
 @pytest.mark.parametrize(

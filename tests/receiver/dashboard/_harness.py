@@ -82,14 +82,17 @@ class Dash:
     make_organization: Callable[..., Any]
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def sign_in(self, username: str = "ops", password: str = PASSWORD) -> Any:
-        page = self.client.get("/login")
+    def sign_in(
+        self, username: str = "ops", password: str = PASSWORD, *, next_path: str | None = None
+    ) -> Any:
+        """Post the sign-in form (asked for with ``next_path`` as its ``next``, if given);
+        the answer, not followed."""
+        page = self.client.get("/login", params={"next": next_path} if next_path else None)
         assert page.status_code == 200
-        return self.client.post(
-            "/login",
-            data={"username": username, "password": password, "csrf_token": csrf_of(page.text)},
-            follow_redirects=False,
-        )
+        data = {"username": username, "password": password, "csrf_token": csrf_of(page.text)}
+        if next_path is not None:
+            data["next"] = next_path
+        return self.client.post("/login", data=data, follow_redirects=False)
 
     def add_operator(self, username: str, *orgs: str, password: str = PASSWORD) -> None:
         with transaction(self.engine) as session:

@@ -9,7 +9,7 @@ import pytest
 from receiver.dashboard.rendering import FLASH_COOKIE
 from receiver.db import transaction
 from receiver.models import Organization
-from tests.receiver.dashboard._harness import PASSWORD, Dash, MakeDash, csrf_of
+from tests.receiver.dashboard._harness import Dash, MakeDash, csrf_of
 
 
 def _enabled(d: Dash, org: str | None = None) -> bool:
@@ -188,17 +188,7 @@ def test_a_flash_in_the_sign_in_next_address_is_not_shown(dash: Dash) -> None:
     """A link to a page with ``?flash=`` reaches a signed-out admin through the sign-in:
     its redirect to ``next`` must not vouch for what no POST did."""
     users = f"/organizations/{dash.org}/users?flash=disabled"
-    page = dash.client.get("/login", params={"next": users})
-    answer = dash.client.post(
-        "/login",
-        data={
-            "username": "ops",
-            "password": PASSWORD,
-            "csrf_token": csrf_of(page.text),
-            "next": users,
-        },
-        follow_redirects=False,
-    )
+    answer = dash.sign_in(next_path=users)
     assert answer.status_code == 303 and answer.headers["location"] == users
     assert FLASH_COOKIE not in answer.headers.get("set-cookie", "")
     assert "is now Disabled" not in dash.client.get(users).text
