@@ -71,6 +71,7 @@ from receiver.dashboard.rendering import (
     org_url,
     redirect,
     render,
+    shown_address,
     vouched,
 )
 from receiver.dashboard.state import DashboardState, get_state
@@ -94,6 +95,7 @@ __all__ = [
     "org_route",
     "redirect",
     "render",
+    "shown_address",
     "signed_in_route",
     "viewer_of",
     "vouched",

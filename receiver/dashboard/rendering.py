@@ -32,6 +32,7 @@ __all__ = [
     "org_url",
     "redirect",
     "render",
+    "shown_address",
     "shown_flash",
     "vouched",
     "with_headers",
@@ -203,13 +204,21 @@ def error_page(
     )
 
 
+def shown_address(text: str, limit: int = 80) -> str:
+    """Text from an address, as the address bar writes it (percent-encoded: a space, a
+    control or a NUL stays escaped, so words put in a link do not read as the page's own
+    sentence), cut to ``limit`` characters."""
+    address = quote(text, safe="/:@!$&'()*+,;=-._~")
+    return address if len(address) <= limit else address[:limit] + "…"
+
+
 def not_found_page(request: Request, viewer: Viewer | None, organization_id: str) -> Response:
     """The one page for an unknown organization and one the operator does not manage."""
     return error_page(
         request,
         404,
         "Organization not found",
-        f"There is no organization {organization_id!r} that you can manage.",
+        f"There is no organization {shown_address(organization_id, 40)} that you can manage.",
         viewer=viewer,
         hint="Choose one of your organizations on the home page.",
     )

@@ -12,7 +12,6 @@ import runs once, on the event loop, before that first dashboard request is answ
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
@@ -120,16 +119,13 @@ async def http_error(request: Request, exc: Exception) -> Response:
     if path.startswith(_NOT_PAGES) or exc.status_code not in (404, 405):
         return PlainTextResponse(exc.detail, status_code=exc.status_code, headers=exc.headers)
     from receiver.dashboard.framework import viewer_of
-    from receiver.dashboard.rendering import error_page
+    from receiver.dashboard.rendering import error_page, shown_address
 
     try:
         viewer = await viewer_of(request)
     except Exception:  # noqa: BLE001 - the store down: the page, without who is signed in
         viewer = None
-    # as the address bar writes it: a space, a control or a NUL stays escaped, so words
-    # put in a link ("/ Your session expired, sign in at ...") do not read as the page's
-    address = quote(path, safe="/:@!$&'()*+,;=-._~")
-    shown = address if len(address) <= 80 else address[:80] + "…"
+    shown = shown_address(path)  # "/ Your session expired, sign in at ..." stays an address
     if exc.status_code == 405:
         response = error_page(
             request,

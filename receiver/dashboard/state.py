@@ -53,20 +53,39 @@ def _isotime(value: datetime | None) -> str:
 #: downloads (the JSON downloads keep the text as stored): the bidirectional embeddings,
 #: overrides and isolates (U+202A-U+202E, U+2066-U+2069), which in a Salesforce Name would
 #: reorder what the page shows (``\u202emoc.elpmaxe@nimda`` reads as ``admin@example.com``),
-#: and the invisible ones that make two names look the same: the C1 controls
-#: (U+0080-U+009F), the soft hyphen (U+00AD), the zero-width space (U+200B), the invisible
-#: operators (U+2060-U+2064) and the byte order mark (U+FEFF). The joiners (U+200C, U+200D)
-#: are left alone: names in Persian, Hindi or with emoji need them.
+#: the bidirectional marks (U+200E, U+200F, U+061C), and the invisible characters that
+#: make two names look the same: the C1 controls (U+0080-U+009F), the soft hyphen
+#: (U+00AD), the combining grapheme joiner (U+034F), the Hangul fillers (U+115F, U+1160,
+#: U+3164, U+FFA0), the Khmer inherent vowels (U+17B4, U+17B5), the Mongolian vowel
+#: separator (U+180E), the zero-width space (U+200B), the line and paragraph separators
+#: (U+2028, U+2029), the invisible operators (U+2060-U+2064), the byte order mark (U+FEFF)
+#: and the tag characters (U+E0000-U+E007F). Left alone, because names need them: the
+#: joiners (U+200C, U+200D: Persian, Hindi, emoji) and the variation selectors (emoji,
+#: ideographic variants of Japanese names).
 BIDI_CONTROLS = {
     c: f"[U+{c:04X}]"
     for c in (
         *range(0x202A, 0x202F),
         *range(0x2066, 0x206A),
+        0x200E,
+        0x200F,
+        0x061C,
         *range(0x80, 0xA0),
         0xAD,
+        0x034F,
+        0x115F,
+        0x1160,
+        0x3164,
+        0xFFA0,
+        0x17B4,
+        0x17B5,
+        0x180E,
         0x200B,
+        0x2028,
+        0x2029,
         *range(0x2060, 0x2065),
         0xFEFF,
+        *range(0xE0000, 0xE0080),
     )
 }
 

@@ -28,7 +28,7 @@ from receiver.dashboard.directory import (
     decode_cursor,
     list_page,
 )
-from receiver.dashboard.framework import OrgPage, org_route, redirect
+from receiver.dashboard.framework import OrgPage, org_route, redirect, shown_address
 from receiver.dashboard.log import carried_name
 from receiver.models import Agent, AgentSession, ProvisioningEvent, ProvisioningMessage, Tombstone
 from receiver.provisioning_tables import FailedNotification
@@ -193,7 +193,7 @@ async def agent_page(page: OrgPage) -> Response:
         return page.error(
             404,
             "User not found",
-            f"{raw[:40]!r} is not a Salesforce User id (005…, 15 or 18 characters).",
+            f"{shown_address(raw, 18)} is not a Salesforce User id (005…, 15 or 18 characters).",
             hint="Open the agent from the Users page.",
         )
     org_id = page.organization.id

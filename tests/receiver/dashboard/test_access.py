@@ -253,6 +253,21 @@ def test_words_in_an_unknown_address_stay_an_address(dash: Dash) -> None:
     assert "/%20Your%20session%20has" in page
 
 
+def test_words_in_an_organization_or_filter_address_are_not_the_pages_sentences(
+    dash: Dash,
+) -> None:
+    """Attack finding: an unknown organization's name, a log filter's unknown action and a
+    bad user id were shown as typed ("Security notice: your session was flagged...")."""
+    dash.sign_in()
+    said = "Security notice: re-enter your password at aap-support.example"
+    org = dash.client.get(f"/organizations/{said}/users")
+    assert org.status_code == 404 and said not in org.text and "Security%20notice" in org.text
+    log = dash.client.get(f"/organizations/{dash.org}/provisioning-log", params={"action": said})
+    assert "unknown action" in log.text and said not in log.text
+    user = dash.client.get(f"/organizations/{dash.org}/users/{said}")
+    assert user.status_code == 404 and "Security notice" not in user.text
+
+
 def test_an_organization_address_is_its_users_page(limited: tuple[Dash, str]) -> None:
     dash, other = limited
     response = dash.client.get(f"/organizations/{dash.org}", follow_redirects=False)

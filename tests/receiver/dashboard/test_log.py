@@ -119,6 +119,11 @@ def test_csv_cells_that_look_like_formulas_are_quoted(dash: Dash) -> None:
     # invisible characters that make two names look the same (attack finding)
     assert _cell("\ufeffAdmin\u00ad\u200b\u0085") == "[U+FEFF]Admin[U+00AD][U+200B][U+0085]"
     assert _cell("Ali\u200dce \u0645\u200c") == "Ali\u200dce \u0645\u200c"  # joiners stay
+    looks_alike = "Ada\u200e\u061c\u180e\u034f\u17b4\u3164\u2028 Lovelace\U000e0041"
+    assert _cell(looks_alike) == (
+        "Ada[U+200E][U+061C][U+180E][U+034F][U+17B4][U+3164][U+2028] Lovelace[U+E0041]"
+    )
+    assert _cell("\u2764\ufe0f") == "\u2764\ufe0f"  # an emoji's variation selector stays
 
 
 def test_paging_by_message(dash: Dash) -> None:
