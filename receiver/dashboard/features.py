@@ -102,7 +102,7 @@ async def flip(page: OrgPage) -> Response:
         lambda session: connection_info(session, org_id) is not None
     ):
         flash = "enabled-unconnected"  # no first reconcile ran: say what is missing
-    return redirect(page.url(return_to, flash=flash))
+    return redirect(page.url(return_to, flash=flash), vouch=page.request)
 
 
 ROUTES = [

@@ -8,7 +8,7 @@ Adding a page (say ``receiver/dashboard/reconcile.py``)::
     async def reconcile_page(page: OrgPage) -> Response:
         if page.form is not None:                      # a POST: its CSRF token was checked
             plan_id = await page.write(lambda s: make_plan(s, page.organization.id))
-            return redirect(page.url("/reconcile", flash="planned"))   # Post/Redirect/Get
+            return redirect(page.url("/reconcile", flash="planned"), vouch=page.request)  # PRG
         last = await page.read(lambda s: last_plan(s, page.organization.id))
         return page.render("reconcile.html.j2", {"plan": last}, nav="reconcile")
 

@@ -108,7 +108,7 @@ async def replay(page: OrgPage) -> Response:
     raw = str(page.form.get("event_id", "")) if page.form is not None else ""
     event_id = row_id(raw)
     if event_id is None:
-        return redirect(page.url("/provisioning-log", flash="replay-unknown"))
+        return redirect(page.url("/provisioning-log", flash="replay-unknown"), vouch=page.request)
     org_id = page.organization.id
     context = page.context
     now = context.clock()
@@ -125,7 +125,7 @@ async def replay(page: OrgPage) -> Response:
         return "replay-failed-again" if result.decision.action is Action.FAILED else "replayed"
 
     flash = await run_in_threadpool(work)
-    return redirect(page.url("/provisioning-log", flash=flash))
+    return redirect(page.url("/provisioning-log", flash=flash), vouch=page.request)
 
 
 async def replay_view(page: OrgPage) -> Response:
@@ -164,8 +164,8 @@ async def replay_view(page: OrgPage) -> Response:
 
     outcome = await run_in_threadpool(work)
     if isinstance(outcome, str):
-        return redirect(page.url("/provisioning-log", **back, flash=outcome))
-    return redirect(page.url("/provisioning-log", **back, **outcome))
+        return redirect(page.url("/provisioning-log", **back, flash=outcome), vouch=page.request)
+    return redirect(page.url("/provisioning-log", **back, **outcome), vouch=page.request)
 
 
 ROUTES = [

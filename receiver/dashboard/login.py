@@ -216,7 +216,7 @@ async def login_submit(request: Request) -> Response:
             )
 
     token = await run_in_threadpool(start)
-    response = redirect(next_path, vouch=False)  # ``next`` came with the request
+    response = redirect(next_path)  # ``next`` came with the request: nothing vouched
     response.set_cookie(
         cookie_name(state.secure_cookie),
         sign_token(state.secret, token),
@@ -268,7 +268,7 @@ async def logout(page: SignedInPage) -> Response:
     token = page.viewer.session_token
     now = page.now
     await page.write(lambda s: end_session(s, token=token, now=now))
-    response = redirect("/login?" + urlencode({"flash": "signed-out"}))
+    response = redirect("/login?" + urlencode({"flash": "signed-out"}), vouch=page.request)
     clear_session_cookie(response, page.state.secure_cookie)
     return response
 

@@ -95,7 +95,8 @@ async def reconcile_page(page: OrgPage) -> Response:
     if page.form is not None:
         action = str(page.form.get("do", ""))
         plan_id = str(page.form.get("plan_id", ""))
-        return redirect(page.url("/reconcile", flash=await _act(page, action, plan_id)))
+        outcome = await _act(page, action, plan_id)
+        return redirect(page.url("/reconcile", flash=outcome), vouch=page.request)
     values = await page.read(lambda s: _values(s, org_id))
     return page.render("reconcile.html.j2", values, nav="reconcile")
 

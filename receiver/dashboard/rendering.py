@@ -12,13 +12,14 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
+from itsdangerous import BadSignature, URLSafeSerializer
 from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from receiver.dashboard import csrf
 from receiver.dashboard.auth import Viewer
-from receiver.dashboard.state import BIDI_CONTROLS, get_state
+from receiver.dashboard.state import BIDI_CONTROLS, DashboardState, get_state
 from receiver.models import Organization
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "FLASH_PROBLEMS",
     "client_address",
     "csv_cell",
+    "flash_cookie_name",
     "error_page",
     "not_found_page",
     "org_url",
@@ -35,6 +37,7 @@ __all__ = [
     "shown_address",
     "shown_flash",
     "vouched",
+    "vouching_cookie",
     "with_headers",
 ]
 
@@ -57,12 +60,14 @@ FLASH_PROBLEMS: set[str] = set()
 #: :data:`FLASH_COOKIE` vouches for them (:func:`vouched`).
 VOUCHED_PARAMS = frozenset({"flash", "notice", "replayed", "applied", "again", "left"})
 
-#: The one-shot cookie that vouches for those parameters: :func:`redirect` sets it to the
-#: ones it redirects with, :func:`render` shows them only when the page's own are the same
-#: and clears it. A reload, a bookmark or a link someone sent ("?flash=enabled",
-#: "?replayed=40") shows nothing.
+#: The one-shot cookie that vouches for those parameters (``__Host-aap_flash`` behind
+#: https): ``redirect(url, vouch=request)`` sets it to the ones it redirects with, signed
+#: with the dashboard's secret; :func:`render` shows them only when the page's own are the
+#: same and clears it. A reload, a bookmark, a link someone sent ("?flash=enabled",
+#: "?replayed=40") or a cookie planted by another site shows nothing.
 FLASH_COOKIE = "aap_flash"
 _FLASH_MAX_AGE = 120  # seconds: a redirect is followed at once
+_FLASH_SALT = "aap-flash"
 
 _SECURITY_HEADERS = {
     "content-security-policy": "default-src 'none'; style-src 'self'; img-src 'self'; "
@@ -98,26 +103,57 @@ def _vouched_text(pairs: Iterable[tuple[str, str]]) -> str:
     return quote(urlencode([(k, v) for k, v in pairs if k in VOUCHED_PARAMS]), safe="")
 
 
-def redirect(url: str, *, vouch: bool = True) -> Response:
-    """A 303 See Other (Post/Redirect/Get). The :data:`VOUCHED_PARAMS` of ``url``'s query
-    are vouched for by :data:`FLASH_COOKIE` (codes and counts only: no secret, no echoed
-    text), unless ``vouch`` is false: a redirect to a URL that came from a request (the
-    sign-in's ``next``) must not make its parameters look like what a POST did."""
+def flash_cookie_name(secure: bool) -> str:
+    """``__Host-aap_flash`` over https, else :data:`FLASH_COOKIE`."""
+    return "__Host-" + FLASH_COOKIE if secure else FLASH_COOKIE
+
+
+def vouching_cookie(state: DashboardState, url: str) -> tuple[str, str] | None:
+    """``(name, value)`` of the cookie that vouches for ``url``'s :data:`VOUCHED_PARAMS`
+    (their text signed with ``state.secret``), or ``None`` when it has none."""
+    text = _vouched_text(parse_qsl(urlsplit(url).query))
+    if not text:
+        return None
+    signed = URLSafeSerializer(state.secret, salt=_FLASH_SALT).dumps(text)
+    return flash_cookie_name(state.secure_cookie), signed
+
+
+def redirect(url: str, *, vouch: Request | None = None) -> Response:
+    """A 303 See Other (Post/Redirect/Get). With ``vouch``, the request of the POST whose
+    outcome ``url`` reports, the :data:`VOUCHED_PARAMS` of ``url``'s query are vouched for
+    by the flash cookie (:func:`vouching_cookie`: codes and counts only, no echoed text).
+    Without it nothing is vouched: a URL that came with a request (the sign-in's ``next``)
+    never makes its parameters look like what a POST did."""
     response = with_headers(RedirectResponse(url, status_code=303))
-    text = _vouched_text(parse_qsl(urlsplit(url).query)) if vouch else ""
-    if text:
-        response.set_cookie(
-            FLASH_COOKIE, text, max_age=_FLASH_MAX_AGE, path="/", httponly=True, samesite="lax"
-        )
+    if vouch is not None:
+        state = get_state(vouch)
+        cookie = vouching_cookie(state, url)
+        if cookie is not None:
+            response.set_cookie(
+                *cookie,
+                max_age=_FLASH_MAX_AGE,
+                path="/",
+                httponly=True,
+                samesite="lax",
+                secure=state.secure_cookie,
+            )
     return response
 
 
 def vouched(request: Request) -> dict[str, str]:
-    """The request's :data:`VOUCHED_PARAMS` (name -> value) when :data:`FLASH_COOKIE`
-    holds exactly them (the redirect of a POST just set it), else ``{}``."""
+    """The request's :data:`VOUCHED_PARAMS` (name -> value) when the flash cookie holds
+    exactly them, signed (the redirect of a POST just set it), else ``{}``."""
     pairs = request.query_params.multi_items()
     text = _vouched_text(pairs)
-    if not text or request.cookies.get(FLASH_COOKIE) != text:
+    state = get_state(request)
+    raw = request.cookies.get(flash_cookie_name(state.secure_cookie))
+    if not text or raw is None:
+        return {}
+    try:
+        signed = URLSafeSerializer(state.secret, salt=_FLASH_SALT).loads(raw)
+    except BadSignature:
+        return {}
+    if signed != text:
         return {}
     return {k: v for k, v in pairs if k in VOUCHED_PARAMS}
 
@@ -169,8 +205,11 @@ def render(
     data.update(values or {})
     html = state.templates.get_template(template).render(data)
     response = with_headers(HTMLResponse(html, status_code=status))
-    if FLASH_COOKIE in request.cookies:  # shown once (or stale): a reload shows no flash
-        response.delete_cookie(FLASH_COOKIE, path="/", httponly=True, samesite="lax")
+    flash_cookie = flash_cookie_name(state.secure_cookie)
+    if flash_cookie in request.cookies:  # shown once (or stale): a reload shows no flash
+        response.delete_cookie(
+            flash_cookie, path="/", httponly=True, samesite="lax", secure=state.secure_cookie
+        )
     return response
 
 

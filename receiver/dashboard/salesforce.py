@@ -239,7 +239,9 @@ async def callback(page: SignedInPage) -> Response:
         info = await run_in_threadpool(finish)
     except OAuthRefused as error:
         return page.error(400, "Salesforce did not connect", error.message, hint=_AGAIN)
-    return redirect(org_url(info.organization, "/settings/crm", notice="connected"))
+    return redirect(
+        org_url(info.organization, "/settings/crm", notice="connected"), vouch=page.request
+    )
 
 
 #: What the callback's state becomes when it is another operator's: no state hashes to it.
@@ -275,7 +277,7 @@ async def disconnect(page: OrgPage) -> Response:
             revoke_token(requests.Session(), login_url, token)
 
     await run_in_threadpool(forget)
-    return redirect(page.url("/settings/crm", notice="disconnected"))
+    return redirect(page.url("/settings/crm", notice="disconnected"), vouch=page.request)
 
 
 async def refresh(page: OrgPage) -> Response:
@@ -287,7 +289,7 @@ async def refresh(page: OrgPage) -> Response:
     engine, key, org = page.context.engine, _key(settings), page.organization.id
     connection = await page.read(lambda s: connection_info(s, org))
     if connection is None:
-        return redirect(page.url("/settings/crm", notice="no-connection"))
+        return redirect(page.url("/settings/crm", notice="no-connection"), vouch=page.request)
     # the integration user the page shows: the connection's user (CONTRACT section 4's
     # default for deploy, the user the credentials log in as)
     request = RefreshRequest(organization=org, integration_user=connection.username)
@@ -312,7 +314,7 @@ async def refresh(page: OrgPage) -> Response:
     try:
         await run_in_threadpool(start)
     except JobBusy:
-        return redirect(page.url("/settings/crm", notice="busy"))
+        return redirect(page.url("/settings/crm", notice="busy"), vouch=page.request)
     except AgentProvisionError as error:
         return page.error(400, "Refresh Webhook did not start", error.message)
     return redirect(page.url("/settings/crm"))

@@ -94,6 +94,18 @@ class Dash:
             data["next"] = next_path
         return self.client.post("/login", data=data, follow_redirects=False)
 
+    def vouch(self, url: str) -> None:
+        """Give the client the flash cookie a POST's redirect to ``url`` would set (signed
+        with this dashboard's secret), as if that POST had just happened."""
+        from receiver.dashboard.rendering import vouching_cookie
+        from receiver.dashboard.state import DashboardState
+
+        app_state: Any = self.client.app.state  # type: ignore[attr-defined]
+        state = getattr(app_state, "dashboard", None) or DashboardState.build(app_state.context)
+        cookie = vouching_cookie(state, url)
+        assert cookie is not None, url
+        self.client.cookies.set(*cookie)
+
     def add_operator(self, username: str, *orgs: str, password: str = PASSWORD) -> None:
         with transaction(self.engine) as session:
             add_operator(session, username=username, password=password, organizations=orgs)

@@ -206,8 +206,13 @@ def test_a_flash_shows_once_after_its_redirect_and_never_from_a_link(dash: Dash)
     assert sentence not in dash.client.get(posted.headers["location"]).text  # a reload
     # a link someone sent, or a flash code that is not the one just redirected with
     assert "is now Enabled" not in dash.client.get(users, params={"flash": "enabled"}).text
-    dash.client.cookies.set(FLASH_COOKIE, "flash%3Ddisabled")  # vouches for another code
+    dash.vouch(f"{users}?flash=disabled")  # vouches for another code
     assert "is now Enabled" not in dash.client.get(users, params={"flash": "enabled"}).text
+    # a cookie planted with the right text but not signed by this dashboard
+    dash.client.cookies.set(FLASH_COOKIE, "flash%3Denabled")
+    assert "is now Enabled" not in dash.client.get(users, params={"flash": "enabled"}).text
+    dash.vouch(f"{users}?flash=enabled")  # the one a real redirect sets: shown
+    assert "is now Enabled" in dash.client.get(users, params={"flash": "enabled"}).text
 
 
 def test_unknown_paths_and_bad_names_get_a_clear_page(dash: Dash) -> None:

@@ -111,6 +111,22 @@ def test_sign_out_clears_the_host_prefixed_cookie_behind_https(make_dash: MakeDa
     assert len(cleared) == 1 and _host_cookie_rules_hold(cleared[0])
 
 
+def test_the_flash_cookie_is_host_prefixed_and_cleared_as_set_behind_https(
+    make_dash: MakeDash,
+) -> None:
+    """Attack finding: the one-shot flash cookie had neither ``Secure`` nor the
+    ``__Host-`` prefix the session cookie has."""
+    d = make_dash(public_url="https://provision.example.com", base_url="https://testserver")
+    d.sign_in()
+    response = d.post_form("/logout", {}, page="/")
+    flash = [c for c in _set_cookie(response) if c.startswith("__Host-aap_flash=")]
+    assert len(flash) == 1 and _host_cookie_rules_hold(flash[0])
+    page = d.client.get(response.headers["location"])
+    assert "You are signed out." in page.text
+    cleared = [c for c in _set_cookie(page) if c.startswith("__Host-aap_flash=")]
+    assert len(cleared) == 1 and _host_cookie_rules_hold(cleared[0])
+
+
 def test_a_forged_cookie_is_refused(dash: Dash) -> None:
     dash.client.cookies.set("aap_session", "forged.value", domain="testserver.local")
     response = dash.client.get(f"/organizations/{dash.org}/users", follow_redirects=False)

@@ -13,7 +13,6 @@ from sqlmodel import select
 
 from deployer.kinds import DeploymentKind, DeploymentOutcome
 from deployer.package import Trigger
-from receiver.dashboard.rendering import FLASH_COOKIE
 from receiver.db import transaction
 from receiver.deployments import record_deployment
 from receiver.models import DeploymentCreate, Organization
@@ -161,11 +160,11 @@ def test_a_deploy_recorded_before_endpoints_were_kept_says_so(dash: Dash) -> Non
 
 def test_a_flash_on_the_crm_page_is_not_a_status_element(dash: Dash) -> None:
     dash.sign_in()
-    dash.client.cookies.set(FLASH_COOKIE, "flash%3Denabled")  # as the switch's redirect sets it
+    dash.vouch(f"/organizations/{dash.org}/settings/crm?flash=enabled")
     html = _crm(dash, flash="enabled")
     assert "Agent Auto Provision is now Enabled." in html
     assert 'role="status"' not in html.split("Agent Auto Provision is now Enabled.")[0][-200:]
-    dash.client.cookies.set(FLASH_COOKIE, "flash%3Denabled")
+    dash.vouch(f"/organizations/{dash.org}/users?flash=enabled")
     users = dash.client.get(f"/organizations/{dash.org}/users", params={"flash": "enabled"}).text
     assert '<p class="flash" role="status">Agent Auto Provision is now Enabled.</p>' in users
 
