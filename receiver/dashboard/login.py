@@ -43,6 +43,7 @@ from receiver.dashboard.framework import (
     guarded,
     redirect,
     render,
+    set_private_cookie,
     signed_in_route,
 )
 from receiver.dashboard.glance import OrgGlance, org_glance
@@ -105,13 +106,12 @@ def _login_form(
         },
         status=status,
     )
-    response.set_cookie(
+    set_private_cookie(
+        response,
         _NONCE_COOKIE,
         URLSafeTimedSerializer(state.secret, salt=_NONCE_SALT).dumps(nonce),
         max_age=_NONCE_MAX_AGE,
         path="/login",
-        httponly=True,
-        samesite="lax",
         secure=state.secure_cookie,
     )
     return response
@@ -217,25 +217,23 @@ async def login_submit(request: Request) -> Response:
 
     token = await run_in_threadpool(start)
     response = redirect(next_path)  # ``next`` came with the request: nothing vouched
-    response.set_cookie(
+    set_private_cookie(
+        response,
         cookie_name(state.secure_cookie),
         sign_token(state.secret, token),
         max_age=int(state.absolute_lifetime.total_seconds()),
         path="/",
-        httponly=True,
-        samesite="lax",
         secure=state.secure_cookie,
     )
     response.delete_cookie(
         _NONCE_COOKIE, path="/login", secure=state.secure_cookie, httponly=True, samesite="lax"
     )
-    response.set_cookie(
+    set_private_cookie(
+        response,
         DEVICE_COOKIE,
         device_cookie_value(state.secret, username, stamp),
         max_age=int(DEVICE_LIFETIME.total_seconds()),
         path="/login",
-        httponly=True,
-        samesite="lax",
         secure=state.secure_cookie,
     )
     return response

@@ -34,6 +34,7 @@ __all__ = [
     "org_url",
     "redirect",
     "render",
+    "set_private_cookie",
     "shown_address",
     "shown_flash",
     "vouched",
@@ -118,6 +119,16 @@ def vouching_cookie(state: DashboardState, url: str) -> tuple[str, str] | None:
     return flash_cookie_name(state.secure_cookie), signed
 
 
+def set_private_cookie(
+    response: Response, name: str, value: str, *, max_age: int, path: str, secure: bool
+) -> None:
+    """Set a cookie as the dashboard sets every one: ``HttpOnly``, ``SameSite=Lax``, and
+    ``Secure`` when served over https (``secure``); ``max_age`` in seconds."""
+    response.set_cookie(
+        name, value, max_age=max_age, path=path, httponly=True, samesite="lax", secure=secure
+    )
+
+
 def redirect(url: str, *, vouch: Request | None = None) -> Response:
     """A 303 See Other (Post/Redirect/Get). With ``vouch``, the request of the POST whose
     outcome ``url`` reports, the :data:`VOUCHED_PARAMS` of ``url``'s query are vouched for
@@ -129,13 +140,8 @@ def redirect(url: str, *, vouch: Request | None = None) -> Response:
         state = get_state(vouch)
         cookie = vouching_cookie(state, url)
         if cookie is not None:
-            response.set_cookie(
-                *cookie,
-                max_age=_FLASH_MAX_AGE,
-                path="/",
-                httponly=True,
-                samesite="lax",
-                secure=state.secure_cookie,
+            set_private_cookie(
+                response, *cookie, max_age=_FLASH_MAX_AGE, path="/", secure=state.secure_cookie
             )
     return response
 
