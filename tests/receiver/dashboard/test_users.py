@@ -213,6 +213,7 @@ def test_the_agent_page_shows_fields_sessions_and_timeline(dash: Dash) -> None:
     )
     page = dash.client.get(f"/organizations/{dash.org}/users/{user[:15]}")  # 15 characters too
     assert page.status_code == 200
+    assert f"Salesforce user <code>{user}</code>" in page.text  # under the Name, as for the gone
     html = page.text
     assert (
         "Tina Timeline" in html
