@@ -248,7 +248,7 @@ def test_an_unknown_or_invalid_agent_gets_a_clear_404(dash: Dash) -> None:
     unknown = dash.client.get(f"/organizations/{dash.org}/users/{next_id('005')}")
     assert unknown.status_code == 404 and "User not found" in unknown.text
     # in the organization's menu, with the way back to its Users (newcomer finding)
-    assert f'href="/organizations/{dash.org}/users">Users of {dash.org}</a>' in unknown.text
+    assert f'href="/organizations/{dash.org}/users">← All agents</a>' in unknown.text
     assert f'href="/organizations/{dash.org}/reconcile"' in unknown.text  # the menu
     invalid = dash.client.get(f"/organizations/{dash.org}/users/<script>")
     assert invalid.status_code == 404 and "<script>" not in invalid.text
