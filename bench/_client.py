@@ -52,10 +52,10 @@ class Poster:
     ``inflight``, ``acked``, ``attempts`` and ``failures`` are live counters another
     thread may read; every change to them is announced, so :meth:`wait_for` sees every
     state they pass through, not samples of them (the fault tests kill the server in the
-    first state with ``acked >= N`` and ``inflight > 0``). :meth:`hold` stops the clients from starting
-    a new attempt (the ones in flight finish) until :meth:`release`, so a test can inject a
-    fault between two known states. ``run()`` returns one :class:`Delivery` per
-    body, in body order. ``retry=False`` sends each body once (the benchmark: every message
+    first state with ``acked >= N`` and ``inflight > 0``). :meth:`hold` stops the clients
+    from starting a new attempt (the ones in flight finish) until :meth:`release`, so a
+    test can inject a fault between two known states. ``run()`` returns one
+    :class:`Delivery` per body, in body order. ``retry=False`` sends each body once (the benchmark: every message
     must be acknowledged first time).
     """
 
@@ -181,6 +181,13 @@ class Poster:
                 return
             await self._deliver(client, deliveries[index])
 
+    def _count(self, **deltas: int) -> None:
+        """Add ``deltas`` to the named counters and announce the new state."""
+        with self._changed:
+            for name, delta in deltas.items():
+                setattr(self, name, getattr(self, name) + delta)
+            self._changed.notify_all()
+
     async def _deliver(self, client: httpx.AsyncClient, delivery: Delivery) -> None:
         body = self.bodies[delivery.index]
         pause = self.pause
@@ -188,29 +195,20 @@ class Poster:
             while not self._open.is_set():
                 await asyncio.sleep(0.005)
             start = time.perf_counter()
-            with self._changed:
-                self.inflight += 1
-                self.attempts += 1
-                self._changed.notify_all()
+            self._count(inflight=1, attempts=1)
             try:
                 response = await client.post(self.url, content=body, headers=_HEADERS)
                 status, content = response.status_code, response.content
             except httpx.TransportError:
                 status, content = 0, b""
             finally:
-                with self._changed:
-                    self.inflight -= 1
-                    self._changed.notify_all()
+                self._count(inflight=-1)
             delivery.statuses.append(status)
             if is_ack(status, content):
                 delivery.ack_seconds = time.perf_counter() - start
-                with self._changed:
-                    self.acked += 1
-                    self._changed.notify_all()
+                self._count(acked=1)
                 return
-            with self._changed:
-                self.failures += 1
-                self._changed.notify_all()
+            self._count(failures=1)
             if self.retry:
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, self.max_pause)

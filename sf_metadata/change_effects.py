@@ -228,12 +228,16 @@ def unchanged_reason(*, provisioned: bool, disabled: bool) -> str:
     return _updated_reason(disabled, []) if provisioned else NOT_PROVISIONED
 
 
-def upsert_action(stored: StoredUser | None, agent: AgentRecord) -> tuple[Action, str]:
+def upsert_action(
+    stored: StoredUser | None, agent: AgentRecord, fields: list[str] | None = None
+) -> tuple[Action, str]:
+    """The action and reason of an applied active change; ``fields``: what an update
+    changed (:func:`_updated_reason`)."""
     why = ", disabled: no CallCenterId" if agent.disabled else ""
     if stored is None:
         return Action.CREATED, f"IsActive is true: new agent{why}"
     if stored.provisioned:
-        return Action.UPDATED, _updated_reason(agent.disabled)
+        return Action.UPDATED, _updated_reason(agent.disabled, fields)
     if stored.agent_id is not None:
         return Action.RESTORED, f"IsActive is true: deprovisioned agent restored{why}"
     return Action.CREATED, f"IsActive is true: new agent (user was never provisioned){why}"
@@ -244,7 +248,6 @@ def upsert(
 ) -> Decision:
     """An applied active change: the agent row (or nothing when nothing differs), the
     sessions of an agent that becomes disabled, the parked changes it makes stale."""
-    action, reason = upsert_action(stored, c.agent)
     unpark = superseded(c, state)
     held = stored if stored is not None and stored.provisioned else None
     agent_id = (
@@ -256,8 +259,10 @@ def upsert(
     new_key = username_key(c.agent.username)
     data = c.agent.to_json()
     data_changed = held is None or held.data is None or held.data != data
-    if action is Action.UPDATED and held is not None and held.data is not None:
-        reason = _updated_reason(c.agent.disabled, changed_fields(held.data, data))
+    fields = None  # walked only when the (C-speed) comparison found a difference
+    if held is not None and held.data is not None:
+        fields = changed_fields(held.data, data) if data_changed else []
+    action, reason = upsert_action(stored, c.agent, fields)
     end = None
     was_disabled = held is not None and held.data is not None and held.data.get("disabled")
     if held is not None and c.agent.disabled and not was_disabled:

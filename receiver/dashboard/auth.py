@@ -27,6 +27,7 @@ from sqlalchemy import delete, or_
 from sqlmodel import Session, col, select
 from starlette.responses import Response
 
+from receiver.dashboard.cookies import clear_private_cookie
 from receiver.dashboard.operators import verify_password
 from receiver.dashboard.tables import Operator, OperatorOrganization, OperatorSession
 from receiver.dashboard.throttle import ADDRESS_LIMIT, USERNAME_LIMIT, WINDOW
@@ -74,9 +75,7 @@ def clear_session_cookie(response: Response, secure: bool) -> None:
     """Clear the session cookie with the attributes it was set with: a browser ignores a
     ``__Host-`` cookie without ``Secure`` (RFC 6265bis), so a bare ``delete_cookie`` left
     the dead cookie in place behind https."""
-    response.delete_cookie(
-        cookie_name(secure), path="/", secure=secure, httponly=True, samesite="lax"
-    )
+    clear_private_cookie(response, cookie_name(secure), path="/", secure=secure)
 
 
 def _sha(value: str) -> str:

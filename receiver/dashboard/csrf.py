@@ -27,10 +27,15 @@ from urllib.parse import urlsplit
 
 from starlette.requests import Request
 
-__all__ = ["FIELD", "allowed_origin", "form_token", "origin_of", "request_problem"]
+__all__ = ["CROSS_SITE", "FIELD", "allowed_origin", "form_token", "origin_of", "request_problem"]
 
 #: The hidden form field holding the token.
 FIELD = "csrf_token"
+
+
+#: What :func:`request_problem` says of a form sent from another site (the other problems
+#: are a missing or wrong token: an expired form, or one a reload sent again).
+CROSS_SITE = "the form was sent from another site"
 
 
 def form_token(secret: bytes, purpose: str, value: str) -> str:
@@ -63,14 +68,14 @@ def request_problem(
     value; ``expected`` the token it must equal (``None``: no session, always refused)."""
     site = request.headers.get("sec-fetch-site")
     if site is not None and site.lower() not in ("same-origin", "none"):
-        return "the form was sent from another site"
+        return CROSS_SITE
     origin = request.headers.get("origin")
     if origin is not None and (origin == "null" or origin_of(origin) not in origins):
-        return "the form was sent from another site"
+        return CROSS_SITE
     if origin is None and site is None:
         referer = request.headers.get("referer")
         if referer and origin_of(referer) not in origins:
-            return "the form was sent from another site"
+            return CROSS_SITE
     if expected is None or not isinstance(submitted, str) or not submitted:
         return "the form has no security token"
     if not hmac.compare_digest(submitted.encode("utf-8"), expected.encode("ascii")):

@@ -71,7 +71,6 @@ from receiver.dashboard.rendering import (
     org_url,
     redirect,
     render,
-    set_private_cookie,
     shown_address,
     vouched,
 )
@@ -96,7 +95,6 @@ __all__ = [
     "org_route",
     "redirect",
     "render",
-    "set_private_cookie",
     "shown_address",
     "signed_in_route",
     "viewer_of",

@@ -13,7 +13,7 @@ import csv
 import io
 import json
 from collections.abc import Iterator, Mapping
-from itertools import chain
+from itertools import islice
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -173,21 +173,13 @@ def _named(engine: Any, organization_id: str, rows: Iterator[LogRow]) -> Iterato
     none is known)."""
     from receiver.db import transaction
 
-    chunk: list[LogRow] = []
-    for row in chain(rows, [None]):  # None: the end, the last chunk goes out
-        if row is not None:
-            chunk.append(row)
-            if len(chunk) < _NAMED_CHUNK:
-                continue
-        if not chunk:
-            break
+    while chunk := list(islice(rows, _NAMED_CHUNK)):
         with transaction(engine, read_only=True) as session:
             names = agent_names(session, organization_id=organization_id, rows=chunk)
-        for each in chunk:
-            data = each.to_json()
-            data["name"] = names.get(each.crm_id) if each.crm_id is not None else None
+        for row in chunk:
+            data = row.to_json()
+            data["name"] = names.get(row.crm_id) if row.crm_id is not None else None
             yield data
-        chunk = []
 
 
 def _csv_lines(rows: Iterator[dict[str, Any]]) -> Iterator[str]:

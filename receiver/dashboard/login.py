@@ -35,6 +35,7 @@ from receiver.dashboard.auth import (
     start_session,
     unsign_token,
 )
+from receiver.dashboard.cookies import clear_private_cookie, set_private_cookie
 from receiver.dashboard.framework import (
     SignedInPage,
     client_address,
@@ -43,7 +44,6 @@ from receiver.dashboard.framework import (
     guarded,
     redirect,
     render,
-    set_private_cookie,
     signed_in_route,
 )
 from receiver.dashboard.glance import OrgGlance, org_glance
@@ -150,7 +150,7 @@ async def login_submit(request: Request) -> Response:
     username = username.strip() if isinstance(username, str) else ""
     password = password if isinstance(password, str) else ""
     next_path = _safe_next(str(form.get("next") or "/"))
-    if problem is not None and problem.endswith("another site"):
+    if problem == csrf.CROSS_SITE:
         return csrf_refused(request, problem, None)
     if problem is not None:  # an expired form, or one a reload sent again: the form anew
         return _login_form(
@@ -225,9 +225,7 @@ async def login_submit(request: Request) -> Response:
         path="/",
         secure=state.secure_cookie,
     )
-    response.delete_cookie(
-        _NONCE_COOKIE, path="/login", secure=state.secure_cookie, httponly=True, samesite="lax"
-    )
+    clear_private_cookie(response, _NONCE_COOKIE, path="/login", secure=state.secure_cookie)
     set_private_cookie(
         response,
         DEVICE_COOKIE,

@@ -25,9 +25,9 @@ from sf_metadata.errors import InvalidSalesforceId
 from sf_metadata.ids import USER, canonical_id
 
 __all__ = [
-    "SOURCE_LABELS",
     "ACTIONS",
     "OUTCOMES",
+    "SOURCE_LABELS",
     "LogFilter",
     "LogRow",
     "iter_rows",

@@ -19,7 +19,8 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from receiver.dashboard import csrf
 from receiver.dashboard.auth import Viewer
-from receiver.dashboard.state import BIDI_CONTROLS, DashboardState, get_state
+from receiver.dashboard.cookies import clear_private_cookie, set_private_cookie
+from receiver.dashboard.state import SHOWN_AS_CODE_POINTS, DashboardState, get_state
 from receiver.models import Organization
 
 __all__ = [
@@ -34,9 +35,7 @@ __all__ = [
     "org_url",
     "redirect",
     "render",
-    "set_private_cookie",
     "shown_address",
-    "shown_flash",
     "vouched",
     "vouching_cookie",
     "with_headers",
@@ -87,9 +86,10 @@ def client_address(request: Request) -> str:
 
 def csv_cell(value: object) -> str:
     """A CSV cell of a download; text that a spreadsheet would run as a formula gets a
-    leading quote (OWASP "CSV Injection"), and bidirectional controls show as their code
-    points, as on the pages (:data:`~receiver.dashboard.state.BIDI_CONTROLS`)."""
-    text = "" if value is None else str(value).translate(BIDI_CONTROLS)
+    leading quote (OWASP "CSV Injection"), and bidirectional controls and invisible
+    characters show as their code points, as on the pages
+    (:data:`~receiver.dashboard.state.SHOWN_AS_CODE_POINTS`)."""
+    text = "" if value is None else str(value).translate(SHOWN_AS_CODE_POINTS)
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
@@ -117,16 +117,6 @@ def vouching_cookie(state: DashboardState, url: str) -> tuple[str, str] | None:
         return None
     signed = URLSafeSerializer(state.secret, salt=_FLASH_SALT).dumps(text)
     return flash_cookie_name(state.secure_cookie), signed
-
-
-def set_private_cookie(
-    response: Response, name: str, value: str, *, max_age: int, path: str, secure: bool
-) -> None:
-    """Set a cookie as the dashboard sets every one: ``HttpOnly``, ``SameSite=Lax``, and
-    ``Secure`` when served over https (``secure``); ``max_age`` in seconds."""
-    response.set_cookie(
-        name, value, max_age=max_age, path=path, httponly=True, samesite="lax", secure=secure
-    )
 
 
 def redirect(url: str, *, vouch: Request | None = None) -> Response:
@@ -164,11 +154,6 @@ def vouched(request: Request) -> dict[str, str]:
     return {k: v for k, v in pairs if k in VOUCHED_PARAMS}
 
 
-def shown_flash(request: Request) -> str:
-    """The ``?flash=`` code to show (:func:`vouched`), else ``""``."""
-    return vouched(request).get("flash", "")
-
-
 def render(
     request: Request,
     template: str,
@@ -196,7 +181,7 @@ def render(
         assert organization is not None
         return org_url(organization.id, path, **query)
 
-    flash_code = shown_flash(request)
+    flash_code = vouched(request).get("flash", "")
     flash = FLASH_MESSAGES.get(flash_code)
     data: dict[str, Any] = {
         "viewer": viewer,
@@ -213,9 +198,7 @@ def render(
     response = with_headers(HTMLResponse(html, status_code=status))
     flash_cookie = flash_cookie_name(state.secure_cookie)
     if flash_cookie in request.cookies:  # shown once (or stale): a reload shows no flash
-        response.delete_cookie(
-            flash_cookie, path="/", httponly=True, samesite="lax", secure=state.secure_cookie
-        )
+        clear_private_cookie(response, flash_cookie, path="/", secure=state.secure_cookie)
     return response
 
 

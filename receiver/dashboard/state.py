@@ -29,7 +29,7 @@ from receiver.dashboard.csrf import origin_of
 if TYPE_CHECKING:
     from receiver.context import ReceiverContext
 
-__all__ = ["BIDI_CONTROLS", "DashboardState", "get_state", "templates_dir"]
+__all__ = ["SHOWN_AS_CODE_POINTS", "DashboardState", "get_state", "templates_dir"]
 
 
 def templates_dir() -> Path:
@@ -62,7 +62,7 @@ def _isotime(value: datetime | None) -> str:
 #: and the tag characters (U+E0000-U+E007F). Left alone, because names need them: the
 #: joiners (U+200C, U+200D: Persian, Hindi, emoji) and the variation selectors (emoji,
 #: ideographic variants of Japanese names).
-BIDI_CONTROLS = {
+SHOWN_AS_CODE_POINTS = {
     c: f"[U+{c:04X}]"
     for c in (
         *range(0x202A, 0x202F),
@@ -92,10 +92,10 @@ BIDI_CONTROLS = {
 
 def _shown(value: Any) -> Any:
     """Every ``{{ value }}``: text with its bidirectional controls and invisible characters
-    made visible (:data:`BIDI_CONTROLS`; markup the templates build, such as the CSRF field,
+    made visible (:data:`SHOWN_AS_CODE_POINTS`; markup the templates build, such as the CSRF field,
     as it is)."""
     if isinstance(value, str) and not isinstance(value, markupsafe.Markup):
-        return value.translate(BIDI_CONTROLS)
+        return value.translate(SHOWN_AS_CODE_POINTS)
     return value
 
 
