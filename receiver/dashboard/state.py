@@ -90,6 +90,15 @@ SHOWN_AS_CODE_POINTS = {
 }
 
 
+def _action_pill(action: str | None) -> str:
+    """The pill colour of a provisioning log action, the same on every page: ``ok`` for
+    what was applied (created, updated, restored), ``bad`` for failed, ``off`` for the rest
+    (deprovisioned, duplicate, stale, ignored)."""
+    if action == "failed":
+        return "bad"
+    return "ok" if action in ("created", "updated", "restored") else "off"
+
+
 def _shown(value: Any) -> Any:
     """Every ``{{ value }}``: text with its bidirectional controls and invisible characters
     made visible (:data:`SHOWN_AS_CODE_POINTS`; markup the templates build, such as the CSRF field,
@@ -110,6 +119,7 @@ def _environment() -> jinja2.Environment:
     )
     env.filters["utc"] = _localtime
     env.filters["iso"] = _isotime
+    env.filters["action_pill"] = _action_pill
     return env
 
 

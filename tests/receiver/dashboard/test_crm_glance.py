@@ -198,3 +198,15 @@ def test_a_replay_is_not_the_last_message_from_salesforce(dash: Dash) -> None:
     after = _crm(dash)
     assert _glance(after, "Last message") == _glance(before, "Last message")
     assert _glance(after, "Last notification") == _glance(before, "Last notification")
+
+
+def test_the_last_notification_is_coloured_as_in_the_log(dash: Dash) -> None:
+    """Newcomer finding: a duplicate was a green pill here and a grey one in the log."""
+    dash.sign_in()
+    message = make_notification()
+    dash.post_message(message)
+    dash.post_message(message)  # the same notification again: a duplicate
+    assert '<span class="pill off">duplicate</span>' in _crm(dash)
+    log = dash.client.get(f"/organizations/{dash.org}/provisioning-log").text
+    assert '<span class="pill off">duplicate</span>' in log
+    assert '<span class="pill ok">created</span>' in log
