@@ -8,7 +8,7 @@ runs (the convoy and Hookdeck "affects N" pattern, ``dashboard-anchors.md`` (b) 
 
 Which failures are pending: those of ``organization`` whose notification was kept for
 replay (``failed_notification``), in the filter (Salesforce user, received from/until,
-message outcome), that are
+message outcome, source), that are
 
 - **not replayed yet**: no provisioning log entry with source ``replay`` names the event;
 - **not overtaken**: no later entry of the same Salesforce user created, updated,
@@ -81,13 +81,15 @@ T = TypeVar("T")
 class ReplayScope:
     """Which failures: ``crm_id`` (an 18-character User id) or any; the message received
     at ``since`` or later and before ``until`` (aware UTC datetimes) or any time;
-    ``outcome`` (a message outcome) or any; ``again``: also the failures of earlier
-    replays."""
+    ``outcome`` (a message outcome) or any; ``source`` (a :class:`SourceKind` value: the
+    failures of Outbound Messages, of reconcile runs, or of earlier replays) or any;
+    ``again``: also the failures of earlier replays."""
 
     crm_id: str | None = None
     since: datetime | None = None
     until: datetime | None = None
     outcome: str | None = None
+    source: str | None = None
     again: bool = False
 
 
@@ -149,6 +151,8 @@ def pending_failures(
         stmt = stmt.where(_M.c.received_at < scope.until)
     if scope.outcome is not None:
         stmt = stmt.where(_M.c.outcome == scope.outcome)
+    if scope.source is not None:
+        stmt = stmt.where(_M.c.source == scope.source)
     found = session.execute(stmt.order_by(_F.c.event_id)).all()
     if not found:
         return PendingFailures()

@@ -1,13 +1,14 @@
-"""``agent-provision replay ORGANIZATION [--user ID] [--from DATE] [--to DATE] [--again]
-[--limit N] [--dry-run] [--json]``: decide the failed notifications of the provisioning log
-again, after a fix (the log page's ``Replay failed`` button; both call
-:func:`receiver.replay_batch.replay_failed`).
+"""``agent-provision replay ORGANIZATION [--user ID] [--from DATE] [--to DATE]
+[--source SOURCE] [--again] [--limit N] [--dry-run] [--json]``: decide the failed
+notifications of the provisioning log again, after a fix (the log page's ``Replay failed``
+button; both call :func:`receiver.replay_batch.replay_failed`).
 
 Each pending failure of the scope (not replayed yet, not overtaken by a later change of its
 user; a Salesforce User id; received on or after ``--from`` and on or before ``--to``,
-``YYYY-MM-DD`` UTC, swapped with a note when ``--from`` is the later) runs oldest first,
-at most ``--limit`` (default and most: 500) per call; ``--again`` also takes those that
-failed again on an earlier replay; ``--dry-run`` only counts them and lists their
+``YYYY-MM-DD`` UTC, swapped with a note when ``--from`` is the later; of one source,
+``outbound-message``, ``reconcile`` or ``replay``, as the log page's Source filter) runs
+oldest first, at most ``--limit`` (default and most: 500) per call; ``--again`` also takes
+those that failed again on an earlier replay; ``--dry-run`` only counts them and lists their
 provisioning log event ids. Output: one line, or with ``--json``
 ``{"organization", "replayed", "actions": {action: count}, "remaining"}`` (dry run:
 ``{"organization", "pending", "pendingAgain", "eventIds"}``). Exit codes: 0; 2 for a bad
@@ -31,6 +32,7 @@ from receiver.cli._options import (
 )
 from receiver.db import transaction
 from receiver.organizations import get_organization
+from receiver.provisioning import SourceKind
 from receiver.replay_batch import MAX_BATCH, ReplayScope, pending_failures, replay_failed
 from sf_metadata.errors import InvalidSalesforceId, UsageError
 from sf_metadata.ids import USER, canonical_id
@@ -39,7 +41,11 @@ __all__ = ["replay"]
 
 
 def _scope(
-    user: str | None, first: datetime | None, last: datetime | None, again: bool
+    user: str | None,
+    first: datetime | None,
+    last: datetime | None,
+    source: str | None,
+    again: bool,
 ) -> ReplayScope:
     crm_id = None
     if user:
@@ -60,7 +66,7 @@ def _scope(
     until = None
     if last is not None and last.date() < date.max:
         until = last.replace(tzinfo=UTC) + timedelta(days=1)
-    return ReplayScope(crm_id=crm_id, since=since, until=until, again=again)
+    return ReplayScope(crm_id=crm_id, since=since, until=until, source=source, again=again)
 
 
 @click.command("replay")
@@ -71,6 +77,11 @@ def _scope(
 )
 @click.option(
     "--to", "last", type=click.DateTime(["%Y-%m-%d"]), help="Received on or before (UTC)."
+)
+@click.option(
+    "--source",
+    type=click.Choice([kind.value for kind in SourceKind]),
+    help="Only failures of Outbound Messages, of reconcile runs, or of earlier replays.",
 )
 @click.option(
     "--limit",
@@ -90,13 +101,14 @@ def replay(
     user: str | None,
     first: datetime | None,
     last: datetime | None,
+    source: str | None,
     limit: int,
     again: bool,
     dry_run: bool,
     as_json: bool,
 ) -> None:
     """Decide the failed notifications of ORGANIZATION again, oldest first, once each."""
-    scope = _scope(user, first, last, again)
+    scope = _scope(user, first, last, source, again)
     with store_engine(ctx, organization) as engine:
         with transaction(engine, read_only=True) as session:
             get_organization(session, organization)

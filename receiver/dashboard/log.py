@@ -20,9 +20,15 @@ from sqlmodel import Session, col, select
 from starlette.responses import Response, StreamingResponse
 
 from receiver.dashboard.framework import OrgPage, csv_cell, org_route, vouched
-from receiver.dashboard.log_replay import PendingCounts, batch_counts, pending_counts
+from receiver.dashboard.log_replay import (
+    FILTER_FIELDS,
+    PendingCounts,
+    batch_counts,
+    pending_counts,
+)
 from receiver.dashboard.logview import (
     ACTIONS,
+    SOURCE_LABELS,
     LogRow,
     iter_rows,
     log_page,
@@ -154,6 +160,8 @@ async def log_page_view(page: OrgPage) -> Response:
             "rows": rows,
             "flt": flt,
             "actions": ACTIONS,
+            "sources": SOURCE_LABELS,
+            "replay_fields": FILTER_FIELDS,
             "next_before": next_before,
             "first_page": before is None,
             "replayable": replayable,

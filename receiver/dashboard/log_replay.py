@@ -38,7 +38,14 @@ from receiver.replay_batch import ReplayScope, pending_failures, replay_failed, 
 from sf_metadata.decision import Action
 from sf_metadata.errors import JobBusy, ReplayNotFound, ReplayRefused
 
-__all__ = ["ROUTES", "PendingCounts", "batch_counts", "pending_counts", "replay_scope"]
+__all__ = [
+    "FILTER_FIELDS",
+    "ROUTES",
+    "PendingCounts",
+    "batch_counts",
+    "pending_counts",
+    "replay_scope",
+]
 
 FLASH_MESSAGES.update(
     {
@@ -60,13 +67,19 @@ FLASH_PROBLEMS.update({"replay-failed-again", "replay-unknown", "replay-busy", "
 #: Actions that count as applied in the report line.
 _APPLIED = frozenset({"created", "updated", "restored", "deprovisioned"})
 _BATCH_COUNTS = ("replayed", "applied", "again", "left")
-_FILTER_FIELDS = ("user", "from", "to", "outcome")
+#: The log filters a bulk replay keeps (the form's hidden fields; the action is ``failed``).
+FILTER_FIELDS = ("user", "from", "to", "outcome", "source")
 
 
 def replay_scope(flt: LogFilter, *, again: bool = False) -> ReplayScope:
     """The failures a bulk replay of the view ``flt`` takes (its action filter aside)."""
     return ReplayScope(
-        crm_id=flt.crm_id, since=flt.since, until=flt.until, outcome=flt.outcome, again=again
+        crm_id=flt.crm_id,
+        since=flt.since,
+        until=flt.until,
+        outcome=flt.outcome,
+        source=flt.source,
+        again=again,
     )
 
 
@@ -131,7 +144,7 @@ async def replay(page: OrgPage) -> Response:
 async def replay_view(page: OrgPage) -> Response:
     """POST: replay the view's pending failures (see the module docstring)."""
     form = page.form
-    fields = {k: str(form.get(k, "")) if form is not None else "" for k in _FILTER_FIELDS}
+    fields = {k: str(form.get(k, "")) if form is not None else "" for k in FILTER_FIELDS}
     again = form is not None and str(form.get("again", "")) == "1"
     flt = parse_filter({**fields, "action": "failed"})
     back = flt.query()

@@ -1,12 +1,15 @@
 """The Provisioning log page's reads: messages newest first with their notifications,
-filtered by action, outcome, Salesforce user and date, paged by message id (keyset).
+filtered by action, outcome, source (Outbound Message, Reconcile, Replay), Salesforce
+user and date, paged by message id (keyset).
 
 A filter on action or Salesforce user walks the event indexes
 (``ix_provisioning_event_action`` / ``ix_provisioning_event_crm_id``, by message id
 descending) and keeps the organization's messages; otherwise the walk is over
 ``ix_provisioning_message_organization_id_id`` (or ``..._outcome`` for an outcome filter).
 A message that matches shows only its matching notifications; one without notifications
-(ignored, empty, rejected) is one row.
+(ignored, empty, rejected) is one row. A source filter adds a condition on the message
+row to the same walk (no index of its own: the log is pruned after
+``provisioning_log_retention_days``, and most messages are Outbound Messages).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from sf_metadata.ids import USER, canonical_id
 __all__ = [
     "ACTIONS",
     "OUTCOMES",
+    "SOURCES",
     "SOURCE_LABELS",
     "LogFilter",
     "LogRow",
@@ -58,6 +62,8 @@ SOURCE_LABELS = {
     "reconcile": "Reconcile",
     "replay": "Replay",
 }
+#: The sources the Source filter offers (``receiver.provisioning.SourceKind`` values).
+SOURCES = tuple(SOURCE_LABELS)
 
 _M = ProvisioningMessage.__table__  # type: ignore[attr-defined]
 _E = ProvisioningEvent.__table__  # type: ignore[attr-defined]
@@ -85,6 +91,7 @@ class LogFilter:
     action: str | None = None
     outcome: str | None = None
     crm_id: str | None = None
+    source: str | None = None
     since: datetime | None = None
     until: datetime | None = None
     problems: tuple[str, ...] = ()
@@ -104,7 +111,8 @@ def _date(value: str) -> date | None:
 
 
 def parse_filter(params: Any) -> LogFilter:
-    """Read ``action``, ``outcome``, ``user`` (Salesforce User id), ``from`` and ``to``
+    """Read ``action``, ``outcome``, ``source`` (one of :data:`SOURCES`), ``user``
+    (Salesforce User id), ``from`` and ``to``
     (``YYYY-MM-DD``, UTC, inclusive) from a query mapping. A value that cannot be read is
     left out and named in ``problems``. A From date after the To date is read as the range
     between them (the two swapped, also in ``raw`` so the form shows them so) and said in
@@ -112,7 +120,8 @@ def parse_filter(params: Any) -> LogFilter:
     log."""
     problems: list[str] = []
     raw = {
-        k: str(params.get(k, ""))[:100].strip() for k in ("action", "outcome", "user", "from", "to")
+        k: str(params.get(k, ""))[:100].strip()
+        for k in ("action", "outcome", "source", "user", "from", "to")
     }
     action = raw["action"] or None
     if action is not None and action not in ACTIONS:
@@ -124,6 +133,11 @@ def parse_filter(params: Any) -> LogFilter:
         problems.append("unknown outcome: choose one of the list")
         outcome = None
         raw["outcome"] = ""
+    source = raw["source"] or None
+    if source is not None and source not in SOURCES:
+        problems.append("unknown source: choose one of the list")  # never echoed
+        source = None
+        raw["source"] = ""
     crm_id = None
     if raw["user"]:
         try:
@@ -155,7 +169,9 @@ def parse_filter(params: Any) -> LogFilter:
             raw["to"] = ""
         elif d < date.max:
             until = datetime.combine(d, time.min, tzinfo=UTC) + timedelta(days=1)
-    return LogFilter(action, outcome, crm_id, since, until, tuple(problems), raw, tuple(notes))
+    return LogFilter(
+        action, outcome, crm_id, source, since, until, tuple(problems), raw, tuple(notes)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +242,8 @@ def _message_ids(
         order = _M.c.id.desc()
     if flt.outcome is not None:
         stmt = stmt.where(_M.c.outcome == flt.outcome)
+    if flt.source is not None:
+        stmt = stmt.where(_M.c.source == flt.source)
     if flt.since is not None:
         stmt = stmt.where(_M.c.received_at >= flt.since)
     if flt.until is not None:

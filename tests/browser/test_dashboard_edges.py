@@ -2,7 +2,9 @@
 sign-in says which limit and when to retry; a stranger's wrong passwords from another
 address do not hold the operator; on the CRM page the current deploy's result stays the
 first ``status`` element even with a flash, and the deployed endpoint is shown; a wrong
-token shows as the last rejection. Screens at 1366x768 (in $AGENT_PROVISION_SCREENSHOT_DIR)."""
+token shows as the last rejection; on a phone-width screen (420 px) no page is wider than the
+screen, a wide table scrolls in its own box. Screens at 1366x768 unless said (in
+$AGENT_PROVISION_SCREENSHOT_DIR)."""
 
 from __future__ import annotations
 
@@ -94,3 +96,39 @@ def test_a_short_search_says_it_cannot_use_the_index(page: Any, live: Live, shot
     expect(page.get_by_text("cannot use the search index")).to_be_visible()
     expect(page.get_by_text("No agent's name or username contains")).to_be_visible()
     _shot(page, "users-short-search", shot)
+
+
+def test_on_a_phone_width_screen_only_tables_scroll_sideways(
+    browser: Any, live: Live, shot: Any
+) -> None:
+    live.cli("org", "enable", "acme")
+    body = make_outbound_message(
+        [make_notification(Name="Ada Lovelace"), make_notification(IsActive=None)],
+        organization_id=ORG_ID,
+    )
+    assert live.post(body).status_code == 200
+    context = browser.new_context(viewport={"width": 420, "height": 800})
+    try:
+        page = context.new_page()
+        _try(page, live, PASSWORD)
+        expect(page.get_by_role("heading", name="Your organizations")).to_be_visible()
+        for path in (
+            "/",
+            "/users",
+            "/features",
+            "/provisioning-log",
+            "/reconcile",
+            "/settings/crm",
+        ):
+            page.goto(live.url + ("/" if path == "/" else "/organizations/acme" + path))
+            expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+            width = page.evaluate("document.documentElement.scrollWidth")
+            assert width <= 420, f"{path} is {width} px wide on a 420 px screen"
+        # the log's table is wider than the screen: it scrolls in its own box
+        box = page.locator(".table-scroll").first
+        page.goto(live.url + "/organizations/acme/provisioning-log")
+        expect(page.get_by_role("cell", name="failed")).to_be_visible()
+        assert box.evaluate("e => e.scrollWidth > e.clientWidth")
+        _shot(page, "log-phone-width", shot)
+    finally:
+        context.close()

@@ -57,6 +57,25 @@ def test_dry_run_lists_then_replay_runs_each_failure_once(run: Run, database_url
     assert again == "replayed 1 failed notification(s) of demo: failed 1"
 
 
+def test_source_limits_the_replay_to_failures_of_one_source(run: Run, database_url: str) -> None:
+    events = _org_with_failures(run, database_url)
+    of_reconcile = json.loads(
+        _ok(run("replay", "demo", "--source", "reconcile", "--dry-run", "--json"))
+    )
+    assert of_reconcile["pending"] == 0 and of_reconcile["eventIds"] == []
+    delivered = json.loads(
+        _ok(run("replay", "demo", "--source", "outbound-message", "--dry-run", "--json"))
+    )
+    assert delivered["eventIds"] == events
+    _ok(run("replay", "demo", "--source", "outbound-message"))  # user 2 fails again
+    of_replays = json.loads(
+        _ok(run("replay", "demo", "--source", "replay", "--again", "--dry-run", "--json"))
+    )
+    assert (of_replays["pending"], of_replays["pendingAgain"]) == (0, 1)
+    unknown = run("replay", "demo", "--source", "webhook")
+    assert unknown.exit_code == 2 and "outbound-message" in unknown.stderr
+
+
 def test_bad_arguments_exit_2_and_an_unknown_organization_4(run: Run, database_url: str) -> None:
     _org_with_failures(run, database_url)
     backwards = run("replay", "demo", "--from", "2026-12-05", "--to", "2026-12-01", "--dry-run")

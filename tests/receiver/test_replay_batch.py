@@ -100,6 +100,8 @@ def test_the_scope_and_the_limit_bound_what_runs(
     assert _pending(engine, org, only_two) == [events[1]]
     later = ReplayScope(since=T0 + timedelta(minutes=1))
     assert _pending(engine, org, later) == []
+    assert _pending(engine, org, ReplayScope(source="outbound-message")) == events
+    assert _pending(engine, org, ReplayScope(source="reconcile")) == []
     limited = _replay(engine, org, limit=2)
     assert (limited.replayed, limited.remaining) == (2, 1)
     assert _pending(engine, org) == [events[2]]  # the one not reached; the two new are `again`

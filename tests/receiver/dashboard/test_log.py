@@ -66,6 +66,47 @@ def test_a_from_date_after_the_to_date_shows_the_days_between_and_says_so(dash: 
     assert "swapped" not in _log(dash, **{"from": "2026-11-29", "to": "2026-11-29"})
 
 
+def test_the_source_filter_shows_the_decisions_of_one_source_and_replays_only_those(
+    dash: Dash,
+) -> None:
+    dash.sign_in()
+    dash.post_message(make_notification(Name="Delivered"), make_notification(IsActive=None))
+    (event_id,) = _replay_forms(_log(dash))
+    dash.post_form(  # not fixed: its replay fails again, a row of source replay
+        f"/organizations/{dash.org}/provisioning-log/replay",
+        {"event_id": event_id},
+        page=f"/organizations/{dash.org}/provisioning-log",
+    )
+    replays = _log(dash, source="replay")
+    assert '<option value="replay" selected>Replay</option>' in replays
+    assert replays.count(">failed</span>") == 1 and ">created</span>" not in replays
+    assert '<span class="hint">Outbound Message</span>' not in replays
+    delivered = _log(dash, source="outbound-message")
+    assert ">created</span>" in delivered and delivered.count(">failed</span>") == 1
+    assert '<span class="hint">Replay</span>' not in delivered
+    assert "No notification matches" in _log(dash, source="reconcile")
+    odd = _log(dash, source="<b>webhook</b>")
+    assert "unknown source" in odd and "<b>webhook</b>" not in odd
+    assert odd.count(">failed</span>") == 2  # the filter ignored, said so
+    rows = dash.client.get(
+        f"/organizations/{dash.org}/provisioning-log.json", params={"source": "replay"}
+    ).json()
+    assert [(r["source"], r["action"]) for r in rows] == [("replay", "failed")]
+    # a bulk replay keeps the view's source: the delivery's failure was replayed already,
+    # and the replay's own failure is not of this source
+    assert "Nothing here to replay" in _log(dash, action="failed", source="outbound-message")
+    of_replays = _log(dash, action="failed", source="replay")
+    assert "1 failed again when replayed earlier" in of_replays
+    assert '<input type="hidden" name="source" value="replay">' in of_replays
+    response = dash.post_form(
+        f"/organizations/{dash.org}/provisioning-log/replay-failed",
+        {"source": "outbound-message", "again": "1"},
+        page=f"/organizations/{dash.org}/provisioning-log?action=failed",
+    )
+    assert "source=outbound-message" in response.headers["location"]
+    assert "replayed=0" in response.headers["location"]  # the replay's failure: not in scope
+
+
 def test_unreadable_filters_are_named_and_ignored(dash: Dash) -> None:
     dash.sign_in()
     html = _log(dash, action="<b>x</b>", user="not-an-id", **{"from": "yesterday"})
