@@ -25,6 +25,7 @@ from sqlmodel import Session, col, select
 from starlette.responses import Response
 
 from receiver.dashboard.framework import OrgPage, org_route
+from receiver.dashboard.log import agent_names
 from receiver.models import Deployment, ProvisioningEvent, ProvisioningMessage
 from receiver.organizations import webhook_path
 from receiver.provisioning import SourceKind
@@ -103,7 +104,9 @@ def webhook_glance(
         .limit(1)
     ).first()
     last_event = session.execute(
-        sa.select(_E.c.action, _E.c.reason, _E.c.crm_id, _M.c.received_at)
+        sa.select(
+            _E.c.action, _E.c.reason, _E.c.crm_id, _E.c.id.label("event_id"), _M.c.received_at
+        )
         .select_from(_E.join(_M, _M.c.id == _E.c.message_id))
         .where(_M.c.organization_id == organization_id, from_salesforce)
         .order_by(_M.c.id.desc(), _E.c.position.desc())
@@ -178,10 +181,16 @@ def crm_values(session: Session, page: OrgPage) -> dict[str, Any]:
     from receiver.dashboard.salesforce import salesforce_values
 
     org = page.organization
+    glance = webhook_glance(
+        session, organization_id=org.id, base_url=org.base_url, token_sha256=org.token_hash
+    )
+    last = glance.last_event
     return {
-        "glance": webhook_glance(
-            session, organization_id=org.id, base_url=org.base_url, token_sha256=org.token_hash
-        ),
+        "glance": glance,
+        # the last notification's user by name, as the Provisioning log names it
+        "last_name": agent_names(session, organization_id=org.id, rows=[last]).get(last.crm_id)
+        if last is not None and last.crm_id
+        else None,
         "other_origin": other_origin(org.base_url, str(page.request.base_url)),
         **salesforce_values(session, page),
     }

@@ -12,9 +12,9 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from itertools import islice
-from typing import Any
+from typing import Any, Protocol
 
 from sqlmodel import Session, col, select
 from starlette.responses import Response, StreamingResponse
@@ -39,7 +39,7 @@ from receiver.models import Agent, Tombstone
 from receiver.provisioning_tables import FailedNotification
 from receiver.replay_batch import MAX_BATCH
 
-__all__ = ["ROUTES", "agent_names", "carried_name", "replayable_events", "row_id"]
+__all__ = ["ROUTES", "NamedRow", "agent_names", "carried_name", "replayable_events", "row_id"]
 
 
 _CSV_COLUMNS = (
@@ -74,7 +74,20 @@ def replayable_events(session: Session, *, organization_id: str, rows: list[LogR
     return set(found)
 
 
-def agent_names(session: Session, *, organization_id: str, rows: list[LogRow]) -> dict[str, str]:
+class NamedRow(Protocol):
+    """What :func:`agent_names` reads of a row: its Salesforce user and its log event
+    (a :class:`LogRow`, or a query row with those two columns)."""
+
+    @property
+    def crm_id(self) -> str | None: ...
+
+    @property
+    def event_id(self) -> int | None: ...
+
+
+def agent_names(
+    session: Session, *, organization_id: str, rows: Sequence[NamedRow]
+) -> dict[str, str]:
     """``{crmId: name}`` of the agents that exist now among ``rows``' Salesforce users (one
     indexed query for the page; the username stands in for an agent without a name); for
     a user with no agent, the ``Name`` its failed notification carried (kept for replay; a

@@ -210,3 +210,14 @@ def test_the_last_notification_is_coloured_as_in_the_log(dash: Dash) -> None:
     log = dash.client.get(f"/organizations/{dash.org}/provisioning-log").text
     assert '<span class="pill off">duplicate</span>' in log
     assert '<span class="pill ok">created</span>' in log
+
+
+def test_the_last_notification_names_its_user_as_the_log_does(dash: Dash) -> None:
+    """Newcomer finding: it showed the user id alone."""
+    dash.sign_in()
+    dash.post_message(make_notification(Name="Grace <b>Hopper</b>"))
+    shown = _glance(_crm(dash), "Last notification")
+    assert re.search(r">Grace <b>Hopper</b>, 005\w{15}</a>\)$", shown)
+    assert "<b>Hopper" not in _crm(dash)  # the Name stays text
+    dash.post_message(make_notification(IsActive=None, Name="Not Provisioned"))
+    assert "Not Provisioned, 005" in _glance(_crm(dash), "Last notification")
