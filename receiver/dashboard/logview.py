@@ -7,9 +7,9 @@ A filter on action or Salesforce user walks the event indexes
 descending) and keeps the organization's messages; otherwise the walk is over
 ``ix_provisioning_message_organization_id_id`` (or ``..._outcome`` for an outcome filter).
 A message that matches shows only its matching notifications; one without notifications
-(ignored, empty, rejected) is one row. A source filter adds a condition on the message
-row to the same walk (no index of its own: the log is pruned after
-``provisioning_log_retention_days``, and most messages are Outbound Messages).
+(ignored, empty, rejected) is one row. A source filter alone walks
+``ix_provisioning_message_organization_id_source`` (migration 0018); with another filter
+it is a condition on the message row of that filter's walk.
 """
 
 from __future__ import annotations

@@ -13,8 +13,9 @@
                                 the casefolded username or of the client address), at
 
 It also adds indexes to the receiver's tables for the dashboard's reads: the provisioning
-log by Salesforce user (an agent's timeline), by action (failed ones), and by date; the
-Users page's name order is an expression index created by the migration only (SQLite
+log by Salesforce user (an agent's timeline), by action (failed ones), by date, and by
+source (migration 0018); the Users page's name order is an expression index created by
+the migration only (SQLite
 cannot reflect expression indexes, so it is not declared here; see
 :data:`UNMODELLED_INDEXES`), and so are the search tables of :data:`UNMODELLED_TABLES`.
 """
@@ -149,6 +150,12 @@ sa.Index(
     "ix_provisioning_message_organization_id_received_at",
     ProvisioningMessage.__table__.c.organization_id,  # type: ignore[attr-defined]
     ProvisioningMessage.__table__.c.received_at,  # type: ignore[attr-defined]
+)
+sa.Index(  # the log's Source filter (migration 0018)
+    "ix_provisioning_message_organization_id_source",
+    ProvisioningMessage.__table__.c.organization_id,  # type: ignore[attr-defined]
+    ProvisioningMessage.__table__.c.source,  # type: ignore[attr-defined]
+    ProvisioningMessage.__table__.c.id,  # type: ignore[attr-defined]
 )
 sa.Index(
     "ix_provisioning_message_organization_id_outcome",
