@@ -11,7 +11,8 @@ the Salesforce org id to register and the dashboard's ``--base-url``, ``org conn
 (an existing session: ``--instance-url https://127.0.0.1:PORT --access-token ...``) and
 ``org enable``. It serves what a connect, a preflight and a reconcile read: ``GET /services/data/`` (versions), the Organization query, ``userinfo``,
 ``describe`` of User and UserPermissionAccess, the User query with ``nextRecordsUrl``
-pages of the users of ``bench.reconcile.make_records``; every other query is empty. It
+pages of the users of ``bench.reconcile.make_records`` (with ``WHERE Id IN (...)`` those
+users, as the agent page's Sync now reads them); every other query is empty. It
 cannot deploy: a Metadata API call gets a SOAP fault, so ``org enable``'s webhook
 install fails (reported) and its first reconcile still runs. Stop it with Ctrl-C.
 """
@@ -22,6 +23,7 @@ import argparse
 import datetime as dt
 import ipaddress
 import json
+import re
 import ssl
 import sys
 import tempfile
@@ -86,9 +88,17 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-def _handler(pages: list[bytes]) -> type[BaseHTTPRequestHandler]:
+def _handler(pages: list[bytes], records: list[dict[str, Any]]) -> type[BaseHTTPRequestHandler]:
     def body(value: Any) -> bytes:
         return json.dumps(value).encode()
+
+    by_id = {r["Id"]: r for r in records}
+
+    def chosen(soql: str) -> bytes:
+        """The answer to ``... WHERE Id IN ('005...', ...)``: those users, one page."""
+        ids = re.findall(r"'(005\w{15})'", soql.split(" WHERE Id IN (", 1)[1])
+        found = [by_id[i] for i in sorted(set(ids)) if i in by_id]
+        return body({"totalSize": len(found), "done": True, "records": found})
 
     organization = body(
         {
@@ -138,6 +148,8 @@ def _handler(pages: list[bytes]) -> type[BaseHTTPRequestHandler]:
                 if "FROM Organization" in soql:
                     return self._send(200, organization)
                 if "FROM User " in soql + " " and soql.startswith("SELECT Id, SystemModstamp"):
+                    if " WHERE Id IN (" in soql:  # Sync now, reconcile run --user
+                        return self._send(200, chosen(soql))
                     return self._send(200, pages[0])
                 return self._send(200, empty)
             if "/query/01gBENCH-" in path:
@@ -178,11 +190,12 @@ def main(argv: list[str] | None = None) -> int:
         help="where the dashboard and webhook are served (scripts/demo --port N: that port)",
     )
     args = parser.parse_args(argv)
-    pages = render_pages(make_records(args.users), 2000)
+    records = make_records(args.users)
+    pages = render_pages(records, 2000)
     directory = Path(tempfile.gettempdir()) / "agent-provision-fake-org"
     directory.mkdir(mode=0o700, exist_ok=True)
     cert, key = _kept_certificate(directory)
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), _handler(pages))
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), _handler(pages, records))
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     server.socket = context.wrap_socket(server.socket, server_side=True)

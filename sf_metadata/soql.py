@@ -18,7 +18,7 @@ Facts (reference ``salesforce-facts-2026.md`` Q5):
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,6 +26,7 @@ from sf_metadata.metadata_names import OUTBOUND_MESSAGE_FIELDS, SOBJECT_TYPE
 
 __all__ = [
     "DEFAULT_OVERLAP",
+    "MAX_IDS",
     "record_fields",
     "soql_datetime",
     "soql_quote",
@@ -75,17 +76,30 @@ def user_fields(custom_fields: Iterable[str] = ()) -> tuple[str, ...]:
     return (*OUTBOUND_MESSAGE_FIELDS, *custom)
 
 
+#: At most this many ids in one read of chosen users (:func:`user_query`'s ``ids``): the
+#: query travels in the URL of a GET (``/query?q=``), and 200 ids keep it near 5,000
+#: characters, far below the 16,384 Salesforce takes in a REST URI.
+MAX_IDS = 200
+
+
 def user_query(
     custom_fields: Iterable[str] = (),
     *,
     since: datetime | None = None,
     overlap: timedelta = DEFAULT_OVERLAP,
+    ids: Sequence[str] | None = None,
 ) -> str:
-    """The SOQL of a reconcile read: every User (full run, ``since`` is ``None``), or those
-    with ``SystemModstamp >= since - overlap`` (incremental run), ``ORDER BY Id``."""
+    """The SOQL of a reconcile read: every User (full run, ``since`` is ``None``), those
+    with ``SystemModstamp >= since - overlap`` (incremental run), or with ``ids`` only the
+    Users of those ids (``Id IN (...)``, each quoted; 1 to :data:`MAX_IDS` of them, else
+    ``ValueError``); ``ORDER BY Id``."""
     select = ", ".join(user_fields(custom_fields))
     where = ""
-    if since is not None:
+    if ids is not None:
+        if not 0 < len(ids) <= MAX_IDS:
+            raise ValueError(f"a read of chosen users takes 1 to {MAX_IDS} ids, not {len(ids)}")
+        where = f" WHERE Id IN ({', '.join(map(soql_quote, ids))})"
+    elif since is not None:
         where = f" WHERE SystemModstamp >= {soql_datetime(since - overlap)}"
     return f"SELECT {select} FROM {SOBJECT_TYPE}{where} ORDER BY Id"
 

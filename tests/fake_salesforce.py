@@ -10,6 +10,7 @@ calls)::
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import requests
@@ -23,8 +24,9 @@ HOST = "fake.my.salesforce.com"
 
 
 class FakeSalesforce(BaseAdapter):
-    """Serves ``GET /services/data/vNN.0/query?q=...`` (Organization or User) and the
-    cursor pages, and ``sobjects/User/describe`` (``custom_fields`` as string fields)."""
+    """Serves ``GET /services/data/vNN.0/query?q=...`` (Organization or User: every record,
+    or with ``WHERE Id IN (...)`` those ids') and the cursor pages, and
+    ``sobjects/User/describe`` (``custom_fields`` as string fields)."""
 
     def __init__(
         self,
@@ -62,7 +64,11 @@ class FakeSalesforce(BaseAdapter):
             self.queries.append(soql)
             if "FROM Organization" in soql:
                 return {"totalSize": 1, "done": True, "records": [{"Id": self.org_id}]}
-            self._snapshot = [dict(r) for r in self.records]  # the cursor's snapshot
+            records = self.records
+            if " WHERE Id IN (" in soql:  # a read of chosen users
+                chosen = set(re.findall(r"'(005\w{15})'", soql.split(" WHERE Id IN (", 1)[1]))
+                records = [r for r in records if r["Id"] in chosen]
+            self._snapshot = [dict(r) for r in records]  # the cursor's snapshot
             return self._page(0)
         start = int(path.rsplit("-", 1)[1])
         return self._page(start)

@@ -1,7 +1,8 @@
 """``agent-provision reconcile run | show | apply | reject`` (CONTRACT section 6).
 
-``run`` reads every User with the credentials of CONTRACT section 4 (flags, environment,
-then the stored connection), shows a progress bar in users on standard error (tqdm;
+``run`` reads every User (with ``--user ID``, repeatable, only those: a reconcile of
+chosen users, as the agent page's ``Sync now``) with the credentials of CONTRACT section 4
+(flags, environment, then the stored connection), shows a progress bar in users on standard error (tqdm;
 counts, rate, time left; off when standard error is not a terminal), stores the plan and
 applies it unless ``--dry-run``, the feature is disabled or the deletion guard holds it.
 Exit codes: 0 applied or planned, 8 held (the plan is printed first), 9 Salesforce could
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 
 import click
 from sqlalchemy.engine import Engine
@@ -41,8 +43,10 @@ from receiver.reconcile.run import (
     reject_plan,
     show_plan,
 )
-from sf_metadata.errors import JobBusy, ReconcileHeld
+from sf_metadata.errors import InvalidSalesforceId, JobBusy, ReconcileHeld, UsageError
+from sf_metadata.ids import USER, canonical_id
 from sf_metadata.reconcile import COUNT_KEYS, DEFAULT_GUARD, DeletionGuard
+from sf_metadata.soql import MAX_IDS
 
 __all__ = ["TqdmProgress", "make_reader", "reconcile_group"]
 
@@ -125,9 +129,11 @@ def run_with_flags(
     *,
     dry_run: bool = False,
     guard: DeletionGuard = DEFAULT_GUARD,
+    user_ids: Sequence[str] | None = None,
 ) -> RunResult:
-    """Read, plan and (unless held, a dry run or disabled) apply, with a progress bar, as
-    a reconcile job (another run of the organization, anywhere, is refused)."""
+    """Read (every User, or those of ``user_ids``), plan and (unless held, a dry run or
+    disabled) apply, with a progress bar, as a reconcile job (another run of the
+    organization, anywhere, is refused)."""
     from receiver.organizations import get_organization
     from receiver.reconcile.jobs import run_in_foreground
 
@@ -143,6 +149,7 @@ def run_with_flags(
                 dry_run=dry_run,
                 guard=guard,
                 progress=progress,
+                user_ids=user_ids,
             )
         except JobBusy as busy:
             job = f" (job {busy.job_id})" if busy.job_id is not None else ""
@@ -175,6 +182,14 @@ def reconcile_group() -> None:
     f"(also held above {DEFAULT_GUARD.share:.0%} of the agents once above "
     f"{DEFAULT_GUARD.floor}).",
 )
+@click.option(
+    "--user",
+    "users",
+    multiple=True,
+    metavar="ID",
+    help=f"Read only this Salesforce User (005..., 15 or 18 characters; repeat for up to "
+    f"{MAX_IDS}): a reconcile of chosen users, as the agent page's Sync now.",
+)
 @credential_options
 @json_option
 @database_url_option
@@ -185,13 +200,42 @@ def run_command(
     organization: str,
     dry_run: bool,
     max_deletions: int,
+    users: tuple[str, ...],
     as_json: bool,
     **flags: str | None,
 ) -> None:
     """Plan, then apply unless --dry-run or the deletion guard holds it (exit 8)."""
     guard = DeletionGuard(max_deletions=max_deletions)
-    result = run_with_flags(ctx, organization, flags, dry_run=dry_run, guard=guard)
+    user_ids = _user_ids(users) if users else None
+    result = run_with_flags(
+        ctx, organization, flags, dry_run=dry_run, guard=guard, user_ids=user_ids
+    )
+    if user_ids is not None:
+        read = sum(n for key, n in result.counts.items() if key != "notFound")
+        if read < len(user_ids):
+            click.echo(
+                f"note: Salesforce returned {read} of the {len(user_ids)} users asked for: an "
+                "id it did not return is no user of this org (or was deleted), and nothing "
+                "was done for it",
+                err=True,
+            )
     _print(result, as_json)
+
+
+def _user_ids(users: Sequence[str]) -> list[str]:
+    """``--user`` values as canonical 18-character User ids, each once, in order. Raises
+    ``UsageError`` (exit 2) for one that is not a User id, or more than ``MAX_IDS``."""
+    ids: dict[str, None] = {}
+    for raw in users:
+        try:
+            ids[canonical_id(raw, USER)] = None
+        except InvalidSalesforceId:
+            raise UsageError(
+                f"--user {raw[:40]!r} is not a Salesforce User id (005..., 15 or 18 characters)"
+            ) from None
+    if len(ids) > MAX_IDS:
+        raise UsageError(f"--user takes at most {MAX_IDS} ids per run, not {len(ids)}")
+    return list(ids)
 
 
 @reconcile_group.command("show")

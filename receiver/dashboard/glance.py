@@ -27,6 +27,7 @@ from sqlmodel import Session
 from receiver.jobs import JobKind, JobState, latest_jobs
 from receiver.models import ProvisioningMessage
 from receiver.provisioning import SourceKind
+from receiver.reconcile.plans import CHOSEN
 from receiver.reconcile.tables import ReconcilePlanRecord
 from receiver.replay_batch import ReplayScope, pending_failures
 from receiver.webhook_refusals import last_refusal
@@ -110,7 +111,7 @@ def org_glance(session: Session, organization_id: str) -> OrgGlance:
     pending = pending_failures(session, organization_id=organization_id, scope=ReplayScope())
     plan_status = session.execute(
         sa.select(_P.c.status)
-        .where(_P.c.organization_id == organization_id)
+        .where(_P.c.organization_id == organization_id, _P.c.kind != CHOSEN)
         .order_by(_P.c.created_at.desc())
         .limit(1)
     ).scalar()

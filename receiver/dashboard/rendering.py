@@ -56,9 +56,9 @@ FLASH_MESSAGES: dict[str, str] = {
 FLASH_PROBLEMS: set[str] = set()
 
 #: The query parameters that report what a POST just did (``?flash=`` codes, the CRM
-#: page's ``?notice=``, a bulk replay's counts): a page shows them only when
-#: :data:`FLASH_COOKIE` vouches for them (:func:`vouched`).
-VOUCHED_PARAMS = frozenset({"flash", "notice", "replayed", "applied", "again", "left"})
+#: page's ``?notice=``, a bulk replay's counts, a ``Sync now``'s plan id): a page shows them
+#: only when :data:`FLASH_COOKIE` vouches for them (:func:`vouched`).
+VOUCHED_PARAMS = frozenset({"flash", "notice", "replayed", "applied", "again", "left", "synced"})
 
 #: The one-shot cookie that vouches for those parameters (``__Host-aap_flash`` behind
 #: https): ``redirect(url, vouch=request)`` sets it to the ones it redirects with, signed

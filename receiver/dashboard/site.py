@@ -30,6 +30,7 @@ def _page_routes() -> list[BaseRoute]:
         login,
         reconcile,
         salesforce,
+        sync_user,
         users,
     )
     from receiver.dashboard.state import templates_dir
@@ -66,6 +67,7 @@ def _page_routes() -> list[BaseRoute]:
         *crm.ROUTES,
         *salesforce.ROUTES,
         *reconcile.ROUTES,
+        *sync_user.ROUTES,
     ]
 
 

@@ -28,8 +28,9 @@ from receiver.dashboard.directory import (
     decode_cursor,
     list_page,
 )
-from receiver.dashboard.framework import OrgPage, org_route, redirect, shown_address
+from receiver.dashboard.framework import OrgPage, org_route, redirect, shown_address, vouched
 from receiver.dashboard.log import carried_name
+from receiver.dashboard.sync_user import synced_row
 from receiver.models import Agent, AgentSession, ProvisioningEvent, ProvisioningMessage, Tombstone
 from receiver.provisioning_tables import FailedNotification
 from sf_metadata.errors import InvalidSalesforceId
@@ -185,7 +186,8 @@ def _fields(data: dict[str, Any]) -> list[FieldRow]:
 
 
 async def agent_page(page: OrgPage) -> Response:
-    """One agent: fields, sessions, timeline."""
+    """One agent: fields, sessions, timeline, and ``Sync now`` (``receiver.dashboard.sync_user``:
+    its result when the page is that POST's redirect)."""
     raw = page.request.path_params["crm_id"]
     try:
         crm_id = canonical_id(raw, USER)
@@ -197,8 +199,11 @@ async def agent_page(page: OrgPage) -> Response:
             hint="Open the agent from the Users page.",
         )
     org_id = page.organization.id
+    synced = vouched(page.request).get("synced")
 
     def work(session: Session) -> dict[str, Any]:
+        from receiver.salesforce_connection import connection_info
+
         agent = session.exec(
             select(Agent).where(Agent.organization_id == org_id, Agent.crm_id == crm_id)
         ).first()
@@ -217,6 +222,8 @@ async def agent_page(page: OrgPage) -> Response:
             "tombstone": tombstone,
             "sessions": sessions,
             "timeline": timeline,
+            "connected": connection_info(session, org_id) is not None,
+            "synced": synced_row(session, org_id, synced, crm_id) if synced else None,
             "kept_name": None
             if agent is not None
             else (tombstone.name if tombstone is not None and tombstone.name else None)

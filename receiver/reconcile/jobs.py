@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -158,10 +158,12 @@ def run_in_foreground(
     dry_run: bool = False,
     guard: DeletionGuard = DEFAULT_GUARD,
     progress: Any = None,
+    user_ids: Sequence[str] | None = None,
 ) -> RunResult:
     """Run one reconcile in this thread as a job (lease held: another run of this
-    organization, anywhere, is refused with :class:`JobBusy`). Errors of the run are
-    recorded in the job and raised again here, so the CLI keeps its exit codes."""
+    organization, anywhere, is refused with :class:`JobBusy`); with ``user_ids`` of only
+    those Users (``receiver.reconcile.run.reconcile``). Errors of the run are recorded in
+    the job and raised again here, so the CLI and the agent page keep their own words."""
     job = start_job(engine, organization, JobKind.RECONCILE)
     box: dict[str, Any] = {}
 
@@ -175,6 +177,7 @@ def run_in_foreground(
                 dry_run=dry_run,
                 guard=guard,
                 progress=progress,
+                user_ids=user_ids,
             )
         except Exception as error:
             box["error"] = error

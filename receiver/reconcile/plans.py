@@ -44,6 +44,7 @@ from sf_metadata.reconcile import (
 )
 
 __all__ = [
+    "CHOSEN",
     "NOT_FOUND_REASON",
     "STATUSES",
     "StoredPlan",
@@ -61,6 +62,11 @@ STATUSES = ("planned", "held", "applied", "rejected")
 NOT_FOUND_REASON = (
     "the read did not return this agent's Salesforce user: never deprovisioned by a run"
 )
+
+
+#: The kind of a plan of chosen users (``reconcile run --user``, the agent page's ``Sync
+#: now``); the others are ``full`` and ``incremental`` (``receiver.reconcile.run``).
+CHOSEN = "chosen"
 
 
 def new_plan_id() -> str:
@@ -243,10 +249,15 @@ def get_plan(
 
 
 def latest_plan(session: Session, organization_id: str) -> StoredPlan | None:
-    """The organization's newest plan, or ``None``."""
+    """The organization's newest plan of a full or incremental read, or ``None``: a plan of
+    chosen users (:data:`CHOSEN`, an agent page's ``Sync now``) never stands for the
+    organization's last reconcile, nor hides a held plan."""
     record = session.exec(
         select(ReconcilePlanRecord)
-        .where(ReconcilePlanRecord.organization_id == organization_id)
+        .where(
+            ReconcilePlanRecord.organization_id == organization_id,
+            ReconcilePlanRecord.kind != CHOSEN,
+        )
         .order_by(col(ReconcilePlanRecord.created_at).desc())
         .limit(1)
     ).first()

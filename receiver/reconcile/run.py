@@ -4,7 +4,10 @@ One function per action, shared by the CLI and the dashboard:
 
 - :func:`read_users`: the Salesforce side (``deployer.users.UserReader``): the org check,
   the custom fields, every page; progress in users (``ProgressSink``). Any failure raises
-  before anything is written (an unreadable page is never an absence).
+  before anything is written (an unreadable page is never an absence). A read of every
+  User is ``full``, of those changed since the watermark ``incremental``, of chosen ids
+  ``chosen`` (the agent page's ``Sync now``, ``reconcile run --user``: it never moves the
+  incremental watermark, and no agent counts as ``notFound``).
 - :func:`plan_run`: decide against the stored state (``sf_metadata.reconcile``) and store
   the plan: ``planned`` (a dry run, or a disabled organization: a preview of what
   enabling will do), ``held`` (the deletion guard), else applied at once.
@@ -17,7 +20,7 @@ One function per action, shared by the CLI and the dashboard:
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from operator import itemgetter
@@ -31,7 +34,7 @@ from deployer.users import UserReader
 from receiver.db import transaction
 from receiver.organizations import get_organization
 from receiver.reconcile.digests import SALT, DigestSnapshot, load_snapshot
-from receiver.reconcile.plans import save_plan
+from receiver.reconcile.plans import CHOSEN, save_plan
 from receiver.reconcile.progress import Clock, NoProgress, ProgressSink, gc_paused, utc_now
 from receiver.reconcile.review import RunResult, apply_plan, reject_plan, show_plan
 from receiver.reconcile.state import load_reconcile_state
@@ -51,6 +54,7 @@ from sf_metadata.reconcile import (
 from sf_metadata.soql import DEFAULT_OVERLAP, user_query
 
 __all__ = [
+    "CHOSEN",
     "FULL",
     "INCREMENTAL",
     "ProgressSink",
@@ -111,9 +115,12 @@ def read_users(
     progress: ProgressSink | None = None,
     digests: Mapping[str, str] | None = None,
     snapshot: DigestSnapshot | None = None,
+    ids: Sequence[str] | None = None,
 ) -> ReadResult:
-    """Read every User (``since`` ``None``) or those changed since ``since`` minus the
-    overlap (:data:`~sf_metadata.soql.DEFAULT_OVERLAP`). Each record's JSON text is
+    """Read every User (``since`` ``None``), those changed since ``since`` minus the
+    overlap (:data:`~sf_metadata.soql.DEFAULT_OVERLAP`), or with ``ids`` (canonical
+    18-character User ids, at most :data:`~sf_metadata.soql.MAX_IDS`) only those Users
+    (kind :data:`CHOSEN`, no watermark: the others were not read). Each record's JSON text is
     digested as read (``UserReader.raw_pages``); one whose digest is one ``digests``
     (crm id -> digest) or ``snapshot`` holds is kept unparsed and unmapped
     (``sf_metadata.reconcile.read_page``; the plan checks it under the lock). Raises
@@ -121,7 +128,7 @@ def read_users(
     sink = progress or NoProgress()
     sink.phase("reading")
     reader.check_organization(salesforce_org_id)
-    soql = user_query(reader.custom_fields(), since=since, overlap=DEFAULT_OVERLAP)
+    soql = user_query(reader.custom_fields(), since=since, overlap=DEFAULT_OVERLAP, ids=ids)
     users: list[ReadUser] = []
     watermark: datetime | None = None
     first = True
@@ -165,6 +172,8 @@ def read_users(
         stamp = _stamp_of({"SystemModstamp": newest_text.decode()})
         if stamp is not None and (watermark is None or stamp > watermark):
             watermark = stamp
+    if ids is not None:
+        return ReadResult(users, None, reader.counter.calls, CHOSEN)
     return ReadResult(
         users, watermark, reader.counter.calls, FULL if since is None else INCREMENTAL
     )
@@ -306,16 +315,18 @@ def reconcile(
     progress: ProgressSink | None = None,
     clock: Clock = utc_now,
     hooks: SessionHooks | None = None,
+    user_ids: Sequence[str] | None = None,
 ) -> RunResult:
-    """One run: read (every User, or with ``full=False`` those changed since the last
-    applied watermark; a full read when there is none), plan, store, apply (see
-    :func:`plan_run`). The one function behind ``reconcile run``, the Reconcile page's
-    buttons, ``org enable`` and the scheduler."""
+    """One run: read (every User, with ``full=False`` those changed since the last
+    applied watermark, a full read when there is none; with ``user_ids`` only those
+    Users), plan, store, apply (see :func:`plan_run`). The one function behind
+    ``reconcile run``, the Reconcile page's buttons, the agent page's ``Sync now``,
+    ``org enable`` and the scheduler."""
     with gc_paused():
         with transaction(engine, read_only=True) as session:
             org = get_organization(session, organization)
             salesforce_org_id = org.salesforce_org_id
-            since = None if full else last_watermark(session, org.id)
+            since = None if full or user_ids else last_watermark(session, org.id)
             snapshot = load_snapshot(session, org.id)
         read = read_users(
             reader,
@@ -323,6 +334,7 @@ def reconcile(
             since=since,
             progress=progress,
             snapshot=snapshot,
+            ids=user_ids,
         )
         result = plan_run(
             engine,

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.deployer._harness import CLIENT_CREDENTIAL_ARGS, ORG, Harness
-from tests.deployer.reconcile_cassettes import USERS
+from tests.deployer.reconcile_cassettes import CHOSEN_ID, UNKNOWN_ID, USERS
 
 COUNT_KEYS = ["create", "update", "restore", "deprovision", "unchanged", "failed", "notFound"]
 
@@ -244,3 +244,39 @@ def test_a_run_while_another_runs_for_the_organization_exits_1_and_says_so(h: Ha
     assert "read and wrote nothing" in errors[0]
     assert result.stdout == ""
     assert users(h) == []
+
+
+def test_run_of_chosen_users_reads_and_applies_only_those(h: Harness) -> None:
+    from receiver.db import make_engine, transaction
+    from receiver.reconcile.run import last_watermark
+
+    enable(h)
+    full = json.loads(run(h, "pages").stdout)
+    assert full["counts"] == counts(create=7)
+    engine = make_engine(h.db_url)
+    try:
+        with transaction(engine, read_only=True) as session:
+            watermark = last_watermark(session, ORG)
+        # user 2 was deactivated since; the read names it by its 15-character id, twice
+        one = run(h, "chosen", "--user", CHOSEN_ID[:15], "--user", CHOSEN_ID)
+        assert one.exit_code == 0, one.output
+        out = json.loads(one.stdout)
+        # only the user read is counted: the six others are not notFound
+        assert (out["status"], out["counts"]) == ("applied", counts(deprovision=1))
+        assert [a["crmId"] for a in users(h)] == sorted(
+            u["Id"] for u in USERS if u["Id"] != CHOSEN_ID
+        )
+        shown = json.loads(h.invoke(["reconcile", "show", ORG, out["planId"], "--json"]).stdout)
+        assert [(r["crmId"], r["action"]) for r in shown["rows"]] == [(CHOSEN_ID, "deprovision")]
+        with transaction(engine, read_only=True) as session:
+            # a read of one user moves no watermark: the next incremental run still
+            # starts where the full read ended (the user's newer stamp is not the others')
+            assert last_watermark(session, ORG) == watermark
+    finally:
+        engine.dispose()
+    unknown = run(h, "chosen_unknown", "--user", UNKNOWN_ID)
+    assert unknown.exit_code == 0, unknown.output
+    assert json.loads(unknown.stdout)["counts"] == counts()
+    assert "Salesforce returned 0 of the 1 users asked for" in unknown.stderr
+    bad = h.invoke(["reconcile", "run", ORG, "--user", "001000000000001", *CLIENT_CREDENTIAL_ARGS])
+    assert bad.exit_code == 2 and "not a Salesforce User id" in bad.stderr

@@ -6,7 +6,9 @@ recording (``tests.deployer._vcr.Scrubber``). Regenerate with::
 
     .venv/bin/python -m tests.deployer.reconcile_cassettes
 
-Users are ``make_user_record(1..7)``; pages of 3, 3 and 1 records.
+Users are ``make_user_record(1..7)``; pages of 3, 3 and 1 records. ``chosen`` and
+``chosen_unknown`` are reads of chosen ids (``Id IN (...)``: user 2, deactivated since;
+an id Salesforce does not return).
 """
 
 from __future__ import annotations
@@ -96,6 +98,18 @@ def page(n: int, status: int = 200, body: Any = None) -> Interaction:
     return request, _response(body, status)
 
 
+#: The users a read of chosen ids asks for (``reconcile run --user``, ``Sync now``): user 2,
+#: and an id Salesforce does not know.
+CHOSEN_ID = USERS[1]["Id"]
+UNKNOWN_ID = "005Ab0000000099IAA"
+
+
+def chosen(ids: list[str], records: list[dict[str, Any]]) -> Interaction:
+    """The one query of a read of chosen users (no further page)."""
+    request = _get(f"/services/data/v{V}/query", {"q": user_query([CUSTOM_FIELD], ids=ids)})
+    return request, _response(query_page(records, total=len(records), next_url=None))
+
+
 def expired() -> dict[str, Any]:
     return _response(
         [{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}], 401
@@ -127,6 +141,14 @@ def scenarios() -> dict[str, list[Interaction]]:
             ),
         ],
         "other_org": [token_call(), org_check(OTHER_ORG_ID)],
+        # user 2 deactivated, read alone
+        "chosen": [
+            token_call(),
+            org_check(),
+            describe_user(),
+            chosen([CHOSEN_ID], [DEACTIVATED[1]]),
+        ],
+        "chosen_unknown": [token_call(), org_check(), describe_user(), chosen([UNKNOWN_ID], [])],
         "deactivated": [
             token_call(),
             org_check(),

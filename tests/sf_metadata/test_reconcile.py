@@ -17,7 +17,7 @@ from sf_metadata.reconcile import (
     plan_users,
     read_user,
 )
-from sf_metadata.soql import record_fields, soql_quote, user_query
+from sf_metadata.soql import MAX_IDS, record_fields, soql_quote, user_query
 from tests.factories import sf_id
 from tests.user_records import make_user_record
 
@@ -268,6 +268,13 @@ def test_queries() -> None:
     assert "WHERE SystemModstamp >= 2026-11-20T10:00:00Z ORDER BY Id" in inc
     with pytest.raises(ValueError):
         user_query(["Name; DROP"])
+    chosen = user_query(ids=["005000000000001AAA", "005000000000002AAA"])
+    assert chosen.endswith(
+        " FROM User WHERE Id IN ('005000000000001AAA', '005000000000002AAA') ORDER BY Id"
+    )
+    for wrong in ([], ["005000000000001AAA"] * (MAX_IDS + 1)):
+        with pytest.raises(ValueError):
+            user_query(ids=wrong)
 
 
 def test_record_fields_fast_types_give_the_text_of_the_general_rule() -> None:
