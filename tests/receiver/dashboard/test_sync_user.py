@@ -171,3 +171,14 @@ def test_sync_needs_the_csrf_token(dash: Dash, salesforce: FakeSalesforce) -> No
     )
     assert refused.status_code == 403
     assert salesforce.queries == []
+
+
+def test_a_sync_never_hides_a_held_plan(dash: Dash, salesforce: FakeSalesforce) -> None:
+    dash.sign_in()
+    dash.post_message(_ada())
+    dash.add_plan("held1", status="held")
+    agent = f"/organizations/{dash.org}/users/{sf_id('005', 1)}"
+    dash.post_form(agent + "/sync", {}, page=agent)  # a newer plan, applied
+    assert "Reconcile plan held" in dash.client.get("/").text
+    reconcile = dash.client.get(f"/organizations/{dash.org}/reconcile").text
+    assert "held1" in reconcile and ">Approve deletions</button>" in reconcile
