@@ -30,6 +30,7 @@ from receiver.dashboard.logview import (
     ACTIONS,
     SOURCE_LABELS,
     LogRow,
+    PageStart,
     iter_rows,
     log_page,
     parse_filter,
@@ -143,30 +144,43 @@ def carried_name(fields: Mapping[str, Any] | None) -> str | None:
     return (name.strip() or None) if isinstance(name, str) else None
 
 
-def _before(page: OrgPage) -> int | None:
-    return row_id(page.request.query_params.get("before", ""))
+def _page_start(params: Mapping[str, str]) -> PageStart | None:
+    """Where the page starts, from its address: ``at=<message id>.<position>`` (inside a
+    message larger than a page) or ``before=<message id>``; ``None`` (the newest) for
+    neither or an unreadable one."""
+    message, _, position = str(params.get("at", "")).partition(".")
+    if (mid := row_id(message)) is not None and (pos := row_id(position)) is not None:
+        return mid, pos
+    before = row_id(str(params.get("before", "")))
+    return (before, None) if before is not None else None
+
+
+def _page_link(start: PageStart) -> dict[str, str]:
+    """The query parameters of the page that starts at ``start``."""
+    mid, position = start
+    return {"before": str(mid)} if position is None else {"at": f"{mid}.{position}"}
 
 
 async def log_page_view(page: OrgPage) -> Response:
     """The table."""
     flt = parse_filter(page.request.query_params)
-    before = _before(page)
+    start = _page_start(page.request.query_params)
     org_id = page.organization.id
 
     def work(
         session: Session,
-    ) -> tuple[list[LogRow], int | None, set[int], dict[str, str], PendingCounts | None]:
-        rows, next_before = log_page(session, organization_id=org_id, flt=flt, before_id=before)
+    ) -> tuple[list[LogRow], PageStart | None, set[int], dict[str, str], PendingCounts | None]:
+        rows, next_start = log_page(session, organization_id=org_id, flt=flt, start=start)
         pending = pending_counts(session, organization_id=org_id, flt=flt)
         return (
             rows,
-            next_before,
+            next_start,
             replayable_events(session, organization_id=org_id, rows=rows),
             agent_names(session, organization_id=org_id, rows=rows),
             pending,
         )
 
-    rows, next_before, replayable, names, pending = await page.read(work)
+    rows, next_start, replayable, names, pending = await page.read(work)
     return page.render(
         "log.html.j2",
         {
@@ -175,8 +189,8 @@ async def log_page_view(page: OrgPage) -> Response:
             "actions": ACTIONS,
             "sources": SOURCE_LABELS,
             "replay_fields": FILTER_FIELDS,
-            "next_before": next_before,
-            "first_page": before is None,
+            "next_page": _page_link(next_start) if next_start is not None else None,
+            "first_page": start is None,
             "replayable": replayable,
             "names": names,
             "pending": pending,
@@ -228,8 +242,17 @@ def _json_chunks(rows: Iterator[dict[str, Any]]) -> Iterator[str]:
 
 
 async def download(page: OrgPage) -> Response:
-    """The filtered log, newest first, at most 100,000 rows."""
+    """The filtered log, newest first, at most 100,000 rows; a filter that cannot be read
+    is a 400 (the page ignores it and says so; a download must not silently widen to the
+    whole log)."""
     flt = parse_filter(page.request.query_params)
+    if flt.problems:
+        return page.error(
+            400,
+            "Filter not understood",
+            "Nothing was downloaded: " + "; ".join(flt.problems) + ".",
+            hint="Choose the filters on the Provisioning log page, then download that view.",
+        )
     kind = "csv" if page.request.url.path.endswith(".csv") else "json"
     engine, org_id = page.context.engine, page.organization.id
     rows = _named(engine, org_id, iter_rows(engine, organization_id=org_id, flt=flt))

@@ -1,6 +1,7 @@
 """The Provisioning log page's reads: messages newest first with their notifications,
 filtered by action, outcome, source (Outbound Message, Reconcile, Replay), Salesforce
-user and date, paged by message id (keyset).
+user and date, 100 rows a page, paged by message id and, inside a message larger than a page
+(a reconcile run, a replayed batch), by notification position (keyset: ``PageStart``).
 
 A filter on action or Salesforce user walks the event indexes
 (``ix_provisioning_event_action`` / ``ix_provisioning_event_crm_id``, by message id
@@ -34,6 +35,7 @@ __all__ = [
     "SOURCE_LABELS",
     "LogFilter",
     "LogRow",
+    "PageStart",
     "iter_rows",
     "log_page",
     "parse_filter",
@@ -251,7 +253,16 @@ def _message_ids(
     return [(int(r[0]), int(r[1])) for r in session.execute(stmt.order_by(order).limit(limit))]
 
 
-def _rows(session: Session, ids: list[int], flt: LogFilter) -> list[LogRow]:
+def _rows(
+    session: Session,
+    ids: list[int],
+    flt: LogFilter,
+    *,
+    from_position: int | None = None,
+    limit: int | None = None,
+) -> list[LogRow]:
+    """The rows of messages ``ids`` in page order; ``from_position`` and ``limit`` (for one
+    message: a page inside it) start at that notification and stop after that many."""
     if not ids:
         return []
     messages = {
@@ -275,38 +286,23 @@ def _rows(session: Session, ids: list[int], flt: LogFilter) -> list[LogRow]:
         stmt = stmt.where(_E.c.action == flt.action)
     if flt.crm_id is not None:
         stmt = stmt.where(_E.c.crm_id == flt.crm_id)
+    if from_position is not None:
+        stmt = stmt.where(_E.c.position >= from_position)
+    stmt = stmt.order_by(_E.c.message_id, _E.c.position)
     events: dict[int, list[Any]] = {}
-    for e in session.execute(stmt.order_by(_E.c.message_id, _E.c.position)):
+    for e in session.execute(stmt if limit is None else stmt.limit(limit)):
         events.setdefault(e.message_id, []).append(e)
     out: list[LogRow] = []
     for mid in ids:
         m = messages[mid]
+        head = (mid, m.received_at, m.outcome, m.detail, m.action_id)
         evs = events.get(mid, [])
-        if not evs:
-            out.append(
-                LogRow(
-                    mid,
-                    m.received_at,
-                    m.outcome,
-                    m.detail,
-                    m.action_id,
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    m.source,
-                )
-            )
+        if not evs and from_position is None:
+            out.append(LogRow(*head, None, None, None, None, None, None, m.source))
         for e in evs:
             out.append(
                 LogRow(
-                    mid,
-                    m.received_at,
-                    m.outcome,
-                    m.detail,
-                    m.action_id,
+                    *head,
                     e.id,
                     e.position,
                     e.notification_id,
@@ -319,48 +315,73 @@ def _rows(session: Session, ids: list[int], flt: LogFilter) -> list[LogRow]:
     return out
 
 
+#: Where a page starts: ``(message id, None)``, the messages older than that one; or
+#: ``(message id, position)``, inside that message from that notification on (a message
+#: with more notifications than a page: a reconcile run, a replayed batch).
+PageStart = tuple[int, int | None]
+
+
 def log_page(
     session: Session,
     *,
     organization_id: str,
     flt: LogFilter,
-    before_id: int | None = None,
+    start: PageStart | None = None,
     rows: int = ROWS_PER_PAGE,
-) -> tuple[list[LogRow], int | None]:
-    """``(rows, next_before_id)``: the rows of the newest messages older than
-    ``before_id`` (whole messages, about ``rows`` notifications: at least one message,
-    and no more once ``rows`` would be passed), and the ``before_id`` of the next (older)
-    page or ``None``."""
-    candidates = _message_ids(session, organization_id, flt, before_id, rows + 1)
+) -> tuple[list[LogRow], PageStart | None]:
+    """``(rows, next_start)``: ``rows`` rows from ``start`` (the newest message when
+    ``None``; fewer at the end of the log): whole messages while they fit, then the first
+    rows of the next one (a message of more notifications than a page, a reconcile run or a
+    replayed batch, is cut into pages); and where the next (older) page starts, or
+    ``None``."""
+    page: list[LogRow] = []
+    before = start[0] if start is not None else None
+    if start is not None and start[1] is not None:
+        page = _rows(session, [start[0]], flt, from_position=start[1], limit=rows + 1)
+        if len(page) > rows:
+            return page[:rows], (start[0], page[rows].position)
+    budget = rows - len(page)
+    candidates = _message_ids(session, organization_id, flt, before, budget + 1)
     chosen: list[int] = []
     total = 0
     for message_id, count in candidates:
-        if chosen and total + max(count, 1) > rows:
+        if total + max(count, 1) > budget:
             break
         chosen.append(message_id)
         total += max(count, 1)
-    more = len(chosen) < len(candidates)
-    return _rows(session, chosen, flt), (chosen[-1] if more and chosen else None)
+    page += _rows(session, chosen, flt)
+    rest = candidates[len(chosen) :]
+    room = rows - len(page)
+    if not rest:
+        return page, None
+    if room <= 0:
+        last = chosen[-1] if chosen else before
+        return page, ((last, None) if last is not None else None)
+    cut = rest[0][0]  # fills the page with the first rows of the next message
+    part = _rows(session, [cut], flt, limit=room + 1)
+    if len(part) > room:
+        return page + part[:room], (cut, part[room].position)
+    return page + part, ((cut, None) if len(rest) > 1 else None)
 
 
 def iter_rows(
     engine: Any, *, organization_id: str, flt: LogFilter, max_rows: int = 100_000
 ) -> Iterator[LogRow]:
-    """Every matching row, newest first, at most ``max_rows``, read 500 messages at a time
-    (one short read transaction each)."""
+    """Every matching row, newest first, at most ``max_rows``, read about 1,000 rows at a
+    time (one short read transaction each)."""
     from receiver.db import transaction
 
-    before: int | None = None
+    start: PageStart | None = None
     sent = 0
     while True:
         with transaction(engine, read_only=True) as session:
-            rows, before = log_page(
-                session, organization_id=organization_id, flt=flt, before_id=before, rows=1000
+            rows, start = log_page(
+                session, organization_id=organization_id, flt=flt, start=start, rows=1000
             )
         for row in rows:
             if sent >= max_rows:
                 return
             sent += 1
             yield row
-        if before is None:
+        if start is None:
             return

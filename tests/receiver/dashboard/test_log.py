@@ -164,6 +164,11 @@ def test_csv_and_json_downloads_follow_the_filter(dash: Dash) -> None:
     assert sorted(r["action"] for r in data) == ["created", "failed"]
     assert {r["source"] for r in data} == {"outbound-message"}
     assert all("token" not in json.dumps(r).lower() for r in data)
+    # attack finding: a filter it cannot read widened a download to the whole log
+    for odd in ({"source": "Reconcile"}, {"action": "<b>x</b>"}, {"user": "nobody"}):
+        refused = dash.client.get(base + ".csv", params=odd)
+        assert refused.status_code == 400 and "Nothing was downloaded" in refused.text
+        assert "<b>x</b>" not in refused.text
 
 
 def test_downloads_name_each_user_as_the_page_does(
@@ -214,6 +219,48 @@ def test_paging_by_message(dash: Dash) -> None:
     assert link is not None
     older = dash.client.get(link.group(1)).text
     assert older.count(">created</span>") == 4 and ">Older<" not in older
+
+
+def test_a_message_larger_than_a_page_is_paged_inside(dash: Dash) -> None:
+    """Newcomer finding: a reconcile run of 4,700 users was one page of 4,700 rows. Pages
+    of 30 here over messages of 5, 100 and 3 notifications (newest last): every row once,
+    in order, each page full but the last, the large message cut at 27, 57 and 87."""
+    from receiver.dashboard.logview import LogRow, PageStart, iter_rows, log_page, parse_filter
+    from receiver.db import transaction
+
+    dash.sign_in()
+    for size in (5, 100, 3):
+        assert dash.post_message(*(make_notification() for _ in range(size))).status_code == 200
+    flt = parse_filter({})
+    pages: list[list[LogRow]] = []
+    starts: list[PageStart | None] = [None]
+    while True:
+        with transaction(dash.engine, read_only=True) as session:
+            rows, start = log_page(
+                session, organization_id=dash.org, flt=flt, start=starts[-1], rows=30
+            )
+        pages.append(rows)
+        if start is None:
+            break
+        starts.append(start)
+    assert [len(p) for p in pages] == [30, 30, 30, 18]
+    assert [s[1] for s in starts[1:] if s is not None] == [27, 57, 87]
+    assert None not in starts[1:]
+    every = [(r.message_id, r.position) for p in pages for r in p]
+    assert every == [
+        (r.message_id, r.position)
+        for r in iter_rows(dash.engine, organization_id=dash.org, flt=flt)
+    ]
+    assert len(every) == len(set(every)) == 108
+    # the page's Older link carries the cut: at=<message id>.<position>
+    big = pages[1][0].message_id
+    first = _log(dash)
+    assert first.count(">created</span>") == 100  # 3, then the first 97 of the 100
+    assert f"at={big}.97" in first
+    inside = _log(dash, at=f"{big}.30")
+    # its last 70 rows, then the older message of 5: 75 rows, the end of the log
+    assert inside.count(">created</span>") == 75 and ">Older<" not in inside
+    assert _log(dash, at="x.30") == first  # unreadable: the newest page
 
 
 def _replay_forms(html: str) -> list[str]:
