@@ -30,6 +30,7 @@ from receiver.dashboard.directory import (
 )
 from receiver.dashboard.framework import OrgPage, org_route, redirect, shown_address, vouched
 from receiver.dashboard.log import carried_name
+from receiver.dashboard.logview import SOURCE_LABELS
 from receiver.dashboard.sync_user import synced_row
 from receiver.models import Agent, AgentSession, ProvisioningEvent, ProvisioningMessage, Tombstone
 from receiver.provisioning_tables import FailedNotification
@@ -241,6 +242,7 @@ async def agent_page(page: OrgPage) -> Response:
         )
     agent = values["agent"]
     values["crm_id"] = crm_id
+    values["sources"] = SOURCE_LABELS
     values["fields"] = _fields(agent.data) if agent is not None else []
     values["why"] = _why(agent.data if agent is not None else None, values["timeline"])
     return page.render("agent.html.j2", values, nav="users")

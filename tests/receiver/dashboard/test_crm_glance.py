@@ -217,7 +217,8 @@ def test_the_last_notification_names_its_user_as_the_log_does(dash: Dash) -> Non
     dash.sign_in()
     dash.post_message(make_notification(Name="Grace <b>Hopper</b>"))
     shown = _glance(_crm(dash), "Last notification")
-    assert re.search(r">Grace <b>Hopper</b>, 005\w{15}</a>\)$", shown)
+    # in a <bdi>: a right-to-left Name does not reorder the id beside it (attack finding)
+    assert re.search(r"><bdi>Grace <b>Hopper</b></bdi>, 005\w{15}</a>\)$", shown)
     assert "<b>Hopper" not in _crm(dash)  # the Name stays text
     dash.post_message(make_notification(IsActive=None, Name="Not Provisioned"))
-    assert "Not Provisioned, 005" in _glance(_crm(dash), "Last notification")
+    assert "<bdi>Not Provisioned</bdi>, 005" in _glance(_crm(dash), "Last notification")

@@ -420,6 +420,7 @@ def test_replay_failed_replays_the_views_failures_once_and_reports_the_counts(
     assert "action=failed" in location and "replayed=2" in location
     after = dash.client.get(location).text
     assert "Replayed 2 failed notifications: 1 applied, 1 failed again, 0 changed nothing" in after
+    assert '<p class="flash" role="status">Replayed 2' in after  # something applied: green
     # each row says where its decision came from (newcomer finding)
     assert '<span class="hint">Replay</span>' in after
     assert '<span class="hint">Outbound Message</span>' in after
@@ -427,6 +428,16 @@ def test_replay_failed_replays_the_views_failures_once_and_reports_the_counts(
     assert "not been replayed yet" not in after
     assert "1 failed again when replayed earlier" in after
     assert "Replay 1 that failed again" in after
+    again = dash.post_form(
+        f"/organizations/{dash.org}/provisioning-log/replay-failed",
+        {"again": "1"},
+        page=f"/organizations/{dash.org}/provisioning-log?action=failed",
+    )
+    # nothing applied, it failed again: the report is in the problem colours (newcomer)
+    report = dash.client.get(again.headers["location"]).text
+    assert (
+        '<p class="flash problem" role="status">Replayed 1 failed notification: 0 applied' in report
+    )
     users_page = dash.client.get(f"/organizations/{dash.org}/users").text
     assert "Fixed Later" in users_page  # the agent now exists
     # counts in the address are read as integers only

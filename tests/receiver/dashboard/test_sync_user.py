@@ -90,6 +90,11 @@ def test_sync_now_reads_the_user_and_applies_it_and_says_what_was_decided_once(
     # the decision is in the timeline, linked to its plan of kind "chosen"
     plan_id = location.rsplit("=", 1)[1]
     assert f"/reconcile/plans/{plan_id}" in after
+    timeline = after.split("<h2>Timeline</h2>")[1]
+    # each row names its source and shows its action as the log does (newcomer finding)
+    assert '<span class="hint">Reconcile</span>' in timeline
+    assert '<span class="hint">Outbound Message</span>' in timeline
+    assert '<span class="pill ok">updated</span>' in timeline
     plan = dash.client.get(f"/organizations/{dash.org}/reconcile/plans/{plan_id}").text
     assert "(chosen)" in plan
     # the report is one-shot: a reload or the address alone shows nothing
