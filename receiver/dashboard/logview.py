@@ -193,6 +193,8 @@ class LogRow:
     action: str | None
     reason: str | None
     source: str = "outbound-message"
+    #: The reconcile plan id of a reconcile's row (``provisioning_message.source_ref``).
+    plan_id: str | None = None
 
     @property
     def source_label(self) -> str:
@@ -269,7 +271,13 @@ def _rows(
         r.id: r
         for r in session.execute(
             sa.select(
-                _M.c.id, _M.c.received_at, _M.c.outcome, _M.c.detail, _M.c.action_id, _M.c.source
+                _M.c.id,
+                _M.c.received_at,
+                _M.c.outcome,
+                _M.c.detail,
+                _M.c.action_id,
+                _M.c.source,
+                _M.c.source_ref,
             ).where(_M.c.id.in_(ids))
         )
     }
@@ -296,9 +304,10 @@ def _rows(
     for mid in ids:
         m = messages[mid]
         head = (mid, m.received_at, m.outcome, m.detail, m.action_id)
+        plan = m.source_ref if m.source == "reconcile" else None
         evs = events.get(mid, [])
         if not evs and from_position is None:
-            out.append(LogRow(*head, None, None, None, None, None, None, m.source))
+            out.append(LogRow(*head, None, None, None, None, None, None, m.source, plan))
         for e in evs:
             out.append(
                 LogRow(
@@ -310,6 +319,7 @@ def _rows(
                     e.action,
                     e.reason,
                     m.source,
+                    plan,
                 )
             )
     return out

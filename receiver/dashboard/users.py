@@ -245,6 +245,10 @@ async def agent_page(page: OrgPage) -> Response:
     values["sources"] = SOURCE_LABELS
     values["fields"] = _fields(agent.data) if agent is not None else []
     values["why"] = _why(agent.data if agent is not None else None, values["timeline"])
+    # a user without an agent whose change failed: a link to its failures, to replay them
+    values["failures_link"] = agent is None and any(
+        t.action == "failed" for t in values["timeline"]
+    )
     return page.render("agent.html.j2", values, nav="users")
 
 

@@ -95,6 +95,9 @@ def test_sync_now_reads_the_user_and_applies_it_and_says_what_was_decided_once(
     assert '<span class="hint">Reconcile</span>' in timeline
     assert '<span class="hint">Outbound Message</span>' in timeline
     assert '<span class="pill ok">updated</span>' in timeline
+    # the log's row links its plan too (newcomer: it named the plan without a link)
+    log = dash.client.get(f"/organizations/{dash.org}/provisioning-log?source=reconcile").text
+    assert f'reconcile plan <a href="/organizations/{dash.org}/reconcile/plans/{plan_id}">' in log
     plan = dash.client.get(f"/organizations/{dash.org}/reconcile/plans/{plan_id}").text
     assert "(chosen)" in plan
     # the report is one-shot: a reload or the address alone shows nothing
