@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime
 from typing import Any
 
 import requests
@@ -43,6 +44,28 @@ class FakeSalesforce(BaseAdapter):
         self.custom_fields = custom_fields
         self.queries: list[str] = []
         self._snapshot: list[dict[str, Any]] = []
+
+    def store_connection(
+        self, session: Any, organization: str, *, key: bytes, now: datetime
+    ) -> None:
+        """Store a client-credentials connection of ``organization`` to this fake's org
+        (what ``org connect`` would store; the tests read through :meth:`reader`)."""
+        from receiver.salesforce_connection import save_connection
+
+        save_connection(
+            session,
+            organization=organization,
+            kind="client-credentials",
+            instance_url=f"https://{HOST}",
+            salesforce_org_id=self.org_id,
+            is_sandbox=False,
+            username="integration@acme.com",
+            user_id=None,
+            login_url=None,
+            secrets={"consumer_key": "k", "consumer_secret": "s", "domain": "fake.my"},
+            key=key,
+            now=now,
+        )
 
     def reader(self) -> UserReader:
         http = requests.Session()

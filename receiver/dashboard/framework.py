@@ -77,7 +77,8 @@ from receiver.dashboard.rendering import (
 from receiver.dashboard.state import DashboardState, get_state
 from receiver.db import transaction
 from receiver.models import Organization
-from sf_metadata.errors import StoreUnavailable
+from sf_metadata.errors import InvalidSalesforceId, StoreUnavailable
+from sf_metadata.ids import USER, canonical_id
 
 if TYPE_CHECKING:
     from receiver.context import ReceiverContext
@@ -231,6 +232,21 @@ class OrgPage(SignedInPage):
             hint=hint,
             organization=self.organization,
         )
+
+    def user_id(self) -> str | Response:
+        """The path's ``crm_id`` as a canonical 18-character User id, or the 404 page that
+        says it is none (an agent's page and its ``Sync now``)."""
+        raw = str(self.request.path_params["crm_id"])
+        try:
+            return canonical_id(raw, USER)
+        except InvalidSalesforceId:
+            return self.error(
+                404,
+                "User not found",
+                f"{shown_address(raw, 18)} is not a Salesforce User id (005…, 15 or 18 "
+                "characters).",
+                hint="Open the agent from the Users page.",
+            )
 
     def render(
         self,

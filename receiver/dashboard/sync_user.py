@@ -33,7 +33,6 @@ from receiver.dashboard.framework import (
     OrgPage,
     org_route,
     redirect,
-    shown_address,
 )
 from receiver.db import transaction
 from receiver.reconcile.plans import CHOSEN, get_plan
@@ -144,16 +143,9 @@ async def _answer(page: OrgPage, crm_id: str, back: str) -> Response:
 
 async def sync_agent(page: OrgPage) -> Response:
     """POST from the agent page."""
-    raw = page.request.path_params["crm_id"]
-    try:
-        crm_id = canonical_id(raw, USER)
-    except InvalidSalesforceId:
-        return page.error(
-            404,
-            "User not found",
-            f"{shown_address(raw, 18)} is not a Salesforce User id (005…, 15 or 18 characters).",
-            hint="Open the agent from the Users page.",
-        )
+    crm_id = page.user_id()
+    if isinstance(crm_id, Response):
+        return crm_id
     return await _answer(page, crm_id, f"/users/{crm_id}")
 
 

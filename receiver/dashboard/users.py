@@ -28,14 +28,12 @@ from receiver.dashboard.directory import (
     decode_cursor,
     list_page,
 )
-from receiver.dashboard.framework import OrgPage, org_route, redirect, shown_address, vouched
+from receiver.dashboard.framework import OrgPage, org_route, redirect, vouched
 from receiver.dashboard.log import carried_name
 from receiver.dashboard.logview import SOURCE_LABELS
 from receiver.dashboard.sync_user import synced_row
 from receiver.models import Agent, AgentSession, ProvisioningEvent, ProvisioningMessage, Tombstone
 from receiver.provisioning_tables import FailedNotification
-from sf_metadata.errors import InvalidSalesforceId
-from sf_metadata.ids import USER, canonical_id
 from sf_metadata.mapping import field_label
 
 __all__ = ["ROUTES", "TimelineEntry", "agent_timeline"]
@@ -189,16 +187,9 @@ def _fields(data: dict[str, Any]) -> list[FieldRow]:
 async def agent_page(page: OrgPage) -> Response:
     """One agent: fields, sessions, timeline, and ``Sync now`` (``receiver.dashboard.sync_user``:
     its result when the page is that POST's redirect)."""
-    raw = page.request.path_params["crm_id"]
-    try:
-        crm_id = canonical_id(raw, USER)
-    except InvalidSalesforceId:
-        return page.error(
-            404,
-            "User not found",
-            f"{shown_address(raw, 18)} is not a Salesforce User id (005…, 15 or 18 characters).",
-            hint="Open the agent from the Users page.",
-        )
+    crm_id = page.user_id()
+    if isinstance(crm_id, Response):
+        return crm_id
     org_id = page.organization.id
     synced = vouched(page.request).get("synced")
 

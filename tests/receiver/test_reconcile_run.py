@@ -159,24 +159,12 @@ def test_scheduled_incremental_run_reads_changes_since_the_watermark(
     receiver: Receiver, key: bytes
 ) -> None:
     from receiver.reconcile.jobs import scheduled_runs
-    from receiver.salesforce_connection import save_connection
 
-    with transaction(receiver.engine) as session:
-        save_connection(
-            session,
-            organization=receiver.name,
-            kind="client-credentials",
-            instance_url="https://fake.my.salesforce.com",
-            salesforce_org_id=receiver.salesforce_org_id,
-            is_sandbox=False,
-            username="integration@acme.com",
-            user_id=None,
-            login_url=None,
-            secrets={"consumer_key": "k", "consumer_secret": "s", "domain": "fake.my"},
-            key=key,
-            now=datetime(2026, 11, 29, tzinfo=UTC),
-        )
     fake = FakeSalesforce(receiver.salesforce_org_id, [make_user_record(n) for n in (1, 2)])
+    with transaction(receiver.engine) as session:
+        fake.store_connection(
+            session, receiver.name, key=key, now=datetime(2026, 11, 29, tzinfo=UTC)
+        )
     now = datetime(2026, 11, 29, tzinfo=UTC)
     assert scheduled_runs(receiver.engine, now, lambda name: fake.reader()) == [receiver.name]
     assert "WHERE" not in fake.queries[-1]  # no watermark yet: a full read

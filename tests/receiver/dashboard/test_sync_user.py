@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 import pytest
 
 from receiver.db import transaction
-from receiver.salesforce_connection import save_connection
 from tests.factories import make_notification, sf_id
 from tests.fake_salesforce import FakeSalesforce
 from tests.receiver.dashboard._harness import Dash
@@ -26,21 +25,6 @@ def salesforce(dash: Dash, key: bytes, monkeypatch: pytest.MonkeyPatch) -> FakeS
     notification)."""
     from receiver.dashboard import sync_user
 
-    with transaction(dash.engine) as session:
-        save_connection(
-            session,
-            organization=dash.org,
-            kind="client-credentials",
-            instance_url="https://fake.my.salesforce.com",
-            salesforce_org_id=dash.sf_org,
-            is_sandbox=False,
-            username="integration@acme.com",
-            user_id=None,
-            login_url=None,
-            secrets={"consumer_key": "k", "consumer_secret": "s", "domain": "fake.my"},
-            key=key,
-            now=datetime(2026, 11, 29, tzinfo=UTC),
-        )
     fake = FakeSalesforce(
         dash.sf_org,
         [
@@ -48,6 +32,8 @@ def salesforce(dash: Dash, key: bytes, monkeypatch: pytest.MonkeyPatch) -> FakeS
             make_user_record(2, Name="Only In Salesforce"),
         ],
     )
+    with transaction(dash.engine) as session:
+        fake.store_connection(session, dash.org, key=key, now=datetime(2026, 11, 29, tzinfo=UTC))
     monkeypatch.setattr(sync_user, "reader_factory", lambda page: lambda name: fake.reader())
     return fake
 
