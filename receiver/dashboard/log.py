@@ -26,13 +26,11 @@ from receiver.dashboard.log_replay import (
     batch_counts,
     pending_counts,
 )
+from receiver.dashboard.logpages import PageStart, iter_rows, log_page
 from receiver.dashboard.logview import (
     ACTIONS,
     SOURCE_LABELS,
     LogRow,
-    PageStart,
-    iter_rows,
-    log_page,
     parse_filter,
     row_id,
 )

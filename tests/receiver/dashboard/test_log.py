@@ -225,7 +225,8 @@ def test_a_message_larger_than_a_page_is_paged_inside(dash: Dash) -> None:
     """Newcomer finding: a reconcile run of 4,700 users was one page of 4,700 rows. Pages
     of 30 here over messages of 5, 100 and 3 notifications (newest last): every row once,
     in order, each page full but the last, the large message cut at 27, 57 and 87."""
-    from receiver.dashboard.logview import LogRow, PageStart, iter_rows, log_page, parse_filter
+    from receiver.dashboard.logpages import PageStart, iter_rows, log_page
+    from receiver.dashboard.logview import LogRow, parse_filter
     from receiver.db import transaction
 
     dash.sign_in()
@@ -261,6 +262,29 @@ def test_a_message_larger_than_a_page_is_paged_inside(dash: Dash) -> None:
     # its last 70 rows, then the older message of 5: 75 rows, the end of the log
     assert inside.count(">created</span>") == 75 and ">Older<" not in inside
     assert _log(dash, at="x.30") == first  # unreadable: the newest page
+    # an address naming another organization's message, or one the filters leave out,
+    # starts nothing inside it
+    other = dash.new_org(name="other-org")
+    with transaction(dash.engine) as session:
+        from receiver.models import ProvisioningEvent, ProvisioningMessage
+
+        theirs = ProvisioningMessage(
+            organization_id=other,
+            received_at=dash.clock(),
+            outcome="processed",
+            notification_count=1,
+            detail="their own detail",
+        )
+        session.add(theirs)
+        session.flush()
+        their_id = int(theirs.id or 0)
+        session.add(
+            ProvisioningEvent(
+                message_id=their_id, position=0, action="created", reason="their own reason"
+            )
+        )
+    assert "their own" not in _log(dash, at=f"{their_id}.0")
+    assert _log(dash, at=f"{big}.30", outcome="ignored").count(">created</span>") == 0
 
 
 def _replay_forms(html: str) -> list[str]:
