@@ -267,11 +267,12 @@ def test_a_message_larger_than_a_page_is_paged_inside(dash: Dash) -> None:
     other = dash.new_org(name="other-org")
     with transaction(dash.engine) as session:
         from receiver.models import ProvisioningEvent, ProvisioningMessage
+        from receiver.outcomes import MessageOutcome
 
         theirs = ProvisioningMessage(
             organization_id=other,
             received_at=dash.clock(),
-            outcome="processed",
+            outcome=MessageOutcome.PROCESSED,
             notification_count=1,
             detail="their own detail",
         )
