@@ -62,11 +62,13 @@ FLASH_PROBLEMS.update(
 
 
 def _values(session: Session, organization_id: str) -> dict[str, Any]:
+    from receiver.reconcile.jobs import is_chosen
     from receiver.salesforce_connection import connection_info
 
     plan = latest_plan(session, organization_id)
-    jobs = latest_jobs(session, organization_id, JobKind.RECONCILE)
-    job = jobs[0] if jobs else None
+    jobs = latest_jobs(session, organization_id, JobKind.RECONCILE, limit=50)
+    # the organization's last reconcile, not an agent page's Sync now (attack finding)
+    job = next((j for j in jobs if not is_chosen(j)), None)
     return {
         "plan": plan,
         "plan_counts": _counts(plan),

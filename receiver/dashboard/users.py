@@ -223,7 +223,8 @@ async def agent_page(page: OrgPage) -> Response:
         }
 
     values = await page.read(work)
-    if values["agent"] is None and values["tombstone"] is None and not values["timeline"]:
+    nothing = values["agent"] is None and values["tombstone"] is None and not values["timeline"]
+    if nothing and values["synced"] is None:  # a Sync now's answer is shown even so
         return page.error(
             404,
             "User not found",

@@ -36,9 +36,11 @@ from sf_metadata.errors import AgentProvisionError, JobBusy, SalesforceError, Sa
 from sf_metadata.reconcile import DEFAULT_GUARD, DeletionGuard
 
 __all__ = [
+    "CHOSEN_STEP",
     "JobSink",
     "ReaderFactory",
     "connected_reader",
+    "is_chosen",
     "run_in_foreground",
     "scheduled_runs",
     "start_in_background",
@@ -46,6 +48,17 @@ __all__ = [
 ]
 
 log = logging.getLogger(LOGGER_NAME)
+
+#: The first step of a reconcile job of chosen users (Sync now, ``reconcile run --user``):
+#: the Reconcile page's "Last run" is the organization's reconcile, not a one-user sync
+#: (:func:`is_chosen`).
+CHOSEN_STEP = "reading chosen users"
+
+
+def is_chosen(job: Any) -> bool:
+    """Is this reconcile job (a ``receiver.job_views.JobView``) a run of chosen users?"""
+    return bool(job.steps) and job.steps[0][0] == CHOSEN_STEP
+
 
 #: ``(organization) -> UserReader``: how a job reaches Salesforce.
 ReaderFactory = Callable[[str], UserReader]
@@ -168,6 +181,8 @@ def run_in_foreground(
     box: dict[str, Any] = {}
 
     def work(p: Progress) -> JobOutcome:
+        if user_ids is not None:
+            p.step(CHOSEN_STEP)
         try:
             result = reconcile(
                 engine,

@@ -262,6 +262,9 @@ def test_a_message_larger_than_a_page_is_paged_inside(dash: Dash) -> None:
     # its last 70 rows, then the older message of 5: 75 rows, the end of the log
     assert inside.count(">created</span>") == 75 and ">Older<" not in inside
     assert _log(dash, at="x.30") == first  # unreadable: the newest page
+    # no such message (attack finding: a 500): the page starts below the id it names
+    assert _log(dash, at="5000000.0").count(">created</span>") == 100  # the newest 100
+    assert ">created</span>" not in _log(dash, at="0.0")
     # an address naming another organization's message, or one the filters leave out,
     # starts nothing inside it
     other = dash.new_org(name="other-org")

@@ -6,6 +6,7 @@ Salesforce side is ``tests.fake_salesforce`` (the REST query resource in process
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -176,3 +177,45 @@ def test_a_sync_never_hides_a_held_plan(dash: Dash, salesforce: FakeSalesforce) 
     assert "Reconcile plan held" in dash.client.get("/").text
     reconcile = dash.client.get(f"/organizations/{dash.org}/reconcile").text
     assert "held1" in reconcile and ">Approve deletions</button>" in reconcile
+
+
+def test_a_sync_is_not_the_reconcile_pages_last_run(
+    dash: Dash, salesforce: FakeSalesforce, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attack finding: a failed Sync now showed as "The last reconcile failed"."""
+    from receiver.dashboard import sync_user
+    from sf_metadata.errors import SalesforceUnreadable
+
+    dash.sign_in()
+    dash.post_message(_ada())
+    agent = f"/organizations/{dash.org}/users/{sf_id('005', 1)}"
+    reconcile = f"/organizations/{dash.org}/reconcile"
+    dash.post_form(agent + "/sync", {}, page=agent)
+    assert "Last run" not in dash.client.get(reconcile).text
+
+    def unreachable(name: str) -> Any:
+        raise SalesforceUnreadable("the Organization query: cannot reach Salesforce")
+
+    monkeypatch.setattr(sync_user, "reader_factory", lambda page: unreachable)
+    failed = dash.post_form(agent + "/sync", {}, page=agent)
+    assert failed.headers["location"] == agent + "?flash=sync-unreadable"
+    assert "Salesforce could not be read" in dash.client.get(failed.headers["location"]).text
+    assert "The last reconcile failed" not in dash.client.get(reconcile).text
+
+
+def test_a_sync_while_disabled_of_a_user_with_no_page_shows_the_plan(
+    dash: Dash, salesforce: FakeSalesforce
+) -> None:
+    """Attack finding: it ended on a 404 that explained nothing."""
+    from receiver.organizations import set_enabled
+
+    dash.sign_in()
+    with transaction(dash.engine) as session:
+        set_enabled(session, name=dash.org, enabled=False, now=dash.clock())
+    reconcile = f"/organizations/{dash.org}/reconcile"
+    planned = dash.post_form(reconcile + "/sync-user", {"user": sf_id("005", 2)}, page=reconcile)
+    page = dash.client.get(planned.headers["location"])
+    assert page.status_code == 200
+    assert "<strong>create</strong>" in page.text and "only planned" in page.text
+    # without the Sync's answer, the id alone is still no page
+    assert dash.client.get(planned.headers["location"].split("?")[0]).status_code == 404
