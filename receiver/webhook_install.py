@@ -61,7 +61,10 @@ def install_if_never_deployed(flip: FeatureFlip) -> str | None:
     if run.result is not None and run.result.succeeded:
         return "webhook install: deployed " + ", ".join(run.result.outcome.components)
     problems = run.result.outcome.problems if run.result is not None else ()
-    return "webhook install failed: " + (problems[0] if problems else "see the CRM page")
+    if not problems:
+        return "webhook install failed: see the CRM page"
+    more = f" (and {len(problems) - 1} more on the CRM page)"
+    return "webhook install failed: " + problems[0] + (more if len(problems) > 1 else "")
 
 
 register_on_enable("install-webhook", install_if_never_deployed)

@@ -287,3 +287,18 @@ def test_the_on_enable_action_without_a_connection_deploys_nothing(harness: Harn
 
     assert install_if_never_deployed(_flip(harness)) is None
     assert harness.deployments() == []
+
+
+def test_a_failed_install_says_how_many_problems_it_did_not_print(harness: Harness) -> None:
+    """Newcomer finding: `org enable` printed one preflight problem of six, and no more."""
+    from receiver.webhook_install import install_if_never_deployed
+
+    _store_session(harness, INTEGRATION_USER)
+    with make_vcr().use_cassette("preflight_missing_permission.yaml") as cassette:
+        line = install_if_never_deployed(_flip(harness))
+    assert cassette.all_played
+    assert line == (
+        'webhook install failed: The deploying user lacks "Customize Application" '
+        "(PermissionsCustomizeApplication): grant it in Setup > Users > Profiles or "
+        "Permission Sets (and 1 more on the CRM page)"
+    )

@@ -297,3 +297,15 @@ def test_the_agent_page_labels_each_field_with_its_salesforce_source(dash: Dash)
     assert rows["Call center"] == "empty"
     assert rows["Team__c"] == "red" and rows["Salesforce user id"] == user
     assert "<code>crm.language</code> from <code>LanguageLocaleKey</code>" in html
+
+
+def test_a_user_inactive_when_first_seen_is_never_provisioned_not_deprovisioned(
+    dash: Dash,
+) -> None:
+    """Newcomer finding: such a user's page said 'Deprovisioned at ...'."""
+    dash.sign_in()
+    user = next_id("005")
+    dash.post_message(make_notification(user_id=user, Name="Never Active", IsActive="false"))
+    html = dash.client.get(f"/organizations/{dash.org}/users/{user}").text
+    assert "Never provisioned: the user was inactive in Salesforce when first seen" in html
+    assert "Deprovisioned at" not in html
