@@ -4,7 +4,9 @@ every notification of it with its action and reason (CONTRACT section 3).
 Written by ``receiver.provisioning`` (applied messages) and by the webhook route
 (:func:`record_message` for messages rejected after the token check: body too large, not an
 Outbound Message, another org). Read newest first, paged by message id
-(:func:`list_messages`). The log never holds a SessionId, a token or field values: only
+(:func:`list_messages`); the conditions a view puts on its messages (outcome, source,
+received between) are :func:`message_conditions`, shared by the dashboard's log and the
+bulk replay's scope. The log never holds a SessionId, a token or field values: only
 ids, actions, counts and reasons.
 """
 
@@ -13,8 +15,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
+import sqlalchemy as sa
 from sqlalchemy import Table, insert
 from sqlmodel import Session, col, select
 
@@ -26,13 +29,46 @@ from sf_metadata.decision import Decision
 __all__ = [
     "MAX_PAGE_SIZE",
     "LogPage",
+    "MessageScope",
     "list_messages",
+    "message_conditions",
     "record_events",
     "record_message",
 ]
 
 MAX_PAGE_SIZE = 500
 _MAX_DETAIL = 1000
+
+
+class MessageScope(Protocol):
+    """What :func:`message_conditions` reads of a view: each ``None`` for any."""
+
+    @property
+    def outcome(self) -> str | None: ...
+    @property
+    def source(self) -> str | None: ...
+    @property
+    def since(self) -> datetime | None: ...
+    @property
+    def until(self) -> datetime | None: ...
+
+
+def message_conditions(scope: MessageScope) -> list[sa.ColumnElement[bool]]:
+    """The ``provisioning_message`` conditions of ``scope``: its ``outcome`` (a
+    :class:`~receiver.outcomes.MessageOutcome` value), its ``source`` (``outbound-message``,
+    ``reconcile``, ``replay``), received at ``since`` or later and before ``until`` (aware
+    UTC datetimes); an empty list for a scope of any message."""
+    m = ProvisioningMessage.__table__.c  # type: ignore[attr-defined]
+    out: list[sa.ColumnElement[bool]] = []
+    if scope.outcome is not None:
+        out.append(m.outcome == scope.outcome)
+    if scope.source is not None:
+        out.append(m.source == scope.source)
+    if scope.since is not None:
+        out.append(m.received_at >= scope.since)
+    if scope.until is not None:
+        out.append(m.received_at < scope.until)
+    return out
 
 
 def _iso(value: datetime) -> str:

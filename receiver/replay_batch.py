@@ -49,6 +49,7 @@ from receiver.jobs import JobKind, JobOutcome, Progress, run_job, start_job
 from receiver.models import ProvisioningEvent, ProvisioningMessage
 from receiver.organizations import get_organization
 from receiver.provisioning import SourceKind
+from receiver.provisioning_log import message_conditions
 from receiver.provisioning_tables import FailedNotification
 from receiver.replay import ReplayResult, replay_notification
 from receiver.sessions import SessionHooks
@@ -145,15 +146,7 @@ def pending_failures(
     )
     if scope.crm_id is not None:
         stmt = stmt.where(_E.c.crm_id == scope.crm_id)
-    if scope.since is not None:
-        stmt = stmt.where(_M.c.received_at >= scope.since)
-    if scope.until is not None:
-        stmt = stmt.where(_M.c.received_at < scope.until)
-    if scope.outcome is not None:
-        stmt = stmt.where(_M.c.outcome == scope.outcome)
-    if scope.source is not None:
-        stmt = stmt.where(_M.c.source == scope.source)
-    found = session.execute(stmt.order_by(_F.c.event_id)).all()
+    found = session.execute(stmt.where(*message_conditions(scope)).order_by(_F.c.event_id)).all()
     if not found:
         return PendingFailures()
     # Replays come after what they replay: only entries newer than the oldest candidate.

@@ -22,6 +22,7 @@ from sqlmodel import Session
 
 from receiver.dashboard.logview import ROWS_PER_PAGE, LogFilter, LogRow
 from receiver.models import ProvisioningEvent, ProvisioningMessage
+from receiver.provisioning_log import message_conditions
 
 __all__ = ["PageStart", "iter_rows", "log_page"]
 
@@ -55,15 +56,8 @@ def _message_ids(
         if before_id is not None:
             stmt = stmt.where(_M.c.id < before_id)
         order = _M.c.id.desc()
-    if flt.outcome is not None:
-        stmt = stmt.where(_M.c.outcome == flt.outcome)
-    if flt.source is not None:
-        stmt = stmt.where(_M.c.source == flt.source)
-    if flt.since is not None:
-        stmt = stmt.where(_M.c.received_at >= flt.since)
-    if flt.until is not None:
-        stmt = stmt.where(_M.c.received_at < flt.until)
-    return [(int(r[0]), int(r[1])) for r in session.execute(stmt.order_by(order).limit(limit))]
+    stmt = stmt.where(*message_conditions(flt)).order_by(order).limit(limit)
+    return [(int(r[0]), int(r[1])) for r in session.execute(stmt)]
 
 
 def _rows(
