@@ -4,7 +4,8 @@
                 {"name", "at"}), deploy_id, result (JSON object), problems (JSON list of
                 str), owner, created_at, started_at, finished_at; index
                 (organization_id, kind, id)
-    job_lease   key PK (``"<organization>:<kind>"`` or ``"schedule:<task>"``); job_id,
+    job_lease   key PK (``"<organization>:<kind>"``, a kind of :data:`LEASE_SHARED_WITH`
+                under the kind it shares, or ``"schedule:<task>"``); job_id,
                 owner, expires_at: who may run that key until when
 
 A lease is the cross-process, cross-host "at most one at a time": a worker holds it while it
@@ -16,6 +17,7 @@ interval" marker.
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
@@ -23,7 +25,25 @@ from sqlmodel import Field, SQLModel
 
 from receiver.models import UTCDateTime, organization_column
 
-__all__ = ["Job", "JobLease"]
+__all__ = ["LEASE_SHARED_WITH", "Job", "JobKind", "JobLease"]
+
+
+class JobKind(StrEnum):
+    """The kinds of jobs (one running per organization and lease, :data:`LEASE_SHARED_WITH`).
+
+    ``reconcile-users`` is a reconcile of chosen Users (Sync now, ``reconcile run --user``):
+    its own kind, so that the organization's "Last run" is never a one-user sync, under the
+    reconcile's lease, so that the two never overlap."""
+
+    REFRESH_WEBHOOK = "refresh-webhook"
+    RECONCILE = "reconcile"
+    RECONCILE_USERS = "reconcile-users"
+    KEEP_ALIVE = "keep-alive"
+    REPLAY = "replay"
+
+
+#: Kinds that run under another kind's lease: one of either runs at a time.
+LEASE_SHARED_WITH: dict[str, str] = {JobKind.RECONCILE_USERS: JobKind.RECONCILE}
 
 
 def _utc(*, nullable: bool = False) -> Any:

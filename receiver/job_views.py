@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from receiver.job_tables import Job, JobLease
+from receiver.job_tables import LEASE_SHARED_WITH, Job, JobLease
 
 __all__ = ["JobState", "JobView", "get_job", "latest_jobs", "lease_key"]
 
@@ -60,8 +60,9 @@ class JobView:
 
 
 def lease_key(organization: str, kind: str) -> str:
-    """The ``job_lease`` key of the organization's jobs of ``kind``."""
-    return f"{organization}:{kind}"
+    """The ``job_lease`` key of the organization's jobs of ``kind`` (that of the kind it
+    shares a lease with, ``receiver.job_tables.LEASE_SHARED_WITH``)."""
+    return f"{organization}:{LEASE_SHARED_WITH.get(kind, kind)}"
 
 
 def _view(job: Job, lease: JobLease | None, now: datetime) -> JobView:

@@ -39,7 +39,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -48,7 +47,7 @@ from sqlalchemy.engine import Engine
 
 from receiver._logging import LOGGER_NAME
 from receiver.db import transaction
-from receiver.job_tables import Job, JobLease
+from receiver.job_tables import LEASE_SHARED_WITH, Job, JobKind, JobLease
 from receiver.job_views import JobState, JobView, get_job, latest_jobs, lease_key
 from sf_metadata.errors import AgentProvisionError, JobBusy
 
@@ -79,15 +78,6 @@ Clock = Callable[[], datetime]
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-class JobKind(StrEnum):
-    """The kinds of jobs (one running per organization and kind)."""
-
-    REFRESH_WEBHOOK = "refresh-webhook"
-    RECONCILE = "reconcile"
-    KEEP_ALIVE = "keep-alive"
-    REPLAY = "replay"
 
 
 @dataclass(frozen=True)
@@ -211,7 +201,7 @@ def start_job(
         assert lease is not None
         if lease.job_id is not None and lease.expires_at > now:
             raise JobBusy(
-                f"a {kind} job is already running for {organization} (job {lease.job_id}): "
+                f"a {LEASE_SHARED_WITH.get(kind, kind)} job is already running for {organization} (job {lease.job_id}): "
                 "wait for it to finish",
                 job_id=lease.job_id,
             )

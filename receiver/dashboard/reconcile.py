@@ -62,13 +62,12 @@ FLASH_PROBLEMS.update(
 
 
 def _values(session: Session, organization_id: str) -> dict[str, Any]:
-    from receiver.reconcile.jobs import is_chosen
     from receiver.salesforce_connection import connection_info
 
     plan = latest_plan(session, organization_id)
-    jobs = latest_jobs(session, organization_id, JobKind.RECONCILE, limit=50)
-    # the organization's last reconcile, not an agent page's Sync now (attack finding)
-    job = next((j for j in jobs if not is_chosen(j)), None)
+    # the organization's last reconcile: a Sync now is a job of kind reconcile-users
+    jobs = latest_jobs(session, organization_id, JobKind.RECONCILE, limit=1)
+    job = jobs[0] if jobs else None
     return {
         "plan": plan,
         "plan_counts": _counts(plan),

@@ -36,11 +36,9 @@ from sf_metadata.errors import AgentProvisionError, JobBusy, SalesforceError, Sa
 from sf_metadata.reconcile import DEFAULT_GUARD, DeletionGuard
 
 __all__ = [
-    "CHOSEN_STEP",
     "JobSink",
     "ReaderFactory",
     "connected_reader",
-    "is_chosen",
     "run_in_foreground",
     "scheduled_runs",
     "start_in_background",
@@ -48,17 +46,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(LOGGER_NAME)
-
-#: The first step of a reconcile job of chosen users (Sync now, ``reconcile run --user``):
-#: the Reconcile page's "Last run" is the organization's reconcile, not a one-user sync
-#: (:func:`is_chosen`).
-CHOSEN_STEP = "reading chosen users"
-
-
-def is_chosen(job: Any) -> bool:
-    """Is this reconcile job (a ``receiver.job_views.JobView``) a run of chosen users?"""
-    return bool(job.steps) and job.steps[0][0] == CHOSEN_STEP
-
 
 #: ``(organization) -> UserReader``: how a job reaches Salesforce.
 ReaderFactory = Callable[[str], UserReader]
@@ -175,14 +162,14 @@ def run_in_foreground(
 ) -> RunResult:
     """Run one reconcile in this thread as a job (lease held: another run of this
     organization, anywhere, is refused with :class:`JobBusy`); with ``user_ids`` of only
-    those Users (``receiver.reconcile.run.reconcile``). Errors of the run are recorded in
-    the job and raised again here, so the CLI and the agent page keep their own words."""
-    job = start_job(engine, organization, JobKind.RECONCILE)
+    those Users (``receiver.reconcile.run.reconcile``; a ``reconcile-users`` job, under the
+    reconcile's lease). Errors of the run are recorded in the job and raised again here, so
+    the CLI and the agent page keep their own words."""
+    kind = JobKind.RECONCILE if user_ids is None else JobKind.RECONCILE_USERS
+    job = start_job(engine, organization, kind)
     box: dict[str, Any] = {}
 
     def work(p: Progress) -> JobOutcome:
-        if user_ids is not None:
-            p.step(CHOSEN_STEP)
         try:
             result = reconcile(
                 engine,

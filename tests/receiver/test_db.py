@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import warnings
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -279,5 +280,60 @@ def test_sqlite_file_that_is_not_a_database_is_store_unavailable(tmp_path: Path)
     try:
         with pytest.raises(StoreUnavailable):
             migrate(engine)
+    finally:
+        engine.dispose()
+
+
+def test_migration_0019_gives_earlier_sync_jobs_their_own_kind(
+    database_url: str, make_organization
+) -> None:
+    """A Sync now of an earlier release was a ``reconcile`` job whose first step was
+    ``reading chosen users``: after 0019 it is a ``reconcile-users`` job, so the Reconcile
+    page's Last run is the organization's reconcile; a downgrade makes both ``reconcile``."""
+    from alembic import command
+
+    from receiver.db import _alembic_config
+    from receiver.job_tables import Job
+
+    engine = make_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            command.upgrade(_alembic_config(connection), "0018_provisioning_message_source")
+        with transaction(engine) as session:
+            organization, _ = make_organization(session, name="acme")
+            org = organization.id
+        at = "2026-12-03T08:00:00+00:00"
+        jobs = {
+            "sync": [{"name": "reading chosen users", "at": at}, {"name": "planned", "at": at}],
+            "full": [{"name": "reading users", "at": at}],
+            "empty": [],
+        }
+        with engine.begin() as connection:
+            for steps in jobs.values():
+                connection.execute(
+                    Job.__table__.insert().values(  # type: ignore[attr-defined]
+                        organization_id=org,
+                        kind="reconcile",
+                        state="succeeded",
+                        owner="host:1:abcd",
+                        steps=steps,
+                        result={},
+                        problems=[],
+                        created_at=datetime(2026, 12, 3, 8, tzinfo=UTC),
+                        started_at=datetime(2026, 12, 3, 8, tzinfo=UTC),
+                    )
+                )
+        migrate(engine)
+
+        def kinds() -> list[str]:
+            with engine.connect() as connection:
+                return [
+                    row.kind for row in connection.execute(text("SELECT kind FROM job ORDER BY id"))
+                ]
+
+        assert kinds() == ["reconcile-users", "reconcile", "reconcile"]
+        with engine.begin() as connection:
+            command.downgrade(_alembic_config(connection), "0018_provisioning_message_source")
+        assert kinds() == ["reconcile", "reconcile", "reconcile"]
     finally:
         engine.dispose()

@@ -235,3 +235,28 @@ def test_started_scheduler_stops_promptly(engine: Engine) -> None:
     assert done.wait(timeout=10)
     scheduler.stop(timeout=5)
     assert scheduler._thread is None
+
+
+def test_a_sync_of_chosen_users_shares_the_reconcile_lease_but_not_its_history(
+    engine: Engine, other_worker: Engine, org: str
+) -> None:
+    """``reconcile-users`` (Sync now) and ``reconcile`` never run at once for an
+    organization, and the organization's reconcile history lists only its reconcile runs."""
+    clock = StepClock()
+    sync = start_job(engine, org, JobKind.RECONCILE_USERS, clock=clock)
+    with pytest.raises(JobBusy) as busy:
+        start_job(other_worker, org, JobKind.RECONCILE, clock=clock)
+    assert busy.value.job_id == sync.job_id
+    assert busy.value.message.startswith("a reconcile job is already running")
+    run_job(sync, lambda p: JobOutcome(True))
+    full = start_job(other_worker, org, JobKind.RECONCILE, clock=clock)
+    with pytest.raises(JobBusy):
+        start_job(engine, org, JobKind.RECONCILE_USERS, clock=clock)
+    with transaction(engine, read_only=True) as session:
+        (running,) = latest_jobs(session, org, JobKind.RECONCILE, now=clock())
+        (done,) = latest_jobs(session, org, JobKind.RECONCILE_USERS, now=clock())
+        # the running reconcile reads as running: its lease is the one the sync shared
+        assert (running.id, running.state) == (full.job_id, JobState.RUNNING)
+        assert (done.id, done.state) == (sync.job_id, JobState.SUCCEEDED)
+        view = get_job(session, sync.job_id, now=clock())
+        assert view is not None and view.kind == "reconcile-users"
