@@ -124,6 +124,13 @@ def test_on_a_phone_width_screen_only_tables_scroll_sideways(
             expect(page.get_by_role("button", name="Sign out")).to_be_visible()
             width = page.evaluate("document.documentElement.scrollWidth")
             assert width <= 420, f"{path} is {width} px wide on a 420 px screen"
+            if path == "/":  # the organizations read one card each: every column in view
+                attention = page.locator('td[data-label="Needs attention"]').first
+                expect(attention).to_be_in_viewport(ratio=1)
+                box_of = attention.bounding_box()
+                assert box_of is not None and box_of["x"] + box_of["width"] <= 420
+                expect(page.get_by_role("link", name="acme")).to_be_visible()
+                _shot(page, "home-phone-width", shot)
         # the log's table is wider than the screen: it scrolls in its own box
         box = page.locator(".table-scroll").first
         page.goto(live.url + "/organizations/acme/provisioning-log")
