@@ -45,9 +45,12 @@ from sf_metadata.reconcile import (
 
 __all__ = [
     "CHOSEN",
+    "DRY_RUN_NOTE",
     "NOT_FOUND_REASON",
+    "PREVIEW_NOTE",
     "STATUSES",
     "StoredPlan",
+    "applied_note",
     "decode_rows",
     "encode_rows",
     "get_plan",
@@ -67,6 +70,21 @@ NOT_FOUND_REASON = (
 #: The kind of a plan of chosen users (``reconcile run --user``, the agent page's ``Sync
 #: now``); the others are ``full`` and ``incremental`` (``receiver.reconcile.run``).
 CHOSEN = "chosen"
+
+#: A plan's note (``detail``) when it was only planned: the feature was disabled, or a
+#: dry run (which may add why applying it would be held).
+PREVIEW_NOTE = "the feature is disabled: a preview of what enabling will do"
+DRY_RUN_NOTE = "dry run"
+
+
+def applied_note(detail: str | None) -> str | None:
+    """The note of a plan once ``reconcile apply`` (or the dashboard's Apply) applied it:
+    a note saying it was only planned now says when it was planned; any other is kept."""
+    if detail == PREVIEW_NOTE:
+        return "planned while the feature was disabled, applied after it was enabled"
+    if detail is not None and detail.startswith(DRY_RUN_NOTE):
+        return "planned as a dry run, applied afterwards"
+    return detail
 
 
 def new_plan_id() -> str:

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 
 from receiver.db import transaction
 from receiver.organizations import get_organization
-from receiver.reconcile.plans import StoredPlan, get_plan, plan_json
+from receiver.reconcile.plans import StoredPlan, applied_note, get_plan, plan_json
 from receiver.reconcile.progress import Clock, NoProgress, ProgressSink, gc_paused, utc_now
 from receiver.sessions import SessionHooks
 from sf_metadata.errors import PlanNotFound, ReconcileHeld, Setting, UsageError
@@ -129,6 +129,7 @@ def apply_plan(
         record.status = "applied"
         record.applied_counts = counts
         record.applied_at = clock()
+        record.detail = applied_note(record.detail)
         session.add(record)
         result = RunResult(plan_id, "applied", counts, record.api_calls, None, record.detail)
     del ended

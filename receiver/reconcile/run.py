@@ -34,7 +34,7 @@ from deployer.users import UserReader
 from receiver.db import transaction
 from receiver.organizations import get_organization
 from receiver.reconcile.digests import SALT, DigestSnapshot, load_snapshot
-from receiver.reconcile.plans import CHOSEN, save_plan
+from receiver.reconcile.plans import CHOSEN, DRY_RUN_NOTE, PREVIEW_NOTE, save_plan
 from receiver.reconcile.progress import Clock, NoProgress, ProgressSink, gc_paused, utc_now
 from receiver.reconcile.review import RunResult, apply_plan, reject_plan, show_plan
 from receiver.reconcile.state import load_reconcile_state
@@ -239,12 +239,11 @@ def plan_run(
         hold = guard.hold_reason(plan.counts["deprovision"], state.agent_count)
         detail = None
         if not enabled:
-            status = "planned"
-            detail = "the feature is disabled: a preview of what enabling will do"
+            status, detail = "planned", PREVIEW_NOTE
         elif dry_run:
-            status, detail = "planned", "dry run"
+            status, detail = "planned", DRY_RUN_NOTE
             if hold is not None:
-                detail = f"dry run; applying it would be held: {hold}"
+                detail = f"{DRY_RUN_NOTE}; applying it would be held: {hold}"
         elif hold is not None:
             status = "held"
         else:

@@ -66,7 +66,8 @@ def test_run_applies_every_user_and_counts_api_calls(h: Harness) -> None:
 def test_dry_run_and_disabled_org_only_plan(h: Harness) -> None:
     result = run(h, "pages")  # the feature is disabled: a preview
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["status"] == "planned"
+    preview = json.loads(result.stdout)
+    assert preview["status"] == "planned"
     assert users(h) == []
     enable(h)
     out = json.loads(run(h, "pages", "--dry-run").stdout)
@@ -84,6 +85,20 @@ def test_dry_run_and_disabled_org_only_plan(h: Harness) -> None:
     assert applied.exit_code == 0, applied.output
     assert json.loads(applied.stdout)["status"] == "applied"
     assert len(users(h)) == 7
+    # an applied plan's note no longer says it was only planned
+    shown = h.invoke(["reconcile", "show", ORG, out["planId"], "--json"])
+    assert json.loads(shown.stdout)["detail"] == "planned as a dry run, applied afterwards"
+
+    def note(plan_id: str) -> str:
+        shown = h.invoke(["reconcile", "show", ORG, plan_id, "--json"])
+        return str(json.loads(shown.stdout)["detail"])
+
+    assert note(preview["planId"]) == "the feature is disabled: a preview of what enabling will do"
+    late = h.invoke(["reconcile", "apply", ORG, preview["planId"], "--json"])
+    assert late.exit_code == 0, late.output
+    assert note(preview["planId"]) == (
+        "planned while the feature was disabled, applied after it was enabled"
+    )
     again = h.invoke(["reconcile", "apply", ORG, out["planId"]])
     assert again.exit_code == 4
     assert "already applied" in again.stderr
