@@ -11,6 +11,8 @@ replay (``failed_notification``), in the filter (Salesforce user, received from/
 message outcome, source), that are
 
 - **not replayed yet**: no provisioning log entry with source ``replay`` names the event;
+- **the newest of its chain**: a failure replayed twice (its row's ``Replay`` pressed
+  again) leaves two failures of one notification; only the newer is pending;
 - **not overtaken**: no later entry of the same Salesforce user created, updated,
   restored or deprovisioned its agent (a parked change that woke up, a newer message, a
   reconcile): replaying those could only come out ``stale`` or change nothing.
@@ -38,7 +40,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -151,17 +153,35 @@ def pending_failures(
         return PendingFailures()
     # Replays come after what they replay: only entries newer than the oldest candidate.
     oldest_message = min(int(r.message_id) for r in found)
-    replayed = {
-        ref
-        for (ref,) in session.execute(
-            sa.select(_M.c.source_ref).where(
-                _M.c.organization_id == organization_id,
-                _M.c.id > oldest_message,
-                _M.c.source == SourceKind.REPLAY.value,
-            )
+    replayed: set[str] = set()
+    parent: dict[int, int] = {}  # a replay's log event -> the event it replayed
+    for ref, event in session.execute(
+        sa.select(_M.c.source_ref, _E.c.id)
+        .select_from(_M.outerjoin(_E, _E.c.message_id == _M.c.id))
+        .where(
+            _M.c.organization_id == organization_id,
+            _M.c.id > oldest_message,
+            _M.c.source == SourceKind.REPLAY.value,
         )
-    }
-    left = [r for r in found if str(r.event_id) not in replayed]
+    ):
+        if ref is None:
+            continue
+        replayed.add(ref)
+        if event is not None and ref.isdigit():
+            parent[int(event)] = int(ref)
+    # A failure replayed twice (its row's Replay pressed again) left two failures of one
+    # notification: only the newest of each chain of replays is pending.
+    newest: dict[int, Any] = {}
+    for r in found:
+        if str(r.event_id) in replayed:
+            continue
+        root, seen = int(r.event_id), set()
+        while root in parent and root not in seen:
+            seen.add(root)
+            root = parent[root]
+        if root not in newest or r.event_id > newest[root].event_id:
+            newest[root] = r
+    left = sorted(newest.values(), key=lambda r: int(r.event_id))
     return PendingFailures(
         first=[int(r.event_id) for r in left if r.source != SourceKind.REPLAY.value],
         again=[int(r.event_id) for r in left if r.source == SourceKind.REPLAY.value],

@@ -147,3 +147,28 @@ def test_a_batch_is_refused_while_the_feature_is_off(engine: Engine, org: Organi
     with pytest.raises(ReplayRefused):
         _replay(engine, org)
     assert len(_pending(engine, org)) == 1  # nothing used up
+
+
+def test_a_failure_replayed_twice_is_pending_once(engine: Engine, org: Organization) -> None:
+    """A row's Replay pressed again on a failure a batch replayed already (newcomer
+    finding): the notification has two failed replays, and is counted and replayed once."""
+    from receiver.replay_batch import replay_one
+
+    first = deliver(engine, org, note(1, 0, IsActive=None), note(2, 0, IsActive=None))
+    eve, other = event_id(engine, first, 0), event_id(engine, first, 1)
+    assert _replay(engine, org).actions == {"failed": 2}
+    replay_one(engine, organization=org.id, event_id=eve, now=T0 + timedelta(hours=2))
+    found = _found(engine, org)
+    assert found.first == [] and len(found.again) == 2  # one per notification
+    again = _replay(engine, org, scope=ReplayScope(again=True))
+    assert again.actions == {"failed": 2} and again.replayed == 2
+    assert len(_found(engine, org).again) == 2
+    # the chain of user 1 ends in its newest failure; user 2's in its own
+    with transaction(engine, read_only=True) as session:
+        refs = session.exec(
+            select(ProvisioningMessage.source_ref)
+            .where(ProvisioningMessage.source == "replay")
+            .order_by(col(ProvisioningMessage.id))
+        ).all()
+    assert refs[:3] == [str(eve), str(other), str(eve)]
+    assert str(eve) not in refs[3:]
