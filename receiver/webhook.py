@@ -281,7 +281,9 @@ def _note_refusal(engine: Engine, name: str, token: str | None, now: datetime) -
         "The webhook token is missing (401)"
         if not token
         else "The webhook token is wrong (401): not this organization's current token "
-        "(rotated since the deploy, or a mistyped URL): press Refresh (Refresh Webhook)"
+        "(rotated since the deploy, or a mistyped URL): deploy the current webhook URL "
+        "(Refresh Webhook, or put the URL that `agent-provision org url` prints in the "
+        "Outbound Message)"
     )
     try:
         with transaction(engine) as session:

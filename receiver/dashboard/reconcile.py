@@ -25,7 +25,9 @@ from receiver.dashboard.framework import (
     csv_cell,
     org_route,
     redirect,
+    vouched,
 )
+from receiver.dashboard.sync_user import sync_problem
 from receiver.jobs import JobKind, latest_jobs
 from receiver.reconcile.plans import StoredPlan, get_plan, latest_plan, plan_rows_json
 from receiver.reconcile.run import apply_plan, reject_plan
@@ -98,7 +100,15 @@ async def reconcile_page(page: OrgPage) -> Response:
         plan_id = str(page.form.get("plan_id", ""))
         outcome = await _act(page, action, plan_id)
         return redirect(page.url("/reconcile", flash=outcome), vouch=page.request)
-    values = await page.read(lambda s: _values(s, org_id))
+    sync_job = vouched(page.request).get("sync_job")
+
+    def work(session: Session) -> dict[str, Any]:
+        values = _values(session, org_id)
+        if sync_job:  # a failed Sync user: why (its job is not this page's Last run)
+            values["flash_why"] = sync_problem(session, org_id, sync_job)
+        return values
+
+    values = await page.read(work)
     return page.render("reconcile.html.j2", values, nav="reconcile")
 
 
@@ -148,18 +158,28 @@ def _plausible_plan_id(plan_id: str) -> bool:
     return 0 < len(plan_id) <= 64 and plan_id.isprintable()
 
 
-async def plan_page(page: OrgPage) -> Response:
-    """One plan: status, counts and its first rows (the CSV has every row)."""
-    plan_id = str(page.request.path_params["plan_id"])
+async def _plan_or_404(page: OrgPage, plan_id: str) -> StoredPlan | Response:
+    """The organization's plan ``plan_id``, or the 404 page that says there is none."""
     org_id = page.organization.id
     try:
         if not _plausible_plan_id(plan_id):
             raise PlanNotFound(f"no reconcile plan {plan_id[:40]!r}")
-        plan = await page.read(lambda s: get_plan(s, org_id, plan_id))
+        return await page.read(lambda s: get_plan(s, org_id, plan_id))
     except PlanNotFound:
         return page.error(
-            404, "No such plan", f"This organization has no reconcile plan {plan_id[:40]!r}."
+            404,
+            "No such plan",
+            f"This organization has no reconcile plan {plan_id[:40]!r}.",
+            hint="The Reconcile page shows the last plan, with a link to every row.",
         )
+
+
+async def plan_page(page: OrgPage) -> Response:
+    """One plan: status, counts and its first rows (the CSV has every row)."""
+    plan_id = str(page.request.path_params["plan_id"])
+    plan = await _plan_or_404(page, plan_id)
+    if isinstance(plan, Response):
+        return plan
     rows = list(plan_rows_json(plan))
     return page.render(
         "reconcile_plan.html.j2",
@@ -176,15 +196,9 @@ async def plan_page(page: OrgPage) -> Response:
 async def plan_csv(page: OrgPage) -> Response:
     """Every row of a plan as CSV: crmId, action, reason, username."""
     plan_id = str(page.request.path_params["plan_id"])
-    org_id = page.organization.id
-    try:
-        if not _plausible_plan_id(plan_id):
-            raise PlanNotFound(f"no reconcile plan {plan_id[:40]!r}")
-        plan = await page.read(lambda s: get_plan(s, org_id, plan_id))
-    except PlanNotFound:
-        return page.error(
-            404, "No such plan", f"This organization has no reconcile plan {plan_id[:40]!r}."
-        )
+    plan = await _plan_or_404(page, plan_id)
+    if isinstance(plan, Response):
+        return plan
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=["crmId", "action", "reason", "username"])
     writer.writeheader()
@@ -194,7 +208,7 @@ async def plan_csv(page: OrgPage) -> Response:
         out.getvalue(),
         media_type="text/csv; charset=utf-8",
         headers={
-            "content-disposition": f'attachment; filename="reconcile-{org_id}-{plan_id}.csv"',
+            "content-disposition": f'attachment; filename="reconcile-{page.organization.id}-{plan_id}.csv"',
             "cache-control": "no-store",
             "x-content-type-options": "nosniff",
         },

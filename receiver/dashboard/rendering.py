@@ -56,9 +56,11 @@ FLASH_MESSAGES: dict[str, str] = {
 FLASH_PROBLEMS: set[str] = set()
 
 #: The query parameters that report what a POST just did (``?flash=`` codes, the CRM
-#: page's ``?notice=``, a bulk replay's counts, a ``Sync now``'s plan id): a page shows them
+#: page's ``?notice=``, a bulk replay's counts, a ``Sync now``'s plan id or failed job): a page shows them
 #: only when :data:`FLASH_COOKIE` vouches for them (:func:`vouched`).
-VOUCHED_PARAMS = frozenset({"flash", "notice", "replayed", "applied", "again", "left", "synced"})
+VOUCHED_PARAMS = frozenset(
+    {"flash", "notice", "replayed", "applied", "again", "left", "synced", "sync_job"}
+)
 
 #: The one-shot cookie that vouches for those parameters (``__Host-aap_flash`` behind
 #: https): ``redirect(url, vouch=request)`` sets it to the ones it redirects with, signed
@@ -191,6 +193,7 @@ def render(
         "org_url": menu_url,
         "flash": flash,
         "flash_problem": flash is not None and flash_code in FLASH_PROBLEMS,
+        "flash_why": None,  # a page may add why a problem happened (a failed Sync now's)
         "request_path": request.url.path,
     }
     data.update(values or {})

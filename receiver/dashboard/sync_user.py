@@ -47,7 +47,7 @@ from sf_metadata.errors import (
 )
 from sf_metadata.ids import USER, canonical_id
 
-__all__ = ["ROUTES", "SyncedRow", "reader_factory", "synced_row"]
+__all__ = ["ROUTES", "SyncedRow", "reader_factory", "sync_problem", "synced_row"]
 
 FLASH_MESSAGES.update(
     {
@@ -57,10 +57,8 @@ FLASH_MESSAGES.update(
         "sync-bad-id": "That is not a Salesforce User id (005…, 15 or 18 characters).",
         "sync-refused": "Salesforce refused the stored connection: nothing was read or "
         "written. Connect to Salesforce again on the CRM page.",
-        "sync-unreadable": "Salesforce could not be read: nothing was written. Try again in "
-        "a minute; the CRM page shows the connection.",
-        "sync-failed": "The user could not be synced: nothing was written. The Reconcile "
-        "page shows the last runs.",
+        "sync-unreadable": "Salesforce could not be read: nothing was written.",
+        "sync-failed": "The user could not be synced: nothing was written.",
     }
 )
 FLASH_PROBLEMS.update(
@@ -106,8 +104,35 @@ def synced_row(
     return None
 
 
+def sync_problem(session: Session, organization_id: str, job_id: str) -> str | None:
+    """The first problem recorded by the organization's failed ``Sync now`` job
+    ``job_id`` (decimal text, from the vouched ``sync_job`` parameter), or ``None`` (no
+    such job of that organization and kind, or none recorded): why nothing was read."""
+    from receiver.jobs import JobKind, get_job
+
+    if not job_id.isdigit() or len(job_id) > 18:
+        return None
+    job = get_job(session, int(job_id))
+    if job is None or job.organization != organization_id:
+        return None
+    if job.kind != JobKind.RECONCILE_USERS or not job.problems:
+        return None
+    return job.problems[0]
+
+
+def _failed_job(page: OrgPage) -> str | None:
+    """The id of the organization's newest ``Sync now`` job (the one that just failed:
+    this request held the lease until it raised), as text."""
+    from receiver.jobs import JobKind, latest_jobs
+
+    with transaction(page.context.engine, read_only=True) as session:
+        jobs = latest_jobs(session, page.organization.id, JobKind.RECONCILE_USERS, limit=1)
+    return str(jobs[0].id) if jobs else None
+
+
 def _sync(page: OrgPage, crm_id: str) -> tuple[str, str | None]:
-    """Run the one-user reconcile; ``(flash or "", plan id or None)``."""
+    """Run the one-user reconcile; ``(flash or "", plan id or None)``; a failure's flash
+    carries ``;<job id>`` for :func:`sync_problem`."""
     from receiver.reconcile.jobs import run_in_foreground
     from receiver.salesforce_connection import connection_info
 
@@ -125,9 +150,9 @@ def _sync(page: OrgPage, crm_id: str) -> tuple[str, str | None]:
     except (AuthenticationError, CredentialsError):
         return "sync-refused", None
     except SalesforceError:
-        return "sync-unreadable", None
+        return "sync-unreadable;" + (_failed_job(page) or ""), None
     except AgentProvisionError:
-        return "sync-failed", None
+        return "sync-failed;" + (_failed_job(page) or ""), None
     with transaction(engine, read_only=True) as session:
         if synced_row(session, org_id, result.plan_id, crm_id) is None:
             return "sync-not-found", None
@@ -137,7 +162,9 @@ def _sync(page: OrgPage, crm_id: str) -> tuple[str, str | None]:
 async def _answer(page: OrgPage, crm_id: str, back: str) -> Response:
     flash, plan_id = await run_in_threadpool(_sync, page, crm_id)
     if plan_id is None:
-        return redirect(page.url(back, flash=flash), vouch=page.request)
+        code, _, job = flash.partition(";")
+        extra = {"sync_job": job} if job else {}
+        return redirect(page.url(back, flash=code, **extra), vouch=page.request)
     return redirect(page.url(f"/users/{crm_id}", synced=plan_id), vouch=page.request)
 
 

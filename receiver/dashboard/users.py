@@ -31,7 +31,7 @@ from receiver.dashboard.directory import (
 from receiver.dashboard.framework import OrgPage, org_route, redirect, vouched
 from receiver.dashboard.log import carried_name
 from receiver.dashboard.logview import SOURCE_LABELS
-from receiver.dashboard.sync_user import synced_row
+from receiver.dashboard.sync_user import sync_problem, synced_row
 from receiver.models import Agent, AgentSession, ProvisioningEvent, ProvisioningMessage, Tombstone
 from receiver.provisioning_tables import FailedNotification
 from sf_metadata.mapping import field_label
@@ -192,6 +192,7 @@ async def agent_page(page: OrgPage) -> Response:
         return crm_id
     org_id = page.organization.id
     synced = vouched(page.request).get("synced")
+    sync_job = vouched(page.request).get("sync_job")
 
     def work(session: Session) -> dict[str, Any]:
         from receiver.salesforce_connection import connection_info
@@ -216,6 +217,7 @@ async def agent_page(page: OrgPage) -> Response:
             "timeline": timeline,
             "connected": connection_info(session, org_id) is not None,
             "synced": synced_row(session, org_id, synced, crm_id) if synced else None,
+            "flash_why": sync_problem(session, org_id, sync_job) if sync_job else None,
             "kept_name": None
             if agent is not None
             else (tombstone.name if tombstone is not None and tombstone.name else None)
@@ -230,7 +232,9 @@ async def agent_page(page: OrgPage) -> Response:
             "User not found",
             f"No agent and no provisioning record for Salesforce user {crm_id} in this "
             "organization.",
-            hint="Open the agent from the Users page, or check the Salesforce user id.",
+            hint="Open the agent from the Users page, or check the Salesforce user id. A "
+            "Salesforce user who was never provisioned has no page yet: Sync user on the "
+            "Reconcile page reads them from Salesforce.",
         )
     agent = values["agent"]
     values["crm_id"] = crm_id

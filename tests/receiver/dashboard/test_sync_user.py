@@ -198,9 +198,21 @@ def test_a_sync_is_not_the_reconcile_pages_last_run(
 
     monkeypatch.setattr(sync_user, "reader_factory", lambda page: unreachable)
     failed = dash.post_form(agent + "/sync", {}, page=agent)
-    assert failed.headers["location"] == agent + "?flash=sync-unreadable"
-    assert "Salesforce could not be read" in dash.client.get(failed.headers["location"]).text
+    assert failed.headers["location"].startswith(agent + "?flash=sync-unreadable&sync_job=")
+    shown = dash.client.get(failed.headers["location"]).text
+    # the page says why (newcomer finding: the cause was on no page), once
+    assert (
+        "Salesforce could not be read: nothing was written. Why: the Organization query: "
+        "cannot reach Salesforce" in shown
+    )
+    assert "cannot reach Salesforce" not in dash.client.get(failed.headers["location"]).text
     assert "The last reconcile failed" not in dash.client.get(reconcile).text
+    # the Reconcile page's Sync user says why too
+    form = dash.post_form(
+        reconcile + "/sync-user", {"user": f"  {sf_id('005', 2)} "}, page=reconcile
+    )
+    assert form.headers["location"].startswith(reconcile + "?flash=sync-unreadable&sync_job=")
+    assert "Why: the Organization query" in dash.client.get(form.headers["location"]).text
 
 
 def test_a_sync_while_disabled_of_a_user_with_no_page_shows_the_plan(
