@@ -139,3 +139,28 @@ def test_on_a_phone_width_screen_only_tables_scroll_sideways(
         _shot(page, "log-phone-width", shot)
     finally:
         context.close()
+
+
+def test_a_pasted_user_id_with_spaces_around_it_filters_the_log(
+    page: Any, live: Live, shot: Any
+) -> None:
+    """Newcomer finding: the field's maxlength of 18 cut a pasted id with a space before
+    it, and the filter said the id was not a User id."""
+    live.cli("org", "enable", "acme")
+    body = make_outbound_message(
+        [make_notification(Name="Ada Lovelace"), make_notification(Name="Grace Hopper")],
+        organization_id=ORG_ID,
+    )
+    assert live.post(body).status_code == 200
+    _try(page, live, PASSWORD)
+    page.goto(live.url + "/organizations/acme/users")
+    page.get_by_role("link", name="Grace Hopper").click()
+    crm_id = page.url.rsplit("/", 1)[1]
+    page.goto(live.url + "/organizations/acme/provisioning-log")
+    field = page.get_by_label("Salesforce user id")
+    field.press_sequentially(f"  {crm_id}  ")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.get_by_text("not a User id")).to_have_count(0)
+    expect(page.locator("tbody tr")).to_have_count(1)
+    expect(page.locator("tbody tr")).to_contain_text("Grace Hopper")
+    _shot(page, "log-pasted-user-id", shot)
