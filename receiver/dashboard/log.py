@@ -142,15 +142,18 @@ def carried_name(fields: Mapping[str, Any] | None) -> str | None:
     return (name.strip() or None) if isinstance(name, str) else None
 
 
-def _page_start(params: Mapping[str, str]) -> PageStart | None:
+def _page_start(params: Mapping[str, str]) -> tuple[PageStart | None, bool]:
     """Where the page starts, from its address: ``at=<message id>.<position>`` (inside a
     message larger than a page) or ``before=<message id>``; ``None`` (the newest) for
-    neither or an unreadable one."""
-    message, _, position = str(params.get("at", "")).partition(".")
+    neither or an unreadable one; and whether one was given but could not be read."""
+    at, before_text = str(params.get("at", "")), str(params.get("before", ""))
+    message, _, position = at.partition(".")
     if (mid := row_id(message)) is not None and (pos := row_id(position)) is not None:
-        return mid, pos
-    before = row_id(str(params.get("before", "")))
-    return (before, None) if before is not None else None
+        return (mid, pos), False
+    before = row_id(before_text)
+    if before is not None:
+        return (before, None), bool(at)
+    return None, bool(at or before_text)
 
 
 def _page_link(start: PageStart) -> dict[str, str]:
@@ -162,7 +165,7 @@ def _page_link(start: PageStart) -> dict[str, str]:
 async def log_page_view(page: OrgPage) -> Response:
     """The table."""
     flt = parse_filter(page.request.query_params)
-    start = _page_start(page.request.query_params)
+    start, unreadable_start = _page_start(page.request.query_params)
     org_id = page.organization.id
 
     def work(
@@ -189,6 +192,7 @@ async def log_page_view(page: OrgPage) -> Response:
             "replay_fields": FILTER_FIELDS,
             "next_page": _page_link(next_start) if next_start is not None else None,
             "first_page": start is None,
+            "unreadable_start": unreadable_start,
             "replayable": replayable,
             "names": names,
             "pending": pending,

@@ -261,10 +261,18 @@ def test_a_message_larger_than_a_page_is_paged_inside(dash: Dash) -> None:
     inside = _log(dash, at=f"{big}.30")
     # its last 70 rows, then the older message of 5: 75 rows, the end of the log
     assert inside.count(">created</span>") == 75 and ">Older<" not in inside
-    assert _log(dash, at="x.30") == first  # unreadable: the newest page
+    # unreadable: the newest page, and it says so (newcomer finding: silently ignored)
+    unreadable = _log(dash, at="x.30")
+    assert "Page address ignored" in unreadable and "Page address ignored" not in first
+    assert unreadable.count(">created</span>") == 100 and f"at={big}.97" in unreadable
+    assert "Page address ignored" in _log(dash, before="abc")
     # no such message (attack finding: a 500): the page starts below the id it names
     assert _log(dash, at="5000000.0").count(">created</span>") == 100  # the newest 100
-    assert ">created</span>" not in _log(dash, at="0.0")
+    past = _log(dash, at="0.0")
+    assert ">created</span>" not in past
+    # past the oldest row: not "No message from Salesforce yet" (newcomer finding)
+    assert "No more rows: this page starts after the oldest one." in past
+    assert "No message from Salesforce yet" not in past and ">Newest<" in past
     # an address naming another organization's message, or one the filters leave out,
     # starts nothing inside it
     other = dash.new_org(name="other-org")
