@@ -22,6 +22,7 @@ from starlette.responses import Response, StreamingResponse
 from receiver.dashboard.framework import OrgPage, csv_cell, org_route, vouched
 from receiver.dashboard.log_replay import (
     FILTER_FIELDS,
+    VIEW_FIELDS,
     PendingCounts,
     batch_counts,
     pending_counts,
@@ -190,6 +191,7 @@ async def log_page_view(page: OrgPage) -> Response:
             "actions": ACTIONS,
             "sources": SOURCE_LABELS,
             "replay_fields": FILTER_FIELDS,
+            "view_fields": VIEW_FIELDS,
             "next_page": _page_link(next_start) if next_start is not None else None,
             "first_page": start is None,
             "unreadable_start": unreadable_start,

@@ -41,6 +41,7 @@ from sf_metadata.errors import JobBusy, ReplayNotFound, ReplayRefused
 __all__ = [
     "FILTER_FIELDS",
     "ROUTES",
+    "VIEW_FIELDS",
     "PendingCounts",
     "batch_counts",
     "pending_counts",
@@ -49,10 +50,10 @@ __all__ = [
 
 FLASH_MESSAGES.update(
     {
-        "replayed": "Replayed: the notification was decided again; its new entry is at the "
-        "top of the log.",
-        "replay-failed-again": "Replayed, and it failed again: see the reason in the new entry "
-        "at the top of the log.",
+        "replayed": "Replayed: the notification was decided again; its new entry is the "
+        "newest of the log.",
+        "replay-failed-again": "Replayed, and it failed again: see the reason in its new "
+        "entry, the newest of the log.",
         "replay-unknown": "That notification cannot be replayed: it did not fail, belongs to "
         "no organization of yours, or was logged before replay was kept.",
         "replay-busy": "Another replay of this organization's failures is running (started "
@@ -69,6 +70,8 @@ _APPLIED = frozenset({"created", "updated", "restored", "deprovisioned"})
 _BATCH_COUNTS = ("replayed", "applied", "again", "left")
 #: The log filters a bulk replay keeps (the form's hidden fields; the action is ``failed``).
 FILTER_FIELDS = ("user", "from", "to", "outcome", "source")
+#: The filters a row's Replay carries, to come back to the same view.
+VIEW_FIELDS = ("action", *FILTER_FIELDS)
 
 
 def replay_scope(flt: LogFilter, *, again: bool = False) -> ReplayScope:
@@ -117,11 +120,17 @@ def batch_counts(params: Any) -> dict[str, int] | None:
 
 
 async def replay(page: OrgPage) -> Response:
-    """POST: replay the failed notification of form field ``event_id``, then show the log."""
-    raw = str(page.form.get("event_id", "")) if page.form is not None else ""
+    """POST: replay the failed notification of form field ``event_id``, then show the log
+    in the view the form came from (its :data:`VIEW_FIELDS`)."""
+    form = page.form
+    raw = str(form.get("event_id", "")) if form is not None else ""
+    view = parse_filter({k: str(form.get(k, "")) if form is not None else "" for k in VIEW_FIELDS})
+    back = {} if view.problems else view.query()
     event_id = row_id(raw)
     if event_id is None:
-        return redirect(page.url("/provisioning-log", flash="replay-unknown"), vouch=page.request)
+        return redirect(
+            page.url("/provisioning-log", **back, flash="replay-unknown"), vouch=page.request
+        )
     org_id = page.organization.id
     context = page.context
     now = context.clock()
@@ -138,7 +147,7 @@ async def replay(page: OrgPage) -> Response:
         return "replay-failed-again" if result.decision.action is Action.FAILED else "replayed"
 
     flash = await run_in_threadpool(work)
-    return redirect(page.url("/provisioning-log", flash=flash), vouch=page.request)
+    return redirect(page.url("/provisioning-log", **back, flash=flash), vouch=page.request)
 
 
 async def replay_view(page: OrgPage) -> Response:

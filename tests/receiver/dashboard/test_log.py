@@ -325,6 +325,35 @@ def test_replay_decides_a_failed_notification_again_through_the_decision_code(
     assert "IsActive" in after
 
 
+def test_a_rows_replay_comes_back_to_the_view_it_was_pressed_in(dash: Dash) -> None:
+    """Newcomer finding: a row's Replay in the failed view went back to the unfiltered
+    log. Its form carries the view's filters, and its answer keeps them."""
+    dash.sign_in()
+    dash.post_message(make_notification(IsActive=None), make_notification(Name="Fine"))
+    view = f"/organizations/{dash.org}/provisioning-log?action=failed&source=outbound-message"
+    html = dash.client.get(view).text
+    (event_id,) = _replay_forms(html)
+    assert '<input type="hidden" name="action" value="failed">' in html
+    response = dash.post_form(
+        f"/organizations/{dash.org}/provisioning-log/replay",
+        {"event_id": event_id, "action": "failed", "source": "outbound-message"},
+        page=view,
+    )
+    location = response.headers["location"]
+    assert location.startswith(f"/organizations/{dash.org}/provisioning-log?")
+    assert "action=failed" in location and "source=outbound-message" in location
+    assert "flash=replay-failed-again" in location
+    after = dash.client.get(location).text
+    assert "it failed again" in after and ">Fine<" not in after  # still the failed view
+    # a view that cannot be read is dropped, never echoed
+    odd = dash.post_form(
+        f"/organizations/{dash.org}/provisioning-log/replay",
+        {"event_id": event_id, "action": "<b>"},
+        page=view,
+    )
+    assert "action=" not in odd.headers["location"]
+
+
 def test_replay_of_a_change_that_a_newer_one_overtook_stays_stale(dash: Dash) -> None:
     dash.sign_in()
     holder, claimant = next_id("005"), next_id("005")
