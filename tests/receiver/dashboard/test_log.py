@@ -32,6 +32,27 @@ def test_a_row_per_notification_with_action_and_reason_failed_ones_stand_out(das
     assert "Replay" in failed_row or "replay not available" in failed_row
 
 
+def test_a_rejected_messages_reason_is_in_the_reason_column(dash: Dash) -> None:
+    """Newcomer finding: a rejected message's reason squeezed the Message outcome column
+    while its Reason cell stayed empty."""
+    from receiver.organizations import webhook_path
+    from tests.factories import make_outbound_message
+
+    dash.sign_in()
+    body = make_outbound_message([make_notification()], organization_id="00D000000000099EAA")
+    response = dash.client.post(
+        webhook_path(dash.org),
+        params={"token": dash.token},
+        content=body,
+        headers={"content-type": "text/xml; charset=UTF-8", "soapaction": '""'},
+    )
+    assert response.status_code == 403
+    row = next(r for r in _log(dash).split("<tr")[1:] if "rejected" in r)
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row, flags=re.S)
+    assert cells[1].strip() == "rejected"
+    assert cells[4].startswith("OrganizationId 00D000000000099EAA is not the Salesforce org")
+
+
 def test_filters_by_action_outcome_user_and_date(dash: Dash) -> None:
     dash.sign_in()
     user = next_id("005")
