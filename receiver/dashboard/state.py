@@ -99,6 +99,16 @@ def _action_pill(action: str | None) -> str:
     return "ok" if action in ("created", "updated", "restored") else "off"
 
 
+#: What a reconcile plan's kind reads as on the pages.
+_PLAN_KINDS = {"full": "full", "incremental": "incremental", "chosen": "chosen users: Sync now"}
+
+
+def _plan_kind(kind: str) -> str:
+    """A plan's kind as the pages name it (``chosen``: a Sync now, or ``reconcile run
+    --user``)."""
+    return _PLAN_KINDS.get(kind, kind)
+
+
 def _shown(value: Any) -> Any:
     """Every ``{{ value }}``: text with its bidirectional controls and invisible characters
     made visible (:data:`SHOWN_AS_CODE_POINTS`; markup the templates build, such as the CSRF field,
@@ -120,6 +130,7 @@ def _environment() -> jinja2.Environment:
     env.filters["utc"] = _localtime
     env.filters["iso"] = _isotime
     env.filters["action_pill"] = _action_pill
+    env.filters["plan_kind"] = _plan_kind
     return env
 
 

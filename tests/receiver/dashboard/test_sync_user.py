@@ -86,7 +86,7 @@ def test_sync_now_reads_the_user_and_applies_it_and_says_what_was_decided_once(
     log = dash.client.get(f"/organizations/{dash.org}/provisioning-log?source=reconcile").text
     assert f'reconcile plan <a href="/organizations/{dash.org}/reconcile/plans/{plan_id}">' in log
     plan = dash.client.get(f"/organizations/{dash.org}/reconcile/plans/{plan_id}").text
-    assert "(chosen)" in plan
+    assert "(chosen users: Sync now)" in plan
     # the report is one-shot: a reload or the address alone shows nothing
     assert "Read from Salesforce just now" not in dash.client.get(location).text
     # it is not the organization's last reconcile: the Reconcile page has no plan yet

@@ -1,0 +1,53 @@
+"""The Reconcile page's Last run (receiver.dashboard.reconcile): when it ended, which plan
+it made, why it failed; a Sync now is never it. The runs are jobs written here directly
+(``receiver.jobs``); the reads behind them are the CLI's and the browser tests'."""
+
+from __future__ import annotations
+
+import re
+
+from receiver.jobs import JobKind, JobOutcome, run_job, start_job
+from tests.receiver.dashboard._harness import Dash
+
+
+def _last_run(dash: Dash) -> str:
+    html = dash.client.get(f"/organizations/{dash.org}/reconcile").text
+    found = re.search(r'<h2 id="job-heading">(.*?)</section>', html, re.S)
+    assert found is not None, "no Last run section"
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", found.group(1))).strip()
+
+
+def test_the_last_run_says_when_it_ended_and_which_plan_it_made(dash: Dash) -> None:
+    dash.sign_in()
+    dash.add_plan("p1", status="applied")
+    run_job(
+        start_job(dash.engine, dash.org, JobKind.RECONCILE),
+        lambda p: JobOutcome(True, result={"planId": "p1", "status": "applied"}),
+    )
+    text = _last_run(dash)
+    assert re.fullmatch(
+        r"Last run Finished \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC: plan p1 applied\.", text
+    )
+    html = dash.client.get(f"/organizations/{dash.org}/reconcile").text
+    assert f'href="/organizations/{dash.org}/reconcile/plans/p1"' in html
+
+
+def test_a_failed_run_says_when_and_why_and_a_later_sync_does_not_replace_it(dash: Dash) -> None:
+    from sf_metadata.errors import SalesforceUnreadable
+
+    dash.sign_in()
+
+    def unreadable(p: object) -> JobOutcome:
+        raise SalesforceUnreadable("page 3 of the User query timed out: nothing was written")
+
+    run_job(start_job(dash.engine, dash.org, JobKind.RECONCILE), unreadable)
+    run_job(
+        start_job(dash.engine, dash.org, JobKind.RECONCILE_USERS),
+        lambda p: JobOutcome(True, result={"planId": "p2", "status": "applied"}),
+    )
+    text = _last_run(dash)
+    assert re.match(
+        r"Last run Failed \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC, nothing was written:", text
+    )
+    assert text.endswith("page 3 of the User query timed out: nothing was written")
+    assert "p2" not in text
