@@ -180,7 +180,11 @@ def _kept_certificate(directory: Path) -> tuple[Path, Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description="A fake Salesforce org over HTTPS on 127.0.0.1, for trying the reconcile "
+        "as a new user would: org add, org connect, org enable. Its certificate and key are "
+        "kept in $TMPDIR/agent-provision-fake-org/ (TMPDIR=DIR puts them elsewhere)."
+    )
     parser.add_argument("--users", type=int, default=300)
     parser.add_argument("--port", type=int, default=8443)
     parser.add_argument("--name", default="bench", help="the organization to register")

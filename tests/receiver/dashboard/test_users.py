@@ -238,7 +238,7 @@ def test_a_user_whose_first_change_failed_shows_its_name_and_the_reason(dash: Da
     assert why.startswith("Not provisioned: its last change failed (") and "IsActive" in why
     assert "replay it from the Provisioning log" in why
     # linked: the log filtered to this user's failures (newcomer finding)
-    assert f'provisioning-log?action=failed&amp;user={user}">Its failures, to replay</a>' in why
+    assert f"provisioning-log?action=failed&amp;user={user}\">this user's failures</a>" in why
     # once a later change provisions it, the page is the agent's
     dash.post_message(
         make_notification(user_id=user, Name="Fay Fixed", SystemModstamp="2026-11-21T10:00:00.000Z")
