@@ -2,7 +2,7 @@
 
     job         id PK; organization_id (FK, cascade), kind, state, steps (JSON list of
                 {"name", "at"}), deploy_id, result (JSON object), problems (JSON list of
-                str), owner, created_at, started_at, finished_at; index
+                str), owner, started_by, created_at, started_at, finished_at; index
                 (organization_id, kind, id)
     job_lease   key PK (``"<organization>:<kind>"``, a kind of :data:`LEASE_SHARED_WITH`
                 under the kind it shares, or ``"schedule:<task>"``); job_id,
@@ -59,6 +59,8 @@ class Job(SQLModel, table=True):
     - ``steps``: ``[{"name": str, "at": ISO 8601 UTC}]``, in the order they happened
     - ``deploy_id``: the Salesforce deploy id (``0Af...``) as soon as it is known
     - ``result``: a JSON object the job returned; ``problems``: one line per problem
+    - ``started_by``: who started it (``operator:<username>``, ``cli:<login>@<host>``,
+      ``scheduler``; ``None`` for a job from before migration 0020)
     """
 
     __tablename__ = "job"
@@ -79,6 +81,7 @@ class Job(SQLModel, table=True):
         default_factory=list, sa_column=sa.Column(sa.JSON(), nullable=False)
     )
     owner: str = Field(max_length=200)
+    started_by: str | None = Field(default=None, max_length=340)
     created_at: datetime = Field(sa_column=_utc())
     started_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
     finished_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))

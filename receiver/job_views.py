@@ -35,7 +35,8 @@ class JobState(StrEnum):
 
 @dataclass(frozen=True)
 class JobView:
-    """A job as pages and commands show it. ``steps``: ``(name, at)`` in order."""
+    """A job as pages and commands show it. ``steps``: ``(name, at)`` in order;
+    ``started_by``: who started it (``receiver.job_tables.Job``)."""
 
     id: int
     organization: str
@@ -47,6 +48,7 @@ class JobView:
     problems: tuple[str, ...]
     created_at: datetime
     finished_at: datetime | None
+    started_by: str | None = None
 
     @property
     def done(self) -> bool:
@@ -83,6 +85,7 @@ def _view(job: Job, lease: JobLease | None, now: datetime) -> JobView:
         problems=tuple(job.problems),
         created_at=job.created_at,
         finished_at=job.finished_at,
+        started_by=job.started_by,
     )
 
 

@@ -58,6 +58,7 @@ __all__ = [
     "JobState",
     "JobView",
     "Progress",
+    "SCHEDULER",
     "claim_lease",
     "get_job",
     "latest_jobs",
@@ -68,6 +69,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(LOGGER_NAME)
+
+#: Who a job started by ``serve``'s periodic tasks was started by.
+SCHEDULER = "scheduler"
 
 #: A running job's lease lasts this long unless renewed (renewed every third of it).
 LEASE_TTL = timedelta(seconds=60)
@@ -185,8 +189,10 @@ def start_job(
     clock: Clock = _utc_now,
     owner: str | None = None,
     ttl: timedelta = LEASE_TTL,
+    actor: str | None = None,
 ) -> Progress:
-    """Claim the organization's lease for ``kind`` and insert a running job.
+    """Claim the organization's lease for ``kind`` and insert a running job, started by
+    ``actor`` (``operator:<username>``, ``cli:<login>@<host>``, :data:`SCHEDULER`).
 
     Raises :class:`~sf_metadata.errors.JobBusy` (with ``job_id``) while another job of that
     kind runs for the organization. A job left running by a worker that stopped (lease
@@ -217,6 +223,7 @@ def start_job(
             kind=kind,
             state=JobState.RUNNING,
             owner=owner,
+            started_by=actor[:340] if actor else None,
             created_at=now,
             started_at=now,
         )
@@ -298,10 +305,11 @@ def start_in_background(
     *,
     clock: Clock = _utc_now,
     ttl: timedelta = LEASE_TTL,
+    actor: str | None = None,
 ) -> int:
     """Start the job (raises :class:`~sf_metadata.errors.JobBusy` at once when one runs)
     and run ``work`` in a daemon thread; return the job id."""
-    progress = start_job(engine, organization, kind, clock=clock, ttl=ttl)
+    progress = start_job(engine, organization, kind, clock=clock, ttl=ttl, actor=actor)
 
     def target() -> None:
         try:

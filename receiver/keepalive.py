@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 
 from receiver._logging import LOGGER_NAME
 from receiver.db import transaction
-from receiver.jobs import JobKind, JobOutcome, Progress, run_job, start_job
+from receiver.jobs import SCHEDULER, JobKind, JobOutcome, Progress, run_job, start_job
 from receiver.salesforce_connection import CONNECTED, list_connections
 from receiver.salesforce_login import refresh_stored_token
 from sf_metadata.errors import AgentProvisionError, JobBusy
@@ -76,7 +76,7 @@ def keep_alive(
             return JobOutcome(True, {"refreshed": True})
 
         try:
-            progress = start_job(engine, organization, JobKind.KEEP_ALIVE)
+            progress = start_job(engine, organization, JobKind.KEEP_ALIVE, actor=SCHEDULER)
         except JobBusy:
             continue
         try:

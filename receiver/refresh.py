@@ -67,6 +67,8 @@ class RefreshRequest:
     integration_user: str | None = None
     api_version: str | None = None
     custom_fields: tuple[str, ...] = ()
+    #: who asked (``operator:<username>``, ``cli:<login>@<host>``): the job's ``started_by``
+    actor: str | None = None
 
 
 @dataclass(frozen=True)
@@ -280,10 +282,10 @@ def run_refresh(
 
     if background:
         run.job_id = start_in_background(
-            engine, request.organization, JobKind.REFRESH_WEBHOOK, work
+            engine, request.organization, JobKind.REFRESH_WEBHOOK, work, actor=request.actor
         )
         return run
-    progress = start_job(engine, request.organization, JobKind.REFRESH_WEBHOOK)
+    progress = start_job(engine, request.organization, JobKind.REFRESH_WEBHOOK, actor=request.actor)
     run.job_id = progress.job_id
     run_job(progress, work)
     return run
@@ -305,9 +307,10 @@ def undeploy_webhook(
     *,
     timing: Timing | None = None,
     on_deploy_id: Callable[[str], None] | None = None,
+    actor: str | None = None,
 ) -> DeployOutcome:
     """Remove what our deploys may have left in the org (the store's record), as a
-    ``refresh-webhook`` job (never beside a deploy of the same organization), and record
+    ``refresh-webhook`` job started by ``actor`` (never beside a deploy of the same organization), and record
     the run. Raises :class:`~sf_metadata.errors.JobBusy`, and what ``connect`` or the
     removal raise."""
     facts = org_facts(engine, key, organization)
@@ -333,7 +336,7 @@ def undeploy_webhook(
         succeeded = outcome.outcome == DeploymentOutcome.SUCCEEDED
         return JobOutcome(succeeded, outcome.to_json(), outcome.problems)
 
-    run_job(start_job(engine, organization, JobKind.REFRESH_WEBHOOK), work)
+    run_job(start_job(engine, organization, JobKind.REFRESH_WEBHOOK, actor=actor), work)
     if failure:
         raise failure[0]
     return holder[0]

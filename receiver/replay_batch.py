@@ -189,10 +189,16 @@ def pending_failures(
 
 
 def _as_job(
-    engine: Engine, organization: str, work: Callable[[], T], *, require_enabled: bool
+    engine: Engine,
+    organization: str,
+    work: Callable[[], T],
+    *,
+    require_enabled: bool,
+    actor: str | None,
 ) -> T:
-    """Run ``work`` as the organization's ``replay`` job (after checking the feature is on,
-    with ``require_enabled``); re-raise what it raised once the lease is released."""
+    """Run ``work`` as the organization's ``replay`` job started by ``actor`` (after
+    checking the feature is on, with ``require_enabled``); re-raise what it raised once
+    the lease is released."""
     with transaction(engine, read_only=True) as session:
         enabled = get_organization(session, organization).enabled
         if require_enabled and not enabled:
@@ -200,7 +206,7 @@ def _as_job(
                 f"Agent Auto Provision is off for {organization}: a replay now would only log "
                 "each failure as ignored; turn it on first"
             )
-    progress = start_job(engine, organization, JobKind.REPLAY)
+    progress = start_job(engine, organization, JobKind.REPLAY, actor=actor)
     failure: list[BaseException] = []
     done: list[T] = []
 
@@ -228,6 +234,7 @@ def replay_one(
     event_id: int,
     now: datetime,
     hooks: SessionHooks | None = None,
+    actor: str | None = None,
 ) -> ReplayResult:
     """:func:`receiver.replay.replay_notification` of one failure, in its own transaction,
     as a ``replay`` job (so it never runs beside a batch). With the feature off it runs
@@ -242,7 +249,7 @@ def replay_one(
                 session, organization=organization, event_id=event_id, now=now, hooks=hooks
             )
 
-    return _as_job(engine, organization, work, require_enabled=False)
+    return _as_job(engine, organization, work, require_enabled=False, actor=actor)
 
 
 def replay_failed(
@@ -253,10 +260,11 @@ def replay_failed(
     now: datetime,
     hooks: SessionHooks | None = None,
     limit: int = MAX_BATCH,
+    actor: str | None = None,
 ) -> BatchReplay:
     """Replay the scope's pending failures (see the module docstring), oldest first, at
     most ``limit`` (capped at :data:`MAX_BATCH`), each in its own transaction, as the
-    organization's ``replay`` job (its result holds the counts). ``now``: aware UTC
+    organization's ``replay`` job started by ``actor`` (its result holds the counts). ``now``: aware UTC
     datetime of the new log entries.
 
     Raises :class:`~sf_metadata.errors.JobBusy` while another replay of the organization
@@ -281,4 +289,4 @@ def replay_failed(
             actions[result.decision.action.value] += 1
         return BatchReplay(dict(actions), max(0, len(batch) - limit))
 
-    return _as_job(engine, organization, work, require_enabled=True)
+    return _as_job(engine, organization, work, require_enabled=True, actor=actor)

@@ -47,7 +47,9 @@ def install_if_never_deployed(flip: FeatureFlip) -> str | None:
         run = run_refresh(
             engine,
             key,
-            RefreshRequest(organization=org, integration_user=connection.username),
+            RefreshRequest(
+                organization=org, integration_user=connection.username, actor=flip.actor
+            ),
             connect,
             background=flip.background,
             timing=serve_timing(settings),

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CliState",
+    "cli_actor",
     "database_url_option",
     "json_option",
     "secret_key_from",
@@ -236,3 +237,20 @@ def secret_key_from(ctx: click.Context, *, create: bool = True) -> bytes:
     settings = settings_from(ctx)
     secret = settings.secret_key.get_secret_value() if settings.secret_key else None
     return load_key(settings.database_url, secret, create=create)
+
+
+def cli_actor() -> str:
+    """Who acts from a shell (the Features page's history, a job's or a plan's "by"):
+    ``cli:<login>@<host>``, the login of the process's user id from the password database
+    (not ``LOGNAME`` or ``USER``, which the caller sets), each part cut to 64 characters;
+    ``cli:uid<n>@<host>`` for a user id without a passwd entry (a container)."""
+    import os
+    import pwd
+    import socket
+
+    uid = os.geteuid()
+    try:
+        login = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        login = f"uid{uid}"
+    return f"cli:{login[:64]}@{socket.gethostname()[:64]}"

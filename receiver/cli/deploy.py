@@ -39,6 +39,7 @@ from deployer.preflight import check_org, choose_api_version, preflight
 from deployer.urlcheck import check_webhook_url
 from receiver.cli._credentials import credential_options
 from receiver.cli._options import (
+    cli_actor,
     database_url_option,
     json_option,
     organization_argument,
@@ -253,6 +254,7 @@ def deploy(
             integration_user=integration_user,
             api_version=api_version,
             custom_fields=custom_fields,
+            actor=cli_actor(),
         )
         run = run_refresh(
             engine,
@@ -374,6 +376,7 @@ def undeploy(
             connect,
             timing=_timing(ctx),
             on_deploy_id=lambda d: click.echo(f"deploy id: {d}", err=as_json),
+            actor=cli_actor(),
         )
     _print_outcome(outcome, as_json)
     outcome.raise_for_outcome()

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from receiver.cli._options import (
+    cli_actor,
     database_url_option,
     json_option,
     not_registered,
@@ -131,23 +132,6 @@ def _org_id_notes(session: Session, organization: str, given: str) -> list[str]:
             f"Salesforce org {stored} is also registered as organization(s) {', '.join(others)}"
         )
     return notes
-
-
-def cli_actor() -> str:
-    """Who flips the switch from a shell, for the Features page's history:
-    ``cli:<login>@<host>``, the login of the process's user id from the password database
-    (not ``LOGNAME`` or ``USER``, which the caller sets), each part cut to 64 characters;
-    ``cli:uid<n>@<host>`` for a user id without a passwd entry (a container)."""
-    import os
-    import pwd
-    import socket
-
-    uid = os.geteuid()
-    try:
-        login = pwd.getpwuid(uid).pw_name
-    except KeyError:
-        login = f"uid{uid}"
-    return f"cli:{login[:64]}@{socket.gethostname()[:64]}"
 
 
 def _set_enabled(ctx: click.Context, organization: str, enabled: bool) -> None:

@@ -27,6 +27,7 @@ from sqlalchemy.engine import Engine
 from deployer.users import UserReader
 from receiver.cli._credentials import credential_options
 from receiver.cli._options import (
+    cli_actor,
     database_url_option,
     json_option,
     open_store_for_reading,
@@ -150,6 +151,7 @@ def run_with_flags(
                 guard=guard,
                 progress=progress,
                 user_ids=user_ids,
+                actor=cli_actor(),
             )
         except JobBusy as busy:
             job = f" (job {busy.job_id})" if busy.job_id is not None else ""
@@ -276,7 +278,13 @@ def apply_command(
 ) -> None:
     """Apply a stored plan (rows whose user changed since are decided again)."""
     with store_engine(ctx, organization) as engine:
-        result = apply_plan(engine, organization, plan_id, approve_deletions=approve_deletions)
+        result = apply_plan(
+            engine,
+            organization,
+            plan_id,
+            approve_deletions=approve_deletions,
+            actor=cli_actor(),
+        )
     _print(result, as_json)
 
 
@@ -288,5 +296,5 @@ def apply_command(
 def reject_command(ctx: click.Context, organization: str, plan_id: str) -> None:
     """Discard a held plan (nothing is written)."""
     with store_engine(ctx, organization) as engine:
-        stored = reject_plan(engine, organization, plan_id)
+        stored = reject_plan(engine, organization, plan_id, actor=cli_actor())
     click.echo(f"plan {stored.id} rejected: nothing was written")

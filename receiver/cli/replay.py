@@ -25,6 +25,7 @@ from datetime import UTC, date, datetime, timedelta
 import click
 
 from receiver.cli._options import (
+    cli_actor,
     database_url_option,
     json_option,
     organization_argument,
@@ -132,7 +133,12 @@ def replay(
                 click.echo(line)
             return
         done = replay_failed(
-            engine, organization=organization, scope=scope, now=datetime.now(UTC), limit=limit
+            engine,
+            organization=organization,
+            scope=scope,
+            now=datetime.now(UTC),
+            limit=limit,
+            actor=cli_actor(),
         )
     if as_json:
         out = {

@@ -69,7 +69,7 @@ async def flip(page: OrgPage) -> Response:
     expected = expected_raw == "enabled"
     context = page.context
     org_id = page.organization.id
-    actor = f"operator:{page.viewer.username}"
+    actor = page.actor
     address = client_address(page.request)
     now = page.now
 

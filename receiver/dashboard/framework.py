@@ -180,6 +180,12 @@ class SignedInPage:
         """The dashboard's key, templates and cookie settings."""
         return get_state(self.request)
 
+    @property
+    def actor(self) -> str:
+        """Who acts, as the store records it: ``operator:<username>`` (the Features
+        page's history, a job's and a plan's "by")."""
+        return f"operator:{self.viewer.username}"
+
     async def read(self, work: Callable[[Session], T]) -> T:
         """Run ``work(session)`` in a read-only transaction, in a worker thread."""
         engine = self.context.engine

@@ -138,7 +138,12 @@ async def replay(page: OrgPage) -> Response:
     def work() -> str:
         try:
             result = replay_one(
-                context.engine, organization=org_id, event_id=event_id, now=now, hooks=context.hooks
+                context.engine,
+                organization=org_id,
+                event_id=event_id,
+                now=now,
+                hooks=context.hooks,
+                actor=page.actor,
             )
         except ReplayNotFound:
             return "replay-unknown"
@@ -171,6 +176,7 @@ async def replay_view(page: OrgPage) -> Response:
                 scope=replay_scope(flt, again=again),
                 now=now,
                 hooks=context.hooks,
+                actor=page.actor,
             )
         except JobBusy:
             return "replay-busy"

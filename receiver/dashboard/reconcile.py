@@ -128,6 +128,7 @@ async def _act(page: OrgPage, action: str, plan_id: str) -> str:
                 org_id,
                 _reader_factory(page),
                 dry_run=action == "plan",
+                actor=page.actor,
             )
         except JobBusy:
             return "reconcile-busy"
@@ -137,11 +138,13 @@ async def _act(page: OrgPage, action: str, plan_id: str) -> str:
     try:
         if action == "approve":
             result = await run_in_threadpool(
-                lambda: apply_plan(engine, org_id, plan_id, approve_deletions=True)
+                lambda: apply_plan(
+                    engine, org_id, plan_id, approve_deletions=True, actor=page.actor
+                )
             )
             return "reconcile-approved" if result.status == "applied" else "reconcile-held-again"
         if action == "reject":
-            await run_in_threadpool(reject_plan, engine, org_id, plan_id)
+            await run_in_threadpool(lambda: reject_plan(engine, org_id, plan_id, actor=page.actor))
             return "reconcile-rejected"
     except PlanNotFound:
         return "reconcile-gone"

@@ -292,7 +292,9 @@ async def refresh(page: OrgPage) -> Response:
         return redirect(page.url("/settings/crm", notice="no-connection"), vouch=page.request)
     # the integration user the page shows: the connection's user (CONTRACT section 4's
     # default for deploy, the user the credentials log in as)
-    request = RefreshRequest(organization=org, integration_user=connection.username)
+    request = RefreshRequest(
+        organization=org, integration_user=connection.username, actor=page.actor
+    )
     secret = settings.salesforce_client_secret
 
     def connect_stored() -> Any:

@@ -143,7 +143,12 @@ def _sync(page: OrgPage, crm_id: str) -> tuple[str, str | None]:
             return "reconcile-no-connection", None
     try:
         result = run_in_foreground(
-            engine, org_id, reader_factory(page), full=False, user_ids=[crm_id]
+            engine,
+            org_id,
+            reader_factory(page),
+            full=False,
+            user_ids=[crm_id],
+            actor=page.actor,
         )
     except JobBusy:
         return "reconcile-busy", None

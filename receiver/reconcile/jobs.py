@@ -28,7 +28,7 @@ from deployer.package import PINNED_API_VERSION
 from deployer.users import CallCounter, ClientSession, UserReader
 from receiver._logging import LOGGER_NAME
 from receiver.db import transaction
-from receiver.jobs import JobKind, JobOutcome, Progress, run_job, start_job
+from receiver.jobs import SCHEDULER, JobKind, JobOutcome, Progress, run_job, start_job
 from receiver.jobs import start_in_background as start_job_in_background
 from receiver.models import Organization
 from receiver.reconcile.run import RunResult, reconcile
@@ -159,6 +159,7 @@ def run_in_foreground(
     guard: DeletionGuard = DEFAULT_GUARD,
     progress: Any = None,
     user_ids: Sequence[str] | None = None,
+    actor: str | None = None,
 ) -> RunResult:
     """Run one reconcile in this thread as a job (lease held: another run of this
     organization, anywhere, is refused with :class:`JobBusy`); with ``user_ids`` of only
@@ -166,7 +167,7 @@ def run_in_foreground(
     reconcile's lease). Errors of the run are recorded in the job and raised again here, so
     the CLI and the agent page keep their own words."""
     kind = JobKind.RECONCILE if user_ids is None else JobKind.RECONCILE_USERS
-    job = start_job(engine, organization, kind)
+    job = start_job(engine, organization, kind, actor=actor)
     box: dict[str, Any] = {}
 
     def work(p: Progress) -> JobOutcome:
@@ -180,6 +181,7 @@ def run_in_foreground(
                 guard=guard,
                 progress=progress,
                 user_ids=user_ids,
+                actor=actor,
             )
         except Exception as error:
             box["error"] = error
@@ -202,9 +204,10 @@ def start_in_background(
     *,
     full: bool = True,
     dry_run: bool = False,
+    actor: str | None = None,
 ) -> int:
-    """Start one reconcile in a daemon thread as a job; return its id. Raises
-    :class:`JobBusy` at once when one runs for the organization."""
+    """Start one reconcile in a daemon thread as a job (started by ``actor``); return its
+    id. Raises :class:`JobBusy` at once when one runs for the organization."""
 
     def work(p: Progress) -> JobOutcome:
         result = reconcile(
@@ -214,10 +217,11 @@ def start_in_background(
             full=full,
             dry_run=dry_run,
             progress=JobSink(p),
+            actor=actor,
         )
         return _outcome(result)
 
-    return start_job_in_background(engine, organization, JobKind.RECONCILE, work)
+    return start_job_in_background(engine, organization, JobKind.RECONCILE, work, actor=actor)
 
 
 def scheduled_runs(engine: Engine, now: datetime, reader_factory: ReaderFactory) -> list[str]:
@@ -240,12 +244,19 @@ def scheduled_runs(engine: Engine, now: datetime, reader_factory: ReaderFactory)
     ran: list[str] = []
     for name in names:
         try:
-            job = start_job(engine, name, JobKind.RECONCILE)
+            job = start_job(engine, name, JobKind.RECONCILE, actor=SCHEDULER)
         except JobBusy:
             continue
 
         def work(p: Progress, name: str = name) -> JobOutcome:
-            result = reconcile(engine, name, reader_factory(name), full=False, progress=JobSink(p))
+            result = reconcile(
+                engine,
+                name,
+                reader_factory(name),
+                full=False,
+                progress=JobSink(p),
+                actor=SCHEDULER,
+            )
             return _outcome(result)
 
         try:

@@ -26,11 +26,11 @@ def first_reconcile(flip: FeatureFlip) -> str | None:
     factory = stored_reader_factory(flip.engine, flip.settings)
     if flip.background:
         try:
-            start_in_background(flip.engine, flip.organization, factory)
+            start_in_background(flip.engine, flip.organization, factory, actor=flip.actor)
         except JobBusy:
             return "A reconcile of this organization is already running: see the Reconcile page."
         return "The first reconcile started: its plan appears on the Reconcile page."
-    result = run_in_foreground(flip.engine, flip.organization, factory)
+    result = run_in_foreground(flip.engine, flip.organization, factory, actor=flip.actor)
     counts = ", ".join(f"{k} {result.counts.get(k, 0)}" for k in COUNT_KEYS)
     line = f"first reconcile: plan {result.plan_id} {result.status}: {counts}"
     if result.status == "held":

@@ -221,8 +221,10 @@ def save_plan(
     detail: str | None = None,
     plan_id: str | None = None,
     max_deletions: int = 500,
+    created_by: str | None = None,
 ) -> ReconcilePlanRecord:
-    """Insert a plan (flushed, not committed); returns its record."""
+    """Insert a plan (flushed, not committed), made by the run ``created_by`` started;
+    returns its record."""
     if status not in STATUSES:
         raise ValueError(f"unknown plan status {status!r}")
     record = ReconcilePlanRecord(
@@ -240,6 +242,7 @@ def save_plan(
         watermark=watermark,
         detail=detail,
         rows=encode_rows(plan, applied=status == "applied"),
+        created_by=created_by[:340] if created_by else None,
     )
     session.add(record)
     session.flush()
@@ -311,7 +314,9 @@ def _counts(counts: Mapping[str, Any] | None) -> dict[str, int]:
 def plan_json(plan: StoredPlan) -> dict[str, Any]:
     """``reconcile show --json`` (CONTRACT section 6): ``planId``, ``status``, ``counts``
     (of the plan), ``rows``; plus ``kind``, ``createdAt``, ``apiCalls``, ``holdReason``,
-    ``appliedCounts`` (what applying did, once applied)."""
+    ``appliedCounts`` (what applying did, once applied), ``detail``, ``createdBy`` (who
+    started the run that made it), ``decidedBy`` and ``decidedAt`` (who applied,
+    approved or rejected it afterwards, and when; ``None`` until then)."""
     r = plan.record
     return {
         "planId": r.id,
@@ -324,4 +329,7 @@ def plan_json(plan: StoredPlan) -> dict[str, Any]:
         "holdReason": r.hold_reason,
         "appliedCounts": _counts(r.applied_counts) if r.applied_counts is not None else None,
         "detail": r.detail,
+        "createdBy": r.created_by,
+        "decidedBy": r.decided_by,
+        "decidedAt": r.decided_at.isoformat() if r.decided_at is not None else None,
     }

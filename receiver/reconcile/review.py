@@ -60,8 +60,10 @@ def apply_plan(
     progress: ProgressSink | None = None,
     clock: Clock = utc_now,
     hooks: SessionHooks | None = None,
+    actor: str | None = None,
 ) -> RunResult:
-    """Apply stored plan ``plan_id`` (module docstring). Returns status ``applied`` with
+    """Apply stored plan ``plan_id`` (module docstring), by ``actor`` (recorded as the
+    plan's ``decided_by``, with ``decided_at``). Returns status ``applied`` with
     the counts of what was applied, or ``held`` (the plan was held, or deciding it again
     now deprovisions more than the guard allows: nothing written; the plan is held).
 
@@ -130,6 +132,8 @@ def apply_plan(
         record.applied_counts = counts
         record.applied_at = clock()
         record.detail = applied_note(record.detail)
+        record.decided_by = actor[:340] if actor else None
+        record.decided_at = record.applied_at
         session.add(record)
         result = RunResult(plan_id, "applied", counts, record.api_calls, None, record.detail)
     del ended
@@ -145,9 +149,15 @@ def _merge(
 
 
 def reject_plan(
-    engine: Engine, organization: str, plan_id: str, *, clock: Clock = utc_now
+    engine: Engine,
+    organization: str,
+    plan_id: str,
+    *,
+    clock: Clock = utc_now,
+    actor: str | None = None,
 ) -> StoredPlan:
-    """Discard a held or planned plan (status ``rejected``; nothing written). Raises
+    """Discard a held or planned plan (status ``rejected``; nothing written), by
+    ``actor`` (the plan's ``decided_by``). Raises
     :class:`PlanNotFound` for an unknown, applied or already rejected plan."""
     with transaction(engine) as session:
         org = get_organization(session, organization)
@@ -158,6 +168,8 @@ def reject_plan(
             )
         stored.record.status = "rejected"
         stored.record.detail = f"rejected at {clock().isoformat()}"
+        stored.record.decided_by = actor[:340] if actor else None
+        stored.record.decided_at = clock()
         session.add(stored.record)
         return stored
 

@@ -205,8 +205,10 @@ def plan_run(
     clock: Clock = utc_now,
     hooks: SessionHooks | None = None,
     snapshot: DigestSnapshot | None = None,
+    actor: str | None = None,
 ) -> RunResult:
-    """Plan ``read`` against the stored state, store the plan, and apply it unless it is a
+    """Plan ``read`` against the stored state, store the plan (made by ``actor``: who
+    started the run), and apply it unless it is a
     dry run, the feature is disabled (status ``planned``) or the guard holds it
     (``held``: nothing written but the plan); ``snapshot``: the digests the read was
     given (``receiver.reconcile.digests.revouch``). Applying plans and writes in one
@@ -267,6 +269,7 @@ def plan_run(
                 hold_reason=hold if status == "held" else None,
                 detail=detail,
                 max_deletions=guard.max_deletions,
+                created_by=actor,
             )
             if status == "applied":
                 ended = write_decisions(
@@ -296,6 +299,7 @@ def plan_run(
                 watermark=watermark,
                 detail=detail,
                 max_deletions=guard.max_deletions,
+                created_by=actor,
             )
     del ended
     return RunResult(
@@ -315,10 +319,12 @@ def reconcile(
     clock: Clock = utc_now,
     hooks: SessionHooks | None = None,
     user_ids: Sequence[str] | None = None,
+    actor: str | None = None,
 ) -> RunResult:
     """One run: read (every User, with ``full=False`` those changed since the last
     applied watermark, a full read when there is none; with ``user_ids`` only those
-    Users), plan, store, apply (see :func:`plan_run`). The one function behind
+    Users), plan, store, apply (see :func:`plan_run`; ``actor``: who started it). The one
+    function behind
     ``reconcile run``, the Reconcile page's buttons, the agent page's ``Sync now``,
     ``org enable`` and the scheduler."""
     with gc_paused():
@@ -345,6 +351,7 @@ def reconcile(
             clock=clock,
             hooks=hooks,
             snapshot=snapshot,
+            actor=actor,
         )
         # Freed while the collector is paused: resumed, it would first scan every
         # object the run made (a collection of the youngest generation holds all of

@@ -71,6 +71,13 @@ class ReconcilePlanRecord(SQLModel, table=True):
     applied_at: datetime | None = Field(
         default=None, sa_column=sa.Column(UTCDateTime(), nullable=True)
     )
+    #: who started the run that made it, and who approved, applied or rejected it
+    #: (``operator:<username>``, ``cli:<login>@<host>``, ``scheduler``; migration 0020)
+    created_by: str | None = Field(default=None, max_length=340)
+    decided_by: str | None = Field(default=None, max_length=340)
+    decided_at: datetime | None = Field(
+        default=None, sa_column=sa.Column(UTCDateTime(), nullable=True)
+    )
     rows: bytes = Field(sa_column=sa.Column(sa.LargeBinary(), nullable=False))
 
 

@@ -129,6 +129,9 @@ def test_connect_refresh_success_failures_and_history(
     expect(status).to_contain_text("Flow Agent_Auto_Provision_User_Sync_Flow")
     history = page.get_by_role("table", name="Deployment history")
     expect(history.locator("tbody tr")).to_have_count(3)
+    # each run says who pressed Refresh
+    expect(history.get_by_role("cell", name="operator:ops", exact=True)).to_have_count(3)
+    expect(page.get_by_text("Started by operator:ops.")).to_be_visible()
     _shot(page, "05-refresh-failed-component-and-history", shot)
 
     secrets = [*live.auth.refresh_tokens, *live.auth.access_tokens]

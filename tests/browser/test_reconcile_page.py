@@ -68,6 +68,9 @@ def test_held_plan_approved_from_the_page(page: Any, live: Live, shot: Any, tmp_
     expect(page.get_by_text("The held plan was applied.")).to_be_visible()
     expect(page.get_by_role("button", name="Approve deletions")).to_have_count(0)
     assert _count(page, "deprovision") == "7"
+    # who approved the mass deletion, and who ran the reconcile that planned it
+    expect(page.locator("dt:text-is('Approved by') + dd")).to_contain_text("operator:ops")
+    expect(page.locator("dt:text-is('Run started by') + dd")).to_have_text(re.compile(r"^cli:"))
     shot(page, "reconcile-approved")
     page.get_by_role("link", name="Users").first.click()
     expect(page.get_by_text("No agents yet")).to_be_visible()

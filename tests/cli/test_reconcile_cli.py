@@ -120,6 +120,12 @@ def test_held_mass_deletion_approved(h: Harness) -> None:
     assert approved.exit_code == 0, approved.output
     assert json.loads(approved.stdout)["counts"] == counts(deprovision=7)
     assert users(h) == []
+    # who ran it and who approved it: this shell's login and host
+    from receiver.cli.org import cli_actor
+
+    shown = json.loads(h.invoke(["reconcile", "show", ORG, out["planId"], "--json"]).stdout)
+    assert shown["createdBy"] == shown["decidedBy"] == cli_actor()
+    assert cli_actor().startswith("cli:") and shown["decidedAt"] is not None
 
 
 def test_held_mass_deletion_rejected(h: Harness) -> None:
@@ -130,6 +136,9 @@ def test_held_mass_deletion_rejected(h: Harness) -> None:
     assert rejected.exit_code == 0 and "rejected" in rejected.stdout
     shown = json.loads(h.invoke(["reconcile", "show", ORG, out["planId"], "--json"]).stdout)
     assert shown["status"] == "rejected"
+    from receiver.cli.org import cli_actor
+
+    assert shown["decidedBy"] == cli_actor() and shown["decidedAt"] is not None
     late = h.invoke(["reconcile", "apply", ORG, out["planId"], "--approve-deletions"])
     assert late.exit_code == 4
     assert len(users(h)) == 7

@@ -260,3 +260,15 @@ def test_a_sync_of_chosen_users_shares_the_reconcile_lease_but_not_its_history(
         assert (done.id, done.state) == (sync.job_id, JobState.SUCCEEDED)
         view = get_job(session, sync.job_id, now=clock())
         assert view is not None and view.kind == "reconcile-users"
+
+
+def test_a_job_records_who_started_it(engine: Engine, org: str) -> None:
+    clock = StepClock()
+    started = start_job(engine, org, JobKind.REFRESH_WEBHOOK, clock=clock, actor="operator:ops")
+    run_job(started, lambda p: JobOutcome(True))
+    unknown = start_job(engine, org, JobKind.REPLAY, clock=clock)
+    with transaction(engine, read_only=True) as session:
+        view = get_job(session, started.job_id, now=clock())
+        assert view is not None and view.started_by == "operator:ops"
+        other = get_job(session, unknown.job_id, now=clock())
+        assert other is not None and other.started_by is None

@@ -366,6 +366,12 @@ def test_a_rows_replay_comes_back_to_the_view_it_was_pressed_in(dash: Dash) -> N
     assert "flash=replay-failed-again" in location
     after = dash.client.get(location).text
     assert "it failed again" in after and ">Fine<" not in after  # still the failed view
+    from receiver.db import transaction
+    from receiver.jobs import JobKind, latest_jobs
+
+    with transaction(dash.engine, read_only=True) as session:
+        (job,) = latest_jobs(session, dash.org, JobKind.REPLAY)
+    assert job.started_by == "operator:ops"  # who pressed it
     # a view that cannot be read is dropped, never echoed
     odd = dash.post_form(
         f"/organizations/{dash.org}/provisioning-log/replay",

@@ -21,12 +21,14 @@ def test_the_last_run_says_when_it_ended_and_which_plan_it_made(dash: Dash) -> N
     dash.sign_in()
     dash.add_plan("p1", status="applied")
     run_job(
-        start_job(dash.engine, dash.org, JobKind.RECONCILE),
+        start_job(dash.engine, dash.org, JobKind.RECONCILE, actor="scheduler"),
         lambda p: JobOutcome(True, result={"planId": "p1", "status": "applied"}),
     )
     text = _last_run(dash)
     assert re.fullmatch(
-        r"Last run Finished \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC: plan p1 applied\.", text
+        r"Last run Finished \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC: plan p1 applied\. "
+        r"Started by scheduler\.",
+        text,
     )
     html = dash.client.get(f"/organizations/{dash.org}/reconcile").text
     assert f'href="/organizations/{dash.org}/reconcile/plans/p1"' in html

@@ -87,6 +87,13 @@ def test_sync_now_reads_the_user_and_applies_it_and_says_what_was_decided_once(
     assert f'reconcile plan <a href="/organizations/{dash.org}/reconcile/plans/{plan_id}">' in log
     plan = dash.client.get(f"/organizations/{dash.org}/reconcile/plans/{plan_id}").text
     assert "(chosen users: Sync now)" in plan
+    # who did it: the plan's run and its job were started by the signed-in operator
+    assert "<dt>Run started by</dt><dd>operator:ops</dd>" in plan
+    from receiver.jobs import JobKind, latest_jobs
+
+    with transaction(dash.engine, read_only=True) as session:
+        (job,) = latest_jobs(session, dash.org, JobKind.RECONCILE_USERS)
+    assert job.started_by == "operator:ops"
     # the report is one-shot: a reload or the address alone shows nothing
     assert "Read from Salesforce just now" not in dash.client.get(location).text
     # it is not the organization's last reconcile: the Reconcile page has no plan yet
