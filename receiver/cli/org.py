@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
     from receiver.models import Organization
 
-__all__ = ["org"]
+__all__ = ["cli_actor", "org"]  # cli_actor: from receiver.cli._options, for the tests
 
 
 def _echo_json(data: Any) -> None:
