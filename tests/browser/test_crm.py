@@ -7,6 +7,7 @@ success, a preflight failure, a component failure, and the history. Screens at 1
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,7 +132,9 @@ def test_connect_refresh_success_failures_and_history(
     expect(history.locator("tbody tr")).to_have_count(3)
     # each run says who pressed Refresh
     expect(history.get_by_role("cell", name="operator:ops", exact=True)).to_have_count(3)
-    expect(page.get_by_text("Started by operator:ops.")).to_be_visible()
+    expect(
+        page.get_by_text(re.compile(r"^Started .* UTC by operator:ops; its steps:$"))
+    ).to_be_visible()
     _shot(page, "05-refresh-failed-component-and-history", shot)
 
     secrets = [*live.auth.refresh_tokens, *live.auth.access_tokens]
