@@ -161,8 +161,10 @@ def _plausible_plan_id(plan_id: str) -> bool:
     return 0 < len(plan_id) <= 64 and plan_id.isprintable()
 
 
-async def _plan_or_404(page: OrgPage, plan_id: str) -> StoredPlan | Response:
-    """The organization's plan ``plan_id``, or the 404 page that says there is none."""
+async def _plan_or_404(page: OrgPage) -> StoredPlan | Response:
+    """The organization's plan of the path's ``plan_id``, or the 404 page that says there
+    is none."""
+    plan_id = str(page.request.path_params["plan_id"])
     org_id = page.organization.id
     try:
         if not _plausible_plan_id(plan_id):
@@ -179,8 +181,7 @@ async def _plan_or_404(page: OrgPage, plan_id: str) -> StoredPlan | Response:
 
 async def plan_page(page: OrgPage) -> Response:
     """One plan: status, counts and its first rows (the CSV has every row)."""
-    plan_id = str(page.request.path_params["plan_id"])
-    plan = await _plan_or_404(page, plan_id)
+    plan = await _plan_or_404(page)
     if isinstance(plan, Response):
         return plan
     rows = list(plan_rows_json(plan))
@@ -198,8 +199,7 @@ async def plan_page(page: OrgPage) -> Response:
 
 async def plan_csv(page: OrgPage) -> Response:
     """Every row of a plan as CSV: crmId, action, reason, username."""
-    plan_id = str(page.request.path_params["plan_id"])
-    plan = await _plan_or_404(page, plan_id)
+    plan = await _plan_or_404(page)
     if isinstance(plan, Response):
         return plan
     out = io.StringIO()
@@ -211,7 +211,7 @@ async def plan_csv(page: OrgPage) -> Response:
         out.getvalue(),
         media_type="text/csv; charset=utf-8",
         headers={
-            "content-disposition": f'attachment; filename="reconcile-{page.organization.id}-{plan_id}.csv"',
+            "content-disposition": f'attachment; filename="reconcile-{page.organization.id}-{plan.id}.csv"',
             "cache-control": "no-store",
             "x-content-type-options": "nosniff",
         },
