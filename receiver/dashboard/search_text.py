@@ -35,7 +35,8 @@ def encode_cursor(name_key: str, crm_id: str) -> str:
 
 def decode_cursor(value: str | None) -> tuple[str, str] | None:
     """The (name key, crmId) of a cursor, or ``None`` for a missing or malformed one (a
-    NUL character in either is malformed: no key holds one, PostgreSQL refuses them)."""
+    NUL character or a lone surrogate in either is malformed: no key holds one, and the
+    stores refuse them: attack finding, a 500)."""
     if not value or len(value) > 2000:
         return None
     try:
@@ -46,11 +47,21 @@ def decode_cursor(value: str | None) -> tuple[str, str] | None:
     if (
         isinstance(data, list)
         and len(data) == 2
-        and all(isinstance(x, str) and "\x00" not in x for x in data)
+        and all(isinstance(x, str) and "\x00" not in x and _encodable(x) for x in data)
         and len(data[1]) <= 18
     ):
         return data[0], data[1]
     return None
+
+
+def _encodable(text: str) -> bool:
+    """Is ``text`` valid Unicode text (no lone surrogate, which JSON's ``\\ud800`` can
+    carry)?"""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def escape_like(text: str) -> str:

@@ -68,6 +68,9 @@ def test_replay_of_an_odd_event_id_says_unknown(dash: Dash, event_id: str) -> No
         {"after": "WyJcdTAwMDAiLCAiXHUwMDAwIl0"},  # ["\u0000", "\u0000"]
         {"before": "WyJcdTAwMDAiLCAiMDA1Il0"},
         {"q": "ada\x00"},
+        # lone surrogates (attack finding: a 500): ["\ud800", "005Be0000000001IAA"]
+        {"after": "WyJcdWQ4MDAiLCAiMDA1QmUwMDAwMDAwMDAxSUFBIl0"},
+        {"before": "WyJ4IiwgIlx1ZGZmZiJd"},  # ["x", "\udfff"]
     ],
 )
 def test_nul_in_a_users_cursor_or_search_never_fails(dash: Dash, params: dict[str, str]) -> None:
