@@ -110,24 +110,18 @@ def sync_problem(session: Session, organization_id: str, job_id: str) -> str | N
     such job of that organization and kind, or none recorded): why nothing was read."""
     from receiver.jobs import JobKind, get_job
 
-    if not job_id.isdigit() or len(job_id) > 18:
+    if not (job_id.isascii() and job_id.isdigit()) or len(job_id) > 18:
         return None
     job = get_job(session, int(job_id))
     if job is None or job.organization != organization_id:
         return None
     if job.kind != JobKind.RECONCILE_USERS or not job.problems:
         return None
-    return job.problems[0]
-
-
-def _failed_job(page: OrgPage) -> str | None:
-    """The id of the organization's newest ``Sync now`` job (the one that just failed:
-    this request held the lease until it raised), as text."""
-    from receiver.jobs import JobKind, latest_jobs
-
-    with transaction(page.context.engine, read_only=True) as session:
-        jobs = latest_jobs(session, page.organization.id, JobKind.RECONCILE_USERS, limit=1)
-    return str(jobs[0].id) if jobs else None
+    # the page's sentence says "nothing was written" already (attack finding: twice)
+    text = job.problems[0].rstrip(" .")
+    for tail in (": nothing was written", "; nothing was written", ", nothing was written"):
+        text = text.removesuffix(tail)
+    return text + "."
 
 
 def _sync(page: OrgPage, crm_id: str) -> tuple[str, str | None]:
@@ -141,6 +135,7 @@ def _sync(page: OrgPage, crm_id: str) -> tuple[str, str | None]:
     with transaction(engine, read_only=True) as session:
         if connection_info(session, org_id) is None:
             return "reconcile-no-connection", None
+    job: list[int] = []
     try:
         result = run_in_foreground(
             engine,
@@ -149,15 +144,16 @@ def _sync(page: OrgPage, crm_id: str) -> tuple[str, str | None]:
             full=False,
             user_ids=[crm_id],
             actor=page.actor,
+            on_job=job.append,
         )
     except JobBusy:
         return "reconcile-busy", None
     except (AuthenticationError, CredentialsError):
         return "sync-refused", None
     except SalesforceError:
-        return "sync-unreadable;" + (_failed_job(page) or ""), None
+        return "sync-unreadable;" + "".join(map(str, job)), None
     except AgentProvisionError:
-        return "sync-failed;" + (_failed_job(page) or ""), None
+        return "sync-failed;" + "".join(map(str, job)), None
     with transaction(engine, read_only=True) as session:
         if synced_row(session, org_id, result.plan_id, crm_id) is None:
             return "sync-not-found", None

@@ -160,14 +160,18 @@ def run_in_foreground(
     progress: Any = None,
     user_ids: Sequence[str] | None = None,
     actor: str | None = None,
+    on_job: Callable[[int], None] | None = None,
 ) -> RunResult:
     """Run one reconcile in this thread as a job (lease held: another run of this
     organization, anywhere, is refused with :class:`JobBusy`); with ``user_ids`` of only
     those Users (``receiver.reconcile.run.reconcile``; a ``reconcile-users`` job, under the
-    reconcile's lease). Errors of the run are recorded in the job and raised again here, so
-    the CLI and the agent page keep their own words."""
+    reconcile's lease; ``on_job`` hears the job's id once it started). Errors of the run
+    are recorded in the job and raised again here, so the CLI and the agent page keep
+    their own words."""
     kind = JobKind.RECONCILE if user_ids is None else JobKind.RECONCILE_USERS
     job = start_job(engine, organization, kind, actor=actor)
+    if on_job is not None:  # the caller's way to this very job (its problems, if it fails)
+        on_job(job.job_id)
     box: dict[str, Any] = {}
 
     def work(p: Progress) -> JobOutcome:

@@ -178,6 +178,50 @@ def test_scheduled_incremental_run_reads_changes_since_the_watermark(
     assert sf_id("005", 1) in agents  # not read by an incremental run: left alone
 
 
+def test_a_run_of_chosen_users_names_its_job_and_who_started_it(receiver: Receiver) -> None:
+    """``on_job`` hears the id of the very job that ran (a Sync now's page shows that job's
+    problem: attack finding, it took the newest job, another request's under load), and
+    the job and its plan record the actor."""
+    import pytest
+
+    from receiver.jobs import get_job
+    from receiver.reconcile.jobs import run_in_foreground
+    from receiver.reconcile.plans import get_plan
+    from sf_metadata.errors import SalesforceUnreadable
+
+    fake = FakeSalesforce(receiver.salesforce_org_id, [make_user_record(1)])
+    heard: list[int] = []
+    result = run_in_foreground(
+        receiver.engine,
+        receiver.name,
+        lambda name: fake.reader(),
+        full=False,
+        user_ids=[sf_id("005", 1)],
+        actor="operator:ops",
+        on_job=heard.append,
+    )
+
+    def unreadable(name: str) -> Any:
+        raise SalesforceUnreadable("cannot reach Salesforce")
+
+    with pytest.raises(SalesforceUnreadable):
+        run_in_foreground(
+            receiver.engine,
+            receiver.name,
+            unreadable,
+            user_ids=[sf_id("005", 1)],
+            on_job=heard.append,
+        )
+    assert len(heard) == 2 and heard[0] != heard[1]
+    with transaction(receiver.engine, read_only=True) as session:
+        done, failed = (get_job(session, job_id) for job_id in heard)
+        assert done is not None and done.started_by == "operator:ops"
+        assert failed is not None and failed.problems == ("cannot reach Salesforce",)
+        assert get_plan(session, receiver.name, result.plan_id).record.created_by == (
+            "operator:ops"
+        )
+
+
 def _parked_rows(receiver: Receiver) -> list[Any]:
     from receiver.provisioning_tables import ParkedChangeRow
 

@@ -210,7 +210,7 @@ def test_a_sync_is_not_the_reconcile_pages_last_run(
     # the page says why (newcomer finding: the cause was on no page), once
     assert (
         "Salesforce could not be read: nothing was written. Why: the Organization query: "
-        "cannot reach Salesforce" in shown
+        "cannot reach Salesforce." in shown
     )
     assert "cannot reach Salesforce" not in dash.client.get(failed.headers["location"]).text
     assert "The last reconcile failed" not in dash.client.get(reconcile).text
