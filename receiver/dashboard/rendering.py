@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
-from itsdangerous import BadSignature, URLSafeSerializer
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -64,9 +64,10 @@ VOUCHED_PARAMS = frozenset(
 
 #: The one-shot cookie that vouches for those parameters (``__Host-aap_flash`` behind
 #: https): ``redirect(url, vouch=request)`` sets it to the ones it redirects with, signed
-#: with the dashboard's secret; :func:`render` shows them only when the page's own are the
-#: same and clears it. A reload, a bookmark, a link someone sent ("?flash=enabled",
-#: "?replayed=40") or a cookie planted by another site shows nothing.
+#: with the dashboard's secret, with the page's path and the time; :func:`render` shows them
+#: only on that page, within two minutes, when the page's own are the same, and clears it.
+#: A reload, a bookmark, a link someone sent ("?flash=enabled", "?replayed=40"), a cookie
+#: planted by another site or one kept from an earlier redirect shows nothing.
 FLASH_COOKIE = "aap_flash"
 _FLASH_MAX_AGE = 120  # seconds: a redirect is followed at once
 _FLASH_SALT = "aap-flash"
@@ -111,13 +112,23 @@ def flash_cookie_name(secure: bool) -> str:
     return "__Host-" + FLASH_COOKIE if secure else FLASH_COOKIE
 
 
+def _vouched_for(path: str, text: str) -> str:
+    """What the flash cookie signs: the page's path and its vouched parameters (a cookie
+    vouches for one page only: attack finding, one was shown on any page)."""
+    return unquote(path) + "?" + text
+
+
 def vouching_cookie(state: DashboardState, url: str) -> tuple[str, str] | None:
     """``(name, value)`` of the cookie that vouches for ``url``'s :data:`VOUCHED_PARAMS`
-    (their text signed with ``state.secret``), or ``None`` when it has none."""
-    text = _vouched_text(parse_qsl(urlsplit(url).query))
+    on ``url``'s page (their text and the path, signed with ``state.secret`` and the time:
+    good for :data:`_FLASH_MAX_AGE` seconds), or ``None`` when it has none."""
+    parts = urlsplit(url)
+    text = _vouched_text(parse_qsl(parts.query))
     if not text:
         return None
-    signed = URLSafeSerializer(state.secret, salt=_FLASH_SALT).dumps(text)
+    signed = URLSafeTimedSerializer(state.secret, salt=_FLASH_SALT).dumps(
+        _vouched_for(parts.path, text)
+    )
     return flash_cookie_name(state.secure_cookie), signed
 
 
@@ -148,10 +159,12 @@ def vouched(request: Request) -> dict[str, str]:
     if not text or raw is None:
         return {}
     try:
-        signed = URLSafeSerializer(state.secret, salt=_FLASH_SALT).loads(raw)
-    except BadSignature:
+        signed = URLSafeTimedSerializer(state.secret, salt=_FLASH_SALT).loads(
+            raw, max_age=_FLASH_MAX_AGE
+        )
+    except BadSignature:  # SignatureExpired too: a cookie kept past its two minutes
         return {}
-    if signed != text:
+    if signed != _vouched_for(request.url.path, text):
         return {}
     return {k: v for k, v in pairs if k in VOUCHED_PARAMS}
 

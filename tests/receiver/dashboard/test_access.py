@@ -215,6 +215,26 @@ def test_a_flash_shows_once_after_its_redirect_and_never_from_a_link(dash: Dash)
     assert "is now Enabled" in dash.client.get(users, params={"flash": "enabled"}).text
 
 
+def test_a_flash_cookie_vouches_for_one_page_for_two_minutes(
+    dash: Dash, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attack finding: a flash cookie an operator once received showed its sentence on
+    any page with the same parameters, days later."""
+    from receiver.dashboard import rendering
+
+    dash.sign_in()
+    users = f"/organizations/{dash.org}/users"
+    features = f"/organizations/{dash.org}/features"
+    sentence = "Agent Auto Provision is now Enabled."
+    dash.vouch(f"{users}?flash=enabled")
+    assert sentence not in dash.client.get(features, params={"flash": "enabled"}).text
+    dash.vouch(f"{users}?flash=enabled")
+    assert sentence in dash.client.get(users, params={"flash": "enabled"}).text
+    dash.vouch(f"{users}?flash=enabled")
+    monkeypatch.setattr(rendering, "_FLASH_MAX_AGE", -1)  # as if kept past its age
+    assert sentence not in dash.client.get(users, params={"flash": "enabled"}).text
+
+
 def test_unknown_paths_and_bad_names_get_a_clear_page(dash: Dash) -> None:
     dash.sign_in()
     for name in ["x" * 300, "%00", "<script>"]:
