@@ -125,7 +125,7 @@ async def replay(page: OrgPage) -> Response:
     form = page.form
     raw = str(form.get("event_id", "")) if form is not None else ""
     view = parse_filter({k: str(form.get(k, "")) if form is not None else "" for k in VIEW_FIELDS})
-    back = {} if view.problems else view.query()
+    back = view.readable()
     event_id = row_id(raw)
     if event_id is None:
         return redirect(
@@ -162,8 +162,8 @@ async def replay_view(page: OrgPage) -> Response:
     again = form is not None and str(form.get("again", "")) == "1"
     flt = parse_filter({**fields, "action": "failed"})
     back = flt.query()
-    if flt.problems:
-        return redirect(page.url("/provisioning-log", **back))
+    if flt.problems:  # the page's forms carry only what was read: a hand-made form
+        return redirect(page.url("/provisioning-log", **flt.readable()))
     org_id = page.organization.id
     context = page.context
     now = context.clock()

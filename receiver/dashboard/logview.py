@@ -78,10 +78,17 @@ class LogFilter:
     problems: tuple[str, ...] = ()
     raw: dict[str, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    #: the ``raw`` keys kept as typed (so the form shows them) though they were not read
+    unread: tuple[str, ...] = ()
 
     def query(self) -> dict[str, str]:
         """The filter as query parameters (for links and downloads)."""
         return {k: v for k, v in self.raw.items() if v}
+
+    def readable(self) -> dict[str, str]:
+        """The filters that were read, as query parameters: what a Replay form carries
+        (one with a filter that was not read would replay nothing: attack finding)."""
+        return {k: v for k, v in self.query().items() if k not in self.unread}
 
 
 def _date(value: str) -> date | None:
@@ -120,10 +127,12 @@ def parse_filter(params: Any) -> LogFilter:
         source = None
         raw["source"] = ""
     crm_id = None
+    unread: list[str] = []
     if raw["user"]:
         try:
             crm_id = canonical_id(raw["user"], USER)
         except InvalidSalesforceId:
+            unread.append("user")  # stays in the box, to be corrected
             problems.append(
                 "the Salesforce user id is not a User id (005…, 15 or 18 characters; find a "
                 "user by name with Search on the Users page: the id is on their page)"
@@ -151,7 +160,16 @@ def parse_filter(params: Any) -> LogFilter:
         elif d < date.max:
             until = datetime.combine(d, time.min, tzinfo=UTC) + timedelta(days=1)
     return LogFilter(
-        action, outcome, crm_id, source, since, until, tuple(problems), raw, tuple(notes)
+        action,
+        outcome,
+        crm_id,
+        source,
+        since,
+        until,
+        tuple(problems),
+        raw,
+        tuple(notes),
+        tuple(unread),
     )
 
 

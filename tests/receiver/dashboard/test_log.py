@@ -381,6 +381,34 @@ def test_a_rows_replay_comes_back_to_the_view_it_was_pressed_in(dash: Dash) -> N
     assert "action=" not in odd.headers["location"]
 
 
+def test_a_view_with_an_unread_user_filter_replays_what_it_counts(dash: Dash) -> None:
+    """Attack finding: with a user filter that is not a User id (ignored, and said), the
+    page offered "Replay 2 failed", but its form carried the unread id and the press
+    replayed nothing; a row's Replay there went back without the view's filters."""
+    dash.sign_in()
+    dash.post_message(make_notification(IsActive=None), make_notification(IsActive=None))
+    view = f"/organizations/{dash.org}/provisioning-log?action=failed&user=garbage"
+    html = dash.client.get(view).text
+    assert "Filter ignored: the Salesforce user id is not a User id" in html
+    assert 'value="garbage"' in html  # still in the box, to be corrected
+    assert 'name="user" value="garbage"' not in html.split("</form>", 1)[1]  # not in forms
+    assert ">Replay 2 failed</button>" in html
+    response = dash.post_form(
+        f"/organizations/{dash.org}/provisioning-log/replay-failed",
+        {"user": "", "from": "", "to": "", "outcome": "", "source": ""},
+        page=view,
+    )
+    assert "replayed=2" in response.headers["location"]
+    (event_id, *_) = _replay_forms(dash.client.get(view).text)
+    row = dash.post_form(
+        f"/organizations/{dash.org}/provisioning-log/replay",
+        {"event_id": event_id, "action": "failed", "user": "garbage"},
+        page=view,
+    )
+    assert "action=failed" in row.headers["location"]
+    assert "garbage" not in row.headers["location"]
+
+
 def test_replay_of_a_change_that_a_newer_one_overtook_stays_stale(dash: Dash) -> None:
     dash.sign_in()
     holder, claimant = next_id("005"), next_id("005")
