@@ -61,9 +61,14 @@ FLASH_MESSAGES.update(
         "at the log again in a moment.",
         "replay-off": "Nothing was replayed: Agent Auto Provision is off for this "
         "organization, so each failure would only be logged as ignored. Turn it on first.",
+        "replay-ignored": "Replayed while Agent Auto Provision is off: the notification was "
+        "only logged as ignored (its new entry is the newest of the log). Turn the feature "
+        "on, then replay it again.",
     }
 )
-FLASH_PROBLEMS.update({"replay-failed-again", "replay-unknown", "replay-busy", "replay-off"})
+FLASH_PROBLEMS.update(
+    {"replay-failed-again", "replay-unknown", "replay-busy", "replay-off", "replay-ignored"}
+)
 
 #: Actions that count as applied in the report line.
 _APPLIED = frozenset({"created", "updated", "restored", "deprovisioned"})
@@ -149,7 +154,11 @@ async def replay(page: OrgPage) -> Response:
             return "replay-unknown"
         except JobBusy:
             return "replay-busy"
-        return "replay-failed-again" if result.decision.action is Action.FAILED else "replayed"
+        if result.decision.action is Action.FAILED:
+            return "replay-failed-again"
+        if result.decision.action is Action.IGNORED and not page.organization.enabled:
+            return "replay-ignored"  # attack finding: it read as a success
+        return "replayed"
 
     flash = await run_in_threadpool(work)
     return redirect(page.url("/provisioning-log", **back, flash=flash), vouch=page.request)

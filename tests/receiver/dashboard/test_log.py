@@ -634,6 +634,16 @@ def test_replay_failed_is_offered_but_refused_while_provisioning_is_off(dash: Da
     after = dash.client.get(response.headers["location"]).text
     assert "Nothing was replayed: Agent Auto Provision is off" in after
     assert "1 failed notification in this view has not been replayed yet" in after
+    # a row's Replay runs even so, and says it was only logged as ignored (attack finding:
+    # it read as a success)
+    (event_id,) = _replay_forms(after)
+    row = dash.post_form(
+        f"/organizations/{dash.org}/provisioning-log/replay",
+        {"event_id": event_id, "action": "failed"},
+        page=f"/organizations/{dash.org}/provisioning-log?action=failed",
+    )
+    assert "flash=replay-ignored" in row.headers["location"]
+    assert "only logged as ignored" in dash.client.get(row.headers["location"]).text
 
 
 def test_forged_counts_in_the_address_show_no_report(dash: Dash) -> None:
