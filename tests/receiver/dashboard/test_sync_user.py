@@ -88,7 +88,7 @@ def test_sync_now_reads_the_user_and_applies_it_and_says_what_was_decided_once(
     plan = dash.client.get(f"/organizations/{dash.org}/reconcile/plans/{plan_id}").text
     assert "(chosen users: Sync now)" in plan
     # who did it: the plan's run and its job were started by the signed-in operator
-    assert "<dt>Run started by</dt><dd>operator:ops</dd>" in plan
+    assert "<dt>Run started by</dt><dd><bdi>operator:ops</bdi></dd>" in plan  # isolated
     from receiver.jobs import JobKind, latest_jobs
 
     with transaction(dash.engine, read_only=True) as session:
