@@ -146,14 +146,15 @@ def carried_name(fields: Mapping[str, Any] | None) -> str | None:
 def _page_start(params: Mapping[str, str]) -> tuple[PageStart | None, bool]:
     """Where the page starts, from its address: ``at=<message id>.<position>`` (inside a
     message larger than a page) or ``before=<message id>``; ``None`` (the newest) for
-    neither or an unreadable one; and whether one was given but could not be read."""
+    neither or an unreadable one; and whether one was given but none could be read (the
+    page then says it shows the newest rows)."""
     at, before_text = str(params.get("at", "")), str(params.get("before", ""))
     message, _, position = at.partition(".")
     if (mid := row_id(message)) is not None and (pos := row_id(position)) is not None:
         return (mid, pos), False
     before = row_id(before_text)
-    if before is not None:
-        return (before, None), bool(at)
+    if before is not None:  # a page of its own (an unreadable at= beside it is moot)
+        return (before, None), False
     return None, bool(at or before_text)
 
 

@@ -5,6 +5,7 @@ one table row. The paged reads are ``receiver.dashboard.logpages``."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -91,7 +92,14 @@ class LogFilter:
         return {k: v for k, v in self.query().items() if k not in self.unread}
 
 
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
 def _date(value: str) -> date | None:
+    """``YYYY-MM-DD`` only, as the date box sends it (``date.fromisoformat`` also reads
+    ``20261205`` and ``2026-W49-1``, which the box cannot show: attack finding)."""
+    if _DATE.fullmatch(value) is None:
+        return None
     try:
         return date.fromisoformat(value)
     except ValueError:

@@ -167,7 +167,7 @@ def reject_plan(
                 f"reconcile plan {plan_id} was already {stored.record.status}: nothing to reject"
             )
         stored.record.status = "rejected"
-        stored.record.detail = f"rejected at {clock().isoformat()}"
+        # when and by whom are decided_at and decided_by (no note "rejected at ..." twice)
         stored.record.decided_by = actor[:340] if actor else None
         stored.record.decided_at = clock()
         session.add(stored.record)

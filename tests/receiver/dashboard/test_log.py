@@ -169,6 +169,9 @@ def test_unreadable_filters_are_named_and_ignored(dash: Dash) -> None:
     html = _log(dash, action="<b>x</b>", user="not-an-id", **{"from": "yesterday"})
     assert "unknown action" in html and "not a User id" in html and "YYYY-MM-DD" in html
     assert "<b>x</b>" not in html
+    # other ISO forms the date box cannot show are not dates (attack finding)
+    for odd in ("20261205", "2026-W49-1", "２０２６-12-05"):
+        assert "the From date is not YYYY-MM-DD" in _log(dash, **{"from": odd})
 
 
 def test_csv_and_json_downloads_follow_the_filter(dash: Dash) -> None:
@@ -287,6 +290,8 @@ def test_a_message_larger_than_a_page_is_paged_inside(dash: Dash) -> None:
     assert "Page address ignored" in unreadable and "Page address ignored" not in first
     assert unreadable.count(">created</span>") == 100 and f"at={big}.97" in unreadable
     assert "Page address ignored" in _log(dash, before="abc")
+    # a readable before= beside an unreadable at= is the page shown: no note (attack finding)
+    assert "Page address ignored" not in _log(dash, at="5.x", before=str(big))
     # no such message (attack finding: a 500): the page starts below the id it names
     assert _log(dash, at="5000000.0").count(">created</span>") == 100  # the newest 100
     past = _log(dash, at="0.0")
