@@ -10,6 +10,11 @@ Rules kept here:
 - Canonical form is 18 characters with the suffix RECOMPUTED from the first 15 characters:
   sanitised fixtures and hand-edited messages carry wrong suffixes, so a wrong suffix is
   corrected, never rejected.
+- Except for an 18-character id whose 15 characters are all of one case (lower-cased or
+  upper-cased by a tool or a person: Salesforce treats 18-character ids case-insensitively,
+  the suffix being there to restore the case) and whose suffix, in capitals, fits them
+  (every bit it sets is on a letter): those 15 take the case the suffix says
+  (``005be0000000001iaa`` and ``005BE0000000001IAA`` are ``005Be0000000001IAA``).
 - 15-character ids are compared case-sensitively (``to_15`` / ``same_org_id``); never
   case-insensitively.
 """
@@ -76,6 +81,31 @@ def _is_id_text(value: object) -> bool:
     return isinstance(value, str) and _ID_RE.fullmatch(value) is not None
 
 
+def _recased(value: str) -> str | None:
+    """The first 15 characters of an 18-character id of one letter case, in the case its
+    suffix says (see the module docstring), or ``None``: not 18 characters, letters of
+    both cases, or a suffix that does not fit (a bit set on a digit)."""
+    if len(value) != 18:
+        return None
+    head = value[:15]
+    if head != head.lower() and head != head.upper():
+        return None
+    suffix = value[15:].upper()
+    out = []
+    for chunk, mark in enumerate(suffix):
+        bits = _SUFFIX_ALPHABET.find(mark)
+        if bits < 0:
+            return None
+        for i, ch in enumerate(head[chunk * 5 : chunk * 5 + 5]):
+            if bits >> i & 1:
+                if not ch.isalpha():
+                    return None
+                out.append(ch.upper())
+            else:
+                out.append(ch.lower())
+    return "".join(out)
+
+
 def checksum_suffix(id15: str) -> str:
     """The 3-character case-safe suffix of a 15-character id.
 
@@ -136,7 +166,7 @@ def canonical_id(value: object, prefix: str | None = None) -> str:
         raise InvalidSalesforceId(
             f"{value!r} is not {article} {kind} id: expected the key prefix {prefix!r}"
         )
-    canonical = _with_suffix(value[:15])
+    canonical = _with_suffix(_recased(value) or value[:15])
     if len(_CANONICAL) >= _CANONICAL_MAX:
         _CANONICAL.clear()
     _CANONICAL[value, prefix] = canonical
