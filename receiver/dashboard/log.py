@@ -27,7 +27,7 @@ from receiver.dashboard.log_replay import (
     batch_counts,
     pending_counts,
 )
-from receiver.dashboard.logpages import PageStart, iter_rows, log_page
+from receiver.dashboard.logpages import PageStart, iter_rows, log_page, newer_start
 from receiver.dashboard.logview import (
     ACTIONS,
     SOURCE_LABELS,
@@ -172,18 +172,31 @@ async def log_page_view(page: OrgPage) -> Response:
 
     def work(
         session: Session,
-    ) -> tuple[list[LogRow], PageStart | None, set[int], dict[str, str], PendingCounts | None]:
+    ) -> tuple[
+        list[LogRow],
+        PageStart | None,
+        PageStart | None,
+        set[int],
+        dict[str, str],
+        PendingCounts | None,
+    ]:
         rows, next_start = log_page(session, organization_id=org_id, flt=flt, start=start)
+        newer = (
+            newer_start(session, organization_id=org_id, flt=flt, first=rows[0])
+            if start is not None and rows
+            else None
+        )
         pending = pending_counts(session, organization_id=org_id, flt=flt)
         return (
             rows,
             next_start,
+            newer,
             replayable_events(session, organization_id=org_id, rows=rows),
             agent_names(session, organization_id=org_id, rows=rows),
             pending,
         )
 
-    rows, next_start, replayable, names, pending = await page.read(work)
+    rows, next_start, newer, replayable, names, pending = await page.read(work)
     return page.render(
         "log.html.j2",
         {
@@ -194,6 +207,8 @@ async def log_page_view(page: OrgPage) -> Response:
             "replay_fields": FILTER_FIELDS,
             "view_fields": VIEW_FIELDS,
             "next_page": _page_link(next_start) if next_start is not None else None,
+            # the page before this one: its start, or {} for the first page
+            "newer_page": _page_link(newer) if newer is not None else {},
             "first_page": start is None,
             "unreadable_start": unreadable_start,
             "replayable": replayable,

@@ -24,17 +24,24 @@ from receiver.dashboard.logview import ROWS_PER_PAGE, LogFilter, LogRow
 from receiver.models import ProvisioningEvent, ProvisioningMessage
 from receiver.provisioning_log import message_conditions
 
-__all__ = ["PageStart", "iter_rows", "log_page"]
+__all__ = ["PageStart", "iter_rows", "log_page", "newer_start"]
 
 _M = ProvisioningMessage.__table__  # type: ignore[attr-defined]
 _E = ProvisioningEvent.__table__  # type: ignore[attr-defined]
 
 
 def _message_ids(
-    session: Session, organization_id: str, flt: LogFilter, before_id: int | None, limit: int
+    session: Session,
+    organization_id: str,
+    flt: LogFilter,
+    before_id: int | None,
+    limit: int,
+    *,
+    after_id: int | None = None,
 ) -> list[tuple[int, int]]:
     """(message id, notification count) of up to ``limit`` matching messages, newest
-    first."""
+    first; with ``after_id``, those newer than it, oldest first (the walk to the page
+    before)."""
     if flt.action is not None or flt.crm_id is not None:
         stmt = (
             sa.select(_E.c.message_id, _M.c.notification_count)
@@ -48,14 +55,18 @@ def _message_ids(
             stmt = stmt.where(_E.c.crm_id == flt.crm_id)
         if before_id is not None:
             stmt = stmt.where(_E.c.message_id < before_id)
-        order = _E.c.message_id.desc()
+        if after_id is not None:
+            stmt = stmt.where(_E.c.message_id > after_id)
+        order = _E.c.message_id.desc() if after_id is None else _E.c.message_id.asc()
     else:
         stmt = sa.select(_M.c.id, _M.c.notification_count).where(
             _M.c.organization_id == organization_id
         )
         if before_id is not None:
             stmt = stmt.where(_M.c.id < before_id)
-        order = _M.c.id.desc()
+        if after_id is not None:
+            stmt = stmt.where(_M.c.id > after_id)
+        order = _M.c.id.desc() if after_id is None else _M.c.id.asc()
     stmt = stmt.where(*message_conditions(flt)).order_by(order).limit(limit)
     return [(int(r[0]), int(r[1])) for r in session.execute(stmt)]
 
@@ -196,6 +207,81 @@ def log_page(
     if len(part) > room:
         return page + part[:room], (cut, part[room].position)
     return page + part, ((cut, None) if len(rest) > 1 else None)
+
+
+def _events(flt: LogFilter, message_id: int, below: int | None) -> Any:
+    """The WHERE of a message's events in the view ``flt`` (before position ``below``)."""
+    conditions = [_E.c.message_id == message_id]
+    if flt.action is not None:
+        conditions.append(_E.c.action == flt.action)
+    if flt.crm_id is not None:
+        conditions.append(_E.c.crm_id == flt.crm_id)
+    if below is not None:
+        conditions.append(_E.c.position < below)
+    return sa.and_(*conditions)
+
+
+def _shown(session: Session, flt: LogFilter, ids: list[int]) -> dict[int, int]:
+    """How many of each message's notifications the view shows (absent: none)."""
+    if not ids:
+        return {}
+    stmt = sa.select(_E.c.message_id, sa.func.count()).where(_E.c.message_id.in_(ids))
+    if flt.action is not None:
+        stmt = stmt.where(_E.c.action == flt.action)
+    if flt.crm_id is not None:
+        stmt = stmt.where(_E.c.crm_id == flt.crm_id)
+    return {int(m): int(n) for m, n in session.execute(stmt.group_by(_E.c.message_id))}
+
+
+def _nth_back(session: Session, flt: LogFilter, message_id: int, below: int | None, n: int) -> int:
+    """The position of the ``n``-th shown notification of the message counting back from
+    position ``below`` (from its last one, for ``None``)."""
+    stmt = (
+        sa.select(_E.c.position)
+        .where(_events(flt, message_id, below))
+        .order_by(_E.c.position.desc())
+        .offset(n - 1)
+        .limit(1)
+    )
+    return int(session.execute(stmt).scalar_one())
+
+
+def newer_start(
+    session: Session,
+    *,
+    organization_id: str,
+    flt: LogFilter,
+    first: LogRow,
+    rows: int = ROWS_PER_PAGE,
+) -> PageStart | None:
+    """Where the page of the ``rows`` rows before ``first`` (the first row of a page)
+    starts, or ``None`` when those rows reach the newest one (that page is the first).
+    The ``Newer`` link: walks back through ``first``'s message, then the newer messages of
+    the view, oldest first (a few indexed counts; a message without notifications starts
+    as ``(its id + 1, None)``, the messages older than the next id)."""
+    need = rows
+    newer = _message_ids(session, organization_id, flt, None, rows + 1, after_id=first.message_id)
+    if first.position is not None:
+        count = sa.select(sa.func.count()).where(_events(flt, first.message_id, first.position))
+        here = int(session.execute(count).scalar_one())
+        if here > need or (here == need and newer):
+            return first.message_id, _nth_back(session, flt, first.message_id, first.position, need)
+        if here == need:
+            return None  # those rows start at the newest: the first page
+        need -= here
+    complete = len(newer) <= rows  # every newer message is in ``newer``
+    shown = _shown(session, flt, [m for m, _ in newer])
+    for index, (message_id, _count) in enumerate(newer):
+        top = complete and index == len(newer) - 1  # the newest message of the view
+        n = shown.get(message_id, 0) or 1  # without notifications: one row, as on the page
+        if n > need or (n == need and not top):
+            if message_id not in shown:
+                return message_id + 1, None
+            return message_id, _nth_back(session, flt, message_id, None, need)
+        if n == need:
+            return None
+        need -= n
+    return None
 
 
 def iter_rows(

@@ -325,6 +325,89 @@ def test_a_message_larger_than_a_page_is_paged_inside(dash: Dash) -> None:
     assert _log(dash, at=f"{big}.30", outcome="ignored").count(">created</span>") == 0
 
 
+def test_newer_goes_back_one_page(dash: Dash) -> None:
+    """Newcomer finding (two stops running): the log had Older and Newest, no way back one
+    page. Pages of 30 over messages of 5, 100, a rejected one (no notifications, one row)
+    and 3 notifications: from each page, Newer starts exactly the page before it; with an
+    Action filter (pages not always full), the page it starts ends right before."""
+    from receiver.dashboard.logpages import PageStart, iter_rows, log_page, newer_start
+    from receiver.dashboard.logview import LogRow, parse_filter
+    from receiver.db import transaction
+    from receiver.organizations import webhook_path
+    from tests.factories import make_outbound_message
+
+    dash.sign_in()
+    for size in (5, 100):
+        assert dash.post_message(*(make_notification() for _ in range(size))).status_code == 200
+    other = make_outbound_message([make_notification()], organization_id="00D000000000099EAA")
+    rejected = dash.client.post(
+        webhook_path(dash.org),
+        params={"token": dash.token},
+        content=other,
+        headers={"content-type": "text/xml; charset=UTF-8", "soapaction": '""'},
+    )
+    assert rejected.status_code == 403
+    assert (
+        dash.post_message(*(make_notification(IsActive=None) for _ in range(3))).status_code == 200
+    )
+
+    def pages(flt_params: dict[str, str]) -> list[tuple[PageStart | None, list[LogRow]]]:
+        flt = parse_filter(flt_params)
+        out: list[tuple[PageStart | None, list[LogRow]]] = []
+        start: PageStart | None = None
+        while True:
+            with transaction(dash.engine, read_only=True) as session:
+                rows, nxt = log_page(
+                    session, organization_id=dash.org, flt=flt, start=start, rows=30
+                )
+            out.append((start, rows))
+            if nxt is None:
+                return out
+            start = nxt
+
+    def newer(flt_params: dict[str, str], first: LogRow) -> PageStart | None:
+        with transaction(dash.engine, read_only=True) as session:
+            return newer_start(
+                session,
+                organization_id=dash.org,
+                flt=parse_filter(flt_params),
+                first=first,
+                rows=30,
+            )
+
+    every = pages({})
+    assert [len(rows) for _, rows in every] == [30, 30, 30, 19]
+    for k in range(1, len(every)):
+        assert newer({}, every[k][1][0]) == every[k - 1][0], k
+    # with a filter: the page Newer starts holds at most 30 rows, the last one right before
+    flt = {"action": "created"}
+    order = [
+        (r.message_id, r.position)
+        for r in iter_rows(dash.engine, organization_id=dash.org, flt=parse_filter(flt))
+    ]
+    filtered = pages(flt)
+    assert len(filtered) > 1
+    for k in range(1, len(filtered)):
+        first = filtered[k][1][0]
+        start = newer(flt, first)
+        with transaction(dash.engine, read_only=True) as session:
+            back, _ = log_page(
+                session, organization_id=dash.org, flt=parse_filter(flt), start=start, rows=30
+            )
+        i = order.index((first.message_id, first.position))
+        got = [(r.message_id, r.position) for r in back]
+        begin = max(0, i - 30)  # exactly the 30 shown rows before (fewer at the top)
+        assert (start is None) == (begin == 0), k
+        assert got == order[begin : begin + len(got)] and len(got) <= i - begin, k
+    # on the page (100 rows): none on the first page; on the second, the first page
+    first_page = _log(dash)
+    assert ">Newer<" not in first_page
+    link = re.search(r'href="([^"]*at=[^"]*)">Older<', first_page)
+    assert link is not None
+    html = dash.client.get(link.group(1).replace("&amp;", "&")).text
+    assert f'href="/organizations/{dash.org}/provisioning-log" rel="prev">Newer</a>' in html
+
+
 def _replay_forms(html: str) -> list[str]:
     """The event ids of the page's Replay forms."""
     return re.findall(r'name="event_id" value="(\d+)"', html)
