@@ -10,7 +10,8 @@ Which failures are pending: those of ``organization`` whose notification was kep
 replay (``failed_notification``), in the filter (Salesforce user, received from/until,
 message outcome, source), that are
 
-- **not replayed yet**: no provisioning log entry with source ``replay`` names the event;
+- **not replayed yet**: no provisioning log entry with source ``replay`` names the event
+  (a replay while the feature was off, logged as ignored, does not count);
 - **the newest of its chain**: a failure replayed twice (its row's ``Replay`` pressed
   again) leaves two failures of one notification; only the newer is pending;
 - **not overtaken**: no later entry of the same Salesforce user created, updated,
@@ -50,6 +51,7 @@ from receiver.db import transaction
 from receiver.jobs import JobKind, JobOutcome, Progress, run_job, start_job
 from receiver.models import ProvisioningEvent, ProvisioningMessage
 from receiver.organizations import get_organization
+from receiver.outcomes import MessageOutcome
 from receiver.provisioning import SourceKind
 from receiver.provisioning_log import message_conditions
 from receiver.provisioning_tables import FailedNotification
@@ -162,6 +164,9 @@ def pending_failures(
             _M.c.organization_id == organization_id,
             _M.c.id > oldest_message,
             _M.c.source == SourceKind.REPLAY.value,
+            # a replay while the feature was off was only logged as ignored: the failure
+            # stays pending (newcomer finding: it dropped out of every count)
+            _M.c.outcome != MessageOutcome.IGNORED.value,
         )
     ):
         if ref is None:
