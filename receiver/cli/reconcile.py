@@ -105,7 +105,7 @@ def make_reader(
     return reader
 
 
-def _print(result: RunResult, as_json: bool) -> None:
+def _print(result: RunResult, as_json: bool, organization: str) -> None:
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
     else:
@@ -117,7 +117,7 @@ def _print(result: RunResult, as_json: bool) -> None:
     if result.status == "held":
         raise ReconcileHeld(
             f"plan {result.plan_id} is held by the deletion guard: {result.hold_reason}; "
-            f"nothing was written: read it (`agent-provision reconcile show ... "
+            f"nothing was written: read it (`agent-provision reconcile show {organization} "
             f"{result.plan_id}`), then apply it with --approve-deletions or reject it",
             plan_id=result.plan_id,
         )
@@ -221,7 +221,7 @@ def run_command(
                 "was done for it",
                 err=True,
             )
-    _print(result, as_json)
+    _print(result, as_json, organization)
 
 
 def _user_ids(users: Sequence[str]) -> list[str]:
@@ -285,7 +285,7 @@ def apply_command(
             approve_deletions=approve_deletions,
             actor=cli_actor(),
         )
-    _print(result, as_json)
+    _print(result, as_json, organization)
 
 
 @reconcile_group.command("reject")

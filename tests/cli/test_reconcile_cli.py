@@ -112,6 +112,8 @@ def test_held_mass_deletion_approved(h: Harness) -> None:
     out = json.loads(result.stdout)
     assert out["status"] == "held" and out["counts"] == counts(deprovision=7)
     assert "held by the deletion guard" in result.stderr
+    # the command to read it can be copied as printed (newcomer finding: it said "...")
+    assert f"`agent-provision reconcile show {ORG} {out['planId']}`" in result.stderr
     assert len(users(h)) == 7  # nothing written
     refused = h.invoke(["reconcile", "apply", ORG, out["planId"]])
     assert refused.exit_code == 8
