@@ -53,3 +53,15 @@ def test_a_failed_run_says_when_and_why_and_a_later_sync_does_not_replace_it(das
     )
     assert text.endswith("page 3 of the User query timed out: nothing was written")
     assert "p2" not in text
+
+
+def test_the_last_run_says_when_its_plan_was_decided_since(dash: Dash) -> None:
+    """Newcomer finding: after Reject, Last run still read "plan p3 held" above a Last plan
+    that said rejected."""
+    dash.sign_in()
+    dash.add_plan("p3", status="rejected")
+    run_job(
+        start_job(dash.engine, dash.org, JobKind.RECONCILE),
+        lambda p: JobOutcome(True, result={"planId": "p3", "status": "held"}),
+    )
+    assert _last_run(dash).endswith(": plan p3 held, now rejected (see Last plan).")
