@@ -40,6 +40,8 @@ class FakeSalesforce(BaseAdapter):
         super().__init__()
         self.org_id = org_id
         self.records = records
+        #: answer every request 503 Service Unavailable (Salesforce down, or unreachable)
+        self.unavailable = False
         self.page_size = page_size
         self.custom_fields = custom_fields
         self.queries: list[str] = []
@@ -115,8 +117,12 @@ class FakeSalesforce(BaseAdapter):
 
         parts = urlsplit(request.url or "")
         response = requests.Response()
-        response.status_code = 200
-        response._content = json.dumps(self._answer(parts.path, parts.query)).encode()
+        if self.unavailable:
+            response.status_code = 503
+            response._content = b'[{"errorCode": "SERVER_UNAVAILABLE", "message": "down"}]'
+        else:
+            response.status_code = 200
+            response._content = json.dumps(self._answer(parts.path, parts.query)).encode()
         response.headers["Content-Type"] = "application/json"
         response.request = request
         response.url = request.url or ""

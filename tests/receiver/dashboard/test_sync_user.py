@@ -238,3 +238,31 @@ def test_a_sync_while_disabled_of_a_user_with_no_page_shows_the_plan(
     assert "<strong>create</strong>" in page.text and "only planned" in page.text
     # without the Sync's answer, the id alone is still no page
     assert dash.client.get(planned.headers["location"].split("?")[0]).status_code == 404
+
+
+def test_a_sync_gives_up_soon_when_salesforce_is_down(
+    dash: Dash, salesforce: FakeSalesforce, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Newcomer finding: with Salesforce unreachable the page held the browser 62 s (a
+    reconcile's six attempts, backing off to 32 s). A person waits: two attempts, 1 s
+    apart."""
+    from receiver.dashboard import sync_user
+
+    waits: list[float] = []
+
+    def reader(name: str) -> Any:
+        r = salesforce.reader()
+        r.sleep = waits.append
+        return r
+
+    monkeypatch.setattr(sync_user, "reader_factory", lambda page: reader)
+    dash.sign_in()
+    dash.post_message(_ada())
+    agent = f"/organizations/{dash.org}/users/{sf_id('005', 1)}"
+    salesforce.unavailable = True
+    failed = dash.post_form(agent + "/sync", {}, page=agent)
+    assert "flash=sync-unreadable" in failed.headers["location"]
+    shown = dash.client.get(failed.headers["location"]).text
+    assert "gave up after 2 attempts" in shown
+    assert shown.count("nothing was written") == 1  # said once, by the page's sentence
+    assert waits == [1.0]
