@@ -180,11 +180,14 @@ async def _plan_or_404(page: OrgPage) -> StoredPlan | Response:
 
 
 async def plan_page(page: OrgPage) -> Response:
-    """One plan: status, counts and its first rows (the CSV has every row)."""
+    """One plan: status, counts (each a link to its rows: ``?action=`` a count key), a
+    held plan's Approve and Reject, and its first rows (the CSV has every row)."""
     plan = await _plan_or_404(page)
     if isinstance(plan, Response):
         return plan
-    rows = list(plan_rows_json(plan))
+    action = page.request.query_params.get("action")
+    shown = action if action in COUNT_KEYS else None  # anything else: every row
+    rows = [r for r in plan_rows_json(plan) if shown is None or r["action"] == shown]
     return page.render(
         "reconcile_plan.html.j2",
         {
@@ -192,6 +195,7 @@ async def plan_page(page: OrgPage) -> Response:
             "plan_counts": _counts(plan),
             "rows": rows[:ROWS_SHOWN],
             "total_rows": len(rows),
+            "shown_action": shown,
         },
         nav="reconcile",
     )

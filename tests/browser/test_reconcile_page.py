@@ -63,6 +63,15 @@ def test_held_plan_approved_from_the_page(page: Any, live: Live, shot: Any, tmp_
     assert _count(page, "create") == "0"
     expect(page.get_by_text(plan_id).first).to_be_visible()
     shot(page, "reconcile-held")
+    # the plan's own page: its deprovisions alone, and the same two buttons (newcomer
+    # finding: the rows page had neither)
+    page.goto(live.url + f"/organizations/acme/reconcile/plans/{plan_id}")
+    expect(page.get_by_role("button", name="Approve deletions")).to_be_visible()
+    page.get_by_label("Counts").locator("dt:text-is('deprovision') + dd a").click()
+    expect(page.get_by_text("Only the deprovision rows")).to_be_visible()
+    expect(page.locator("tbody tr")).to_have_count(7)
+    shot(page, "reconcile-held-plan-deprovisions")
+    page.goto(live.url + "/organizations/acme/reconcile")
 
     page.get_by_role("button", name="Approve deletions").click()
     expect(page.get_by_text("The held plan was applied.")).to_be_visible()

@@ -65,3 +65,48 @@ def test_the_last_run_says_when_its_plan_was_decided_since(dash: Dash) -> None:
         lambda p: JobOutcome(True, result={"planId": "p3", "status": "held"}),
     )
     assert _last_run(dash).endswith(": plan p3 held, now rejected (see Last plan).")
+
+
+def test_a_plans_counts_link_to_their_rows(dash: Dash) -> None:
+    """Newcomer finding: a held plan's 15 deprovisions were scattered among 300 rows. Each
+    count links to its rows alone; an action that is not a count key shows every row."""
+    import zlib
+
+    import orjson
+
+    from receiver.db import transaction
+    from receiver.reconcile.tables import ReconcilePlanRecord
+    from tests.factories import sf_id
+
+    doc = {
+        "rows": [
+            {"c": sf_id("005", n), "a": a, "r": "why", "u": f"u{n}@acme.com"}
+            for n, a in enumerate(["create", "deprovision", "create", "unchanged"], start=1)
+        ],
+        "notFound": [],
+    }
+    with transaction(dash.engine) as session:
+        session.add(
+            ReconcilePlanRecord(
+                id="p4",
+                organization_id=dash.org,
+                created_at=dash.clock(),
+                kind="full",
+                status="held",
+                counts={"create": 2, "deprovision": 1, "unchanged": 1},
+                hold_reason="1 deprovision",
+                rows=zlib.compress(orjson.dumps(doc)),
+            )
+        )
+    dash.sign_in()
+    plan = f"/organizations/{dash.org}/reconcile/plans/p4"
+
+    def users(html: str) -> list[str]:
+        return re.findall(r"<tr><td><code>(005\w{15})</code>", html)
+
+    whole = dash.client.get(plan).text
+    assert len(users(whole)) == 4
+    assert f'href="{plan}?action=deprovision"' in whole and ">Approve deletions</button>" in whole
+    only = dash.client.get(plan, params={"action": "deprovision"}).text
+    assert users(only) == [sf_id("005", 2)] and "Only the <strong>deprovision</strong> rows" in only
+    assert len(users(dash.client.get(plan, params={"action": "<b>"}).text)) == 4
