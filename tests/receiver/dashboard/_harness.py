@@ -142,8 +142,17 @@ class Dash:
             path, data={**data, "csrf_token": csrf_of(source.text)}, follow_redirects=False, **kw
         )
 
-    def post_message(self, *notifications: dict[str, Any], org: str | None = None) -> Any:
-        body = make_outbound_message(list(notifications), organization_id=self.sf_org)
+    def post_message(
+        self,
+        *notifications: dict[str, Any],
+        org: str | None = None,
+        salesforce_org_id: str | None = None,
+    ) -> Any:
+        """POST an Outbound Message of ``notifications`` to ``org``'s webhook (this
+        organization's), from ``salesforce_org_id`` (its own; another one is rejected)."""
+        body = make_outbound_message(
+            list(notifications), organization_id=salesforce_org_id or self.sf_org
+        )
         return self.client.post(
             webhook_path(org or self.org),
             params={"token": self.token},

@@ -35,17 +35,8 @@ def test_a_row_per_notification_with_action_and_reason_failed_ones_stand_out(das
 def test_a_rejected_messages_reason_is_in_the_reason_column(dash: Dash) -> None:
     """Newcomer finding: a rejected message's reason squeezed the Message outcome column
     while its Reason cell stayed empty."""
-    from receiver.organizations import webhook_path
-    from tests.factories import make_outbound_message
-
     dash.sign_in()
-    body = make_outbound_message([make_notification()], organization_id="00D000000000099EAA")
-    response = dash.client.post(
-        webhook_path(dash.org),
-        params={"token": dash.token},
-        content=body,
-        headers={"content-type": "text/xml; charset=UTF-8", "soapaction": '""'},
-    )
+    response = dash.post_message(make_notification(), salesforce_org_id="00D000000000099EAA")
     assert response.status_code == 403
     row = next(r for r in _log(dash).split("<tr")[1:] if "rejected" in r)
     cells = re.findall(r"<td[^>]*>(.*?)</td>", row, flags=re.S)
@@ -333,19 +324,11 @@ def test_newer_goes_back_one_page(dash: Dash) -> None:
     from receiver.dashboard.logpages import PageStart, iter_rows, log_page, newer_start
     from receiver.dashboard.logview import LogRow, parse_filter
     from receiver.db import transaction
-    from receiver.organizations import webhook_path
-    from tests.factories import make_outbound_message
 
     dash.sign_in()
     for size in (5, 100):
         assert dash.post_message(*(make_notification() for _ in range(size))).status_code == 200
-    other = make_outbound_message([make_notification()], organization_id="00D000000000099EAA")
-    rejected = dash.client.post(
-        webhook_path(dash.org),
-        params={"token": dash.token},
-        content=other,
-        headers={"content-type": "text/xml; charset=UTF-8", "soapaction": '""'},
-    )
+    rejected = dash.post_message(make_notification(), salesforce_org_id="00D000000000099EAA")
     assert rejected.status_code == 403
     assert (
         dash.post_message(*(make_notification(IsActive=None) for _ in range(3))).status_code == 200
