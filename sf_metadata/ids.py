@@ -10,11 +10,13 @@ Rules kept here:
 - Canonical form is 18 characters with the suffix RECOMPUTED from the first 15 characters:
   sanitised fixtures and hand-edited messages carry wrong suffixes, so a wrong suffix is
   corrected, never rejected.
-- Except for an 18-character id whose 15 characters are all of one case (lower-cased or
-  upper-cased by a tool or a person: Salesforce treats 18-character ids case-insensitively,
-  the suffix being there to restore the case) and whose suffix, in capitals, fits them
-  (every bit it sets is on a letter): those 15 take the case the suffix says
-  (``005be0000000001iaa`` and ``005BE0000000001IAA`` are ``005Be0000000001IAA``).
+- An id a person typed (:func:`typed_id`: the dashboard's fields and addresses, the CLI's
+  ``--user``) is read as Salesforce reads 18-character ids, case-insensitively (the suffix
+  is there to restore the case): when its 15 characters are all of one case (lower- or
+  upper-cased by a tool or a person) and its suffix, in capitals, fits them (every bit it
+  sets is on a letter), they take the case the suffix says (``005be0000000001iaa`` and
+  ``005BE0000000001IAA`` are ``005Be0000000001IAA``). Ids Salesforce sends keep the rule
+  above.
 - 15-character ids are compared case-sensitively (``to_15`` / ``same_org_id``); never
   case-insensitively.
 """
@@ -44,6 +46,7 @@ __all__ = [
     "same_org_id",
     "to_15",
     "to_18",
+    "typed_id",
 ]
 
 #: Key prefixes (first three characters) by object. Source: reference
@@ -166,7 +169,7 @@ def canonical_id(value: object, prefix: str | None = None) -> str:
         raise InvalidSalesforceId(
             f"{value!r} is not {article} {kind} id: expected the key prefix {prefix!r}"
         )
-    canonical = _with_suffix(_recased(value) or value[:15])
+    canonical = _with_suffix(value[:15])
     if len(_CANONICAL) >= _CANONICAL_MAX:
         _CANONICAL.clear()
     _CANONICAL[value, prefix] = canonical
@@ -184,6 +187,16 @@ def _with_suffix(id15: str) -> str:
     """``id15`` plus its checksum suffix; cached, as one message names each id several
     times (state load, decision, mapping)."""
     return id15 + checksum_suffix(id15)
+
+
+def typed_id(value: object, prefix: str | None = None) -> str:
+    """:func:`canonical_id` of an id a person typed or pasted (surrounding white space
+    removed; an 18-character id of one letter case read case-insensitively, see the module
+    docstring). Raises :class:`InvalidSalesforceId` as :func:`canonical_id` does."""
+    if isinstance(value, str):
+        value = value.strip()
+        value = (_recased(value) or value[:15]) + value[15:] if len(value) == 18 else value
+    return canonical_id(value, prefix)
 
 
 def try_canonical_id(value: str | None, prefix: str | None = None) -> str | None:

@@ -45,7 +45,7 @@ from receiver.reconcile.run import (
     show_plan,
 )
 from sf_metadata.errors import InvalidSalesforceId, JobBusy, ReconcileHeld, UsageError
-from sf_metadata.ids import USER, canonical_id
+from sf_metadata.ids import USER, typed_id
 from sf_metadata.reconcile import COUNT_KEYS, DEFAULT_GUARD, DeletionGuard
 from sf_metadata.soql import MAX_IDS
 
@@ -230,7 +230,7 @@ def _user_ids(users: Sequence[str]) -> list[str]:
     ids: dict[str, None] = {}
     for raw in users:
         try:
-            ids[canonical_id(raw, USER)] = None
+            ids[typed_id(raw, USER)] = None
         except InvalidSalesforceId:
             raise UsageError(
                 f"--user {raw[:40]!r} is not a Salesforce User id (005..., 15 or 18 characters)"

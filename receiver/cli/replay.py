@@ -36,7 +36,7 @@ from receiver.organizations import get_organization
 from receiver.provisioning import SourceKind
 from receiver.replay_batch import MAX_BATCH, ReplayScope, pending_failures, replay_failed
 from sf_metadata.errors import InvalidSalesforceId, UsageError
-from sf_metadata.ids import USER, canonical_id
+from sf_metadata.ids import USER, typed_id
 
 __all__ = ["replay"]
 
@@ -51,7 +51,7 @@ def _scope(
     crm_id = None
     if user:
         try:
-            crm_id = canonical_id(user, USER)
+            crm_id = typed_id(user, USER)
         except InvalidSalesforceId:
             raise UsageError(
                 f"--user {user[:40]!r} is not a Salesforce User id (005..., 15 or 18 characters)"

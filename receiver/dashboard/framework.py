@@ -78,7 +78,7 @@ from receiver.dashboard.state import DashboardState, get_state
 from receiver.db import transaction
 from receiver.models import Organization
 from sf_metadata.errors import InvalidSalesforceId, StoreUnavailable
-from sf_metadata.ids import USER, canonical_id
+from sf_metadata.ids import USER, typed_id
 
 if TYPE_CHECKING:
     from receiver.context import ReceiverContext
@@ -244,7 +244,7 @@ class OrgPage(SignedInPage):
         says it is none (an agent's page and its ``Sync now``)."""
         raw = str(self.request.path_params["crm_id"])
         try:
-            return canonical_id(raw, USER)
+            return typed_id(raw, USER)
         except InvalidSalesforceId:
             return self.error(
                 404,

@@ -12,7 +12,7 @@ from typing import Any
 
 from receiver.outcomes import MessageOutcome
 from sf_metadata.errors import InvalidSalesforceId
-from sf_metadata.ids import USER, canonical_id
+from sf_metadata.ids import USER, typed_id
 
 __all__ = [
     "ACTIONS",
@@ -138,7 +138,7 @@ def parse_filter(params: Any) -> LogFilter:
     unread: list[str] = []
     if raw["user"]:
         try:
-            crm_id = canonical_id(raw["user"], USER)
+            crm_id = typed_id(raw["user"], USER)
         except InvalidSalesforceId:
             unread.append("user")  # stays in the box, to be corrected
             problems.append(

@@ -45,7 +45,7 @@ from sf_metadata.errors import (
     PlanNotFound,
     SalesforceError,
 )
-from sf_metadata.ids import USER, canonical_id
+from sf_metadata.ids import USER, typed_id
 
 __all__ = ["ROUTES", "SyncedRow", "reader_factory", "sync_problem", "synced_row"]
 
@@ -200,7 +200,7 @@ async def sync_any_user(page: OrgPage) -> Response:
     """POST from the Reconcile page's form (field ``user``)."""
     raw = str(page.form.get("user", "")).strip() if page.form is not None else ""
     try:
-        crm_id = canonical_id(raw, USER)
+        crm_id = typed_id(raw, USER)
     except InvalidSalesforceId:
         return redirect(page.url("/reconcile", flash="sync-bad-id"), vouch=page.request)
     return await _answer(page, crm_id, "/reconcile")

@@ -16,6 +16,7 @@ from sf_metadata.ids import (
     same_org_id,
     to_15,
     to_18,
+    typed_id,
 )
 
 # Verified vectors: reference outbound-wire-format.md section 4.
@@ -48,28 +49,31 @@ def test_to_18_recomputes_a_wrong_suffix() -> None:
     )
 
 
-def test_an_18_character_id_in_one_case_is_the_id_its_suffix_says() -> None:
+def test_an_18_character_id_typed_in_one_case_is_the_id_its_suffix_says() -> None:
     """Salesforce reads 18-character ids case-insensitively (the suffix restores the case,
-    ``outbound-wire-format.md`` section 4): an id lower- or upper-cased by a tool or a
-    person (attack finding: it named another user) is that user; one whose suffix does
-    not fit keeps its 15 characters (the suffix is recomputed, as before)."""
-    assert canonical_id("005be0000000001iaa") == "005Be0000000001IAA"
-    assert canonical_id("005BE0000000001IAA") == "005Be0000000001IAA"
-    assert canonical_id("005DN00000XSSD1IAJ", "005") == "005Dn00000XssD1IAJ"
+    ``outbound-wire-format.md`` section 4): an id a person typed or pasted lower- or
+    upper-cased (attack finding: it named another user) is that user; one whose suffix
+    does not fit keeps its 15 characters (the suffix is recomputed, as for every id). Ids
+    Salesforce sends keep canonical_id's rule: the suffix is never applied."""
+    assert typed_id(" 005be0000000001iaa ") == "005Be0000000001IAA"
+    assert typed_id("005BE0000000001IAA") == "005Be0000000001IAA"
+    assert typed_id("005DN00000XSSD1IAJ", "005") == "005Dn00000XssD1IAJ"
+    assert canonical_id("005BE0000000001IAA") == "005BE0000000001YAA"  # as sent: as it is
     # a suffix setting a bit on a digit does not fit: recomputed
-    assert canonical_id("005BE0000000001ZZZ") == "005BE0000000001" + checksum_suffix(
-        "005BE0000000001"
-    )
+    assert typed_id("005BE0000000001ZZZ") == "005BE0000000001" + checksum_suffix("005BE0000000001")
     # mixed case is taken as typed (a wrong suffix is corrected, never applied)
-    assert canonical_id("005Be0000000001XYZ") == "005Be0000000001IAA"
+    assert typed_id("005Be0000000001XYZ") == "005Be0000000001IAA"
+    assert typed_id("005be0000000001") == canonical_id("005be0000000001")  # 15: as is
+    with pytest.raises(InvalidSalesforceId):
+        typed_id("005be000000001iaa")  # 17 characters: not an id
 
 
 @given(st.text(alphabet=string.ascii_letters + string.digits, min_size=15, max_size=15))
-def test_any_18_character_id_lower_or_upper_cased_is_itself(id15: str) -> None:
+def test_any_18_character_id_typed_lower_or_upper_cased_is_itself(id15: str) -> None:
     id18 = to_18(id15)
-    assert canonical_id(id18.lower()) == id18
-    assert canonical_id(id18.upper()) == id18
-    assert canonical_id(id18) == id18
+    assert typed_id(id18.lower()) == id18
+    assert typed_id(id18.upper()) == id18
+    assert typed_id(id18) == id18
 
 
 def test_case_variants_are_distinct_users() -> None:

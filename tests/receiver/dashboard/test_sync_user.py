@@ -266,3 +266,22 @@ def test_a_sync_gives_up_soon_when_salesforce_is_down(
     assert "gave up after 2 attempts" in shown
     assert shown.count("nothing was written") == 1  # said once, by the page's sentence
     assert waits == [1.0]
+
+
+def test_an_id_typed_in_capitals_is_that_user(dash: Dash, salesforce: FakeSalesforce) -> None:
+    """Attack finding: an 18-character id in other letter case named another user (and
+    Salesforce returned none). Typed or pasted, it is read as Salesforce reads it."""
+    dash.sign_in()
+    dash.post_message(_ada())
+    reconcile = f"/organizations/{dash.org}/reconcile"
+    shouted = sf_id("005", 2).upper()
+    synced = dash.post_form(reconcile + "/sync-user", {"user": shouted}, page=reconcile)
+    assert synced.headers["location"].startswith(
+        f"/organizations/{dash.org}/users/{sf_id('005', 2)}?synced="
+    )
+    assert "Only In Salesforce" in dash.client.get(synced.headers["location"]).text
+    # the agent page's address and the log's filter read it so too
+    lower = sf_id("005", 1).lower()
+    assert "Ada" in dash.client.get(f"/organizations/{dash.org}/users/{lower}").text
+    log = dash.client.get(f"/organizations/{dash.org}/provisioning-log", params={"user": lower})
+    assert "not a User id" not in log.text and "No notification matches" not in log.text
