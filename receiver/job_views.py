@@ -17,7 +17,7 @@ from sqlmodel import Session, col, select
 
 from receiver.job_tables import LEASE_SHARED_WITH, Job, JobLease
 
-__all__ = ["JobState", "JobView", "get_job", "latest_jobs", "lease_key"]
+__all__ = ["JobState", "JobView", "get_job", "latest_jobs", "lease_key", "lease_kind"]
 
 
 def _utc_now() -> datetime:
@@ -64,7 +64,13 @@ class JobView:
 def lease_key(organization: str, kind: str) -> str:
     """The ``job_lease`` key of the organization's jobs of ``kind`` (that of the kind it
     shares a lease with, ``receiver.job_tables.LEASE_SHARED_WITH``)."""
-    return f"{organization}:{LEASE_SHARED_WITH.get(kind, kind)}"
+    return f"{organization}:{lease_kind(kind)}"
+
+
+def lease_kind(kind: str) -> str:
+    """The kind whose lease jobs of ``kind`` hold (``reconcile`` for ``reconcile-users``,
+    ``receiver.job_tables.LEASE_SHARED_WITH``; else ``kind`` itself)."""
+    return LEASE_SHARED_WITH.get(kind, kind)
 
 
 def _view(job: Job, lease: JobLease | None, now: datetime) -> JobView:

@@ -47,8 +47,8 @@ from sqlalchemy.engine import Engine
 
 from receiver._logging import LOGGER_NAME
 from receiver.db import transaction
-from receiver.job_tables import LEASE_SHARED_WITH, Job, JobKind, JobLease
-from receiver.job_views import JobState, JobView, get_job, latest_jobs, lease_key
+from receiver.job_tables import Job, JobKind, JobLease
+from receiver.job_views import JobState, JobView, get_job, latest_jobs, lease_key, lease_kind
 from sf_metadata.errors import AgentProvisionError, JobBusy
 
 __all__ = [
@@ -207,7 +207,7 @@ def start_job(
         assert lease is not None
         if lease.job_id is not None and lease.expires_at > now:
             raise JobBusy(
-                f"a {LEASE_SHARED_WITH.get(kind, kind)} job is already running for {organization} (job {lease.job_id}): "
+                f"a {lease_kind(kind)} job is already running for {organization} (job {lease.job_id}): "
                 "wait for it to finish",
                 job_id=lease.job_id,
             )

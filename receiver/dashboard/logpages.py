@@ -30,6 +30,17 @@ _M = ProvisioningMessage.__table__  # type: ignore[attr-defined]
 _E = ProvisioningEvent.__table__  # type: ignore[attr-defined]
 
 
+def _event_conditions(flt: LogFilter) -> list[Any]:
+    """The ``provisioning_event`` conditions of the view ``flt`` (its Action and
+    Salesforce user filters; none without them)."""
+    out: list[Any] = []
+    if flt.action is not None:
+        out.append(_E.c.action == flt.action)
+    if flt.crm_id is not None:
+        out.append(_E.c.crm_id == flt.crm_id)
+    return out
+
+
 def _message_ids(
     session: Session,
     organization_id: str,
@@ -42,17 +53,13 @@ def _message_ids(
     """(message id, notification count) of up to ``limit`` matching messages, newest
     first; with ``after_id``, those newer than it, oldest first (the walk to the page
     before)."""
-    if flt.action is not None or flt.crm_id is not None:
+    if events := _event_conditions(flt):
         stmt = (
             sa.select(_E.c.message_id, _M.c.notification_count)
             .select_from(_E.join(_M, _M.c.id == _E.c.message_id))
-            .where(_M.c.organization_id == organization_id)
+            .where(_M.c.organization_id == organization_id, *events)
             .distinct()
         )
-        if flt.action is not None:
-            stmt = stmt.where(_E.c.action == flt.action)
-        if flt.crm_id is not None:
-            stmt = stmt.where(_E.c.crm_id == flt.crm_id)
         if before_id is not None:
             stmt = stmt.where(_E.c.message_id < before_id)
         if after_id is not None:
@@ -110,11 +117,7 @@ def _rows(
         _E.c.crm_id,
         _E.c.action,
         _E.c.reason,
-    ).where(_E.c.message_id.in_(ids))
-    if flt.action is not None:
-        stmt = stmt.where(_E.c.action == flt.action)
-    if flt.crm_id is not None:
-        stmt = stmt.where(_E.c.crm_id == flt.crm_id)
+    ).where(_E.c.message_id.in_(ids), *_event_conditions(flt))
     if from_position is not None:
         stmt = stmt.where(_E.c.position >= from_position)
     stmt = stmt.order_by(_E.c.message_id, _E.c.position)
@@ -211,11 +214,7 @@ def log_page(
 
 def _events(flt: LogFilter, message_id: int, below: int | None) -> Any:
     """The WHERE of a message's events in the view ``flt`` (before position ``below``)."""
-    conditions = [_E.c.message_id == message_id]
-    if flt.action is not None:
-        conditions.append(_E.c.action == flt.action)
-    if flt.crm_id is not None:
-        conditions.append(_E.c.crm_id == flt.crm_id)
+    conditions = [_E.c.message_id == message_id, *_event_conditions(flt)]
     if below is not None:
         conditions.append(_E.c.position < below)
     return sa.and_(*conditions)
@@ -225,11 +224,9 @@ def _shown(session: Session, flt: LogFilter, ids: list[int]) -> dict[int, int]:
     """How many of each message's notifications the view shows (absent: none)."""
     if not ids:
         return {}
-    stmt = sa.select(_E.c.message_id, sa.func.count()).where(_E.c.message_id.in_(ids))
-    if flt.action is not None:
-        stmt = stmt.where(_E.c.action == flt.action)
-    if flt.crm_id is not None:
-        stmt = stmt.where(_E.c.crm_id == flt.crm_id)
+    stmt = sa.select(_E.c.message_id, sa.func.count()).where(
+        _E.c.message_id.in_(ids), *_event_conditions(flt)
+    )
     return {int(m): int(n) for m, n in session.execute(stmt.group_by(_E.c.message_id))}
 
 

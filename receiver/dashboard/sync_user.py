@@ -143,9 +143,9 @@ def sync_problem(session: Session, organization_id: str, job_id: str) -> str | N
     return text + "."
 
 
-def _sync(page: OrgPage, crm_id: str) -> tuple[str, str | None]:
-    """Run the one-user reconcile; ``(flash or "", plan id or None)``; a failure's flash
-    carries ``;<job id>`` for :func:`sync_problem`."""
+def _sync(page: OrgPage, crm_id: str) -> tuple[str, str | None, int | None]:
+    """Run the one-user reconcile; ``(flash or "", plan id or None, the failed job's id
+    for :func:`sync_problem` or None)``."""
     from receiver.reconcile.jobs import run_in_foreground
     from receiver.salesforce_connection import connection_info
 
@@ -153,7 +153,7 @@ def _sync(page: OrgPage, crm_id: str) -> tuple[str, str | None]:
     org_id = page.organization.id
     with transaction(engine, read_only=True) as session:
         if connection_info(session, org_id) is None:
-            return "reconcile-no-connection", None
+            return "reconcile-no-connection", None, None
     job: list[int] = []
     try:
         result = run_in_foreground(
@@ -166,25 +166,23 @@ def _sync(page: OrgPage, crm_id: str) -> tuple[str, str | None]:
             on_job=job.append,
         )
     except JobBusy:
-        return "reconcile-busy", None
+        return "reconcile-busy", None, None
     except (AuthenticationError, CredentialsError):
-        return "sync-refused", None
+        return "sync-refused", None, None
     except SalesforceError:
-        return "sync-unreadable;" + "".join(map(str, job)), None
+        return "sync-unreadable", None, job[0] if job else None
     except AgentProvisionError:
-        return "sync-failed;" + "".join(map(str, job)), None
+        return "sync-failed", None, job[0] if job else None
     with transaction(engine, read_only=True) as session:
         if synced_row(session, org_id, result.plan_id, crm_id) is None:
-            return "sync-not-found", None
-    return "", result.plan_id
+            return "sync-not-found", None, None
+    return "", result.plan_id, None
 
 
 async def _answer(page: OrgPage, crm_id: str, back: str) -> Response:
-    flash, plan_id = await run_in_threadpool(_sync, page, crm_id)
+    flash, plan_id, job_id = await run_in_threadpool(_sync, page, crm_id)
     if plan_id is None:
-        code, _, job = flash.partition(";")
-        extra = {"sync_job": job} if job else {}
-        return redirect(page.url(back, flash=code, **extra), vouch=page.request)
+        return redirect(page.url(back, flash=flash, sync_job=job_id), vouch=page.request)
     return redirect(page.url(f"/users/{crm_id}", synced=plan_id), vouch=page.request)
 
 
