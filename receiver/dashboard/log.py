@@ -22,7 +22,6 @@ from starlette.responses import Response, StreamingResponse
 from receiver.dashboard.framework import OrgPage, csv_cell, org_route, vouched
 from receiver.dashboard.log_replay import (
     FILTER_FIELDS,
-    VIEW_FIELDS,
     PendingCounts,
     batch_counts,
     pending_counts,
@@ -205,7 +204,6 @@ async def log_page_view(page: OrgPage) -> Response:
             "actions": ACTIONS,
             "sources": SOURCE_LABELS,
             "replay_fields": FILTER_FIELDS,
-            "view_fields": VIEW_FIELDS,
             "next_page": _page_link(next_start) if next_start is not None else None,
             # the page before this one: its start, or {} for the first page
             "newer_page": _page_link(newer) if newer is not None else {},
