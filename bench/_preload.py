@@ -22,11 +22,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cryptography.fernet import Fernet
-from sqlalchemy import insert, text
+from sqlalchemy import text
 
 from bench._messages import BENCH_ORG_ID, UserChange, render_message, sf_id, user_fields
+from receiver.agent_search import insert_agents
 from receiver.db import make_engine, migrate, transaction
-from receiver.models import Agent
 from receiver.organizations import add_organization, set_enabled
 from receiver.provisioning import apply_message
 from sf_metadata.decision import read_user_changes
@@ -70,8 +70,8 @@ def _fill(engine: object, start: int, stop: int, say: Callable[[str], None]) -> 
     now = datetime.now(UTC)
     for low in range(start, stop, _CHUNK):
         rows = _agent_rows(low, min(stop, low + _CHUNK), now)
-        with engine.begin() as connection:  # type: ignore[attr-defined]
-            connection.execute(insert(Agent), rows)
+        with transaction(engine) as session:  # type: ignore[arg-type]
+            insert_agents(session, rows)
     if engine.dialect.name == "postgresql":  # type: ignore[attr-defined]
         with engine.begin() as connection:  # type: ignore[attr-defined]
             connection.execute(text("ANALYZE agent"))

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import delete, update
 from sqlmodel import Session, col
 
-from receiver._search_bulk import insert_agents
+from receiver.agent_search import insert_agents
 from receiver.db import insert_rows
 from receiver.models import Agent, Tombstone
 from sf_metadata.decision import Decision

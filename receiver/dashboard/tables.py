@@ -49,11 +49,10 @@ UNMODELLED_INDEXES = (
 
 #: Tables the migrations create on SQLite only, outside the metadata: the Users page's
 #: search document table and its FTS5 index with the index's own shadow tables
-#: (``receiver.dashboard.directory``, migration ``0010_dashboard_search``), and the
-#: switch of its insert triggers (``receiver._search_bulk``, ``0014_search_index_bulk``).
+#: (``receiver.dashboard.directory``, migration ``0010_dashboard_search``; new agents are
+#: indexed by ``receiver.agent_search``).
 UNMODELLED_TABLES = (
     "agent_search_doc",
-    "agent_search_pause",
     "agent_search",
     "agent_search_data",
     "agent_search_idx",

@@ -11,11 +11,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import event, insert, text
+from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 
-from receiver.db import transaction
-from receiver.models import Agent, Organization, ProcessedNotification
+from receiver.agent_search import insert_agents
+from receiver.db import insert_rows, transaction
+from receiver.models import Organization, ProcessedNotification
 from receiver.provisioning import apply_and_commit
 from sf_metadata.decision import Action
 from sf_metadata.mapping import username_key
@@ -54,9 +55,9 @@ def _preload(engine: Engine, org: str, *, analyze: bool) -> None:
         }
         for n in range(STORED)
     ]
-    with engine.begin() as connection:
-        connection.execute(insert(Agent), rows)
-        connection.execute(insert(ProcessedNotification), processed)
+    with transaction(engine) as session:
+        insert_agents(session, rows)
+        insert_rows(session, ProcessedNotification, processed)
     if analyze:
         with engine.begin() as connection:
             connection.execute(text("ANALYZE"))

@@ -7,10 +7,9 @@ from datetime import UTC, datetime
 from html import unescape
 
 import pytest
-from sqlalchemy import insert
 
+from receiver.agent_search import insert_agents
 from receiver.db import transaction
-from receiver.models import Agent
 from tests.factories import make_notification, next_id, sf_id
 from tests.receiver.dashboard._harness import Dash
 
@@ -53,7 +52,7 @@ def _seed(d: Dash, n: int, *, name: str = "Agent {i:04d}") -> None:
             }
         )
     with transaction(d.engine) as session:
-        session.execute(insert(Agent), rows)
+        insert_agents(session, rows)
 
 
 def test_the_table_has_the_contract_columns_and_cells(dash: Dash) -> None:

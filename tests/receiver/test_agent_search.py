@@ -1,10 +1,14 @@
-"""receiver._search_bulk: a batch of new agents written through the apply path leaves the
-Users search exactly as the per-row triggers leave it (SQLite: the same documents, the
-same FTS5 answers, an index that passes FTS5's integrity check, no pause row left
-behind), on SQLite and PostgreSQL; a batch the store refuses leaves nothing behind."""
+"""receiver.agent_search: a batch of new agents written through the apply path is
+searchable exactly as the same agents written one message each (SQLite: the same
+documents, each the view ``agent_search_source`` gives for its agent (what 0010's insert
+trigger wrote), the same FTS5 answers, an index that passes FTS5's integrity check
+against its content table), on SQLite and PostgreSQL; a batch the store refuses leaves
+nothing behind; migration 0021 drops the insert triggers and its downgrade restores
+them as they were."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -12,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc
 from sqlalchemy.engine import Engine
 
-from receiver import _search_bulk
+from receiver.agent_search import insert_agents
 from receiver.dashboard.directory import list_page
 from receiver.db import transaction
 from receiver.models import Organization
@@ -79,7 +83,21 @@ def _sqlite_index(engine: Engine, org: Organization) -> list[tuple[Any, ...]]:
         conn.execute(
             sa.text("INSERT INTO agent_search(agent_search, rank) VALUES ('integrity-check', 1)")
         )
-        assert conn.execute(sa.text("SELECT count(*) FROM agent_search_pause")).scalar_one() == 0
+        source = conn.execute(
+            sa.text(
+                "SELECT agent_id, name_key, crm_id, name, username FROM agent_search_source "
+                "WHERE organization_id = :org ORDER BY agent_id"
+            ),
+            {"org": org.id},
+        ).all()
+        stored = conn.execute(
+            sa.text(
+                "SELECT agent_id, name_key, crm_id, name, username FROM agent_search_doc "
+                "WHERE organization_id = :org ORDER BY agent_id"
+            ),
+            {"org": org.id},
+        ).all()
+        assert stored == source  # each agent's document, as the trigger of 0010 wrote it
         docs = conn.execute(
             sa.text(
                 "SELECT name_key, name, username FROM agent_search_doc "
@@ -99,7 +117,7 @@ def _search_tables(engine: Engine) -> bool:
         return (
             conn.dialect.name == "sqlite"
             and conn.execute(
-                sa.text("SELECT 1 FROM sqlite_master WHERE name = 'agent_search_pause'")
+                sa.text("SELECT 1 FROM sqlite_master WHERE name = 'agent_search_doc'")
             ).first()
             is not None
         )
@@ -112,15 +130,23 @@ def _assert_same_search(engine: Engine, one: Organization, other: Organization) 
         assert _sqlite_index(engine, one) == _sqlite_index(engine, other)
 
 
-def test_a_bulk_insert_indexes_as_the_triggers_do(
-    engine: Engine, make_organization: Any, now: Any, monkeypatch: pytest.MonkeyPatch
+def _one_at_a_time(engine: Engine, org: Organization, count: int, now: Any) -> None:
+    message = _message(org, count)
+    for notification in message.notifications:
+        one = replace(message, notifications=(notification,))
+        apply_and_commit(engine, organization=org.id, message=one, now=now)
+
+
+@pytest.mark.parametrize("count", [1, 9, 100])
+def test_a_batch_is_indexed_as_its_agents_one_message_each(
+    engine: Engine, make_organization: Any, now: Any, count: int
 ) -> None:
+    """A message of one, nine or 100 new users (the webhook's largest) is searchable
+    exactly as the same users sent one message each."""
     bulk, rows = _orgs(engine, make_organization)
-    count = _search_bulk.BULK_ROWS + 8
     result = apply_and_commit(engine, organization=bulk.id, message=_message(bulk, count), now=now)
     assert len(result.decisions) == count
-    monkeypatch.setattr(_search_bulk, "BULK_ROWS", 10**9)  # the per-row triggers
-    apply_and_commit(engine, organization=rows.id, message=_message(rows, count), now=now)
+    _one_at_a_time(engine, rows, count, now)
     _assert_same_search(engine, bulk, rows)
     found = _found(engine, bulk)
     assert len(found["acme.com"]) == count
@@ -129,40 +155,33 @@ def test_a_bulk_insert_indexes_as_the_triggers_do(
     )
 
 
-def test_an_outbound_message_of_100_new_users_is_indexed_in_bulk_as_the_triggers_do(
-    engine: Engine, make_organization: Any, now: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The webhook's largest message (100 notifications) takes the bulk path on SQLite
-    (issue 11: the per-row triggers were about a quarter of its CPU) and is searchable
-    exactly as through the triggers."""
-    bulk, rows = _orgs(engine, make_organization)
-    taken: list[bool] = []
-    real = _search_bulk._bulk
-
-    def spy(connection: Any, agents: list[dict[str, Any]]) -> bool:
-        taken.append(real(connection, agents))
-        return taken[-1]
-
-    monkeypatch.setattr(_search_bulk, "_bulk", spy)
-    apply_and_commit(engine, organization=bulk.id, message=_message(bulk, 100), now=now)
-    assert taken == [_search_tables(engine)]
-    monkeypatch.setattr(_search_bulk, "BULK_ROWS", 10**9)  # the per-row triggers
-    apply_and_commit(engine, organization=rows.id, message=_message(rows, 100), now=now)
-    _assert_same_search(engine, bulk, rows)
-    assert len(_found(engine, bulk)["acme.com"]) == 100
+def test_the_schema_has_no_insert_trigger_on_agent(engine: Engine) -> None:
+    """Migration 0021: an insert into ``agent`` runs no trigger program (the writer
+    indexes the batch itself); the update and delete triggers stay."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's search tables")
+    with engine.connect() as conn:
+        found = conn.execute(sa.text("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'"))
+        triggers = {name: sql for name, sql in found}
+    if not _search_tables(engine):
+        pytest.skip("an SQLite build without the trigram tokenizer")
+    assert "agent_search_agent_ai" not in triggers
+    assert "agent_search_doc_ai" not in triggers
+    assert not [name for name, sql in triggers.items() if "INSERT ON" in sql.upper()]
+    assert {"agent_search_agent_au", "agent_search_agent_ad"} <= triggers.keys()
 
 
 def test_a_second_bulk_insert_indexes_only_its_own_agents(
     engine: Engine, make_organization: Any, now: Any
 ) -> None:
     first, second = _orgs(engine, make_organization)
-    count = _search_bulk.BULK_ROWS
+    count = 7
     apply_and_commit(engine, organization=first.id, message=_message(first, count), now=now)
     apply_and_commit(engine, organization=second.id, message=_message(second, count), now=now)
     _assert_same_search(engine, first, second)
 
 
-def test_a_refused_bulk_insert_leaves_the_index_and_no_pause(
+def test_a_refused_batch_leaves_the_index_as_it_was(
     engine: Engine, make_organization: Any, now: Any
 ) -> None:
     org, _ = _orgs(engine, make_organization)
@@ -180,11 +199,11 @@ def test_a_refused_bulk_insert_leaves_the_index_and_no_pause(
             "created_at": now,
             "updated_at": now,
         }
-        for i in range(max(2, _search_bulk.BULK_ROWS))  # two rows: the second is refused
+        for i in range(2)  # two rows: the second is refused
     ]
     with transaction(engine) as session:
         with pytest.raises(exc.IntegrityError), session.begin_nested():
-            _search_bulk.insert_agents(session, rows)
+            insert_agents(session, rows)
     assert _found(engine, org) == before
     if _search_tables(engine):
         assert len(_sqlite_index(engine, org)) == 3
@@ -195,7 +214,7 @@ def test_a_reconcile_run_that_creates_many_agents_leaves_them_searchable(
 ) -> None:
     with transaction(engine) as session:
         org, _ = make_organization(session, name="acme")
-    count = _search_bulk.BULK_ROWS + 20
+    count = 21
     records = [make_user_record(n, Name=f"{_NAMES[n % len(_NAMES)]} {n}") for n in range(count)]
     fake = FakeSalesforce(org.salesforce_org_id, records, page_size=50)
     assert reconcile(engine, "acme", fake.reader()).counts["create"] == count
@@ -215,3 +234,46 @@ def test_a_reconcile_run_that_creates_many_agents_leaves_them_searchable(
     assert [n for n, _ in found["renamed"]] == ["Renamed Agent"]
     if _search_tables(engine):
         assert len(_sqlite_index(engine, org)) == count - 1
+
+
+def test_migration_0021_drops_the_insert_triggers_and_its_downgrade_restores_them(
+    database_url: str,
+) -> None:
+    from alembic import command
+
+    from receiver.db import _alembic_config, make_engine
+
+    if not database_url.startswith("sqlite"):
+        pytest.skip("SQLite's search tables")
+    engine = make_engine(database_url)
+
+    def schema() -> dict[str, str]:
+        with engine.connect() as conn:
+            found = conn.execute(
+                sa.text(
+                    "SELECT name, sql FROM sqlite_master WHERE type IN ('trigger', 'table') "
+                    "AND name LIKE 'agent_search%'"
+                )
+            )
+            return {name: sql for name, sql in found}
+
+    try:
+        with engine.begin() as connection:
+            command.upgrade(_alembic_config(connection), "0020_actors")
+        before = schema()
+        if "agent_search_pause" not in before:
+            pytest.skip("an SQLite build without the trigram tokenizer")
+        with engine.begin() as connection:
+            command.upgrade(_alembic_config(connection), "0021_search_index_insert")
+        after = schema()
+        assert before.keys() - after.keys() == {
+            "agent_search_pause",
+            "agent_search_agent_ai",
+            "agent_search_doc_ai",
+        }
+        assert {k: v for k, v in before.items() if k in after} == after
+        with engine.begin() as connection:
+            command.downgrade(_alembic_config(connection), "0020_actors")
+        assert schema() == before
+    finally:
+        engine.dispose()
