@@ -50,9 +50,12 @@ UNMODELLED_INDEXES = (
 #: Tables the migrations create on SQLite only, outside the metadata: the Users page's
 #: search document table and its FTS5 index with the index's own shadow tables
 #: (``receiver.dashboard.directory``, migration ``0010_dashboard_search``; new agents are
-#: indexed by ``receiver.agent_search``).
+#: indexed by ``receiver.agent_search``), and the switch of the insert triggers that
+#: ``0014_search_index_bulk`` gated and ``0021_search_index_insert`` dropped (kept for a
+#: process of the previous release).
 UNMODELLED_TABLES = (
     "agent_search_doc",
+    "agent_search_pause",
     "agent_search",
     "agent_search_data",
     "agent_search_idx",

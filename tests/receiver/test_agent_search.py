@@ -266,11 +266,7 @@ def test_migration_0021_drops_the_insert_triggers_and_its_downgrade_restores_the
         with engine.begin() as connection:
             command.upgrade(_alembic_config(connection), "0021_search_index_insert")
         after = schema()
-        assert before.keys() - after.keys() == {
-            "agent_search_pause",
-            "agent_search_agent_ai",
-            "agent_search_doc_ai",
-        }
+        assert before.keys() - after.keys() == {"agent_search_agent_ai", "agent_search_doc_ai"}
         assert {k: v for k, v in before.items() if k in after} == after
         with engine.begin() as connection:
             command.downgrade(_alembic_config(connection), "0020_actors")

@@ -3,12 +3,17 @@
 
 Drops the insert triggers ``agent_search_agent_ai`` (an agent's search document) and
 ``agent_search_doc_ai`` (its FTS5 entry), both gated since ``0014_search_index_bulk`` by
-the one-row table ``agent_search_pause``, and that table. Every writer already filled the
-index in two set-based statements with the gate closed; a closed gate still ran a trigger
-program for every inserted row, about two thirds of the insert's cost (47,500 agents:
-1.12 s against 0.38 s, SQLite 3.40). The view ``agent_search_source`` stays (the writer
-copies documents from it), and so do the update and delete triggers of
-``0010_dashboard_search``. The index is whole before and after: nothing to backfill.
+the one-row table ``agent_search_pause``. Every writer already filled the index in two
+set-based statements with the gate closed; a closed gate still ran a trigger program for
+every inserted row, about two thirds of the insert's cost (47,500 agents: 1.12 s against
+0.38 s, SQLite 3.40). The view ``agent_search_source`` stays (the writer copies documents
+from it), and so do the update and delete triggers of ``0010_dashboard_search``. The index
+is whole before and after: nothing to backfill.
+
+``agent_search_pause`` stays, unused by this release: a process of the previous release
+still serving the migrated store (a restart one worker at a time) takes its bulk path
+while the table exists, so it still indexes every agent it inserts itself (its pause
+then gates nothing).
 
 PostgreSQL (GIN indexes, no triggers) and SQLite builds without the trigram tokenizer
 (no search tables): nothing to do.
@@ -56,18 +61,10 @@ def upgrade() -> None:
         return
     op.execute("DROP TRIGGER IF EXISTS agent_search_agent_ai")
     op.execute("DROP TRIGGER IF EXISTS agent_search_doc_ai")
-    op.execute("DROP TABLE agent_search_pause")
 
 
 def downgrade() -> None:
-    bind = op.get_bind()
-    if bind.dialect.name != "sqlite":
+    if op.get_bind().dialect.name != "sqlite" or not _has_pause():
         return
-    has_docs = bind.execute(
-        sa.text("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'agent_search_doc'")
-    ).first()
-    if has_docs is None:
-        return
-    op.execute("CREATE TABLE agent_search_pause (id INTEGER PRIMARY KEY CHECK (id = 1))")
     for statement in _GATED:
         op.execute(statement)
