@@ -56,6 +56,7 @@ __all__ = [
     "JobKind",
     "JobOutcome",
     "JobState",
+    "INTERNAL_ERROR",
     "JobView",
     "Progress",
     "SCHEDULER",
@@ -72,6 +73,11 @@ log = logging.getLogger(LOGGER_NAME)
 
 #: Who a job started by ``serve``'s periodic tasks was started by.
 SCHEDULER = "scheduler"
+
+#: ``result["error"]`` of a job whose work raised something outside the error tree (a
+#: bug: the service log has the traceback); for an ``AgentProvisionError`` it is the
+#: error's class name (``sf_metadata.errors``), e.g. ``SalesforceUnreadable``.
+INTERNAL_ERROR = "internal"
 
 #: A running job's lease lasts this long unless renewed (renewed every third of it).
 LEASE_TTL = timedelta(seconds=60)
@@ -269,8 +275,9 @@ def _heartbeat(progress: Progress, stop: threading.Event, ttl: timedelta) -> Non
 def run_job(progress: Progress, work: Work, *, ttl: timedelta = LEASE_TTL) -> JobView:
     """Run ``work`` for the started job in this thread (heartbeat beside it), record its
     outcome and release the lease; return the finished job. Never raises for a failure
-    of the work (it is recorded); :class:`~sf_metadata.errors.StoreUnavailable` from the
-    final write propagates."""
+    of the work (it is recorded: the problem lines, and ``result["error"]`` naming the
+    error's class or :data:`INTERNAL_ERROR`); :class:`~sf_metadata.errors.StoreUnavailable`
+    from the final write propagates."""
     stop = threading.Event()
     beat = threading.Thread(
         target=_heartbeat, args=(progress, stop, ttl), name=f"job-{progress.job_id}-lease"
@@ -281,11 +288,19 @@ def run_job(progress: Progress, work: Work, *, ttl: timedelta = LEASE_TTL) -> Jo
         try:
             outcome = work(progress)
         except AgentProvisionError as error:
-            outcome = JobOutcome(False, problems=error.problems or (error.message,))
+            # The error's class, so a page can say what to do about it (the problem
+            # lines alone cannot tell a network failure from a refused login).
+            outcome = JobOutcome(
+                False,
+                result={"error": type(error).__name__},
+                problems=error.problems or (error.message,),
+            )
         except Exception:
             log.exception("job %s (%s) failed", progress.job_id, progress.kind)
             outcome = JobOutcome(
-                False, problems=("Internal error: see the service log, then try again",)
+                False,
+                result={"error": INTERNAL_ERROR},
+                problems=("Internal error: see the service log, then try again",),
             )
     finally:
         stop.set()

@@ -105,6 +105,9 @@ def _job_summary(job: JobView) -> dict[str, Any]:
         "steps": [(_STEP_LABELS.get(n, n), at) for n, at in job.steps],
         "trigger": result.get("trigger"),
         "deploy_id": job.deploy_id,
+        # What to do next depends on what failed (``receiver.jobs.run_job``): no error
+        # class is a preflight or deploy that Salesforce answered with problems.
+        "error": result.get("error"),
     }
 
 

@@ -17,10 +17,11 @@ from pydantic import ValidationError
 
 from deployer.deploy import Timing
 from receiver.db import transaction
-from receiver.jobs import JobKind, latest_jobs, start_job
+from receiver.jobs import JobKind, JobOutcome, latest_jobs, run_job, start_job
 from receiver.refresh import serve_timing
 from receiver.salesforce_connection import mark_reconnect, save_connection
 from receiver.settings import Settings
+from sf_metadata.errors import AuthenticationError, SalesforceUnreadable
 from tests.deployer._vcr import HOST, make_vcr
 from tests.receiver.dashboard._harness import Dash, MakeDash
 
@@ -256,3 +257,43 @@ def test_disconnect_forgets_the_connection(make_dash: MakeDash, key: bytes) -> N
     answer = d.post_form(_crm(d) + "/disconnect", {}, page=_crm(d))
     assert answer.status_code == 303
     assert "Not connected." in d.client.get(_crm(d)).text
+
+
+@pytest.mark.parametrize(
+    ("raised", "hint"),
+    [
+        (
+            SalesforceUnreadable("Salesforce could not be reached: connection refused"),
+            "Check that this service can reach the org",
+        ),
+        (
+            AuthenticationError("Salesforce refused the session: INVALID_SESSION_ID"),
+            "Reconnect to Salesforce above",
+        ),
+        (RuntimeError("a bug"), "the service log has the details"),
+        (None, "Fix each problem in Salesforce Setup"),
+    ],
+)
+def test_a_failed_refresh_says_what_to_do_about_what_failed(
+    make_dash: MakeDash, key: bytes, raised: Exception | None, hint: str
+) -> None:
+    """The hint under a failed Refresh Webhook follows what failed: the network, the
+    login, a bug, or problems Salesforce named (a preflight: fixed in Setup)."""
+    d = _dash(make_dash, key)
+    _store(d, key)
+
+    def work(progress: Any) -> JobOutcome:
+        if raised is not None:
+            raise raised
+        return JobOutcome(False, {"outcome": "failed"}, ("Setup › Users: no integration user",))
+
+    run_job(start_job(d.engine, d.org, JobKind.REFRESH_WEBHOOK), work)
+    status = _first_status(d.client.get(_crm(d)).text)
+    assert "Failed" in status and hint in status
+    others = {
+        "Check that this service can reach the org",
+        "Reconnect to Salesforce above",
+        "the service log has the details",
+        "Fix each problem in Salesforce Setup",
+    } - {hint}
+    assert not [other for other in others if other in status]
