@@ -242,8 +242,10 @@ class OrgClient:
                 "the Salesforce session expired again right after logging in: check the "
                 "connected app's session policies"
             )
-        self._relogged = True
         self.sf = self._login(self.credentials, api_version=self.api_version, session=self._session)
+        # Only a login that succeeded counts: one that failed (Salesforce unreachable) is
+        # tried again by the next call, which then says what failed, not "expired again".
+        self._relogged = True
         self.use_version(self.api_version)
 
     def _call(self, fn: Callable[[], Any], what: str, *, missing_ok: bool = False) -> Any:

@@ -19,6 +19,11 @@ and a trigger that does nothing still runs a trigger program for every row: with
 trigger (``bench/reconcile.py``'s rows, SQLite 3.40), about 13 us an agent, on the
 webhook's path too.
 
+On a store downgraded below ``0021`` the insert triggers are back: the batch then closes
+their gate (``agent_search_pause``, as the release before did), or each agent would be
+indexed twice and the ``INSERT OR REPLACE`` would leave the triggers' FTS5 entries
+behind (no delete trigger fires on a replace).
+
 Elsewhere (PostgreSQL: GIN indexes, no triggers; an SQLite build without the trigram
 tokenizer: no search tables) this is ``receiver.db.insert_rows``.
 """
@@ -35,9 +40,15 @@ from receiver.models import Agent
 
 __all__ = ["insert_agents"]
 
-_HAS_SEARCH = sa.text(
-    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'agent_search_doc'"
+# Whether the store has the search tables, and whether the insert trigger of 0010 is
+# there (a store downgraded below 0021): one statement.
+_SEARCH_SCHEMA = sa.text(
+    "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' "
+    "AND name = 'agent_search_doc'), EXISTS (SELECT 1 FROM sqlite_master "
+    "WHERE type = 'trigger' AND name = 'agent_search_agent_ai')"
 )
+_PAUSE = sa.text("INSERT INTO agent_search_pause (id) VALUES (1)")
+_RESUME = sa.text("DELETE FROM agent_search_pause")
 # After the agents' insert, in one statement: the rowid of its last row (the batch's rows
 # are consecutive: SQLite gives each new row the largest rowid plus one) and the last
 # document.
@@ -66,9 +77,20 @@ def insert_agents(session: Session, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
     connection = session.connection()
-    insert_rows(session, Agent, rows)
-    if connection.dialect.name != "sqlite" or connection.execute(_HAS_SEARCH).first() is None:
+    if connection.dialect.name != "sqlite":
+        insert_rows(session, Agent, rows)
         return
-    last_agent, last_doc = connection.execute(_LAST_ROWS).one()
-    connection.execute(_FILL_DOCS, {"after": last_agent - len(rows)})
-    connection.execute(_FILL_INDEX, {"after": last_doc})
+    has_search, has_trigger = connection.execute(_SEARCH_SCHEMA).one()
+    if not has_search:
+        insert_rows(session, Agent, rows)
+        return
+    if has_trigger:
+        connection.execute(_PAUSE)
+    try:
+        insert_rows(session, Agent, rows)
+        last_agent, last_doc = connection.execute(_LAST_ROWS).one()
+        connection.execute(_FILL_DOCS, {"after": last_agent - len(rows)})
+        connection.execute(_FILL_INDEX, {"after": last_doc})
+    finally:
+        if has_trigger:
+            connection.execute(_RESUME)

@@ -49,7 +49,7 @@ from receiver._logging import LOGGER_NAME
 from receiver.db import transaction
 from receiver.job_tables import Job, JobKind, JobLease
 from receiver.job_views import JobState, JobView, get_job, latest_jobs, lease_key, lease_kind
-from sf_metadata.errors import AgentProvisionError, JobBusy
+from sf_metadata.errors import AgentProvisionError, JobBusy, SalesforceError
 
 __all__ = [
     "LEASE_TTL",
@@ -272,12 +272,27 @@ def _heartbeat(progress: Progress, stop: threading.Event, ttl: timedelta) -> Non
             log.warning("job %s could not renew its lease: %s", progress.job_id, error)
 
 
+def _network_cause(error: BaseException) -> bool:
+    """Whether ``error`` was caused by a network failure: an ``OSError`` in its chain of
+    causes and contexts (``requests``' exceptions are ``OSError`` subclasses; a message
+    raised ``from None`` keeps its context)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def run_job(progress: Progress, work: Work, *, ttl: timedelta = LEASE_TTL) -> JobView:
     """Run ``work`` for the started job in this thread (heartbeat beside it), record its
     outcome and release the lease; return the finished job. Never raises for a failure
-    of the work (it is recorded: the problem lines, and ``result["error"]`` naming the
-    error's class or :data:`INTERNAL_ERROR`); :class:`~sf_metadata.errors.StoreUnavailable`
-    from the final write propagates."""
+    of the work (it is recorded: the problem lines, ``result["error"]`` naming the
+    error's class or :data:`INTERNAL_ERROR`, and ``result["unreachable"]`` true for a
+    Salesforce error a network failure caused);
+    :class:`~sf_metadata.errors.StoreUnavailable` from the final write propagates."""
     stop = threading.Event()
     beat = threading.Thread(
         target=_heartbeat, args=(progress, stop, ttl), name=f"job-{progress.job_id}-lease"
@@ -290,11 +305,10 @@ def run_job(progress: Progress, work: Work, *, ttl: timedelta = LEASE_TTL) -> Jo
         except AgentProvisionError as error:
             # The error's class, so a page can say what to do about it (the problem
             # lines alone cannot tell a network failure from a refused login).
-            outcome = JobOutcome(
-                False,
-                result={"error": type(error).__name__},
-                problems=error.problems or (error.message,),
-            )
+            result: dict[str, Any] = {"error": type(error).__name__}
+            if isinstance(error, SalesforceError) and _network_cause(error):
+                result["unreachable"] = True
+            outcome = JobOutcome(False, result=result, problems=error.problems or (error.message,))
         except Exception:
             log.exception("job %s (%s) failed", progress.job_id, progress.kind)
             outcome = JobOutcome(

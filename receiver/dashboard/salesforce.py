@@ -108,6 +108,8 @@ def _job_summary(job: JobView) -> dict[str, Any]:
         # What to do next depends on what failed (``receiver.jobs.run_job``): no error
         # class is a preflight or deploy that Salesforce answered with problems.
         "error": result.get("error"),
+        "unreachable": bool(result.get("unreachable")),
+        "interrupted": job.state.value == "interrupted",
     }
 
 

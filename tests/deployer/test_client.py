@@ -15,7 +15,7 @@ import requests
 
 from deployer.client import OrgClient, RetryingAdapter, retrying_session
 from deployer.credentials import Credentials
-from sf_metadata.errors import SalesforceError
+from sf_metadata.errors import AuthenticationError, SalesforceError
 
 
 class _Script:
@@ -172,3 +172,37 @@ def test_refresh_session_logs_in_again_each_time_asked() -> None:
     assert logins == ["62.0"] * 3
     assert client.instance_url == "https://acme.my.salesforce.com"
     assert client.access_token == "SESSION"
+
+
+def test_a_login_that_failed_is_tried_again_by_the_next_call() -> None:
+    """An expired session whose re-login cannot reach Salesforce says so, call after call,
+    and never 'expired again right after logging in' (no login succeeded)."""
+    from simple_salesforce.exceptions import SalesforceExpiredSession
+
+    logins: list[str] = []
+
+    class Sf:
+        sf_instance = "acme.my.salesforce.com"
+        session_id = "SESSION"
+
+        def query_all(self, soql: str) -> Any:
+            raise SalesforceExpiredSession("https://x", 401, "User", b"INVALID_SESSION_ID")
+
+    def fake_login(credentials: Credentials, *, api_version: str, session: Any) -> Any:
+        logins.append(api_version)
+        if len(logins) > 1:
+            raise SalesforceError("cannot reach Salesforce at https://login.salesforce.com")
+        return Sf()
+
+    client = OrgClient(
+        Credentials(
+            kind="client-credentials", consumer_key="k", consumer_secret="s", domain="acme.my"
+        ),
+        api_version="62.0",
+        login_fn=fake_login,
+    )
+    for _ in range(2):
+        with pytest.raises(SalesforceError, match="cannot reach Salesforce") as caught:
+            client.query("SELECT Id FROM User")
+        assert not isinstance(caught.value, AuthenticationError)
+    assert len(logins) == 3  # the first login, then one attempt per call

@@ -273,3 +273,38 @@ def test_migration_0021_drops_the_insert_triggers_and_its_downgrade_restores_the
         assert schema() == before
     finally:
         engine.dispose()
+
+
+def test_new_agents_on_a_store_downgraded_below_0021_are_indexed_once(
+    database_url: str, make_organization: Any, now: Any
+) -> None:
+    """With the insert triggers back (a downgrade to 0020 while this release still
+    serves), a batch closes their gate: each agent has one document and one FTS5 entry,
+    and the index passes its integrity check against the documents."""
+    from alembic import command
+
+    from receiver.db import _alembic_config, make_engine, migrate
+
+    if not database_url.startswith("sqlite"):
+        pytest.skip("SQLite's search tables")
+    engine = make_engine(database_url)
+    try:
+        migrate(engine)
+        if not _search_tables(engine):
+            pytest.skip("an SQLite build without the trigram tokenizer")
+        with engine.begin() as connection:
+            command.downgrade(_alembic_config(connection), "0020_actors")
+        with transaction(engine) as session:
+            batch, _ = make_organization(session, name="batch")
+            single, _ = make_organization(session, name="single")
+        apply_and_commit(engine, organization=batch.id, message=_message(batch, 12), now=now)
+        _one_at_a_time(engine, single, 3, now)
+        # the integrity check, and each document as the view gives it
+        assert (len(_sqlite_index(engine, batch)), len(_sqlite_index(engine, single))) == (12, 3)
+        with engine.connect() as conn:
+            entries = conn.execute(sa.text("SELECT count(*) FROM agent_search")).scalar_one()
+            paused = conn.execute(sa.text("SELECT count(*) FROM agent_search_pause")).scalar_one()
+        assert (entries, paused) == (15, 0)
+        assert len(_found(engine, batch)["acme.com"]) == 12
+    finally:
+        engine.dispose()

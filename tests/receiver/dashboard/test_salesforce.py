@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import requests
 from pydantic import ValidationError
 
 from deployer.deploy import Timing
@@ -21,7 +22,7 @@ from receiver.jobs import JobKind, JobOutcome, latest_jobs, run_job, start_job
 from receiver.refresh import serve_timing
 from receiver.salesforce_connection import mark_reconnect, save_connection
 from receiver.settings import Settings
-from sf_metadata.errors import AuthenticationError, SalesforceUnreadable
+from sf_metadata.errors import AuthenticationError, SalesforceError, SalesforceUnreadable
 from tests.deployer._vcr import HOST, make_vcr
 from tests.receiver.dashboard._harness import Dash, MakeDash
 
@@ -259,6 +260,20 @@ def test_disconnect_forgets_the_connection(make_dash: MakeDash, key: bytes) -> N
     assert "Not connected." in d.client.get(_crm(d)).text
 
 
+def _from_network() -> SalesforceError:
+    """A Salesforce error raised ``from None`` over a refused connection, as the OAuth
+    token request raises it (its context keeps the cause)."""
+    try:
+        try:
+            raise requests.ConnectionError("refused")
+        except requests.ConnectionError:
+            raise SalesforceError(
+                "cannot reach Salesforce at https://login.salesforce.com"
+            ) from None
+    except SalesforceError as error:
+        return error
+
+
 @pytest.mark.parametrize(
     ("raised", "hint"),
     [
@@ -272,6 +287,7 @@ def test_disconnect_forgets_the_connection(make_dash: MakeDash, key: bytes) -> N
         ),
         (RuntimeError("a bug"), "the service log has the details"),
         (None, "Fix each problem in Salesforce Setup"),
+        (_from_network(), "Check that this service can reach the org"),
     ],
 )
 def test_a_failed_refresh_says_what_to_do_about_what_failed(
@@ -297,3 +313,36 @@ def test_a_failed_refresh_says_what_to_do_about_what_failed(
         "Fix each problem in Salesforce Setup",
     } - {hint}
     assert not [other for other in others if other in status]
+
+
+def test_a_refused_login_without_the_connect_form_names_the_command(
+    make_dash: MakeDash, key: bytes
+) -> None:
+    """No External Client App configured: no Connect form on the page, so the hint names
+    ``org connect`` instead of pointing at a form that is not there."""
+    d = make_dash(secret_key=key.decode())
+    d.sign_in()
+    _store(d, key)
+
+    def work(progress: Any) -> JobOutcome:
+        raise AuthenticationError("Salesforce refused the session: INVALID_SESSION_ID")
+
+    run_job(start_job(d.engine, d.org, JobKind.REFRESH_WEBHOOK), work)
+    status = _first_status(d.client.get(_crm(d)).text)
+    assert f"agent-provision org connect {d.org}" in status
+    assert "above" not in status
+
+
+def test_an_interrupted_refresh_says_the_process_ended(make_dash: MakeDash, key: bytes) -> None:
+    """A Refresh whose worker died (its lease ran out) reads as failed with the deploy it
+    had submitted, not as problems to fix in Setup."""
+    d = _dash(make_dash, key)
+    _store(d, key)
+    crashed = start_job(d.engine, d.org, JobKind.REFRESH_WEBHOOK, clock=d.clock)
+    crashed.step("waiting for Salesforce")
+    crashed.deploy_id("0Af000000000009AAA")
+    d.clock.advance(seconds=61)  # nobody renewed the 60 s lease
+    status = _first_status(d.client.get(_crm(d)).text)
+    assert "Failed" in status and "ended before it finished" in status
+    assert "deploy 0Af000000000009AAA was submitted" in status
+    assert "What to fix" not in status and "Fix each problem" not in status
