@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import delete, update
 from sqlmodel import Session, col
 
-from receiver.agent_search import insert_agents
+from receiver.agent_search import insert_agents, reindex_agents
 from receiver.db import insert_rows
 from receiver.models import Agent, Tombstone
 from sf_metadata.decision import Decision
@@ -77,6 +77,8 @@ def write_effects(
     updated = [_agent_row(org_id, crm, u, now) for crm, u in upserts if not u.insert]
     if updated:
         session.exec(update(Agent), params=updated)
+        # the renamed ones are among them: their search documents, once, set-based
+        reindex_agents(session, [row["id"] for row in updated])
     inserted = [
         {**_agent_row(org_id, crm, u, now), "created_at": now} for crm, u in upserts if u.insert
     ]

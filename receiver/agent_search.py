@@ -1,35 +1,45 @@
-"""Insert agents with the Users search index kept whole: every writer of new ``agent``
-rows goes through :func:`insert_agents` (the apply path's ``receiver._provisioning_write``,
-and test and bench fixtures that store agents directly).
+"""The Users search index kept whole by the writer of agents: every writer of new ``agent``
+rows goes through :func:`insert_agents`, and every update of agents is followed by
+:func:`reindex_agents` (the apply path's ``receiver._provisioning_write``; test and bench
+fixtures that store agents directly use :func:`insert_agents` too).
 
 On SQLite with the search tables (migration ``0010_dashboard_search``), in the caller's
-transaction (so in its savepoint, if any): the agents are inserted, their documents are
-copied from the view ``agent_search_source`` (the values ``0010``'s insert trigger wrote,
-selected by the rowids the insert gave: consecutive up to ``last_insert_rowid()``, as
-SQLite gives each new row the largest rowid plus one) and indexed in FTS5, two set-based
-statements. So at every commit the index holds exactly what the old per-row triggers
-would have written. Updates and deletes of agents are still indexed by ``0010``'s update
-and delete triggers.
+transaction (so in its savepoint, if any), set-based statements:
 
-Why no insert triggers (migration ``0021_search_index_insert`` drops them): FTS5 flushes
-its pending terms at the end of every statement, so a trigger's insert wrote an index
-segment per row (47,500 agents: 2.6 s of CPU, 0.66 s in bulk; ``0014_search_index_bulk``);
-and a trigger that does nothing still runs a trigger program for every row: with
-``0014``'s pause gate, 47,500 agents took 1.12 s to insert against 0.38 s with no insert
-trigger (``bench/reconcile.py``'s rows, SQLite 3.40), about 13 us an agent, on the
-webhook's path too.
+- :func:`insert_agents`: the agents are inserted, their documents are copied from the view
+  ``agent_search_source`` (the values ``0010``'s insert trigger wrote, selected by the
+  rowids the insert gave: consecutive up to ``last_insert_rowid()``, as SQLite gives each
+  new row the largest rowid plus one) and indexed in FTS5: two statements after the insert;
+- :func:`reindex_agents`: the documents of the updated agents that no longer equal the
+  view (a new name or username) are found, their FTS5 entries deleted with the old
+  values, the documents rewritten from the view and indexed again: four statements, as
+  ``0010``'s update triggers did row by row.
 
-On a store downgraded below ``0021`` the insert triggers are back: the batch then closes
-their gate (``agent_search_pause``, as the release before did), or each agent would be
-indexed twice and the ``INSERT OR REPLACE`` would leave the triggers' FTS5 entries
-behind (no delete trigger fires on a replace).
+So at every commit the index holds exactly what the old per-row triggers would have
+written. Deletes are still indexed by ``0010``'s delete triggers.
+
+Why no insert and update triggers (migration ``0021_search_index_by_writer`` drops them):
+FTS5 flushes its pending terms at the end of every statement, so a trigger wrote an index
+segment per row (47,500 new agents: 2.6 s of CPU, 0.66 s in bulk, ``0014_search_index_bulk``;
+100 updated agents over 100,000 stored: 78 ms a message, 25 ms without the triggers); and a
+trigger that does nothing still runs a trigger program for every row: with ``0014``'s pause
+gate, 47,500 agents took 1.12 s to insert against 0.38 s with no insert trigger
+(``bench/reconcile.py``'s rows, SQLite 3.40), about 13 us an agent, on the webhook's path too.
+
+On a store downgraded below ``0021`` the triggers are back: a batch then closes the insert
+triggers' gate (``agent_search_pause``, as the release before did), or each agent would be
+indexed twice and the ``INSERT OR REPLACE`` would leave the triggers' FTS5 entries behind
+(no delete trigger fires on a replace); and :func:`reindex_agents` leaves updates to the
+update triggers.
 
 Elsewhere (PostgreSQL: GIN indexes, no triggers; an SQLite build without the trigram
-tokenizer: no search tables) this is ``receiver.db.insert_rows``.
+tokenizer: no search tables) :func:`insert_agents` is ``receiver.db.insert_rows`` and
+:func:`reindex_agents` does nothing.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import sqlalchemy as sa
@@ -38,14 +48,15 @@ from sqlmodel import Session
 from receiver.db import insert_rows
 from receiver.models import Agent
 
-__all__ = ["insert_agents"]
+__all__ = ["insert_agents", "reindex_agents"]
 
-# Whether the store has the search tables, and whether the insert trigger of 0010 is
-# there (a store downgraded below 0021): one statement.
+# Whether the store has the search tables, and whether the insert and update triggers of
+# 0010 are there (a store downgraded below 0021): one statement.
 _SEARCH_SCHEMA = sa.text(
     "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' "
     "AND name = 'agent_search_doc'), EXISTS (SELECT 1 FROM sqlite_master "
-    "WHERE type = 'trigger' AND name = 'agent_search_agent_ai')"
+    "WHERE type = 'trigger' AND name = 'agent_search_agent_ai'), EXISTS (SELECT 1 FROM "
+    "sqlite_master WHERE type = 'trigger' AND name = 'agent_search_agent_au')"
 )
 _PAUSE = sa.text("INSERT INTO agent_search_pause (id) VALUES (1)")
 _RESUME = sa.text("DELETE FROM agent_search_pause")
@@ -80,7 +91,7 @@ def insert_agents(session: Session, rows: list[dict[str, Any]]) -> None:
     if connection.dialect.name != "sqlite":
         insert_rows(session, Agent, rows)
         return
-    has_search, has_trigger = connection.execute(_SEARCH_SCHEMA).one()
+    has_search, has_trigger, _ = connection.execute(_SEARCH_SCHEMA).one()
     if not has_search:
         insert_rows(session, Agent, rows)
         return
@@ -94,3 +105,53 @@ def insert_agents(session: Session, rows: list[dict[str, Any]]) -> None:
     finally:
         if has_trigger:
             connection.execute(_RESUME)
+
+
+# The documents of the agents in :ids (a JSON array of agent ids) that differ from what the
+# view gives for them now (the columns 0010's update trigger rewrote).
+_STALE = sa.text(
+    "SELECT d.id FROM agent_search_doc AS d JOIN agent_search_source AS s "
+    "ON s.agent_id = d.agent_id "
+    "WHERE d.agent_id IN (SELECT value FROM json_each(:ids)) AND ("
+    "d.organization_id IS NOT s.organization_id OR d.name_key IS NOT s.name_key "
+    "OR d.crm_id IS NOT s.crm_id OR d.name IS NOT s.name OR d.username IS NOT s.username)"
+)
+# Each statement over the documents whose ids are in :docs (a JSON array).
+_UNINDEX = sa.text(
+    "INSERT INTO agent_search (agent_search, rowid, name, username) "
+    "SELECT 'delete', id, name, username FROM agent_search_doc "
+    "WHERE id IN (SELECT value FROM json_each(:docs))"
+)
+_REWRITE = sa.text(
+    "UPDATE agent_search_doc SET organization_id = s.organization_id, "
+    "name_key = s.name_key, crm_id = s.crm_id, name = s.name, username = s.username "
+    "FROM agent_search_source AS s WHERE s.agent_id = agent_search_doc.agent_id "
+    "AND agent_search_doc.id IN (SELECT value FROM json_each(:docs))"
+)
+_INDEX = sa.text(
+    "INSERT INTO agent_search (rowid, name, username) "
+    "SELECT id, name, username FROM agent_search_doc "
+    "WHERE id IN (SELECT value FROM json_each(:docs))"
+)
+
+
+def reindex_agents(session: Session, agent_ids: list[str]) -> int:
+    """After the agents ``agent_ids`` were updated (in this transaction): bring their
+    search documents and FTS5 entries up to date (module docstring); returns how many
+    documents changed (0 where there is nothing to do: PostgreSQL, no search tables, a
+    store whose update triggers did it). Raises what the session raises."""
+    if not agent_ids:
+        return 0
+    connection = session.connection()
+    if connection.dialect.name != "sqlite":
+        return 0
+    has_search, _, has_update_trigger = connection.execute(_SEARCH_SCHEMA).one()
+    if not has_search or has_update_trigger:
+        return 0
+    stale = [row[0] for row in connection.execute(_STALE, {"ids": json.dumps(agent_ids)})]
+    if stale:
+        docs = {"docs": json.dumps(stale)}
+        connection.execute(_UNINDEX, docs)  # the old values: what the index holds
+        connection.execute(_REWRITE, docs)
+        connection.execute(_INDEX, docs)
+    return len(stale)

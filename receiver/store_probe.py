@@ -44,7 +44,7 @@ DEFAULT_DATABASE_URL = "sqlite:///agent_provision.db"
 DATABASE_URL_ENV = "AGENT_PROVISION_DATABASE_URL"
 SECRET_KEY_ENV = "AGENT_PROVISION_SECRET_KEY"
 #: The newest revision in ``receiver/migrations/versions`` (the schema this release reads).
-HEAD_REVISION = "0021_search_index_insert"
+HEAD_REVISION = "0021_search_index_by_writer"
 
 _SQLITE_PREFIXES = ("sqlite:///", "sqlite+pysqlite:///")
 

@@ -51,7 +51,7 @@ UNMODELLED_INDEXES = (
 #: search document table and its FTS5 index with the index's own shadow tables
 #: (``receiver.dashboard.directory``, migration ``0010_dashboard_search``; new agents are
 #: indexed by ``receiver.agent_search``), and the switch of the insert triggers that
-#: ``0014_search_index_bulk`` gated and ``0021_search_index_insert`` dropped (kept for a
+#: ``0014_search_index_bulk`` gated and ``0021_search_index_by_writer`` dropped (kept for a
 #: process of the previous release).
 UNMODELLED_TABLES = (
     "agent_search_doc",

@@ -41,6 +41,7 @@ _QUERIES = [
     "acme.com",
     "x",
     "renamed",
+    "example.org",
 ]
 
 
@@ -155,9 +156,47 @@ def test_a_batch_is_indexed_as_its_agents_one_message_each(
     )
 
 
-def test_the_schema_has_no_insert_trigger_on_agent(engine: Engine) -> None:
-    """Migration 0021: an insert into ``agent`` runs no trigger program (the writer
-    indexes the batch itself); the update and delete triggers stay."""
+def _renamed(message: OutboundMessage) -> OutboundMessage:
+    """The users of ``message`` again (new notification ids), each with a new name and
+    username, a day later; every third keeps its name and username (an update the index
+    ignores)."""
+    notifications = []
+    for i, n in enumerate(message.notifications):
+        fields = {**n.fields, "SystemModstamp": "2026-11-21T10:00:00.000Z"}
+        if i % 3 != 2:
+            fields.update(Name=f"Renamed Person {i}", Username=f"Renamed.User{i}@Example.org")
+        notifications.append(replace(n, notification_id=next_id("04l"), fields=fields))
+    return replace(message, notifications=tuple(notifications))
+
+
+@pytest.mark.parametrize("count", [1, 9, 100])
+def test_an_update_batch_is_indexed_as_its_updates_one_message_each(
+    engine: Engine, make_organization: Any, now: Any, count: int
+) -> None:
+    """Renamed users (new name and username) are found by their new values only, in a
+    message of one, nine or 100 as in one message each; the index stays whole."""
+    bulk, rows = _orgs(engine, make_organization)
+    first = {org.id: _message(org, count) for org in (bulk, rows)}
+    for org in (bulk, rows):
+        apply_and_commit(engine, organization=org.id, message=first[org.id], now=now)
+    renamed = _renamed(first[bulk.id])
+    result = apply_and_commit(engine, organization=bulk.id, message=renamed, now=now)
+    assert len(result.decisions) == count
+    again = _renamed(first[rows.id])
+    for notification in again.notifications:
+        one = replace(again, notifications=(notification,))
+        apply_and_commit(engine, organization=rows.id, message=one, now=now)
+    _assert_same_search(engine, bulk, rows)
+    found = _found(engine, bulk)
+    kept = len(range(2, count, 3))
+    assert len(found["renamed"]) == count - kept
+    assert len(found["acme.com"]) == kept  # the old usernames of the renamed are gone
+    assert len(found["example.org"]) == count - kept
+
+
+def test_the_schema_has_no_insert_or_update_trigger_on_the_search_tables(engine: Engine) -> None:
+    """Migration 0021: an insert or update of ``agent`` runs no trigger program (the
+    writer indexes the batch itself); the delete triggers stay."""
     if engine.dialect.name != "sqlite":
         pytest.skip("SQLite's search tables")
     with engine.connect() as conn:
@@ -165,10 +204,11 @@ def test_the_schema_has_no_insert_trigger_on_agent(engine: Engine) -> None:
         triggers = {name: sql for name, sql in found}
     if not _search_tables(engine):
         pytest.skip("an SQLite build without the trigram tokenizer")
-    assert "agent_search_agent_ai" not in triggers
-    assert "agent_search_doc_ai" not in triggers
-    assert not [name for name, sql in triggers.items() if "INSERT ON" in sql.upper()]
-    assert {"agent_search_agent_au", "agent_search_agent_ad"} <= triggers.keys()
+    assert not [
+        name for name, sql in triggers.items() if "INSERT ON" in sql.upper() or "UPDATE" in name
+    ]
+    assert not [name for name, sql in triggers.items() if " UPDATE " in sql.split("BEGIN")[0]]
+    assert {"agent_search_agent_ad", "agent_search_doc_ad"} <= triggers.keys()
 
 
 def test_a_second_bulk_insert_indexes_only_its_own_agents(
@@ -264,9 +304,14 @@ def test_migration_0021_drops_the_insert_triggers_and_its_downgrade_restores_the
         if "agent_search_pause" not in before:
             pytest.skip("an SQLite build without the trigram tokenizer")
         with engine.begin() as connection:
-            command.upgrade(_alembic_config(connection), "0021_search_index_insert")
+            command.upgrade(_alembic_config(connection), "0021_search_index_by_writer")
         after = schema()
-        assert before.keys() - after.keys() == {"agent_search_agent_ai", "agent_search_doc_ai"}
+        assert before.keys() - after.keys() == {
+            "agent_search_agent_ai",
+            "agent_search_doc_ai",
+            "agent_search_agent_au",
+            "agent_search_doc_au",
+        }
         assert {k: v for k, v in before.items() if k in after} == after
         with engine.begin() as connection:
             command.downgrade(_alembic_config(connection), "0020_actors")
@@ -297,7 +342,8 @@ def test_new_agents_on_a_store_downgraded_below_0021_are_indexed_once(
         with transaction(engine) as session:
             batch, _ = make_organization(session, name="batch")
             single, _ = make_organization(session, name="single")
-        apply_and_commit(engine, organization=batch.id, message=_message(batch, 12), now=now)
+        created = _message(batch, 12)
+        apply_and_commit(engine, organization=batch.id, message=created, now=now)
         _one_at_a_time(engine, single, 3, now)
         # the integrity check, and each document as the view gives it
         assert (len(_sqlite_index(engine, batch)), len(_sqlite_index(engine, single))) == (12, 3)
@@ -306,5 +352,12 @@ def test_new_agents_on_a_store_downgraded_below_0021_are_indexed_once(
             paused = conn.execute(sa.text("SELECT count(*) FROM agent_search_pause")).scalar_one()
         assert (entries, paused) == (15, 0)
         assert len(_found(engine, batch)["acme.com"]) == 12
+        # updates there are indexed by the update triggers alone (once)
+        apply_and_commit(engine, organization=batch.id, message=_renamed(created), now=now)
+        assert len(_sqlite_index(engine, batch)) == 12
+        with engine.connect() as conn:
+            entries = conn.execute(sa.text("SELECT count(*) FROM agent_search")).scalar_one()
+        assert entries == 15
+        assert len(_found(engine, batch)["renamed"]) == 8
     finally:
         engine.dispose()
