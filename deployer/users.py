@@ -177,7 +177,9 @@ class QueryPage:
 @dataclass
 class UserReader:
     """Pages of one SOQL query. ``sleep`` and ``max_attempts``/``base_delay`` bound the
-    backoff (waits of ``base_delay * 2**n`` seconds, at most ``max_delay`` each)."""
+    backoff (waits of ``base_delay * 2**n`` seconds, at most ``max_delay`` each);
+    ``on_wait``, when set, is told each wait before it starts, in words (what failed, the
+    attempt to come, the seconds), so a person watching a run sees why it stands still."""
 
     http: requests.Session
     org: QuerySession
@@ -189,6 +191,7 @@ class UserReader:
     base_delay: float = 2.0
     max_delay: float = 60.0
     sleep: Callable[[float], None] = time.sleep
+    on_wait: Callable[[str], None] | None = None
 
     def __post_init__(self) -> None:
         self.counter.attach(self.http)
@@ -317,6 +320,10 @@ class UserReader:
         retry_after = response.headers.get("Retry-After") if response is not None else None
         if retry_after and retry_after.strip().isdigit():
             delay = min(self.max_delay, max(delay, float(retry_after.strip())))
+        if self.on_wait is not None:
+            self.on_wait(
+                f"{what}: {cause}; attempt {attempt + 1} of {self.max_attempts} in {delay:.0f} s"
+            )
         self.sleep(delay)
 
 

@@ -10,10 +10,10 @@ transaction (so in its savepoint, if any), set-based statements:
   ``agent_search_source`` (the values ``0010``'s insert trigger wrote, selected by the
   rowids the insert gave: consecutive up to ``last_insert_rowid()``, as SQLite gives each
   new row the largest rowid plus one) and indexed in FTS5: two statements after the insert;
-- :func:`reindex_agents`: the documents of the updated agents that no longer equal the
-  view (a new name or username) are found, their FTS5 entries deleted with the old
-  values, the documents rewritten from the view and indexed again: four statements, as
-  ``0010``'s update triggers did row by row.
+- :func:`reindex_agents`: the FTS5 entries of the updated agents whose name or username
+  no longer equals the view's are deleted with the old values, their documents rewritten
+  from the view and indexed again: four statements, as ``0010``'s update triggers did row
+  by row.
 
 So at every commit the index holds exactly what the old per-row triggers would have
 written. Deletes are still indexed by ``0010``'s delete triggers.
@@ -107,26 +107,28 @@ def insert_agents(session: Session, rows: list[dict[str, Any]]) -> None:
             connection.execute(_RESUME)
 
 
-# The documents of the agents in :ids (a JSON array of agent ids) that differ from what the
-# view gives for them now (the columns 0010's update trigger rewrote).
-_STALE = sa.text(
-    "SELECT d.id FROM agent_search_doc AS d JOIN agent_search_source AS s "
-    "ON s.agent_id = d.agent_id "
-    "WHERE d.agent_id IN (SELECT value FROM json_each(:ids)) AND ("
-    "d.organization_id IS NOT s.organization_id OR d.name_key IS NOT s.name_key "
-    "OR d.crm_id IS NOT s.crm_id OR d.name IS NOT s.name OR d.username IS NOT s.username)"
-)
-# Each statement over the documents whose ids are in :docs (a JSON array).
+# Over the documents of the agents in :ids (a JSON array of agent ids), against what the
+# view gives for each now (the columns 0010's update trigger rewrote). First the FTS5
+# entries of those whose name or username changed are deleted, with the old values (what
+# the index holds); then those documents are rewritten, giving their ids back to be
+# indexed again; then any other column that changed is rewritten (never expected: an
+# agent keeps its organization and crm id, and the name key follows the name).
+_IN_IDS = "d.agent_id IN (SELECT value FROM json_each(:ids))"
+_RENAMED = "(d.name IS NOT s.name OR d.username IS NOT s.username)"
 _UNINDEX = sa.text(
     "INSERT INTO agent_search (agent_search, rowid, name, username) "
-    "SELECT 'delete', id, name, username FROM agent_search_doc "
-    "WHERE id IN (SELECT value FROM json_each(:docs))"
+    "SELECT 'delete', d.id, d.name, d.username FROM agent_search_doc AS d "
+    f"JOIN agent_search_source AS s ON s.agent_id = d.agent_id WHERE {_IN_IDS} AND {_RENAMED}"
 )
-_REWRITE = sa.text(
-    "UPDATE agent_search_doc SET organization_id = s.organization_id, "
+_REWRITE = (
+    "UPDATE agent_search_doc AS d SET organization_id = s.organization_id, "
     "name_key = s.name_key, crm_id = s.crm_id, name = s.name, username = s.username "
-    "FROM agent_search_source AS s WHERE s.agent_id = agent_search_doc.agent_id "
-    "AND agent_search_doc.id IN (SELECT value FROM json_each(:docs))"
+    "FROM agent_search_source AS s WHERE s.agent_id = d.agent_id AND " + _IN_IDS + " AND "
+)
+_REWRITE_RENAMED = sa.text(_REWRITE + _RENAMED + " RETURNING id")
+_REWRITE_OTHER = sa.text(
+    _REWRITE + "(d.organization_id IS NOT s.organization_id OR d.name_key IS NOT s.name_key "
+    "OR d.crm_id IS NOT s.crm_id)"
 )
 _INDEX = sa.text(
     "INSERT INTO agent_search (rowid, name, username) "
@@ -137,8 +139,9 @@ _INDEX = sa.text(
 
 def reindex_agents(session: Session, agent_ids: list[str]) -> int:
     """After the agents ``agent_ids`` were updated (in this transaction): bring their
-    search documents and FTS5 entries up to date (module docstring); returns how many
-    documents changed (0 where there is nothing to do: PostgreSQL, no search tables, a
+    search documents and FTS5 entries up to date (module docstring: four statements,
+    ``UPDATE ... FROM ... RETURNING``, SQLite 3.35 or later); returns how many documents
+    were indexed again (0 where there is nothing to do: PostgreSQL, no search tables, a
     store whose update triggers did it). Raises what the session raises."""
     if not agent_ids:
         return 0
@@ -148,10 +151,10 @@ def reindex_agents(session: Session, agent_ids: list[str]) -> int:
     has_search, _, has_update_trigger = connection.execute(_SEARCH_SCHEMA).one()
     if not has_search or has_update_trigger:
         return 0
-    stale = [row[0] for row in connection.execute(_STALE, {"ids": json.dumps(agent_ids)})]
-    if stale:
-        docs = {"docs": json.dumps(stale)}
-        connection.execute(_UNINDEX, docs)  # the old values: what the index holds
-        connection.execute(_REWRITE, docs)
-        connection.execute(_INDEX, docs)
-    return len(stale)
+    ids = {"ids": json.dumps(agent_ids)}
+    connection.execute(_UNINDEX, ids)
+    renamed = [row[0] for row in connection.execute(_REWRITE_RENAMED, ids)]
+    connection.execute(_REWRITE_OTHER, ids)
+    if renamed:
+        connection.execute(_INDEX, {"docs": json.dumps(renamed)})
+    return len(renamed)

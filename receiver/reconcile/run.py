@@ -127,6 +127,13 @@ def read_users(
     :class:`~sf_metadata.errors.SalesforceUnreadable` / ``AuthenticationError``."""
     sink = progress or NoProgress()
     sink.phase("reading")
+    waits: list[str] = []
+
+    def waiting(text: str) -> None:  # the reader backs off: say why the run stands still
+        waits.append(text)
+        sink.phase(f"reading, waiting: {text}")
+
+    reader.on_wait = waiting
     reader.check_organization(salesforce_org_id)
     soql = user_query(reader.custom_fields(), since=since, overlap=DEFAULT_OVERLAP, ids=ids)
     users: list[ReadUser] = []
@@ -141,6 +148,9 @@ def read_users(
     newest_text = b""  # the newest SystemModstamp text of the users left unparsed
     stamp_in = _SOQL_STAMP.search
     for page in read_ahead(reader.raw_pages(soql)):
+        if waits:  # answered after a wait: reading again
+            waits.clear()
+            sink.phase("reading")
         if first:
             sink.total(page.total_size)
             first = False

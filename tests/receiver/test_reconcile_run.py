@@ -334,3 +334,46 @@ def test_a_user_who_collides_on_every_run_keeps_one_parked_change(receiver: Rece
     assert receiver.usernames()[sf_id("005", 2)] == "shared@acme.com"
     assert receiver.agents()[sf_id("005", 2)].data["name"] == "Renamed"
     assert _parked_rows(receiver) == []
+
+
+class _Phases:
+    """A progress sink keeping every phase it is told."""
+
+    def __init__(self) -> None:
+        self.phases: list[str] = []
+
+    def phase(self, name: str) -> None:
+        self.phases.append(name)
+
+    def total(self, users: int) -> None:
+        pass
+
+    def advance(self, users: int) -> None:
+        pass
+
+
+def test_a_run_that_waits_for_salesforce_says_why_then_reads_on(receiver: Receiver) -> None:
+    """Salesforce answers 503 twice: the run's progress says what failed and which attempt
+    comes when, then goes back to reading, and the run is applied."""
+    fake = FakeSalesforce(receiver.salesforce_org_id, [make_user_record(n) for n in (1, 2)])
+    reader = fake.reader()
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        fake.unavailable = len(waits) < 2  # up again after the second wait
+
+    reader.sleep = sleep
+    fake.unavailable = True
+    sink = _Phases()
+    result = reconcile(receiver.engine, receiver.name, reader, progress=sink)
+    assert result.status == "applied" and result.counts["create"] == 2
+    assert waits == [2.0, 4.0]
+    said = [p for p in sink.phases if p.startswith("reading, waiting: ")]
+    assert said == [
+        "reading, waiting: the Organization query: Salesforce answered HTTP 503; "
+        "attempt 2 of 6 in 2 s",
+        "reading, waiting: the Organization query: Salesforce answered HTTP 503; "
+        "attempt 3 of 6 in 4 s",
+    ]
+    assert "reading" in sink.phases[sink.phases.index(said[-1]) + 1 :]
