@@ -291,20 +291,38 @@ def _from_network() -> SalesforceError:
     ],
 )
 def test_a_failed_refresh_says_what_to_do_about_what_failed(
-    make_dash: MakeDash, key: bytes, raised: Exception | None, hint: str
+    make_dash: MakeDash,
+    key: bytes,
+    raised: Exception | None,
+    hint: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The hint under a failed Refresh Webhook follows what failed: the network, the
-    login, a bug, or problems Salesforce named (a preflight: fixed in Setup)."""
+    login, a bug, or problems Salesforce named (a preflight: fixed in Setup); the step
+    it failed at is marked, and a raised error is in the service log too."""
     d = _dash(make_dash, key)
     _store(d, key)
 
     def work(progress: Any) -> JobOutcome:
+        progress.step("preflight")
         if raised is not None:
             raise raised
         return JobOutcome(False, {"outcome": "failed"}, ("Setup › Users: no integration user",))
 
-    run_job(start_job(d.engine, d.org, JobKind.REFRESH_WEBHOOK), work)
-    status = _first_status(d.client.get(_crm(d)).text)
+    caplog.set_level("WARNING", logger="agent_provision")
+    job = run_job(start_job(d.engine, d.org, JobKind.REFRESH_WEBHOOK), work)
+    page = d.client.get(_crm(d)).text
+    assert re.search(
+        r"Preflight: checking the org[^<]*<time[^>]*>[^<]*</time> <strong>failed here</strong>",
+        page,
+    )
+    if isinstance(raised, SalesforceError):
+        logged = [r.getMessage() for r in caplog.records]
+        assert (
+            f"job {job.id} (refresh-webhook) of organization {d.org} failed: {raised.message}"
+            in logged
+        )
+    status = _first_status(page)
     assert "Failed" in status and hint in status
     others = {
         "Check that this service can reach the org",
@@ -328,9 +346,11 @@ def test_a_refused_login_without_the_connect_form_names_the_command(
         raise AuthenticationError("Salesforce refused the session: INVALID_SESSION_ID")
 
     run_job(start_job(d.engine, d.org, JobKind.REFRESH_WEBHOOK), work)
-    status = _first_status(d.client.get(_crm(d)).text)
+    page = d.client.get(_crm(d)).text
+    status = _first_status(page)
     assert f"agent-provision org connect {d.org}" in status
     assert "above" not in status
+    assert "This connection was stored from the command line" in page
 
 
 def test_an_interrupted_refresh_says_the_process_ended(make_dash: MakeDash, key: bytes) -> None:
@@ -346,3 +366,4 @@ def test_an_interrupted_refresh_says_the_process_ended(make_dash: MakeDash, key:
     assert "Failed" in status and "ended before it finished" in status
     assert "deploy 0Af000000000009AAA was submitted" in status
     assert "What to fix" not in status and "Fix each problem" not in status
+    assert "<strong>stopped here</strong>" in d.client.get(_crm(d)).text
