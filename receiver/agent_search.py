@@ -115,10 +115,15 @@ def insert_agents(session: Session, rows: list[dict[str, Any]]) -> None:
 # agent keeps its organization and crm id, and the name key follows the name).
 _IN_IDS = "d.agent_id IN (SELECT value FROM json_each(:ids))"
 _RENAMED = "(d.name IS NOT s.name OR d.username IS NOT s.username)"
+# In rowid order: FTS5 keeps its pending terms sorted by rowid and writes them out as a
+# segment whenever a smaller rowid than the last one comes, so rowids in the order of the
+# message (random) wrote a segment per agent (100 updates over 100,000 agents: 15.6 ms to
+# unindex and 13.6 ms to index again in the order given, 0.9 and 0.7 ms in rowid order).
 _UNINDEX = sa.text(
     "INSERT INTO agent_search (agent_search, rowid, name, username) "
     "SELECT 'delete', d.id, d.name, d.username FROM agent_search_doc AS d "
-    f"JOIN agent_search_source AS s ON s.agent_id = d.agent_id WHERE {_IN_IDS} AND {_RENAMED}"
+    f"JOIN agent_search_source AS s ON s.agent_id = d.agent_id WHERE {_IN_IDS} AND {_RENAMED} "
+    "ORDER BY d.id"
 )
 _REWRITE = (
     "UPDATE agent_search_doc AS d SET organization_id = s.organization_id, "
@@ -133,7 +138,7 @@ _REWRITE_OTHER = sa.text(
 _INDEX = sa.text(
     "INSERT INTO agent_search (rowid, name, username) "
     "SELECT id, name, username FROM agent_search_doc "
-    "WHERE id IN (SELECT value FROM json_each(:docs))"
+    "WHERE id IN (SELECT value FROM json_each(:docs)) ORDER BY id"
 )
 
 
