@@ -149,6 +149,18 @@ def test_an_unreachable_metadata_api_keeps_the_connection_error_as_cause() -> No
     assert isinstance(caught.value.__cause__, requests.ConnectionError)
 
 
+def _refreshable_client(login_fn: Any) -> OrgClient:
+    """A client whose credentials can log in again (client credentials), logging in with
+    ``login_fn``."""
+    return OrgClient(
+        Credentials(
+            kind="client-credentials", consumer_key="k", consumer_secret="s", domain="acme.my"
+        ),
+        api_version="62.0",
+        login_fn=login_fn,
+    )
+
+
 def test_refresh_session_logs_in_again_each_time_asked() -> None:
     logins: list[str] = []
 
@@ -160,13 +172,7 @@ def test_refresh_session_logs_in_again_each_time_asked() -> None:
         logins.append(api_version)
         return Sf()
 
-    client = OrgClient(
-        Credentials(
-            kind="client-credentials", consumer_key="k", consumer_secret="s", domain="acme.my"
-        ),
-        api_version="62.0",
-        login_fn=fake_login,
-    )
+    client = _refreshable_client(fake_login)
     client.refresh_session()
     client.refresh_session()
     assert logins == ["62.0"] * 3
@@ -194,13 +200,7 @@ def test_a_login_that_failed_is_tried_again_by_the_next_call() -> None:
             raise SalesforceError("cannot reach Salesforce at https://login.salesforce.com")
         return Sf()
 
-    client = OrgClient(
-        Credentials(
-            kind="client-credentials", consumer_key="k", consumer_secret="s", domain="acme.my"
-        ),
-        api_version="62.0",
-        login_fn=fake_login,
-    )
+    client = _refreshable_client(fake_login)
     for _ in range(2):
         with pytest.raises(SalesforceError, match="cannot reach Salesforce") as caught:
             client.query("SELECT Id FROM User")

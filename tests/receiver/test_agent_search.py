@@ -84,28 +84,24 @@ def _sqlite_index(engine: Engine, org: Organization) -> list[tuple[Any, ...]]:
         conn.execute(
             sa.text("INSERT INTO agent_search(agent_search, rank) VALUES ('integrity-check', 1)")
         )
-        source = conn.execute(
-            sa.text(
-                "SELECT agent_id, name_key, crm_id, name, username FROM agent_search_source "
-                "WHERE organization_id = :org ORDER BY agent_id"
-            ),
-            {"org": org.id},
-        ).all()
-        stored = conn.execute(
-            sa.text(
-                "SELECT agent_id, name_key, crm_id, name, username FROM agent_search_doc "
-                "WHERE organization_id = :org ORDER BY agent_id"
-            ),
-            {"org": org.id},
-        ).all()
-        assert stored == source  # each agent's document, as the trigger of 0010 wrote it
-        docs = conn.execute(
-            sa.text(
-                "SELECT name_key, name, username FROM agent_search_doc "
-                "WHERE organization_id = :org ORDER BY username"
-            ),
-            {"org": org.id},
-        ).all()
+
+        def rows(columns: str, table: str, order: str) -> list[Any]:
+            return list(
+                conn.execute(
+                    sa.text(
+                        f"SELECT {columns} FROM {table} WHERE organization_id = :org "
+                        f"ORDER BY {order}"
+                    ),
+                    {"org": org.id},
+                )
+            )
+
+        every = "agent_id, name_key, crm_id, name, username"
+        # each agent's document, as the trigger of 0010 wrote it
+        assert rows(every, "agent_search_doc", "agent_id") == rows(
+            every, "agent_search_source", "agent_id"
+        )
+        docs = rows("name_key, name, username", "agent_search_doc", "username")
         agents = conn.execute(
             sa.text("SELECT count(*) FROM agent WHERE organization_id = :org"), {"org": org.id}
         ).scalar_one()
