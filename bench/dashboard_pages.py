@@ -33,10 +33,11 @@ from pydantic import SecretStr
 
 from bench._messages import sf_id
 from bench._stores import fresh_store, postgres_server_url
+from receiver.agent_search import insert_agents
 from receiver.app import create_app
 from receiver.dashboard.operators import add_operator, use_hasher
 from receiver.db import make_engine, migrate, transaction
-from receiver.models import Agent, ProvisioningEvent, ProvisioningMessage
+from receiver.models import ProvisioningEvent, ProvisioningMessage
 from receiver.organizations import add_organization
 from receiver.secrets import new_token
 from receiver.settings import Settings
@@ -85,7 +86,6 @@ def _seed(url: str, agents: int, log_rows: int) -> None:
     with transaction(engine) as session:
         add_organization(session, name=ORG, salesforce_org_id=ORG_ID, key=_key())
         add_operator(session, username="ops", password=PASSWORD)
-    agent = Agent.__table__  # type: ignore[attr-defined]
     message = ProvisioningMessage.__table__  # type: ignore[attr-defined]
     event = ProvisioningEvent.__table__  # type: ignore[attr-defined]
     batch = 5000
@@ -115,7 +115,7 @@ def _seed(url: str, agents: int, log_rows: int) -> None:
                 }
             )
         with transaction(engine) as session:
-            session.execute(agent.insert(), rows)
+            insert_agents(session, rows)
     per_message = 10
     messages = log_rows // per_message
     mid = 0

@@ -16,7 +16,10 @@ transaction (so in its savepoint, if any), set-based statements:
   by row.
 
 So at every commit the index holds exactly what the old per-row triggers would have
-written. Deletes are still indexed by ``0010``'s delete triggers.
+written. Deletes are still indexed by ``0010``'s delete triggers. :func:`repair_index`
+(the hourly store maintenance, ``receiver.maintenance``) indexes what a writer that does
+none of this left behind: a process of an earlier release still serving the migrated
+store, or a fixture.
 
 Why no insert and update triggers (migration ``0021_search_index_by_writer`` drops them):
 FTS5 flushes its pending terms at the end of every statement, so a trigger wrote an index
@@ -43,12 +46,13 @@ import json
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from receiver.db import insert_rows
+from receiver.db import insert_rows, transaction
 from receiver.models import Agent
 
-__all__ = ["insert_agents", "reindex_agents"]
+__all__ = ["insert_agents", "reindex_agents", "repair_index"]
 
 # Whether the store has the search tables, and whether the insert and update triggers of
 # 0010 are there (a store downgraded below 0021): one statement.
@@ -163,3 +167,56 @@ def reindex_agents(session: Session, agent_ids: list[str]) -> int:
     if renamed:
         connection.execute(_INDEX, {"docs": json.dumps(renamed)})
     return len(renamed)
+
+
+# Agents without a document, or whose document differs from the view: (agent id, whether
+# the document is missing).
+_UNINDEXED = sa.text(
+    "SELECT s.agent_id, d.agent_id IS NULL FROM agent_search_source AS s "
+    "LEFT JOIN agent_search_doc AS d ON d.agent_id = s.agent_id "
+    "WHERE d.agent_id IS NULL OR d.organization_id IS NOT s.organization_id "
+    "OR d.name_key IS NOT s.name_key OR d.crm_id IS NOT s.crm_id OR d.name IS NOT s.name "
+    "OR d.username IS NOT s.username"
+)
+_FILL_MISSING = sa.text(
+    "INSERT OR IGNORE INTO agent_search_doc "
+    "(agent_id, organization_id, name_key, crm_id, name, username) "
+    "SELECT agent_id, organization_id, name_key, crm_id, name, username "
+    "FROM agent_search_source WHERE agent_id IN (SELECT value FROM json_each(:ids)) "
+    "ORDER BY agent_rowid"
+)
+
+
+def repair_index(engine: Engine) -> int:
+    """Index every agent whose search document is missing or differs from the view: one
+    scan of the agents in a read-only transaction (so no writer waits on it), then, when
+    it found any, one write transaction for those agents alone: the missing documents
+    written and indexed, the others reindexed (:func:`reindex_agents`, which checks them
+    again under the lock). Returns how many agents the scan found; 0 where there is
+    nothing to do (PostgreSQL, no search tables, a store whose triggers index). Raises
+    ``StoreUnavailable``."""
+    if engine.dialect.name != "sqlite":
+        return 0
+    with transaction(engine, read_only=True) as session:
+        connection = session.connection()
+        has_search, has_insert_trigger, has_update_trigger = connection.execute(
+            _SEARCH_SCHEMA
+        ).one()
+        if not has_search or has_insert_trigger or has_update_trigger:
+            return 0
+        found = connection.execute(_UNINDEXED).all()
+    if not found:
+        return 0
+    missing = [agent_id for agent_id, absent in found if absent]
+    stale = [agent_id for agent_id, absent in found if not absent]
+    with transaction(engine) as session:
+        connection = session.connection()
+        if missing:
+            (last_doc,) = connection.execute(
+                sa.text("SELECT coalesce(max(id), 0) FROM agent_search_doc")
+            ).one()
+            # OR IGNORE: a writer may have indexed one since the scan
+            connection.execute(_FILL_MISSING, {"ids": json.dumps(missing)})
+            connection.execute(_FILL_INDEX, {"after": last_doc})
+        reindex_agents(session, stale)
+    return len(found)

@@ -16,6 +16,10 @@ count for nothing) and dashboard sessions that can never be used again (signed o
 ended by a password change, or past their idle or absolute lifetime,
 ``receiver.dashboard.auth.prune_sessions``).
 
+Agents that their writer did not index for the Users search (a process of an earlier
+release still serving the store) are indexed too (``receiver.agent_search.repair_index``:
+one read-only scan of the agents, then a write transaction only for what it found).
+
 Each table is pruned in batches of :data:`BATCH_SIZE` rows, each batch its own short
 transaction, so the SQLite writer queue (and PostgreSQL's row locks) are held for
 milliseconds at a time and messages keep flowing between batches; one run stops after
@@ -40,6 +44,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
 from receiver._logging import LOGGER_NAME
+from receiver.agent_search import repair_index
 from receiver.db import transaction
 from receiver.models import ProcessedNotification, ProvisioningEvent, ProvisioningMessage
 
@@ -78,6 +83,7 @@ class PruneResult:
     log_messages: int
     sign_in_failures: int = 0
     dashboard_sessions: int = 0
+    search_repaired: int = 0
 
 
 def prune_processed_ids(
@@ -198,7 +204,8 @@ def run_maintenance(
         session_absolute=session_absolute,
         batch_size=batch_size,
     )
-    return PruneResult(processed, messages, failures, sessions)
+    repaired = repair_index(engine)
+    return PruneResult(processed, messages, failures, sessions, repaired)
 
 
 def run_scheduled(engine: Engine, now: datetime, settings: Settings) -> PruneResult:
@@ -227,5 +234,11 @@ def run_scheduled(engine: Engine, now: datetime, settings: Settings) -> PruneRes
             "dashboard session(s)",
             result.sign_in_failures,
             result.dashboard_sessions,
+        )
+    if result.search_repaired:
+        log.warning(
+            "store maintenance: indexed %d agent(s) for the Users search that their writer "
+            "had not indexed (a process of an earlier release?)",
+            result.search_repaired,
         )
     return result

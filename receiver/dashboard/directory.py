@@ -6,7 +6,8 @@ costs, at any number of agents. Search (``?q=``) is a case-insensitive substring
 name or the username, read through a trigram index (migration ``0010_dashboard_search``):
 
 - **SQLite** (3.34 or later): the FTS5 table ``agent_search`` (``trigram`` tokenizer) over
-  the document table ``agent_search_doc``, which triggers keep in step with ``agent``. A
+  the document table ``agent_search_doc``, which the writer of agents keeps in step with
+  ``agent`` (``receiver.agent_search``; deletes by triggers). A
   query of 3 characters or more is an FTS5 phrase (a phrase of trigrams is a substring;
   FTS5 folds the case of every letter); its matches are sorted by the page's key and the
   page's agents read by id, so the cost grows with the number of matches, not of agents;

@@ -9,6 +9,7 @@ them as they were."""
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -357,3 +358,53 @@ def test_new_agents_on_a_store_downgraded_below_0021_are_indexed_once(
         assert len(_found(engine, batch)["renamed"]) == 8
     finally:
         engine.dispose()
+
+
+def test_the_maintenance_indexes_what_a_writer_left_unindexed(
+    engine: Engine, make_organization: Any, now: Any
+) -> None:
+    """An agent renamed, and one inserted, by a writer that does not index (a process of
+    an earlier release): the hourly maintenance finds both and indexes them; a second
+    run finds nothing."""
+    from receiver.db import insert_rows
+    from receiver.maintenance import run_maintenance
+    from receiver.models import Agent
+
+    def run() -> int:
+        return run_maintenance(
+            engine, now=now, processed_retention=timedelta(days=7), log_retention=timedelta(days=90)
+        ).search_repaired
+
+    org, _ = _orgs(engine, make_organization)
+    apply_and_commit(engine, organization=org.id, message=_message(org, 5), now=now)
+    if not _search_tables(engine):
+        assert run() == 0  # PostgreSQL's GIN indexes follow the rows themselves
+        return
+    with transaction(engine) as session:
+        session.execute(
+            sa.text(
+                "UPDATE agent SET data = json_set(data, '$.name', 'Stale Renamed') "
+                "WHERE organization_id = :org AND username_key = 'bulk.user0@acme.com'"
+            ),
+            {"org": org.id},
+        )
+        row = {
+            "id": "agt_unindexed_1",
+            "organization_id": org.id,
+            "crm_id": next_id("005"),
+            "username": "unindexed@acme.com",
+            "username_key": "unindexed@acme.com",
+            "system_modstamp": now,
+            "data": {"name": "Never Indexed"},
+            "created_at": now,
+            "updated_at": now,
+        }
+        insert_rows(session, Agent, [row])
+    before = _found(engine, org)
+    assert (before["renamed"], len(before["acme.com"])) == ([], 5)  # neither is indexed yet
+    assert run() == 2
+    assert len(_sqlite_index(engine, org)) == 6  # the documents equal the view again
+    assert run() == 0
+    found = _found(engine, org)
+    assert [n for n, _ in found["renamed"]] == ["Stale Renamed"]
+    assert len(found["acme.com"]) == 6
