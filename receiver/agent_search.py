@@ -17,7 +17,7 @@ transaction (so in its savepoint, if any), set-based statements:
 
 So at every commit the index holds exactly what the old per-row triggers would have
 written. Deletes are still indexed by ``0010``'s delete triggers. :func:`repair_index`
-(the hourly store maintenance, ``receiver.maintenance``) indexes what a writer that does
+(the daily ``search-index`` task, ``receiver.maintenance``) indexes what a writer that does
 none of this left behind: a process of an earlier release still serving the migrated
 store, or a fixture.
 

@@ -5,6 +5,8 @@
 - ``store-maintenance`` (hourly): prune processed notification ids and the provisioning
   log past their retentions, expired failed sign-ins and ended dashboard sessions, in
   batches, off the request path (``receiver/maintenance.py``).
+- ``search-index`` (daily): index the agents a writer left out of the Users search
+  (``receiver/maintenance.py``, ``check_search_index``).
 - ``reconcile`` (every :data:`RECONCILE_INTERVAL`): an incremental reconcile of every
   enabled organization with a stored connection (``receiver/reconcile/jobs.py``).
 """
@@ -15,7 +17,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Engine
 
-from receiver.maintenance import PRUNE_INTERVAL
+from receiver.maintenance import INDEX_CHECK_INTERVAL, PRUNE_INTERVAL
 from receiver.scheduler import PeriodicTask
 from receiver.settings import Settings
 
@@ -48,6 +50,11 @@ def periodic_tasks(settings: Settings) -> list[PeriodicTask]:
 
         run_scheduled(engine, now, settings)
 
+    def search_index(engine: Engine, now: datetime) -> None:
+        from receiver.maintenance import check_search_index
+
+        check_search_index(engine, now)
+
     def reconcile(engine: Engine, now: datetime) -> None:
         from receiver.reconcile.jobs import scheduled_runs, stored_reader_factory
 
@@ -56,5 +63,6 @@ def periodic_tasks(settings: Settings) -> list[PeriodicTask]:
     return [
         PeriodicTask("keep-alive", timedelta(days=1), keep_alive),
         PeriodicTask("store-maintenance", PRUNE_INTERVAL, store_maintenance),
+        PeriodicTask("search-index", INDEX_CHECK_INTERVAL, search_index),
         PeriodicTask("reconcile", RECONCILE_INTERVAL, reconcile),
     ]

@@ -9,7 +9,6 @@ them as they were."""
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -360,20 +359,22 @@ def test_new_agents_on_a_store_downgraded_below_0021_are_indexed_once(
         engine.dispose()
 
 
-def test_the_maintenance_indexes_what_a_writer_left_unindexed(
+def test_the_daily_check_indexes_what_a_writer_left_unindexed(
     engine: Engine, make_organization: Any, now: Any
 ) -> None:
     """An agent renamed, and one inserted, by a writer that does not index (a process of
-    an earlier release): the hourly maintenance finds both and indexes them; a second
-    run finds nothing."""
+    an earlier release): the daily ``search-index`` task finds both and indexes them; a
+    second run finds nothing."""
     from receiver.db import insert_rows
-    from receiver.maintenance import run_maintenance
+    from receiver.maintenance import check_search_index
     from receiver.models import Agent
+    from receiver.periodic import periodic_tasks
+    from receiver.settings import Settings
+
+    assert "search-index" in [task.name for task in periodic_tasks(Settings())]
 
     def run() -> int:
-        return run_maintenance(
-            engine, now=now, processed_retention=timedelta(days=7), log_retention=timedelta(days=90)
-        ).search_repaired
+        return check_search_index(engine, now)
 
     org, _ = _orgs(engine, make_organization)
     apply_and_commit(engine, organization=org.id, message=_message(org, 5), now=now)
