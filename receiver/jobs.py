@@ -303,8 +303,6 @@ def run_job(progress: Progress, work: Work, *, ttl: timedelta = LEASE_TTL) -> Jo
         try:
             outcome = work(progress)
         except AgentProvisionError as error:
-            # The error's class, so a page can say what to do about it (the problem
-            # lines alone cannot tell a network failure from a refused login).
             log.warning(
                 "job %s (%s) of organization %s failed: %s",
                 progress.job_id,
@@ -312,6 +310,8 @@ def run_job(progress: Progress, work: Work, *, ttl: timedelta = LEASE_TTL) -> Jo
                 progress.organization,
                 "; ".join(error.problems or (error.message,)),
             )
+            # The error's class, so a page can say what to do about it (the problem
+            # lines alone cannot tell a network failure from a refused login).
             result: dict[str, Any] = {"error": type(error).__name__}
             if isinstance(error, SalesforceError) and _network_cause(error):
                 result["unreachable"] = True
