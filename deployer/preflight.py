@@ -264,10 +264,26 @@ def _check_existing_om(client: OrgApi, webhook_url: str) -> list[str]:
     return problems
 
 
+def network_failure(error: BaseException) -> BaseException | None:
+    """The connection failure or timeout (no answer from Salesforce at all) that caused
+    ``error``, as opposed to an answer that refused something: the first
+    ``requests.ConnectionError`` or ``Timeout`` among its causes and contexts (a message
+    raised ``from None``, as the OAuth token request raises it, keeps its context); or
+    ``None``."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, (requests.ConnectionError, requests.Timeout)):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def unreachable(error: BaseException) -> bool:
-    """Whether ``error`` came from a connection that failed or timed out (no answer from
-    Salesforce at all), as opposed to an answer that refused something."""
-    return isinstance(error.__cause__, (requests.ConnectionError, requests.Timeout))
+    """Whether ``error`` came from a connection that failed or timed out
+    (:func:`network_failure`)."""
+    return network_failure(error) is not None
 
 
 def preflight(
@@ -296,9 +312,10 @@ def preflight(
         except AuthenticationError:
             raise
         except SalesforceError as exc:
-            if unreachable(exc):  # said once, not once per check
+            failure = network_failure(exc)
+            if failure is not None:  # said once, not once per check
                 raise SalesforceUnreadable(
-                    f"Salesforce cannot be reached ({type(exc.__cause__).__name__} while "
+                    f"Salesforce cannot be reached ({type(failure).__name__} while "
                     f"{label[0].lower()}{label[1:]}): check the network and the instance URL; "
                     "nothing was changed"
                 ) from exc

@@ -45,6 +45,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 
+from deployer.preflight import unreachable
 from receiver._logging import LOGGER_NAME
 from receiver.db import transaction
 from receiver.job_tables import Job, JobKind, JobLease
@@ -272,26 +273,12 @@ def _heartbeat(progress: Progress, stop: threading.Event, ttl: timedelta) -> Non
             log.warning("job %s could not renew its lease: %s", progress.job_id, error)
 
 
-def _network_cause(error: BaseException) -> bool:
-    """Whether ``error`` was caused by a network failure: an ``OSError`` in its chain of
-    causes and contexts (``requests``' exceptions are ``OSError`` subclasses; a message
-    raised ``from None`` keeps its context)."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        if isinstance(current, OSError):
-            return True
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return False
-
-
 def run_job(progress: Progress, work: Work, *, ttl: timedelta = LEASE_TTL) -> JobView:
     """Run ``work`` for the started job in this thread (heartbeat beside it), record its
     outcome and release the lease; return the finished job. Never raises for a failure
     of the work (it is recorded: the problem lines, ``result["error"]`` naming the
     error's class or :data:`INTERNAL_ERROR`, and ``result["unreachable"]`` true for a
-    Salesforce error a network failure caused);
+    Salesforce error a failed connection caused, ``deployer.preflight.unreachable``);
     :class:`~sf_metadata.errors.StoreUnavailable` from the final write propagates."""
     stop = threading.Event()
     beat = threading.Thread(
@@ -313,7 +300,7 @@ def run_job(progress: Progress, work: Work, *, ttl: timedelta = LEASE_TTL) -> Jo
             # The error's class, so a page can say what to do about it (the problem
             # lines alone cannot tell a network failure from a refused login).
             result: dict[str, Any] = {"error": type(error).__name__}
-            if isinstance(error, SalesforceError) and _network_cause(error):
+            if isinstance(error, SalesforceError) and unreachable(error):
                 result["unreachable"] = True
             outcome = JobOutcome(False, result=result, problems=error.problems or (error.message,))
         except Exception:

@@ -123,7 +123,8 @@ def read_users(
     (kind :data:`CHOSEN`, no watermark: the others were not read). Each record's JSON text is
     digested as read (``UserReader.raw_pages``); one whose digest is one ``digests``
     (crm id -> digest) or ``snapshot`` holds is kept unparsed and unmapped
-    (``sf_metadata.reconcile.read_page``; the plan checks it under the lock). Raises
+    (``sf_metadata.reconcile.read_page``; the plan checks it under the lock). While it
+    reads, ``reader.on_wait`` tells ``progress`` of each back-off. Raises
     :class:`~sf_metadata.errors.SalesforceUnreadable` / ``AuthenticationError``."""
     sink = progress or NoProgress()
     sink.phase("reading")
@@ -133,55 +134,60 @@ def read_users(
         waits.append(text)
         sink.phase(f"reading, waiting: {text}")
 
-    reader.on_wait = waiting
-    reader.check_organization(salesforce_org_id)
-    soql = user_query(reader.custom_fields(), since=since, overlap=DEFAULT_OVERLAP, ids=ids)
-    users: list[ReadUser] = []
-    watermark: datetime | None = None
-    first = True
-    # digest -> crm id (a digest's text holds the Id: one user per digest)
-    known = (
-        snapshot.by_digest
-        if snapshot is not None
-        else {digest: crm for crm, digest in (digests or {}).items()}
-    )
-    newest_text = b""  # the newest SystemModstamp text of the users left unparsed
-    stamp_in = _SOQL_STAMP.search
-    for page in read_ahead(reader.raw_pages(soql)):
-        if waits:  # answered after a wait: reading again
-            waits.clear()
-            sink.phase("reading")
-        if first:
-            sink.total(page.total_size)
-            first = False
-        read = read_page(page.records, known, SALT, page.parse)
-        users += read
-        # The page's newest stamp, in passes over it (no loop per record when all are
-        # known): the decoded users' own, the known ones' SystemModstamp text.
-        stamps: list[datetime] = []
-        if len(read) == len(page.records) and set(map(type, read)) == {KnownUser}:
-            raws: list[Any] = page.records  # the known users' own records, in order
-        else:
-            stamps = [u.stamp for u in read if isinstance(u, QueriedUser) and u.stamp is not None]
-            raws = [u.raw for u in read if isinstance(u, KnownUser)]
-        found = list(map(stamp_in, raws))
-        texts = list(map(_TEXT, found)) if None not in found else [m[1] for m in found if m]
-        if len(texts) != len(raws):  # another format: read from the parsed record
-            stamps += [
-                stamp
-                for raw, m in zip(raws, found, strict=True)
-                if m is None and (stamp := _stamp_of(page.parse(raw))) is not None
-            ]
-        if texts:
-            newest_text = max(newest_text, max(texts))
-        if stamps:
-            newest = max(stamps)
-            watermark = newest if watermark is None or newest > watermark else watermark
-        sink.advance(len(page.records))
-    if newest_text:
-        stamp = _stamp_of({"SystemModstamp": newest_text.decode()})
-        if stamp is not None and (watermark is None or stamp > watermark):
-            watermark = stamp
+    previous, reader.on_wait = reader.on_wait, waiting
+    try:
+        reader.check_organization(salesforce_org_id)
+        soql = user_query(reader.custom_fields(), since=since, overlap=DEFAULT_OVERLAP, ids=ids)
+        users: list[ReadUser] = []
+        watermark: datetime | None = None
+        first = True
+        # digest -> crm id (a digest's text holds the Id: one user per digest)
+        known = (
+            snapshot.by_digest
+            if snapshot is not None
+            else {digest: crm for crm, digest in (digests or {}).items()}
+        )
+        newest_text = b""  # the newest SystemModstamp text of the users left unparsed
+        stamp_in = _SOQL_STAMP.search
+        for page in read_ahead(reader.raw_pages(soql)):
+            if waits:  # answered after a wait: reading again
+                waits.clear()
+                sink.phase("reading")
+            if first:
+                sink.total(page.total_size)
+                first = False
+            read = read_page(page.records, known, SALT, page.parse)
+            users += read
+            # The page's newest stamp, in passes over it (no loop per record when all are
+            # known): the decoded users' own, the known ones' SystemModstamp text.
+            stamps: list[datetime] = []
+            if len(read) == len(page.records) and set(map(type, read)) == {KnownUser}:
+                raws: list[Any] = page.records  # the known users' own records, in order
+            else:
+                stamps = [
+                    u.stamp for u in read if isinstance(u, QueriedUser) and u.stamp is not None
+                ]
+                raws = [u.raw for u in read if isinstance(u, KnownUser)]
+            found = list(map(stamp_in, raws))
+            texts = list(map(_TEXT, found)) if None not in found else [m[1] for m in found if m]
+            if len(texts) != len(raws):  # another format: read from the parsed record
+                stamps += [
+                    stamp
+                    for raw, m in zip(raws, found, strict=True)
+                    if m is None and (stamp := _stamp_of(page.parse(raw))) is not None
+                ]
+            if texts:
+                newest_text = max(newest_text, max(texts))
+            if stamps:
+                newest = max(stamps)
+                watermark = newest if watermark is None or newest > watermark else watermark
+            sink.advance(len(page.records))
+        if newest_text:
+            stamp = _stamp_of({"SystemModstamp": newest_text.decode()})
+            if stamp is not None and (watermark is None or stamp > watermark):
+                watermark = stamp
+    finally:
+        reader.on_wait = previous  # the caller's reader, as it was
     if ids is not None:
         return ReadResult(users, None, reader.counter.calls, CHOSEN)
     return ReadResult(
