@@ -245,7 +245,7 @@ def run_scheduled(engine: Engine, now: datetime, settings: Settings) -> PruneRes
 INDEX_CHECK_INTERVAL = timedelta(days=1)
 
 
-def check_search_index(engine: Engine, now: datetime) -> int:
+def check_search_index(engine: Engine) -> int:
     """The ``search-index`` periodic task (``receiver/periodic.py``): index the agents a
     writer left unindexed (``receiver.agent_search.repair_index``; a process of an
     earlier release still serving the store), logged when there were any; returns how

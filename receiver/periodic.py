@@ -53,7 +53,7 @@ def periodic_tasks(settings: Settings) -> list[PeriodicTask]:
     def search_index(engine: Engine, now: datetime) -> None:
         from receiver.maintenance import check_search_index
 
-        check_search_index(engine, now)
+        check_search_index(engine)
 
     def reconcile(engine: Engine, now: datetime) -> None:
         from receiver.reconcile.jobs import scheduled_runs, stored_reader_factory

@@ -374,7 +374,7 @@ def test_the_daily_check_indexes_what_a_writer_left_unindexed(
     assert "search-index" in [task.name for task in periodic_tasks(Settings())]
 
     def run() -> int:
-        return check_search_index(engine, now)
+        return check_search_index(engine)
 
     org, _ = _orgs(engine, make_organization)
     apply_and_commit(engine, organization=org.id, message=_message(org, 5), now=now)
